@@ -1,0 +1,183 @@
+"""Compile a model into a bundle: model library + weight shards + config + tokenizer + manifest.
+
+Bundles live in a content-addressed cache: the key hashes the weights' fingerprint, the config,
+the preset, the target, TVM's version and the engine's own source, so compiling the same inputs
+again is a cache hit and any change to a kernel invalidates old bundles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from harness.cache import cache_dir
+from harness.errors import UserError
+from harness.models.sources.base import LoadedModel
+from harness.quantization import QuantPreset
+from harness.versioning import code_version
+
+from . import targets
+
+BUNDLE_FORMAT = 1
+ENGINE_DIR = Path(__file__).resolve().parent
+LIB_NAMES = {"llvm": "model.so", "cuda": "model.so", "android-cpu": "model.tar", "opencl": "model.tar"}
+
+
+def engine_source_hash() -> str:
+    """Hash of the code that shapes a bundle (engine, quantization, model config)."""
+    h = hashlib.sha256()
+    roots = [ENGINE_DIR, ENGINE_DIR.parents[1] / "quantization.py", ENGINE_DIR.parents[1] / "models" / "config.py"]
+    for root in roots:
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        for f in files:
+            h.update(f.relative_to(ENGINE_DIR.parents[1]).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
+    import tvm
+
+    payload = {
+        "format": BUNDLE_FORMAT,
+        "weights": model.fingerprint,
+        "config": model.config.model_dump(mode="json"),
+        "preset": preset.name,
+        "target": target,
+        "host_cores": targets.host_cores() if target == "llvm" else None,
+        "tvm": tvm.__version__,
+        "engine": engine_source_hash(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def bundle_path(model: LoadedModel, preset: QuantPreset, target: str) -> Path:
+    key = bundle_key(model, preset, target)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+    return cache_dir("bundles") / f"{safe}-{preset.name}-{target}-{key[:16]}"
+
+
+def compile_model(model: LoadedModel, preset: QuantPreset, target: str = "llvm", *, force: bool = False, log=print) -> Path:
+    """Compile (or find in the cache) the bundle for model x preset x target; returns its folder."""
+    out = bundle_path(model, preset, target)
+    if (out / "manifest.json").is_file() and not force:
+        log(f"bundle cache hit: {out}")
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        _build_into(work, model, preset, target, log)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)  # atomic: a crash never leaves a half bundle under the final name
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        if exc.errno == 28:
+            raise UserError(f"disk full while writing the bundle under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere") from None
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name: str, log) -> None:
+    import tvm
+    from tvm import relax
+
+    from .model import DecoderLM
+    from .weights import convert, write_shards
+
+    target = targets.resolve(target_name)
+    t0 = time.perf_counter()
+    module = DecoderLM(model.config, preset, target)
+    mod, named_params = module.export_tvm(spec=module.get_default_spec())
+    t_export = time.perf_counter() - t0
+    log(f"exported {model.name} ({len(named_params)} parameters) in {t_export:.1f}s; compiling for {target_name}")
+
+    t0 = time.perf_counter()
+    with target:
+        executable = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
+    lib_name = LIB_NAMES[target_name]
+    _export_library(executable, work / lib_name, target_name)
+    t_compile = time.perf_counter() - t0
+    log(f"compiled in {t_compile:.1f}s; packing weights ({preset.name})")
+
+    t0 = time.perf_counter()
+    expected = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in named_params}
+    meta = write_shards(convert(model, preset), expected, work / "params")
+    t_pack = time.perf_counter() - t0
+    (work / "params" / "order.json").write_text(json.dumps([name for name, _ in named_params]))
+
+    (work / "config.json").write_text(model.config.model_dump_json(indent=1))
+    if model.tokenizer is not None:
+        if model.tokenizer.tokenizer_json:
+            (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
+        tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
+        (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
+
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "model": model.name,
+        "architecture": model.config.arch,
+        "params": model.config.param_count(),
+        "weights": model.weights,
+        "source": model.source,
+        "quantization": preset.name,
+        "quantization_detail": preset.description,
+        "compute_dtype": "float32",
+        "target": target_name,
+        "target_detail": str(target),
+        "library": lib_name,
+        "weight_bytes": meta["total_bytes"],
+        "tvm_version": tvm.__version__,
+        "code_version": code_version(),
+        "engine_hash": engine_source_hash(),
+        "timings_s": {"export": round(t_export, 3), "compile": round(t_compile, 3), "pack": round(t_pack, 3)},
+    }
+    manifest["files"] = {p.relative_to(work).as_posix(): _sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
+
+
+def _export_library(executable, path: Path, target_name: str) -> None:
+    if targets.is_host_runnable(target_name):
+        executable.export_library(str(path))
+        return
+    # Phone targets: keep the generated objects/sources; linking needs the Android NDK.
+    from tvm.contrib import tar as tar_util
+
+    ndk_cc = os.environ.get("TVM_NDK_CC")
+    if ndk_cc:
+        from tvm.contrib import ndk
+
+        executable.export_library(str(path.with_suffix(".so")), fcompile=ndk.create_shared)
+    executable.export_library(str(path), fcompile=tar_util.tar)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_bundle(bundle: Path) -> dict:
+    """Check every file against the manifest; a damaged bundle is an error naming the file."""
+    manifest_path = bundle / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{bundle} is not a bundle (no manifest.json); compile it with `slm-bench compile`")
+    manifest = json.loads(manifest_path.read_text())
+    for name, digest in manifest["files"].items():
+        p = bundle / name
+        if not p.is_file():
+            raise UserError(f"bundle file {p} is missing; recompile with `slm-bench compile --force`")
+        if _sha256(p) != digest:
+            raise UserError(f"bundle file {p} does not match its manifest hash; recompile with `slm-bench compile --force`")
+    return manifest

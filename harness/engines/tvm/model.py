@@ -1,0 +1,82 @@
+"""The decoder-only LM the engine compiles, with the entry points the runtime calls.
+
+Entry points (MLC-LLM's shape, so a bundle reads like one of theirs):
+  embed(input_ids[s] int32)                     -> hidden [1, s, H]
+  prefill(hidden [1, s, H], kv_cache)           -> logits [1, 1, V] of the last position, kv_cache
+  decode(hidden [1, 1, H], kv_cache)            -> logits [1, 1, V], kv_cache
+  create_paged_kv_cache(max_batch, max_total_seq_len, prefill_chunk, page_size, sliding) -> kv_cache
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.relax.frontend import nn
+from tvm.relax.frontend.nn import Tensor, op
+from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
+
+from harness.models.config import ModelConfig
+from harness.quantization import QuantPreset
+
+from . import attention
+from .layers import DTYPE, DecoderLayer, Embedding, Linear, make_norm
+
+
+class DecoderLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, preset: QuantPreset, target):
+        self.cfg, self.target = cfg, target
+        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset)
+        self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i) for i in range(cfg.num_layers)])
+        self.final_norm = make_norm(cfg, cfg.hidden_size)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset)
+
+    def _logits(self, hidden: Tensor) -> Tensor:
+        hidden = self.final_norm(hidden)
+        return self.embed.as_lm_head(hidden) if self.lm_head is None else self.lm_head(hidden)
+
+    def _body(self, hidden: Tensor, cache: PagedKVCache) -> Tensor:
+        for layer in self.layers:
+            hidden = layer(hidden, cache)
+        return hidden
+
+    def embed_tokens(self, input_ids: Tensor) -> Tensor:
+        return op.reshape(self.embed(input_ids), (1, input_ids.shape[0], self.cfg.hidden_size))
+
+    def prefill(self, input_embed: Tensor, paged_kv_cache: PagedKVCache):
+        hidden = self._body(input_embed, paged_kv_cache)
+
+        def last_position(x):
+            from tvm import te
+
+            b, s, d = x.shape
+            return te.compute((b, 1, d), lambda i, _, k: x[i, s - 1, k], name="last_position")
+
+        # Only the last position's logits are needed to sample the first output token.
+        last = op.tensor_expr_op(last_position, "last_position", [hidden])
+        return self._logits(last), paged_kv_cache
+
+    def decode(self, input_embed: Tensor, paged_kv_cache: PagedKVCache):
+        return self._logits(self._body(input_embed, paged_kv_cache)), paged_kv_cache
+
+    def create_paged_kv_cache(self, max_batch_size: tirx.Var, max_total_seq_len: tirx.Var, prefill_chunk_size: tirx.Var, page_size: tirx.Var, support_sliding_window: tirx.Var) -> PagedKVCache:
+        return attention.create_kv_cache(self.cfg, self.target, DTYPE, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
+
+    def get_default_spec(self):
+        h = self.cfg.hidden_size
+        packed = {"param_mode": "packed", "effect_mode": "none"}
+        return nn.spec.ModuleSpec.from_raw(
+            {
+                "embed_tokens": {"input_ids": nn.spec.Tensor(["seq_len"], "int32"), "$": packed},
+                "prefill": {"input_embed": nn.spec.Tensor([1, "seq_len", h], DTYPE), "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache), "$": packed},
+                "decode": {"input_embed": nn.spec.Tensor([1, 1, h], DTYPE), "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache), "$": packed},
+                "create_paged_kv_cache": {
+                    "max_batch_size": int,
+                    "max_total_seq_len": int,
+                    "prefill_chunk_size": int,
+                    "page_size": int,
+                    "support_sliding_window": int,
+                    "$": {"param_mode": "none", "effect_mode": "none"},
+                },
+            },
+            self,
+        )
+

@@ -1,0 +1,85 @@
+"""Load a bundle and run prefill / decode steps on the paged KV cache (one sequence).
+
+Kept free of timing and sampling policy: the runner (``harness.runner``) decides what to time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+
+PAGE_SIZE = 16
+
+
+class TVMSession:
+    def __init__(self, bundle: str | Path, max_seq_len: int | None = None, device: str = "cpu"):
+        import tvm
+        from tvm import relax
+
+        from .weights import load_params
+
+        self.bundle = Path(bundle)
+        self.manifest = json.loads((self.bundle / "manifest.json").read_text())
+        self.config = json.loads((self.bundle / "config.json").read_text())
+        self.vocab_size = self.config["vocab_size"]
+        self.max_seq_len = int(max_seq_len or self.config["context_window"])
+        self.device = tvm.cpu() if device == "cpu" else tvm.cuda()
+        lib_path = self.bundle / self.manifest["library"]
+        try:
+            lib = tvm.runtime.load_module(str(lib_path))
+        except Exception as exc:
+            raise UserError(f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']}, run on a matching host or recompile") from None
+        self.vm = relax.VirtualMachine(lib, self.device)
+        order = json.loads((self.bundle / "params" / "order.json").read_text())
+        self.params = load_params(self.bundle / "params", order, self.device)
+        self._embed = self.vm["embed_tokens"]
+        self._prefill = self.vm["prefill"]
+        self._decode = self.vm["decode"]
+        get = tvm.get_global_func
+        self._add_seq = get("vm.builtin.kv_state_add_sequence")
+        self._remove_seq = get("vm.builtin.kv_state_remove_sequence")
+        self._begin = get("vm.builtin.kv_state_begin_forward")
+        self._end = get("vm.builtin.kv_state_end_forward")
+        self._shape = tvm.runtime.ShapeTuple
+        self._tensor = tvm.runtime.tensor
+        chunk = self.max_seq_len
+        self.kv = self.vm["create_paged_kv_cache"](
+            self._shape([1]), self._shape([self.max_seq_len]), self._shape([chunk]), self._shape([PAGE_SIZE]), self._shape([0])
+        )
+        self._seq_open = False
+        self.length = 0
+
+    def reset(self) -> None:
+        """Start a fresh sequence (drops the cached keys/values)."""
+        if self._seq_open:
+            self._remove_seq(self.kv, 0)
+        self._add_seq(self.kv, 0)
+        self._seq_open = True
+        self.length = 0
+
+    def _forward(self, fn, ids: np.ndarray):
+        n = int(ids.shape[0])
+        if self.length + n > self.max_seq_len:
+            raise UserError(f"sequence of {self.length + n} tokens exceeds the model's window of {self.max_seq_len}; use a shorter L or fewer output tokens")
+        hidden = self._embed(self._tensor(ids.astype(np.int32), self.device), self.params)
+        self._begin(self.kv, self._shape([0]), self._shape([n]))
+        logits, self.kv = fn(hidden, self.kv, self.params)
+        self._end(self.kv)
+        self.length += n
+        return logits
+
+    def prefill(self, ids: np.ndarray):
+        """Run the prompt through the model; returns the last position's logits (a TVM tensor)."""
+        self.reset()
+        return self._forward(self._prefill, ids)
+
+    def decode(self, token: int):
+        return self._forward(self._decode, np.array([token], dtype=np.int32))
+
+    @staticmethod
+    def greedy(logits) -> int:
+        return int(np.argmax(logits.numpy().reshape(-1)))

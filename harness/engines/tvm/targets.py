@@ -1,0 +1,42 @@
+"""Compile targets by name. Targets are dicts (TVM 0.27's form), resolved lazily."""
+
+from __future__ import annotations
+
+import os
+
+from harness.errors import UserError
+
+# name -> (description, whether a runnable library can be linked on this host)
+TARGETS = {
+    "llvm": "the host CPU, features detected (the desktop reference)",
+    "cuda": "NVIDIA GPU (needs a CUDA driver to run)",
+    "android-cpu": "llvm -mtriple=aarch64-linux-android: the phone's ARM64 cores (linking needs the NDK: TVM_NDK_CC)",
+    "opencl": "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the phone)",
+}
+
+
+def host_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve(name: str):
+    """Target name -> tvm.target.Target."""
+    import tvm
+    from tvm.target import codegen
+
+    if name == "llvm":
+        return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": host_cores()})
+    if name == "cuda":
+        return tvm.target.Target({"kind": "cuda", "arch": os.environ.get("SLM_BENCH_CUDA_ARCH", "sm_80")}, host={"kind": "llvm"})
+    if name == "android-cpu":
+        return tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-android", "mattr": ["+neon", "+fullfp16", "+dotprod"], "num-cores": 8})
+    if name == "opencl":
+        return tvm.target.Target({"kind": "opencl", "device": "adreno"}, host={"kind": "llvm", "mtriple": "aarch64-linux-android"})
+    raise UserError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
+
+
+def is_host_runnable(name: str) -> bool:
+    return name in ("llvm", "cuda")

@@ -1,0 +1,180 @@
+"""The one result schema. Every output (journal, CSV, Markdown, HTML, plots) is rendered from it.
+
+Metric definitions (stated once, here and in the README). All durations come from
+``time.perf_counter_ns`` stamps taken around the exact engine calls and kept in ``stamps_ns``:
+
+- ``t_start``  request start: just before the prefill call (tokenization happens before it).
+- ``t_prefill_end``  the prefill call returned (logits for the last prompt position exist).
+- ``t_first``  the first output token has been sampled from those logits.
+- ``t_last``   the last output token has been sampled.
+
+- **prefill_s** = t_prefill_end - t_start
+- **TTFT** (``ttft_s``) = t_first - t_start           (so prefill_s <= ttft_s)
+- **decode_s** = t_last - t_first                     (first token -> last token)
+- **runtime_s** = t_last - t_start
+- **ITPS** = input_tokens / prefill_s                  (input tokens per second)
+- **OTPS** = (output_tokens - 1) / decode_s            (the first token belongs to TTFT)
+
+``input_tokens`` counts the prompt in the *model's* tokenizer after its chat template is
+applied, which is what the engine really processes; ``L`` is the nominal cl100k context length.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+Task = Literal["summ", "qs", "qa"]
+Status = Literal["ok", "failed", "skipped"]
+
+
+class DeviceInfo(BaseModel):
+    """What the device is. Filled by a device backend (local desktop, adb phone)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    serial: str = "local"
+    model: str = ""
+    brand: str = ""
+    soc: str = ""
+    os: str = ""
+    ram_bytes: int | None = None
+    profile: str = ""
+
+
+class DeviceState(BaseModel):
+    """Battery and thermal state sampled before/after a request, where the device has them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    battery_level: float | None = None
+    battery_temp_c: float | None = None
+    cpu_temp_c: float | None = None
+    mem_available_bytes: int | None = None
+
+
+class Stamps(BaseModel):
+    """Raw perf_counter_ns stamps (see module docstring)."""
+
+    t_start: int
+    t_prefill_end: int
+    t_first: int
+    t_last: int
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Record(BaseModel):
+    """One measured request (or one skipped/failed cell)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str = ""
+    model: str
+    params: int | None = None
+    weights: Literal["real", "dummy"] = "real"
+    quantization: str
+    engine: str
+    engine_version: str = ""
+    target: str = ""
+    device: DeviceInfo = Field(default_factory=DeviceInfo)
+    prompt_set: str = ""
+    prompt_id: str
+    task: Task
+    L: int
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    ttft_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    itps: float | None = None
+    otps: float | None = None
+    runtime_s: float | None = None
+    peak_mem_bytes: int | None = None
+    repeat: int = 0
+    warmup: bool = False
+    status: Status = "ok"
+    error: str | None = None
+    output_text: str | None = None
+    device_state_before: DeviceState | None = None
+    device_state_after: DeviceState | None = None
+    stamps_ns: Stamps | None = None
+    code_version: str = ""
+    timestamp: str = Field(default_factory=now_rfc3339)
+
+    @model_validator(mode="after")
+    def _ok_records_carry_metrics(self) -> "Record":
+        if self.status == "ok":
+            missing = [
+                name
+                for name in ("input_tokens", "output_tokens", "prefill_s", "ttft_s", "runtime_s", "itps")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"status=ok record lacks {', '.join(missing)}")
+        return self
+
+    @property
+    def key(self) -> tuple:
+        """Identity of a measurement within a run: what a resumed run checks for."""
+        return (self.model, self.quantization, self.device.serial, self.prompt_id, self.repeat, self.warmup)
+
+
+def metrics_from_stamps(stamps: Stamps, input_tokens: int, output_tokens: int) -> dict[str, float | None]:
+    """Apply the definitions in the module docstring to raw stamps."""
+    ns = 1e-9
+    prefill_s = (stamps.t_prefill_end - stamps.t_start) * ns
+    ttft_s = (stamps.t_first - stamps.t_start) * ns
+    decode_s = (stamps.t_last - stamps.t_first) * ns
+    runtime_s = (stamps.t_last - stamps.t_start) * ns
+    return {
+        "prefill_s": prefill_s,
+        "ttft_s": ttft_s,
+        "decode_s": decode_s,
+        "runtime_s": runtime_s,
+        "itps": input_tokens / prefill_s if prefill_s > 0 else None,
+        "otps": (output_tokens - 1) / decode_s if output_tokens > 1 and decode_s > 0 else None,
+    }
+
+
+class RunSpec(BaseModel):
+    """What a run was asked to measure; stored in ``run.json`` and compared on resume."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model: str
+    quantization: str
+    engine: str = "tvm"
+    target: str = "llvm"
+    device: str = "local"
+    tasks: list[Task] = ["summ", "qs", "qa"]
+    lengths: list[int] = [200, 400, 600, 800, 1000]
+    repeats: int = 5
+    warmup: int = 1
+    max_new_tokens: int = 128
+    cooldown_s: float = 0.0
+    docs: int | None = None  # how many corpus documents; None = all of them
+
+
+class RunInfo(BaseModel):
+    """``run.json``: the spec plus everything needed to interpret the records."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    spec: RunSpec
+    device: DeviceInfo = Field(default_factory=DeviceInfo)
+    prompt_set: str = ""
+    prompt_set_hash: str = ""
+    versions: dict[str, str] = Field(default_factory=dict)
+    code_version: str = ""
+    bundle: dict = Field(default_factory=dict)
+    created: str = Field(default_factory=now_rfc3339)
