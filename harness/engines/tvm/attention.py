@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from tvm import relax as rx
+from tvm.relax.frontend.nn.llm import kv_cache as tvm_kv_cache
 from tvm.relax.frontend.nn.llm.kv_cache import RopeMode, TIRPagedKVCache
 
 from harness.models.config import ModelConfig
 
+from .kernels import attention as cpu_attention
+
+
+@contextlib.contextmanager
+def _our_cpu_kernels():
+    """Swap our parallel CPU kernels in for TVM's serial ones while the cache is declared.
+
+    TIRPagedKVCache looks its CPU kernel factories up by module-level name when it is built;
+    replacing those two names for the duration of the call is the narrowest hook the 0.27 API
+    offers (the alternative is re-declaring its ~40-argument builtin call by hand).
+    """
+    orig_decode, orig_ragged = tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu
+
+    def decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw):
+        if sliding_window:
+            return orig_decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw)
+        return cpu_attention.decode_paged(num_kv_heads, num_qo_heads, head_dim, dtype)
+
+    def ragged(h_kv, h_q, d_qk, d_v, dtype, rope_scaling):
+        return cpu_attention.prefill_ragged(h_kv, h_q, d_qk, d_v, dtype)
+
+    tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = decode, ragged
+    try:
+        yield
+    finally:
+        tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = orig_decode, orig_ragged
+
 
 def create_kv_cache(cfg: ModelConfig, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window):
     """RoPE is applied by the cache (NORMAL mode: to q and k before k is stored), llama3 scaling included."""
+    hook = _our_cpu_kernels() if target.kind.name == "llvm" else contextlib.nullcontext()
+    with hook:
+        return _declare(cfg, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
+
+
+def _declare(cfg, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window):
     return TIRPagedKVCache(
         attn_kind="mha",
         max_batch_size=max_batch_size,

@@ -1,0 +1,217 @@
+"""Parallel, vectorized CPU attention kernels for TVM's paged KV cache.
+
+TVM 0.27 ships CPU attention kernels that run every head and query serially and, in ragged
+prefill, score every key against every query before masking (O(L^2) with no causal skip). At
+L = 1000 they dominate both prefill and decode. These kernels keep the exact signatures of
+``batch_decode_paged_kv`` and ``batch_prefill_ragged_kv`` (so the cache calls them unchanged) and:
+
+- run (query, head) pairs in parallel on the runtime's thread pool;
+- visit only the causally visible keys;
+- use a chunked online softmax: CHUNK scores at a time, one rescale per chunk, not per key;
+- vectorize the dot products (DOT_LANES partial sums) and the V accumulation over head_dim.
+
+RoPE is applied by the cache before these run (RopeMode.NORMAL), so ``rotary_mode`` is unused.
+Sliding-window variants are not replaced.
+"""
+
+from __future__ import annotations
+
+import math
+
+CHUNK = 32  # keys scored per online-softmax step
+DOT_LANES = 8  # partial sums in a q.k dot product
+LOG2E = math.log2(math.e)
+
+
+def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str, page_size: int = 16):
+    from tvm.script import tirx as T
+
+    H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
+    group = H_qo // H_kv
+    parts = D // DOT_LANES
+
+    @T.prim_func(s_tir=True)
+    def batch_decode_paged_kv(
+        Q_handle: T.handle,
+        pages_handle: T.handle,
+        page_table_indptr_handle: T.handle,
+        page_table_values_handle: T.handle,
+        var_length_info: T.handle,
+        k_rope_pos_offset_handle: T.handle,
+        q_rope_position_handle: T.handle,
+        output_handle: T.handle,
+        lse_handle: T.handle,
+        rotary_mode: T.int32,
+        rope_scale: T.float32,
+        rope_theta: T.float32,
+        sm_scale: T.float32,
+    ):
+        T.func_attr({"tirx.is_scheduled": True, "global_symbol": "batch_decode_paged_kv_cpu"})
+        B = T.int32()
+        nnz_pages = T.int32()
+        max_num_pages = T.int32()
+        indptr_off = T.int32()
+        values_off = T.int32()
+        k_rope_off = T.int32()
+        q_rope_off = T.int32()
+        len_off = T.int32()
+        Q = T.match_buffer(Q_handle, (B, H_qo, D), dtype)
+        pages = T.match_buffer(pages_handle, (max_num_pages, 2, H_kv, page_size, D), dtype)
+        page_indptr = T.match_buffer(page_table_indptr_handle, (B + 1,), "int32", elem_offset=indptr_off)
+        page_values = T.match_buffer(page_table_values_handle, (nnz_pages,), "int32", elem_offset=values_off)
+        k_rope_pos_offset = T.match_buffer(k_rope_pos_offset_handle, (B,), "int32", elem_offset=k_rope_off)
+        q_rope_position = T.match_buffer(q_rope_position_handle, (B,), "int32", elem_offset=q_rope_off)
+        output = T.match_buffer(output_handle, (B, H_qo, D), dtype)
+        lse = T.match_buffer(lse_handle, (B, H_qo), "float32")
+        last_page_len = T.match_buffer(var_length_info, (B,), "int32", elem_offset=len_off)
+
+        for bh in T.parallel(B * H_qo):
+            with T.sblock("attn"):
+                T.reads()
+                T.writes()
+                q = T.sblock_alloc_buffer((D,), "float32", scope="local")
+                acc = T.sblock_alloc_buffer((D,), "float32", scope="local")
+                part = T.sblock_alloc_buffer((DOT_LANES,), "float32", scope="local")
+                score = T.sblock_alloc_buffer((CHUNK,), "float32", scope="local")
+                state = T.sblock_alloc_buffer((4,), "float32", scope="local")  # m, sum, chunk max, scale
+                b: T.let[T.int32] = bh // H_qo
+                h: T.let[T.int32] = bh % H_qo
+                hk: T.let[T.int32] = h // group
+                first: T.let[T.int32] = page_indptr[b]
+                npages: T.let[T.int32] = page_indptr[b + 1] - first
+                length: T.let[T.int32] = T.if_then_else(npages > 0, (npages - 1) * page_size + last_page_len[b], 0)
+                for d in T.vectorized(D):
+                    q[d] = T.Cast("float32", Q[b, h, d]) * sm_scale * LOG2E
+                    acc[d] = T.float32(0)
+                state[0] = T.float32(-5e4)
+                state[1] = T.float32(0)
+                for c in T.serial(T.ceildiv(length, CHUNK)):
+                    state[2] = T.float32(-5e4)
+                    for j in T.serial(CHUNK):
+                        if c * CHUNK + j < length:
+                            pos: T.let[T.int32] = c * CHUNK + j
+                            page: T.let[T.int32] = page_values[first + pos // page_size]
+                            for l in T.vectorized(DOT_LANES):
+                                part[l] = T.float32(0)
+                            for p in T.serial(parts):
+                                for l in T.vectorized(DOT_LANES):
+                                    part[l] = part[l] + q[p * DOT_LANES + l] * T.Cast("float32", pages[page, 0, hk, pos % page_size, p * DOT_LANES + l])
+                            score[j] = T.float32(0)
+                            for l in T.serial(DOT_LANES):
+                                score[j] = score[j] + part[l]
+                            state[2] = T.max(state[2], score[j])
+                    state[3] = T.exp2(state[0] - T.max(state[0], state[2]))
+                    state[0] = T.max(state[0], state[2])
+                    state[1] = state[1] * state[3]
+                    for d in T.vectorized(D):
+                        acc[d] = acc[d] * state[3]
+                    for j in T.serial(CHUNK):
+                        if c * CHUNK + j < length:
+                            pos: T.let[T.int32] = c * CHUNK + j
+                            page: T.let[T.int32] = page_values[first + pos // page_size]
+                            score[j] = T.exp2(score[j] - state[0])
+                            state[1] = state[1] + score[j]
+                            for d in T.vectorized(D):
+                                acc[d] = acc[d] + score[j] * T.Cast("float32", pages[page, 1, hk, pos % page_size, d])
+                for d in T.vectorized(D):
+                    output[b, h, d] = T.Cast(dtype, acc[d] / T.max(state[1], T.float32(1e-30)))
+                lse[b, h] = state[0] + T.log2(T.max(state[1], T.float32(1e-30)))
+
+    return batch_decode_paged_kv
+
+
+def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
+    from tvm.script import tirx as T
+
+    group = h_q // h_kv
+    parts = d_qk // DOT_LANES
+
+    @T.prim_func(s_tir=True)
+    def batch_prefill_ragged_kv(
+        var_q: T.handle,
+        var_q_indptr: T.handle,
+        var_k: T.handle,
+        var_v: T.handle,
+        var_kv_indptr: T.handle,
+        var_q_rope_position: T.handle,
+        var_k_rope_pos_offset: T.handle,
+        var_output: T.handle,
+        var_lse: T.handle,
+        causal: T.int32,
+        rotary_mode: T.int32,
+        rope_scale: T.float32,
+        rope_theta: T.float32,
+        sm_scale: T.float32,
+    ):
+        T.func_attr({"tirx.is_scheduled": True, "global_symbol": "batch_prefill_ragged_kv_cpu"})
+        batch_size = T.int32()
+        qo_len = T.int32()
+        kv_len = T.int32()
+        q_indptr_off = T.int32()
+        kv_indptr_off = T.int32()
+        q_rope_off = T.int32()
+        k_rope_off = T.int32()
+        q = T.match_buffer(var_q, (qo_len, h_q, d_qk), dtype)
+        q_indptr = T.match_buffer(var_q_indptr, (batch_size + 1,), "int32", elem_offset=q_indptr_off)
+        k = T.match_buffer(var_k, (kv_len, h_kv, d_qk), dtype)
+        v = T.match_buffer(var_v, (kv_len, h_kv, d_v), dtype)
+        kv_indptr = T.match_buffer(var_kv_indptr, (batch_size + 1,), "int32", elem_offset=kv_indptr_off)
+        q_rope_position = T.match_buffer(var_q_rope_position, (qo_len,), "int32", elem_offset=q_rope_off)
+        k_rope_pos_offset = T.match_buffer(var_k_rope_pos_offset, (batch_size,), "int32", elem_offset=k_rope_off)
+        output = T.match_buffer(var_output, (qo_len, h_q, d_v), dtype)
+        lse = T.match_buffer(var_lse, (qo_len, h_q), "float32")
+
+        for b in T.serial(batch_size):
+            for qh in T.parallel((q_indptr[b + 1] - q_indptr[b]) * h_q):
+                with T.sblock("attn"):
+                    T.reads()
+                    T.writes()
+                    qv = T.sblock_alloc_buffer((d_qk,), "float32", scope="local")
+                    acc = T.sblock_alloc_buffer((d_v,), "float32", scope="local")
+                    part = T.sblock_alloc_buffer((DOT_LANES,), "float32", scope="local")
+                    score = T.sblock_alloc_buffer((CHUNK,), "float32", scope="local")
+                    state = T.sblock_alloc_buffer((4,), "float32", scope="local")
+                    # Heads inner: neighbouring iterations share the query row and the K/V rows.
+                    qi: T.let[T.int32] = qh // h_q
+                    h: T.let[T.int32] = qh % h_q
+                    hk: T.let[T.int32] = h // group
+                    row: T.let[T.int32] = q_indptr[b] + qi
+                    kv_base: T.let[T.int32] = kv_indptr[b]
+                    n_kv: T.let[T.int32] = kv_indptr[b + 1] - kv_base
+                    n_q: T.let[T.int32] = q_indptr[b + 1] - q_indptr[b]
+                    visible: T.let[T.int32] = T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi + 1), n_kv)
+                    for d in T.vectorized(d_qk):
+                        qv[d] = T.Cast("float32", q[row, h, d]) * sm_scale * LOG2E
+                    for d in T.vectorized(d_v):
+                        acc[d] = T.float32(0)
+                    state[0] = T.float32(-5e4)
+                    state[1] = T.float32(0)
+                    for c in T.serial(T.ceildiv(visible, CHUNK)):
+                        state[2] = T.float32(-5e4)
+                        for j in T.serial(CHUNK):
+                            if c * CHUNK + j < visible:
+                                for l in T.vectorized(DOT_LANES):
+                                    part[l] = T.float32(0)
+                                for p in T.serial(parts):
+                                    for l in T.vectorized(DOT_LANES):
+                                        part[l] = part[l] + qv[p * DOT_LANES + l] * T.Cast("float32", k[kv_base + c * CHUNK + j, hk, p * DOT_LANES + l])
+                                score[j] = T.float32(0)
+                                for l in T.serial(DOT_LANES):
+                                    score[j] = score[j] + part[l]
+                                state[2] = T.max(state[2], score[j])
+                        state[3] = T.exp2(state[0] - T.max(state[0], state[2]))
+                        state[0] = T.max(state[0], state[2])
+                        state[1] = state[1] * state[3]
+                        for d in T.vectorized(d_v):
+                            acc[d] = acc[d] * state[3]
+                        for j in T.serial(CHUNK):
+                            if c * CHUNK + j < visible:
+                                score[j] = T.exp2(score[j] - state[0])
+                                state[1] = state[1] + score[j]
+                                for d in T.vectorized(d_v):
+                                    acc[d] = acc[d] + score[j] * T.Cast("float32", v[kv_base + c * CHUNK + j, hk, d])
+                    for d in T.vectorized(d_v):
+                        output[row, h, d] = T.Cast(dtype, acc[d] / T.max(state[1], T.float32(1e-30)))
+                    lse[row, h] = state[0] + T.log2(T.max(state[1], T.float32(1e-30)))
+
+    return batch_prefill_ragged_kv
