@@ -1,0 +1,178 @@
+"""Benchmark one model on one device: the spine of ``slm-bench run``.
+
+prompt suite -> bundle (compiled or cached) -> runner on the device -> one Record per request,
+journaled as it arrives -> report and plots. Rerunning the same spec into the same directory
+measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.results.schema import Record, RunInfo, RunSpec
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    measured: int = 0
+    skipped_done: int = 0
+    failed: int = 0
+    report_files: list[Path] = field(default_factory=list)
+    runner_summary: dict | None = None
+
+
+def run_id_for(spec: RunSpec) -> str:
+    """Deterministic: the same spec maps to the same default directory, so a rerun resumes."""
+    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:8]
+    model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
+    return f"{model}-{spec.quantization}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
+
+
+def plan_requests(prompt_ids: list[str], spec: RunSpec, done: set[tuple], key_of) -> list[tuple[str, int, bool]]:
+    """(prompt_id, repeat, warmup) still to run. A prompt whose repeats are all done needs no warm-up."""
+    plan = []
+    for pid in prompt_ids:
+        todo = [r for r in range(spec.repeats) if key_of(pid, r, False) not in done]
+        if not todo:
+            continue
+        plan += [(pid, w, True) for w in range(spec.warmup)]
+        plan += [(pid, r, False) for r in todo]
+    return plan
+
+
+def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> dict[str, int]:
+    """Input length of each prompt in the model's tokens; refuse L that cannot fit the window."""
+    from harness.models.tokenizer import tokenizer_for_bundle
+
+    tok = tokenizer_for_bundle(bundle, 1 << 30)
+    lengths = {p.id: len(tok.encode_chat(p.text)) for p in prompts}
+    too_long = sorted({p.L for p in prompts if lengths[p.id] + spec.max_new_tokens > context_window})
+    if too_long:
+        fits = sorted({p.L for p in prompts if lengths[p.id] + spec.max_new_tokens <= context_window})
+        raise UserError(
+            f"L={','.join(map(str, too_long))} does not fit the model's context window of {context_window} tokens "
+            f"with {spec.max_new_tokens} output tokens; use --lengths {','.join(map(str, fits)) or '(none fit)'} or fewer --max-new-tokens"
+        )
+    return lengths
+
+
+def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True) -> RunOutcome:
+    from harness.devices import open_device
+    from harness.engines.tvm.compile import compile_model, verify_bundle
+    from harness.models.resolve import resolve_model
+    from harness.paths import results_dir
+    from harness.progress import progress
+    from harness.prompts.suite import load_suite, select
+    from harness.quantization import get_preset
+    from harness.results.journal import Journal
+    from harness.versioning import code_version
+
+    preset = get_preset(spec.quantization)
+    if spec.engine != "tvm":
+        raise UserError(f"engine {spec.engine!r} is not available; this version has the 'tvm' engine")
+    device = open_device(spec.device, spec.target)
+    prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
+    out_dir = Path(out_dir) if out_dir else results_dir() / run_id_for(spec)
+
+    model = resolve_model(spec.model, log=log)
+    bundle = compile_model(model, preset, spec.target, log=log)
+    manifest = verify_bundle(bundle)
+    check_context(prompts, bundle, spec, model.config.context_window)
+
+    device_info = device.info()
+    journal = Journal(out_dir)
+    info = RunInfo(
+        run_id=run_id_for(spec),
+        spec=spec,
+        device=device_info,
+        prompt_set=prompts[0].prompt_set,
+        prompt_set_hash=prompts[0].prompt_set_hash,
+        versions=_versions(manifest),
+        code_version=code_version(),
+        bundle={k: manifest[k] for k in ("model", "architecture", "params", "weights", "quantization", "target", "weight_bytes", "tvm_version", "engine_hash")},
+        device_profile=device.profile.model_dump(),
+        mode=mode,
+    )
+    info = journal.write_run_info(info)
+    template = {
+        "run_id": info.run_id,
+        "model": spec.model,
+        "params": manifest["params"],
+        "weights": manifest["weights"],
+        "quantization": spec.quantization,
+        "engine": "tvm",
+        "engine_version": manifest["tvm_version"],
+        "target": spec.target,
+        "device": device_info.model_dump(),
+        "prompt_set": info.prompt_set,
+        "code_version": info.code_version,
+    }
+
+    def key_of(pid: str, repeat: int, warmup: bool) -> tuple:
+        return Record(**template, prompt_id=pid, task="summ", L=0, repeat=repeat, warmup=warmup, status="skipped").key
+
+    done = journal.done_keys()
+    plan = plan_requests([p.id for p in prompts], spec, done, key_of)
+    outcome = RunOutcome(out_dir=out_dir, skipped_done=len(prompts) * spec.repeats - sum(1 for _, _, w in plan if not w))
+    if not plan:
+        log(f"nothing to measure: all {len(prompts) * spec.repeats} measurements are already in {out_dir}")
+    else:
+        log(f"measuring {len(plan)} requests ({outcome.skipped_done} already done) -> {out_dir}")
+        _measure(device, bundle, prompts, plan, template, spec, mode, journal, outcome, progress)
+
+    if write_reports:
+        outcome.report_files = write_run_reports(out_dir, log)
+    return outcome
+
+
+def _measure(device, bundle, prompts, plan, template, spec, mode, journal, outcome, progress) -> None:
+    remote_bundle = device.deploy(bundle)
+    with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
+        prompts_file = Path(tmp) / "prompts.jsonl"
+        prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
+        runner = device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log")
+        try:
+            with progress(len(plan), "measuring") as bar:
+                for pid, repeat, warmup in plan:
+                    if spec.cooldown_s > 0 and not warmup:
+                        time.sleep(spec.cooldown_s)
+                    before = device.state()
+                    raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
+                    after = device.state()
+                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump()})
+                    journal.append(record)
+                    if record.status == "ok":
+                        outcome.measured += 0 if warmup else 1
+                        bar.advance(f"{pid} r{repeat}{' (warm-up)' if warmup else ''}: ITPS {record.itps:.0f} OTPS {record.otps or 0:.1f} TTFT {record.ttft_s:.2f}s")
+                    else:
+                        outcome.failed += 1
+                        bar.advance(f"{pid} r{repeat} failed")
+                        bar.log(f"{pid} r{repeat}: {record.error}")
+        finally:
+            outcome.runner_summary = runner.close()
+    if outcome.runner_summary:
+        (journal.out_dir / "runner-summary.json").write_text(json.dumps(outcome.runner_summary, indent=1))
+
+
+def write_run_reports(out_dir: Path, log=print) -> list[Path]:
+    """The run's report and plots, rendered from its journal into the run directory."""
+    from harness.report.render import write_report
+
+    outputs = write_report([out_dir], out_dir / "report")
+    log(f"report: {outputs.html}")
+    return outputs.files()
+
+
+def _versions(manifest: dict) -> dict[str, str]:
+    import platform
+
+    import numpy
+
+    return {"python": platform.python_version(), "tvm": manifest["tvm_version"], "numpy": numpy.__version__}

@@ -1,0 +1,93 @@
+"""The one small interface every device implements (desktop, adb phone, emulated phone)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from harness.devices.profiles import DeviceProfile
+from harness.errors import UserError
+from harness.results.schema import DeviceInfo, DeviceState
+
+
+class DeviceGone(UserError):
+    """The device (or the runner on it) disappeared mid-run."""
+
+
+class RunnerProcess:
+    """A runner in ``--serve`` mode behind a pipe: send a command line, read one JSON line back."""
+
+    def __init__(self, proc: subprocess.Popen, describe: str, stderr_path: Path | None = None):
+        # stderr goes to a file, never a pipe: a chatty runner must not block on a full pipe.
+        self.proc, self.describe, self.stderr_path = proc, describe, stderr_path
+
+    def request(self, command: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(command) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise DeviceGone(self._gone_message()) from None
+        return self.read()
+
+    def read(self) -> dict:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise DeviceGone(self._gone_message())
+            line = line.strip()
+            if line.startswith("{"):
+                msg = json.loads(line)
+                if "fatal" in msg:
+                    raise UserError(f"runner on {self.describe} failed to start: {msg['fatal']}")
+                return msg
+
+    def close(self) -> dict | None:
+        summary = None
+        try:
+            if self.proc.poll() is None:
+                summary = self.request({"op": "quit"}).get("summary")
+        except UserError:
+            pass
+        finally:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return summary
+
+    def _gone_message(self) -> str:
+        code = self.proc.poll()
+        err = ""
+        if self.stderr_path is not None and self.stderr_path.is_file():
+            tail = self.stderr_path.read_text(errors="replace").strip().splitlines()[-1:]
+            err = f" ({tail[0][:200]})" if tail else ""
+        return f"the runner on {self.describe} stopped (exit code {code}){err}; records so far are journaled, rerun the same command to resume"
+
+
+class Device(ABC):
+    """What the benchmark needs from a device."""
+
+    serial: str
+    profile: DeviceProfile
+
+    @abstractmethod
+    def info(self) -> DeviceInfo:
+        """Static facts: model, brand, SoC, OS, RAM, matched profile."""
+
+    @abstractmethod
+    def state(self) -> DeviceState:
+        """Battery and thermal state now, where the device has them."""
+
+    @abstractmethod
+    def deploy(self, bundle: Path) -> str:
+        """Make the bundle available on the device; return its path there."""
+
+    @abstractmethod
+    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
+        """Start ``python -m harness.runner ... --serve`` on the device."""
+
+    def hot(self, state: DeviceState, limit_c: float) -> bool:
+        temps = [t for t in (state.battery_temp_c, state.cpu_temp_c) if t is not None]
+        return bool(temps) and max(temps) > limit_c

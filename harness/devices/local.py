@@ -1,0 +1,78 @@
+"""The desktop itself: the fallback device and the reference for phone runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness.devices.base import Device, RunnerProcess
+from harness.devices.profiles import get_profile
+from harness.results.schema import DeviceInfo, DeviceState
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class LocalDevice(Device):
+    def __init__(self, target: str = "llvm"):
+        self.serial = "local"
+        self.profile = get_profile("desktop-cuda" if target == "cuda" else "desktop-cpu")
+
+    def info(self) -> DeviceInfo:
+        import psutil
+
+        return DeviceInfo(
+            serial=self.serial,
+            model=platform.node() or "desktop",
+            brand=platform.system(),
+            soc=_cpu_name(),
+            os=f"{platform.system()} {platform.release()}",
+            ram_bytes=psutil.virtual_memory().total,
+            profile=self.profile.name,
+            cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        )
+
+    def state(self) -> DeviceState:
+        import psutil
+
+        cpu_temp = None
+        try:
+            temps = psutil.sensors_temperatures()
+            readings = [t.current for entries in temps.values() for t in entries if t.current]
+            cpu_temp = max(readings) if readings else None
+        except (AttributeError, OSError):
+            pass
+        battery = None
+        try:
+            bat = psutil.sensors_battery()
+            battery = bat.percent if bat else None
+        except (AttributeError, OSError):
+            pass
+        return DeviceState(battery_level=battery, cpu_temp_c=cpu_temp, mem_available_bytes=psutil.virtual_memory().available)
+
+    def deploy(self, bundle: Path) -> str:
+        return str(bundle)  # already here
+
+    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
+        fd, tpl = tempfile.mkstemp(prefix="slm-bench-template-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(template, f)
+        cmd = [sys.executable, "-m", "harness.runner", bundle_path, str(prompts), "--template", tpl, "--max-new-tokens", str(max_new_tokens), "--mode", mode, "--serve"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env)
+        return RunnerProcess(proc, "the desktop", log_path)

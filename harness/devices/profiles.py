@@ -1,0 +1,74 @@
+"""Device profiles (``device_profiles/*.yaml``): what a kind of device is and how to treat it.
+
+A profile names how to recognise the device (``match``: properties that must all equal), the
+compile target, the memory budget a run may use, and the memory bandwidth that bounds decode.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import UserError
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+
+
+class DeviceProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    kind: str = Field(pattern="^(local|adb)$")
+    match: dict[str, str] = Field(default_factory=dict)  # device properties -> required values
+    compile_target: str
+    memory_budget_bytes: int | None = None  # what a benchmark may use of the device's RAM
+    memory_bandwidth_gbps: float | None = None  # peak DRAM bandwidth, for the decode ceiling
+    bandwidth_source: str | None = None
+    soc: str | None = None
+    getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
+    notes: str | None = None
+
+
+@lru_cache(maxsize=None)
+def load_profiles(folder: Path = PROFILE_DIR) -> dict[str, DeviceProfile]:
+    import yaml
+
+    profiles = {}
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{path}{where}: malformed YAML; fix the file") from None
+        try:
+            profile = DeviceProfile.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}; fix the profile") from None
+        if profile.name != path.stem:
+            raise UserError(f"{path}: name {profile.name!r} must equal the file name {path.stem!r}")
+        profiles[profile.name] = profile
+    return profiles
+
+
+def get_profile(name: str) -> DeviceProfile:
+    profiles = load_profiles()
+    if name not in profiles:
+        raise UserError(f"no device profile {name!r}; available: {', '.join(profiles)}")
+    return profiles[name]
+
+
+def match_profile(kind: str, props: dict[str, str]) -> DeviceProfile | None:
+    """The first profile of this kind whose ``match`` properties all equal the device's."""
+    best = None
+    for profile in load_profiles().values():
+        if profile.kind != kind:
+            continue
+        if all(props.get(k) == v for k, v in profile.match.items()):
+            if best is None or len(profile.match) > len(best.match):
+                best = profile  # the most specific match wins
+    return best

@@ -1,0 +1,155 @@
+"""Load run directories into a DataFrame and summarize the measurements.
+
+One row per Record, with ``device.*`` flattened into columns (``device.serial``,
+``device.model``...) and a ``device`` label column (the device model, else its serial)
+used for grouping. Statistics use only measured records: ``warmup == False`` and
+``status == "ok"``; warmups, failures and skipped cells are kept in the frame for the
+report's bookkeeping but never enter a median.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import UserError
+from harness.results.journal import RECORDS_FILE, RUN_FILE, load, read_run_info
+from harness.results.schema import Record, RunInfo
+
+# Metrics summarized, in report order; only those with at least one value are used.
+METRICS: tuple[str, ...] = ("itps", "otps", "ttft_s", "runtime_s", "input_tokens", "peak_mem_bytes")
+STATS: tuple[str, ...] = ("median", "p10", "p90", "stdev", "cv", "count")
+# One result cell: a model build on a device and engine, for one task and length.
+GROUP_KEYS: tuple[str, ...] = ("model", "quantization", "weights", "device", "engine", "target", "task", "L")
+OVERALL_KEYS: tuple[str, ...] = tuple(k for k in GROUP_KEYS if k != "task")
+# Bulky per-record fields that no table or plot needs.
+_DROPPED = {"output_text", "stamps_ns", "device_state_before", "device_state_after"}
+
+
+@dataclass
+class RunData:
+    """Everything a report or plot needs from a set of run directories."""
+
+    df: pd.DataFrame  # all records, flattened, with `run` (directory name) and `run_dir`
+    infos: dict[str, RunInfo] = field(default_factory=dict)  # run name -> run.json
+    problems: list[str] = field(default_factory=list)  # "<run>/records.jsonl:LINE: reason"
+
+    @property
+    def measured(self) -> pd.DataFrame:
+        return measured(self.df)
+
+
+def load_runs(run_dirs: list[Path | str] | tuple[Path | str, ...]) -> RunData:
+    """Load each run directory (run.json + records.jsonl) into one RunData."""
+    if not run_dirs:
+        raise UserError("no run directory given; fix: pass one or more results/<run> folders")
+    frames, infos, problems, names = [], {}, [], set()
+    for run_dir in map(Path, run_dirs):
+        name = _unique_name(run_dir, names)
+        names.add(name)
+        _check_run_dir(run_dir)
+        info = read_run_info(run_dir)
+        if info is not None:
+            infos[name] = info
+        records, bad_lines = load(run_dir)
+        problems += [f"{name}/{line}" for line in bad_lines]
+        frames.append(records_frame(records, name, run_dir))
+    df = pd.concat(frames, ignore_index=True) if frames else records_frame([], "", Path())
+    return RunData(df=df, infos=infos, problems=problems)
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist; fix: pass a folder written by `slm-bench run`")
+    if not (run_dir / RUN_FILE).exists() and not (run_dir / RECORDS_FILE).exists():
+        raise UserError(f"{run_dir} holds neither {RUN_FILE} nor {RECORDS_FILE}; fix: pass a folder written by `slm-bench run`")
+
+
+def _unique_name(run_dir: Path, taken: set[str]) -> str:
+    """The folder name, made unique when two runs share one (results/a/x vs results/b/x)."""
+    name = run_dir.resolve().name
+    if name not in taken:
+        return name
+    return f"{run_dir.resolve().parent.name}/{name}"
+
+
+def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFrame:
+    """One row per record; nested ``device`` becomes ``device.<field>`` columns."""
+    rows = []
+    for record in records:
+        row = record.model_dump(exclude=_DROPPED)
+        device = row.pop("device") or {}
+        row.update({f"device.{key}": value for key, value in device.items()})
+        row["device"] = device.get("model") or device.get("serial") or "unknown"
+        row["run"] = run
+        row["run_dir"] = str(run_dir)
+        rows.append(row)
+    columns = list(Record.model_fields) + ["device.serial", "device.model", "run", "run_dir"]
+    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[c for c in columns if c not in _DROPPED])
+    return df
+
+
+def measured(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that statistics are computed from: not warmup, status ok."""
+    if df.empty:
+        return df
+    return df[(~df["warmup"].astype(bool)) & (df["status"] == "ok")]
+
+
+def present_metrics(df: pd.DataFrame) -> list[str]:
+    """Metrics of METRICS that have at least one value in ``df``."""
+    return [m for m in METRICS if m in df.columns and df[m].notna().any()]
+
+
+def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFrame:
+    """Per group: ``<metric>_<stat>`` for each present metric, plus ``n`` and ``params``.
+
+    ``df`` may be all records: warmups, failures and skips are filtered out here. Stats:
+    median, p10/p90 (10th/90th percentile, linear interpolation), stdev (sample, ddof=1;
+    empty for a single value), cv = stdev / mean, count (non-missing values).
+    """
+    data = measured(df)
+    metrics = present_metrics(data)
+    if data.empty:
+        return pd.DataFrame(columns=[*by, "n", "params", *(f"{m}_{s}" for m in metrics for s in STATS)])
+    data = data.assign(**{m: pd.to_numeric(data[m], errors="coerce") for m in (*metrics, "params")})
+    groups = data.groupby(list(by), dropna=False, sort=True)
+    parts = [groups.size().rename("n"), groups["params"].max().rename("params")]
+    for metric in metrics:
+        values = groups[metric]
+        stdev = values.std(ddof=1)
+        parts += [
+            values.median().rename(f"{metric}_median"),
+            values.quantile(0.1).rename(f"{metric}_p10"),
+            values.quantile(0.9).rename(f"{metric}_p90"),
+            stdev.rename(f"{metric}_stdev"),
+            (stdev / values.mean()).rename(f"{metric}_cv"),
+            values.count().rename(f"{metric}_count"),
+        ]
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def summarize_overall(df: pd.DataFrame) -> pd.DataFrame:
+    """The per model x L summary with all tasks pooled."""
+    return summarize(df, OVERALL_KEYS)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-task rows followed by pooled rows (``task == "all"``): what summary.csv holds."""
+    overall = summarize_overall(df)
+    overall.insert(list(GROUP_KEYS).index("task"), "task", "all")
+    return pd.concat([summarize(df), overall], ignore_index=True)
+
+
+def status_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: how many records were ok, failed, skipped, and how many were warmups."""
+    if df.empty:
+        return pd.DataFrame(columns=["run", "ok", "failed", "skipped", "warmup"])
+    rows = []
+    for run, part in df.groupby("run", sort=False):
+        warm = part["warmup"].astype(bool)
+        counts = part.loc[~warm, "status"].value_counts()
+        rows.append({"run": run, **{s: int(counts.get(s, 0)) for s in ("ok", "failed", "skipped")}, "warmup": int(warm.sum())})
+    return pd.DataFrame(rows)

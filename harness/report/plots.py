@@ -1,0 +1,307 @@
+"""Plots of a set of runs, as PNG and SVG.
+
+(a) ``<metric>_vs_L``: ITPS, OTPS, TTFT and runtime against context length L, one line
+    per model (median over all tasks) with a p10-p90 band. The OTPS plot also shows each
+    model's decode ceiling when the run knows the device's memory bandwidth and the model's
+    weight bytes: decoding one token streams every weight once, so OTPS cannot exceed
+    bandwidth / weight_bytes.
+(b) ``tradeoff_L<L>``: parameters (log x) against OTPS, ITPS and TTFT at one L, with the
+    Pareto frontier (smaller and faster models) marked.
+(c) ``peak_mem_vs_params``: peak memory against parameters at the same L.
+
+Points measured with ``weights == "dummy"`` (random weights: speed is real, output is not)
+are drawn hollow and labelled "(dummy weights)".
+
+matplotlib is imported inside the functions (the CLI must start without it), and figures
+are drawn through the object API on an Agg canvas: no pyplot state, no GUI backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import UserError
+from harness.report.aggregate import RunData, load_runs, summarize_overall
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+SERIES_KEYS = ("model", "quantization", "weights", "device")
+# metric -> (file stem, y-axis label, title)
+VS_L: dict[str, tuple[str, str, str]] = {
+    "itps": ("itps_vs_L", "ITPS (input tokens/s)", "Prefill speed (ITPS)"),
+    "otps": ("otps_vs_L", "OTPS (output tokens/s)", "Decode speed (OTPS)"),
+    "ttft_s": ("ttft_vs_L", "TTFT (s)", "Time to first token (TTFT)"),
+    "runtime_s": ("runtime_vs_L", "runtime (s)", "Request runtime"),
+}
+# metric -> higher is better?
+TRADEOFF: dict[str, bool] = {"otps": True, "itps": True, "ttft_s": False}
+L_LABEL = "context length L (cl100k tokens)"
+PARAMS_LABEL = "parameters (log scale)"
+
+
+@dataclass
+class Series:
+    """One line/point set: a model build on a device."""
+
+    key: tuple
+    label: str
+    color: str
+    dummy: bool
+    rows: "pd.DataFrame"  # its rows of the overall summary, sorted by L
+
+    @property
+    def marker_face(self) -> str:
+        return "none" if self.dummy else self.color
+
+
+def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | None = None) -> list[Path]:
+    """Draw every plot into ``out_dir``; returns the written files (a .png and .svg per plot).
+
+    ``L`` picks the length of the trade-off and memory plots (default: the largest L that
+    every series measured). Plots without data are still written, saying what is missing,
+    so a report always has the same set of files.
+    """
+    if not isinstance(data, RunData):
+        data = load_runs(data)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    overall = summarize_overall(data.df)
+    series = build_series(overall)
+    scope = describe_scope(overall)
+    ceilings = decode_ceilings(data)
+    written: list[Path] = []
+    for metric, (stem, _, _) in VS_L.items():
+        written += save_figure(plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}), out / stem)
+    length = L if L is not None else default_length(series)
+    _check_length(series, length)
+    written += save_figure(plot_tradeoff(series, length, scope), out / f"tradeoff_L{length}")
+    written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
+    return written
+
+
+# -- data preparation -------------------------------------------------------------------
+
+
+def build_series(overall: "pd.DataFrame") -> list[Series]:
+    """Split the per model x L summary into series with stable colors and legend labels."""
+    if overall.empty:
+        return []
+    several_devices = overall["device"].nunique() > 1
+    palette = [f"C{i}" for i in range(10)]
+    series = []
+    for index, (key, rows) in enumerate(overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)):
+        model, quantization, weights, device = key
+        label = f"{model} ({quantization})" + (f" on {device}" if several_devices else "")
+        dummy = weights == "dummy"
+        if dummy:
+            label += " (dummy weights)"
+        series.append(Series(key, label, palette[index % 10], dummy, rows.sort_values("L")))
+    return series
+
+
+def describe_scope(overall: "pd.DataFrame") -> str:
+    """'device: X · quantization: Y', the line every title carries."""
+    if overall.empty:
+        return "no measurements"
+    devices = ", ".join(sorted(map(str, overall["device"].unique())))
+    quantizations = ", ".join(sorted(map(str, overall["quantization"].unique())))
+    return f"device: {devices} · quantization: {quantizations}"
+
+
+def decode_ceilings(data: RunData) -> dict[tuple, float]:
+    """(model, quantization, device) -> bandwidth-bound OTPS limit, for runs that carry both inputs.
+
+    Needs ``device_profile.memory_bandwidth_gbps`` (GB/s, 1e9 bytes) and ``bundle.weight_bytes``
+    in run.json.
+    """
+    ceilings = {}
+    for info in data.infos.values():
+        profile = getattr(info, "device_profile", None) or {}
+        bandwidth = profile.get("memory_bandwidth_gbps") if isinstance(profile, dict) else None
+        weight_bytes = (info.bundle or {}).get("weight_bytes")
+        if bandwidth and weight_bytes:
+            device = info.device.model or info.device.serial or "unknown"
+            ceilings[(info.spec.model, info.spec.quantization, device)] = bandwidth * 1e9 / weight_bytes
+    return ceilings
+
+
+def default_length(series: list[Series]) -> int:
+    """The largest L that every series measured (else the largest L at all; 0 without data)."""
+    sets = [set(s.rows["L"].astype(int)) for s in series]
+    if not sets:
+        return 0
+    common = set.intersection(*sets)
+    return max(common) if common else max(set.union(*sets))
+
+
+def _check_length(series: list[Series], length: int) -> None:
+    measured = sorted({int(v) for s in series for v in s.rows["L"]})
+    if measured and length not in measured:
+        raise UserError(
+            f"no measurements at L={length}; fix: pass --L with one of the measured lengths {', '.join(map(str, measured))}"
+        )
+
+
+def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool) -> list[int]:
+    """Indices of the points no other point beats, sorted by x.
+
+    A point is beaten when another has no more parameters (x) and an equal-or-better
+    metric (y), and is strictly better in one of the two.
+    """
+    def at_least_as_good(a: float, b: float) -> bool:
+        return a >= b if higher_is_better else a <= b
+
+    front = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        beaten = any(
+            xs[j] <= x and at_least_as_good(ys[j], y) and (xs[j] < x or ys[j] != y)
+            for j in range(len(xs))
+            if j != i
+        )
+        if not beaten:
+            front.append(i)
+    return sorted(front, key=lambda i: xs[i])
+
+
+def points_at(series: list[Series], metric: str, length: int) -> list[tuple[Series, "pd.Series"]]:
+    """(series, its summary row at L) for series that have params and the metric there."""
+    column = f"{metric}_median"
+    points = []
+    for s in series:
+        if column not in s.rows:
+            continue
+        rows = s.rows[(s.rows["L"] == length) & s.rows[column].notna() & s.rows["params"].notna()]
+        if not rows.empty:
+            points.append((s, rows.iloc[0]))
+    return points
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+def new_figure(ncols: int = 1) -> tuple["Figure", list["Axes"]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6 * ncols if ncols > 1 else 7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    return fig, list(axes)
+
+
+def empty_figure(title: str, message: str) -> "Figure":
+    fig, (ax,) = new_figure()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tuple, float]) -> "Figure":
+    """Median of ``metric`` against L per series, with its p10-p90 band (and OTPS ceilings)."""
+    _, ylabel, title = VS_L[metric]
+    full_title = f"{title} vs context length\n{scope}"
+    column = f"{metric}_median"
+    drawn = [s for s in series if column in s.rows and s.rows[column].notna().any()]
+    if not drawn:
+        return empty_figure(full_title, f"no {title} measurements in these runs")
+    fig, (ax,) = new_figure()
+    for s in drawn:
+        rows = s.rows[s.rows[column].notna()]
+        ax.fill_between(rows["L"], rows[f"{metric}_p10"], rows[f"{metric}_p90"], color=s.color, alpha=0.15, linewidth=0)
+        ax.plot(rows["L"], rows[column], marker="o", color=s.color, markerfacecolor=s.marker_face, label=s.label)
+        ceiling = ceilings.get((s.key[0], s.key[1], s.key[3]))
+        if ceiling:
+            ax.axhline(ceiling, color=s.color, linestyle="--", linewidth=1,
+                       label=f"decode ceiling {s.key[0]}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)")
+    ax.set_xticks(sorted({int(v) for s in drawn for v in s.rows["L"]}))
+    ax.set_xlabel(L_LABEL)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_title(full_title)
+    ax.legend(fontsize="small", title="median, band = p10-p90", title_fontsize="small")
+    return fig
+
+
+def plot_tradeoff(series: list[Series], length: int, scope: str) -> "Figure":
+    """Parameters (log x) against OTPS, ITPS and TTFT at ``length``, Pareto frontier marked."""
+    title = f"Size / speed trade-off at L={length}\n{scope}"
+    if not any(points_at(series, metric, length) for metric in TRADEOFF):
+        return empty_figure(title, f"no measurements with a parameter count at L={length}")
+    fig, axes = new_figure(ncols=len(TRADEOFF))
+    for ax, (metric, higher) in zip(axes, TRADEOFF.items()):
+        _draw_tradeoff_panel(ax, points_at(series, metric, length), metric, higher)
+    fig.suptitle(title)
+    return fig
+
+
+def _draw_tradeoff_panel(ax: "Axes", points, metric: str, higher_is_better: bool) -> None:
+    _, ylabel, _ = VS_L[metric]
+    better = "higher" if higher_is_better else "lower"
+    ax.set_title(f"{ylabel.split(' (')[0]}: {better} is better, fewer params is better", fontsize="small")
+    _style_params_axis(ax, ylabel)
+    if not points:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return
+    xs = [float(row["params"]) for _, row in points]
+    ys = [float(row[f"{metric}_median"]) for _, row in points]
+    for (s, row), x, y in zip(points, xs, ys):
+        low, high = row.get(f"{metric}_p10", y), row.get(f"{metric}_p90", y)
+        ax.errorbar(x, y, yerr=[[max(y - low, 0)], [max(high - y, 0)]], fmt="o", color=s.color,
+                    markerfacecolor=s.marker_face, markersize=7, capsize=3, label=s.label)
+        ax.annotate(s.key[0], (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+    front = pareto_front(xs, ys, higher_is_better)
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", color="0.35", zorder=0, label="Pareto frontier")
+    ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=220, facecolors="none", edgecolors="0.35", zorder=0)
+    ax.legend(fontsize="x-small")
+
+
+def plot_peak_memory(series: list[Series], length: int, scope: str) -> "Figure":
+    """Median peak memory (MiB) against parameters at ``length``."""
+    title = f"Peak memory vs parameters at L={length}\n{scope}"
+    points = points_at(series, "peak_mem_bytes", length)
+    if not points:
+        return empty_figure(title, f"no peak-memory measurements with a parameter count at L={length}")
+    fig, (ax,) = new_figure()
+    _style_params_axis(ax, "peak memory (MiB)")
+    for s, row in points:
+        x, y = float(row["params"]), float(row["peak_mem_bytes_median"]) / 2**20
+        ax.plot(x, y, "o", color=s.color, markerfacecolor=s.marker_face, markersize=8, label=s.label)
+        ax.annotate(s.key[0], (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _style_params_axis(ax: "Axes", ylabel: str) -> None:
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    # Models of one study often sit within a decade: label 1-2-5 steps ("100 k", "200 k").
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.15, y=0.1)
+    ax.set_xlabel(PARAMS_LABEL)
+    ax.set_ylabel(ylabel)
+
+
+def save_figure(fig: "Figure", stem: Path) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.svg``."""
+    import matplotlib
+
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    fig.savefig(png, dpi=120)
+    # Text stays text in the SVG (searchable, smaller); no timestamp, so same data -> same file.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "slm-bench"}):
+        fig.savefig(svg, metadata={"Date": None})
+    return [png, svg]

@@ -1,0 +1,327 @@
+"""Render run directories into report.md, report.html (self-contained) and summary.csv.
+
+Tables show, per model x L (all tasks pooled) and per task, the median of each metric with
+its p10-p90 range. With a baseline, each cell instead shows the value and its ratio to the
+baseline's matching cell (same model, quantization, task and L), the way llama.cpp's
+compare-llama-bench reports a speedup. Problems (unreadable journal lines, failed cells,
+mixed prompt sets) are listed first; the metric definitions close the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, get_args
+
+from harness import __version__, paths
+from harness.report.aggregate import (
+    RunData,
+    load_runs,
+    measured,
+    present_metrics,
+    status_counts,
+    summary_table,
+)
+from harness.results import schema
+from harness.results.schema import Task, now_rfc3339
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# metric -> column header; the order of the table columns.
+METRIC_HEADERS: dict[str, str] = {
+    "itps": "ITPS (tok/s)",
+    "otps": "OTPS (tok/s)",
+    "ttft_s": "TTFT (s)",
+    "runtime_s": "runtime (s)",
+    "input_tokens": "input tokens",
+    "peak_mem_bytes": "peak mem (MiB)",
+}
+RANGED = {"itps", "otps", "ttft_s", "runtime_s"}  # metrics whose spread is worth a p10-p90
+BASELINE_KEYS = ("model", "quantization", "task", "L")
+MAX_LISTED_FAILURES = 20
+TASK_ORDER: tuple[str, ...] = get_args(Task)
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class ReportOutputs:
+    """What ``write_report`` wrote, and the summary it computed (for ``--json``)."""
+
+    out_dir: Path
+    markdown: Path
+    html: Path
+    csv: Path
+    plots: list[Path]
+    summary: "pd.DataFrame" = field(repr=False)
+
+    def files(self) -> list[Path]:
+        return [self.markdown, self.html, self.csv, *self.plots]
+
+
+def default_out_dir(run_dirs: list[Path | str]) -> Path:
+    """``<repo>/reports/<run name>``, or ``<repo>/reports/compare-<n>`` for several runs."""
+    name = Path(run_dirs[0]).resolve().name if len(run_dirs) == 1 else f"compare-{len(run_dirs)}"
+    return paths.reports_dir() / name
+
+
+def write_report(
+    run_dirs: list[Path | str],
+    out_dir: Path | str | None = None,
+    baseline: Path | str | list[Path | str] | None = None,
+    L: int | None = None,
+) -> ReportOutputs:
+    """Write report.md, report.html, summary.csv and ``plots/`` for ``run_dirs`` into ``out_dir``."""
+    from harness.report.plots import write_plots
+
+    data = load_runs(list(run_dirs))
+    base = load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline)) if baseline else None
+    out = Path(out_dir) if out_dir is not None else default_out_dir(list(run_dirs))
+    out.mkdir(parents=True, exist_ok=True)
+
+    summary = with_baseline(summary_table(data.df), base)
+    plots = write_plots(data, out / "plots", L=L)
+    title = f"slm-bench report: {out.name}"
+    tables = [runs_table(data), *result_tables(summary, base is not None)]
+    problems = list_problems(data, base)
+    baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
+
+    md_path, html_path, csv_path = out / "report.md", out / "report.html", out / "summary.csv"
+    md_path.write_text(render_markdown(title, baseline_note, problems, tables, plots, out), encoding="utf-8")
+    html_path.write_text(render_html(title, baseline_note, problems, tables, plots), encoding="utf-8")
+    summary.to_csv(csv_path, index=False)
+    return ReportOutputs(out, md_path, html_path, csv_path, plots, summary)
+
+
+# -- content ----------------------------------------------------------------------------
+
+
+def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFrame":
+    """Add ``<metric>_baseline`` (the baseline's median) and ``<metric>_ratio`` (this / baseline)."""
+    if base is None or summary.empty:
+        return summary
+    lookup = baseline_medians(base)
+    summary = summary.copy()
+    for metric in present_metrics(measured(base.df)):
+        column = f"{metric}_median"
+        if column not in summary:
+            continue
+        reference = [lookup.get(_baseline_key(row), {}).get(metric) for _, row in summary.iterrows()]
+        summary[f"{metric}_baseline"] = reference
+        summary[f"{metric}_ratio"] = [
+            value / ref if ref and not _missing(value) else math.nan for value, ref in zip(summary[column], reference)
+        ]
+    return summary
+
+
+def baseline_medians(base: RunData) -> dict[tuple, dict[str, float]]:
+    """(model, quantization, task, L) -> metric medians of the baseline; task "all" pools tasks."""
+    table = summary_table(base.df)
+    metrics = [m for m in METRIC_HEADERS if f"{m}_median" in table]
+    lookup: dict[tuple, dict[str, float]] = {}
+    for _, row in table.iterrows():
+        # Several baseline rows can share a key (two devices): the first one wins, stated in the note.
+        lookup.setdefault(_baseline_key(row), {m: row[f"{m}_median"] for m in metrics})
+    return lookup
+
+
+def _baseline_key(row) -> tuple:
+    return tuple(str(row[k]) if k != "L" else int(row[k]) for k in BASELINE_KEYS)
+
+
+def runs_table(data: RunData) -> Table:
+    counts = {row["run"]: row for _, row in status_counts(data.df).iterrows()}
+    headers = ["run", "run id", "model", "quant", "device", "engine / target", "prompt set", "ok", "failed", "skipped", "warmup", "created"]
+    rows = []
+    for name, info in data.infos.items():
+        c = counts.get(name, {})
+        device = info.device.model or info.device.serial
+        prompt_set = f"{info.prompt_set} {info.prompt_set_hash[:12]}".strip()
+        rows.append([
+            name, info.run_id, info.spec.model, info.spec.quantization, device,
+            f"{info.spec.engine} / {info.spec.target}", prompt_set,
+            *(str(c.get(k, 0)) for k in ("ok", "failed", "skipped", "warmup")), info.created,
+        ])
+    return Table("Runs", headers, rows)
+
+
+def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
+    """The pooled (model x L) table and the per-task table."""
+    if summary.empty:
+        return [Table("Results", ["note"], [["no measured records (status ok, not warmup) in these runs"]])]
+    metrics = [m for m in METRIC_HEADERS if f"{m}_median" in summary]
+    note = (
+        "Cells: value (ratio = this run / baseline). Ratio > 1 is faster for ITPS and OTPS, slower for TTFT and runtime."
+        if compared
+        else "Cells: median [p10-p90] over measured requests (warmups and failures excluded)."
+    )
+    pooled = summary[summary["task"] == "all"]
+    # Tasks in the paper's order (summ, qs, qa) rather than alphabetically.
+    order = {task: i for i, task in enumerate(TASK_ORDER)}
+    per_task = summary[summary["task"] != "all"].sort_values(
+        ["model", "quantization", "weights", "device", "engine", "target", "task", "L"],
+        key=lambda col: col.map(order) if col.name == "task" else col,
+        kind="stable",
+    )
+    return [
+        Table("Overview: model x L (all tasks pooled)", _headers(metrics, with_task=False),
+              [_row(r, metrics, compared, with_task=False) for _, r in pooled.iterrows()], note),
+        Table("Per task", _headers(metrics, with_task=True),
+              [_row(r, metrics, compared, with_task=True) for _, r in per_task.iterrows()], note),
+    ]
+
+
+def _headers(metrics: list[str], with_task: bool) -> list[str]:
+    keys = ["model", "quant", "weights", "device", "engine / target"] + (["task"] if with_task else []) + ["L", "n"]
+    return keys + [METRIC_HEADERS[m] for m in metrics]
+
+
+def _row(row, metrics: list[str], compared: bool, with_task: bool) -> list[str]:
+    engine = f"{row['engine']} / {row['target']}" if row["target"] else str(row["engine"])
+    keys = [row["model"], row["quantization"], row["weights"], row["device"], engine]
+    keys += ([row["task"]] if with_task else []) + [int(row["L"]), int(row["n"])]
+    return [str(k) for k in keys] + [_cell(row, m, compared) for m in metrics]
+
+
+def _cell(row, metric: str, compared: bool) -> str:
+    value = row[f"{metric}_median"]
+    text = format_value(value, metric)
+    if compared:
+        ratio = row.get(f"{metric}_ratio", math.nan)
+        return f"{text} ({'n/a' if _missing(ratio) else f'{ratio:.2f}×'})"
+    if metric in RANGED and not _missing(value):
+        return f"{text} [{format_value(row[f'{metric}_p10'], metric)}-{format_value(row[f'{metric}_p90'], metric)}]"
+    return text
+
+
+def format_value(value, metric: str) -> str:
+    """Three significant digits, no exponent; MiB for memory; '-' when missing."""
+    if _missing(value):
+        return "-"
+    value = float(value)
+    if metric == "peak_mem_bytes":
+        return f"{value / 2**20:,.1f}"
+    if metric == "input_tokens":
+        return f"{value:,.0f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def list_problems(data: RunData, base: RunData | None) -> list[str]:
+    """Unreadable lines, failed cells and mixed prompt sets: what a reader must know first."""
+    problems = list(data.problems) + [f"baseline {p}" for p in (base.problems if base else [])]
+    hashes = {i.prompt_set_hash for i in [*data.infos.values(), *(base.infos.values() if base else [])] if i.prompt_set_hash}
+    if len(hashes) > 1:
+        problems.append(f"the runs used {len(hashes)} different prompt sets ({', '.join(h[:12] for h in sorted(hashes))}); their numbers are not directly comparable")
+    if not data.df.empty:
+        failed = data.df[data.df["status"] == "failed"]
+        for _, row in failed.head(MAX_LISTED_FAILURES).iterrows():
+            problems.append(f"{row['run']}: {row['prompt_id']} repeat {row['repeat']} failed: {row.get('error') or 'no error message'}")
+        if len(failed) > MAX_LISTED_FAILURES:
+            problems.append(f"... and {len(failed) - MAX_LISTED_FAILURES} more failed measurements")
+    return problems
+
+
+def metric_definitions() -> str:
+    """The schema module's docstring: the one place the metrics are defined."""
+    return (schema.__doc__ or "").split("\n", 1)[-1].strip()
+
+
+# -- Markdown ---------------------------------------------------------------------------
+
+
+def render_markdown(title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path], out: Path) -> str:
+    lines = [f"# {title}", "", f"Generated {now_rfc3339()} by slm-bench {__version__}.", ""]
+    if baseline_note:
+        lines += [baseline_note, ""]
+    lines += ["## Problems", ""]
+    lines += [f"- {_md_escape(p)}" for p in problems] or ["None."]
+    for table in tables:
+        lines += ["", f"## {table.title}", ""]
+        if table.note:
+            lines += [table.note, ""]
+        lines += _md_table(table)
+    lines += ["", "## Plots", ""]
+    for png in (p for p in plots if p.suffix == ".png"):
+        rel = png.relative_to(out) if png.is_relative_to(out) else png
+        lines += [f"![{png.stem}]({rel.as_posix()})", ""]
+    lines += ["## Metric definitions", "", metric_definitions(), ""]
+    return "\n".join(lines)
+
+
+def _md_table(table: Table) -> list[str]:
+    def line(cells) -> str:
+        return "| " + " | ".join(_md_escape(c) for c in cells) + " |"
+
+    return [line(table.headers), "|" + "|".join("---" for _ in table.headers) + "|", *(line(r) for r in table.rows)]
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# -- HTML -------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+tbody tr:nth-child(even) { background: #fafafa; }
+.note { color: #555; font-size: .9em; } .problems li { color: #a40000; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: .85em; }
+"""
+
+
+def render_html(title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path]) -> str:
+    """One file with inline CSS and the PNG plots embedded as base64: mail it, open it offline."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="note">Generated {esc(now_rfc3339())} by slm-bench {esc(__version__)}.</p>',
+    ]
+    if baseline_note:
+        parts.append(f"<p>{esc(baseline_note)}</p>")
+    parts.append("<h2>Problems</h2>")
+    if problems:
+        parts.append('<ul class="problems">' + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>")
+    else:
+        parts.append("<p>None.</p>")
+    for table in tables:
+        parts.append(f"<h2>{esc(table.title)}</h2>")
+        if table.note:
+            parts.append(f'<p class="note">{esc(table.note)}</p>')
+        parts.append(_html_table(table))
+    parts.append("<h2>Plots</h2>")
+    for png in (p for p in plots if p.suffix == ".png"):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(f'<figure><img alt="{esc(png.stem)}" src="data:image/png;base64,{data}"><figcaption>{esc(png.stem)}</figcaption></figure>')
+    parts += ["<h2>Metric definitions</h2>", f"<pre>{esc(metric_definitions())}</pre>", "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(table: Table) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+

@@ -1,0 +1,1 @@
+"""The result schema and the on-disk journal of a run."""

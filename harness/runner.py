@@ -1,0 +1,166 @@
+"""The runner: the program that runs where the model runs (desktop now, a phone with Python later).
+
+    python -m harness.runner BUNDLE PROMPTS.jsonl [--template T.json] [--repeats 5] [--warmup 1]
+                             [--max-new-tokens 128] [--mode speed|quality] [--serve]
+
+Contract (a native runner can obey the same one):
+- stdout carries only JSON lines. Each measurement is one line that validates as
+  ``harness.results.schema.Record`` (fields from ``--template`` plus the measured ones, the
+  generated text in ``output_text``); the last line is ``{"summary": {...}}``.
+- Per request: the prompt is rendered with the model's chat template and tokenized *before* the
+  clock starts. Then: ``t_start`` -> prefill call -> ``t_prefill_end`` -> sample first token
+  (greedy) -> ``t_first`` -> decode until ``max_new_tokens`` tokens exist -> ``t_last``. In speed
+  mode EOS is ignored so every request decodes the same number of tokens; quality mode stops at EOS.
+- ``--serve``: instead of running everything, read one JSON command per stdin line —
+  ``{"op": "run", "prompt_id": ..., "repeat": r, "warmup": false}`` -> one record line;
+  ``{"op": "quit"}`` -> the summary line. The host uses this to sample device state and cool down
+  between requests.
+- Errors are reported as a record with ``status: "failed"`` and ``error``; a fatal start-up error is
+  ``{"fatal": "..."}`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from harness.results.schema import Record, Stamps, metrics_from_stamps
+
+
+def peak_rss_bytes() -> int:
+    # ru_maxrss is KiB on Linux (bytes on macOS); the peak of this process so far.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class Runner:
+    def __init__(self, bundle: Path, prompts: dict[str, dict], template: dict, max_new_tokens: int, mode: str):
+        from harness.engines.tvm.runtime import TVMSession
+        from harness.models.tokenizer import tokenizer_for_bundle
+
+        self.prompts, self.template = prompts, template
+        self.max_new_tokens, self.mode = max_new_tokens, mode
+        self.session = TVMSession(bundle)
+        self.tokenizer = tokenizer_for_bundle(bundle, self.session.vocab_size)
+        self.eos = set(self.session.config.get("eos_token_ids") or [])
+        self.overhead_ns: list[tuple[int, int]] = []  # (outside timed region, timed region)
+        self._encoded: dict[str, list[int]] = {}
+
+    def encode(self, prompt_id: str) -> list[int]:
+        if prompt_id not in self._encoded:
+            self._encoded[prompt_id] = self.tokenizer.encode_chat(self.prompts[prompt_id]["text"])
+        return self._encoded[prompt_id]
+
+    def measure(self, prompt_id: str, repeat: int, warmup: bool) -> Record:
+        import numpy as np
+
+        t_enter = time.perf_counter_ns()
+        prompt = self.prompts[prompt_id]
+        base = {**self.template, "prompt_id": prompt_id, "task": prompt["task"], "L": prompt["L"], "repeat": repeat, "warmup": warmup}
+        try:
+            ids = np.asarray(self.encode(prompt_id), dtype=np.int32)
+            if len(ids) + self.max_new_tokens > self.session.max_seq_len:
+                raise ValueError(f"{len(ids)} input + {self.max_new_tokens} output tokens exceed the model's window of {self.session.max_seq_len}")
+            session, argmax = self.session, self.session.greedy
+            out: list[int] = []
+            # ---- timed region: only engine calls and sampling ----
+            t_start = time.perf_counter_ns()
+            logits = session.prefill(ids)
+            t_prefill_end = time.perf_counter_ns()
+            token = argmax(logits)
+            t_first = time.perf_counter_ns()
+            out.append(token)
+            while len(out) < self.max_new_tokens and not (self.mode == "quality" and token in self.eos):
+                token = argmax(session.decode(token))
+                out.append(token)
+            t_last = time.perf_counter_ns()
+            # ---- end of timed region ----
+            stamps = Stamps(t_start=t_start, t_prefill_end=t_prefill_end, t_first=t_first, t_last=t_last)
+            record = Record(
+                **base,
+                input_tokens=len(ids),
+                output_tokens=len(out),
+                **metrics_from_stamps(stamps, len(ids), len(out)),
+                stamps_ns=stamps,
+                peak_mem_bytes=peak_rss_bytes(),
+                output_text=self.tokenizer.decode(out),
+                input_tokenizer=self.tokenizer.name,
+                status="ok",
+            )
+            t_exit = time.perf_counter_ns()
+            self.overhead_ns.append(((t_start - t_enter) + (t_exit - t_last), t_last - t_start))
+            return record
+        except Exception as exc:  # a failed request is a record, not a crash of the whole run
+            return Record(**base, status="failed", error=f"{type(exc).__name__}: {exc}")
+
+    def summary(self) -> dict:
+        outside = sum(o for o, _ in self.overhead_ns)
+        inside = sum(i for _, i in self.overhead_ns)
+        return {
+            "requests": len(self.overhead_ns),
+            "timed_s": inside / 1e9,
+            "overhead_s": outside / 1e9,
+            "overhead_ratio": outside / inside if inside else None,
+            "peak_mem_bytes": peak_rss_bytes(),
+        }
+
+
+def _emit(obj) -> None:
+    line = obj.model_dump_json() if isinstance(obj, Record) else json.dumps(obj)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.runner", description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("prompts", type=Path, help="prompt records (JSONL) to measure")
+    ap.add_argument("--template", type=Path, help="JSON object of record fields the host fills (model, device, run_id, ...)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--mode", choices=["speed", "quality"], default="speed")
+    ap.add_argument("--serve", action="store_true", help="read run/quit commands from stdin")
+    args = ap.parse_args(argv)
+
+    try:
+        prompts = {}
+        with open(args.prompts) as f:
+            for line in f:
+                if line.strip():
+                    p = json.loads(line)
+                    prompts[p["id"]] = p
+        template = json.loads(args.template.read_text()) if args.template else {}
+        template.setdefault("model", json.loads((args.bundle / "manifest.json").read_text())["model"])
+        template.setdefault("quantization", json.loads((args.bundle / "manifest.json").read_text())["quantization"])
+        template.setdefault("engine", "tvm")
+        runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode)
+    except Exception as exc:
+        _emit({"fatal": f"{type(exc).__name__}: {exc}"})
+        return 2
+
+    if args.serve:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            cmd = json.loads(line)
+            if cmd.get("op") == "quit":
+                break
+            if cmd.get("op") == "run":
+                _emit(runner.measure(cmd["prompt_id"], int(cmd.get("repeat", 0)), bool(cmd.get("warmup", False))))
+    else:
+        for prompt_id in prompts:
+            for w in range(args.warmup):
+                _emit(runner.measure(prompt_id, w, True))
+            for r in range(args.repeats):
+                _emit(runner.measure(prompt_id, r, False))
+    _emit({"summary": runner.summary()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
