@@ -1,0 +1,77 @@
+"""``slm-bench run``: benchmark one model on one device."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from harness.cli.options import csv_ints, csv_words
+
+EPILOG = """\b
+Examples:
+  slm-bench run --model smollm2-135m-instruct                # the study's protocol on this desktop
+  slm-bench run --model smollm2-135m-instruct --lengths 200,1000 --repeats 2 --tasks summ
+  slm-bench run --model path/to/model.gguf --quantization q4f32_1
+  slm-bench run --model path/to/hf-model-dir --out results/my-run
+  slm-bench run --model dummy:tiny-llama --repeats 1          # a seconds-long smoke run
+
+\b
+Metrics (per request; raw perf_counter_ns stamps are kept in each record):
+  ITPS    = input_tokens / prefill_s        (input tokens in the model's tokenizer + chat template)
+  TTFT    = request start -> first output token sampled   (prefill_s <= ttft_s)
+  OTPS    = (output_tokens - 1) / decode_s  (decode_s = first token -> last token)
+  runtime = request start -> last token
+
+Records are appended to OUT/records.jsonl as they are measured; rerunning the same command
+resumes where it stopped and measures nothing that is already there."""
+
+
+@click.command("run", epilog=EPILOG)
+@click.option("--model", "-m", required=True, help="Built-in name (smollm2-135m-instruct), a .gguf file, a HF model directory, or dummy:tiny-<arch>.")
+@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1 (4-bit, group 32, fp16 scales), q4f32_1, or q0f32.")
+@click.option("--engine", default="tvm", show_default=True, help="Inference engine.")
+@click.option("--target", default="llvm", show_default=True, help="Compile target: llvm (host CPU), cuda, android-cpu, opencl.")
+@click.option("--device", "-d", default="local", show_default=True, help="local, or adb:SERIAL for a phone.")
+@click.option("--tasks", default="summ,qs,qa", show_default=True, callback=csv_words, help="DocAssist tasks to run.")
+@click.option("--lengths", default="200,400,600,800,1000", show_default=True, callback=csv_ints, help="Context lengths L in cl100k tokens.")
+@click.option("--docs", default=1, show_default=True, type=click.IntRange(min=1), help="How many corpus documents (the first N) to use.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Measured requests per prompt.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Unmeasured warm-up requests per prompt.")
+@click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(min=1), help="Output tokens per request (EOS ignored in speed mode).")
+@click.option("--cooldown", "cooldown", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Seconds to rest before each measured request.")
+@click.option("--mode", type=click.Choice(["speed", "quality"]), default="speed", show_default=True, help="quality stops at EOS and keeps the full answers.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory [default: results/<run-id>/].")
+@click.option("--no-report", is_flag=True, help="Only journal records; skip the report and plots.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
+def run(model, quantization, engine, target, device, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, mode, out, no_report, as_json):
+    """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
+
+    Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
+    prompt with warm-ups and repeats on the device, journals every request and writes
+    report.md, report.html, summary.csv and plots into OUT/report/.
+    """
+    from harness.benchmark import run_benchmark
+    from harness.results.schema import RunSpec
+
+    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=device, tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, docs=docs)
+    log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
+    outcome = run_benchmark(spec, out, mode=mode, log=log, write_reports=not no_report)
+    if as_json:
+        from harness.report.aggregate import load_runs, summary_table
+
+        summary = summary_table(load_runs([outcome.out_dir]).df)
+        payload = {
+            "run_dir": str(outcome.out_dir),
+            "measured": outcome.measured,
+            "already_done": outcome.skipped_done,
+            "failed": outcome.failed,
+            "report_files": [str(p) for p in outcome.report_files],
+            "runner": outcome.runner_summary,
+            "summary": json.loads(summary.to_json(orient="records")),
+        }
+        json.dump(payload, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif outcome.failed:
+        click.echo(f"{outcome.failed} request(s) failed; see {outcome.out_dir / 'records.jsonl'} and runner.log", err=True)
