@@ -55,7 +55,8 @@ Examples:
 @click.argument("run_dirs", nargs=-1, required=True, type=RUN_DIR)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output folder [default: reports/<run name>/plots].")
-@click.option("--L", "length", type=int, default=None, help="Context length of the trade-off and memory plots [default: largest common L].")
+@click.option("--L", "length", type=int, default=None,
+              help="Context length of the trade-off and memory plots [default: largest common L].")
 def plot(run_dirs: tuple[Path, ...], out: Path | None, length: int | None) -> None:
     """Draw the plots (PNG + SVG): speed vs L, size/speed trade-off, peak memory.
 

@@ -68,18 +68,18 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
     """
     if not isinstance(data, RunData):
         data = load_runs(data)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     overall = summarize_overall(data.df)
     series = build_series(overall)
     scope = describe_scope(overall)
     ceilings = decode_ceilings(data)
+    length = L if L is not None else default_length(series)
+    _check_length(series, length)  # before drawing anything: a typo should fail fast
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for metric, (stem, _, _) in VS_L.items():
         written += save_figure(plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}), out / stem)
-    length = L if L is not None else default_length(series)
-    _check_length(series, length)
-    written += save_figure(plot_tradeoff(series, length, scope), out / f"tradeoff_L{length}")
+    written += save_figure(plot_tradeoff(series, length, scope), out / (f"tradeoff_L{length}" if length else "tradeoff"))
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
     return written
 
@@ -253,6 +253,7 @@ def _draw_tradeoff_panel(ax: "Axes", points, metric: str, higher_is_better: bool
         return
     xs = [float(row["params"]) for _, row in points]
     ys = [float(row[f"{metric}_median"]) for _, row in points]
+    _fit_log_x(ax, xs)
     for (s, row), x, y in zip(points, xs, ys):
         low, high = row.get(f"{metric}_p10", y), row.get(f"{metric}_p90", y)
         ax.errorbar(x, y, yerr=[[max(y - low, 0)], [max(high - y, 0)]], fmt="o", color=s.color,
@@ -272,6 +273,7 @@ def plot_peak_memory(series: list[Series], length: int, scope: str) -> "Figure":
         return empty_figure(title, f"no peak-memory measurements with a parameter count at L={length}")
     fig, (ax,) = new_figure()
     _style_params_axis(ax, "peak memory (MiB)")
+    _fit_log_x(ax, [float(row["params"]) for _, row in points])
     for s, row in points:
         x, y = float(row["params"]), float(row["peak_mem_bytes_median"]) / 2**20
         ax.plot(x, y, "o", color=s.color, markerfacecolor=s.marker_face, markersize=8, label=s.label)
@@ -293,6 +295,15 @@ def _style_params_axis(ax: "Axes", ylabel: str) -> None:
     ax.margins(x=0.15, y=0.1)
     ax.set_xlabel(PARAMS_LABEL)
     ax.set_ylabel(ylabel)
+
+
+def _fit_log_x(ax: "Axes", xs: list[float]) -> None:
+    """A single model (or several of one size) would give a zero-width log axis: widen it.
+
+    Called before drawing: fixing the limits first stops autoscale from trying a zero width.
+    """
+    if xs and min(xs) == max(xs):
+        ax.set_xlim(xs[0] / 2, xs[0] * 2)
 
 
 def save_figure(fig: "Figure", stem: Path) -> list[Path]:

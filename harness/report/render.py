@@ -23,6 +23,7 @@ from harness.report.aggregate import (
     measured,
     present_metrics,
     status_counts,
+    summarize,
     summary_table,
 )
 from harness.results import schema
@@ -87,10 +88,10 @@ def write_report(
     data = load_runs(list(run_dirs))
     base = load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline)) if baseline else None
     out = Path(out_dir) if out_dir is not None else default_out_dir(list(run_dirs))
-    out.mkdir(parents=True, exist_ok=True)
 
     summary = with_baseline(summary_table(data.df), base)
-    plots = write_plots(data, out / "plots", L=L)
+    plots = write_plots(data, out / "plots", L=L)  # first: a bad --L fails before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     title = f"slm-bench report: {out.name}"
     tables = [runs_table(data), *result_tables(summary, base is not None)]
     problems = list_problems(data, base)
@@ -125,13 +126,18 @@ def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFram
 
 
 def baseline_medians(base: RunData) -> dict[tuple, dict[str, float]]:
-    """(model, quantization, task, L) -> metric medians of the baseline; task "all" pools tasks."""
-    table = summary_table(base.df)
-    metrics = [m for m in METRIC_HEADERS if f"{m}_median" in table]
+    """(model, quantization, task, L) -> the baseline's metric medians; task "all" pools tasks.
+
+    Grouped on the matching keys only, so a baseline measured on several devices or
+    builds of one model yields one pooled reference per cell.
+    """
+    per_task = summarize(base.df, BASELINE_KEYS)
+    pooled = summarize(base.df, tuple(k for k in BASELINE_KEYS if k != "task")).assign(task="all")
     lookup: dict[tuple, dict[str, float]] = {}
-    for _, row in table.iterrows():
-        # Several baseline rows can share a key (two devices): the first one wins, stated in the note.
-        lookup.setdefault(_baseline_key(row), {m: row[f"{m}_median"] for m in metrics})
+    for table in (per_task, pooled):
+        metrics = [m for m in METRIC_HEADERS if f"{m}_median" in table]
+        for _, row in table.iterrows():
+            lookup[_baseline_key(row)] = {m: row[f"{m}_median"] for m in metrics}
     return lookup
 
 
@@ -141,7 +147,8 @@ def _baseline_key(row) -> tuple:
 
 def runs_table(data: RunData) -> Table:
     counts = {row["run"]: row for _, row in status_counts(data.df).iterrows()}
-    headers = ["run", "run id", "model", "quant", "device", "engine / target", "prompt set", "ok", "failed", "skipped", "warmup", "created"]
+    headers = ["run", "run id", "model", "quant", "device", "engine / target", "prompt set"]
+    headers += ["ok", "failed", "skipped", "warmup", "created"]
     rows = []
     for name, info in data.infos.items():
         c = counts.get(name, {})
@@ -225,13 +232,18 @@ def _missing(value) -> bool:
 def list_problems(data: RunData, base: RunData | None) -> list[str]:
     """Unreadable lines, failed cells and mixed prompt sets: what a reader must know first."""
     problems = list(data.problems) + [f"baseline {p}" for p in (base.problems if base else [])]
-    hashes = {i.prompt_set_hash for i in [*data.infos.values(), *(base.infos.values() if base else [])] if i.prompt_set_hash}
+    infos = [*data.infos.values(), *(base.infos.values() if base else [])]
+    hashes = sorted({info.prompt_set_hash for info in infos if info.prompt_set_hash})
     if len(hashes) > 1:
-        problems.append(f"the runs used {len(hashes)} different prompt sets ({', '.join(h[:12] for h in sorted(hashes))}); their numbers are not directly comparable")
+        problems.append(
+            f"the runs used {len(hashes)} different prompt sets ({', '.join(h[:12] for h in hashes)}); "
+            "their numbers are not directly comparable"
+        )
     if not data.df.empty:
         failed = data.df[data.df["status"] == "failed"]
         for _, row in failed.head(MAX_LISTED_FAILURES).iterrows():
-            problems.append(f"{row['run']}: {row['prompt_id']} repeat {row['repeat']} failed: {row.get('error') or 'no error message'}")
+            error = row.get("error") or "no error message"
+            problems.append(f"{row['run']}: {row['prompt_id']} repeat {row['repeat']} failed: {error}")
         if len(failed) > MAX_LISTED_FAILURES:
             problems.append(f"... and {len(failed) - MAX_LISTED_FAILURES} more failed measurements")
     return problems
@@ -245,7 +257,9 @@ def metric_definitions() -> str:
 # -- Markdown ---------------------------------------------------------------------------
 
 
-def render_markdown(title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path], out: Path) -> str:
+def render_markdown(
+    title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path], out: Path
+) -> str:
     lines = [f"# {title}", "", f"Generated {now_rfc3339()} by slm-bench {__version__}.", ""]
     if baseline_note:
         lines += [baseline_note, ""]
@@ -278,7 +292,8 @@ def _md_escape(text: str) -> str:
 # -- HTML -------------------------------------------------------------------------------
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; white-space: nowrap; }
@@ -286,6 +301,7 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
 .note { color: #555; font-size: .9em; } .problems li { color: #a40000; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.scroll { overflow-x: auto; }
 pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: .85em; }
 """
 
@@ -314,7 +330,8 @@ def render_html(title: str, baseline_note: str, problems: list[str], tables: lis
     parts.append("<h2>Plots</h2>")
     for png in (p for p in plots if p.suffix == ".png"):
         data = base64.b64encode(png.read_bytes()).decode("ascii")
-        parts.append(f'<figure><img alt="{esc(png.stem)}" src="data:image/png;base64,{data}"><figcaption>{esc(png.stem)}</figcaption></figure>')
+        image = f'<img alt="{esc(png.stem)}" src="data:image/png;base64,{data}">'
+        parts.append(f"<figure>{image}<figcaption>{esc(png.stem)}</figcaption></figure>")
     parts += ["<h2>Metric definitions</h2>", f"<pre>{esc(metric_definitions())}</pre>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
@@ -323,5 +340,5 @@ def _html_table(table: Table) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 

@@ -1,0 +1,94 @@
+"""Reports: report.md, self-contained report.html, summary.csv, plots; problems and baselines."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from harness import paths
+from harness.report import plots as plots_module
+from harness.report.render import default_out_dir, write_report
+from harness.results.journal import RECORDS_FILE
+
+
+@pytest.fixture(scope="module")
+def compared(measured_run_dir, tmp_path_factory):
+    """A report of the measured run against itself as baseline: every ratio is exactly 1."""
+    return write_report([measured_run_dir], tmp_path_factory.mktemp("report"), baseline=measured_run_dir)
+
+
+def test_all_outputs_are_written(compared):
+    for path in compared.files():
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert {p.suffix for p in compared.plots} == {".png", ".svg"}
+    assert (compared.out_dir / "report.md").is_file()
+
+
+def test_markdown_has_tables_ratios_and_definitions(compared):
+    md = compared.markdown.read_text()
+    assert md.index("## Problems") < md.index("## Runs") < md.index("## Metric definitions")
+    assert "| model | quant | weights |" in md
+    assert "(1.00×)" in md
+    assert "**OTPS** = (output_tokens - 1) / decode_s" in md
+    assert "![otps_vs_L](plots/otps_vs_L.png)" in md
+
+
+def test_html_is_self_contained(compared):
+    page = compared.html.read_text()
+    assert page.count("data:image/png;base64,") == len([p for p in compared.plots if p.suffix == ".png"])
+    assert "<style>" in page
+    assert "<link" not in page and 'src="http' not in page and "<script" not in page
+    assert "Metric definitions" in page
+
+
+def test_summary_csv_has_per_task_and_pooled_rows(compared, measured_run_dir):
+    csv = pd.read_csv(compared.csv)
+    assert {"summ", "qs", "qa", "all"} <= set(csv["task"])
+    for metric in ("itps", "otps", "ttft_s", "runtime_s"):
+        for stat in ("median", "p10", "p90", "stdev", "cv", "count"):
+            assert f"{metric}_{stat}" in csv
+        assert (csv[f"{metric}_ratio"] == 1.0).all()
+
+
+def test_corrupt_line_is_listed_first_with_file_and_line(measured_run_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])  # plots are tested elsewhere
+    run = tmp_path / "damaged"
+    shutil.copytree(measured_run_dir, run)
+    lines = (run / RECORDS_FILE).read_text().splitlines(keepends=True)
+    lines.insert(3, '{"this is": "not a record"\n')
+    (run / RECORDS_FILE).write_text("".join(lines))
+    outputs = write_report([run], tmp_path / "out")
+    md = outputs.markdown.read_text()
+    problems = md[md.index("## Problems") : md.index("## Runs")]
+    assert "damaged/records.jsonl:4: not valid JSON" in problems
+    assert "damaged/records.jsonl:4" in outputs.html.read_text()
+    assert outputs.summary["n"].sum() > 0  # the rest still loaded
+
+
+def test_default_out_dir_names():
+    assert default_out_dir(["results/abc"]) == paths.reports_dir() / "abc"
+    assert default_out_dir(["results/a", "results/b"]) == paths.reports_dir() / "compare-2"
+
+
+def _run_with_otps(folder, otps_values):
+    from harness.results.journal import Journal
+    from harness.results.schema import Record, RunInfo, RunSpec
+
+    journal = Journal(folder)
+    journal.write_run_info(RunInfo(run_id=folder.name, spec=RunSpec(model="m", quantization="q4")))
+    for i, otps in enumerate(otps_values):
+        journal.append(Record(model="m", quantization="q4", engine="tvm", prompt_id="d01-summ-L200", task="summ",
+                              L=200, input_tokens=200, output_tokens=9, prefill_s=0.1, ttft_s=0.1, runtime_s=0.5,
+                              itps=2000.0, otps=otps, repeat=i))
+    return folder
+
+
+def test_ratio_is_this_run_over_the_baseline_cell(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
+    new = _run_with_otps(tmp_path / "new", [30.0, 30.0, 30.0])
+    old = _run_with_otps(tmp_path / "old", [20.0, 20.0, 20.0])
+    outputs = write_report([new], tmp_path / "out", baseline=old)
+    rows = outputs.summary.set_index("task")
+    assert rows.loc["summ", "otps_ratio"] == pytest.approx(1.5)
+    assert rows.loc["all", "otps_baseline"] == pytest.approx(20.0)
+    assert "| 30 (1.50×) |" in outputs.markdown.read_text()
