@@ -15,13 +15,15 @@ from .kernels import attention as cpu_attention
 
 @contextlib.contextmanager
 def _our_cpu_kernels():
-    """Swap our parallel CPU kernels in for TVM's serial ones while the cache is declared.
+    """Swap our parallel CPU kernels (decode, ragged prefill, RoPE) in for TVM's serial ones
+    while the cache is declared.
 
     TIRPagedKVCache looks its CPU kernel factories up by module-level name when it is built;
     replacing those two names for the duration of the call is the narrowest hook the 0.27 API
     offers (the alternative is re-declaring its ~40-argument builtin call by hand).
     """
     orig_decode, orig_ragged = tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu
+    orig_rope = tvm_kv_cache.llama_rope_with_position_map
 
     def decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw):
         if sliding_window:
@@ -31,11 +33,19 @@ def _our_cpu_kernels():
     def ragged(h_kv, h_q, d_qk, d_v, dtype, rope_scaling):
         return cpu_attention.prefill_ragged(h_kv, h_q, d_qk, d_v, dtype)
 
+    def rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling, rotary_dim=None):
+        kind = (rope_scaling or {}).get("rope_type", "default")
+        if kind not in ("default", "llama3") or (rotary_dim not in (None, head_dim)):
+            return orig_rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling, rotary_dim)
+        return cpu_attention.fused_rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling)
+
     tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = decode, ragged
+    tvm_kv_cache.llama_rope_with_position_map = rope
     try:
         yield
     finally:
         tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = orig_decode, orig_ragged
+        tvm_kv_cache.llama_rope_with_position_map = orig_rope
 
 
 def create_kv_cache(cfg: ModelConfig, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window):

@@ -215,3 +215,61 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
                     lse[row, h] = state[0] + T.log2(T.max(state[1], T.float32(1e-30)))
 
     return batch_prefill_ragged_kv
+
+
+def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: str, rope_scaling: dict):
+    """Split fused QKV into q, k, v and rotate q and k (RoPE), in parallel over tokens.
+
+    Same signature as TVM's ``llama_rope_with_position_map`` kernel, which evaluates pow, cos
+    and sin for every element of every head serially. Here the cos/sin of a position are
+    computed once into a table and shared by all heads. Frequencies come from TVM's own
+    ``switch_rope_freq_func``, so the default and ``llama3`` scalings match exactly.
+    """
+    from tvm import tirx
+    from tvm.relax.frontend.nn.llm.position_embedding import switch_rope_freq_func
+    from tvm.script import tirx as T
+
+    fused_heads = num_q_heads + 2 * num_kv_heads
+    half = head_dim // 2
+    freq_func = switch_rope_freq_func(rope_scaling)
+
+    def cos_sin(pos, d, which: int):
+        cos_f, sin_f, var_map = freq_func(pos * tirx.const(scale, "float32"), d, head_dim, theta, "float32")
+        expr = cos_f if which == 0 else sin_f
+        for var, value in var_map.items():
+            expr = tirx.Let(var, value, expr)
+        return expr
+
+    @T.prim_func(s_tir=True)
+    def fused_rope_cpu(var_qkv: T.handle, var_position_map: T.handle, var_q: T.handle, var_k: T.handle, var_v: T.handle, apply_rope: T.int64):
+        T.func_attr({"op_pattern": 8, "tirx.noalias": True, "tirx.is_scheduled": True})
+        seq_len = T.int32()
+        pos_off = T.int32()
+        qkv = T.match_buffer(var_qkv, (seq_len, fused_heads, head_dim), dtype)
+        q = T.match_buffer(var_q, (seq_len, num_q_heads, head_dim), dtype)
+        k = T.match_buffer(var_k, (seq_len, num_kv_heads, head_dim), dtype)
+        v = T.match_buffer(var_v, (seq_len, num_kv_heads, head_dim), dtype)
+        position_map = T.match_buffer(var_position_map, (seq_len,), "int32", elem_offset=pos_off)
+        for s in T.parallel(seq_len):
+            with T.sblock("rope"):
+                T.reads()
+                T.writes()
+                cos_t = T.sblock_alloc_buffer((head_dim,), "float32", scope="local")
+                sin_t = T.sblock_alloc_buffer((head_dim,), "float32", scope="local")
+                pos: T.let[T.float32] = T.Cast("float32", position_map[s])
+                for d in T.serial(head_dim):
+                    cos_t[d] = T.if_then_else(apply_rope > 0, cos_sin(pos, d, 0), T.float32(1))
+                    sin_t[d] = T.if_then_else(apply_rope > 0, cos_sin(pos, d, 1), T.float32(0))
+                for h in T.serial(num_q_heads + num_kv_heads):
+                    for d in T.serial(head_dim):
+                        # rotate-half: x*cos + (d < half ? -x[d+half] : x[d-half]) * sin
+                        rotated: T.let[T.float32] = T.Cast("float32", qkv[s, h, d]) * cos_t[d] + T.if_then_else(d < half, -T.Cast("float32", qkv[s, h, d + half]), T.Cast("float32", qkv[s, h, d - half])) * sin_t[d]
+                        if h < num_q_heads:
+                            q[s, h, d] = T.Cast(dtype, rotated)
+                        else:
+                            k[s, h - num_q_heads, d] = T.Cast(dtype, rotated)
+                for h in T.serial(num_kv_heads):
+                    for d in T.vectorized(head_dim):
+                        v[s, h, d] = qkv[s, num_q_heads + num_kv_heads + h, d]
+
+    return fused_rope_cpu

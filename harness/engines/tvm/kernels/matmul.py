@@ -23,6 +23,7 @@ from functools import lru_cache
 
 LANES = 16  # output columns per tile: two AVX2 / four NEON float registers
 ROWS = 4  # rows of X per GEMM register tile (ROWS * LANES / 8 accumulators on AVX2)
+BLOCK_ROWS = 64  # rows of X per GEMM work item: 64 x K floats stay in L2 while tiles stream by
 GROUP = 32  # quantization group size along K (the study's setting)
 PACK = 8  # 4-bit values per uint32 word
 ZERO = 7  # symmetric int4 stored as q + 7 in [0, 14], as MLC's q4f*_1 presets do
@@ -37,29 +38,29 @@ def check_shape(n: int, k: int, quantized: bool) -> None:
 
 
 def _stream_rows(T, k: int):
-    """Macro: Y[:, tile] = X @ strip + b, ROWS rows at a time through a register tile."""
+    """Macro: Y[row0 : row0 + count, tile] = X[rows] @ strip + b, ROWS rows per register tile."""
 
     @T.macro
-    def stream(X, strip, acc, b_, Y, tile, m):
-        for mo in T.serial(m // ROWS):
+    def stream(X, strip, acc, b_, Y, tile, row0, count):
+        for mo in T.serial(count // ROWS):
             for r in T.unroll(ROWS):
                 for lane in T.vectorized(LANES):
                     acc[r, lane] = T.float32(0)
             for kk in T.serial(k):
                 for r in T.unroll(ROWS):
                     for lane in T.vectorized(LANES):
-                        acc[r, lane] = acc[r, lane] + X[mo * ROWS + r, kk] * strip[kk, lane]
+                        acc[r, lane] = acc[r, lane] + X[row0 + mo * ROWS + r, kk] * strip[kk, lane]
             for r in T.unroll(ROWS):
                 for lane in T.vectorized(LANES):
-                    Y[mo * ROWS + r, tile * LANES + lane] = acc[r, lane] + b_[tile * LANES + lane]
-        for mt in T.serial(m % ROWS):
+                    Y[row0 + mo * ROWS + r, tile * LANES + lane] = acc[r, lane] + b_[tile * LANES + lane]
+        for mt in T.serial(count % ROWS):
             for lane in T.vectorized(LANES):
                 acc[0, lane] = T.float32(0)
             for kk in T.serial(k):
                 for lane in T.vectorized(LANES):
-                    acc[0, lane] = acc[0, lane] + X[m - m % ROWS + mt, kk] * strip[kk, lane]
+                    acc[0, lane] = acc[0, lane] + X[row0 + count - count % ROWS + mt, kk] * strip[kk, lane]
             for lane in T.vectorized(LANES):
-                Y[m - m % ROWS + mt, tile * LANES + lane] = acc[0, lane] + b_[tile * LANES + lane]
+                Y[row0 + count - count % ROWS + mt, tile * LANES + lane] = acc[0, lane] + b_[tile * LANES + lane]
 
     return stream
 
@@ -119,17 +120,23 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
-        for tile in T.parallel(tiles):
+        # Work items are (block of BLOCK_ROWS rows of X) x (column tile), tiles inner: the
+        # threads' contiguous ranges of items then reuse one X block from cache across tiles.
+        for item in T.parallel(T.ceildiv(m, BLOCK_ROWS) * tiles):
             with T.sblock("tile"):
-                # The tile's K x LANES strip is dequantized once and reused by every row.
+                T.reads()
+                T.writes()
+                # The tile's K x LANES strip is dequantized once per row block, not per row.
                 strip = T.sblock_alloc_buffer((k, LANES), "float32", scope="global")
                 acc = T.sblock_alloc_buffer((ROWS, LANES), "float32", scope="local")
+                tile: T.let[T.int64] = item % tiles
+                row0: T.let[T.int64] = item // tiles * BLOCK_ROWS
                 for g in T.serial(groups):
                     for w in T.serial(words_per_group):
                         for j in T.unroll(PACK):
                             for lane in T.vectorized(LANES):
                                 strip[g * GROUP + w * PACK + j, lane] = T.Cast("float32", T.Cast("int32", T.shift_right(wq[tile, g * words_per_group + w, lane], T.uint32(j * 4)) & T.uint32(15)) - ZERO) * T.Cast("float32", sc[tile, g, lane])
-                stream(X, strip, acc, b_, Y, tile, m)
+                stream(X, strip, acc, b_, Y, tile, row0, T.min(T.int64(BLOCK_ROWS), m - row0))
 
     return gemm
 
@@ -172,13 +179,17 @@ def f32_matmul(n: int, k: int, rows: str):
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
-        for tile in T.parallel(tiles):
+        for item in T.parallel(T.ceildiv(m, BLOCK_ROWS) * tiles):
             with T.sblock("tile"):
+                T.reads()
+                T.writes()
                 strip = T.sblock_alloc_buffer((k, LANES), "float32", scope="global")
                 acc = T.sblock_alloc_buffer((ROWS, LANES), "float32", scope="local")
+                tile: T.let[T.int64] = item % tiles
+                row0: T.let[T.int64] = item // tiles * BLOCK_ROWS
                 for kk in T.serial(k):
                     for lane in T.vectorized(LANES):
                         strip[kk, lane] = w[tile, kk, lane]
-                stream(X, strip, acc, b_, Y, tile, m)
+                stream(X, strip, acc, b_, Y, tile, row0, T.min(T.int64(BLOCK_ROWS), m - row0))
 
     return gemm
