@@ -47,6 +47,8 @@ def config_from_hf(hf: dict, source: Path | str = "config.json"):
         return mod.config_from_hf(hf)
     except KeyError as exc:
         raise UserError(f"{source}: missing key {exc} for a {model_type} config") from None
+    except ValueError as exc:  # the arch module's UnsupportedConfig, or a pydantic check
+        raise UserError(f"{source}: {str(exc).splitlines()[0]}") from None
 
 
 def tiny_configs() -> dict:

@@ -16,14 +16,31 @@ def _eos(hf: dict) -> tuple[int, ...]:
     return tuple(eos) if isinstance(eos, list) else (int(eos),)
 
 
+def rope_fields(hf: dict) -> tuple[float, dict | None]:
+    """(theta, scaling) from either transformers 4's ``rope_theta``/``rope_scaling`` keys or
+    transformers 5's single ``rope_parameters`` dict."""
+    params = hf.get("rope_parameters")
+    if params is not None:
+        theta, scaling = params.get("rope_theta", hf.get("rope_theta", 10000.0)), params
+    else:
+        theta, scaling = hf.get("rope_theta", 10000.0), hf.get("rope_scaling")
+    if scaling is None:
+        return float(theta), None
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind not in ("llama3", "default"):
+        raise UnsupportedConfig(f"RoPE scaling {kind!r} is not supported (supported: default, llama3)")
+    if kind == "default":
+        return float(theta), None
+    return float(theta), {k: v for k, v in scaling.items() if k != "rope_theta"} | {"rope_type": kind}
+
+
+class UnsupportedConfig(ValueError):
+    """A config value this architecture module cannot compile."""
+
+
 def common_fields(hf: dict) -> dict:
     heads = hf["num_attention_heads"]
-    scaling = hf.get("rope_scaling")
-    if scaling is not None:
-        kind = scaling.get("rope_type", scaling.get("type"))
-        if kind not in ("llama3", "default"):
-            raise ValueError(f"rope_scaling type {kind!r} is not supported")
-        scaling = None if kind == "default" else {**scaling, "rope_type": kind}
+    theta, scaling = rope_fields(hf)
     return dict(
         hidden_size=hf["hidden_size"],
         intermediate_size=hf["intermediate_size"],
@@ -34,7 +51,7 @@ def common_fields(hf: dict) -> dict:
         vocab_size=hf["vocab_size"],
         context_window=hf.get("max_position_embeddings", 2048),
         norm_eps=hf.get("rms_norm_eps", 1e-5),
-        rope_theta=hf.get("rope_theta", 10000.0),
+        rope_theta=theta,
         rope_scaling=scaling,
         tie_word_embeddings=hf.get("tie_word_embeddings", False),
         bos_token_id=hf.get("bos_token_id"),

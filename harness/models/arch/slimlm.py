@@ -8,6 +8,7 @@ HF-style names (``model.layers.N.self_attn.q_proj`` ...).
 
 from __future__ import annotations
 
+from harness.models.arch.llama import rope_fields
 from harness.models.config import ModelConfig
 
 NAME = "slimlm"
@@ -32,7 +33,7 @@ def config_from_hf(hf: dict) -> ModelConfig:
         gated_mlp=False,
         qkv_bias=True,
         linear_bias=True,
-        rope_theta=hf.get("rope_theta", 10000.0),
+        rope_theta=rope_fields(hf)[0],
         tie_word_embeddings=hf.get("tie_word_embeddings", True),
         bos_token_id=hf.get("bos_token_id"),
         eos_token_ids=tuple(hf["eos_token_id"]) if isinstance(hf.get("eos_token_id"), list) else ((hf["eos_token_id"],) if hf.get("eos_token_id") is not None else ()),

@@ -1,0 +1,111 @@
+"""One model on one device end to end (tiny dummy model, real compile and runner)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.benchmark import run_benchmark
+from harness.errors import UserError
+from harness.results.journal import load
+from harness.results.schema import RunSpec
+
+QUIET = dict(log=lambda *_: None, write_reports=False)
+
+
+def spec(**kw) -> RunSpec:
+    base = dict(model="dummy:tiny-llama", quantization="q4f16_1", tasks=["summ", "qa"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1)
+    return RunSpec(**{**base, **kw})
+
+
+def test_records_obey_the_metric_definitions(tmp_path):
+    out = run_benchmark(spec(), tmp_path / "run", **QUIET)
+    records, problems = load(out.out_dir)
+    assert not problems
+    measured = [r for r in records if not r.warmup]
+    assert len(measured) == 2 * 2 * 2 and out.measured == 8
+    for r in records:
+        s = r.stamps_ns
+        assert s.t_start < s.t_prefill_end <= s.t_first <= s.t_last
+        assert r.prefill_s <= r.ttft_s <= r.runtime_s
+        assert r.itps == pytest.approx(r.input_tokens / r.prefill_s)
+        assert r.otps == pytest.approx((r.output_tokens - 1) / r.decode_s)
+        assert r.runtime_s == pytest.approx((s.t_last - s.t_start) / 1e9)
+        assert r.output_tokens == 4 and r.weights == "dummy" and r.input_tokenizer == "cl100k"
+        assert r.device.profile == "desktop-cpu" and r.device_state_before is not None
+
+
+def test_rerun_measures_nothing_new(tmp_path):
+    first = run_benchmark(spec(), tmp_path / "run", **QUIET)
+    lines = (first.out_dir / "records.jsonl").read_text().splitlines()
+    again = run_benchmark(spec(), tmp_path / "run", **QUIET)
+    assert again.measured == 0 and again.skipped_done == 8
+    assert (first.out_dir / "records.jsonl").read_text().splitlines() == lines
+
+
+def test_runner_dying_mid_run_keeps_records_and_resume_finishes(tmp_path, monkeypatch):
+    from harness.devices import base
+    from harness.devices.base import DeviceGone
+
+    original = base.RunnerProcess.request
+    calls = {"n": 0}
+
+    def dies_after_three(self, command):
+        if command.get("op") == "run":
+            calls["n"] += 1
+            if calls["n"] == 4:
+                self.proc.kill()  # the device disappears mid-run
+                self.proc.wait()
+        return original(self, command)
+
+    monkeypatch.setattr(base.RunnerProcess, "request", dies_after_three)
+    with pytest.raises(DeviceGone, match="rerun the same command to resume"):
+        run_benchmark(spec(), tmp_path / "run", **QUIET)
+    records, _ = load(tmp_path / "run")
+    assert len(records) == 3  # warm-up + 2 repeats of the first prompt, all journaled
+
+    monkeypatch.setattr(base.RunnerProcess, "request", original)
+    resumed = run_benchmark(spec(), tmp_path / "run", **QUIET)
+    assert resumed.measured == 6  # only the missing measurements
+    records, _ = load(tmp_path / "run")
+    assert len({r.key for r in records if not r.warmup}) == 8
+
+
+def test_length_beyond_the_context_window_is_refused(tmp_path, monkeypatch):
+    from harness.models import registry
+    from harness.models.config import ModelConfig
+
+    small = registry.get_arch("llama").TINY.model_copy(update={"context_window": 512})
+    monkeypatch.setattr(registry, "tiny_configs", lambda: {"tiny-llama": ModelConfig(**small.model_dump())})
+    with pytest.raises(UserError, match=r"L=1000 does not fit the model's context window of 512 .* use --lengths 200"):
+        run_benchmark(spec(lengths=[200, 1000]), tmp_path / "run", **QUIET)
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+def test_different_spec_into_the_same_directory_is_refused(tmp_path):
+    run_benchmark(spec(repeats=1, lengths=[200], tasks=["summ"]), tmp_path / "run", **QUIET)
+    with pytest.raises(UserError, match="different spec"):
+        run_benchmark(spec(repeats=2, lengths=[200], tasks=["summ"]), tmp_path / "run", **QUIET)
+
+
+def test_runner_prints_schema_valid_json_lines(tmp_path):
+    """The documented runner contract, exercised as a program (batch mode)."""
+    import subprocess
+    import sys
+
+    from harness.engines.tvm.compile import compile_model
+    from harness.models.resolve import resolve_model
+    from harness.prompts.suite import load_suite, select
+    from harness.quantization import get_preset
+    from harness.results.schema import Record
+
+    bundle = compile_model(resolve_model("dummy:tiny-qwen2", log=lambda *_: None), get_preset("q4f32_1"), "llvm", log=lambda *_: None)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(p.model_dump_json() + "\n" for p in select(load_suite(), ["qs"], [200], 1)))
+    proc = subprocess.run([sys.executable, "-m", "harness.runner", str(bundle), str(prompts), "--repeats", "2", "--warmup", "1", "--max-new-tokens", "3"], capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    records = [Record.model_validate_json(line) for line in lines[:-1]]
+    assert [r.warmup for r in records] == [True, False, False]
+    summary = json.loads(lines[-1])["summary"]
+    assert summary["requests"] == 3 and summary["overhead_s"] >= 0
