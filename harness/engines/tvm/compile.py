@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ from . import targets
 BUNDLE_FORMAT = 1
 ENGINE_DIR = Path(__file__).resolve().parent
 LIB_NAMES = {"llvm": "model.so", "cuda": "model.so", "android-cpu": "model.tar", "opencl": "model.tar"}
+# Generated device code written next to the library for GPU targets, by device module kind.
+DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model.metal"}
 
 
 def engine_source_hash() -> str:
@@ -88,7 +91,6 @@ def compile_model(model: LoadedModel, preset: QuantPreset, target: str = "llvm",
 
 def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name: str, log) -> None:
     import tvm
-    from tvm import relax
 
     from .model import DecoderLM
     from .weights import convert, write_shards
@@ -102,9 +104,11 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
 
     t0 = time.perf_counter()
     with target:
-        executable = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
+        executable = tvm.compile(mod, target=target, relax_pipeline=_relax_pipeline(target))
     lib_name = LIB_NAMES[target_name]
     _export_library(executable, work / lib_name, target_name)
+    if targets.is_gpu(target):
+        _write_device_sources(executable, work, target, log)
     t_compile = time.perf_counter() - t0
     log(f"compiled in {t_compile:.1f}s; packing weights ({preset.name})")
 
@@ -145,19 +149,114 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
 
 
+def _relax_pipeline(target):
+    """The relax pipeline: TVM's default for CPU targets; for GPU targets the same stages with
+    dlight's default GPU schedules applied to every kernel not already scheduled.
+
+    Our matmuls (kernels.matmul_gpu) and the KV cache's attention kernels arrive scheduled
+    (``tirx.is_scheduled``) and are left alone; everything the legalizer produces (norms,
+    activations, gathers, reshapes, the fused elementwise ops) must be bound to threads before
+    lowering or GPU codegen rejects it. TVM's CUDA / generic-GPU pipelines already include such
+    a pass; its Adreno pipeline schedules only reductions and fallbacks, so the pass below runs
+    after legalization and fusion for every GPU target (a no-op on what is already scheduled).
+    """
+    import tvm
+    from tvm import relax
+
+    if not targets.is_gpu(target):
+        return relax.get_default_pipeline(target)
+    from tvm.relax.backend import adreno, cuda, gpu_generic
+    from tvm.s_tir import dlight as dl
+
+    # The per-backend stage lists relax.get_default_pipeline dispatches to (taken from the
+    # backends' pipeline modules: 0.27's relax.backend.cuda does not re-export all of them).
+    if target.kind.name == "cuda":
+        stages = cuda.pipeline
+    elif target.kind.name == "opencl" and "adreno" in target.keys:
+        stages = adreno.pipeline
+    else:
+        stages = gpu_generic.pipeline
+
+    @tvm.transform.module_pass(opt_level=0, name="slm_bench_gpu_pipeline")
+    def _pipeline(mod, _ctx):
+        with target:
+            passes = (
+                stages.library_dispatch_passes(target)
+                + stages.legalize_passes(target)
+                + [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+                + stages.dataflow_lower_passes(target)
+                + stages.finalize_passes(target)
+            )
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
+
+
 def _export_library(executable, path: Path, target_name: str) -> None:
     if targets.is_host_runnable(target_name):
+        # cuda included: the .so holds host code plus the CUDA source, which a CUDA-enabled TVM
+        # runtime compiles when it loads the library (this wheel's runtime has no CUDA).
         executable.export_library(str(path))
         return
-    # Phone targets: keep the generated objects/sources; linking needs the Android NDK.
-    from tvm.contrib import tar as tar_util
+    # Phone targets: keep the generated objects (and packed device code) in a tar; linking
+    # a loadable .so needs the Android NDK's compiler (TVM_NDK_CC).
+    from tvm.support import tar as tar_util
 
     ndk_cc = os.environ.get("TVM_NDK_CC")
     if ndk_cc:
-        from tvm.contrib import ndk
+        from tvm.support import ndk
 
         executable.export_library(str(path.with_suffix(".so")), fcompile=ndk.create_shared)
     executable.export_library(str(path), fcompile=tar_util.tar)
+
+
+def _device_modules(module):
+    """Every non-host module imported (transitively) by a compiled executable."""
+    found, stack = [], list(module.imports)
+    while stack:
+        m = stack.pop()
+        if m.kind in DEVICE_SOURCE_NAMES:
+            found.append(m)
+        stack.extend(m.imports)
+    return found
+
+
+def _write_device_sources(executable, work: Path, target, log) -> None:
+    """Write the generated GPU kernels (model.cu / model.cl ...) into the bundle for inspection;
+    for CUDA, also compile them to PTX with nvcc when it is installed (a check that the code
+    builds, and PTX a driver can load)."""
+    for dev in _device_modules(executable.mod):
+        source = dev.inspect_source()
+        if not source:
+            continue
+        path = work / DEVICE_SOURCE_NAMES[dev.kind]
+        path.write_text(source)
+        log(f"{dev.kind} kernels: {path.name} ({len(source) / 1e3:.0f} kB of generated source)")
+        if dev.kind == "cuda":
+            _cuda_to_ptx(path, target, log)
+
+
+def _find_nvcc() -> str | None:
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return nvcc
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    candidate = Path(home) / "bin" / "nvcc"
+    return str(candidate) if candidate.is_file() else None
+
+
+def _cuda_to_ptx(source: Path, target, log) -> None:
+    nvcc = _find_nvcc()
+    arch = str(target.attrs.get("arch", "sm_80"))
+    if nvcc is None:
+        log("nvcc not found (PATH, CUDA_HOME): the cuda bundle holds model.so with the CUDA source, which a CUDA-enabled TVM runtime compiles when loading; no PTX written")
+        return
+    out = source.with_suffix(".ptx")
+    proc = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-w", "-o", str(out), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        first = next((line for line in proc.stderr.splitlines() if "error" in line), proc.stderr.strip()[:200])
+        raise UserError(f"nvcc could not compile the generated CUDA for {arch} ({first.strip()}); set SLM_BENCH_CUDA_ARCH to an arch your CUDA toolkit supports")
+    log(f"cuda kernels compiled to {out.name} with {nvcc} for {arch} (codegen check; this TVM build has no CUDA runtime, so model.so runs only where TVM was built with CUDA)")
 
 
 def _sha256(path: Path) -> str:

@@ -3,7 +3,9 @@
 Parameter names declared here are the bundle's weight names; ``harness.engines.tvm.weights``
 produces arrays under exactly these names. Linears call the hand-scheduled kernels of
 ``kernels.matmul`` (GEMV when the traced sequence length is the static 1 of ``decode``, GEMM
-otherwise); everything else is ordinary relax ops that the default lowering handles.
+otherwise), or their thread-bound twins in ``kernels.matmul_gpu`` when the module is built with
+``gpu=True`` (same signatures and weight layouts); everything else is ordinary relax ops that the
+default lowering (plus dlight's GPU schedules on GPU targets) handles.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from harness.quantization import GROUP, LANES, PACK, QuantPreset
 
-from .kernels import matmul
+from .kernels import matmul, matmul_gpu
 
 DTYPE = "float32"
 
@@ -23,9 +25,10 @@ DTYPE = "float32"
 class Linear(nn.Module):
     """y = x W^T (+ b) with W stored tiled (and 4-bit group-quantized for q4 presets)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, preset: QuantPreset):
+    def __init__(self, in_features: int, out_features: int, bias: bool, preset: QuantPreset, gpu: bool = False):
         matmul.check_shape(out_features, in_features, preset.quantized)
         self.in_features, self.out_features, self.preset = in_features, out_features, preset
+        self.gpu = gpu  # thread-bound kernels (CUDA / OpenCL / Vulkan / Metal) instead of CPU ones
         tiles = out_features // LANES
         if preset.quantized:
             self.qweight = nn.Parameter((tiles, in_features // PACK, LANES), "uint32")
@@ -46,10 +49,12 @@ class Linear(nn.Module):
         bias = self.bias if self.bias is not None else Tensor.from_const(np.zeros(self.out_features, DTYPE))
         n = self.out_features
         if self.preset.quantized:
-            func = matmul.q4_matmul(n, k, self.preset.scale_dtype, "one" if single_row else "many")
+            q4 = matmul_gpu.q4_matmul_gpu if self.gpu else matmul.q4_matmul
+            func = q4(n, k, self.preset.scale_dtype, "one" if single_row else "many")
             weights = [self.qweight, self.qscale]
         else:
-            func = matmul.f32_matmul(n, k, "one" if single_row else "many")
+            f32 = matmul_gpu.f32_matmul_gpu if self.gpu else matmul.f32_matmul
+            func = f32(n, k, "one" if single_row else "many")
             weights = [self.weight]
         name = ("gemv" if single_row else "gemm") + f"_{'q4' if self.preset.quantized else 'f32'}_{n}x{k}"
         y = op.tensor_ir_op(func, name, args=[x2, *weights, bias], out=Tensor.placeholder((rows, n), DTYPE))
@@ -59,8 +64,8 @@ class Linear(nn.Module):
 class Embedding(nn.Module):
     """Token embedding stored like a Linear of shape [vocab, hidden], so a tied LM head reuses it."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, preset: QuantPreset):
-        self.table = Linear(hidden_size, vocab_size, bias=False, preset=preset)
+    def __init__(self, vocab_size: int, hidden_size: int, preset: QuantPreset, gpu: bool = False):
+        self.table = Linear(hidden_size, vocab_size, bias=False, preset=preset, gpu=gpu)
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
 
     def forward(self, ids: Tensor) -> Tensor:
@@ -120,11 +125,11 @@ def make_norm(cfg, size: int) -> nn.Module:
 class Attention(nn.Module):
     """Fused QKV projection; RoPE, cache append and attention happen in the paged KV cache."""
 
-    def __init__(self, cfg, preset: QuantPreset):
+    def __init__(self, cfg, preset: QuantPreset, gpu: bool = False):
         d = cfg.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
-        self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset)
-        self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset)
+        self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset, gpu)
+        self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, gpu)
 
     def forward(self, x: Tensor, cache: PagedKVCache, layer_id: int) -> Tensor:
         b, s, _ = x.shape
@@ -136,11 +141,11 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     """SwiGLU (gate and up fused in one matmul) or a plain two-layer MLP, SiLU or GELU."""
 
-    def __init__(self, cfg, preset: QuantPreset):
+    def __init__(self, cfg, preset: QuantPreset, gpu: bool = False):
         self.gated, self.activation, self.inter = cfg.gated_mlp, cfg.activation, cfg.intermediate_size
         width = (2 if cfg.gated_mlp else 1) * cfg.intermediate_size
-        self.up_proj = Linear(cfg.hidden_size, width, cfg.linear_bias, preset)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset)
+        self.up_proj = Linear(cfg.hidden_size, width, cfg.linear_bias, preset, gpu)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset, gpu)
 
     def _act(self, x: Tensor) -> Tensor:
         return op.silu(x) if self.activation == "silu" else op.gelu(x, approximate="tanh")
@@ -156,11 +161,11 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg, preset: QuantPreset, layer_id: int):
+    def __init__(self, cfg, preset: QuantPreset, layer_id: int, gpu: bool = False):
         self.attn_norm = make_norm(cfg, cfg.hidden_size)
-        self.attn = Attention(cfg, preset)
+        self.attn = Attention(cfg, preset, gpu)
         self.mlp_norm = make_norm(cfg, cfg.hidden_size)
-        self.mlp = MLP(cfg, preset)
+        self.mlp = MLP(cfg, preset, gpu)
         self.layer_id = layer_id
 
     def forward(self, x: Tensor, cache: PagedKVCache) -> Tensor:

@@ -17,17 +17,18 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 from harness.models.config import ModelConfig
 from harness.quantization import QuantPreset
 
-from . import attention
+from . import attention, targets
 from .layers import DTYPE, DecoderLayer, Embedding, Linear, make_norm
 
 
 class DecoderLM(nn.Module):
     def __init__(self, cfg: ModelConfig, preset: QuantPreset, target):
         self.cfg, self.target = cfg, target
-        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset)
-        self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i) for i in range(cfg.num_layers)])
+        gpu = targets.is_gpu(target)  # thread-bound matmul kernels for GPU targets
+        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset, gpu)
+        self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i, gpu) for i in range(cfg.num_layers)])
         self.final_norm = make_norm(cfg, cfg.hidden_size)
-        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, gpu)
 
     def _logits(self, hidden: Tensor) -> Tensor:
         hidden = self.final_norm(hidden)

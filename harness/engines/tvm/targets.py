@@ -9,7 +9,7 @@ from harness.errors import UserError
 # name -> (description, whether a runnable library can be linked on this host)
 TARGETS = {
     "llvm": "the host CPU, features detected (the desktop reference)",
-    "cuda": "NVIDIA GPU (needs a CUDA driver to run)",
+    "cuda": "NVIDIA GPU, SLM_BENCH_CUDA_ARCH (default sm_80); running needs a CUDA driver and a TVM built with CUDA (the pip wheel generates code only)",
     "android-cpu": "llvm -mtriple=aarch64-linux-android: the phone's ARM64 cores (linking needs the NDK: TVM_NDK_CC)",
     "opencl": "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the phone)",
 }
@@ -40,3 +40,11 @@ def resolve(name: str):
 
 def is_host_runnable(name: str) -> bool:
     return name in ("llvm", "cuda")
+
+
+GPU_KINDS = ("cuda", "opencl", "vulkan", "metal")
+
+
+def is_gpu(target) -> bool:
+    """Whether a resolved target runs kernels on a GPU (thread-bound kernels, dlight schedules)."""
+    return target.kind.name in GPU_KINDS

@@ -120,11 +120,24 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
     return batch_decode_paged_kv
 
 
+def fast_exp2(T, x):
+    """2**x for x <= 0 without a libm call, so it vectorizes: 2**floor(x) from the exponent
+    bits, 2**frac(x) from a degree-6 Taylor polynomial (relative error < 2e-5)."""
+    x = T.max(x, T.float32(-126.0))
+    whole = T.floor(x)
+    f = x - whole
+    poly = T.float32(1.0) + f * (T.float32(0.6931472) + f * (T.float32(0.2402265) + f * (T.float32(0.05550411) + f * (T.float32(0.009618129) + f * (T.float32(0.001333355) + f * T.float32(0.0001540353))))))
+    return T.reinterpret("float32", T.shift_left(T.Cast("int32", whole) + 127, 23)) * poly
+
+
+QUERY_BLOCK = 8  # queries of one head per prefill work item; they share one transposed K chunk
+
+
 def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
     from tvm.script import tirx as T
 
     group = h_q // h_kv
-    parts = d_qk // DOT_LANES
+    QB = QUERY_BLOCK
 
     @T.prim_func(s_tir=True)
     def batch_prefill_ragged_kv(
@@ -162,57 +175,66 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
         lse = T.match_buffer(var_lse, (qo_len, h_q), "float32")
 
         for b in T.serial(batch_size):
-            for qh in T.parallel((q_indptr[b + 1] - q_indptr[b]) * h_q):
+            for item in T.parallel(T.ceildiv(q_indptr[b + 1] - q_indptr[b], QB) * h_q):
                 with T.sblock("attn"):
                     T.reads()
                     T.writes()
-                    qv = T.sblock_alloc_buffer((d_qk,), "float32", scope="local")
-                    acc = T.sblock_alloc_buffer((d_v,), "float32", scope="local")
-                    part = T.sblock_alloc_buffer((DOT_LANES,), "float32", scope="local")
-                    score = T.sblock_alloc_buffer((CHUNK,), "float32", scope="local")
-                    state = T.sblock_alloc_buffer((4,), "float32", scope="local")
-                    # Heads inner: neighbouring iterations share the query row and the K/V rows.
-                    qi: T.let[T.int32] = qh // h_q
-                    h: T.let[T.int32] = qh % h_q
+                    qv = T.sblock_alloc_buffer((QB, d_qk), "float32", scope="local")
+                    acc = T.sblock_alloc_buffer((QB, d_v), "float32", scope="local")
+                    kt = T.sblock_alloc_buffer((d_qk, CHUNK), "float32", scope="local")
+                    sc = T.sblock_alloc_buffer((QB, CHUNK), "float32", scope="local")
+                    m = T.sblock_alloc_buffer((QB,), "float32", scope="local")
+                    lsum = T.sblock_alloc_buffer((QB,), "float32", scope="local")
+                    tmp = T.sblock_alloc_buffer((2,), "float32", scope="local")  # chunk max, rescale
+                    # Heads inner: neighbouring items share the K/V rows of one query block.
+                    h: T.let[T.int32] = item % h_q
                     hk: T.let[T.int32] = h // group
-                    row: T.let[T.int32] = q_indptr[b] + qi
-                    kv_base: T.let[T.int32] = kv_indptr[b]
-                    n_kv: T.let[T.int32] = kv_indptr[b + 1] - kv_base
                     n_q: T.let[T.int32] = q_indptr[b + 1] - q_indptr[b]
-                    visible: T.let[T.int32] = T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi + 1), n_kv)
-                    for d in T.vectorized(d_qk):
-                        qv[d] = T.Cast("float32", q[row, h, d]) * sm_scale * LOG2E
-                    for d in T.vectorized(d_v):
-                        acc[d] = T.float32(0)
-                    state[0] = T.float32(-5e4)
-                    state[1] = T.float32(0)
-                    for c in T.serial(T.ceildiv(visible, CHUNK)):
-                        state[2] = T.float32(-5e4)
-                        for j in T.serial(CHUNK):
-                            if c * CHUNK + j < visible:
-                                for l in T.vectorized(DOT_LANES):
-                                    part[l] = T.float32(0)
-                                for p in T.serial(parts):
-                                    for l in T.vectorized(DOT_LANES):
-                                        part[l] = part[l] + qv[p * DOT_LANES + l] * T.Cast("float32", k[kv_base + c * CHUNK + j, hk, p * DOT_LANES + l])
-                                score[j] = T.float32(0)
-                                for l in T.serial(DOT_LANES):
-                                    score[j] = score[j] + part[l]
-                                state[2] = T.max(state[2], score[j])
-                        state[3] = T.exp2(state[0] - T.max(state[0], state[2]))
-                        state[0] = T.max(state[0], state[2])
-                        state[1] = state[1] * state[3]
+                    n_kv: T.let[T.int32] = kv_indptr[b + 1] - kv_indptr[b]
+                    qi0: T.let[T.int32] = item // h_q * QB
+                    rows: T.let[T.int32] = T.min(QB, n_q - qi0)
+                    kv0: T.let[T.int32] = kv_indptr[b]
+                    # keys visible to the block's last query (causal: the diagonal is aligned to the end)
+                    vis_last: T.let[T.int32] = T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + rows), n_kv)
+                    for r in T.serial(QB):
+                        for d in T.vectorized(d_qk):
+                            qv[r, d] = T.if_then_else(r < rows, T.Cast("float32", q[q_indptr[b] + T.min(qi0 + r, n_q - 1), h, d]), T.float32(0)) * sm_scale * LOG2E
                         for d in T.vectorized(d_v):
-                            acc[d] = acc[d] * state[3]
+                            acc[r, d] = T.float32(0)
+                        m[r] = T.float32(-5e4)
+                        lsum[r] = T.float32(0)
+                    for c in T.serial(T.ceildiv(vis_last, CHUNK)):
                         for j in T.serial(CHUNK):
-                            if c * CHUNK + j < visible:
-                                score[j] = T.exp2(score[j] - state[0])
-                                state[1] = state[1] + score[j]
+                            for d in T.serial(d_qk):
+                                # rows past the end are clamped; their scores are masked below
+                                kt[d, j] = T.Cast("float32", k[kv0 + T.min(c * CHUNK + j, n_kv - 1), hk, d])
+                        for r in T.serial(QB):
+                            for j in T.vectorized(CHUNK):
+                                sc[r, j] = T.float32(0)
+                            for d in T.serial(d_qk):
+                                for j in T.vectorized(CHUNK):
+                                    sc[r, j] = sc[r, j] + qv[r, d] * kt[d, j]
+                            for j in T.vectorized(CHUNK):
+                                sc[r, j] = T.if_then_else(c * CHUNK + j < T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + r + 1), n_kv), sc[r, j], T.float32(-5e4))
+                            tmp[0] = m[r]
+                            for j in T.serial(CHUNK):
+                                tmp[0] = T.max(tmp[0], sc[r, j])
+                            tmp[1] = fast_exp2(T, m[r] - tmp[0])
+                            m[r] = tmp[0]
+                            lsum[r] = lsum[r] * tmp[1]
+                            for d in T.vectorized(d_v):
+                                acc[r, d] = acc[r, d] * tmp[1]
+                            for j in T.vectorized(CHUNK):
+                                sc[r, j] = fast_exp2(T, sc[r, j] - tmp[0])
+                            for j in T.serial(CHUNK):
+                                lsum[r] = lsum[r] + sc[r, j]
+                            for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
                                 for d in T.vectorized(d_v):
-                                    acc[d] = acc[d] + score[j] * T.Cast("float32", v[kv_base + c * CHUNK + j, hk, d])
-                    for d in T.vectorized(d_v):
-                        output[row, h, d] = T.Cast(dtype, acc[d] / T.max(state[1], T.float32(1e-30)))
-                    lse[row, h] = state[0] + T.log2(T.max(state[1], T.float32(1e-30)))
+                                    acc[r, d] = acc[r, d] + sc[r, j] * T.Cast("float32", v[kv0 + c * CHUNK + j, hk, d])
+                    for r in T.serial(rows):
+                        for d in T.vectorized(d_v):
+                            output[q_indptr[b] + qi0 + r, h, d] = T.Cast(dtype, acc[r, d] / T.max(lsum[r], T.float32(1e-30)))
+                        lse[q_indptr[b] + qi0 + r, h] = m[r] + T.log2(T.max(lsum[r], T.float32(1e-30)))
 
     return batch_prefill_ragged_kv
 

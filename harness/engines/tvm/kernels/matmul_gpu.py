@@ -18,8 +18,9 @@ differ only in their lane read consecutive words: the loads below are coalesced.
   barrier between the passes is inserted by TVM's ThreadSync), the first LANES threads finish
   the reduction.
 - **GEMM (prefill, rows="many").** One block per (block of ``GEMM_BLOCK_ROWS`` rows of x, column
-  tile); thread ``t`` owns lane ``t % LANES`` and ``GEMM_THREAD_ROWS`` rows, walks K serially
-  and dequantizes each weight once in registers for all of its rows.
+  tile); thread ``t`` owns lane ``t % LANES`` and ``GEMM_THREAD_ROWS`` rows (``t // LANES`` plus
+  multiples of ``GEMM_ROW_GROUPS``), walks K serially and dequantizes each weight once, in
+  registers, for all of its rows. Rows past ``m`` read a valid row and skip the store.
 
 Written already scheduled (``tirx.is_scheduled``) so dlight leaves them alone. Knobs are the
 module constants; every block has at most 256 threads (Adreno's limit) and uses < 16 KiB of
@@ -98,7 +99,7 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
                 for t in T.thread_binding(GEMM_THREADS, thread="threadIdx.x"):
                     with T.sblock("gemm"):
                         acc = T.sblock_alloc_buffer((GEMM_THREAD_ROWS,), "float32", scope="local")
-                        # Rows rb*BLOCK + g, g + ROW_GROUPS, ...: a warp's lanes cover 2 rows x 16 columns.
+                        # Thread t: rows row0, row0 + ROW_GROUPS, ... (a warp covers 2 rows x 16 columns).
                         row0: T.let[T.int64] = rb * GEMM_BLOCK_ROWS + t // LANES
                         for r in T.unroll(GEMM_THREAD_ROWS):
                             acc[r] = T.float32(0)
