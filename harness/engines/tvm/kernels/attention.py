@@ -19,8 +19,18 @@ from __future__ import annotations
 import math
 
 CHUNK = 32  # keys scored per online-softmax step
-DOT_LANES = 8  # partial sums in a q.k dot product
+DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
 LOG2E = math.log2(math.e)
+
+
+def fast_exp2(T, x):
+    """2**x for x <= 0 without a libm call, so it vectorizes: 2**floor(x) from the exponent
+    bits, 2**frac(x) from a degree-6 Taylor polynomial (relative error < 2e-5)."""
+    x = T.max(x, T.float32(-126.0))
+    whole = T.floor(x)
+    f = x - whole
+    poly = T.float32(1.0) + f * (T.float32(0.6931472) + f * (T.float32(0.2402265) + f * (T.float32(0.05550411) + f * (T.float32(0.009618129) + f * (T.float32(0.001333355) + f * T.float32(0.0001540353))))))
+    return T.reinterpret("float32", T.shift_left(T.Cast("int32", whole) + 127, 23)) * poly
 
 
 def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str, page_size: int = 16):
@@ -72,62 +82,49 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                 q = T.sblock_alloc_buffer((D,), "float32", scope="local")
                 acc = T.sblock_alloc_buffer((D,), "float32", scope="local")
                 part = T.sblock_alloc_buffer((DOT_LANES,), "float32", scope="local")
-                score = T.sblock_alloc_buffer((CHUNK,), "float32", scope="local")
-                state = T.sblock_alloc_buffer((4,), "float32", scope="local")  # m, sum, chunk max, scale
+                score = T.sblock_alloc_buffer((page_size,), "float32", scope="local")
+                state = T.sblock_alloc_buffer((4,), "float32", scope="local")  # m, sum, page max, scale
                 b: T.let[T.int32] = bh // H_qo
                 h: T.let[T.int32] = bh % H_qo
                 hk: T.let[T.int32] = h // group
                 first: T.let[T.int32] = page_indptr[b]
                 npages: T.let[T.int32] = page_indptr[b + 1] - first
-                length: T.let[T.int32] = T.if_then_else(npages > 0, (npages - 1) * page_size + last_page_len[b], 0)
                 for d in T.vectorized(D):
                     q[d] = T.Cast("float32", Q[b, h, d]) * sm_scale * LOG2E
                     acc[d] = T.float32(0)
                 state[0] = T.float32(-5e4)
                 state[1] = T.float32(0)
-                for c in T.serial(T.ceildiv(length, CHUNK)):
+                # One page per online-softmax step: the page-table lookup happens once per page.
+                for p in T.serial(npages):
+                    page: T.let[T.int32] = page_values[first + p]
+                    used: T.let[T.int32] = T.if_then_else(p == npages - 1, last_page_len[b], page_size)
                     state[2] = T.float32(-5e4)
-                    for j in T.serial(CHUNK):
-                        if c * CHUNK + j < length:
-                            pos: T.let[T.int32] = c * CHUNK + j
-                            page: T.let[T.int32] = page_values[first + pos // page_size]
+                    for j in T.serial(page_size):
+                        for l in T.vectorized(DOT_LANES):
+                            part[l] = T.float32(0)
+                        for c in T.serial(parts):
                             for l in T.vectorized(DOT_LANES):
-                                part[l] = T.float32(0)
-                            for p in T.serial(parts):
-                                for l in T.vectorized(DOT_LANES):
-                                    part[l] = part[l] + q[p * DOT_LANES + l] * T.Cast("float32", pages[page, 0, hk, pos % page_size, p * DOT_LANES + l])
-                            score[j] = T.float32(0)
-                            for l in T.serial(DOT_LANES):
-                                score[j] = score[j] + part[l]
-                            state[2] = T.max(state[2], score[j])
-                    state[3] = T.exp2(state[0] - T.max(state[0], state[2]))
+                                part[l] = part[l] + q[c * DOT_LANES + l] * T.Cast("float32", pages[page, 0, hk, j, c * DOT_LANES + l])
+                        score[j] = T.float32(-5e4)
+                        if j < used:
+                            score[j] = part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6] + part[7]
+                        state[2] = T.max(state[2], score[j])
+                    state[3] = fast_exp2(T, state[0] - T.max(state[0], state[2]))
                     state[0] = T.max(state[0], state[2])
                     state[1] = state[1] * state[3]
                     for d in T.vectorized(D):
                         acc[d] = acc[d] * state[3]
-                    for j in T.serial(CHUNK):
-                        if c * CHUNK + j < length:
-                            pos: T.let[T.int32] = c * CHUNK + j
-                            page: T.let[T.int32] = page_values[first + pos // page_size]
-                            score[j] = T.exp2(score[j] - state[0])
-                            state[1] = state[1] + score[j]
-                            for d in T.vectorized(D):
-                                acc[d] = acc[d] + score[j] * T.Cast("float32", pages[page, 1, hk, pos % page_size, d])
+                    for j in T.vectorized(page_size):
+                        score[j] = fast_exp2(T, score[j] - state[0])
+                    for j in T.serial(used):
+                        state[1] = state[1] + score[j]
+                        for d in T.vectorized(D):
+                            acc[d] = acc[d] + score[j] * T.Cast("float32", pages[page, 1, hk, j, d])
                 for d in T.vectorized(D):
                     output[b, h, d] = T.Cast(dtype, acc[d] / T.max(state[1], T.float32(1e-30)))
                 lse[b, h] = state[0] + T.log2(T.max(state[1], T.float32(1e-30)))
 
     return batch_decode_paged_kv
-
-
-def fast_exp2(T, x):
-    """2**x for x <= 0 without a libm call, so it vectorizes: 2**floor(x) from the exponent
-    bits, 2**frac(x) from a degree-6 Taylor polynomial (relative error < 2e-5)."""
-    x = T.max(x, T.float32(-126.0))
-    whole = T.floor(x)
-    f = x - whole
-    poly = T.float32(1.0) + f * (T.float32(0.6931472) + f * (T.float32(0.2402265) + f * (T.float32(0.05550411) + f * (T.float32(0.009618129) + f * (T.float32(0.001333355) + f * T.float32(0.0001540353))))))
-    return T.reinterpret("float32", T.shift_left(T.Cast("int32", whole) + 127, 23)) * poly
 
 
 QUERY_BLOCK = 8  # queries of one head per prefill work item; they share one transposed K chunk
