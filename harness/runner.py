@@ -45,6 +45,7 @@ class Runner:
         self.prompts, self.template = prompts, template
         self.max_new_tokens, self.mode = max_new_tokens, mode
         self.session = TVMSession(bundle)
+        self.threads = self.session.num_threads()
         self.tokenizer = tokenizer_for_bundle(bundle, self.session.vocab_size)
         self.eos = set(self.session.config.get("eos_token_ids") or [])
         self.overhead_ns: list[tuple[int, int]] = []  # (outside timed region, timed region)
@@ -89,6 +90,7 @@ class Runner:
                 peak_mem_bytes=peak_rss_bytes(),
                 output_text=self.tokenizer.decode(out),
                 input_tokenizer=self.tokenizer.name,
+                threads=self.threads,
                 status="ok",
             )
             t_exit = time.perf_counter_ns()

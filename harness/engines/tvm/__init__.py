@@ -1,6 +1,21 @@
 """The embedded MLC-style engine on Apache TVM 0.27 (see compile.py, runtime.py, kernels/)."""
 
+import os as _os
 import sys as _sys
+
+
+def _default_threads() -> None:
+    """Use every core this process may run on.
+
+    TVM's CPU thread pool defaults to half the hardware threads on x86 (it assumes SMT), which
+    on a 2-core machine means one thread. Set before TVM's runtime starts; an explicit
+    TVM_NUM_THREADS from the user wins.
+    """
+    try:
+        cores = len(_os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = _os.cpu_count() or 1
+    _os.environ.setdefault("TVM_NUM_THREADS", str(cores))
 
 
 def _import_tvm_without_torch() -> None:
@@ -20,4 +35,5 @@ def _import_tvm_without_torch() -> None:
         del _sys.modules["torch"]
 
 
+_default_threads()
 _import_tvm_without_torch()

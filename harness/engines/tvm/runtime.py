@@ -53,6 +53,13 @@ class TVMSession:
         self._seq_open = False
         self.length = 0
 
+    @staticmethod
+    def num_threads() -> int:
+        """Threads of TVM's CPU pool in this process (see harness.engines.tvm._default_threads)."""
+        import tvm
+
+        return int(tvm.get_global_func("runtime.NumThreads")())
+
     def reset(self) -> None:
         """Start a fresh sequence (drops the cached keys/values)."""
         if self._seq_open:
