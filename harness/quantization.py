@@ -5,7 +5,8 @@
 ``q0f32``   no quantization, fp32 weights
 
 Activations are computed in float32 on CPU targets for every preset (fp16 arithmetic is slow
-on x86 and on ARM cores without FP16 vector support); the preset decides how weights are stored.
+on x86 and on ARM cores without FP16 vector support); the preset decides how weights and the
+KV cache are stored (fp16 KV cache for the f16 presets).
 
 Packing: W[N, K] -> per group of 32 along K, scale = max|w| / 7, q = round(w / scale) + 7 in
 [0, 14], eight q per uint32 word (k-th value at bits 4*(k % 8)), and the tiled layout
@@ -35,6 +36,12 @@ class QuantPreset:
     @property
     def quantized(self) -> bool:
         return self.bits == 4
+
+    @property
+    def kv_cache_dtype(self) -> str:
+        """The "f16" presets keep the KV cache in fp16, as MLC's do: at long contexts decode
+        reads the whole cache every token, so its bytes matter as much as the weights'."""
+        return "float16" if self.scale_dtype == "float16" else "float32"
 
     def bytes_per_weight(self) -> float:
         """Storage bytes per weight element, scales included."""

@@ -128,13 +128,15 @@ class Attention(nn.Module):
     def __init__(self, cfg, preset: QuantPreset, gpu: bool = False):
         d = cfg.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
+        self.kv_dtype = preset.kv_cache_dtype
         self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset, gpu)
         self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, gpu)
 
     def forward(self, x: Tensor, cache: PagedKVCache, layer_id: int) -> Tensor:
         b, s, _ = x.shape
         qkv = op.reshape(self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim))
-        out = cache.attention_with_fused_qkv(layer_id, qkv, self.num_heads, sm_scale=self.head_dim**-0.5)
+        # The cache stores keys/values in the preset's KV dtype; attention computes in fp32 inside.
+        out = cache.attention_with_fused_qkv(layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.head_dim**-0.5).astype(DTYPE)
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))
 
 

@@ -23,7 +23,7 @@ from .layers import DTYPE, DecoderLayer, Embedding, Linear, make_norm
 
 class DecoderLM(nn.Module):
     def __init__(self, cfg: ModelConfig, preset: QuantPreset, target):
-        self.cfg, self.target = cfg, target
+        self.cfg, self.target, self.kv_dtype = cfg, target, preset.kv_cache_dtype
         gpu = targets.is_gpu(target)  # thread-bound matmul kernels for GPU targets
         self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset, gpu)
         self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i, gpu) for i in range(cfg.num_layers)])
@@ -59,7 +59,7 @@ class DecoderLM(nn.Module):
         return self._logits(self._body(input_embed, paged_kv_cache)), paged_kv_cache
 
     def create_paged_kv_cache(self, max_batch_size: tirx.Var, max_total_seq_len: tirx.Var, prefill_chunk_size: tirx.Var, page_size: tirx.Var, support_sliding_window: tirx.Var) -> PagedKVCache:
-        return attention.create_kv_cache(self.cfg, self.target, DTYPE, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
+        return attention.create_kv_cache(self.cfg, self.target, self.kv_dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
 
     def get_default_spec(self):
         h = self.cfg.hidden_size
