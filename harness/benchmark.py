@@ -165,7 +165,7 @@ def write_run_reports(out_dir: Path, log=print) -> list[Path]:
     """The run's report and plots, rendered from its journal into the run directory."""
     from harness.report.render import write_report
 
-    outputs = write_report([out_dir], out_dir / "report")
+    outputs = write_report([out_dir], out_dir / "report", title=f"slm-bench report: {out_dir.name}")
     log(f"report: {outputs.html}")
     return outputs.files()
 

@@ -27,16 +27,25 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measured_bandwidth_gbps() -> float:
-    """Host memory bandwidth: best of 5 copies of a 256 MiB array (read + write bytes / time).
-
-    Measured once per machine and cached: the decode ceiling needs a number for the desktop,
-    whose profile cannot know the machine's memory.
-    """
+def measure_bandwidth_gbps() -> float:
+    """Host memory bandwidth now: best of 5 copies of a 256 MiB array (read + write bytes / time)."""
     import time
 
     import numpy as np
 
+    src = np.ones(64 * 2**20, dtype=np.float32)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter_ns() - t0)
+    return 2 * src.nbytes / best  # bytes per ns == GB/s
+
+
+def measured_bandwidth_gbps() -> float:
+    """:func:`measure_bandwidth_gbps`, measured once per machine and cached: the decode ceiling
+    needs a number for the desktop, whose profile cannot know the machine's memory."""
     from harness.cache import cache_dir
 
     cached = cache_dir() / "host-bandwidth.json"
@@ -45,14 +54,7 @@ def measured_bandwidth_gbps() -> float:
         data = json.loads(cached.read_text())
         if data.get("node") == node:
             return float(data["gbps"])
-    src = np.ones(64 * 2**20, dtype=np.float32)
-    dst = np.empty_like(src)
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter_ns()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter_ns() - t0)
-    gbps = 2 * src.nbytes / best
+    gbps = measure_bandwidth_gbps()
     cached.write_text(json.dumps({"node": node, "gbps": gbps, "method": "numpy copy of 256 MiB, best of 5"}))
     return gbps
 
@@ -70,7 +72,8 @@ class LocalDevice(Device):
 
         return DeviceInfo(
             serial=self.serial,
-            model=platform.node() or "desktop",
+            model=f"desktop {platform.machine()}",
+            host=platform.node(),
             brand=platform.system(),
             soc=_cpu_name(),
             os=f"{platform.system()} {platform.release()}",

@@ -81,6 +81,7 @@ def write_report(
     out_dir: Path | str | None = None,
     baseline: Path | str | list[Path | str] | None = None,
     L: int | None = None,
+    title: str | None = None,
 ) -> ReportOutputs:
     """Write report.md, report.html, summary.csv and ``plots/`` for ``run_dirs`` into ``out_dir``."""
     from harness.report.plots import write_plots
@@ -92,7 +93,7 @@ def write_report(
     summary = with_baseline(summary_table(data.df), base)
     plots = write_plots(data, out / "plots", L=L)  # first: a bad --L fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    title = f"slm-bench report: {out.name}"
+    title = title or f"slm-bench report: {out.name}"
     tables = [runs_table(data), *result_tables(summary, base is not None)]
     problems = list_problems(data, base)
     baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.cache import cache_dir, file_sha256
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset
@@ -106,7 +106,7 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     with target:
         executable = tvm.compile(mod, target=target, relax_pipeline=_relax_pipeline(target))
     lib_name = LIB_NAMES[target_name]
-    _export_library(executable, work / lib_name, target_name)
+    _export_library(executable, work / lib_name, target_name, log)
     if targets.is_gpu(target):
         _write_device_sources(executable, work, target, log)
     t_compile = time.perf_counter() - t0
@@ -144,7 +144,7 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
         "engine_hash": engine_source_hash(),
         "timings_s": {"export": round(t_export, 3), "compile": round(t_compile, 3), "pack": round(t_pack, 3)},
     }
-    manifest["files"] = {p.relative_to(work).as_posix(): _sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
+    manifest["files"] = {p.relative_to(work).as_posix(): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
     (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
 
@@ -192,7 +192,7 @@ def _relax_pipeline(target):
     return _pipeline
 
 
-def _export_library(executable, path: Path, target_name: str) -> None:
+def _export_library(executable, path: Path, target_name: str, log=print) -> None:
     if targets.is_host_runnable(target_name):
         # cuda included: the .so holds host code plus the CUDA source, which a CUDA-enabled TVM
         # runtime compiles when it loads the library (this wheel's runtime has no CUDA).
@@ -207,6 +207,8 @@ def _export_library(executable, path: Path, target_name: str) -> None:
         from tvm.support import ndk
 
         executable.export_library(str(path.with_suffix(".so")), fcompile=ndk.create_shared)
+    else:
+        log(f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so; to link one, set TVM_NDK_CC to the NDK's clang (e.g. $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android34-clang) and compile with --force")
     executable.export_library(str(path), fcompile=tar_util.tar)
 
 
@@ -259,14 +261,6 @@ def _cuda_to_ptx(source: Path, target, log) -> None:
     log(f"cuda kernels compiled to {out.name} with {nvcc} for {arch} (codegen check; this TVM build has no CUDA runtime, so model.so runs only where TVM was built with CUDA)")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_bundle(bundle: Path) -> dict:
     """Check every file against the manifest; a damaged bundle is an error naming the file."""
     manifest_path = bundle / "manifest.json"
@@ -277,6 +271,6 @@ def verify_bundle(bundle: Path) -> dict:
         p = bundle / name
         if not p.is_file():
             raise UserError(f"bundle file {p} is missing; recompile with `slm-bench compile --force`")
-        if _sha256(p) != digest:
+        if file_sha256(p) != digest:
             raise UserError(f"bundle file {p} does not match its manifest hash; recompile with `slm-bench compile --force`")
     return manifest

