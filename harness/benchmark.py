@@ -78,6 +78,8 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     if spec.engine != "tvm":
         raise UserError(f"engine {spec.engine!r} is not available; this version has the 'tvm' engine")
     device = open_device(spec.device, spec.target)
+    if spec.device == "local" and spec.target not in ("llvm", "cuda"):
+        raise UserError(f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone")
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
     out_dir = Path(out_dir) if out_dir else results_dir() / run_id_for(spec)
 

@@ -109,3 +109,8 @@ def test_runner_prints_schema_valid_json_lines(tmp_path):
     assert [r.warmup for r in records] == [True, False, False]
     summary = json.loads(lines[-1])["summary"]
     assert summary["requests"] == 3 and summary["overhead_s"] >= 0
+
+
+def test_phone_target_on_the_desktop_is_refused_before_compiling(tmp_path):
+    with pytest.raises(UserError, match="target android-cpu builds for a phone"):
+        run_benchmark(spec(target="android-cpu"), tmp_path / "run", **QUIET)
