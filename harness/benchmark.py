@@ -63,7 +63,7 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
     return lengths
 
 
-def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True) -> RunOutcome:
+def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None) -> RunOutcome:
     from harness.devices import open_device
     from harness.engines.tvm.compile import compile_model, verify_bundle
     from harness.models.resolve import resolve_model
@@ -77,7 +77,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     preset = get_preset(spec.quantization)
     if spec.engine != "tvm":
         raise UserError(f"engine {spec.engine!r} is not available; this version has the 'tvm' engine")
-    device = open_device(spec.device, spec.target)
+    device = open_device(spec.device, spec.target, adb_server)
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
         raise UserError(f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone")
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)

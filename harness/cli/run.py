@@ -33,7 +33,8 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1 (4-bit, group 32, fp16 scales), q4f32_1, or q0f32.")
 @click.option("--engine", default="tvm", show_default=True, help="Inference engine.")
 @click.option("--target", default="llvm", show_default=True, help="Compile target: llvm (host CPU), cuda, android-cpu, opencl.")
-@click.option("--device", "-d", default="local", show_default=True, help="local, or adb:SERIAL for a phone.")
+@click.option("--device", "-d", default="local", show_default=True, help="local, adb (the only attached phone) or adb:SERIAL.")
+@click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
 @click.option("--tasks", default="summ,qs,qa", show_default=True, callback=csv_words, help="DocAssist tasks to run.")
 @click.option("--lengths", default="200,400,600,800,1000", show_default=True, callback=csv_ints, help="Context lengths L in cl100k tokens.")
 @click.option("--docs", default=1, show_default=True, type=click.IntRange(min=1), help="How many corpus documents (the first N) to use.")
@@ -45,7 +46,7 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory [default: results/<run-id>/].")
 @click.option("--no-report", is_flag=True, help="Only journal records; skip the report and plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
-def run(model, quantization, engine, target, device, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, mode, out, no_report, as_json):
+def run(model, quantization, engine, target, device, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, mode, out, no_report, as_json):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
     Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
@@ -57,7 +58,7 @@ def run(model, quantization, engine, target, device, tasks, lengths, docs, repea
 
     spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=device, tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, docs=docs)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    outcome = run_benchmark(spec, out, mode=mode, log=log, write_reports=not no_report)
+    outcome = run_benchmark(spec, out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server)
     if as_json:
         from harness.report.aggregate import load_runs, summary_table
 

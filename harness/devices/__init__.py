@@ -11,5 +11,7 @@ def open_device(spec: str, target: str = "llvm", adb_server: str | None = None):
 
         return LocalDevice(target)
     if spec == "adb" or spec.startswith("adb:"):
-        raise UserError("ADB devices are not available in this version yet; use --device local")
+        from harness.devices.adb import AdbDevice
+
+        return AdbDevice(spec.split(":", 1)[1] if ":" in spec else None, adb_server)
     raise UserError(f"unknown device {spec!r}; use 'local' or 'adb:SERIAL'")

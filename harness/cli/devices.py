@@ -1,0 +1,52 @@
+"""``slm-bench devices``: list reachable devices; ``devices emulate`` runs the emulated phone."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+EPILOG = """\b
+Examples:
+  slm-bench devices                                   # this desktop and every adb device
+  slm-bench devices --adb-server 192.168.1.20:5037    # phones on another host's adb server
+  slm-bench devices emulate --profile galaxy-s24 --port 5600 --root ./phone
+  adb connect 127.0.0.1:5600 && slm-bench run --model smollm2-135m-instruct --device adb:127.0.0.1:5600"""
+
+
+@click.group("devices", invoke_without_command=True, epilog=EPILOG)
+@click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to ask [default: 127.0.0.1:5037].")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.pass_context
+def devices(ctx, adb_server, as_json):
+    """List the desktop and every device the adb server sees, with the matched profile."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from harness.devices.local import LocalDevice
+
+    rows = [LocalDevice().info().model_dump()]
+    try:
+        from harness.devices.adb import AdbDevice, list_serials
+
+        rows += [AdbDevice(serial, adb_server).info().model_dump() for serial in list_serials(adb_server)]
+    except click.ClickException:
+        raise
+    except Exception as exc:  # no adb server is not an error for listing: say so and go on
+        click.echo(f"(no adb devices: {exc})", err=True)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        ram = f"{r['ram_bytes'] / 2**30:.1f} GiB" if r.get("ram_bytes") else "?"
+        click.echo(f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} profile {r['profile']}")
+
+
+@devices.command("emulate")
+@click.option("--profile", default="galaxy-s24", show_default=True, help="Device profile (device_profiles/NAME.yaml) to answer getprop from.")
+@click.option("--port", default=5600, show_default=True, type=int, help="Loopback port adb connects to.")
+@click.option("--root", default="./emulated-phone", show_default=True, type=click.Path(file_okay=False), help="Folder standing for the phone's storage (kept across restarts).")
+def emulate(profile, port, root):
+    """Run an emulated phone (a Python adbd speaking the real ADB protocol) in the foreground."""
+    from harness.devices.emulated.adbd import main
+
+    raise SystemExit(main(["--profile", profile, "--port", str(port), "--root", root]))

@@ -1,0 +1,190 @@
+"""Android devices over ADB, through adbutils only (no subprocess calls to the adb binary).
+
+The device runs the same runner as the desktop (``python -m harness.runner ... --serve``) behind
+``adb shell``: its stdin carries the run commands and its stdout the JSON records. On a stock
+phone that needs a Python (e.g. Termux's, set with SLM_BENCH_DEVICE_PYTHON) or one of the native
+runners of the runner-adapter issue; the emulated Galaxy S24 (``harness.devices.emulated``) runs
+the host's Python inside its sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import sys
+from pathlib import Path
+
+from harness.devices.base import Device, DeviceGone, RunnerProcess
+from harness.devices.profiles import get_profile, match_profile
+from harness.errors import UserError
+from harness.results.schema import DeviceInfo, DeviceState
+
+REMOTE_ROOT = "/data/local/tmp/slm-bench"
+REPO = Path(__file__).resolve().parents[2]
+PROPS = ("ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
+
+
+def adb_client(adb_server: str | None):
+    import adbutils
+
+    host, port = "127.0.0.1", 5037
+    if adb_server:
+        host, _, p = adb_server.rpartition(":")
+        if not host or not p.isdigit():
+            raise UserError(f"--adb-server must be HOST:PORT, got {adb_server!r}")
+        port = int(p)
+    return adbutils.AdbClient(host=host, port=port)
+
+
+def list_serials(adb_server: str | None) -> list[str]:
+    import adbutils
+
+    client = adb_client(adb_server)
+    try:
+        return [d.serial for d in client.device_list()]
+    except (adbutils.AdbError, OSError) as exc:
+        where = adb_server or "127.0.0.1:5037"
+        raise UserError(f"cannot reach the adb server at {where} ({exc}); start it with `adb start-server` or pass --adb-server HOST:PORT") from None
+
+
+class _ShellPipe:
+    """The Popen surface RunnerProcess uses (stdin, stdout, poll, wait, kill) over an adb shell stream."""
+
+    def __init__(self, connection):
+        self._conn = connection
+        sock = connection.conn
+        self.stdin = sock.makefile("w", encoding="utf-8", newline="\n")
+        self.stdout = sock.makefile("r", encoding="utf-8", newline="\n")
+        self._closed = False
+
+    def poll(self):
+        return -1 if self._closed else None  # shell v1 carries no exit code
+
+    def wait(self, timeout=None):
+        self.kill()
+        return -1
+
+    def kill(self):
+        if not self._closed:
+            self._closed = True
+            for f in (self.stdin, self.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+            self._conn.close()
+
+
+class AdbDevice(Device):
+    def __init__(self, serial: str | None, adb_server: str | None = None):
+        serials = list_serials(adb_server)
+        if serial is None:
+            if len(serials) != 1:
+                found = ", ".join(serials) or "none"
+                raise UserError(f"--device adb needs exactly one attached device (found: {found}); pass --device adb:SERIAL")
+            serial = serials[0]
+        elif serial not in serials:
+            raise UserError(f"device {serial} is not attached (attached: {', '.join(serials) or 'none'}); check `adb devices` or `adb connect HOST:PORT`")
+        self.serial, self.adb_server = serial, adb_server
+        self.device = adb_client(adb_server).device(serial)
+        self.props = self._getprops()
+        self.profile = match_profile("adb", self.props) or get_profile("android-emulator")
+
+    # -- facts -------------------------------------------------------------------------
+
+    def _shell(self, cmd: str, timeout: float = 30) -> str:
+        import adbutils
+
+        try:
+            return self.device.shell(cmd, timeout=timeout)
+        except (adbutils.AdbError, OSError) as exc:
+            raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
+
+    def _getprops(self) -> dict[str, str]:
+        return {p: self._shell(f"getprop {p}").strip() for p in PROPS}
+
+    def info(self) -> DeviceInfo:
+        p = self.props
+        mem = _meminfo(self._shell("cat /proc/meminfo"))
+        return DeviceInfo(
+            serial=self.serial,
+            model=p.get("ro.product.model", ""),
+            brand=p.get("ro.product.brand", ""),
+            soc=p.get("ro.soc.model", ""),
+            os=f"Android {p.get('ro.build.version.release', '?')} (SDK {p.get('ro.build.version.sdk', '?')})",
+            ram_bytes=mem.get("MemTotal"),
+            profile=self.profile.name,
+            abi=p.get("ro.product.cpu.abi", ""),
+            gpu=p.get("ro.hardware.egl", ""),
+        )
+
+    def state(self) -> DeviceState:
+        battery = _battery(self._shell("dumpsys battery"))
+        temps = [int(t) / 1000 for t in self._shell("cat /sys/class/thermal/thermal_zone*/temp").split() if t.lstrip("-").isdigit()]
+        mem = _meminfo(self._shell("cat /proc/meminfo"))
+        return DeviceState(
+            battery_level=battery.get("level"),
+            battery_temp_c=battery["temperature"] / 10 if "temperature" in battery else None,
+            cpu_temp_c=max(temps) if temps else None,
+            mem_available_bytes=mem.get("MemAvailable"),
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    def deploy(self, bundle: Path) -> str:
+        """Push the bundle once: a device that already holds the same manifest is not pushed again."""
+        remote = posixpath.join(REMOTE_ROOT, "bundles", bundle.name)
+        manifest = (bundle / "manifest.json").read_text()
+        if self._shell(f"cat {remote}/manifest.json 2>/dev/null") == manifest.rstrip("\n"):
+            return remote
+        self._shell(f"rm -rf {remote} && mkdir -p {remote}")
+        for path in sorted(bundle.rglob("*")):
+            if path.is_file() and path.name != "manifest.json":
+                self._push(path, posixpath.join(remote, path.relative_to(bundle).as_posix()))
+        self._push(bundle / "manifest.json", posixpath.join(remote, "manifest.json"))  # last: marks it complete
+        return remote
+
+    def _push(self, src: Path, dst: str) -> None:
+        import adbutils
+
+        self._shell(f"mkdir -p {posixpath.dirname(dst)}")
+        try:
+            self.device.sync.push(str(src), dst)
+        except (adbutils.AdbError, OSError) as exc:
+            if "No space" in str(exc) or "ENOSPC" in str(exc):
+                raise UserError(f"device {self.serial} is full while pushing {src.name}; free space under {REMOTE_ROOT}") from None
+            raise DeviceGone(f"pushing {src.name} to {self.serial} failed ({exc}); reconnect and rerun to resume") from None
+
+    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
+        work = posixpath.join(REMOTE_ROOT, "run")
+        tpl = Path(log_path).with_name("runner-template.json")
+        tpl.write_text(json.dumps(template))
+        self._push(prompts, posixpath.join(work, "prompts.jsonl"))
+        self._push(tpl, posixpath.join(work, "template.json"))
+        python = os.environ.get("SLM_BENCH_DEVICE_PYTHON", sys.executable)
+        pythonpath = os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))
+        cmd = (
+            f"cd {work} && PYTHONPATH={pythonpath} {python} -m harness.runner {bundle_path} {work}/prompts.jsonl "
+            f"--template {work}/template.json --max-new-tokens {max_new_tokens} --mode {mode} --serve 2>>{work}/runner.log"
+        )
+        return RunnerProcess(_ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}")
+
+
+def _meminfo(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            out[key.strip()] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1)
+    return out
+
+
+def _battery(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(":")
+        if value.strip().lstrip("-").isdigit():
+            out[key.strip()] = int(value)
+    return out

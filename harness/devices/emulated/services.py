@@ -1,0 +1,414 @@
+"""What the emulated phone answers: shell (raw and shell protocol v2), sync, and its state.
+
+The phone's storage is a folder on the host (``root`` stands for the phone's ``/``). Shell
+commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the phone
+paths that live in the sandbox (``/data``, ``/sdcard``, ``/storage/emulated/0``, the emulated
+``/proc/meminfo`` and ``/sys/class/{thermal,power_supply}``). ``getprop``, ``dumpsys battery``
+and ``cat`` of /proc or /sys files are answered from the device profile and a thermal model
+without starting a process (so polling them is not load); the same answers are also on the
+shell's PATH as small scripts, so pipelines such as ``getprop | grep model`` work.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import posixpath
+import re
+import shlex
+import signal
+import stat
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from harness.devices.emulated.protocol import Stream, StreamClosed
+
+THERMAL_ZONES = ("BIG", "MID", "LITTLE", "G3D", "NPU", "battery")
+_ALIASES = {"/storage/emulated/0": "/sdcard", "/storage/self/primary": "/sdcard", "/mnt/sdcard": "/sdcard"}
+_SANDBOXED = ("/data", "/sdcard", "/proc/meminfo", "/sys/class/thermal", "/sys/class/power_supply")
+_PATH_RE = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in sorted([*_ALIASES, *_SANDBOXED], key=len, reverse=True)) + r")(?![\w.-])")
+
+
+class ThermalModel:
+    """Battery temperature: first-order approach to ``ambient + rise * busy`` with time constant
+    ``tau`` seconds of device time; ``time_scale`` device seconds pass per wall-clock second."""
+
+    def __init__(self, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0, level: float = 85.0):
+        self.ambient, self.rise, self.tau, self.time_scale = ambient, rise, tau, time_scale
+        self.temp, self.level, self.busy = ambient, level, 0
+        self._t = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        dt, self._t = (now - self._t) * self.time_scale, now
+        target = self.ambient + self.rise * min(self.busy, 2)
+        self.temp = target + (self.temp - target) * math.exp(-dt / self.tau)
+        self.level = max(5.0, self.level - dt * (0.02 if self.busy else 0.002))  # % per device second
+
+    def add_load(self, delta: int) -> None:
+        with self._lock:
+            self._advance()
+            self.busy += delta
+
+    def snapshot(self) -> tuple[float, float, int]:
+        with self._lock:
+            self._advance()
+            return self.temp, self.level, self.busy
+
+
+class DeviceState:
+    """Profile, sandbox and thermal state shared by every connection to one emulated device."""
+
+    def __init__(self, profile: dict, root: Path, time_scale: float = 1.0):
+        self.profile, self.root = profile, Path(root).resolve()
+        emu = profile.get("emulated") or {}
+        self.mem_total_kb = int(emu.get("mem_total_kb", 7_812_500))  # 8 GB (8e9 bytes)
+        self.thermal = ThermalModel(time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)))
+        self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
+        self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
+        self.props.setdefault("ro.serialno", "EMULATED0001")
+        self.processes: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        for folder in ("data/local/tmp", "sdcard/Download", "proc", ".emulated/bin", "sys/class/power_supply/battery"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(THERMAL_ZONES):
+            (self.root / f"sys/class/thermal/thermal_zone{i}").mkdir(parents=True, exist_ok=True)
+            (self.root / f"sys/class/thermal/thermal_zone{i}/type").write_text(name + "\n")
+        (self.root / "proc/meminfo").write_text(self.meminfo())
+        (self.root / ".emulated/getprop.txt").write_text(self.getprop(None))
+        bin_dir = self.root / ".emulated/bin"
+        _script(bin_dir / "getprop", '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
+                'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" | grep . || echo "${2:-}"\n')
+        _script(bin_dir / "dumpsys", '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n')
+        self.refresh()
+
+    # -- answers -------------------------------------------------------------------------------
+    def getprop(self, key: str | None, default: str = "") -> str:
+        if key is None:
+            return "".join(f"[{k}]: [{v}]\n" for k, v in sorted(self.props.items()))
+        return self.props.get(key, default) + "\n"
+
+    def meminfo(self) -> str:
+        total = self.mem_total_kb
+        rows = {"MemTotal": total, "MemFree": total * 15 // 100, "MemAvailable": total * 52 // 100, "Buffers": total // 200,
+                "Cached": total * 30 // 100, "SwapCached": 0, "SwapTotal": 8_388_604, "SwapFree": 6_291_452}
+        return "".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in rows.items())
+
+    def battery(self) -> str:
+        temp, level, _ = self.thermal.snapshot()
+        return ("Current Battery Service state:\n  AC powered: false\n  USB powered: true\n  Wireless powered: false\n"
+                "  Dock powered: false\n  Max charging current: 500000\n  Max charging voltage: 5000000\n"
+                f"  Charging counter: {int(level * 38870)}\n  status: 2\n  health: 2\n  present: true\n"
+                f"  level: {int(level)}\n  scale: 100\n  voltage: {int(3700 + 5 * level)}\n"
+                f"  temperature: {round(temp * 10)}\n  technology: Li-ion\n")
+
+    def zone_temps(self) -> list[int]:
+        temp, _, busy = self.thermal.snapshot()
+        extra = {"BIG": 14.0, "MID": 11.0, "LITTLE": 8.0, "G3D": 6.0, "NPU": 4.0, "battery": 0.0}
+        return [round((temp + 2.0 + extra[z] * min(busy, 2) / 2 if z != "battery" else temp) * 1000) for z in THERMAL_ZONES]
+
+    def refresh(self) -> None:
+        """Rewrite the dynamic files (temperatures, battery) from the thermal model."""
+        for i, milli in enumerate(self.zone_temps()):
+            (self.root / f"sys/class/thermal/thermal_zone{i}/temp").write_text(f"{milli}\n")
+        text = self.battery()
+        (self.root / ".emulated/battery.txt").write_text(text)
+        fields = dict(line.strip().split(": ", 1) for line in text.splitlines()[1:])
+        ps = self.root / "sys/class/power_supply/battery"
+        for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", "Charging")):
+            (ps / name).write_text(value + "\n")
+
+    # -- paths ---------------------------------------------------------------------------------
+    def host_path(self, path: str) -> Path:
+        """A phone path (as sync sends it) -> the file in the sandbox; never outside it."""
+        p = posixpath.normpath("/" + path)
+        for alias, canonical in _ALIASES.items():
+            if p == alias or p.startswith(alias + "/"):
+                p = canonical + p[len(alias):]
+        return self.root / p.lstrip("/")
+
+    def rewrite(self, command: str) -> str:
+        return _PATH_RE.sub(lambda m: str(self.root) + _ALIASES.get(m.group(1), m.group(1)), command)
+
+    def builtin(self, command: str) -> str | None:
+        """The answer to a command that needs no process, or None."""
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            return None
+        if not words or any(c in command for c in ";|&<>`$()"):
+            return None
+        if words[0] == "getprop" and len(words) <= 3:
+            return self.getprop(words[1] if len(words) > 1 else None, words[2] if len(words) > 2 else "")
+        if words == ["dumpsys", "battery"]:
+            return self.battery()
+        if words[0] == "cat" and len(words) > 1 and all(w.startswith(("/proc/", "/sys/")) for w in words[1:]):
+            self.refresh()
+            out = []
+            for word in words[1:]:
+                matches = sorted(glob.glob(str(self.host_path(word)))) if _in_sandbox(word) else []
+                if not matches:
+                    return None  # let the real cat produce the real error
+                out += [Path(m).read_text() for m in matches]
+            return "".join(out)
+        return None
+
+    def popen(self, command: str, merge_stderr: bool) -> subprocess.Popen:
+        self.refresh()
+        env = dict(os.environ)
+        env.update(PATH=f"{self.root}/.emulated/bin:{env.get('PATH', '/usr/bin:/bin')}", HOME=str(self.root),
+                   TMPDIR=f"{self.root}/data/local/tmp", EXTERNAL_STORAGE=f"{self.root}/sdcard",
+                   ANDROID_EMULATED_ROOT=str(self.root), ADBD_EMULATED_DIR=f"{self.root}/.emulated")
+        proc = subprocess.Popen(["/bin/sh", "-c", self.rewrite(command)] if command else ["/bin/sh"], cwd=self.root, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True, bufsize=0)
+        with self._lock:
+            self.processes.add(proc)
+        self.thermal.add_load(+1)
+        return proc
+
+    def reap(self, proc: subprocess.Popen) -> int:
+        code = proc.wait()
+        with self._lock:
+            if proc in self.processes:
+                self.processes.discard(proc)
+                self.thermal.add_load(-1)
+        return code
+
+    def kill_all(self) -> None:
+        with self._lock:
+            procs = list(self.processes)
+        for proc in procs:
+            _kill(proc)
+
+
+def _in_sandbox(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in _SANDBOXED)
+
+
+def _script(path: Path, body: str) -> None:
+    path.write_text('#!/bin/sh\nD="${ADBD_EMULATED_DIR:-$(dirname "$0")/..}"\n' + body)
+    path.chmod(0o755)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# shell
+# ---------------------------------------------------------------------------------------------
+ID_STDIN, ID_STDOUT, ID_STDERR, ID_EXIT, ID_CLOSE_STDIN, ID_WINDOW = 0, 1, 2, 3, 4, 5
+
+
+def _packet(kind: int, data: bytes) -> bytes:
+    return struct.pack("<BI", kind, len(data)) + data
+
+
+def shell_service(state: DeviceState, command: str, v2: bool):
+    """The handler for ``shell:CMD`` / ``exec:CMD`` (raw) or ``shell,v2,...:CMD`` (packets)."""
+
+    def serve(stream: Stream) -> None:
+        answer = state.builtin(command) if command else None
+        if answer is not None:
+            data = answer.encode()
+            stream.write(_packet(ID_STDOUT, data) + _packet(ID_EXIT, b"\0") if v2 else data)
+            return
+        proc = state.popen(command, merge_stderr=not v2)
+        stream.on_close(lambda: _kill(proc))
+
+        def pump(fd, kind):
+            try:
+                while chunk := os.read(fd.fileno(), 64 * 1024):
+                    stream.write(_packet(kind, chunk) if v2 else chunk)
+            except (StreamClosed, OSError):
+                _kill(proc)
+
+        def feed_stdin():
+            try:
+                while True:
+                    if not v2:
+                        data = stream.read()
+                        if not data:
+                            break
+                        proc.stdin.write(data)
+                        continue
+                    kind, length = struct.unpack("<BI", stream.read_exact(5))
+                    data = stream.read_exact(length)
+                    if kind == ID_STDIN:
+                        proc.stdin.write(data)
+                    elif kind == ID_CLOSE_STDIN:
+                        break
+            except (StreamClosed, OSError, ValueError):
+                pass
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=feed_stdin, daemon=True).start()
+        pumps = [threading.Thread(target=pump, args=(proc.stdout, ID_STDOUT), daemon=True)]
+        if v2:
+            pumps.append(threading.Thread(target=pump, args=(proc.stderr, ID_STDERR), daemon=True))
+        for t in pumps:
+            t.start()
+        for t in pumps:
+            t.join()
+        code = state.reap(proc)
+        code = 128 - code if code < 0 else code  # killed by a signal: 128 + signal, as sh reports
+        if v2:
+            stream.write(_packet(ID_EXIT, bytes([code & 0xFF])))
+
+    return serve
+
+
+# ---------------------------------------------------------------------------------------------
+# sync (adb push / pull / ls / stat)
+# ---------------------------------------------------------------------------------------------
+SYNC_DATA_MAX = 64 * 1024
+_STAT_V2 = struct.Struct("<4sIQQIIIIQqqq")  # id error dev ino mode nlink uid gid size atime mtime ctime
+
+
+def _stat_v2(ident: bytes, st: os.stat_result | None, error: int = 0) -> bytes:
+    if st is None:
+        return _STAT_V2.pack(ident, error, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    return _STAT_V2.pack(ident, 0, st.st_dev, st.st_ino, st.st_mode, st.st_nlink, 2000, 2000, st.st_size,
+                         int(st.st_atime), int(st.st_mtime), int(st.st_ctime))
+
+
+def _status(ok: bool, message: str = "") -> bytes:
+    data = message.encode()
+    return (b"OKAY" if ok else b"FAIL") + struct.pack("<I", len(data)) + data
+
+
+def sync_service(state: DeviceState):
+    def serve(stream: Stream) -> None:
+        while True:
+            try:
+                ident, length = struct.unpack("<4sI", stream.read_exact(8))
+            except StreamClosed:
+                return
+            if ident == b"QUIT":
+                return
+            if length > 4096:
+                stream.write(_status(False, "path too long"))
+                return
+            path = stream.read_exact(length).decode("utf-8", "surrogateescape")
+            if ident == b"STAT":  # v1 is an lstat; a missing file is all zeros
+                try:
+                    st = os.lstat(state.host_path(path))
+                    stream.write(struct.pack("<4sIII", b"STAT", st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF))
+                except OSError:
+                    stream.write(struct.pack("<4sIII", b"STAT", 0, 0, 0))
+            elif ident in (b"STA2", b"LST2"):
+                try:
+                    fn = os.stat if ident == b"STA2" else os.lstat
+                    stream.write(_stat_v2(ident, fn(state.host_path(path))))
+                except OSError as e:
+                    stream.write(_stat_v2(ident, None, e.errno or 2))
+            elif ident in (b"LIST", b"LIS2"):
+                stream.write(_list(state.host_path(path), v2=ident == b"LIS2"))
+            elif ident == b"SEND":
+                _receive_file(state, stream, path)
+            elif ident == b"RECV":
+                try:
+                    with open(state.host_path(path), "rb") as f:
+                        batch = bytearray()  # several DATA messages per WRTE: fewer round trips
+                        while chunk := f.read(SYNC_DATA_MAX):
+                            batch += b"DATA" + struct.pack("<I", len(chunk)) + chunk
+                            if len(batch) >= stream.conn.max_payload - SYNC_DATA_MAX:
+                                stream.write(bytes(batch))
+                                batch.clear()
+                    stream.write(bytes(batch) + b"DONE" + struct.pack("<I", 0))
+                except OSError as e:
+                    stream.write(_status(False, f"remote open failed: {e.strerror or e}"))
+            else:
+                stream.write(_status(False, f"unknown sync command {ident!r}"))
+                return
+
+    return serve
+
+
+def _list(folder: Path, v2: bool) -> bytes:
+    out = bytearray()
+    try:
+        names = [".", "..", *sorted(os.listdir(folder))]
+    except OSError as e:
+        names = []
+        if v2:  # v2 reports the error in the final entry's place; v1 just ends
+            return bytes(_stat_v2(b"DONE", None, e.errno or 2)) + struct.pack("<I", 0)
+    for name in names:
+        try:
+            st = os.lstat(folder / name)
+        except OSError:
+            continue
+        raw = os.fsencode(name)
+        if v2:
+            out += _stat_v2(b"DNT2", st)[:] + struct.pack("<I", len(raw)) + raw
+        else:
+            out += struct.pack("<4sIIII", b"DENT", st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF, len(raw)) + raw
+    out += (_stat_v2(b"DONE", None) + struct.pack("<I", 0)) if v2 else struct.pack("<4sIIII", b"DONE", 0, 0, 0, 0)
+    return bytes(out)
+
+
+def _receive_file(state: DeviceState, stream: Stream, spec: str) -> None:
+    """SEND "path,mode", then DATA chunks and DONE(mtime); answer OKAY or FAIL after DONE."""
+    path, _, mode_text = spec.rpartition(",")
+    if not path:
+        path, mode_text = spec, "33188"
+    mode = int(mode_text or "33188")
+    target = state.host_path(path)
+    error, chunks, tmp, out = "", [], target.with_name(f".{target.name}.adb-part"), None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise IsADirectoryError(f"{path} is a directory")
+        if not stat.S_ISLNK(mode):
+            out = open(tmp, "wb")
+    except OSError as e:
+        error = f"couldn't create file: {e.strerror or e}"
+    while True:  # drain to DONE even after an error, so the stream stays in step
+        ident, length = struct.unpack("<4sI", stream.read_exact(8))
+        if ident == b"DONE":
+            mtime = length
+            break
+        if ident != b"DATA" or length > SYNC_DATA_MAX:
+            if out:
+                out.close()
+                tmp.unlink(missing_ok=True)
+            stream.write(_status(False, f"invalid data message {ident!r}"))
+            raise StreamClosed("sync")
+        data = stream.read_exact(length)
+        if out and not error:
+            try:
+                out.write(data)
+            except OSError as e:
+                error = f"write failed: {e.strerror or e}"
+        elif stat.S_ISLNK(mode):
+            chunks.append(data)
+    try:
+        if out:
+            out.close()
+            if error:
+                raise OSError(error)
+            os.chmod(tmp, stat.S_IMODE(mode) or 0o644)
+            os.replace(tmp, target)
+        elif not error:
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            os.symlink(b"".join(chunks).rstrip(b"\0").decode(), target)
+        if not error:
+            os.utime(target, (mtime, mtime), follow_symlinks=False)
+    except OSError as e:
+        error = error or f"{e.strerror or e}"
+        tmp.unlink(missing_ok=True)
+    stream.write(_status(not error, error))

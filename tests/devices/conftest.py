@@ -1,0 +1,61 @@
+"""Fixtures for device tests: a private adb server (never the default port 5037) and an
+emulated Galaxy S24 connected to it with ``adb connect``."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+
+ADB = shutil.which("adb")
+TIME_SCALE = 60.0  # one real second is a device minute: the battery's time constant (60 s) is 1 s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def adb(server_port: int, *args: str, input: bytes | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run([ADB, "-P", str(server_port), *args], input=input, capture_output=True,
+                          stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout)
+
+
+def wait_online(server_port: int, serial: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        adb(server_port, "connect", serial)
+        out = adb(server_port, "devices").stdout.decode()
+        if f"{serial}\tdevice" in out:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{serial} never came online:\n{out}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def adb_server():
+    port = free_port()
+    started = adb(port, "start-server")
+    assert started.returncode == 0, started.stderr.decode()
+    yield port
+    adb(port, "kill-server")
+
+
+@pytest.fixture(scope="module")
+def phone(adb_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("phone")
+    device = EmulatedDevice(load_profile("galaxy-s24"), root, time_scale=TIME_SCALE)
+    device.start()
+    wait_online(adb_server, device.serial)
+    yield device
+    adb(adb_server, "disconnect", device.serial)
+    device.stop()
+
+

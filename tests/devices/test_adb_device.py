@@ -1,0 +1,54 @@
+"""AdbDevice through the real adb server against the emulated Galaxy S24, and a whole benchmark
+run on it: adbutils -> adb server -> emulated adbd -> the runner inside the phone's sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import ADB
+
+if ADB is None:
+    pytest.skip("the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True)
+
+from harness.benchmark import run_benchmark  # noqa: E402
+from harness.devices.adb import AdbDevice  # noqa: E402
+from harness.errors import UserError  # noqa: E402
+from harness.results.journal import load  # noqa: E402
+from harness.results.schema import RunSpec  # noqa: E402
+
+
+def test_device_facts_come_from_the_phone(adb_server, phone):
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    info = dev.info()
+    assert (info.model, info.brand, info.soc, info.profile) == ("SM-S921B", "samsung", "s5e9945", "galaxy-s24")
+    assert info.os == "Android 14 (SDK 34)" and info.ram_bytes == 8_000_000_000 and info.abi == "arm64-v8a"
+    state = dev.state()
+    assert 15 < state.battery_temp_c < 60 and state.cpu_temp_c is not None and state.mem_available_bytes > 0
+
+
+def test_only_device_and_unknown_serial(adb_server, phone):
+    server = f"127.0.0.1:{adb_server}"
+    assert AdbDevice(None, server).serial == phone.serial  # `--device adb` picks the only one
+    with pytest.raises(UserError, match=rf"device nope is not attached \(attached: {phone.serial}\)"):
+        AdbDevice("nope", server)
+
+
+def test_unreachable_adb_server_is_one_line():
+    with pytest.raises(UserError, match="cannot reach the adb server at 127.0.0.1:1 .* --adb-server HOST:PORT"):
+        AdbDevice(None, "127.0.0.1:1")
+
+
+def test_benchmark_runs_on_the_emulated_phone_and_resumes(adb_server, phone, tmp_path):
+    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["qa"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1)
+    kw = dict(log=lambda *_: None, write_reports=False, adb_server=f"127.0.0.1:{adb_server}")
+    out = run_benchmark(spec, tmp_path / "run", **kw)
+    records, problems = load(out.out_dir)
+    assert not problems and out.measured == 4 and out.failed == 0
+    for r in records:
+        assert r.device.model == "SM-S921B" and r.device.profile == "galaxy-s24" and r.status == "ok"
+        assert r.device_state_before.battery_temp_c is not None and r.prefill_s <= r.ttft_s <= r.runtime_s
+    # the bundle and runner really went to the phone's storage
+    pushed = list((phone.root / "data" / "local" / "tmp" / "slm-bench" / "bundles").glob("*/manifest.json"))
+    assert len(pushed) == 1
+    again = run_benchmark(spec, tmp_path / "run", **kw)
+    assert again.measured == 0
