@@ -89,6 +89,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     check_context(prompts, bundle, spec, model.config.context_window)
 
     device_info = device.info()
+    remote_bundle = device.deploy(bundle)
     journal = Journal(out_dir)
     info = RunInfo(
         run_id=run_id_for(spec),
@@ -100,6 +101,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
         code_version=code_version(),
         bundle={k: manifest[k] for k in ("model", "architecture", "params", "weights", "quantization", "target", "weight_bytes", "tvm_version", "engine_hash")},
         device_profile=device.profile.model_dump(),
+        deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed},
         mode=mode,
     )
     info = journal.write_run_info(info)
@@ -127,15 +129,14 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
         log(f"nothing to measure: all {len(prompts) * spec.repeats} measurements are already in {out_dir}")
     else:
         log(f"measuring {len(plan)} requests ({outcome.skipped_done} already done) -> {out_dir}")
-        _measure(device, bundle, prompts, plan, template, spec, mode, journal, outcome, progress)
+        _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress)
 
     if write_reports:
         outcome.report_files = write_run_reports(out_dir, log)
     return outcome
 
 
-def _measure(device, bundle, prompts, plan, template, spec, mode, journal, outcome, progress) -> None:
-    remote_bundle = device.deploy(bundle)
+def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress) -> None:
     with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))

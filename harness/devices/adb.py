@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import shlex
 import sys
 from pathlib import Path
 
@@ -102,7 +103,7 @@ class AdbDevice(Device):
             raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
 
     def _getprops(self) -> dict[str, str]:
-        return {p: self._shell(f"getprop {p}").strip() for p in PROPS}
+        return {p: self._shell(f"getprop {shlex.quote(p)}").strip() for p in PROPS}
 
     def info(self) -> DeviceInfo:
         p = self.props
@@ -133,22 +134,43 @@ class AdbDevice(Device):
     # -- running -----------------------------------------------------------------------
 
     def deploy(self, bundle: Path) -> str:
-        """Push the bundle once: a device that already holds the same manifest is not pushed again."""
+        """Push the bundle against its sha256 manifest: files whose hash on the device already
+        matches are not sent again, so a second run pushes 0 bytes. ``manifest.json`` goes last
+        and marks a complete copy; an interrupted push leaves a file whose hash differs, which
+        the next deploy sends again."""
+        manifest = json.loads((bundle / "manifest.json").read_text())
         remote = posixpath.join(REMOTE_ROOT, "bundles", bundle.name)
-        manifest = (bundle / "manifest.json").read_text()
-        if self._shell(f"cat {remote}/manifest.json 2>/dev/null") == manifest.rstrip("\n"):
-            return remote
-        self._shell(f"rm -rf {remote} && mkdir -p {remote}")
-        for path in sorted(bundle.rglob("*")):
-            if path.is_file() and path.name != "manifest.json":
-                self._push(path, posixpath.join(remote, path.relative_to(bundle).as_posix()))
-        self._push(bundle / "manifest.json", posixpath.join(remote, "manifest.json"))  # last: marks it complete
+        on_device = self._remote_hashes(remote, list(manifest["files"]))
+        self.bytes_pushed = 0
+        for name, digest in sorted(manifest["files"].items()):
+            if on_device.get(name) != digest:
+                self._push(bundle / name, posixpath.join(remote, name))
+                self.bytes_pushed += (bundle / name).stat().st_size
+        self._push(bundle / "manifest.json", posixpath.join(remote, "manifest.json"))
+        mismatched = [n for n, d in self._remote_hashes(remote, list(manifest["files"])).items() if d != manifest["files"][n]]
+        if mismatched or len(self._remote_hashes(remote, list(manifest["files"]))) != len(manifest["files"]):
+            raise DeviceGone(f"bundle files on {self.serial} do not match their sha256 after pushing ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again")
         return remote
+
+    def _remote_hashes(self, remote: str, names: list[str]) -> dict[str, str]:
+        """name -> sha256 of the files present on the device (toybox sha256sum)."""
+        paths = " ".join(shlex.quote(posixpath.join(remote, n)) for n in names)
+        out = self._shell(f"sha256sum {paths} 2>/dev/null", timeout=300)
+        lines = [line.strip().partition("  ") for line in out.splitlines()]
+        found = {}
+        for name in names:
+            # match by suffix: an emulated device prints its sandbox path in front of the remote one
+            want = posixpath.join(remote, name)
+            for digest, _, path in lines:
+                if path.endswith(want):
+                    found[name] = digest
+                    break
+        return found
 
     def _push(self, src: Path, dst: str) -> None:
         import adbutils
 
-        self._shell(f"mkdir -p {posixpath.dirname(dst)}")
+        self._shell(f"mkdir -p {shlex.quote(posixpath.dirname(dst))}")
         try:
             self.device.sync.push(str(src), dst)
         except (adbutils.AdbError, OSError) as exc:
@@ -164,9 +186,10 @@ class AdbDevice(Device):
         self._push(tpl, posixpath.join(work, "template.json"))
         python = os.environ.get("SLM_BENCH_DEVICE_PYTHON", sys.executable)
         pythonpath = os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))
+        q = shlex.quote  # every value that reaches the device's shell is quoted
         cmd = (
-            f"cd {work} && PYTHONPATH={pythonpath} {python} -m harness.runner {bundle_path} {work}/prompts.jsonl "
-            f"--template {work}/template.json --max-new-tokens {max_new_tokens} --mode {mode} --serve 2>>{work}/runner.log"
+            f"cd {q(work)} && PYTHONPATH={q(pythonpath)} {q(python)} -m harness.runner {q(bundle_path)} {q(work + '/prompts.jsonl')} "
+            f"--template {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)} --serve 2>>{q(work + '/runner.log')}"
         )
         return RunnerProcess(_ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}")
 

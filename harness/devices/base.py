@@ -80,6 +80,8 @@ class Device(ABC):
     def state(self) -> DeviceState:
         """Battery and thermal state now, where the device has them."""
 
+    bytes_pushed: int = 0  # by the last deploy()
+
     @abstractmethod
     def deploy(self, bundle: Path) -> str:
         """Make the bundle available on the device; return its path there."""

@@ -3,6 +3,8 @@ run on it: adbutils -> adb server -> emulated adbd -> the runner inside the phon
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import ADB
@@ -50,5 +52,43 @@ def test_benchmark_runs_on_the_emulated_phone_and_resumes(adb_server, phone, tmp
     # the bundle and runner really went to the phone's storage
     pushed = list((phone.root / "data" / "local" / "tmp" / "slm-bench" / "bundles").glob("*/manifest.json"))
     assert len(pushed) == 1
+    first_push = json.loads((out.out_dir / "run.json").read_text())["deploy"]["bytes_pushed"]
+    assert first_push > 100_000  # the library, weight shards, config and manifest went over
     again = run_benchmark(spec, tmp_path / "run", **kw)
     assert again.measured == 0
+    assert json.loads((out.out_dir / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
+
+
+def test_shell_metacharacters_in_names_reach_the_device_as_names(adb_server, phone, tmp_path):
+    import shutil
+
+    from harness.engines.tvm.compile import compile_model, verify_bundle
+    from harness.models.resolve import resolve_model
+    from harness.quantization import get_preset
+
+    bundle = compile_model(resolve_model("dummy:tiny-qwen2", log=lambda *_: None), get_preset("q4f32_1"), "llvm", log=lambda *_: None)
+    evil = tmp_path / "b; touch PWNED $(touch PWNED2) `touch PWNED3`"
+    shutil.copytree(bundle, evil)
+    verify_bundle(evil)
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    remote = dev.deploy(evil)
+    assert dev.bytes_pushed > 0
+    landed = phone.root / remote.lstrip("/") / "manifest.json"
+    assert landed.is_file()
+    assert not list(phone.root.rglob("PWNED*")) and not list(tmp_path.rglob("PWNED*"))
+    assert not any(p.name.startswith("PWNED") for p in __import__("pathlib").Path.cwd().iterdir())
+
+
+def test_interrupted_push_is_detected_and_redone(adb_server, phone):
+    from harness.engines.tvm.compile import compile_model
+    from harness.models.resolve import resolve_model
+    from harness.quantization import get_preset
+
+    bundle = compile_model(resolve_model("dummy:tiny-llama", log=lambda *_: None), get_preset("q4f16_1"), "llvm", log=lambda *_: None)
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    remote = dev.deploy(bundle)
+    shard = phone.root / remote.lstrip("/") / "params" / "shard_000.bin"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a push cut off halfway
+    dev.deploy(bundle)
+    assert dev.bytes_pushed == (bundle / "params" / "shard_000.bin").stat().st_size
+    assert shard.read_bytes() == (bundle / "params" / "shard_000.bin").read_bytes()
