@@ -92,3 +92,46 @@ def test_interrupted_push_is_detected_and_redone(adb_server, phone):
     dev.deploy(bundle)
     assert dev.bytes_pushed == (bundle / "params" / "shard_000.bin").stat().st_size
     assert shard.read_bytes() == (bundle / "params" / "shard_000.bin").read_bytes()
+
+
+def test_phone_vanishing_mid_run_loses_nothing_and_rerun_completes(adb_server, tmp_path, monkeypatch):
+    from harness.devices import base
+    from harness.devices.base import DeviceGone
+    from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+
+    from .conftest import free_port, wait_online
+
+    port, root = free_port(), tmp_path / "phone"
+    phone = EmulatedDevice(load_profile("galaxy-s24"), root, port=port)
+    phone.start()
+    wait_online(adb_server, phone.serial)
+    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["summ"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1)
+    kw = dict(log=lambda *_: None, write_reports=False, adb_server=f"127.0.0.1:{adb_server}")
+
+    original, calls = base.RunnerProcess.request, {"n": 0}
+
+    def unplugged_after_three(self, command):
+        if command.get("op") == "run":
+            calls["n"] += 1
+            if calls["n"] == 4:
+                phone.stop()  # the phone disappears: its adbd and every stream on it are gone
+        return original(self, command)
+
+    monkeypatch.setattr(base.RunnerProcess, "request", unplugged_after_three)
+    with pytest.raises(DeviceGone, match="rerun the same command to resume"):
+        run_benchmark(spec, tmp_path / "run", **kw)
+    records, problems = load(tmp_path / "run")
+    assert len(records) == 3 and not problems
+
+    monkeypatch.setattr(base.RunnerProcess, "request", original)
+    phone = EmulatedDevice(load_profile("galaxy-s24"), root, port=port)  # plugged in again, same storage
+    phone.start()
+    wait_online(adb_server, phone.serial)
+    try:
+        resumed = run_benchmark(spec, tmp_path / "run", **kw)
+    finally:
+        phone.stop()
+    assert resumed.measured == 2  # only the two missing measurements
+    records, _ = load(tmp_path / "run")
+    assert len({r.key for r in records if not r.warmup}) == 4
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0  # storage kept
