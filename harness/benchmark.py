@@ -65,14 +65,13 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
 
 def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None) -> RunOutcome:
     from harness.devices import open_device
+    from harness.devices.lock import device_lock
     from harness.engines.tvm.compile import compile_model, verify_bundle
     from harness.models.resolve import resolve_model
     from harness.paths import results_dir
     from harness.progress import progress
     from harness.prompts.suite import load_suite, select
     from harness.quantization import get_preset
-    from harness.results.journal import Journal
-    from harness.versioning import code_version
 
     preset = get_preset(spec.quantization)
     if spec.engine != "tvm":
@@ -89,6 +88,14 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     check_context(prompts, bundle, spec, model.config.context_window)
 
     device_info = device.info()
+    with device_lock(device.serial):  # two harness processes never interleave on one device
+        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress)
+
+
+def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress) -> RunOutcome:
+    from harness.results.journal import Journal
+    from harness.versioning import code_version
+
     remote_bundle = device.deploy(bundle)
     journal = Journal(out_dir)
     info = RunInfo(
@@ -146,10 +153,10 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                 for pid, repeat, warmup in plan:
                     if spec.cooldown_s > 0 and not warmup:
                         time.sleep(spec.cooldown_s)
-                    before = device.state()
+                    waited, cooled, before = (0.0, True, device.state()) if warmup else wait_until_cool(device, spec, bar.log)
                     raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
                     after = device.state()
-                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump()})
+                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled})
                     journal.append(record)
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1
@@ -162,6 +169,28 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
             outcome.runner_summary = runner.close()
     if outcome.runner_summary:
         (journal.out_dir / "runner-summary.json").write_text(json.dumps(outcome.runner_summary, indent=1))
+
+
+POLL_S = 2.0  # how often a cooling device is asked for its temperature
+
+
+def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):
+    """Before a measured request: wait until the battery (else the hottest zone) is at or below
+    ``spec.max_temp_c``, at most ``spec.max_wait_s``. Returns (seconds waited, cooled?, state)."""
+    state = device.state()
+    if spec.max_temp_c is None:
+        return 0.0, True, state
+    start = time.monotonic()
+    while True:
+        temp = state.battery_temp_c if state.battery_temp_c is not None else state.cpu_temp_c
+        waited = time.monotonic() - start
+        if temp is None or temp <= spec.max_temp_c:
+            return waited, True, state
+        if waited >= spec.max_wait_s:
+            log(f"device still at {temp:.1f} °C after {waited:.0f} s (limit {spec.max_temp_c} °C); measuring anyway, recorded as cooled=false")
+            return waited, False, state
+        sleep(min(POLL_S, max(0.0, spec.max_wait_s - waited)))
+        state = device.state()
 
 
 def write_run_reports(out_dir: Path, log=print) -> list[Path]:

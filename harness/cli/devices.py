@@ -50,3 +50,16 @@ def emulate(profile, port, root):
     from harness.devices.emulated.adbd import main
 
     raise SystemExit(main(["--profile", profile, "--port", str(port), "--root", root]))
+
+
+@devices.command("clean")
+@click.option("--device", "-d", "device_spec", default="adb", show_default=True, help="adb (the only attached phone) or adb:SERIAL.")
+@click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
+def clean(device_spec, adb_server):
+    """Remove everything slm-bench put on a phone (/data/local/tmp/slm-bench)."""
+    from harness.devices import open_device
+    from harness.devices.adb import REMOTE_ROOT
+
+    device = open_device(device_spec, "llvm", adb_server)
+    device.clean()
+    click.echo(f"removed {REMOTE_ROOT} from {device.serial}")

@@ -42,11 +42,13 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Unmeasured warm-up requests per prompt.")
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(min=1), help="Output tokens per request (EOS ignored in speed mode).")
 @click.option("--cooldown", "cooldown", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Seconds to rest before each measured request.")
+@click.option("--max-temp", default=None, type=float, metavar="C", help="Before each measured request, wait until the battery (else the hottest thermal zone) is at or below C degrees.")
+@click.option("--max-wait", default=600.0, show_default=True, type=click.FloatRange(min=0), help="Longest wait for --max-temp, in seconds (then measure anyway; recorded).")
 @click.option("--mode", type=click.Choice(["speed", "quality"]), default="speed", show_default=True, help="quality stops at EOS and keeps the full answers.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory [default: results/<run-id>/].")
 @click.option("--no-report", is_flag=True, help="Only journal records; skip the report and plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
-def run(model, quantization, engine, target, device, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, mode, out, no_report, as_json):
+def run(model, quantization, engine, target, device, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
     Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
@@ -56,7 +58,7 @@ def run(model, quantization, engine, target, device, adb_server, tasks, lengths,
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=device, tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, docs=docs)
+    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=device, tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     outcome = run_benchmark(spec, out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server)
     if as_json:

@@ -127,7 +127,9 @@ class AdbDevice(Device):
         return DeviceState(
             battery_level=battery.get("level"),
             battery_temp_c=battery["temperature"] / 10 if "temperature" in battery else None,
+            charging=battery.get("status") == 2 if "status" in battery else None,  # BATTERY_STATUS_CHARGING
             cpu_temp_c=max(temps) if temps else None,
+            thermal_zones_c=temps or None,
             mem_available_bytes=mem.get("MemAvailable"),
         )
 
@@ -141,6 +143,10 @@ class AdbDevice(Device):
         manifest = json.loads((bundle / "manifest.json").read_text())
         remote = posixpath.join(REMOTE_ROOT, "bundles", bundle.name)
         on_device = self._remote_hashes(remote, list(manifest["files"]))
+        needed = sum((bundle / n).stat().st_size for n, d in manifest["files"].items() if on_device.get(n) != d)
+        free = self.free_bytes()
+        if free is not None and needed > free:
+            raise UserError(f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`")
         self.bytes_pushed = 0
         for name, digest in sorted(manifest["files"].items()):
             if on_device.get(name) != digest:
@@ -151,6 +157,17 @@ class AdbDevice(Device):
         if mismatched or len(self._remote_hashes(remote, list(manifest["files"]))) != len(manifest["files"]):
             raise DeviceGone(f"bundle files on {self.serial} do not match their sha256 after pushing ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again")
         return remote
+
+    def free_bytes(self) -> int | None:
+        """Free bytes on the filesystem holding the harness's folder (``df -k``), if readable."""
+        self._shell(f"mkdir -p {shlex.quote(REMOTE_ROOT)}")
+        lines = self._shell(f"df -k {shlex.quote(REMOTE_ROOT)}").splitlines()
+        fields = lines[-1].split() if len(lines) >= 2 else []
+        return int(fields[3]) * 1024 if len(fields) >= 4 and fields[3].isdigit() else None
+
+    def clean(self) -> None:
+        """Remove everything the harness put on the device."""
+        self._shell(f"rm -rf {shlex.quote(REMOTE_ROOT)}")
 
     def _remote_hashes(self, remote: str, names: list[str]) -> dict[str, str]:
         """name -> sha256 of the files present on the device (toybox sha256sum)."""

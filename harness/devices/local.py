@@ -100,6 +100,9 @@ class LocalDevice(Device):
             pass
         return DeviceState(battery_level=battery, cpu_temp_c=cpu_temp, mem_available_bytes=psutil.virtual_memory().available)
 
+    def clean(self) -> None:
+        """Nothing to remove: the desktop runs bundles in place from the cache."""
+
     def deploy(self, bundle: Path) -> str:
         return str(bundle)  # already here
 

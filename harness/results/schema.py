@@ -53,7 +53,9 @@ class DeviceState(BaseModel):
 
     battery_level: float | None = None
     battery_temp_c: float | None = None
-    cpu_temp_c: float | None = None
+    charging: bool | None = None
+    cpu_temp_c: float | None = None  # the hottest thermal zone
+    thermal_zones_c: list[float] | None = None
     mem_available_bytes: int | None = None
 
 
@@ -160,6 +162,8 @@ class RunSpec(BaseModel):
     warmup: int = 1
     max_new_tokens: int = 128
     cooldown_s: float = 0.0
+    max_temp_c: float | None = None  # wait before each measured request until the device is this cool
+    max_wait_s: float = 600.0  # ... but never longer than this (the wait is recorded)
     docs: int | None = None  # how many corpus documents; None = all of them
 
 

@@ -135,3 +135,47 @@ def test_phone_vanishing_mid_run_loses_nothing_and_rerun_completes(adb_server, t
     records, _ = load(tmp_path / "run")
     assert len({r.key for r in records if not r.warmup}) == 4
     assert json.loads((tmp_path / "run" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0  # storage kept
+
+
+def test_thermal_wait_is_bounded_and_recorded(adb_server, phone):
+    from harness.benchmark import wait_until_cool
+
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    now = dev.state().battery_temp_c
+    slept = []
+    spec_hot = RunSpec(model="m", quantization="q4f16_1", max_temp_c=now - 30, max_wait_s=0.05)
+    waited, cooled, state = wait_until_cool(dev, spec_hot, log=lambda *_: None, sleep=lambda s: slept.append(s))
+    assert cooled is False and waited >= 0.05 and state.battery_temp_c is not None and slept
+    spec_ok = RunSpec(model="m", quantization="q4f16_1", max_temp_c=now + 30)
+    waited_ok, cooled_ok, _ = wait_until_cool(dev, spec_ok, log=lambda *_: None)
+    assert cooled_ok and waited_ok < 1.0
+    assert state.charging is True and len(state.thermal_zones_c) == 6
+
+
+def test_device_lock_keeps_two_runs_apart(phone):
+    from harness.devices.lock import device_lock
+
+    with device_lock(phone.serial):
+        with pytest.raises(UserError, match=rf"device {phone.serial} is in use by another slm-bench run \(pid \d+\)"):
+            with device_lock(phone.serial):
+                pass
+    with device_lock(phone.serial):  # released: free again
+        pass
+
+
+def test_full_device_is_refused_before_pushing_and_clean_removes_everything(adb_server, phone, monkeypatch):
+    from harness.engines.tvm.compile import compile_model
+    from harness.models.resolve import resolve_model
+    from harness.quantization import get_preset
+
+    bundle = compile_model(resolve_model("dummy:tiny-slimlm", log=lambda *_: None), get_preset("q4f16_1"), "llvm", log=lambda *_: None)
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    assert dev.free_bytes() > 0
+    monkeypatch.setattr(AdbDevice, "free_bytes", lambda self: 1000)
+    with pytest.raises(UserError, match=r"has 0 MB free under /data/local/tmp/slm-bench, the bundle needs \d+ MB; free space or run `slm-bench devices clean"):
+        dev.deploy(bundle)
+    monkeypatch.undo()
+    dev.deploy(bundle)
+    assert (phone.root / "data/local/tmp/slm-bench").is_dir()
+    dev.clean()
+    assert not (phone.root / "data/local/tmp/slm-bench").exists()
