@@ -147,11 +147,16 @@ class AdbDevice(Device):
         free = self.free_bytes()
         if free is not None and needed > free:
             raise UserError(f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`")
+        from harness.progress import progress
+
         self.bytes_pushed = 0
-        for name, digest in sorted(manifest["files"].items()):
-            if on_device.get(name) != digest:
-                self._push(bundle / name, posixpath.join(remote, name))
-                self.bytes_pushed += (bundle / name).stat().st_size
+        todo = [n for n, d in sorted(manifest["files"].items()) if on_device.get(n) != d]
+        if todo:
+            with progress(len(todo), f"pushing {needed / 1e6:.1f} MB to {self.serial}") as bar:
+                for name in todo:
+                    self._push(bundle / name, posixpath.join(remote, name))
+                    self.bytes_pushed += (bundle / name).stat().st_size
+                    bar.advance(name)
         self._push(bundle / "manifest.json", posixpath.join(remote, "manifest.json"))
         mismatched = [n for n, d in self._remote_hashes(remote, list(manifest["files"])).items() if d != manifest["files"][n]]
         if mismatched or len(self._remote_hashes(remote, list(manifest["files"]))) != len(manifest["files"]):

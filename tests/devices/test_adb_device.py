@@ -179,3 +179,25 @@ def test_full_device_is_refused_before_pushing_and_clean_removes_everything(adb_
     assert (phone.root / "data/local/tmp/slm-bench").is_dir()
     dev.clean()
     assert not (phone.root / "data/local/tmp/slm-bench").exists()
+
+
+@pytest.mark.slow
+def test_cli_run_of_the_real_model_on_the_emulated_s24(adb_server, phone, tmp_path):
+    """The issue's done-when, through the command line: SmolLM2 (real weights) on the emulated
+    Galaxy S24 behind a private adb server."""
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    args = ["run", "--model", "smollm2-135m-instruct", "--device", f"adb:{phone.serial}", "--adb-server", f"127.0.0.1:{adb_server}",
+            "--tasks", "qa", "--lengths", "200", "--repeats", "1", "--warmup", "0", "--max-new-tokens", "8", "--out", str(tmp_path / "run"), "--no-report"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records, _ = load(tmp_path / "run")
+    assert len(records) == 1
+    r = records[0]
+    assert r.status == "ok" and r.device.model == "SM-S921B" and r.weights == "real" and r.input_tokenizer == "model"
+    assert r.output_text and r.device_state_before.battery_temp_c is not None
+    again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert "nothing to measure" in again.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
