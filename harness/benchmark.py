@@ -144,6 +144,8 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
 
 
 def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress) -> None:
+    from harness.devices.power import PowerSampler
+
     with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
@@ -154,9 +156,10 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                     if spec.cooldown_s > 0 and not warmup:
                         time.sleep(spec.cooldown_s)
                     waited, cooled, before = (0.0, True, device.state()) if warmup else wait_until_cool(device, spec, bar.log)
-                    raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
+                    with PowerSampler(device) as power:
+                        raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
                     after = device.state()
-                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled})
+                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.energy_j, raw)})
                     journal.append(record)
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1
@@ -172,6 +175,14 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
 
 
 POLL_S = 2.0  # how often a cooling device is asked for its temperature
+
+
+def energy_fields(energy_j: float | None, raw: dict) -> dict:
+    """``energy_j`` over the request and ``energy_j_per_token`` per processed (input + output) token."""
+    if energy_j is None:
+        return {}
+    tokens = (raw.get("input_tokens") or 0) + (raw.get("output_tokens") or 0)
+    return {"energy_j": round(energy_j, 4), "energy_j_per_token": round(energy_j / tokens, 6) if tokens else None}
 
 
 def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):

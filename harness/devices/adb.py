@@ -133,6 +133,13 @@ class AdbDevice(Device):
             mem_available_bytes=mem.get("MemAvailable"),
         )
 
+    def power_watts(self) -> float | None:
+        out = self._shell("cat /sys/class/power_supply/battery/current_now /sys/class/power_supply/battery/voltage_now 2>/dev/null").split()
+        if len(out) != 2 or not all(v.lstrip("-").isdigit() for v in out):
+            return None
+        current_ua, voltage_uv = (int(v) for v in out)
+        return abs(current_ua) * 1e-6 * voltage_uv * 1e-6
+
     # -- running -----------------------------------------------------------------------
 
     def deploy(self, bundle: Path) -> str:

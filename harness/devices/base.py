@@ -90,6 +90,10 @@ class Device(ABC):
     def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
         """Start ``python -m harness.runner ... --serve`` on the device."""
 
+    def power_watts(self) -> float | None:
+        """Instantaneous power draw, where the device has a fuel gauge (phones); else None."""
+        return None
+
     def hot(self, state: DeviceState, limit_c: float) -> bool:
         temps = [t for t in (state.battery_temp_c, state.cpu_temp_c) if t is not None]
         return bool(temps) and max(temps) > limit_c

@@ -120,7 +120,12 @@ class DeviceState:
         (self.root / ".emulated/battery.txt").write_text(text)
         fields = dict(line.strip().split(": ", 1) for line in text.splitlines()[1:])
         ps = self.root / "sys/class/power_supply/battery"
-        for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", "Charging")):
+        _, _, busy = self.thermal.snapshot()
+        # Discharge current (uA, negative = draining) grows with load, as a phone's fuel gauge reports.
+        current_ua = -(250_000 + 1_100_000 * min(busy, 2))
+        voltage_uv = int(fields["voltage"]) * 1000
+        for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", "Charging"),
+                            ("current_now", str(current_ua)), ("voltage_now", str(voltage_uv))):
             (ps / name).write_text(value + "\n")
 
     # -- paths ---------------------------------------------------------------------------------
