@@ -32,7 +32,10 @@ class PowerSampler:
         self._sample()  # one reading at the end, so short requests still have two points
 
     def _sample(self) -> bool:
-        watts = self.device.power_watts()
+        try:
+            watts = self.device.power_watts()
+        except Exception:  # a vanished device is reported by the request itself, not the sampler
+            watts = None
         if watts is None:
             return False
         self.samples.append((time.monotonic(), watts))
