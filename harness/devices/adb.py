@@ -14,6 +14,7 @@ import os
 import posixpath
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from harness.devices.base import Device, DeviceGone, RunnerProcess
@@ -22,6 +23,8 @@ from harness.errors import UserError
 from harness.results.schema import DeviceInfo, DeviceState
 
 REMOTE_ROOT = "/data/local/tmp/slm-bench"
+RETRIES = 3  # reconnect attempts for a shell command before the device counts as gone
+RETRY_DELAY_S = 1.0
 REPO = Path(__file__).resolve().parents[2]
 PROPS = ("ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
 
@@ -95,12 +98,33 @@ class AdbDevice(Device):
     # -- facts -------------------------------------------------------------------------
 
     def _shell(self, cmd: str, timeout: float = 30) -> str:
+        """One shell command, retried a bounded number of times: an adb server that restarts, or a
+        Wi-Fi phone that drops for a moment, gets RETRIES reconnect attempts before DeviceGone."""
         import adbutils
 
+        for attempt in range(RETRIES + 1):
+            try:
+                return self.device.shell(cmd, timeout=timeout)
+            except adbutils.AdbTimeout:
+                raise DeviceGone(f"device {self.serial} did not answer `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume") from None
+            except (adbutils.AdbError, OSError) as exc:
+                if attempt == RETRIES:
+                    raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
+                print(f"adb: {self.serial} did not answer ({exc}); reconnecting ({attempt + 1}/{RETRIES})", file=sys.stderr)
+                time.sleep(RETRY_DELAY_S)
+                self._reconnect()
+        raise AssertionError("unreachable")
+
+    def _reconnect(self) -> None:
+        import adbutils
+
+        client = adb_client(self.adb_server)
         try:
-            return self.device.shell(cmd, timeout=timeout)
-        except (adbutils.AdbError, OSError) as exc:
-            raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
+            if ":" in self.serial:  # a TCP device (Wi-Fi phone, emulated phone) must be re-connected
+                client.connect(self.serial, timeout=5)
+        except (adbutils.AdbError, OSError):
+            pass  # the next attempt reports it
+        self.device = client.device(self.serial)
 
     def _getprops(self) -> dict[str, str]:
         return {p: self._shell(f"getprop {shlex.quote(p)}").strip() for p in PROPS}

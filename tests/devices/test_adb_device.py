@@ -204,3 +204,27 @@ def test_cli_run_of_the_real_model_on_the_emulated_s24(adb_server, phone, tmp_pa
     again = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert "nothing to measure" in again.output
     assert json.loads((tmp_path / "run" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
+
+
+def test_adb_server_restart_is_retried_then_works(tmp_path, monkeypatch, capsys):
+    """The adb server dies and comes back (same port): a bounded reconnect keeps the run going."""
+    from harness.devices import adb as adb_mod
+    from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+
+    from .conftest import adb, free_port, wait_online
+
+    monkeypatch.setattr(adb_mod, "RETRY_DELAY_S", 0.2)
+    server = free_port()
+    assert adb(server, "start-server").returncode == 0
+    phone = EmulatedDevice(load_profile("galaxy-s24"), tmp_path / "phone")
+    phone.start()
+    try:
+        wait_online(server, phone.serial)
+        dev = AdbDevice(phone.serial, f"127.0.0.1:{server}")
+        adb(server, "kill-server")
+        assert adb(server, "start-server").returncode == 0  # a fresh server knows no TCP devices yet
+        assert dev.info().model == "SM-S921B"  # reconnected by the retry
+        assert "reconnecting (1/3)" in capsys.readouterr().err
+    finally:
+        adb(server, "kill-server")
+        phone.stop()
