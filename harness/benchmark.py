@@ -219,3 +219,44 @@ def _versions(manifest: dict) -> dict[str, str]:
     import numpy
 
     return {"python": platform.python_version(), "tvm": manifest["tvm_version"], "numpy": numpy.__version__}
+
+
+def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = None, *, log=print, adb_server: str | None = None, **kw) -> list[RunOutcome]:
+    """The same spec on several devices at once, one request at a time per device.
+
+    Each device gets its own run directory, journal, runner and lock (``OUT/<device>`` when OUT
+    is given, else the usual per-spec default), so a device that fails stops only its own run.
+    The bundle is compiled once, before the devices start.
+    """
+    import threading
+
+    from harness.engines.tvm.compile import compile_model
+    from harness.models.resolve import resolve_model
+    from harness.quantization import get_preset
+
+    if len(devices) == 1:
+        return [run_benchmark(spec.model_copy(update={"device": devices[0]}), out_dir, log=log, adb_server=adb_server, **kw)]
+    compile_model(resolve_model(spec.model, log=log), get_preset(spec.quantization), spec.target, log=log)
+    outcomes: dict[str, RunOutcome] = {}
+    errors: dict[str, BaseException] = {}
+
+    def one(device: str) -> None:
+        safe = device.replace(":", "_").replace("/", "_")
+        try:
+            outcomes[device] = run_benchmark(
+                spec.model_copy(update={"device": device}), Path(out_dir) / safe if out_dir else None,
+                log=lambda msg: log(f"[{device}] {msg}"), adb_server=adb_server, **kw,
+            )
+        except BaseException as exc:  # reported below, after every device has finished
+            errors[device] = exc
+
+    threads = [threading.Thread(target=one, args=(d,), name=f"device-{d}") for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        device, exc = next(iter(errors.items()))
+        done = ", ".join(outcomes) or "none"
+        raise UserError(f"on {device}: {exc} (finished devices: {done})") from exc
+    return [outcomes[d] for d in devices]

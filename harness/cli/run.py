@@ -33,7 +33,7 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1 (4-bit, group 32, fp16 scales), q4f32_1, or q0f32.")
 @click.option("--engine", default="tvm", show_default=True, help="Inference engine.")
 @click.option("--target", default="llvm", show_default=True, help="Compile target: llvm (host CPU), cuda, android-cpu, opencl.")
-@click.option("--device", "-d", default="local", show_default=True, help="local, adb (the only attached phone) or adb:SERIAL.")
+@click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True, help="local, adb (the only attached phone) or adb:SERIAL; repeat to run on several devices in parallel.")
 @click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
 @click.option("--tasks", default="summ,qs,qa", show_default=True, callback=csv_words, help="DocAssist tasks to run.")
 @click.option("--lengths", default="200,400,600,800,1000", show_default=True, callback=csv_ints, help="Context lengths L in cl100k tokens.")
@@ -48,33 +48,36 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory [default: results/<run-id>/].")
 @click.option("--no-report", is_flag=True, help="Only journal records; skip the report and plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
-def run(model, quantization, engine, target, device, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json):
+def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
     Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
     prompt with warm-ups and repeats on the device, journals every request and writes
     report.md, report.html, summary.csv and plots into OUT/report/.
     """
-    from harness.benchmark import run_benchmark
+    from harness.benchmark import run_on_devices
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=device, tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs)
+    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    outcome = run_benchmark(spec, out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server)
+    outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server)
     if as_json:
         from harness.report.aggregate import load_runs, summary_table
 
-        summary = summary_table(load_runs([outcome.out_dir]).df)
-        payload = {
-            "run_dir": str(outcome.out_dir),
-            "measured": outcome.measured,
-            "already_done": outcome.skipped_done,
-            "failed": outcome.failed,
-            "report_files": [str(p) for p in outcome.report_files],
-            "runner": outcome.runner_summary,
-            "summary": json.loads(summary.to_json(orient="records")),
-        }
-        json.dump(payload, sys.stdout, indent=1)
+        payload = [
+            {
+                "run_dir": str(o.out_dir),
+                "measured": o.measured,
+                "already_done": o.skipped_done,
+                "failed": o.failed,
+                "report_files": [str(p) for p in o.report_files],
+                "runner": o.runner_summary,
+                "summary": json.loads(summary_table(load_runs([o.out_dir]).df).to_json(orient="records")),
+            }
+            for o in outcomes
+        ]
+        json.dump(payload[0] if len(payload) == 1 else payload, sys.stdout, indent=1)
         sys.stdout.write("\n")
-    elif outcome.failed:
-        click.echo(f"{outcome.failed} request(s) failed; see {outcome.out_dir / 'records.jsonl'} and runner.log", err=True)
+    for o in outcomes:
+        if o.failed:
+            click.echo(f"{o.failed} request(s) failed; see {o.out_dir / 'records.jsonl'} and runner.log", err=True)

@@ -228,3 +228,23 @@ def test_adb_server_restart_is_retried_then_works(tmp_path, monkeypatch, capsys)
     finally:
         adb(server, "kill-server")
         phone.stop()
+
+
+def test_two_phones_in_parallel_each_with_its_own_journal(adb_server, phone, tmp_path):
+    from harness.benchmark import run_on_devices
+    from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+
+    from .conftest import wait_online
+
+    second = EmulatedDevice(load_profile("android-emulator"), tmp_path / "phone2")
+    second.start()
+    try:
+        wait_online(adb_server, second.serial)
+        spec = RunSpec(model="dummy:tiny-qwen2", quantization="q4f16_1", tasks=["summ"], lengths=[200], repeats=2, warmup=1, max_new_tokens=4, docs=1)
+        outcomes = run_on_devices(spec, [f"adb:{phone.serial}", f"adb:{second.serial}"], tmp_path / "runs", log=lambda *_: None, write_reports=False, adb_server=f"127.0.0.1:{adb_server}")
+    finally:
+        second.stop()
+    assert [o.measured for o in outcomes] == [2, 2]
+    models = {load(o.out_dir)[0][0].device.model for o in outcomes}
+    assert models == {"SM-S921B", "sdk_gphone64_arm64"}
+    assert {o.out_dir.name for o in outcomes} == {f"adb_{phone.serial.replace(':', '_')}", f"adb_{second.serial.replace(':', '_')}"}
