@@ -182,7 +182,7 @@ def energy_fields(energy_j: float | None, raw: dict) -> dict:
     if energy_j is None:
         return {}
     tokens = (raw.get("input_tokens") or 0) + (raw.get("output_tokens") or 0)
-    return {"energy_j": round(energy_j, 4), "energy_j_per_token": round(energy_j / tokens, 6) if tokens else None}
+    return {"energy_j": energy_j, "energy_j_per_token": energy_j / tokens if tokens else None}
 
 
 def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):
