@@ -26,7 +26,7 @@ REMOTE_ROOT = "/data/local/tmp/slm-bench"
 RETRIES = 3  # reconnect attempts for a shell command before the device counts as gone
 RETRY_DELAY_S = 1.0
 REPO = Path(__file__).resolve().parents[2]
-PROPS = ("ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
+PROPS = ("ro.slm_bench.emulated", "ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
 
 
 def adb_client(adb_server: str | None):
@@ -231,13 +231,28 @@ class AdbDevice(Device):
                 raise UserError(f"device {self.serial} is full while pushing {src.name}; free space under {REMOTE_ROOT}") from None
             raise DeviceGone(f"pushing {src.name} to {self.serial} failed ({exc}); reconnect and rerun to resume") from None
 
+    def runner_python(self) -> str:
+        """The Python that runs harness.runner on this device: SLM_BENCH_DEVICE_PYTHON, else the
+        host's for the emulated phone (it runs host programs in its sandbox), else the profile's."""
+        if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
+            return os.environ["SLM_BENCH_DEVICE_PYTHON"]
+        if self.props.get("ro.slm_bench.emulated") == "1":
+            return sys.executable
+        if self.profile.device_python:
+            return self.profile.device_python
+        raise UserError(
+            f"{self.serial} ({self.profile.name}) has no Python runner configured: install Python on the phone "
+            "(e.g. Termux) and set SLM_BENCH_DEVICE_PYTHON (and SLM_BENCH_DEVICE_PYTHONPATH to a pushed copy of harness/), "
+            "or use a native runner (README: phones)"
+        )
+
     def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
         work = posixpath.join(REMOTE_ROOT, "run")
         tpl = Path(log_path).with_name("runner-template.json")
         tpl.write_text(json.dumps(template))
         self._push(prompts, posixpath.join(work, "prompts.jsonl"))
         self._push(tpl, posixpath.join(work, "template.json"))
-        python = os.environ.get("SLM_BENCH_DEVICE_PYTHON", sys.executable)
+        python = self.runner_python()
         pythonpath = os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))
         q = shlex.quote  # every value that reaches the device's shell is quoted
         cmd = (

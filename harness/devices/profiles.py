@@ -29,6 +29,7 @@ class DeviceProfile(BaseModel):
     bandwidth_source: str | None = None
     soc: str | None = None
     getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
+    device_python: str | None = None  # a Python on the phone that can run harness.runner (e.g. Termux's)
     notes: str | None = None
 
 

@@ -248,3 +248,14 @@ def test_two_phones_in_parallel_each_with_its_own_journal(adb_server, phone, tmp
     models = {load(o.out_dir)[0][0].device.model for o in outcomes}
     assert models == {"SM-S921B", "sdk_gphone64_arm64"}
     assert {o.out_dir.name for o in outcomes} == {f"adb_{phone.serial.replace(':', '_')}", f"adb_{second.serial.replace(':', '_')}"}
+
+
+def test_a_real_phone_without_python_gets_a_clear_error(adb_server, phone, monkeypatch):
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    assert dev.runner_python() == __import__("sys").executable  # the emulated phone runs the host's Python
+    dev.props["ro.slm_bench.emulated"] = ""  # as on a stock Galaxy S24
+    monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
+    with pytest.raises(UserError, match=r"has no Python runner configured: .*SLM_BENCH_DEVICE_PYTHON"):
+        dev.runner_python()
+    monkeypatch.setenv("SLM_BENCH_DEVICE_PYTHON", "/data/data/com.termux/files/usr/bin/python")
+    assert dev.runner_python() == "/data/data/com.termux/files/usr/bin/python"

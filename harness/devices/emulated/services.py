@@ -72,6 +72,8 @@ class DeviceState:
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
         self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
         self.props.setdefault("ro.serialno", "EMULATED0001")
+        # Tells the harness this "phone" runs the host's Python in its sandbox (see AdbDevice).
+        self.props["ro.slm_bench.emulated"] = "1"
         self.processes: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         for folder in ("data/local/tmp", "sdcard/Download", "proc", ".emulated/bin", "sys/class/power_supply/battery"):
