@@ -259,3 +259,17 @@ def test_a_real_phone_without_python_gets_a_clear_error(adb_server, phone, monke
         dev.runner_python()
     monkeypatch.setenv("SLM_BENCH_DEVICE_PYTHON", "/data/data/com.termux/files/usr/bin/python")
     assert dev.runner_python() == "/data/data/com.termux/files/usr/bin/python"
+
+
+def test_devices_command_lists_the_phone_with_its_profile(adb_server, phone):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    result = CliRunner().invoke(cli, ["devices", "--adb-server", f"127.0.0.1:{adb_server}", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {r["serial"]: r for r in json.loads(result.output)}
+    assert rows["local"]["profile"] == "desktop-cpu"
+    assert rows[phone.serial]["model"] == "SM-S921B" and rows[phone.serial]["profile"] == "galaxy-s24"
+    text = CliRunner().invoke(cli, ["devices", "--adb-server", f"127.0.0.1:{adb_server}"]).output
+    assert phone.serial in text and "galaxy-s24" in text
