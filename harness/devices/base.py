@@ -93,7 +93,3 @@ class Device(ABC):
     def power_watts(self) -> float | None:
         """Instantaneous power draw, where the device has a fuel gauge (phones); else None."""
         return None
-
-    def hot(self, state: DeviceState, limit_c: float) -> bool:
-        temps = [t for t in (state.battery_temp_c, state.cpu_temp_c) if t is not None]
-        return bool(temps) and max(temps) > limit_c
