@@ -20,6 +20,7 @@ class ModelConfig(BaseModel):
     vocab_size: int
     context_window: int
     norm: Literal["rms", "layer"] = "rms"
+    norms_per_layer: int = 2  # Gemma 2 has four (pre/post attention and MLP)
     norm_eps: float = 1e-5
     activation: Literal["silu", "gelu"] = "silu"
     gated_mlp: bool = True  # SwiGLU (gate * up) vs a plain two-layer MLP
@@ -41,7 +42,7 @@ class ModelConfig(BaseModel):
         mlp = (3 if self.gated_mlp else 2) * h * i
         mlp += ((2 if self.gated_mlp else 1) * i + h) if self.linear_bias else 0
         norm_params = h * (2 if self.norm == "layer" else 1)
-        per_layer = attn + mlp + 2 * norm_params
+        per_layer = attn + mlp + self.norms_per_layer * norm_params
         embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
         return self.num_layers * per_layer + embed + norm_params
 

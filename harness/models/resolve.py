@@ -11,13 +11,26 @@ BUILTIN = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct, Q4_1 GGUF from the P
 
 
 def resolve_model(spec: str, log=print) -> LoadedModel:
-    """``spec``: a built-in name, a .gguf file, a HF model directory, or ``dummy:<tiny-arch>``."""
-    from harness.models.registry import tiny_configs
+    """``spec``: a built-in or catalog name, a .gguf file, a HF model directory, or ``dummy:<tiny-arch>``.
+
+    A catalog model whose weights are not at hand gets seeded dummy weights of its real shapes
+    (speed only; every record says ``weights=dummy``)."""
+    from harness.models.catalog import load_catalog
+    from harness.models.registry import ARCHITECTURES, tiny_configs
 
     if spec in BUILTIN:
         from harness.models.sources.builtin import load_smollm2
 
         return load_smollm2(log)
+    catalog = load_catalog()
+    if spec in catalog:
+        entry = catalog[spec]
+        if not entry.supported:
+            raise UserError(f"{spec}: architecture {entry.config.arch!r} is not supported by the engine yet (supported: {', '.join(ARCHITECTURES)}); see `slm-bench models`")
+        from harness.models.sources.dummy import load_dummy
+
+        log(f"{spec}: no weights at hand, using seeded dummy weights of its shapes (speed only, labelled weights=dummy)")
+        return load_dummy(spec, entry.config)
     if spec.startswith("dummy:"):
         from harness.models.sources.dummy import load_dummy
 
@@ -36,4 +49,4 @@ def resolve_model(spec: str, log=print) -> LoadedModel:
 
         return load_hf_dir(path)
     known = ", ".join([*BUILTIN, *(f"dummy:{n}" for n in tiny_configs())])
-    raise UserError(f"model {spec!r} not found: not a built-in name ({known}), a .gguf file or a model directory")
+    raise UserError(f"model {spec!r} not found: not a built-in name ({known}), a catalog name (`slm-bench models`), a .gguf file or a model directory")
