@@ -31,6 +31,9 @@ from pathlib import Path
 from harness.results.schema import Record, Stamps, metrics_from_stamps
 
 
+KV_HEADROOM = 16  # tokens of KV cache beyond the longest prompt + output (one page)
+
+
 def peak_rss_bytes() -> int:
     # ru_maxrss is KiB on Linux (bytes on macOS); the peak of this process so far.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -44,12 +47,17 @@ class Runner:
 
         self.prompts, self.template = prompts, template
         self.max_new_tokens, self.mode = max_new_tokens, mode
-        self.session = TVMSession(bundle)
+        config = json.loads((Path(bundle) / "config.json").read_text())
+        self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])
+        self._encoded: dict[str, list[int]] = {}
+        # Size the KV cache for what these prompts need, not the model's whole window (131k
+        # tokens of cache for a Llama-3.2 would be gigabytes the run never touches).
+        longest = max((len(self.encode(pid)) for pid in prompts), default=0)
+        needed = longest + max_new_tokens + KV_HEADROOM
+        self.session = TVMSession(bundle, max_seq_len=min(needed, int(config["context_window"])))
         self.threads = self.session.num_threads()
-        self.tokenizer = tokenizer_for_bundle(bundle, self.session.vocab_size)
         self.eos = set(self.session.config.get("eos_token_ids") or [])
         self.overhead_ns: list[tuple[int, int]] = []  # (outside timed region, timed region)
-        self._encoded: dict[str, list[int]] = {}
 
     def encode(self, prompt_id: str) -> list[int]:
         if prompt_id not in self._encoded:
