@@ -21,6 +21,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("harness.cli.compile:compile_cmd", "Compile a model for a target device."),
     "run": ("harness.cli.run:run", "Measure a model on the prompt suite (resumable)."),
     "report": ("harness.cli.report:report", "Render Markdown/HTML/CSV reports from run dirs."),
+    "grid": ("harness.cli.grid:grid", "Run a model x quantization x device grid to one report."),
     "models": ("harness.cli.models:models", "List the model catalog (params, support, weights, bytes)."),
     "devices": ("harness.cli.devices:devices", "List devices (desktop, adb) or run an emulated phone."),
     "plot": ("harness.cli.report:plot", "Draw speed, trade-off and memory plots from run dirs."),

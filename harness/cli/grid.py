@@ -1,0 +1,45 @@
+"""``slm-bench grid``: a model x quantization x device grid, one command to a trade-off report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+EPILOG = """\b
+Examples:
+  slm-bench grid examples/quick.yaml --dry-run     # cells, bundle sizes, memory, time estimate
+  slm-bench grid examples/quick.yaml               # run it (resumable), then report + plots
+  slm-bench grid examples/study-s24.yaml --dry-run # the study's efficiency table on a Galaxy S24"""
+
+
+@click.command("grid", epilog=EPILOG)
+@click.argument("grid_file", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Folder for the cells' run dirs and the report [default: results/grid-<file name>/].")
+@click.option("--dry-run", is_flag=True, help="Only print the plan.")
+def grid(grid_file, out, dry_run):
+    """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...)."""
+    from harness.grid import estimate_seconds, load_grid, plan_grid, run_grid
+    from harness.paths import results_dir
+
+    spec = load_grid(grid_file)
+    out_dir = Path(out) if out else results_dir() / f"grid-{Path(grid_file).stem}"
+    if dry_run:
+        cells = plan_grid(spec)
+        click.echo(f"{'model':<26} {'quant':<8} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan")
+        total, unknown = 0.0, 0
+        for c in cells:
+            mb = lambda b: f"{b / 1e6:.0f}MB" if b else "?"  # noqa: E731
+            secs = None if c.skip_reason else estimate_seconds(c, results_dir())
+            if not c.skip_reason:
+                total, unknown = total + (secs or 0), unknown + (secs is None)
+            plan = f"skip: {c.skip_reason}" if c.skip_reason else (f"run, ~{secs / 60:.1f} min" if secs else "run, no earlier results to estimate from")
+            params = f"{c.params / 1e6:.0f}M" if c.params else "?"
+            click.echo(f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}")
+        click.echo(f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min" + (f" plus {unknown} cell(s) without earlier results" if unknown else ""))
+        return
+    run_dirs = run_grid(spec, out_dir, log=click.echo)
+    from harness.report.render import write_report
+
+    outputs = write_report(run_dirs, out_dir / "report", title=f"slm-bench grid: {Path(grid_file).stem}")
+    click.echo(f"report: {outputs.html}")

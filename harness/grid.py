@@ -1,0 +1,183 @@
+"""Model grids: models x quantizations x devices, each cell one benchmark run, one report.
+
+A grid file (YAML, validated) names what to measure; ``plan_grid`` expands it into cells with a
+memory estimate each, so a cell that cannot fit a device's budget is journaled as ``skipped``
+with the reason instead of being run; ``run_grid`` measures the rest, cell after cell (a device
+keeps one model loaded at a time), resuming like any run, and renders one report over all cells.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import UserError
+from harness.results.schema import DeviceInfo, RunSpec, Task
+
+RUNTIME_OVERHEAD_BYTES = 320 << 20  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
+
+
+class GridSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(min_length=1)
+    quantizations: list[str] = ["q4f16_1"]
+    devices: list[str] = ["local"]
+    target: str = "llvm"
+    tasks: list[Task] = ["summ", "qs", "qa"]
+    lengths: list[int] = [200, 400, 600, 800, 1000]
+    repeats: int = Field(default=5, ge=1)
+    warmup: int = Field(default=1, ge=0)
+    max_new_tokens: int = Field(default=128, ge=1)
+    cooldown_s: float = 0.0
+    max_temp_c: float | None = None
+    docs: int = Field(default=1, ge=1)
+    adb_server: str | None = None
+    profile: str | None = None  # plan phones with this device profile when they cannot be reached (dry runs)
+
+
+def load_grid(path: str | Path) -> GridSpec:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"grid file {path} not found; see examples/quick.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UserError(f"{path}{f' line {mark.line + 1}' if mark else ''}: malformed YAML; fix the grid file") from None
+    try:
+        return GridSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{path}: {'.'.join(map(str, err['loc'])) or 'grid'}: {err['msg']}; see examples/quick.yaml") from None
+
+
+@dataclass
+class Cell:
+    spec: RunSpec
+    params: int | None
+    weights: str
+    bundle_bytes: int | None
+    memory_estimate: int | None
+    budget: int | None
+    skip_reason: str | None = None
+
+
+def kv_cache_bytes(cfg, preset, tokens: int) -> int:
+    import numpy as np
+
+    per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * np.dtype(preset.kv_cache_dtype).itemsize
+    return per_token * tokens
+
+
+def estimate_memory(cfg, preset, max_tokens: int) -> int:
+    """Weights as packed + the KV cache for ``max_tokens`` + a runtime overhead."""
+    from harness.models.catalog import packed_bytes
+
+    return packed_bytes(cfg, preset) + kv_cache_bytes(cfg, preset, max_tokens) + RUNTIME_OVERHEAD_BYTES
+
+
+def device_budget(device: str, adb_server: str | None = None, fallback_profile: str | None = None) -> int | None:
+    """The memory a run may use on a device: its profile's budget (a phone), else 80% of the
+    RAM available here (the desktop). A phone that cannot be reached is planned with the grid's
+    ``profile``; without one its budget is unknown (None)."""
+    from harness.devices.profiles import get_profile
+
+    if device == "local":
+        import psutil
+
+        return int(psutil.virtual_memory().available * 0.8)
+    try:
+        from harness.devices import open_device
+
+        return open_device(device, "llvm", adb_server).profile.memory_budget_bytes
+    except UserError:
+        return get_profile(fallback_profile).memory_budget_bytes if fallback_profile else None
+
+
+def plan_grid(grid: GridSpec) -> list[Cell]:
+    """Every cell, ordered device by device (a device keeps one model loaded at a time)."""
+    from harness.models.catalog import load_catalog, packed_bytes
+    from harness.quantization import get_preset
+
+    catalog = load_catalog()
+    cells = []
+    for device in grid.devices:
+        budget = device_budget(device, grid.adb_server, grid.profile)
+        for model in grid.models:
+            for quant in grid.quantizations:
+                preset = get_preset(quant)
+                spec = RunSpec(model=model, quantization=quant, target=grid.target, device=device, tasks=grid.tasks, lengths=grid.lengths,
+                               repeats=grid.repeats, warmup=grid.warmup, max_new_tokens=grid.max_new_tokens, cooldown_s=grid.cooldown_s,
+                               max_temp_c=grid.max_temp_c, docs=grid.docs)
+                entry = catalog.get(model)
+                if entry is None:  # a file or directory: known only once loaded
+                    cells.append(Cell(spec, None, "real", None, None, budget))
+                    continue
+                # prompts are ~1.25x their cl100k L in model tokens (chat template, instructions)
+                tokens = int(max(grid.lengths) * 1.3) + grid.max_new_tokens
+                estimate = estimate_memory(entry.config, preset, tokens)
+                cell = Cell(spec, entry.config.param_count(), "real" if entry.weights == "builtin" else "dummy", packed_bytes(entry.config, preset), estimate, budget)
+                if not entry.supported:
+                    cell.skip_reason = f"architecture {entry.config.arch} is not supported by the engine yet"
+                elif budget is not None and estimate > budget:
+                    cell.skip_reason = f"needs ~{estimate / 1e9:.2f} GB (weights + KV cache at L={max(grid.lengths)} + runtime), the device budget is {budget / 1e9:.2f} GB"
+                cells.append(cell)
+    return cells
+
+
+def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
+    """From earlier runs of the same model, quantization and device: median runtime per L x requests."""
+    per_L: dict[int, list[float]] = {}
+    for records in results_root.glob("*/records.jsonl"):
+        for line in records.read_text(errors="replace").splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if r.get("model") == cell.spec.model and r.get("quantization") == cell.spec.quantization and r.get("status") == "ok" and r.get("runtime_s"):
+                per_L.setdefault(r["L"], []).append(r["runtime_s"])
+    if not all(L in per_L for L in cell.spec.lengths):
+        return None
+    prompts = len(cell.spec.tasks) * cell.spec.docs
+    return sum(median(per_L[L]) * prompts * (cell.spec.repeats + cell.spec.warmup) for L in cell.spec.lengths)
+
+
+def run_grid(grid: GridSpec, out_dir: Path, log=print) -> list[Path]:
+    """Run every cell into ``out_dir/<run-id>``; skipped cells are journaled as such. Returns the run dirs."""
+    from harness.benchmark import run_benchmark, run_id_for
+    from harness.prompts.suite import load_suite, select
+    from harness.results.journal import Journal
+    from harness.results.schema import Record, RunInfo
+
+    run_dirs = []
+    for i, cell in enumerate(plan_grid(grid), start=1):
+        run_dir = out_dir / run_id_for(cell.spec)
+        run_dirs.append(run_dir)
+        log(f"cell {i}: {cell.spec.model} {cell.spec.quantization} on {cell.spec.device}")
+        if cell.skip_reason:
+            _journal_skipped(cell, run_dir, Journal, Record, RunInfo, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec))
+            log(f"  skipped: {cell.skip_reason}")
+            continue
+        run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server)
+    return run_dirs
+
+
+def _journal_skipped(cell, run_dir, Journal, Record, RunInfo, prompts, run_id) -> None:
+    journal = Journal(run_dir)
+    journal.write_run_info(RunInfo(run_id=run_id, spec=cell.spec, prompt_set=prompts[0].prompt_set, prompt_set_hash=prompts[0].prompt_set_hash,
+                                   skipped=cell.skip_reason, memory_estimate_bytes=cell.memory_estimate))
+    done = journal.done_keys()
+    for p in prompts:
+        for repeat in range(cell.spec.repeats):
+            record = Record(model=cell.spec.model, params=cell.params, device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")), weights=cell.weights, quantization=cell.spec.quantization, engine="tvm",
+                            target=cell.spec.target, prompt_set=p.prompt_set, prompt_id=p.id, task=p.task, L=p.L, repeat=repeat,
+                            status="skipped", error=cell.skip_reason, run_id=run_id, memory_estimate_bytes=cell.memory_estimate)
+            if record.key not in done:
+                journal.append(record)
