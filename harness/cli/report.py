@@ -28,8 +28,9 @@ Examples:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output folder [default: reports/<run name>, or reports/compare-<n> for several runs].")
 @click.option("--L", "length", type=int, default=None, help="Context length of the trade-off plots [default: largest common L].")
+@click.option("--reference", default=None, metavar="NAME", help="Overlay published figures: slimlm-s24 (the SlimLM paper's Galaxy S24 table).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary rows as JSON on stdout (messages go to stderr).")
-def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, length: int | None, as_json: bool) -> None:
+def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, length: int | None, reference: str | None, as_json: bool) -> None:
     """Render report.md, a self-contained report.html, summary.csv and plots.
 
     Statistics (median, p10, p90, stdev, cv, count) use measured requests only: warmups,
@@ -38,7 +39,7 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     """
     from harness.report.render import write_report
 
-    outputs = write_report(list(run_dirs), out, baseline=baseline, L=length)
+    outputs = write_report(list(run_dirs), out, baseline=baseline, L=length, reference=reference)
     for path in (outputs.markdown, outputs.html, outputs.csv):
         click.echo(f"wrote {path}", err=as_json)
     click.echo(f"wrote {len(outputs.plots)} plot files to {outputs.out_dir / 'plots'}", err=as_json)

@@ -59,7 +59,7 @@ class Series:
         return "none" if self.dummy else self.color
 
 
-def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | None = None) -> list[Path]:
+def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | None = None, reference=None) -> list[Path]:
     """Draw every plot into ``out_dir``; returns the written files (a .png and .svg per plot).
 
     ``L`` picks the length of the trade-off and memory plots (default: the largest L that
@@ -78,7 +78,7 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for metric, (stem, _, _) in VS_L.items():
-        written += save_figure(plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}), out / stem)
+        written += save_figure(plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}, reference), out / stem)
     written += save_figure(plot_tradeoff(series, length, scope), out / (f"tradeoff_L{length}" if length else "tradeoff"))
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
     return written
@@ -205,7 +205,7 @@ def empty_figure(title: str, message: str) -> "Figure":
     return fig
 
 
-def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tuple, float]) -> "Figure":
+def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tuple, float], reference=None) -> "Figure":
     """Median of ``metric`` against L per series, with its p10-p90 band (and OTPS ceilings)."""
     _, ylabel, title = VS_L[metric]
     full_title = f"{title} vs context length\n{scope}"
@@ -218,6 +218,12 @@ def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tupl
         rows = s.rows[s.rows[column].notna()]
         ax.fill_between(rows["L"], rows[f"{metric}_p10"], rows[f"{metric}_p90"], color=s.color, alpha=0.15, linewidth=0)
         ax.plot(rows["L"], rows[column], marker="o", color=s.color, markerfacecolor=s.marker_face, label=s.label)
+        if reference is not None:
+            from harness.report.reference import model_key
+
+            pub = reference[reference["model_key"] == model_key(s.key[0])].sort_values("L")
+            if len(pub):
+                ax.plot(pub["L"], pub[metric], marker="x", linestyle=":", color=s.color, label=f"{s.key[0]}: {pub['device'].iloc[0]}")
         ceiling = ceilings.get((s.key[0], s.key[1], s.key[3]))
         if ceiling:
             ax.axhline(ceiling, color=s.color, linestyle="--", linewidth=1,

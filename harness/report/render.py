@@ -82,19 +82,27 @@ def write_report(
     baseline: Path | str | list[Path | str] | None = None,
     L: int | None = None,
     title: str | None = None,
+    reference: str | None = None,
 ) -> ReportOutputs:
-    """Write report.md, report.html, summary.csv and ``plots/`` for ``run_dirs`` into ``out_dir``."""
+    """Write report.md, report.html, summary.csv and ``plots/`` for ``run_dirs`` into ``out_dir``.
+
+    ``reference`` (e.g. ``slimlm-s24``) adds published figures: a measured-vs-published table
+    and the published points on the vs-L plots, each labelled with the device it came from."""
     from harness.report.plots import write_plots
+    from harness.report.reference import load_reference
 
     data = load_runs(list(run_dirs))
     base = load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline)) if baseline else None
     out = Path(out_dir) if out_dir is not None else default_out_dir(list(run_dirs))
 
     summary = with_baseline(summary_table(data.df), base)
-    plots = write_plots(data, out / "plots", L=L)  # first: a bad --L fails before anything is written
+    ref = load_reference(reference) if reference else None
+    plots = write_plots(data, out / "plots", L=L, reference=ref)  # first: a bad --L fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
     tables = [runs_table(data), *result_tables(summary, base is not None)]
+    if ref is not None:
+        tables.append(reference_table(data, ref, reference))
     problems = list_problems(data, base)
     baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
 
@@ -106,6 +114,26 @@ def write_report(
 
 
 # -- content ----------------------------------------------------------------------------
+
+
+def reference_table(data: RunData, ref, name: str) -> Table:
+    """Measured median vs published value, and their ratio, per model x L present in both."""
+    from harness.report.aggregate import summarize_overall
+    from harness.report.reference import METRICS, compare
+
+    rows = []
+    device_label = ref["device"].iloc[0] if len(ref) else name
+    for r in compare(summarize_overall(measured(data.df)), ref):
+        cells = [r["model"], str(r["L"]), str(r["device"])]
+        for metric in METRICS:
+            mine, theirs, ratio = r[metric]
+            cells.append(f"{format_value(mine, metric)} / {format_value(theirs, metric)} ({ratio:.2f}x)" if ratio else "n/a")
+        rows.append(cells)
+    note = f"measured / published ({device_label}); the paper's L counts cl100k tokens of context, as ours does."
+    if not rows:
+        note = f"No model and L of these runs appears in the reference {name} ({device_label})."
+    return Table(f"Reference: {name}", ["model", "L", "measured on", "ITPS (tok/s)", "OTPS (tok/s)", "TTFT (s)", "runtime (s)"], rows, note)
+
 
 
 def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFrame":

@@ -1,0 +1,54 @@
+"""Published figures to compare measurements with (``--reference NAME``), labelled by device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+
+DATA = Path(__file__).resolve().parent / "data"
+REFERENCES = {
+    "slimlm-s24": (DATA / "slimlm-s24-table1.csv", "Galaxy S24, SlimLM paper (arXiv 2411.09944, Table 1)"),
+}
+METRICS = {"itps": "itps_tps", "otps": "otps_tps", "ttft_s": "ttft_s", "runtime_s": "runtime_s"}
+
+
+def load_reference(name: str):
+    """The reference as a DataFrame: model (lower-cased display name), L, metrics, device label."""
+    import pandas as pd
+
+    if name not in REFERENCES:
+        raise UserError(f"unknown reference {name!r}; available: {', '.join(REFERENCES)}")
+    path, device = REFERENCES[name]
+    df = pd.read_csv(path)
+    df = df[df["nominal_L"] > 0]  # the one-line-question rows have no L to match
+    out = pd.DataFrame({"model_key": df["model"].str.lower(), "model": df["model"], "L": df["nominal_L"].astype(int)})
+    for ours, theirs in METRICS.items():
+        out[ours] = df[theirs].astype(float)
+    out["device"] = device
+    return out
+
+
+def model_key(model: str) -> str:
+    """Our model name -> the reference's (lower-cased catalog display name when it is a catalog model)."""
+    from harness.models.catalog import load_catalog
+
+    entry = load_catalog().get(model)
+    return (entry.display if entry else model).lower()
+
+
+def compare(overall, reference):
+    """Rows of (model, L, measured device, metric: measured median, published, ratio) where both exist."""
+    rows = []
+    ref = {(r.model_key, r.L): r for r in reference.itertuples()}
+    for r in overall.itertuples():
+        published = ref.get((model_key(r.model), int(r.L)))
+        if published is None:
+            continue
+        row = {"model": r.model, "L": int(r.L), "device": r.device, "reference_device": published.device}
+        for metric in METRICS:
+            measured = getattr(r, f"{metric}_median", None)
+            theirs = getattr(published, metric)
+            row[metric] = (measured, theirs, measured / theirs if measured and theirs else None)
+        rows.append(row)
+    return rows

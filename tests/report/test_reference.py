@@ -1,0 +1,40 @@
+"""Published figures overlaid on a report, labelled with the device they came from."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import UserError
+from harness.report.reference import load_reference
+
+
+def test_reference_table1_is_kept_with_its_device_label():
+    ref = load_reference("slimlm-s24")
+    row = ref[(ref["model"] == "SmolLM-135M-Instruct") & (ref["L"] == 200)].iloc[0]
+    assert (row["itps"], row["otps"], row["ttft_s"]) == (167.80, 60.80, 1.91)
+    assert set(ref["L"]) == {200, 400, 600, 800} and "Galaxy S24" in row["device"]
+    with pytest.raises(UserError, match="unknown reference 'nope'; available: slimlm-s24"):
+        load_reference("nope")
+
+
+def test_report_compares_measured_with_published(measured_run_dir, tmp_path, monkeypatch):
+    from harness.report import reference
+    from harness.report.aggregate import load_runs, measured, summarize_overall
+    from harness.report.render import write_report
+
+    # Our tiny measured model stands in for SmolLM-135M so that the table has rows to compare.
+    monkeypatch.setattr(reference, "model_key", lambda model: "smollm-135m-instruct")
+    outputs = write_report([measured_run_dir], tmp_path / "rep", reference="slimlm-s24")
+    md = outputs.markdown.read_text()
+    assert "## Reference: slimlm-s24" in md and "Galaxy S24, SlimLM paper" in md
+    overall = summarize_overall(measured(load_runs([measured_run_dir]).df))
+    itps_200 = overall[overall["L"] == 200]["itps_median"].iloc[0]
+    assert f"({itps_200 / 167.80:.2f}x)" in md
+    assert "Galaxy S24, SlimLM paper" in (tmp_path / "rep" / "plots" / "itps_vs_L.svg").read_text()
+
+
+def test_no_matching_model_is_said_plainly(measured_run_dir, tmp_path):
+    from harness.report.render import write_report
+
+    md = write_report([measured_run_dir], tmp_path / "rep", reference="slimlm-s24").markdown.read_text()
+    assert "No model and L of these runs appears in the reference slimlm-s24" in md
