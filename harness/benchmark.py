@@ -66,6 +66,7 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
 def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None) -> RunOutcome:
     from harness.devices import open_device
     from harness.devices.lock import device_lock
+    from harness.grid import estimate_memory
     from harness.engines.tvm.compile import compile_model, verify_bundle
     from harness.models.resolve import resolve_model
     from harness.paths import results_dir
@@ -85,14 +86,15 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     model = resolve_model(spec.model, log=log)
     bundle = compile_model(model, preset, spec.target, log=log)
     manifest = verify_bundle(bundle)
-    check_context(prompts, bundle, spec, model.config.context_window)
+    input_lengths = check_context(prompts, bundle, spec, model.config.context_window)
+    memory_estimate = estimate_memory(model.config, preset, max(input_lengths.values()) + spec.max_new_tokens)
 
     device_info = device.info()
     with device_lock(device.serial):  # two harness processes never interleave on one device
-        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress)
+        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate)
 
 
-def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress) -> RunOutcome:
+def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate) -> RunOutcome:
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
@@ -109,6 +111,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         bundle={k: manifest[k] for k in ("model", "architecture", "params", "weights", "quantization", "target", "weight_bytes", "tvm_version", "engine_hash")},
         device_profile=device.profile.model_dump(),
         deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed},
+        memory_estimate_bytes=memory_estimate,
         mode=mode,
     )
     info = journal.write_run_info(info)

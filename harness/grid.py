@@ -76,11 +76,17 @@ def kv_cache_bytes(cfg, preset, tokens: int) -> int:
     return per_token * tokens
 
 
+ACTIVATION_BUFFERS = 4  # live fp32 prefill buffers of the widest layer, with the VM's memory pool
+
+
 def estimate_memory(cfg, preset, max_tokens: int) -> int:
-    """Weights as packed + the KV cache for ``max_tokens`` + a runtime overhead."""
+    """Weights as packed + the KV cache for ``max_tokens`` + prefill activations + a runtime
+    overhead. A planning estimate: reports show it next to the measured peak."""
     from harness.models.catalog import packed_bytes
 
-    return packed_bytes(cfg, preset) + kv_cache_bytes(cfg, preset, max_tokens) + RUNTIME_OVERHEAD_BYTES
+    width = 2 * cfg.intermediate_size + 4 * cfg.hidden_size + (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim
+    activations = ACTIVATION_BUFFERS * 4 * width * max_tokens
+    return packed_bytes(cfg, preset) + kv_cache_bytes(cfg, preset, max_tokens) + activations + RUNTIME_OVERHEAD_BYTES
 
 
 def device_budget(device: str, adb_server: str | None = None, fallback_profile: str | None = None) -> int | None:

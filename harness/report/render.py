@@ -101,6 +101,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
     tables = [runs_table(data), *result_tables(summary, base is not None)]
+    if (memory := memory_table(data)) is not None:
+        tables.append(memory)
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
     problems = list_problems(data, base)
@@ -189,6 +191,24 @@ def runs_table(data: RunData) -> Table:
             *(str(c.get(k, 0)) for k in ("ok", "failed", "skipped", "warmup")), info.created,
         ])
     return Table("Runs", headers, rows)
+
+
+def memory_table(data: RunData) -> Table | None:
+    """Peak memory measured per run against the estimate the run was planned with."""
+    rows = []
+    for name, info in data.infos.items():
+        estimate = getattr(info, "memory_estimate_bytes", None)
+        if not estimate:
+            continue
+        runs = data.df[(data.df["run"] == name) & (data.df["status"] == "ok")] if len(data.df) else data.df
+        peak = runs["peak_mem_bytes"].max() if "peak_mem_bytes" in runs and len(runs) else None
+        measured_mib = f"{peak / 2**20:,.1f}" if peak == peak and peak else "n/a"
+        ratio = f"{peak / estimate:.2f}" if peak == peak and peak else "n/a"
+        rows.append([name, info.spec.model, f"{estimate / 2**20:,.1f}", measured_mib, ratio])
+    if not rows:
+        return None
+    note = "estimate = packed weights + KV cache for the longest prompt and output + runtime overhead; measured = the runner's peak RSS."
+    return Table("Memory: estimate vs measured peak", ["run", "model", "estimate (MiB)", "measured peak (MiB)", "measured / estimate"], rows, note)
 
 
 def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
