@@ -162,7 +162,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                     with PowerSampler(device) as power:
                         raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
                     after = device.state()
-                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.energy_j, raw)})
+                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.mean_watts, raw)})
                     journal.append(record)
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1
@@ -180,10 +180,12 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
 POLL_S = 2.0  # how often a cooling device is asked for its temperature
 
 
-def energy_fields(energy_j: float | None, raw: dict) -> dict:
-    """``energy_j`` over the request and ``energy_j_per_token`` per processed (input + output) token."""
-    if energy_j is None:
+def energy_fields(mean_watts: float | None, raw: dict) -> dict:
+    """``energy_j`` = mean power sampled during the request x its runtime, and
+    ``energy_j_per_token`` per processed (input + output) token."""
+    if mean_watts is None or not raw.get("runtime_s"):
         return {}
+    energy_j = mean_watts * raw["runtime_s"]
     tokens = (raw.get("input_tokens") or 0) + (raw.get("output_tokens") or 0)
     return {"energy_j": energy_j, "energy_j_per_token": energy_j / tokens if tokens else None}
 

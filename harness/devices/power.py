@@ -2,7 +2,8 @@
 
 Phones expose their fuel gauge in ``/sys/class/power_supply/battery/{current_now,voltage_now}``
 (microamps, negative while discharging on most devices, and microvolts). Sampling is best effort:
-a device without those files, or a desktop, simply reports no energy.
+a device without those files, or a desktop, simply reports no energy. The request's energy is
+the mean sampled power times its runtime (from the runner's own clock).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ INTERVAL_S = 0.2
 
 
 class PowerSampler:
-    """``with PowerSampler(device) as p: ...`` then ``p.energy_j`` (None where unreadable)."""
+    """``with PowerSampler(device) as p: ...`` then ``p.mean_watts`` (None where unreadable)."""
 
     def __init__(self, device, interval_s: float = INTERVAL_S):
         self.device, self.interval_s = device, interval_s
@@ -48,8 +49,9 @@ class PowerSampler:
             self._stop.wait(self.interval_s)
 
     @property
-    def energy_j(self) -> float | None:
-        """Trapezoidal integral of power over the sampled interval."""
-        if len(self.samples) < 2:
+    def mean_watts(self) -> float | None:
+        """Mean sampled power. Energy is this times the request's own runtime: the sampling
+        window (adb round trips included) is longer than the request and must not count."""
+        if not self.samples:
             return None
-        return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(self.samples, self.samples[1:]))
+        return sum(w for _, w in self.samples) / len(self.samples)
