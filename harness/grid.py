@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import UserError
+from harness.yamlfile import load_validated
 from harness.results.schema import DeviceInfo, RunSpec, Task
 
 RUNTIME_OVERHEAD_BYTES = 320 << 20  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
@@ -41,21 +42,10 @@ class GridSpec(BaseModel):
 
 
 def load_grid(path: str | Path) -> GridSpec:
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"grid file {path} not found; see examples/quick.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UserError(f"{path}{f' line {mark.line + 1}' if mark else ''}: malformed YAML; fix the grid file") from None
-    try:
-        return GridSpec.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise UserError(f"{path}: {'.'.join(map(str, err['loc'])) or 'grid'}: {err['msg']}; see examples/quick.yaml") from None
+    return load_validated(path, GridSpec, "fix the grid file", "see examples/quick.yaml")
 
 
 @dataclass

@@ -7,7 +7,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from harness.devices.base import Device, RunnerProcess
@@ -107,9 +106,9 @@ class LocalDevice(Device):
         return str(bundle)  # already here
 
     def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
-        fd, tpl = tempfile.mkstemp(prefix="slm-bench-template-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(template, f)
+        # Beside the runner log, as AdbDevice does: kept with the run, not left in /tmp.
+        tpl = Path(log_path).with_name("runner-template.json")
+        tpl.write_text(json.dumps(template))
         cmd = [sys.executable, "-m", "harness.runner", bundle_path, str(prompts), "--template", tpl, "--max-new-tokens", str(max_new_tokens), "--mode", mode, "--serve"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         with open(log_path, "ab") as log:

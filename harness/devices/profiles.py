@@ -9,9 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import UserError
+from harness.yamlfile import load_validated
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
 
@@ -35,21 +36,10 @@ class DeviceProfile(BaseModel):
 
 @lru_cache(maxsize=None)
 def load_profiles(folder: Path = PROFILE_DIR) -> dict[str, DeviceProfile]:
-    import yaml
 
     profiles = {}
     for path in sorted(folder.glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise UserError(f"{path}{where}: malformed YAML; fix the file") from None
-        try:
-            profile = DeviceProfile.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}; fix the profile") from None
+        profile = load_validated(path, DeviceProfile, "fix the file", "fix the profile")
         if profile.name != path.stem:
             raise UserError(f"{path}: name {profile.name!r} must equal the file name {path.stem!r}")
         profiles[profile.name] = profile

@@ -11,9 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from harness.errors import UserError
+from harness.yamlfile import load_validated
 from harness.models.config import ModelConfig
 from harness.quantization import PRESETS, QuantPreset
 
@@ -42,17 +43,10 @@ class CatalogEntry(BaseModel):
 
 @lru_cache(maxsize=1)
 def load_catalog(folder: Path = CATALOG_DIR) -> dict[str, CatalogEntry]:
-    import yaml
 
     entries = {}
     for path in sorted(folder.glob("*.yaml")):
-        try:
-            entry = CatalogEntry.model_validate(yaml.safe_load(path.read_text()))
-        except yaml.YAMLError:
-            raise UserError(f"{path}: malformed YAML; fix the catalog file") from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise UserError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}; fix the catalog file") from None
+        entry = load_validated(path, CatalogEntry, "fix the catalog file", "fix the catalog file")
         if entry.name != path.stem:
             raise UserError(f"{path}: name {entry.name!r} must equal the file name")
         entries[entry.name] = entry

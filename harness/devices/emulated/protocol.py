@@ -61,13 +61,19 @@ class Stream:
     def _acked(self) -> None:
         self._ready.set()
 
-    def _closed_by_peer(self) -> None:
+    def _mark_closed(self) -> bool:
+        """Mark the stream closed and wake every waiter; False if it already was."""
         with self._cond:
             if self.closed:
-                return
+                return False
             self.closed = True
             self._cond.notify_all()
         self._ready.set()
+        return True
+
+    def _closed_by_peer(self) -> None:
+        if not self._mark_closed():
+            return
         for callback in self._on_close:
             try:
                 callback()
@@ -113,12 +119,8 @@ class Stream:
 
     def close(self) -> None:
         """Device-side close: CLSE to the host (once), wake anyone blocked on the stream."""
-        with self._cond:
-            if self.closed:
-                return
-            self.closed = True
-            self._cond.notify_all()
-        self._ready.set()
+        if not self._mark_closed():
+            return
         self.conn.forget(self.local_id)
         try:
             self.conn.send(A_CLSE, self.local_id, self.remote_id)
