@@ -1,0 +1,1 @@
+"""DocAssist: the study's fine-tuning and evaluation data (documents -> chunks -> annotations)."""
