@@ -8,6 +8,7 @@
 (b) ``tradeoff_L<L>``: parameters (log x) against OTPS, ITPS and TTFT at one L, with the
     Pareto frontier (smaller and faster models) marked.
 (c) ``peak_mem_vs_params``: peak memory against parameters at the same L.
+(d) ``heatmap_otps`` and ``heatmap_ttft``: the median over model (rows, by size) x L.
 
 Points measured with ``weights == "dummy"`` (random weights: speed is real, output is not)
 are drawn hollow and labelled "(dummy weights)".
@@ -24,13 +25,14 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.report.aggregate import RunData, load_runs, summarize_overall
+from harness.report.tradeoff import pareto_front
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-SERIES_KEYS = ("model", "quantization", "weights", "device")
+SERIES_KEYS = ("model", "quantization", "weights", "device", "engine")
 # metric -> (file stem, y-axis label, title)
 VS_L: dict[str, tuple[str, str, str]] = {
     "itps": ("itps_vs_L", "ITPS (input tokens/s)", "Prefill speed (ITPS)"),
@@ -40,6 +42,8 @@ VS_L: dict[str, tuple[str, str, str]] = {
 }
 # metric -> higher is better?
 TRADEOFF: dict[str, bool] = {"otps": True, "itps": True, "ttft_s": False}
+# metric -> file stem of its model x L heat map
+HEATMAPS: dict[str, str] = {"otps": "heatmap_otps", "ttft_s": "heatmap_ttft"}
 L_LABEL = "context length L (cl100k tokens)"
 PARAMS_LABEL = "parameters (log scale)"
 
@@ -81,6 +85,8 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
         written += save_figure(plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}, reference), out / stem)
     written += save_figure(plot_tradeoff(series, length, scope), out / (f"tradeoff_L{length}" if length else "tradeoff"))
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
+    for metric, stem in HEATMAPS.items():
+        written += save_figure(plot_heatmap(series, metric, scope), out / stem)
     return written
 
 
@@ -92,11 +98,12 @@ def build_series(overall: "pd.DataFrame") -> list[Series]:
     if overall.empty:
         return []
     several_devices = overall["device"].nunique() > 1
+    several_engines = overall["engine"].nunique() > 1
     palette = [f"C{i}" for i in range(10)]
     series = []
     for index, (key, rows) in enumerate(overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)):
-        model, quantization, weights, device = key
-        label = f"{model} ({quantization})" + (f" on {device}" if several_devices else "")
+        model, quantization, weights, device, engine = key
+        label = f"{model} ({quantization})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
         dummy = weights == "dummy"
         if dummy:
             label += " (dummy weights)"
@@ -145,27 +152,6 @@ def _check_length(series: list[Series], length: int) -> None:
         raise UserError(
             f"no measurements at L={length}; fix: pass --L with one of the measured lengths {', '.join(map(str, measured))}"
         )
-
-
-def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool) -> list[int]:
-    """Indices of the points no other point beats, sorted by x.
-
-    A point is beaten when another has no more parameters (x) and an equal-or-better
-    metric (y), and is strictly better in one of the two.
-    """
-    def at_least_as_good(a: float, b: float) -> bool:
-        return a >= b if higher_is_better else a <= b
-
-    front = []
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        beaten = any(
-            xs[j] <= x and at_least_as_good(ys[j], y) and (xs[j] < x or ys[j] != y)
-            for j in range(len(xs))
-            if j != i
-        )
-        if not beaten:
-            front.append(i)
-    return sorted(front, key=lambda i: xs[i])
 
 
 def points_at(series: list[Series], metric: str, length: int) -> list[tuple[Series, "pd.Series"]]:
@@ -287,6 +273,39 @@ def plot_peak_memory(series: list[Series], length: int, scope: str) -> "Figure":
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_heatmap(series: list[Series], metric: str, scope: str) -> "Figure":
+    """Median ``metric`` over model x L, models ordered by size, each cell labelled with its value."""
+    _, label, title = VS_L[metric]
+    title = f"{title} over model x L\n{scope}"
+    ordered = sorted((s for s in series if f"{metric}_median" in s.rows), key=lambda s: (float(s.rows["params"].max()) if s.rows["params"].notna().any() else 0.0, s.label))
+    lengths = sorted({int(v) for s in ordered for v in s.rows["L"]})
+    if not ordered or not lengths:
+        return empty_figure(title, f"no {label} measurements")
+    import numpy as np
+
+    grid = np.full((len(ordered), len(lengths)), np.nan)
+    for i, s in enumerate(ordered):
+        for _, row in s.rows.iterrows():
+            grid[i, lengths.index(int(row["L"]))] = float(row[f"{metric}_median"])
+    fig, (ax,) = new_figure()
+    fig.set_size_inches(max(6.0, 1.1 * len(lengths) + 4.0), max(2.5, 0.45 * len(ordered) + 1.8))
+    ax.grid(False)
+    # Green is good: high OTPS, low TTFT.
+    image = ax.imshow(grid, aspect="auto", cmap="viridis" if metric == "otps" else "viridis_r")
+    fig.colorbar(image, ax=ax, label=label)
+    ax.set_xticks(range(len(lengths)), [str(n) for n in lengths])
+    ax.set_yticks(range(len(ordered)), [s.label for s in ordered], fontsize="small")
+    ax.set_xlabel(L_LABEL)
+    finite = grid[np.isfinite(grid)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            dark = value < middle if metric == "otps" else value > middle
+            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize="x-small", color="white" if dark else "black")
+    ax.set_title(title)
     return fig
 
 

@@ -88,8 +88,10 @@ def write_report(
 
     ``reference`` (e.g. ``slimlm-s24``) adds published figures: a measured-vs-published table
     and the published points on the vs-L plots, each labelled with the device it came from."""
-    from harness.report.plots import write_plots
+    from harness.report.aggregate import summarize_overall
+    from harness.report.plots import decode_ceilings, write_plots
     from harness.report.reference import load_reference
+    from harness.report.tradeoff import tradeoff_tables
 
     data = load_runs(list(run_dirs))
     base = load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline)) if baseline else None
@@ -103,6 +105,7 @@ def write_report(
     tables = [runs_table(data), *result_tables(summary, base is not None)]
     if (memory := memory_table(data)) is not None:
         tables.append(memory)
+    tables += tradeoff_tables(data, summarize_overall(data.df), decode_ceilings(data))
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
     problems = list_problems(data, base)

@@ -9,13 +9,12 @@ from harness.report.plots import (
     build_series,
     decode_ceilings,
     default_length,
-    pareto_front,
     plot_peak_memory,
     plot_tradeoff,
     write_plots,
 )
 
-EXPECTED_STEMS = ["itps_vs_L", "otps_vs_L", "ttft_vs_L", "runtime_vs_L", "tradeoff_L1000", "peak_mem_vs_params"]
+EXPECTED_STEMS = ["itps_vs_L", "otps_vs_L", "ttft_vs_L", "runtime_vs_L", "tradeoff_L1000", "peak_mem_vs_params", "heatmap_otps", "heatmap_ttft"]
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +41,14 @@ def test_svgs_carry_labels_units_and_markings(plots_dir):
     assert "quantization: q4f16_1" in otps
     tradeoff = (out / "tradeoff_L1000.svg").read_text()
     assert "Pareto frontier" in tradeoff and "parameters (log scale)" in tradeoff
+    heatmap = (out / "heatmap_ttft.svg").read_text()
+    assert "over model x L" in heatmap and "TTFT (s)" in heatmap and "(dummy weights)" in heatmap
     assert "peak memory (MiB)" in (out / "peak_mem_vs_params.svg").read_text()
 
 
 def test_unmeasured_length_is_a_user_error(measured_run_dir, tmp_path):
     with pytest.raises(UserError, match="--L"):
         write_plots([measured_run_dir], tmp_path, L=300)
-
-
-def test_pareto_front():
-    params = [100, 200, 300, 400]
-    otps = [50.0, 40.0, 60.0, 55.0]
-    assert pareto_front(params, otps, higher_is_better=True) == [0, 2]
-    ttft = [1.0, 0.5, 0.7, 0.4]
-    assert pareto_front(params, ttft, higher_is_better=False) == [0, 1, 3]
-    assert pareto_front([1, 1], [2.0, 2.0], higher_is_better=True) == [0, 1]  # ties beat no one
 
 
 def test_ceiling_is_bandwidth_over_weight_bytes(measured_run_dir):
