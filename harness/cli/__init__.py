@@ -25,6 +25,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("harness.cli.models:models", "List the model catalog (params, support, weights, bytes)."),
     "devices": ("harness.cli.devices:devices", "List devices (desktop, adb) or run an emulated phone."),
     "plot": ("harness.cli.report:plot", "Draw speed, trade-off and memory plots from run dirs."),
+    "stages": ("harness.cli.stages:stages", "List or run plugin stages that produce model directories."),
+    "train": ("harness.cli.train:train", "Pre-train and fine-tune a SlimLM; export a model dir (resumable)."),
     "docassist": ("harness.cli.docassist:docassist", "Build DocAssist data (chunks, summary, questions, QA) from documents."),
     "compare": ("harness.cli.compare:compare", "Per-cell ratios of two runs; --fail-above PCT for CI."),
 }
