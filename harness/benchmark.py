@@ -30,7 +30,8 @@ class RunOutcome:
 
 def run_id_for(spec: RunSpec) -> str:
     """Deterministic: the same spec maps to the same default directory, so a rerun resumes."""
-    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:8]
+    # The default runner is left out of the hash, so run ids from before runners existed still resume.
+    digest = hashlib.sha256(spec.model_dump_json(exclude={"runner"} if spec.runner == "python" else None).encode()).hexdigest()[:8]
     model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
     return f"{model}-{spec.quantization}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
 
@@ -63,7 +64,7 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
     return lengths
 
 
-def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None) -> RunOutcome:
+def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None, runner_bin: str | None = None) -> RunOutcome:
     from harness.devices import open_device
     from harness.devices.lock import device_lock
     from harness.grid import estimate_memory
@@ -78,6 +79,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     if spec.engine != "tvm":
         raise UserError(f"engine {spec.engine!r} is not available; this version has the 'tvm' engine")
     device = open_device(spec.device, spec.target, adb_server)
+    spec = _with_runner(spec, device)
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
         raise UserError(f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone")
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
@@ -90,15 +92,49 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     memory_estimate = estimate_memory(model.config, preset, max(input_lengths.values()) + spec.max_new_tokens)
 
     device_info = device.info()
+    native = _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log)
     with device_lock(device.serial):  # two harness processes never interleave on one device
-        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate)
+        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate, native)
 
 
-def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate) -> RunOutcome:
+def _with_runner(spec: RunSpec, device) -> RunSpec:
+    """``--runner`` when given; else the python runner where the device has a Python (desktop,
+    emulated phone, SLM_BENCH_DEVICE_PYTHON, the profile's device_python); else the profile's
+    runner (a stock phone's native one)."""
+    import os
+
+    from harness.runners import check_runner
+
+    has_python = device.serial == "local" or getattr(device, "props", {}).get("ro.slm_bench.emulated") == "1" or os.environ.get("SLM_BENCH_DEVICE_PYTHON") or device.profile.device_python
+    if "runner" not in spec.model_fields_set and device.profile.runner and not has_python:
+        spec = spec.model_copy(update={"runner": device.profile.runner})
+    check_runner(spec.runner)
+    return spec
+
+
+def _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log):
+    """The adapter of a native runner (None for the python runner); its template is filled later."""
+    from harness.runners import get_runner
+    from harness.runners.base import RunnerContext
+
+    cls = get_runner(spec.runner)
+    if cls is None:
+        if runner_bin:
+            raise UserError("--runner-bin is for native runners; add --runner llama-bench (or mlc-cli, executorch, llama-cli, tvm-rpc)")
+        return None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    ctx = RunnerContext(device=device, prompts={p.id: p.model_dump() for p in prompts}, input_lengths=input_lengths, template={},
+                        max_new_tokens=spec.max_new_tokens, mode=mode, model=model, bundle=bundle, runner_bin=runner_bin,
+                        log_path=Path(out_dir) / "runner.log", log=log)
+    return cls(ctx)
+
+
+def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate, native=None) -> RunOutcome:
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
-    remote_bundle = device.deploy(bundle)
+    runner_binary = native.setup() if native is not None else {}
+    remote_bundle = device.deploy(bundle) if native is None else None
     journal = Journal(out_dir)
     info = RunInfo(
         run_id=run_id_for(spec),
@@ -110,7 +146,8 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         code_version=code_version(),
         bundle={k: manifest[k] for k in ("model", "architecture", "params", "weights", "quantization", "target", "weight_bytes", "tvm_version", "engine_hash")},
         device_profile=device.profile.model_dump(),
-        deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed},
+        deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed if native is None else runner_binary.get("bytes_pushed", 0)},
+        runner_binary=runner_binary,
         memory_estimate_bytes=memory_estimate,
         mode=mode,
     )
@@ -121,8 +158,9 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "params": manifest["params"],
         "weights": manifest["weights"],
         "quantization": spec.quantization,
-        "engine": "tvm",
-        "engine_version": manifest["tvm_version"],
+        "engine": native.engine if native is not None else "tvm",
+        "engine_version": manifest["tvm_version"] if native is None or native.engine == "tvm" else "",
+        "runner": spec.runner,
         "target": spec.target,
         "device": device_info.model_dump(),
         "prompt_set": info.prompt_set,
@@ -139,20 +177,22 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         log(f"nothing to measure: all {len(prompts) * spec.repeats} measurements are already in {out_dir}")
     else:
         log(f"measuring {len(plan)} requests ({outcome.skipped_done} already done) -> {out_dir}")
-        _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress)
+        if native is not None:
+            native.ctx.template = template
+        _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native)
 
     if write_reports:
         outcome.report_files = write_run_reports(out_dir, log)
     return outcome
 
 
-def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress) -> None:
+def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native=None) -> None:
     from harness.devices.power import PowerSampler
 
     with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
-        runner = device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log")
+        runner = native or device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log")
         try:
             with progress(len(plan), "measuring") as bar:
                 for pid, repeat, warmup in plan:

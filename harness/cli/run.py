@@ -16,6 +16,7 @@ Examples:
   slm-bench run --model path/to/model.gguf --quantization q4f32_1
   slm-bench run --model path/to/hf-model-dir --out results/my-run
   slm-bench run --model dummy:tiny-llama --repeats 1          # a seconds-long smoke run
+  slm-bench run --model smollm2-135m-instruct --device adb --runner llama-bench   # a stock phone (README: runners)
 
 \b
 Metrics (per request; raw perf_counter_ns stamps are kept in each record):
@@ -48,7 +49,9 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory [default: results/<run-id>/].")
 @click.option("--no-report", is_flag=True, help="Only journal records; skip the report and plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
-def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json):
+@click.option("--runner", default=None, metavar="NAME", help="What measures on the device: python (harness.runner), llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc [default: the device profile's, else python].")
+@click.option("--runner-bin", default=None, metavar="PATH", help="A native runner's binary (or its folder); hashed into run.json. Else its SLM_BENCH_* variable, else PATH.")
+def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json, runner, runner_bin):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
     Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
@@ -58,9 +61,9 @@ def run(model, quantization, engine, target, devices, adb_server, tasks, lengths
     from harness.benchmark import run_on_devices
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs)
+    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs, **({"runner": runner} if runner else {}))
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server)
+    outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server, **({"runner_bin": runner_bin} if runner_bin else {}))
     if as_json:
         from harness.report.aggregate import load_runs, summary_table
 

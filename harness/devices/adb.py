@@ -231,6 +231,42 @@ class AdbDevice(Device):
                 raise UserError(f"device {self.serial} is full while pushing {src.name}; free space under {REMOTE_ROOT}") from None
             raise DeviceGone(f"pushing {src.name} to {self.serial} failed ({exc}); reconnect and rerun to resume") from None
 
+    # -- native runners (harness.runners) ------------------------------------------------
+
+    def run(self, cmd: str, timeout: float = 600) -> tuple[int, str, str]:
+        """One command to completion over shell protocol v2: (exit code, stdout, stderr)."""
+        import adbutils
+
+        try:
+            result = self.device.shell2(cmd, timeout=timeout, v2=True)
+        except adbutils.AdbTimeout:
+            raise DeviceGone(f"device {self.serial} did not finish `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume") from None
+        except (adbutils.AdbError, OSError) as exc:
+            raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
+        return result.returncode, result.stdout, result.stderr
+
+    def stage(self, files: dict[str, Path], remote: str) -> int:
+        """Push ``name -> local file`` into the folder ``remote``, skipping files whose sha256
+        on the device already matches; returns the bytes sent."""
+        from harness.cache import file_sha256
+
+        on_device = self._remote_hashes(remote, list(files))
+        sent = 0
+        for name, src in sorted(files.items()):
+            if on_device.get(name) != file_sha256(src):
+                self._push(src, posixpath.join(remote, name))
+                sent += src.stat().st_size
+        return sent
+
+    def forward(self, remote_port: int) -> int:
+        """``adb forward tcp:LOCAL tcp:REMOTE`` with a free local port; returns LOCAL."""
+        import adbutils
+
+        try:
+            return self.device.forward_port(remote_port)
+        except (adbutils.AdbError, OSError) as exc:
+            raise DeviceGone(f"adb forward to port {remote_port} on {self.serial} failed ({exc}); reconnect the device and rerun") from None
+
     def runner_python(self) -> str:
         """The Python that runs harness.runner on this device: SLM_BENCH_DEVICE_PYTHON, else the
         host's for the emulated phone (it runs host programs in its sandbox), else the profile's."""

@@ -31,6 +31,7 @@ class DeviceProfile(BaseModel):
     soc: str | None = None
     getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
     device_python: str | None = None  # a Python on the phone that can run harness.runner (e.g. Termux's)
+    runner: str | None = None  # the default runner there (harness.runners); None: python
     notes: str | None = None
 
 

@@ -108,6 +108,8 @@ class Record(BaseModel):
     device_state_before: DeviceState | None = None
     device_state_after: DeviceState | None = None
     stamps_ns: Stamps | None = None
+    runner: str = "python"  # which runner measured it (harness.runners): python, llama-bench, tvm-rpc, ...
+    ttft_estimated: bool = False  # TTFT derived (prefill + one decode step), not timed, by a runner that does not print it
     code_version: str = ""
     timestamp: str = Field(default_factory=now_rfc3339)
 
@@ -165,6 +167,7 @@ class RunSpec(BaseModel):
     max_temp_c: float | None = None  # wait before each measured request until the device is this cool
     max_wait_s: float = 600.0  # ... but never longer than this (the wait is recorded)
     docs: int | None = None  # how many corpus documents; None = all of them
+    runner: str = "python"  # harness.runners name; "python" is harness.runner on the device
 
 
 class RunInfo(BaseModel):
@@ -181,4 +184,5 @@ class RunInfo(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     code_version: str = ""
     bundle: dict = Field(default_factory=dict)
+    runner_binary: dict = Field(default_factory=dict)  # a native runner's files and their sha256 (provenance)
     created: str = Field(default_factory=now_rfc3339)
