@@ -186,3 +186,41 @@ class RunInfo(BaseModel):
     bundle: dict = Field(default_factory=dict)
     runner_binary: dict = Field(default_factory=dict)  # a native runner's files and their sha256 (provenance)
     created: str = Field(default_factory=now_rfc3339)
+
+
+class QualityRecord(BaseModel):
+    """Quality of one (model, quantization, task) on a DocAssist split, from ``slm-bench eval``.
+
+    Journaled as ``quality.jsonl`` in the run (or eval) folder, beside ``quality-examples.jsonl``
+    with every output; a report joins it with the speed Records by (model, quantization).
+    Every score is on a 0..1 scale (definitions in ``harness.eval.metrics``); ``avg_score`` is
+    the mean of BLEU, ROUGE-1/2/L, STS and (when judged) GEval, our reading of the SlimLM
+    paper's averaged quality score (arXiv 2411.09944, Table 5).
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["quality"] = "quality"
+    run_id: str = ""
+    model: str
+    quantization: str
+    engine: str = "tvm"
+    weights: Literal["real", "dummy"] = "real"
+    task: Task
+    dataset: str  # the DocAssist folder's name
+    dataset_hash: str  # sha256 of the split file evaluated
+    split: str = "test"
+    n: int  # examples scored
+    bleu: float | None = None
+    rouge1: float | None = None
+    rouge2: float | None = None
+    rougeL: float | None = None
+    sts: float | None = None
+    self_bleu: float | None = None  # diversity: lower is more diverse
+    intent_accuracy: float | None = None
+    geval: float | None = None  # only when a judge endpoint was configured
+    avg_score: float | None = None
+    mean_seconds: float | None = None  # per example, generation only
+    code_version: str = ""
+    timestamp: str = Field(default_factory=now_rfc3339)

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from harness.docassist.format import DocRecord, QAPair, format_questions
+from harness.errors import UserError
+from harness.eval.evaluate import (
+    EXAMPLES_FILE,
+    evaluate,
+    examples_for,
+    load_quality,
+    write_results,
+)
+from harness.results.schema import QualityRecord
+
+
+def _doc(doc_id: str, text: str) -> DocRecord:
+    return DocRecord(
+        doc_id=doc_id, source=f"{doc_id}.md", source_sha256="0" * 64, chunks=[text],
+        summary=f"The document reports that {text.lower()}",
+        questions=["What does the document report?", "Which figure is given?", "Who is named?"],
+        qa=[QAPair(question=q, answer=f"It says {text.lower()}") for q in ["What does the document report?", "Which figure is given?", "Who is named?"]],
+        split="test", annotator="openai:test",
+    )
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    folder = tmp_path / "da"
+    folder.mkdir()
+    docs = [_doc("a", "Pump station four moved 12,400 litres per hour."), _doc("b", "The library opens a new reading room in May.")]
+    (folder / "test.jsonl").write_text("".join(d.model_dump_json() + "\n" for d in docs), encoding="utf-8")
+    return folder
+
+
+def test_a_model_that_echoes_the_reference_scores_top_marks(dataset):
+    examples = examples_for(dataset)
+    assert [e.task for e in examples] == ["summ", "qs", "qa", "qa", "qa"] * 2
+    targets = {e.prompt: e.target for e in examples}
+    records, rows = evaluate(targets.__getitem__, examples, model="oracle", quantization="q4f16_1", dataset=dataset)
+    assert [r.task for r in records] == ["summ", "qs", "qa"]
+    by_task = {r.task: r for r in records}
+    assert by_task["qa"].n == 6 and by_task["summ"].n == 2
+    for r in records:
+        assert r.bleu == pytest.approx(1.0) and r.rougeL == pytest.approx(1.0)
+        assert r.sts == pytest.approx(1.0, abs=1e-4)
+        assert r.intent_accuracy == 1.0 and r.geval is None
+        assert r.avg_score == pytest.approx(1.0, abs=1e-4)
+        assert r.dataset == "da" and len(r.dataset_hash) == 64
+    assert by_task["qs"].self_bleu is not None and by_task["qs"].self_bleu < 0.5  # three distinct questions
+    assert rows[1]["output"] == format_questions(["What does the document report?", "Which figure is given?", "Who is named?"])
+
+
+def test_a_model_that_answers_with_questions_misses_the_intent(dataset, tmp_path):
+    examples = examples_for(dataset, limit=5)
+    records, rows = evaluate(lambda prompt: "What is this? Why is it here?", examples, model="asker", quantization="q0f32", dataset=dataset)
+    by_task = {r.task: r for r in records}
+    assert by_task["summ"].intent_accuracy == 0.0 and by_task["qa"].intent_accuracy == 0.0
+    assert by_task["qs"].intent_accuracy == 0.0  # two questions, not three
+    assert by_task["summ"].bleu < 0.2 and by_task["summ"].self_bleu is None  # one summ output: no diversity score
+    assert by_task["qa"].self_bleu == pytest.approx(1.0)  # the same answer to every question
+
+    out = tmp_path / "run"
+    write_results(out, records, rows)
+    assert [r.model_dump() for r in load_quality(out)] == [r.model_dump() for r in records]
+    lines = [json.loads(x) for x in (out / EXAMPLES_FILE).read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["a-summ", "a-qs", "a-qa1", "a-qa2", "a-qa3"]
+    assert all(x["intent_ok"] is False for x in lines)
+    assert load_quality(tmp_path / "nothing-here") == []
+    assert QualityRecord.model_validate(records[0].model_dump()).kind == "quality"
+
+
+def test_missing_or_empty_split_is_a_user_error(dataset):
+    with pytest.raises(UserError, match="validation.jsonl not found"):
+        examples_for(dataset, "validation")
+    (dataset / "train.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(UserError, match="has no documents"):
+        examples_for(dataset, "train")
