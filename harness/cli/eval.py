@@ -50,6 +50,7 @@ def eval_cmd(model: str, quant: str, dataset: Path, split: str, out: Path | None
     from harness.eval.generate import BundleGenerator
     from harness.models.resolve import resolve_model
     from harness.quantization import get_preset
+    from harness.results.journal import read_run_info
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be at least 1; fix: drop --limit to score every example")
@@ -60,12 +61,14 @@ def eval_cmd(model: str, quant: str, dataset: Path, split: str, out: Path | None
     manifest = json.loads((bundle / "manifest.json").read_text())
     generator = BundleGenerator(bundle, max_new_tokens=max_new_tokens)
     judge = judge_from_env(cache_dir("geval-judgements"))
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in manifest.get("model", model))
+    out = out if out is not None else paths.results_dir() / f"eval-{slug}-{quant}"
+    if not run_id and (info := read_run_info(out)) is not None:
+        run_id = info.run_id  # --out is a speed run's folder: quality joins that run
     records, rows = evaluate(
         generator.generate, examples, model=manifest.get("model", model), quantization=quant, dataset=dataset,
         split=split, run_id=run_id, judge=judge, weights=manifest.get("weights", "real"),
     )
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in manifest.get("model", model))
-    out = out if out is not None else paths.results_dir() / f"eval-{slug}-{quant}"
     quality, per_example = write_results(out, records, rows)
     _print_table(records)
     click.echo(f"wrote {quality} and {per_example} ({len(rows)} examples{', GEval by ' + judge.model if judge else ''})")
