@@ -1,0 +1,107 @@
+"""llama-bench end to end through the emulated Galaxy S24 and the real adb server: the binary, its
+libraries and the GGUF are pushed, run through ``adb shell``, and parsed into records."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from .conftest import ADB
+from .test_parsers import llama_bin
+
+if ADB is None:
+    pytest.skip("the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True)
+
+from harness.errors import UserError
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_path, monkeypatch):
+    bench = llama_bin("llama-bench")
+    if bench is None:
+        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+    monkeypatch.setenv("SLM_BENCH_LLAMA_BIN_DIR", str(bench.parent))
+    out = tmp_path / "run"
+    args = ["run", "--model", "smollm2-135m-instruct", "--device", f"adb:{phone.serial}", "--adb-server", f"127.0.0.1:{adb_server}",
+            "--runner", "llama-bench", "--lengths", "200", "--repeats", "1", "--warmup", "0", "--tasks", "summ", "--max-new-tokens", "4",
+            "--no-report", "--out", str(out)]
+    result = _cli(*args)
+    assert result.exit_code == 0, result.output
+    from harness.results.journal import load
+
+    records, problems = load(out)
+    assert not problems and len(records) == 1
+    rec = records[0]
+    assert (rec.status, rec.runner, rec.engine, rec.device.model) == ("ok", "llama-bench", "llama.cpp", "SM-S921B")
+    assert rec.output_tokens == 4 and rec.ttft_estimated and rec.prefill_s < rec.ttft_s < rec.runtime_s
+    assert rec.runner_input_tokens == rec.input_tokens > 150  # llama-bench ran a prompt of the request's length
+    assert rec.runner_stats["n_threads"] >= 1 and rec.engine_version.endswith(")")
+    # binary, libraries and model really went to the phone's storage, and their hashes are in run.json
+    info = json.loads((out / "run.json").read_text())
+    assert info["spec"]["runner"] == "llama-bench" and info["runner_binary"]["binary"]["name"] == "llama-bench"
+    assert len(info["runner_binary"]["binary"]["sha256"]) == 64 and "libllama.so" in info["runner_binary"]["libraries"]
+    pushed = phone.root / "data/local/tmp/slm-bench/runners"
+    assert (pushed / f"llama.cpp-{bench.parent.name}" / "llama-bench").is_file()
+    assert list((pushed / "models").glob("*.gguf")) and info["deploy"]["bytes_pushed"] > 50_000_000
+    # a second run finds the binary, libraries and model on the phone by their sha256: nothing is pushed again
+    again = _cli(*args[:-1], str(tmp_path / "run2"))
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "run2" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
+    assert load(tmp_path / "run2")[0][0].status == "ok"
+
+
+def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, monkeypatch):
+    import sys
+
+    from harness.devices.adb import AdbDevice
+    from harness.runners.base import RunnerContext, check_abi, elf_machine
+    from harness.runners.llama_cpp import LlamaBench
+
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    ctx = RunnerContext(device=dev, prompts={}, input_lengths={}, template={}, max_new_tokens=4, log_path=tmp_path / "runner.log")
+    runner = LlamaBench(ctx)
+    assert runner.target.arch() == os.uname().machine  # the emulated phone runs host programs
+    # an arm64 build (what a real S24 needs) is refused on this x86 "phone", before anything is pushed
+    arm = tmp_path / "llama-bench"
+    host = Path(sys.executable).resolve().read_bytes()[:64]
+    arm.write_bytes(host[:18] + (0xB7).to_bytes(2, "little") + host[20:])
+    assert elf_machine(arm) == "aarch64"
+    with pytest.raises(UserError, match=r"llama-bench is built for aarch64 but galaxy-s24 .* is x86_64; build llama.cpp for that CPU"):
+        check_abi(arm, runner.target.arch(), runner.target.name, "build llama.cpp for that CPU")
+    monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(tmp_path / "nope"))
+    with pytest.raises(UserError, match=r"SLM_BENCH_LLAMA_BENCH points at .*nope, which does not exist"):
+        runner.setup()
+    monkeypatch.delenv("SLM_BENCH_LLAMA_BENCH")
+    monkeypatch.delenv("SLM_BENCH_LLAMA_BIN_DIR", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match=r"runner binary llama-bench not found \(looked at --runner-bin, SLM_BENCH_LLAMA_BENCH, SLM_BENCH_LLAMA_BIN_DIR, PATH\)"):
+        runner.setup()
+
+
+def test_a_runner_exiting_non_zero_is_one_line(adb_server, phone, tmp_path):
+    from harness.devices.adb import AdbDevice
+    from harness.runners.base import NativeRunner, RunnerContext, RunnerFailed
+
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    runner = NativeRunner(RunnerContext(device=dev, prompts={}, input_lengths={}, template={}, max_new_tokens=4, log_path=tmp_path / "runner.log"))
+    with pytest.raises(RunnerFailed, match=r"llama-bench exited with code 3 on galaxy-s24 .* \(error: failed to load model\); see runner.log"):
+        runner.shell("echo 'error: failed to load model' >&2; exit 3", "llama-bench", "see runner.log")
+    assert "failed to load model" in (tmp_path / "runner.log").read_text()
+
+
+def test_unknown_runner_lists_the_known_ones():
+    from harness.runners import get_runner
+
+    with pytest.raises(UserError, match=r"unknown runner 'mlc'; known runners: python, llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc"):
+        get_runner("mlc")
