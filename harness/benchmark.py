@@ -28,12 +28,18 @@ class RunOutcome:
     runner_summary: dict | None = None
 
 
+# What run.json keeps of the bundle's manifest (TVM bundles have tvm_version and engine_hash;
+# others engine and engine_version).
+BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization", "quantization_detail", "target", "weight_bytes", "engine", "engine_version", "tvm_version", "engine_hash")
+
+
 def run_id_for(spec: RunSpec) -> str:
     """Deterministic: the same spec maps to the same default directory, so a rerun resumes."""
     # The default runner is left out of the hash, so run ids from before runners existed still resume.
     digest = hashlib.sha256(spec.model_dump_json(exclude={"runner"} if spec.runner == "python" else None).encode()).hexdigest()[:8]
     model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
-    return f"{model}-{spec.quantization}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
+    engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # TVM run ids keep their old form
+    return f"{model}-{spec.quantization}{engine}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
 
 
 def plan_requests(prompt_ids: list[str], spec: RunSpec, done: set[tuple], key_of) -> list[tuple[str, int, bool]]:
@@ -68,7 +74,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     from harness.devices import open_device
     from harness.devices.lock import device_lock
     from harness.grid import estimate_memory
-    from harness.engines.tvm.compile import compile_model, verify_bundle
+    from harness.engines import get_engine
     from harness.models.resolve import resolve_model
     from harness.paths import results_dir
     from harness.progress import progress
@@ -76,8 +82,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     from harness.quantization import get_preset
 
     preset = get_preset(spec.quantization)
-    if spec.engine != "tvm":
-        raise UserError(f"engine {spec.engine!r} is not available; this version has the 'tvm' engine")
+    engine = get_engine(spec.engine)
     device = open_device(spec.device, spec.target, adb_server)
     spec = _with_runner(spec, device)
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
@@ -86,8 +91,8 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     out_dir = Path(out_dir) if out_dir else results_dir() / run_id_for(spec)
 
     model = resolve_model(spec.model, log=log)
-    bundle = compile_model(model, preset, spec.target, log=log)
-    manifest = verify_bundle(bundle)
+    bundle = engine.build(model, preset, spec.target, log=log)
+    manifest = engine.verify(bundle)
     input_lengths = check_context(prompts, bundle, spec, model.config.context_window)
     memory_estimate = estimate_memory(model.config, preset, max(input_lengths.values()) + spec.max_new_tokens)
 
@@ -144,7 +149,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         prompt_set_hash=prompts[0].prompt_set_hash,
         versions=_versions(manifest),
         code_version=code_version(),
-        bundle={k: manifest[k] for k in ("model", "architecture", "params", "weights", "quantization", "target", "weight_bytes", "tvm_version", "engine_hash")},
+        bundle={k: manifest[k] for k in BUNDLE_INFO_KEYS if k in manifest},
         device_profile=device.profile.model_dump(),
         deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed if native is None else runner_binary.get("bytes_pushed", 0)},
         runner_binary=runner_binary,
@@ -158,8 +163,8 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "params": manifest["params"],
         "weights": manifest["weights"],
         "quantization": spec.quantization,
-        "engine": native.engine if native is not None else "tvm",
-        "engine_version": manifest["tvm_version"] if native is None or native.engine == "tvm" else "",
+        "engine": native.engine if native is not None else spec.engine,
+        "engine_version": manifest.get("engine_version", manifest.get("tvm_version", "")) if native is None or native.engine == spec.engine else "",
         "runner": spec.runner,
         "target": spec.target,
         "device": device_info.model_dump(),
@@ -263,7 +268,8 @@ def _versions(manifest: dict) -> dict[str, str]:
 
     import numpy
 
-    return {"python": platform.python_version(), "tvm": manifest["tvm_version"], "numpy": numpy.__version__}
+    engine = manifest.get("engine", "tvm")
+    return {"python": platform.python_version(), engine: manifest.get("engine_version", manifest.get("tvm_version", "")), "numpy": numpy.__version__}
 
 
 def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = None, *, log=print, adb_server: str | None = None, **kw) -> list[RunOutcome]:
@@ -275,13 +281,13 @@ def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = Non
     """
     import threading
 
-    from harness.engines.tvm.compile import compile_model
+    from harness.engines import get_engine
     from harness.models.resolve import resolve_model
     from harness.quantization import get_preset
 
     if len(devices) == 1:
         return [run_benchmark(spec.model_copy(update={"device": devices[0]}), out_dir, log=log, adb_server=adb_server, **kw)]
-    compile_model(resolve_model(spec.model, log=log), get_preset(spec.quantization), spec.target, log=log)
+    get_engine(spec.engine).build(resolve_model(spec.model, log=log), get_preset(spec.quantization), spec.target, log=log)
     outcomes: dict[str, RunOutcome] = {}
     errors: dict[str, BaseException] = {}
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +28,7 @@ class GridSpec(BaseModel):
 
     models: list[str] = Field(min_length=1)
     quantizations: list[str] = ["q4f16_1"]
+    engines: list[Literal["tvm", "llama.cpp"]] = ["tvm"]  # llama.cpp side by side needs the llamacpp extra
     devices: list[str] = ["local"]
     target: str = "llvm"
     tasks: list[Task] = ["summ", "qs", "qa"]
@@ -107,9 +109,9 @@ def plan_grid(grid: GridSpec) -> list[Cell]:
     for device in grid.devices:
         budget = device_budget(device, grid.adb_server, grid.profile)
         for model in grid.models:
-            for quant in grid.quantizations:
+            for quant, engine in ((q, e) for q in grid.quantizations for e in grid.engines):
                 preset = get_preset(quant)
-                spec = RunSpec(model=model, quantization=quant, target=grid.target, device=device, tasks=grid.tasks, lengths=grid.lengths,
+                spec = RunSpec(model=model, quantization=quant, engine=engine, target=grid.target, device=device, tasks=grid.tasks, lengths=grid.lengths,
                                repeats=grid.repeats, warmup=grid.warmup, max_new_tokens=grid.max_new_tokens, cooldown_s=grid.cooldown_s,
                                max_temp_c=grid.max_temp_c, docs=grid.docs)
                 entry = catalog.get(model)
@@ -137,7 +139,8 @@ def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if r.get("model") == cell.spec.model and r.get("quantization") == cell.spec.quantization and r.get("status") == "ok" and r.get("runtime_s"):
+            same_build = r.get("model") == cell.spec.model and r.get("quantization") == cell.spec.quantization and r.get("engine", "tvm") == cell.spec.engine
+            if same_build and r.get("status") == "ok" and r.get("runtime_s"):
                 per_L.setdefault(r["L"], []).append(r["runtime_s"])
     if not all(L in per_L for L in cell.spec.lengths):
         return None
@@ -156,7 +159,8 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print) -> list[Path]:
     for i, cell in enumerate(plan_grid(grid), start=1):
         run_dir = out_dir / run_id_for(cell.spec)
         run_dirs.append(run_dir)
-        log(f"cell {i}: {cell.spec.model} {cell.spec.quantization} on {cell.spec.device}")
+        engine = "" if cell.spec.engine == "tvm" else f" [{cell.spec.engine}]"
+        log(f"cell {i}: {cell.spec.model} {cell.spec.quantization}{engine} on {cell.spec.device}")
         if cell.skip_reason:
             _journal_skipped(cell, run_dir, Journal, Record, RunInfo, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec))
             log(f"  skipped: {cell.skip_reason}")
@@ -172,7 +176,7 @@ def _journal_skipped(cell, run_dir, Journal, Record, RunInfo, prompts, run_id) -
     done = journal.done_keys()
     for p in prompts:
         for repeat in range(cell.spec.repeats):
-            record = Record(model=cell.spec.model, params=cell.params, device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")), weights=cell.weights, quantization=cell.spec.quantization, engine="tvm",
+            record = Record(model=cell.spec.model, params=cell.params, device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")), weights=cell.weights, quantization=cell.spec.quantization, engine=cell.spec.engine,
                             target=cell.spec.target, prompt_set=p.prompt_set, prompt_id=p.id, task=p.task, L=p.L, repeat=repeat,
                             status="skipped", error=cell.skip_reason, run_id=run_id, memory_estimate_bytes=cell.memory_estimate)
             if record.key not in done:

@@ -42,7 +42,7 @@ def peak_rss_bytes() -> int:
 
 class Runner:
     def __init__(self, bundle: Path, prompts: dict[str, dict], template: dict, max_new_tokens: int, mode: str):
-        from harness.engines.tvm.runtime import TVMSession
+        from harness.engines import engine_of, get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
         self.prompts, self.template = prompts, template
@@ -54,7 +54,8 @@ class Runner:
         # tokens of cache for a Llama-3.2 would be gigabytes the run never touches).
         longest = max((len(self.encode(pid)) for pid in prompts), default=0)
         needed = longest + max_new_tokens + KV_HEADROOM
-        self.session = TVMSession(bundle, max_seq_len=min(needed, int(config["context_window"])))
+        engine = get_engine(engine_of(json.loads((Path(bundle) / "manifest.json").read_text())))
+        self.session = engine.open_session(Path(bundle), max_seq_len=min(needed, int(config["context_window"])))
         self.threads = self.session.num_threads()
         self.eos = set(self.session.config.get("eos_token_ids") or [])
         self.overhead_ns: list[tuple[int, int]] = []  # (outside timed region, timed region)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         template = json.loads(args.template.read_text()) if args.template else {}
         template.setdefault("model", json.loads((args.bundle / "manifest.json").read_text())["model"])
         template.setdefault("quantization", json.loads((args.bundle / "manifest.json").read_text())["quantization"])
-        template.setdefault("engine", "tvm")
+        template.setdefault("engine", json.loads((args.bundle / "manifest.json").read_text()).get("engine", "tvm"))
         runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode)
     except Exception as exc:
         _emit({"fatal": f"{type(exc).__name__}: {exc}"})

@@ -26,7 +26,7 @@ def grid(grid_file, out, dry_run):
     out_dir = Path(out) if out else results_dir() / f"grid-{Path(grid_file).stem}"
     if dry_run:
         cells = plan_grid(spec)
-        click.echo(f"{'model':<26} {'quant':<8} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan")
+        click.echo(f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan")
         total, unknown = 0.0, 0
         for c in cells:
             mb = lambda b: f"{b / 1e6:.0f}MB" if b else "?"  # noqa: E731
@@ -35,7 +35,7 @@ def grid(grid_file, out, dry_run):
                 total, unknown = total + (secs or 0), unknown + (secs is None)
             plan = f"skip: {c.skip_reason}" if c.skip_reason else (f"run, ~{secs / 60:.1f} min" if secs else "run, no earlier results to estimate from")
             params = f"{c.params / 1e6:.0f}M" if c.params else "?"
-            click.echo(f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}")
+            click.echo(f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}")
         click.echo(f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min" + (f" plus {unknown} cell(s) without earlier results" if unknown else ""))
         return
     run_dirs = run_grid(spec, out_dir, log=click.echo)

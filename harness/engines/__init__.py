@@ -1,0 +1,39 @@
+"""Inference engines behind one small interface.
+
+An engine module (``harness/engines/<name>/engine.py``) provides:
+  ``NAME``                                        the ``--engine`` value, stored in every record
+  ``build(model, preset, target, log) -> Path``   a bundle folder (cached) with manifest.json,
+                                                  config.json and the model's tokenizer files
+  ``verify(bundle) -> dict``                      the manifest, after checking every file's hash
+  ``open_session(bundle, max_seq_len)``           what the runner drives: ``prefill(ids)``,
+                                                  ``decode(token)``, ``greedy(logits)``,
+                                                  ``num_threads()``, ``config``
+  ``version() -> str``
+The runner picks the session from the bundle's ``manifest["engine"]``, so one runner contract
+serves every engine. Adding an engine is one such module and one line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from harness.errors import UserError
+
+ENGINES: dict[str, tuple[str, str]] = {
+    # name -> (module, how to get it when it is missing)
+    "tvm": ("harness.engines.tvm.engine", 'pip install -e .'),
+    "llama.cpp": ("harness.engines.llamacpp.engine", 'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores)'),
+}
+
+
+def get_engine(name: str) -> ModuleType:
+    if name not in ENGINES:
+        raise UserError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    module, _ = ENGINES[name]
+    return importlib.import_module(module)
+
+
+def engine_of(manifest: dict) -> str:
+    """The engine a bundle was built for (bundles from before engines were named are TVM's)."""
+    return manifest.get("engine", "tvm")

@@ -202,9 +202,11 @@ def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = No
                 raise UserError(f"{path}: tensor {t.name} is corrupt ({exc}); re-download the file") from None
             if not np.isfinite(arr).all():
                 raise UserError(f"{path}: tensor {t.name} holds NaN/Inf values; the file is corrupt, re-download it")
-            if hf_name.endswith("q_proj.weight"):
+            # Only llama.cpp's "llama" architecture reorders q/k rows (adjacent-pair RoPE);
+            # its "qwen2" keeps HF's order and rotates halves (NEOX style).
+            if cfg.arch == "llama" and hf_name.endswith("q_proj.weight"):
                 arr = _unpermute(arr, cfg.num_heads)
-            elif hf_name.endswith("k_proj.weight"):
+            elif cfg.arch == "llama" and hf_name.endswith("k_proj.weight"):
                 arr = _unpermute(arr, cfg.num_kv_heads)
             return arr
 

@@ -1,0 +1,161 @@
+"""The llama.cpp engine behind the engine interface (see harness/engines/__init__.py).
+
+``build`` makes a bundle: ``model.gguf`` quantized by llama.cpp itself, the model's config and
+tokenizer files, and a manifest with every file's sha256. Bundles are cached under the same
+content-addressed scheme as TVM's (weights fingerprint, config, preset, llama.cpp version,
+this package's source).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from harness.cache import cache_dir, file_sha256
+from harness.errors import UserError
+from harness.versioning import code_version
+
+NAME = "llama.cpp"
+BUNDLE_FORMAT = 1
+GGUF_NAME = "model.gguf"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# preset -> (llama.cpp file type name, what it is)
+FILE_TYPES = {
+    "q4f16_1": ("MOSTLY_Q4_0", "GGUF Q4_0: 4-bit weights, groups of 32, one fp16 scale per group (llama.cpp's quantizer)"),
+    "q0f32": ("ALL_F32", "GGUF F32: unquantized"),
+}
+
+
+def llama_cpp():
+    try:
+        import llama_cpp as lib
+    except ImportError:
+        raise UserError('the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores)') from None
+    return lib
+
+
+def version() -> str:
+    return llama_cpp().__version__
+
+
+def build(model, preset, target: str = "llvm", *, log=print) -> Path:
+    if target != "llvm":
+        raise UserError(f"the llama.cpp engine runs on this host's CPU (--target llvm), not {target}; for a phone use --runner llama-bench")
+    if preset.name not in FILE_TYPES:
+        raise UserError(f"llama.cpp has no form of {preset.name}; use --quantization q4f16_1 (GGUF Q4_0, 4-bit group 32) or q0f32")
+    lib = llama_cpp()
+    out = _bundle_path(model, preset, lib.__version__)
+    if (out / "manifest.json").is_file():
+        log(f"bundle cache hit: {out}")
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        _build_into(work, model, preset, lib, log)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)  # atomic: a crash never leaves a half bundle under the final name
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        if exc.errno == 28:
+            raise UserError(f"disk full while writing the bundle under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere") from None
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _bundle_path(model, preset, lib_version: str) -> Path:
+    h = hashlib.sha256()
+    payload = {"format": BUNDLE_FORMAT, "weights": model.fingerprint, "config": model.config.model_dump(mode="json"), "preset": preset.name, "llama_cpp": lib_version}
+    h.update(json.dumps(payload, sort_keys=True).encode())
+    for f in sorted(PACKAGE_DIR.glob("*.py")):
+        h.update(f.read_bytes())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+    return cache_dir("bundles") / f"{safe}-{preset.name}-llamacpp-{h.hexdigest()[:16]}"
+
+
+def _build_into(work: Path, model, preset, lib, log) -> None:
+    from .gguf_export import write_fp16_gguf
+
+    t0 = time.perf_counter()
+    source = Path(model.source) if "gguf_file_type" in model.extra else None
+    if source is None:
+        source = work / "source-f16.gguf"
+        log(f"writing {model.name} as an fp16 GGUF for llama.cpp's quantizer")
+        write_fp16_gguf(model, source)
+    file_type, detail = FILE_TYPES[preset.name]
+    log(f"quantizing {source.name} to {file_type.split('_', 1)[1]} with llama.cpp {lib.__version__}")
+    _quantize(lib, source, work / GGUF_NAME, file_type)
+    if source.parent == work:
+        source.unlink()
+    t_quant = time.perf_counter() - t0
+
+    (work / "config.json").write_text(model.config.model_dump_json(indent=1))
+    if model.tokenizer is not None:
+        if model.tokenizer.tokenizer_json:
+            (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
+        tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
+        (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "engine": NAME,
+        "engine_version": lib.__version__,
+        "model": model.name,
+        "architecture": model.config.arch,
+        "params": model.config.param_count(),
+        "weights": model.weights,
+        "source": model.source,
+        "quantization": preset.name,
+        "quantization_detail": detail,
+        "target": "llvm",
+        "library": GGUF_NAME,
+        "weight_bytes": gguf_tensor_bytes(work / GGUF_NAME),
+        "code_version": code_version(),
+        "timings_s": {"quantize": round(t_quant, 3)},
+    }
+    manifest["files"] = {p.relative_to(work).as_posix(): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    log(f"bundle written: {manifest['weight_bytes'] / 1e6:.1f} MB of GGUF tensors in {t_quant:.1f}s")
+
+
+def _quantize(lib, source: Path, out: Path, file_type: str) -> None:
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = getattr(lib, f"LLAMA_FTYPE_{file_type}")
+    params.allow_requantize = True  # the source may itself be quantized (SmolLM2 ships as Q4_1)
+    params.nthread = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    rc = lib.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
+    if rc != 0 or not out.is_file():
+        raise UserError(f"llama.cpp could not quantize {source.name} (code {rc}); the file may be damaged — check it with `slm-bench compile` or re-download it")
+
+
+def gguf_tensor_bytes(path: Path) -> int:
+    """Bytes of tensor data in a GGUF (metadata excluded): what decoding reads per token."""
+    import gguf
+
+    return int(sum(t.n_bytes for t in gguf.GGUFReader(str(path)).tensors))
+
+
+def verify(bundle: Path) -> dict:
+    manifest_path = Path(bundle) / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{bundle} is not a bundle (no manifest.json); build it with `slm-bench run --engine llama.cpp`")
+    manifest = json.loads(manifest_path.read_text())
+    for name, digest in manifest["files"].items():
+        p = Path(bundle) / name
+        if not p.is_file() or file_sha256(p) != digest:
+            raise UserError(f"bundle file {p} is missing or damaged; delete {bundle} and rerun to rebuild it")
+    return manifest
+
+
+def open_session(bundle: Path, max_seq_len: int):
+    from .session import LlamaCppSession
+
+    return LlamaCppSession(bundle, max_seq_len)
