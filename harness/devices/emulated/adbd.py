@@ -6,8 +6,8 @@ The real adb server talks to it as to a phone over TCP::
     adb connect 127.0.0.1:5600 && adb -s 127.0.0.1:5600 shell getprop ro.product.model
 
 or in-process: ``port = EmulatedDevice(profile, root).start()``. Services: ``shell:`` /
-``exec:`` (raw), ``shell,v2,...:`` (shell protocol v2, exit codes, separate stderr) and
-``sync:`` (push/pull/stat/ls, v1 and v2 stat/list). The phone's storage is the ``root``
+``exec:`` (raw), ``shell,v2,...:`` (shell protocol v2, exit codes, separate stderr),
+``sync:`` (push/pull/stat/ls, v1 and v2 stat/list) and ``tcp:PORT`` (``adb forward``). The phone's storage is the ``root``
 folder, so a restarted device keeps what was pushed. No AUTH, no TLS.
 """
 
@@ -21,7 +21,12 @@ import threading
 from pathlib import Path
 
 from harness.devices.emulated.protocol import Connection, Stream
-from harness.devices.emulated.services import DeviceState, shell_service, sync_service
+from harness.devices.emulated.services import (
+    DeviceState,
+    shell_service,
+    sync_service,
+    tcp_service,
+)
 
 PROFILE_DIR = Path(__file__).resolve().parents[3] / "device_profiles"
 # What adb 29 (Debian's) understands and this device implements. Not advertised: abb/abb_exec/
@@ -99,6 +104,8 @@ class EmulatedDevice:
             return shell_service(self.state, command, v2="v2" in args.split(","))
         if name == "sync:":
             return sync_service(self.state)
+        if name.startswith("tcp:"):  # adb forward tcp:LOCAL tcp:REMOTE
+            return tcp_service(name[len("tcp:"):])
         return None  # refused with CLSE: the host reports "closed"
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""What the emulated phone answers: shell (raw and shell protocol v2), sync, and its state.
+"""What the emulated phone answers: shell (raw and shell protocol v2), sync, tcp:PORT (adb
+forward), and its state.
 
 The phone's storage is a folder on the host (``root`` stands for the phone's ``/``). Shell
 commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the phone
@@ -18,6 +19,7 @@ import posixpath
 import re
 import shlex
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -276,6 +278,55 @@ def shell_service(state: DeviceState, command: str, v2: bool):
             stream.write(_packet(ID_EXIT, bytes([code & 0xFF])))
 
     return serve
+
+
+# ---------------------------------------------------------------------------------------------
+# tcp:PORT (what `adb forward tcp:LOCAL tcp:PORT` opens on the device)
+# ---------------------------------------------------------------------------------------------
+def tcp_service(spec: str):
+    """The handler for ``tcp:PORT`` or ``tcp:HOST:PORT``: a connection to that port on the phone
+    (its loopback is the host's), bytes piped both ways until either side closes. As adbd does,
+    a port nobody listens on refuses the stream (the host's forwarded socket then closes)."""
+    host, _, port = spec.rpartition(":")
+    if not port.isdigit():
+        return None
+    try:
+        sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=5)
+    except OSError:
+        return None
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def serve(stream: Stream) -> None:
+        stream.on_close(lambda: _shut(sock))
+
+        def to_host():  # phone socket -> adb stream
+            try:
+                while data := sock.recv(256 * 1024):
+                    stream.write(data)
+            except (OSError, StreamClosed):
+                pass
+            stream.close()
+
+        pump = threading.Thread(target=to_host, daemon=True)
+        pump.start()
+        try:
+            while data := stream.read():  # adb stream -> phone socket; b"" once the host closed it
+                sock.sendall(data)
+        except OSError:
+            pass
+        _shut(sock)
+        pump.join()
+        sock.close()
+
+    return serve
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
