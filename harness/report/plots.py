@@ -9,6 +9,7 @@
     Pareto frontier (smaller and faster models) marked.
 (c) ``peak_mem_vs_params``: peak memory against parameters at the same L.
 (d) ``heatmap_otps`` and ``heatmap_ttft``: the median over model (rows, by size) x L.
+(e) ``quality_vs_otps``: ``slm-bench eval``'s average quality score against OTPS at the same L.
 
 Points measured with ``weights == "dummy"`` (random weights: speed is real, output is not)
 are drawn hollow and labelled "(dummy weights)".
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.report.aggregate import RunData, load_runs, summarize_overall
+from harness.report.quality import load_quality, plot_quality_vs_speed
 from harness.report.tradeoff import pareto_front
 
 if TYPE_CHECKING:
@@ -87,7 +89,13 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
     for metric, stem in HEATMAPS.items():
         written += save_figure(plot_heatmap(series, metric, scope), out / stem)
+    quality, _ = load_quality(run_dirs_of(data))
+    written += save_figure(plot_quality_vs_speed(quality, overall, length, scope), out / "quality_vs_otps")
     return written
+
+
+def run_dirs_of(data: RunData) -> list[str]:
+    return sorted(set(data.df["run_dir"])) if len(data.df) and "run_dir" in data.df else []
 
 
 # -- data preparation -------------------------------------------------------------------

@@ -89,7 +89,8 @@ def write_report(
     ``reference`` (e.g. ``slimlm-s24``) adds published figures: a measured-vs-published table
     and the published points on the vs-L plots, each labelled with the device it came from."""
     from harness.report.aggregate import summarize_overall
-    from harness.report.plots import decode_ceilings, write_plots
+    from harness.report.plots import decode_ceilings, run_dirs_of, write_plots
+    from harness.report.quality import load_quality, quality_table
     from harness.report.reference import load_reference
     from harness.report.tradeoff import tradeoff_tables
 
@@ -106,9 +107,12 @@ def write_report(
     if (memory := memory_table(data)) is not None:
         tables.append(memory)
     tables += tradeoff_tables(data, summarize_overall(data.df), decode_ceilings(data))
+    quality, quality_problems = load_quality(run_dirs_of(data))
+    if (table := quality_table(quality)) is not None:
+        tables.append(table)
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
-    problems = list_problems(data, base)
+    problems = list_problems(data, base) + quality_problems
     baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
 
     md_path, html_path, csv_path = out / "report.md", out / "report.html", out / "summary.csv"

@@ -14,7 +14,7 @@ from harness.report.plots import (
     write_plots,
 )
 
-EXPECTED_STEMS = ["itps_vs_L", "otps_vs_L", "ttft_vs_L", "runtime_vs_L", "tradeoff_L1000", "peak_mem_vs_params", "heatmap_otps", "heatmap_ttft"]
+EXPECTED_STEMS = ["itps_vs_L", "otps_vs_L", "ttft_vs_L", "runtime_vs_L", "tradeoff_L1000", "peak_mem_vs_params", "heatmap_otps", "heatmap_ttft", "quality_vs_otps"]
 
 
 @pytest.fixture(scope="module")
