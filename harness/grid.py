@@ -23,6 +23,17 @@ from harness.results.schema import DeviceInfo, RunSpec, Task
 RUNTIME_OVERHEAD_BYTES = 320 << 20  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
 
 
+class GridQuality(BaseModel):
+    """Score every real-weights cell with ``slm-bench eval`` after its speed run (quality.jsonl in its run dir)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    docassist: Path  # a folder written by `slm-bench docassist build`; relative to the grid file
+    split: Literal["train", "validation", "test"] = "test"
+    limit: int | None = Field(default=None, ge=1)  # first N task examples of the split
+    max_new_tokens: int = Field(default=256, ge=1)
+
+
 class GridSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,13 +52,21 @@ class GridSpec(BaseModel):
     docs: int = Field(default=1, ge=1)
     adb_server: str | None = None
     profile: str | None = None  # plan phones with this device profile when they cannot be reached (dry runs)
+    quality: GridQuality | None = None
 
 
 def load_grid(path: str | Path) -> GridSpec:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"grid file {path} not found; see examples/quick.yaml")
-    return load_validated(path, GridSpec, "fix the grid file", "see examples/quick.yaml")
+    grid = load_validated(path, GridSpec, "fix the grid file", "see examples/quick.yaml")
+    if grid.quality is not None and not grid.quality.docassist.is_absolute():
+        # Relative to the grid file where it is there (a grid then runs from any directory),
+        # else to the current directory.
+        beside = path.parent / grid.quality.docassist
+        if beside.is_dir():
+            grid.quality.docassist = beside
+    return grid
 
 
 @dataclass
@@ -166,7 +185,40 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print) -> list[Path]:
             log(f"  skipped: {cell.skip_reason}")
             continue
         run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server)
+        if grid.quality is not None:
+            evaluate_cell(cell, grid.quality, run_dir, log=lambda msg: log(f"  {msg}"))
     return run_dirs
+
+
+def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) -> None:
+    """``slm-bench eval`` of the cell's model into its run dir, once (a rerun keeps the result).
+
+    Quality is never computed for dummy weights: their output means nothing."""
+    from harness.eval.evaluate import QUALITY_FILE
+
+    if (run_dir / QUALITY_FILE).is_file():
+        log(f"quality: already in {run_dir / QUALITY_FILE}")
+        return
+    from harness.engines import get_engine
+    from harness.eval.evaluate import evaluate, examples_for, write_results
+    from harness.eval.generate import BundleGenerator
+    from harness.models.resolve import resolve_model
+    from harness.quantization import get_preset
+    from harness.results.journal import read_run_info
+
+    model = resolve_model(cell.spec.model, log=log)
+    if model.weights == "dummy" or cell.spec.engine != "tvm":
+        log("quality: not computed (dummy weights have no meaningful output)" if model.weights == "dummy" else f"quality: evaluated on the tvm engine only, not {cell.spec.engine}")
+        return
+    bundle = get_engine(cell.spec.engine).build(model, get_preset(cell.spec.quantization), "llvm", log=log)
+    examples = examples_for(quality.docassist, quality.split, quality.limit)
+    info = read_run_info(run_dir)
+    records, rows = evaluate(
+        BundleGenerator(bundle, max_new_tokens=quality.max_new_tokens).generate, examples, model=cell.spec.model,
+        quantization=cell.spec.quantization, dataset=quality.docassist, split=quality.split, run_id=info.run_id if info else "",
+    )
+    write_results(run_dir, records, rows)
+    log(f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}")
 
 
 def _journal_skipped(cell, run_dir, Journal, Record, RunInfo, prompts, run_id) -> None:

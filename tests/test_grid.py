@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.errors import UserError
@@ -59,3 +61,36 @@ def test_grid_runs_cells_journals_skips_and_resumes(tmp_path):
     sizes = [len((d / "records.jsonl").read_text().splitlines()) for d in run_dirs]
     run_grid(grid, tmp_path, log=lambda *_: None)  # a rerun measures and skips nothing again
     assert [len((d / "records.jsonl").read_text().splitlines()) for d in run_dirs] == sizes
+
+
+def write_docassist(folder, n_docs: int = 1):
+    """A one-document DocAssist test split in the builder's format (its annotation written here)."""
+    from harness.docassist.format import DocRecord, QAPair, split_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = [
+        DocRecord(doc_id=f"doc{i}", source=f"doc{i}.md", source_sha256="0" * 64, chunks=["The harbour town kept its lighthouse lit every night for two hundred years."],
+                  summary="A harbour town kept its lighthouse lit for two centuries.",
+                  questions=["Who kept the lighthouse lit?", "For how long was it lit?", "Where is the town?"],
+                  qa=[QAPair(question="How long was the lighthouse lit?", answer="Two hundred years.")] * 3,
+                  split="test", annotator="test")
+        for i in range(n_docs)
+    ]
+    split_path(folder, "test").write_text("".join(d.model_dump_json() + "\n" for d in docs))
+    return folder
+
+
+@pytest.mark.slow
+def test_grid_scores_quality_of_real_weights_only(tmp_path):
+    """SmolLM2 (real weights) gets quality.jsonl in its run dir; a dummy-weights cell does not."""
+    from harness.report.render import write_report
+
+    dataset = write_docassist(tmp_path / "docassist")
+    grid = GridSpec(models=["smollm2-135m-instruct", "dummy:tiny-llama"], tasks=["summ"], lengths=[200], repeats=1, warmup=0, max_new_tokens=4,
+                    quality={"docassist": str(dataset), "limit": 2, "max_new_tokens": 12})
+    smollm, tiny = run_grid(grid, tmp_path / "grid", log=lambda *_: None)
+    quality = [json.loads(line) for line in (smollm / "quality.jsonl").read_text().splitlines()]
+    assert {q["task"] for q in quality} == {"summ", "qs"} and all(q["model"] == "smollm2-135m-instruct" and 0 <= q["avg_score"] <= 1 for q in quality)
+    assert not (tiny / "quality.jsonl").exists()
+    markdown = write_report([smollm, tiny], tmp_path / "report").markdown.read_text()
+    assert "## Quality (DocAssist)" in markdown and "smollm2-135m-instruct (q4f16_1)" in markdown

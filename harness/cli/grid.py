@@ -37,6 +37,9 @@ def grid(grid_file, out, dry_run):
             params = f"{c.params / 1e6:.0f}M" if c.params else "?"
             click.echo(f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}")
         click.echo(f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min" + (f" plus {unknown} cell(s) without earlier results" if unknown else ""))
+        if spec.quality is not None:
+            q = spec.quality
+            click.echo(f"quality: each real-weights tvm cell is then scored on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
         return
     run_dirs = run_grid(spec, out_dir, log=click.echo)
     from harness.report.render import write_report
