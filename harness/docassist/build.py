@@ -85,11 +85,12 @@ def assign_splits(doc_ids: list[str], fractions: tuple[float, float, float], see
 
 
 def pick_questions(text: str) -> list[str]:
-    """Up to three distinct questions from an annotator's qs answer (question-mark lines first)."""
-    items = parse_questions(text)
-    ranked = [q for q in items if q.endswith("?")] + [q for q in items if not q.endswith("?")]
+    """Up to three distinct questions (items ending in '?') from an annotator's qs answer.
+
+    Only real questions count: a heading or a sentence the model wrote instead would turn
+    into a qa prompt that asks nothing, so it is replaced by a (counted) generic question."""
     picked: list[str] = []
-    for q in ranked:
+    for q in (item for item in parse_questions(text) if item.endswith("?")):
         if q.lower() not in {p.lower() for p in picked} and len(q) > 3:
             picked.append(q)
         if len(picked) == N_QUESTIONS:
@@ -97,25 +98,27 @@ def pick_questions(text: str) -> list[str]:
     return picked
 
 
-def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: Annotator, templates: Templates) -> tuple[DocRecord, int]:
-    """The DocRecord of one document and the number of fallbacks it needed."""
+def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: Annotator, templates: Templates) -> tuple[DocRecord, Counter]:
+    """The DocRecord of one document and the fallbacks it needed, by field."""
     context = "".join(chunks)
-    fallbacks = 0
+    fallbacks: Counter = Counter()
     summary = annotator.complete(templates.render("summ", context)).strip()
     if not summary:
-        summary, fallbacks = chunks[0].strip().split("\n\n")[0][:500], fallbacks + 1  # the lead paragraph
+        summary = chunks[0].strip().split("\n\n")[0][:500]  # the lead paragraph
+        fallbacks["summary"] += 1
     questions = pick_questions(annotator.complete(templates.render("qs", context)))
     for generic in GENERIC_QUESTIONS:
         if len(questions) == N_QUESTIONS:
             break
         if generic not in questions:
             questions.append(generic)
-            fallbacks += 1
+            fallbacks["questions"] += 1
     qa = []
     for question in questions:
         answer = annotator.complete(templates.render("qa", context, question)).strip()
         if not answer:
-            answer, fallbacks = "The document does not say.", fallbacks + 1
+            answer = "The document does not say."
+            fallbacks["answers"] += 1
         qa.append(QAPair(question=question, answer=answer))
     record = DocRecord(
         doc_id=doc.doc_id, source=doc.source, title=doc.title, source_sha256=doc.sha256, chunks=chunks,
@@ -134,7 +137,7 @@ def build_docassist(
     chunked = {d.doc_id: chunk_text(d.text) for d in docs}
     splits = assign_splits([d.doc_id for d in docs], fractions, seed)
     records: list[DocRecord] = []
-    fallbacks = 0
+    fallbacks: Counter = Counter()
     with progress(len(docs), "annotating") as bar:
         for doc in docs:
             record, used = annotate_document(doc, chunked[doc.doc_id], splits[doc.doc_id], annotator, templates)
@@ -161,7 +164,7 @@ def build_docassist(
             "docs_by_split": {s: sum(r.split == s for r in records) for s in SPLITS},
             "examples_by_split": {s: sum(len(task_examples(r, templates)) for r in records if r.split == s) for s in SPLITS},
             "examples_by_task": dict(sorted(Counter(e.task for r in records for e in task_examples(r, templates)).items())),
-            "fallbacks": fallbacks,
+            "fallbacks": {k: fallbacks[k] for k in ("summary", "questions", "answers")},
             "annotator_requests": annotator.asked,
             "annotator_cache_hits": annotator.cache_hits,
         },
