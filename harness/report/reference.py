@@ -11,6 +11,11 @@ REFERENCES = {
     "slimlm-s24": (DATA / "slimlm-s24-table1.csv", "Galaxy S24, SlimLM paper (arXiv 2411.09944, Table 1)"),
 }
 METRICS = {"itps": "itps_tps", "otps": "otps_tps", "ttft_s": "ttft_s", "runtime_s": "runtime_s"}
+# Published quality beside the speed reference: the same paper's Table 5, the average of its
+# SUMM/QS/QA scores (BLEU, ROUGE, STS, GEval) on its DocAssist test set.
+QUALITY_REFERENCES = {
+    "slimlm-s24": (DATA / "slimlm-quality-avg.csv", "SlimLM paper (arXiv 2411.09944, Table 5), its DocAssist test set"),
+}
 
 
 def load_reference(name: str):
@@ -51,4 +56,26 @@ def compare(overall, reference):
             theirs = getattr(published, metric)
             row[metric] = (measured, theirs, measured / theirs if measured and theirs else None)
         rows.append(row)
+    return rows
+
+
+def load_quality_reference(name: str):
+    """Published average quality per model (model_key, model, avg_score, source), or None."""
+    import pandas as pd
+
+    if name not in QUALITY_REFERENCES:
+        return None
+    path, source = QUALITY_REFERENCES[name]
+    df = pd.read_csv(path)
+    return pd.DataFrame({"model_key": df["model"].str.lower(), "model": df["model"], "avg_score": df["avg_score_summ_qs_qa"].astype(float), "source": source})
+
+
+def compare_quality(quality, reference) -> list[tuple[str, str, float, float]]:
+    """(our model, dataset, our avg score over tasks, published avg score) for models in both."""
+    published = {r.model_key: r.avg_score for r in reference.itertuples()}
+    rows = []
+    for (model, dataset), part in quality.groupby(["model", "dataset"], sort=True):
+        theirs = published.get(model_key(model))
+        if theirs is not None and part["avg_score"].notna().any():
+            rows.append((model, dataset, float(part["avg_score"].mean()), theirs))
     return rows

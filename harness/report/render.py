@@ -91,7 +91,7 @@ def write_report(
     from harness.report.aggregate import summarize_overall
     from harness.report.plots import decode_ceilings, run_dirs_of, write_plots
     from harness.report.quality import load_quality, quality_table
-    from harness.report.reference import load_reference
+    from harness.report.reference import load_quality_reference, load_reference
     from harness.report.tradeoff import tradeoff_tables
 
     data = load_runs(list(run_dirs))
@@ -110,6 +110,8 @@ def write_report(
     quality, quality_problems = load_quality(run_dirs_of(data))
     if (table := quality_table(quality)) is not None:
         tables.append(table)
+        if reference and (quality_ref := load_quality_reference(reference)) is not None:
+            tables.append(reference_quality_table(quality, quality_ref, reference))
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
     problems = list_problems(data, base) + quality_problems
@@ -181,6 +183,19 @@ def baseline_medians(base: RunData) -> dict[tuple, dict[str, float]]:
 
 def _baseline_key(row) -> tuple:
     return tuple(str(row[k]) if k != "L" else int(row[k]) for k in BASELINE_KEYS)
+
+
+def reference_quality_table(quality, ref, name: str) -> Table:
+    """Our average quality score beside the published one, per model in both (different test sets)."""
+    from harness.report.reference import compare_quality
+
+    rows = [[model, dataset, f"{ours:.3f}", f"{theirs:.3f}"] for model, dataset, ours, theirs in compare_quality(quality, ref)]
+    source = ref["source"].iloc[0] if len(ref) else name
+    note = (f"published: {source}. Not the same test set or annotator as ours, so compare the ordering of models "
+            "more than the values.")
+    if not rows:
+        note = f"No evaluated model of these runs appears in the quality reference {name}."
+    return Table(f"Reference quality: {name}", ["model", "our data", "our avg score", "published avg score"], rows, note)
 
 
 def runs_table(data: RunData) -> Table:

@@ -43,3 +43,14 @@ def test_runs_without_quality_say_how_to_add_it(measured_run_dir, tmp_path):
     outputs = write_report([measured_run_dir], tmp_path / "report")
     assert "## Quality" not in outputs.markdown.read_text()
     assert "slm-bench eval" in (outputs.out_dir / "plots" / "quality_vs_otps.svg").read_text()
+
+
+def test_reference_quality_sits_beside_ours(measured_run_dir, tmp_path, monkeypatch):
+    from harness.report import reference
+
+    run = with_quality(measured_run_dir, tmp_path, {"summ": 0.2, "qa": 0.4})
+    # Our tiny measured model stands in for SmolLM-135M so the published row has a partner.
+    monkeypatch.setattr(reference, "model_key", lambda model: "smollm-135m-instruct")
+    markdown = write_report([run], tmp_path / "report", reference="slimlm-s24").markdown.read_text()
+    assert "## Reference quality: slimlm-s24" in markdown
+    assert "| 0.300 | 0.369 |" in markdown  # ours (mean over tasks) | the paper's Table 5 for SmolLM-135M
