@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -39,4 +40,5 @@ def slimlm(preset, corpus, docassist, pretrain_steps, sft_steps, seq_len, batch_
              "seq_len": seq_len, "batch_size": batch_size, "seed": seed, "stop_after": stop_after}
     config = {k: v for k, v in given.items() if v is not None} | parse_sets(sets)
     model_dir = SlimLMStage().run(config, Path(out_dir), log=lambda m: click.echo(m, err=True))
-    click.echo(str(model_dir))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process returns; one reports
+        click.echo(str(model_dir))

@@ -143,8 +143,9 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # a crash mid-write leaves the previous checkpoint intact
 
 
-def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float, s: TrainSettings, ckpt: Path, dist: Dist, log: Log) -> PhaseResult:
-    """Train ``model`` for ``steps`` steps of ``batch_fn(step) -> (x, y)``, resuming from ``ckpt``."""
+def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float, s: TrainSettings, ckpt: Path, dist: Dist, log: Log, budget: list[int | None]) -> PhaseResult:
+    """Train ``model`` for ``steps`` steps of ``batch_fn(step) -> (x, y)``, resuming from ``ckpt``.
+    ``budget[0]``: steps this invocation may still take (None: no limit); decremented here."""
     import torch
 
     from harness.progress import progress
@@ -164,7 +165,9 @@ def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float,
             log(f"{name}: resuming at step {start} of {steps} from {ckpt}")
     if start >= steps:
         return result
-    stop = steps if s.stop_after is None else min(steps, start + s.stop_after)
+    stop = steps if budget[0] is None else min(steps, start + budget[0])
+    if budget[0] is not None:
+        budget[0] -= stop - start
 
     def save(step: int) -> None:
         if dist.main:
@@ -266,6 +269,17 @@ def sft_examples(folder: str, chat, max_len: int, log: Log) -> tuple[list, dict]
 def train_slimlm(s: TrainSettings, out: Path, log: Log = print) -> Path | None:
     """Pre-train, fine-tune and export; returns the model directory (None when ``stop_after``
     ended this invocation early: rerun to continue)."""
+    dist = setup_distributed()
+    try:
+        return _train(s, Path(out), dist, log)
+    finally:
+        if dist.world > 1:
+            import torch.distributed as tdist
+
+            tdist.destroy_process_group()
+
+
+def _train(s: TrainSettings, out: Path, dist: Dist, log: Log) -> Path | None:
     from importlib.metadata import version
 
     import lion_pytorch
@@ -291,8 +305,6 @@ def train_slimlm(s: TrainSettings, out: Path, log: Log = print) -> Path | None:
 
     preset = get_preset(s.preset)
     files = corpus_files(s.corpus)
-    dist = setup_distributed()
-    out = Path(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     tok_json = _tokenizer(s, files, out, s.tokenizer_vocab or preset.vocab_size, dist, log)
     chat = chat_tokenizer(tok_json)
@@ -312,8 +324,9 @@ def train_slimlm(s: TrainSettings, out: Path, log: Log = print) -> Path | None:
         raise UserError(f"the corpus has {len(stream)} tokens, fewer than one seq_len={s.seq_len} window; add text or lower seq_len")
     lr_pre = s.lr_pretrain or preset.lr_pretrain
     lion = lion_pytorch.Lion(model.parameters(), lr=lr_pre, weight_decay=s.weight_decay_pretrain)
+    budget = [s.stop_after]
     pre = run_phase("pretrain", wrapped, lion, lambda step: pretrain_batch(stream, s.seed, step, dist.rank, s.batch_size, s.seq_len),
-                    s.pretrain_steps, lr_pre, s, out / "checkpoints" / "pretrain.pt", dist, log)
+                    s.pretrain_steps, lr_pre, s, out / "checkpoints" / "pretrain.pt", dist, log, budget)
     phases = {"pretrain": pre.summary(f"Lion (lion-pytorch {version('lion-pytorch')})", lr_pre)}
     if not pre.finished:
         return None
@@ -323,7 +336,7 @@ def train_slimlm(s: TrainSettings, out: Path, log: Log = print) -> Path | None:
         examples, data["docassist"] = sft_examples(s.docassist, chat, cfg.context_window, log if dist.main else lambda _: None)
         adamw = torch.optim.AdamW(model.parameters(), lr=s.lr_sft, weight_decay=s.weight_decay_sft)
         sft = run_phase("sft", wrapped, adamw, lambda step: sft_batch(examples, s.seed, step, dist.rank, s.sft_batch_size),
-                        s.sft_steps, s.lr_sft, s, out / "checkpoints" / "sft.pt", dist, log)
+                        s.sft_steps, s.lr_sft, s, out / "checkpoints" / "sft.pt", dist, log, budget)
         phases["sft"] = sft.summary("AdamW", s.lr_sft)
         if not sft.finished:
             return None
