@@ -27,6 +27,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("harness.cli.report:plot", "Draw speed, trade-off and memory plots from run dirs."),
     "stages": ("harness.cli.stages:stages", "List or run plugin stages that produce model directories."),
     "train": ("harness.cli.train:train", "Pre-train and fine-tune a SlimLM; export a model dir (resumable)."),
+    "pipeline": ("harness.cli.pipeline:pipeline", "Train, export, compile, benchmark and evaluate from one YAML."),
     "docassist": ("harness.cli.docassist:docassist", "Build DocAssist data (chunks, summary, questions, QA) from documents."),
     "eval": ("harness.cli.eval:eval_cmd", "Score a model on a DocAssist split (BLEU, ROUGE, STS, intent accuracy)."),
     "compare": ("harness.cli.compare:compare", "Per-cell ratios of two runs; --fail-above PCT for CI."),

@@ -16,7 +16,7 @@ def train():
 @train.command("slimlm", epilog="""\b
 Examples:
   slm-bench train slimlm --preset tiny --corpus prompts/corpus --docassist examples/data/docassist-tiny --out build/slimlm-tiny
-  slm-bench run --model build/slimlm-tiny/model --lengths 200 --repeats 1
+  slm-bench run --model build/slimlm-tiny/slimlm-tiny --lengths 200 --repeats 1
   torchrun --nproc_per_node=2 -m harness train slimlm --preset tiny --out build/ddp   # DDP: gloo on CPU, nccl on GPUs
 Rerun the same command to resume from the checkpoints in OUT/checkpoints.""")
 @click.option("--preset", default="tiny", show_default=True, help="Size preset: 125m, 270m, 350m, 450m, 760m, 1b, tiny, micro.")
@@ -29,10 +29,10 @@ Rerun the same command to resume from the checkpoints in OUT/checkpoints.""")
 @click.option("--seed", type=int, help="Seed of the weights and the batches.")
 @click.option("--stop-after", type=int, help="Do at most this many steps now, checkpoint and stop; rerun to continue.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other training setting (lr_sft=5e-4, ckpt_every=20 ...).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder: tokenizer, checkpoints, and the exported model in OUT/model.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder: tokenizer, checkpoints, and the exported model in OUT/slimlm-PRESET.")
 def slimlm(preset, corpus, docassist, pretrain_steps, sft_steps, seq_len, batch_size, seed, stop_after, sets, out_dir):
     """Pre-train a SlimLM on a corpus (Lion), fine-tune it on DocAssist (AdamW, loss on answers only),
-    and export config.json + model.safetensors + tokenizer + provenance.json to OUT/model."""
+    and export config.json + model.safetensors + tokenizer + provenance.json to OUT/slimlm-PRESET."""
     from harness.cli.stages import parse_sets
     from harness.stages.slimlm.stage import SlimLMStage
 

@@ -127,13 +127,13 @@ def test_torchrun_two_processes_train_with_gloo(tmp_path, corpus_dir, docassist_
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world size 2 (gloo)" in result.stderr
-    assert result.stdout.strip() == str(out / "model")  # rank 0 alone reports
-    prov = json.loads((out / "model" / "provenance.json").read_text())
+    assert result.stdout.strip() == str(out / "slimlm-micro")  # rank 0 alone reports
+    prov = json.loads((out / "slimlm-micro" / "provenance.json").read_text())
     assert prov["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert prov["steps"] == {"pretrain": 6, "sft": 4}
     # Each step trained on both ranks' batches: tokens counted over the two processes.
     assert prov["phases"]["pretrain"]["tokens"] == 6 * 2 * 4 * 64
     from harness.stages.slimlm.export import load_exported
 
-    model, _ = load_exported(out / "model")
+    model, _ = load_exported(out / "slimlm-micro")
     assert model.num_params() == prov["params"]

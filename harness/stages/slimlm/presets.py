@@ -57,7 +57,7 @@ PRESETS: dict[str, Preset] = {
         Preset("1b", 24, 16, 1792, 7168, 1_000_000_000, lr_pretrain=2e-4),
         # Test sizes: trained in seconds to minutes on a laptop CPU; vocab set by the tokenizer.
         Preset("tiny", 2, 4, 64, 256, None, vocab_size=2048, context_window=2048, lr_pretrain=3e-3),
-        Preset("micro", 1, 2, 32, 128, None, vocab_size=512, context_window=512, lr_pretrain=3e-3),
+        Preset("micro", 1, 2, 32, 128, None, vocab_size=512, context_window=2048, lr_pretrain=3e-3),
     )
 }
 

@@ -13,7 +13,7 @@ class SlimLMStage(Stage):
 
     def run(self, config: dict, out_dir: Path, log=print) -> Path:
         """``config`` keys are those of ``TrainSettings`` (preset, corpus, docassist, steps ...).
-        Returns ``out_dir/model``; raises a UserError when ``stop_after`` left training unfinished."""
+        Returns ``out_dir/slimlm-<preset>``; raises a UserError when ``stop_after`` left training unfinished."""
         from harness.errors import UserError
         from harness.stages.slimlm.train import parse_settings, train_slimlm
 

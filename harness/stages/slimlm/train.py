@@ -2,7 +2,8 @@
 
     out/tokenizer.json            trained once, reused on resume
     out/checkpoints/{pretrain,sft}.pt   model + optimizer + step + losses, written atomically
-    out/model/                    the exported model directory (``export.py``)
+    out/slimlm-<preset>/          the exported model directory (``export.py``)
+    out/slimlm-<preset>-base/     the pre-trained model before fine-tuning (``export_base``)
 
 Rerunning the same command resumes: a finished phase is skipped, an unfinished one continues
 from its checkpoint, and because batches are functions of the step (``batches.py``) the result
@@ -52,6 +53,7 @@ class TrainSettings(BaseModel):
     ckpt_every: int = 50
     log_every: int = 10
     stop_after: int | None = None  # steps to do in this invocation, then checkpoint and stop (rerun to continue)
+    export_base: bool = False  # also export the pre-trained model before fine-tuning (OUT/slimlm-<preset>-base), a baseline for evaluation
 
     def fingerprint(self, phase: str) -> str:
         """What a checkpoint must agree on to be resumed (step counts may grow, the rest may not)."""
@@ -332,6 +334,11 @@ def _train(s: TrainSettings, out: Path, dist: Dist, log: Log) -> Path | None:
         return None
     hashes = file_hashes(files)
     data = {"corpus": {"files": {Path(k).name: v for k, v in hashes.items()}, "sha256": corpus_hash(hashes), "tokens": len(stream)}}
+    common = {"preset": preset.name, "settings": s.model_dump(), "tokenizer": {"vocab": vocab_size_of(tok_json), "sha256": hashlib.sha256(tok_json.encode()).hexdigest()},
+              "distributed": {"world_size": dist.world, "backend": dist.backend}, "torch": torch.__version__}
+    if s.export_base and dist.main:
+        base_dir = export_model(model, tok_json, out / f"slimlm-{preset.name}-base", {**common, "data": {"corpus": data["corpus"]}, "steps": {"pretrain": pre.steps}, "phases": dict(phases)})
+        log(f"exported the pre-trained model (no fine-tuning) to {base_dir}")
     if s.docassist and s.sft_steps > 0:
         examples, data["docassist"] = sft_examples(s.docassist, chat, cfg.context_window, log if dist.main else lambda _: None)
         adamw = torch.optim.AdamW(model.parameters(), lr=s.lr_sft, weight_decay=s.weight_decay_sft)
@@ -340,14 +347,10 @@ def _train(s: TrainSettings, out: Path, dist: Dist, log: Log) -> Path | None:
         phases["sft"] = sft.summary("AdamW", s.lr_sft)
         if not sft.finished:
             return None
-    model_dir = out / "model"
+    # Named after the model, not "model": the directory name is the model's name in bundles and reports.
+    model_dir = out / f"slimlm-{preset.name}"
     if dist.main:
-        provenance = {
-            "preset": preset.name, "settings": s.model_dump(), "data": data, "tokenizer": {"vocab": vocab_size_of(tok_json), "sha256": hashlib.sha256(tok_json.encode()).hexdigest()},
-            "steps": {k: v["steps"] for k, v in phases.items()}, "phases": phases,
-            "distributed": {"world_size": dist.world, "backend": dist.backend}, "torch": torch.__version__,
-        }
-        export_model(model, tok_json, model_dir, provenance)
+        export_model(model, tok_json, model_dir, {**common, "data": data, "steps": {k: v["steps"] for k, v in phases.items()}, "phases": phases})
         log(f"exported {model_dir}")
     _barrier(dist)
     return model_dir
