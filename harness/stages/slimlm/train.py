@@ -192,11 +192,10 @@ def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             value = _mean_across(loss.detach(), dist)
-            tokens = int((y != -100).sum()) * dist.world
             result.losses.append(value)
-            result.tokens += tokens
+            result.tokens += int((y != -100).sum()) * dist.world  # tokens that carried loss
             result.seconds += time.perf_counter() - t0
-            window_tokens += tokens
+            window_tokens += x.numel() * dist.world  # throughput counts every position run through the model
             done = step + 1
             if done % s.log_every == 0 or done == stop:
                 rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
