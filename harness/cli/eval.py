@@ -78,11 +78,12 @@ def _print_table(records) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    columns = ["n", "bleu", "rouge1", "rouge2", "rougeL", "sts", "self_bleu", "intent_accuracy", "geval", "avg_score"]
+    columns = {"n": "n", "bleu": "BLEU", "rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "sts": "STS", "self_bleu": "SelfBLEU",
+               "intent_accuracy": "intent", "geval": "GEval", "avg_score": "avg"}
     table = Table(title=f"{records[0].model} {records[0].quantization} on {records[0].dataset}/{records[0].split}" if records else "quality")
     table.add_column("task")
-    for name in columns:
-        table.add_column(name, justify="right")
+    for label in columns.values():
+        table.add_column(label, justify="right")
     for r in records:
         values = [getattr(r, name) for name in columns]
         table.add_row(r.task, *("-" if v is None else str(v) if isinstance(v, int) else f"{v:.3f}" for v in values))

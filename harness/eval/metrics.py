@@ -123,9 +123,12 @@ def intent_ok(task: str, output: str, question: str | None = None) -> bool:
     - qs: exactly three questions (list items or lines ending in '?'; an intro line is allowed);
     - qa: a non-empty answer that is not itself a list of questions nor the question echoed back;
     - summ: prose of at least five words, mostly statements (under half its sentences questions).
+
+    A degenerate loop (a long output of a handful of words repeated, the usual failure of
+    greedy decoding in small models) answers no task.
     """
     text = output.strip()
-    if not text:
+    if not text or _degenerate(text):
         return False
     if task == "qs":
         return sum(item.endswith("?") for item in parse_questions(text)) == N_QUESTIONS
@@ -137,6 +140,12 @@ def intent_ok(task: str, output: str, question: str | None = None) -> bool:
     if task == "summ":
         return len(text.split()) >= 5 and question_share < 0.5
     raise UserError(f"unknown task '{task}'; use one of summ, qs, qa")
+
+
+def _degenerate(text: str, min_words: int = 20, min_distinct: float = 0.2) -> bool:
+    """At least ``min_words`` words of which under ``min_distinct`` are distinct."""
+    words = re.findall(r"\w+", text.lower())
+    return len(words) >= min_words and len(set(words)) / len(words) < min_distinct
 
 
 def _normalize(text: str) -> str:

@@ -56,6 +56,8 @@ def test_sts_ranks_paraphrases_above_unrelated_sentences():
         ("summ", "The authority delivered less water, cut leaks to 11.8% and invested $23.9 million.", None, True),
         ("summ", "1. What did the authority deliver?\n2. How much water was lost?\n3. Who is the manager?", None, False),
         ("summ", "Water.", None, False),
+        ("summ", "#### Description " * 30, None, False),
+        ("qa", "It is about the supply chain, " + "supply chain, " * 30, "What is it about?", False),
         ("summ", "", None, False),
         ("qa", "It delivered 18.6 billion litres.", "How much water was delivered?", True),
         ("qa", "How much water was delivered?", "How much water was delivered?", False),
