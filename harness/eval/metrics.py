@@ -41,13 +41,18 @@ def corpus_bleu(outputs: list[str], references: list[str]) -> float:
     sacrebleu = _need("sacrebleu")
     if not outputs:
         return 0.0
-    return sacrebleu.corpus_bleu(outputs, [references]).score / 100.0
+    return _unit(sacrebleu.corpus_bleu(outputs, [references]).score / 100.0)
 
 
 def sentence_bleu(output: str, references: list[str]) -> float:
     """Smoothed sentence BLEU of one output against its reference(s), 0..1."""
     sacrebleu = _need("sacrebleu")
-    return sacrebleu.sentence_bleu(output, references).score / 100.0
+    return _unit(sacrebleu.sentence_bleu(output, references).score / 100.0)
+
+
+def _unit(value: float) -> float:
+    """Clip to 0..1: sacrebleu's exp(log-mean) gives 100.00000000000004 for identical text."""
+    return min(max(value, 0.0), 1.0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,7 +107,8 @@ class SentenceEncoder:
             raise ValueError("outputs and references must pair up")
         a, b = self.encode(outputs), self.encode(references)
         sims = (a * b).sum(-1).tolist() if len(outputs) else []
-        return [s if o.strip() else 0.0 for s, o in zip(sims, outputs)]
+        # float32 dot products of unit vectors can land a hair outside [-1, 1]
+        return [min(max(s, -1.0), 1.0) if o.strip() else 0.0 for s, o in zip(sims, outputs)]
 
 
 @functools.lru_cache(maxsize=1)
