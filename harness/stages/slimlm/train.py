@@ -191,11 +191,12 @@ def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            value = _mean_across(loss.detach(), dist)
-            result.losses.append(value)
-            result.tokens += int((y != -100).sum()) * dist.world  # tokens that carried loss
+            value, loss_tokens, positions = _across_ranks([float(loss.detach()), int((y != -100).sum()), x.numel()], dist)
+            result.losses.append(value / dist.world)  # the mean of the ranks' losses
+            result.tokens += int(loss_tokens)  # tokens that carried loss, all ranks
             result.seconds += time.perf_counter() - t0
-            window_tokens += x.numel() * dist.world  # throughput counts every position run through the model
+            window_tokens += int(positions)  # throughput counts every position run through the model
+            value /= dist.world
             done = step + 1
             if done % s.log_every == 0 or done == stop:
                 rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
@@ -221,14 +222,16 @@ class _null_progress:
         pass
 
 
-def _mean_across(loss, dist: Dist) -> float:
-    if dist.world > 1:
-        import torch.distributed as tdist
+def _across_ranks(values: list[float], dist: Dist) -> list[float]:
+    """Sums of per-step numbers over the DDP ranks (for logging; gradients are DDP's business)."""
+    if dist.world == 1:
+        return values
+    import torch
+    import torch.distributed as tdist
 
-        loss = loss.clone()
-        tdist.all_reduce(loss)
-        loss /= dist.world
-    return float(loss)
+    t = torch.tensor(values, dtype=torch.float64, device=dist.device)
+    tdist.all_reduce(t)
+    return t.tolist()
 
 
 def _unwrap(model):
