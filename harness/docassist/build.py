@@ -7,9 +7,10 @@ shape (1 summary, 3 questions, 3 QA pairs per document; arXiv 2411.09944, Sectio
 makes the training targets answers to exactly the prompts the model is evaluated and
 benchmarked with.
 
-A weak annotator (a 135M local model) does not always list three questions; the set is kept
-whole by filling the missing ones from a fixed list of generic questions, and every such
-fill is counted in the manifest (``fallbacks``) so nobody mistakes them for annotations.
+A weak annotator (a 135M local model) loops and does not always list three questions. Its
+loops are trimmed (``harness.docassist.clean``; counted as ``trimmed_loops``), and missing
+questions are filled from a fixed list of generic ones, every fill counted in the manifest
+(``fallbacks``) so nobody mistakes them for annotations.
 
 Splits are by document and depend only on the document ids and the seed, never on the
 annotator or the order annotations arrive in.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from harness.docassist.annotate import Annotator
 from harness.docassist.chunking import chunk_text
+from harness.docassist.clean import trim_repetition
 from harness.docassist.documents import SourceDoc, read_documents
 from harness.docassist.format import (
     CHUNK_TOKENS,
@@ -99,14 +101,22 @@ def pick_questions(text: str) -> list[str]:
 
 
 def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: Annotator, templates: Templates) -> tuple[DocRecord, Counter]:
-    """The DocRecord of one document and the fallbacks it needed, by field."""
+    """The DocRecord of one document and what had to be repaired: fallbacks by field, and
+    ``trimmed``, the answers cut back from a repetition loop (``harness.docassist.clean``)."""
     context = "".join(chunks)
     fallbacks: Counter = Counter()
-    summary = annotator.complete(templates.render("summ", context)).strip()
+
+    def ask(prompt: str) -> str:
+        raw = annotator.complete(prompt).strip()
+        answer = trim_repetition(raw)
+        fallbacks["trimmed"] += answer != raw
+        return answer
+
+    summary = ask(templates.render("summ", context))
     if not summary:
         summary = chunks[0].strip().split("\n\n")[0][:500]  # the lead paragraph
         fallbacks["summary"] += 1
-    questions = pick_questions(annotator.complete(templates.render("qs", context)))
+    questions = pick_questions(ask(templates.render("qs", context)))
     for generic in GENERIC_QUESTIONS:
         if len(questions) == N_QUESTIONS:
             break
@@ -115,7 +125,7 @@ def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: 
             fallbacks["questions"] += 1
     qa = []
     for question in questions:
-        answer = annotator.complete(templates.render("qa", context, question)).strip()
+        answer = ask(templates.render("qa", context, question))
         if not answer:
             answer = "The document does not say."
             fallbacks["answers"] += 1
@@ -165,6 +175,7 @@ def build_docassist(
             "examples_by_split": {s: sum(len(task_examples(r, templates)) for r in records if r.split == s) for s in SPLITS},
             "examples_by_task": dict(sorted(Counter(e.task for r in records for e in task_examples(r, templates)).items())),
             "fallbacks": {k: fallbacks[k] for k in ("summary", "questions", "answers")},
+            "trimmed_loops": fallbacks["trimmed"],
             "annotator_requests": annotator.asked,
             "annotator_cache_hits": annotator.cache_hits,
         },

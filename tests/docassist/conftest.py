@@ -55,7 +55,7 @@ class ChatServer:
             return "1. What is described in the document?\n2. Which numbers does it give?\n3. Who is responsible?"
         if "Question:" in prompt:
             question = prompt.rsplit("Question:", 1)[1].strip()
-            return f"The document answers '{question}' with: {first_line[:60]}"
+            return f"The document answers '{question}' with: {first_line[:60]}."
         return f"The document is about {first_line[:80]}."
 
 

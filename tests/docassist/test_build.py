@@ -52,6 +52,7 @@ def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
     manifest = build_docassist([docs], out, annotator(), seed=3, fractions=(0.6, 0.2, 0.2))
     assert len(chat_server.requests) == 5 * 5  # summ + qs + 3 qa per document
     assert manifest["counts"]["docs"] == 5 and manifest["counts"]["fallbacks"] == {"summary": 0, "questions": 0, "answers": 0}
+    assert manifest["counts"]["trimmed_loops"] == 0  # well-formed answers are kept as they are
     assert manifest["annotator"]["name"] == "openai:gpt-4o-mini" and "sk-test" not in json.dumps(manifest)
     records = [r for s in SPLITS for r in load_split(out, s)]
     assert sorted(r.doc_id for r in records) == ["d01-report", "d02-email-thread", "d03-meeting-notes", "d04-table-heavy", "memo"]
