@@ -87,4 +87,6 @@ def _print_table(records) -> None:
     for r in records:
         values = [getattr(r, name) for name in columns]
         table.add_row(r.task, *("-" if v is None else str(v) if isinstance(v, int) else f"{v:.3f}" for v in values))
-    Console().print(table)
+    import sys
+
+    Console(width=None if sys.stdout.isatty() else 120).print(table)  # logs get every column
