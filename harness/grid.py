@@ -206,6 +206,9 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
     from harness.quantization import get_preset
     from harness.results.journal import read_run_info
 
+    if cell.weights == "dummy":  # known from the catalog, without loading anything
+        log("quality: not computed (dummy weights have no meaningful output)")
+        return
     model = resolve_model(cell.spec.model, log=log)
     if model.weights == "dummy" or cell.spec.engine != "tvm":
         log("quality: not computed (dummy weights have no meaningful output)" if model.weights == "dummy" else f"quality: evaluated on the tvm engine only, not {cell.spec.engine}")
