@@ -135,3 +135,14 @@ def test_stage_settings_parse_as_yaml_scalars():
     assert parse_sets(("steps=20", "lr=1e-3", "name=x", "corpus=[a, b]")) == {"steps": 20, "lr": 1e-3, "name": "x", "corpus": ["a", "b"]}
     with pytest.raises(UserError, match="not key=value"):
         parse_sets(("steps",))
+
+
+def test_slimlm_stage_without_the_train_extra_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from harness.stages.slimlm.stage import SlimLMStage
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lion_pytorch" else real(name, *a))
+    with pytest.raises(UserError, match=r"the slimlm stage needs lion_pytorch; install the training extra"):
+        SlimLMStage().run({}, tmp_path)
