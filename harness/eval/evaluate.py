@@ -34,6 +34,7 @@ from harness.docassist.format import (
 )
 from harness.errors import UserError
 from harness.eval import metrics
+from harness.eval.generate import PromptTooLong
 from harness.progress import progress
 from harness.prompts.templates import TASKS
 from harness.results.schema import QualityRecord
@@ -81,9 +82,14 @@ def evaluate(
     with progress(len(examples), "evaluating") as bar:
         for ex in examples:
             started = time.perf_counter()
-            output = generate(ex.prompt)
+            try:
+                output, error = generate(ex.prompt), None
+            except PromptTooLong as exc:
+                # the model cannot answer this document: it scores as an empty answer, so models
+                # with short windows are compared on the same examples as the others
+                output, error = "", str(exc)
             rows.append({"id": ex.id, "doc_id": ex.doc_id, "task": ex.task, "question": ex.question, "output": output,
-                         "reference": ex.target, "seconds": round(time.perf_counter() - started, 3)})
+                         "reference": ex.target, "seconds": round(time.perf_counter() - started, 3), "error": error})
             bar.advance(ex.id)
     sims = metrics.sentence_encoder().similarity([r["output"] for r in rows], [r["reference"] for r in rows]) if rows else []
     for row, sim in zip(rows, sims):
@@ -128,7 +134,7 @@ def _task_record(task: str, rows: list[dict], **fields) -> QualityRecord:
     averaged = [v for v in scores.values() if v is not None]
     return QualityRecord(
         **fields, task=task, n=len(rows), **scores, self_bleu=self_bleu,
-        intent_accuracy=sum(r["intent_ok"] for r in rows) / len(rows),
+        intent_accuracy=sum(r["intent_ok"] for r in rows) / len(rows), failed=sum(r.get("error") is not None for r in rows),
         avg_score=sum(averaged) / len(averaged) if averaged else None,
         mean_seconds=mean("seconds"), code_version=code_version(),
     )

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from harness.errors import UserError
 
-KV_HEADROOM = 16
+
+class PromptTooLong(UserError):
+    """The prompt leaves no room for an answer in the model's window."""
 
 
 class BundleGenerator:
@@ -39,7 +41,7 @@ class BundleGenerator:
         ids = self.tokenizer.encode_chat(user_message)
         budget = min(self.max_new_tokens, self.session.max_seq_len - len(ids) - 1)
         if budget < 1:
-            raise UserError(f"a prompt of {len(ids)} tokens leaves no room to answer in a window of {self.session.max_seq_len}; fix: use shorter documents or a model with a longer window")
+            raise PromptTooLong(f"a prompt of {len(ids)} tokens leaves no room to answer in a window of {self.session.max_seq_len}; fix: use shorter documents or a model with a longer window")
         logits = self.session.prefill(np.asarray(ids, dtype=np.int32))
         out: list[int] = []
         token = self.session.greedy(logits)

@@ -212,6 +212,7 @@ class QualityRecord(BaseModel):
     dataset_hash: str  # sha256 of the split file evaluated
     split: str = "test"
     n: int  # examples scored
+    failed: int = 0  # of those, prompts too long for the model's window (scored as empty answers)
     bleu: float | None = None
     rouge1: float | None = None
     rouge2: float | None = None

@@ -76,3 +76,21 @@ def test_missing_or_empty_split_is_a_user_error(dataset):
     (dataset / "train.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(UserError, match="has no documents"):
         examples_for(dataset, "train")
+
+
+def test_a_prompt_too_long_for_the_window_scores_as_an_empty_answer(dataset):
+    from harness.eval.generate import PromptTooLong
+
+    examples = examples_for(dataset)
+
+    def generate(prompt):
+        if "Pump station" in prompt:
+            raise PromptTooLong("a prompt of 3000 tokens leaves no room to answer in a window of 2048")
+        return next(e.target for e in examples if e.prompt == prompt)
+
+    records, rows = evaluate(generate, examples, model="short-window", quantization="q4f16_1", dataset=dataset)
+    by_task = {r.task: r for r in records}
+    assert by_task["qa"].n == 6 and by_task["qa"].failed == 3 and by_task["summ"].failed == 1
+    assert by_task["qa"].intent_accuracy == 0.5  # the other document's answers are perfect
+    failed = [r for r in rows if r["error"]]
+    assert len(failed) == 5 and all(r["output"] == "" and r["sts"] == 0.0 and r["intent_ok"] is False for r in failed)
