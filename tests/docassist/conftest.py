@@ -15,6 +15,7 @@ class ChatServer:
     def __init__(self):
         self.requests: list[dict] = []
         self.failures: list[int] = []  # statuses to answer the next requests with
+        self.reply: str | None = None  # a fixed answer to every prompt (e.g. a judge's grade)
         self.lock = threading.Lock()
         server = self
 
@@ -35,7 +36,7 @@ class ChatServer:
                     if status == 429:
                         self.send_header("Retry-After", "0")
                 else:
-                    answer = server.answer(body["messages"][-1]["content"])
+                    answer = server.reply if server.reply is not None else server.answer(body["messages"][-1]["content"])
                     payload = json.dumps({"object": "chat.completion", "model": body["model"],
                                           "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]}).encode()
                     self.send_response(200)

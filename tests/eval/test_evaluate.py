@@ -94,3 +94,24 @@ def test_a_prompt_too_long_for_the_window_scores_as_an_empty_answer(dataset):
     assert by_task["qa"].intent_accuracy == 0.5  # the other document's answers are perfect
     failed = [r for r in rows if r["error"]]
     assert len(failed) == 5 and all(r["output"] == "" and r["sts"] == 0.0 and r["intent_ok"] is False for r in failed)
+
+
+def test_geval_runs_only_with_a_judge_endpoint(dataset, chat_server, monkeypatch, tmp_path):
+    from harness.eval.evaluate import judge_from_env
+
+    monkeypatch.delenv("SLM_BENCH_JUDGE_URL", raising=False)
+    assert judge_from_env(tmp_path) is None
+    monkeypatch.setenv("SLM_BENCH_JUDGE_URL", chat_server.url)
+    monkeypatch.setenv("SLM_BENCH_JUDGE_MODEL", "judge-model")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
+    judge = judge_from_env(tmp_path / "judgements")
+    chat_server.reply = "4"
+    examples = examples_for(dataset, limit=2)
+    targets = {e.prompt: e.target for e in examples}
+    records, rows = evaluate(targets.__getitem__, examples, model="oracle", quantization="q4f16_1", dataset=dataset, judge=judge)
+    assert [r["geval"] for r in rows] == [0.75, 0.75]  # grade 4 of 1..5
+    assert len(chat_server.requests) == 2 and chat_server.requests[0]["body"]["model"] == "judge-model"
+    sent = chat_server.requests[0]["body"]["messages"][0]["content"]
+    assert examples[0].target in sent and "Reply with the number only." in sent
+    summ = next(r for r in records if r.task == "summ")
+    assert summ.geval == 0.75 and summ.avg_score == pytest.approx((5 * 1.0 + 0.75) / 6, abs=1e-4)
