@@ -63,7 +63,7 @@ def build(docs: tuple[Path, ...], out: Path, annotator: str, seed: int, split_te
     counts = manifest["counts"]
     by_split = ", ".join(f"{s} {n}" for s, n in counts["docs_by_split"].items())
     click.echo(f"wrote {counts['docs']} documents ({by_split}) to {out} in {time.perf_counter() - started:.1f} s")
-    click.echo(f"annotator {annot.name}: {counts['annotator_requests']} requests, {counts['annotator_cache_hits']} cached, {sum(counts['fallbacks'].values())} fallbacks ({', '.join(f'{k} {v}' for k, v in counts['fallbacks'].items())}), {counts['trimmed_loops']} loops trimmed")
+    click.echo(f"annotator {annot.name}: {manifest['last_build']['annotator_requests']} requests, {manifest['last_build']['annotator_cache_hits']} cached, {sum(counts['fallbacks'].values())} fallbacks ({', '.join(f'{k} {v}' for k, v in counts['fallbacks'].items())}), {counts['trimmed_loops']} loops trimmed")
 
 
 def _make_annotator(kind: str, model: str, quant: str, max_new_tokens: int, cache: Path):

@@ -176,9 +176,9 @@ def build_docassist(
             "examples_by_task": dict(sorted(Counter(e.task for r in records for e in task_examples(r, templates)).items())),
             "fallbacks": {k: fallbacks[k] for k in ("summary", "questions", "answers")},
             "trimmed_loops": fallbacks["trimmed"],
-            "annotator_requests": annotator.asked,
-            "annotator_cache_hits": annotator.cache_hits,
         },
+        # this invocation only (a resumed build answers from the cache): not a property of the data
+        "last_build": {"annotator_requests": annotator.asked, "annotator_cache_hits": annotator.cache_hits},
         "files": file_hashes,
         "sources": {d.doc_id: {"source": d.source, "sha256": d.sha256, "split": splits[d.doc_id]} for d in docs},
     }

@@ -70,6 +70,6 @@ def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
     before = {s: (out / f"{s}.jsonl").read_bytes() for s in SPLITS}
     rerun = build_docassist([docs], out, annotator(), seed=3, fractions=(0.6, 0.2, 0.2))
     assert len(chat_server.requests) == 25  # every answer came from the disk cache
-    assert rerun["counts"]["annotator_cache_hits"] == 25
+    assert rerun["last_build"]["annotator_cache_hits"] == 25
     assert {s: (out / f"{s}.jsonl").read_bytes() for s in SPLITS} == before
     assert rerun["files"] == manifest["files"]

@@ -26,7 +26,7 @@ def test_local_annotator_build_then_eval_cli(tmp_path):
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["annotator"]["name"] == "local:smollm2-135m-instruct/q4f16_1"
     assert manifest["annotator"]["decoding"] == "greedy until EOS"
-    assert manifest["counts"]["annotator_requests"] == 5  # summ, qs, and one qa per question
+    assert manifest["last_build"]["annotator_requests"] == 5  # summ, qs, and one qa per question
     record = json.loads((data / "test.jsonl").read_text())
     assert record["summary"] and len(record["qa"]) == 3 and all(p["answer"] for p in record["qa"])
     # rerun: every answer comes from the cache, the engine is not even loaded
