@@ -45,7 +45,7 @@ Examples:
 @click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True, help="train,validation,test fractions.")
 @click.option("--model", default="smollm2-135m-instruct", show_default=True, help="local: the model (as for `slm-bench run --model`).")
 @click.option("--quant", default="q4f16_1", show_default=True, help="local: quantization preset.")
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest answer per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest answer per prompt.")
 @click.option("--cache", type=PATH, default=None, help="Answer cache [default: <cache dir>/docassist-annotations].")
 def build(docs: tuple[Path, ...], out: Path, annotator: str, seed: int, split_text: str, model: str, quant: str,
           max_new_tokens: int, cache: Path | None) -> None:

@@ -25,8 +25,8 @@ point at an OpenAI-compatible endpoint.""",
 @click.option("--docassist", "dataset", type=PATH, required=True, help="A folder written by `slm-bench docassist build`.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", type=PATH, default=None, help="Where quality.jsonl goes (a run dir is fine) [default: results/eval-MODEL-QUANT].")
-@click.option("--limit", type=int, default=None, help="Score only the first N examples.")
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest answer (decoding also stops at EOS).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N examples.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest answer (decoding also stops at EOS).")
 @click.option("--run-id", default="", help="Run id recorded in the quality records (to join a speed run).")
 def eval_cmd(model: str, quant: str, dataset: Path, split: str, out: Path | None, limit: int | None,
              max_new_tokens: int, run_id: str) -> None:
@@ -40,7 +40,6 @@ def eval_cmd(model: str, quant: str, dataset: Path, split: str, out: Path | None
     from harness import paths
     from harness.cache import cache_dir
     from harness.engines.tvm.compile import compile_model
-    from harness.errors import UserError
     from harness.eval.evaluate import (
         evaluate,
         examples_for,
@@ -52,8 +51,6 @@ def eval_cmd(model: str, quant: str, dataset: Path, split: str, out: Path | None
     from harness.quantization import get_preset
     from harness.results.journal import read_run_info
 
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit {limit} must be at least 1; fix: drop --limit to score every example")
     examples = examples_for(dataset, split, limit)
     log = lambda m: click.echo(m, err=True)
     loaded = resolve_model(model, log=log)

@@ -16,6 +16,7 @@ class ChatServer:
         self.requests: list[dict] = []
         self.failures: list[int] = []  # statuses to answer the next requests with
         self.reply: str | None = None  # a fixed answer to every prompt (e.g. a judge's grade)
+        self.fail_after: int | None = None  # answer 400 to every request after this many (an outage)
         self.lock = threading.Lock()
         server = self
 
@@ -28,6 +29,8 @@ class ChatServer:
                 with server.lock:
                     server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                     status = server.failures.pop(0) if server.failures else 200
+                    if server.fail_after is not None and len(server.requests) > server.fail_after:
+                        status = 400
                 if self.path != "/v1/chat/completions":
                     status = 404
                 if status != 200:

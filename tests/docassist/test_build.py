@@ -73,3 +73,23 @@ def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
     assert rerun["last_build"]["annotator_cache_hits"] == 25
     assert {s: (out / f"{s}.jsonl").read_bytes() for s in SPLITS} == before
     assert rerun["files"] == manifest["files"]
+
+
+def test_an_interrupted_build_resumes_without_asking_again(chat_server, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"n{i}.txt").write_text(f"Notice {i}: the east gate closes at {i + 5} pm from Monday.", encoding="utf-8")
+
+    def build():
+        annotator = OpenAIAnnotator(chat_server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01)
+        return build_docassist([docs], tmp_path / "da", annotator, seed=0)
+
+    chat_server.fail_after = 7  # the endpoint goes away in the middle of the second document
+    with pytest.raises(UserError, match="HTTP 400"):
+        build()
+    assert len(chat_server.requests) == 8 and not (tmp_path / "da" / "manifest.json").exists()
+    chat_server.fail_after = None
+    manifest = build()
+    assert manifest["last_build"] == {"annotator_requests": 8, "annotator_cache_hits": 7}  # 15 answers, 7 kept from before
+    assert len(chat_server.requests) == 16
