@@ -267,6 +267,24 @@ class AdbDevice(Device):
         except (adbutils.AdbError, OSError) as exc:
             raise DeviceGone(f"adb forward to port {remote_port} on {self.serial} failed ({exc}); reconnect the device and rerun") from None
 
+    def unforward(self, local_port: int) -> None:
+        import adbutils
+
+        try:
+            self.device.forward_remove(f"tcp:{local_port}", raise_non_found=False)
+        except (adbutils.AdbError, OSError):
+            pass  # the device is gone, and its forwards with it
+
+    def spawn(self, cmd: str):
+        """Start a long-running command (a server) behind an open shell stream; closing the
+        returned stream ends it (adbd hangs up its process group)."""
+        import adbutils
+
+        try:
+            return self.device.shell(cmd, stream=True)
+        except (adbutils.AdbError, OSError) as exc:
+            raise DeviceGone(f"cannot start `{cmd.split()[0]}` on {self.serial} ({exc}); reconnect the device and rerun") from None
+
     def runner_python(self) -> str:
         """The Python that runs harness.runner on this device: SLM_BENCH_DEVICE_PYTHON, else the
         host's for the emulated phone (it runs host programs in its sandbox), else the profile's."""

@@ -143,6 +143,25 @@ class Target:
             return proc.returncode, proc.stdout, proc.stderr
         return self.device.run(cmd, timeout)
 
+    def spawn(self, cmd: str):
+        """Start a server there; the returned handle's ``close()`` ends it."""
+        if self.local:
+            return _LocalProcess(cmd)
+        return self.device.spawn(cmd)
+
+    def forward(self, remote_port: int) -> int:
+        """A host port that reaches ``remote_port`` there (``adb forward``; the same port here)."""
+        return remote_port if self.local else self.device.forward(remote_port)
+
+    def unforward(self, local_port: int) -> None:
+        if not self.local:
+            self.device.unforward(local_port)
+
+    @property
+    def shares_host_loopback(self) -> bool:
+        """This host, or the emulated phone (its programs run here): a free port here is free there."""
+        return self.local or getattr(self.device, "props", {}).get("ro.slm_bench.emulated") == "1"
+
     def arch(self) -> str:
         """What executes there: ``uname -m`` (the emulated phone runs host programs, whatever its
         ro.product.cpu.abi says), else the ABI property."""
@@ -168,6 +187,23 @@ class Target:
             q = shlex.quote
             self.run(" && ".join(f"ln -sf {q(t)} {q(posixpath.join(remote, n))}" for n, t in links.items()), timeout=60)
         return remote, sent
+
+
+class _LocalProcess:
+    """A server started on this host in its own process group (it may fork workers)."""
+
+    def __init__(self, cmd: str):
+        self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def close(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
 
 
 def _local_folder(files: dict[str, Path], folder: str) -> str:
