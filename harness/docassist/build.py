@@ -9,8 +9,9 @@ benchmarked with.
 
 A weak annotator (a 135M local model) loops and does not always list three questions. Its
 loops are trimmed (``harness.docassist.clean``; counted as ``trimmed_loops``), and missing
-questions are filled from a fixed list of generic ones, every fill counted in the manifest
-(``fallbacks``) so nobody mistakes them for annotations.
+questions are filled with the question a Markdown document states in its front matter (the
+project's corpus has one each), then from a fixed list of generic ones; every fill is counted
+in the manifest (``fallbacks``) so nobody mistakes them for the annotator's.
 
 Splits are by document and depend only on the document ids and the seed, never on the
 annotator or the order annotations arrive in.
@@ -117,10 +118,11 @@ def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: 
         summary = chunks[0].strip().split("\n\n")[0][:500]  # the lead paragraph
         fallbacks["summary"] += 1
     questions = pick_questions(ask(templates.render("qs", context)))
-    for generic in GENERIC_QUESTIONS:
+    # fill from the document's own question (front matter) before the generic ones
+    for generic in ([doc.question] if doc.question else []) + list(GENERIC_QUESTIONS):
         if len(questions) == N_QUESTIONS:
             break
-        if generic not in questions:
+        if generic.lower() not in {q.lower() for q in questions}:
             questions.append(generic)
             fallbacks["questions"] += 1
     qa = []

@@ -1,7 +1,7 @@
 """Read source documents for DocAssist: plain text, Markdown, and PDF (text layer via pypdf).
 
 Markdown files may carry YAML front matter (the project's corpus does); it is metadata, not
-document text, so it is dropped and its ``title`` kept. A PDF is read page by page with
+document text, so it is dropped and its ``title`` and ``question`` kept. A PDF is read page by page with
 pypdf's text extraction; a PDF without a text layer (a scan) is refused with the fix, since
 OCR is out of scope.
 """
@@ -28,6 +28,7 @@ class SourceDoc(BaseModel):
     title: str
     text: str
     sha256: str  # of the file's bytes
+    question: str | None = None  # a question the document answers, from Markdown front matter
 
 
 def collect_files(paths: list[Path | str]) -> list[Path]:
@@ -53,17 +54,18 @@ def read_document(path: Path) -> SourceDoc:
     suffix = path.suffix.lower()
     if suffix == ".pdf":
         title, text = _read_pdf(path)
+        question = None
     else:
         try:
             raw = data.decode("utf-8").replace("\r\n", "\n")
         except UnicodeDecodeError:
             raise UserError(f"{path}: not UTF-8 text; fix: save the file as UTF-8") from None
-        title, text = _read_markdown(raw, path) if suffix in (".md", ".markdown") else ("", raw.strip())
+        title, text, question = _read_markdown(raw, path) if suffix in (".md", ".markdown") else ("", raw.strip(), None)
     if not text.strip():
         raise UserError(f"{path}: the document has no text; fix: remove it or give it content (a scanned PDF needs OCR first)")
     return SourceDoc(
         doc_id=_slug(path.stem), source=path.name, title=title or _first_line(text),
-        text=text, sha256=hashlib.sha256(data).hexdigest(),
+        text=text, sha256=hashlib.sha256(data).hexdigest(), question=question,
     )
 
 
@@ -79,11 +81,13 @@ def read_documents(paths: list[Path | str]) -> list[SourceDoc]:
     return docs
 
 
-def _read_markdown(raw: str, path: Path) -> tuple[str, str]:
+def _read_markdown(raw: str, path: Path) -> tuple[str, str, str | None]:
+    """(title, body, question) of a Markdown file; the project's corpus keeps title and question in front matter."""
     if raw.lstrip().startswith("---"):
         meta, body = split_front_matter(raw.lstrip(), str(path))
-        return str(meta.get("title") or ""), body
-    return "", raw.strip()
+        question = str(meta.get("question") or "").strip() or None
+        return str(meta.get("title") or ""), body, question
+    return "", raw.strip(), None
 
 
 def _read_pdf(path: Path) -> tuple[str, str]:

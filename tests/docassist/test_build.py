@@ -5,6 +5,7 @@ import pytest
 
 from harness.docassist.annotate import OpenAIAnnotator
 from harness.docassist.build import (
+    GENERIC_QUESTIONS,
     assign_splits,
     build_docassist,
     parse_fractions,
@@ -93,3 +94,17 @@ def test_an_interrupted_build_resumes_without_asking_again(chat_server, tmp_path
     manifest = build()
     assert manifest["last_build"] == {"annotator_requests": 8, "annotator_cache_hits": 7}  # 15 answers, 7 kept from before
     assert len(chat_server.requests) == 16
+
+
+def test_missing_questions_are_filled_from_front_matter_then_generic_ones(chat_server, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text('---\ntitle: "Gate"\nquestion: "When does the east gate close?"\n---\nThe east gate closes at 6 pm.', encoding="utf-8")
+    (docs / "b.txt").write_text("The library reopens in June.", encoding="utf-8")
+    chat_server.reply = "I am not able to help with that."  # a weak annotator: no questions at all
+    annotator = OpenAIAnnotator(chat_server.url, "sk-test", "m", tmp_path / "cache", backoff_s=0.01)
+    manifest = build_docassist([docs], tmp_path / "da", annotator, fractions=(1.0, 0.0, 0.0))
+    records = {r.doc_id: r for r in load_split(tmp_path / "da", "train")}
+    assert records["a"].questions == ["When does the east gate close?", *GENERIC_QUESTIONS[:2]]
+    assert records["b"].questions == list(GENERIC_QUESTIONS)
+    assert manifest["counts"]["fallbacks"] == {"summary": 0, "questions": 6, "answers": 0}

@@ -44,9 +44,9 @@ def test_pdf_text_layer_and_title_are_read(tmp_path):
 
 def test_markdown_front_matter_is_metadata_not_text(tmp_path):
     md = tmp_path / "n.md"
-    md.write_text('---\ntitle: "Site Notes"\nkind: notes\n---\n# Heading\n\nBody text.\n', encoding="utf-8")
+    md.write_text('---\ntitle: "Site Notes"\nkind: notes\nquestion: "When does the gate close?"\n---\n# Heading\n\nBody text.\n', encoding="utf-8")
     doc = read_document(md)
-    assert doc.title == "Site Notes"
+    assert doc.title == "Site Notes" and doc.question == "When does the gate close?"
     assert doc.text.startswith("# Heading") and "kind:" not in doc.text
 
 
