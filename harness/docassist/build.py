@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -101,6 +102,20 @@ def pick_questions(text: str) -> list[str]:
     return picked
 
 
+def lead_paragraph(text: str, limit: int = 500) -> str:
+    """The document's first paragraph of prose (not a heading, table or list), cut at a sentence
+    end within ``limit`` characters: the summary of last resort."""
+    for block in re.split(r"\n\s*\n", text):
+        block = " ".join(block.split())
+        if len(block.split()) >= 8 and not re.match(r"[#|*>-]|\d+[.)]\s", block):
+            if len(block) <= limit:
+                return block
+            cut = block[:limit]
+            end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+            return cut[: end + 1] if end > 0 else cut.rstrip() + "\u2026"
+    return " ".join(text.split())[:limit]
+
+
 def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: Annotator, templates: Templates) -> tuple[DocRecord, Counter]:
     """The DocRecord of one document and what had to be repaired: fallbacks by field, and
     ``trimmed``, the answers cut back from a repetition loop (``harness.docassist.clean``)."""
@@ -114,8 +129,8 @@ def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: 
         return answer
 
     summary = ask(templates.render("summ", context))
-    if not summary:
-        summary = chunks[0].strip().split("\n\n")[0][:500]  # the lead paragraph
+    if len(re.findall(r"[^\W\d_]{2,}", summary)) < 3:  # empty, or only markup ("#### 5.")
+        summary = lead_paragraph(context)
         fallbacks["summary"] += 1
     questions = pick_questions(ask(templates.render("qs", context)))
     # fill from the document's own question (front matter) before the generic ones

@@ -8,6 +8,7 @@ from harness.docassist.build import (
     GENERIC_QUESTIONS,
     assign_splits,
     build_docassist,
+    lead_paragraph,
     parse_fractions,
     pick_questions,
 )
@@ -108,3 +109,10 @@ def test_missing_questions_are_filled_from_front_matter_then_generic_ones(chat_s
     assert records["a"].questions == ["When does the east gate close?", *GENERIC_QUESTIONS[:2]]
     assert records["b"].questions == list(GENERIC_QUESTIONS)
     assert manifest["counts"]["fallbacks"] == {"summary": 0, "questions": 6, "answers": 0}
+
+
+def test_lead_paragraph_skips_headings_tables_and_lists():
+    text = "# Report\n\n| a | b |\n|---|---|\n\n- item one two three four five six seven\n\n1. Minutes of the previous meeting and matters arising\n2. Budget\n\nThe authority delivered 18.6 billion litres of water in 2023. Leaks fell.\n\nMore."
+    assert lead_paragraph(text) == "The authority delivered 18.6 billion litres of water in 2023. Leaks fell."
+    long = "Word " * 50 + "ends here. " + "More words " * 100
+    assert lead_paragraph(long).endswith("ends here.")
