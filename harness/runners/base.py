@@ -20,6 +20,7 @@ import posixpath
 import shlex
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,11 +144,15 @@ class Target:
             return proc.returncode, proc.stdout, proc.stderr
         return self.device.run(cmd, timeout)
 
-    def spawn(self, cmd: str):
-        """Start a server there; the returned handle's ``close()`` ends it."""
+    def spawn(self, cmd: str, log_path: Path | None = None):
+        """Start a server there, its output appended to ``log_path``; ``close()`` on the returned
+        handle ends it. The output is drained as it comes: a server blocked on a full pipe would
+        stop answering."""
         if self.local:
-            return _LocalProcess(cmd)
-        return self.device.spawn(cmd)
+            return _LocalProcess(cmd, log_path)
+        stream = self.device.spawn(cmd)
+        threading.Thread(target=_drain, args=(stream, log_path), daemon=True).start()
+        return stream
 
     def forward(self, remote_port: int) -> int:
         """A host port that reaches ``remote_port`` there (``adb forward``; the same port here)."""
@@ -189,11 +194,23 @@ class Target:
         return remote, sent
 
 
+def _drain(stream, log_path: Path | None) -> None:
+    """Copy a device shell stream's output to the log until the stream ends."""
+    try:
+        with open(log_path or os.devnull, "ab") as log:
+            while chunk := stream.conn.recv(65536):
+                log.write(chunk)
+                log.flush()
+    except OSError:
+        pass  # closed by close()
+
+
 class _LocalProcess:
     """A server started on this host in its own process group (it may fork workers)."""
 
-    def __init__(self, cmd: str):
-        self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    def __init__(self, cmd: str, log_path: Path | None = None):
+        with open(log_path or os.devnull, "ab") as log:
+            self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def close(self) -> None:
         import signal

@@ -59,8 +59,6 @@ class RemoteSession:
         import tvm
         from tvm import relax
 
-        from harness.engines.tvm.weights import load_params
-
         self.sess, self.bundle = sess, Path(bundle)
         self.manifest = json.loads((self.bundle / "manifest.json").read_text())
         self.config = json.loads((self.bundle / "config.json").read_text())
@@ -72,10 +70,9 @@ class RemoteSession:
         self.device = sess.cl(0) if self.gpu else sess.cpu(0)
         self.vm = relax.VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
-        params = load_params(self.bundle / "params", order, self.device)  # each tensor is copied to the phone
         fn = sess.get_function
         self.shape = fn("ffi.Shape")
-        self.params = fn("ffi.Array")(*params)  # the list of weights as one object on the phone
+        self.params = self._upload_weights(order)
         self._add, self._remove = fn("vm.builtin.kv_state_add_sequence"), fn("vm.builtin.kv_state_remove_sequence")
         self._begin, self._end = fn("vm.builtin.kv_state_begin_forward"), fn("vm.builtin.kv_state_end_forward")
         self._embed = self.vm["embed_tokens"]
@@ -83,6 +80,20 @@ class RemoteSession:
         self.kv = self.vm["create_paged_kv_cache"](s(1), s(max_seq_len), s(max_seq_len), s(PAGE_SIZE), s(0))
         self._tensor = tvm.runtime.tensor
         self._open = False
+
+    def _upload_weights(self, order: list[str]):
+        """The weights as one Array of tensors owned by the phone. RPC passes a tensor argument as
+        a bare DLTensor whose shape lives only for the call, so an Array built from uploaded
+        handles would hold dangling views; the phone's tensor cache copies each one into a tensor
+        it owns (the route MLC's RPC tooling takes), and hands them back as an Array."""
+        from harness.engines.tvm.weights import load_params
+
+        update = self.sess.get_function("vm.builtin.tensor_cache.update")
+        for i, name in enumerate(order):  # one tensor at a time: the phone holds at most one extra copy
+            update(f"param_{i}", load_params(self.bundle / "params", [name], self.device)[0], True)
+        params = self.sess.get_function("vm.builtin.param_array_from_cache")("param", len(order))
+        self.sess.get_function("vm.builtin.tensor_cache.clear")()  # the Array keeps its tensors
+        return params
 
     def _forward(self, fn: str, ids):
         import numpy as np
@@ -133,7 +144,7 @@ class TvmRpc(NativeRunner):
         self.eos = set(config.get("eos_token_ids") or [])
         self.port = _free_port() if self.target.shares_host_loopback else DEVICE_PORT
         command, provenance = self._server_command()
-        self.server = self.target.spawn(command)
+        self.server = self.target.spawn(command + " 2>&1", self.ctx.log_path)
         self.local_port = self.target.forward(self.port)
         self.rpc = self._connect()
         longest = max(self.ctx.input_lengths.values(), default=0)
@@ -162,7 +173,8 @@ class TvmRpc(NativeRunner):
         python = self._device_python()
         import tvm
 
-        cmd = f"exec {q(python)} -m tvm.exec.rpc_server --host 127.0.0.1 --port {self.port} --port-end {self.port + 1}"
+        # --no-fork: a forked session child inherits a TVM thread pool it cannot use (segfaults on real-size models)
+        cmd = f"exec {q(python)} -m tvm.exec.rpc_server --host 127.0.0.1 --port {self.port} --port-end {self.port + 1} --no-fork"
         return cmd, {"server": f"{python} -m tvm.exec.rpc_server (apache-tvm {tvm.__version__} on the host)"}
 
     def _device_python(self) -> str:
