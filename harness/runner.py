@@ -35,9 +35,22 @@ KV_HEADROOM = 16  # tokens of KV cache beyond the longest prompt + output (one p
 
 
 def peak_rss_bytes() -> int:
-    # ru_maxrss is KiB on Linux (bytes on macOS); the peak of this process so far.
+    """The peak resident memory of this process so far.
+
+    Linux and Android: ``VmHWM`` of /proc/self/status, the high-water mark of this program's own
+    address space. Not ``ru_maxrss``: Linux carries that over exec from the process that spawned
+    us (with vfork, the parent's whole address space), so a runner started by a harness that had
+    loaded a 1.5 GB evaluation model would report 1.5 GB for a 200 MB run.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    return peak if sys.platform == "darwin" else peak * 1024  # KiB on Linux, bytes on macOS
 
 
 class Runner:

@@ -114,3 +114,17 @@ def test_runner_prints_schema_valid_json_lines(tmp_path):
 def test_phone_target_on_the_desktop_is_refused_before_compiling(tmp_path):
     with pytest.raises(UserError, match="target android-cpu builds for a phone"):
         run_benchmark(spec(target="android-cpu"), tmp_path / "run", **QUIET)
+
+
+def test_peak_memory_is_the_runner_own_not_the_harness(tmp_path):
+    """Linux carries ru_maxrss over exec from the spawning process; a fat harness (here 1 GiB
+    held while the runner starts) must not show up as the runner's peak memory."""
+    from tests.conftest import make_engine_run
+
+    ballast = bytearray(1 << 30)
+    ballast[:: 4096] = b"\x01" * len(ballast[:: 4096])  # touch every page: it is resident
+    run = make_engine_run(tmp_path / "run", "dummy:tiny-llama", repeats=1, lengths=(200,), tasks=("summ",))
+    records, _ = load(run)
+    peak = max(r.peak_mem_bytes for r in records)
+    assert 20 << 20 < peak < 768 << 20, peak  # a tiny model's runner: hundreds of MiB at most
+    del ballast
