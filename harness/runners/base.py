@@ -170,6 +170,8 @@ class Target:
     def arch(self) -> str:
         """What executes there: ``uname -m`` (the emulated phone runs host programs, whatever its
         ro.product.cpu.abi says), else the ABI property."""
+        if self.local:
+            return os.uname().machine
         code, out, _ = self.run("uname -m", timeout=30)
         if code == 0 and out.strip():
             return out.strip()

@@ -15,6 +15,7 @@ TTFT is the prompt eval time (sampling not included: labelled estimated).
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 import shlex
@@ -142,6 +143,13 @@ class _LlamaCppRunner(NativeRunner):
                 errors.append(exc)
         raise errors[0]
 
+    def _threads(self) -> str:
+        """``-t N`` from SLM_BENCH_LLAMA_THREADS (e.g. the phone's big cores); else llama.cpp's default."""
+        value = os.environ.get("SLM_BENCH_LLAMA_THREADS", "")
+        if value and not value.isdigit():
+            raise UserError(f"SLM_BENCH_LLAMA_THREADS must be a number of threads, got {value!r}")
+        return f" -t {value}" if value else ""
+
     def _env(self) -> str:
         q = shlex.quote
         return f"cd {q(self.folder)} && LD_LIBRARY_PATH={q(self.folder)} "
@@ -154,7 +162,7 @@ class LlamaBench(_LlamaCppRunner):
 
     def command(self, input_tokens: int) -> str:
         q = shlex.quote
-        run = f"{self._env()}{q(self.exe)} -m {q(self.model_path)} -r 1 -o jsonl"
+        run = f"{self._env()}{q(self.exe)} -m {q(self.model_path)} -r 1 -o jsonl{self._threads()}"
         # two invocations, because n_depth applies to every test of one invocation
         return f"{run} -p {input_tokens} -n 0 && {run} -p 0 -n {self.ctx.max_new_tokens} -d {input_tokens}"
 
@@ -187,6 +195,6 @@ class LlamaCli(_LlamaCppRunner):
         q = shlex.quote
         n_ctx = input_tokens + self.ctx.max_new_tokens + 64  # headroom: llama.cpp may add a BOS the template already has
         cmd = (f"{self._env()}{q(self.exe)} -m {q(self.model_path)} -f {q(posixpath.join(self.prompt_folder, prompt_id + '.txt'))} "
-               f"-n {self.ctx.max_new_tokens} -c {n_ctx} --temp 0 -no-cnv --no-display-prompt --simple-io "
+               f"-n {self.ctx.max_new_tokens} -c {n_ctx}{self._threads()} --temp 0 -no-cnv --no-display-prompt --simple-io "
                f"{'--ignore-eos ' if self.ctx.mode == 'speed' else ''}</dev/null 2>&1")
         return llama_perf_phases(self.shell(cmd, "llama-completion", f"see runner.log; {BUILD_FIX}"))

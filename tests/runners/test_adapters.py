@@ -1,0 +1,79 @@
+"""The adapters' set-up on this host (no phone): where they look for their files, the one-line
+errors when something is missing, and llama-bench run by its adapter here, record by record."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.results.schema import Record
+from harness.runners.base import RunnerContext
+from harness.runners.executorch import ExecuTorch
+from harness.runners.llama_cpp import LlamaBench, LlamaCli
+from harness.runners.mlc_cli import MlcCli
+
+from .test_parsers import llama_bin
+
+HOST = types.SimpleNamespace(serial="local")  # a device without adb: the adapter runs programs here
+
+
+def context(tmp_path: Path, **kw) -> RunnerContext:
+    prompts = {"d01-qa-L200": {"text": "What is the capital of France?", "task": "qa", "L": 200}}
+    defaults = {"device": HOST, "prompts": prompts, "input_lengths": {"d01-qa-L200": 16}, "template": {"model": "smollm2-135m-instruct", "quantization": "q4f16_1", "engine": "llama.cpp"},
+                    "max_new_tokens": 3, "log_path": tmp_path / "runner.log", "log": lambda *_: None}
+    return RunnerContext(**{**defaults, **kw})
+
+
+@pytest.fixture
+def no_runner_env(monkeypatch, tmp_path):
+    for var in ("SLM_BENCH_LLAMA_BIN_DIR", "SLM_BENCH_LLAMA_BENCH", "SLM_BENCH_LLAMA_CLI", "SLM_BENCH_MLC_CLI", "SLM_BENCH_MLC_MODEL",
+                "SLM_BENCH_MLC_MODEL_LIB", "SLM_BENCH_EXECUTORCH_MAIN", "SLM_BENCH_EXECUTORCH_PTE", "SLM_BENCH_EXECUTORCH_TOKENIZER", "SLM_BENCH_TVM_RPC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+
+
+def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env):
+    with pytest.raises(UserError, match=r"runner binary mlc_cli_chat not found \(looked at --runner-bin, SLM_BENCH_MLC_CLI, PATH\); download Qualcomm's mlc_llm-utils"):
+        MlcCli(context(tmp_path)).setup()
+    with pytest.raises(UserError, match=r"runner binary llama_main not found .*SLM_BENCH_EXECUTORCH_MAIN.*; build ExecuTorch's llama_main for android-arm64"):
+        ExecuTorch(context(tmp_path)).setup()
+    with pytest.raises(UserError, match=r"runner binary llama-completion not found .*SLM_BENCH_LLAMA_CLI, SLM_BENCH_LLAMA_BIN_DIR, PATH"):
+        LlamaCli(context(tmp_path)).setup()
+
+
+def test_models_the_native_runners_need_are_asked_for(tmp_path, no_runner_env, monkeypatch):
+    import sys
+
+    host_elf = str(Path(sys.executable).resolve())  # any ELF for this CPU passes the ABI check
+    monkeypatch.setenv("SLM_BENCH_MLC_CLI", host_elf)
+    with pytest.raises(UserError, match=r"runner mlc-cli needs the MLC model folder .*: set SLM_BENCH_MLC_MODEL"):
+        MlcCli(context(tmp_path)).setup()
+    monkeypatch.setenv("SLM_BENCH_EXECUTORCH_MAIN", host_elf)
+    with pytest.raises(UserError, match=r"runner executorch needs the exported .pte model: set SLM_BENCH_EXECUTORCH_PTE"):
+        ExecuTorch(context(tmp_path)).setup()
+    monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", host_elf)
+    not_gguf = types.SimpleNamespace(name="dummy:tiny-llama", source="dummy weights, seed=0")
+    with pytest.raises(UserError, match=r"the llama.cpp runners need a GGUF file and dummy:tiny-llama did not come from one; pass --model path/to/model.gguf"):
+        LlamaBench(context(tmp_path, model=not_gguf)).setup()
+
+
+def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
+    bench = llama_bin("llama-bench")
+    if bench is None:
+        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+    from harness.models.resolve import resolve_model
+
+    monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(bench))
+    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")  # this host's 2 cores are shared
+    runner = LlamaBench(context(tmp_path, model=resolve_model("smollm2-135m-instruct", log=lambda *_: None)))
+    provenance = runner.setup()
+    assert provenance["binary"]["path"] == str(bench.resolve()) and provenance["bytes_pushed"] == 0  # used in place
+    raw = runner.request({"op": "run", "prompt_id": "d01-qa-L200", "repeat": 0, "warmup": False})
+    rec = Record.model_validate(raw)
+    assert (rec.runner, rec.input_tokens, rec.runner_input_tokens, rec.output_tokens) == ("llama-bench", 16, 16, 3)
+    assert rec.ttft_estimated and rec.itps == pytest.approx(16 / rec.prefill_s)
+    assert rec.runner_stats["n_threads"] == 1
+    assert runner.close() == {"runner": "llama-bench", "requests": 1, "timed_s": rec.runtime_s}
