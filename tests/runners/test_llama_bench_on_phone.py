@@ -60,6 +60,13 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "run2" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
     assert load(tmp_path / "run2")[0][0].status == "ok"
+    # llama-cli (llama-completion) on the same phone runs the real prompt text through its chat template
+    if llama_bin("llama-completion") is not None:
+        cli_run = _cli(*[a if a != "llama-bench" else "llama-cli" for a in args[:-1]], str(tmp_path / "run3"))
+        assert cli_run.exit_code == 0, cli_run.output
+        (rec3,), _ = load(tmp_path / "run3")
+        assert (rec3.status, rec3.runner, rec3.output_tokens, rec3.ttft_s) == ("ok", "llama-cli", 4, rec3.prefill_s)
+        assert abs(rec3.runner_input_tokens - rec3.input_tokens) <= 2  # llama.cpp's tokenizer vs the harness's, same text
 
 
 def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, monkeypatch):
