@@ -228,7 +228,7 @@ class _LocalProcess:
 def _local_folder(files: dict[str, Path], folder: str) -> str:
     """On this host the files are used where they are if they share a folder, else linked into one."""
     parents = {p.parent for p in files.values()}
-    if len(parents) == 1:
+    if len(parents) == 1 and all(name == p.name for name, p in files.items()):
         return str(parents.pop())
     from harness.cache import cache_dir
 

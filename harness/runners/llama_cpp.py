@@ -107,13 +107,18 @@ def llama_perf_phases(text: str) -> Phases:
 # ---------------------------------------------------------------------------------------------
 # adapters
 # ---------------------------------------------------------------------------------------------
-def gguf_path(model) -> Path:
-    """The GGUF file llama.cpp runs: the model's own file when it came from one."""
+def gguf_path(model, bundle: Path | None = None) -> Path:
+    """The GGUF file llama.cpp runs: the llama.cpp engine's bundle (``--engine llama.cpp``: GGUF
+    Q4_0 made by llama.cpp's quantizer from any model), else the model's own GGUF file."""
+    if bundle is not None and (Path(bundle) / "manifest.json").is_file():
+        library = json.loads((Path(bundle) / "manifest.json").read_text()).get("library", "")
+        if library.endswith(".gguf") and (Path(bundle) / library).is_file():
+            return Path(bundle) / library
     source = Path(getattr(model, "source", "") or "")
     if source.suffix == ".gguf" and source.is_file():
         return source
     name = getattr(model, "name", "the model")
-    raise UserError(f"the llama.cpp runners need a GGUF file and {name} did not come from one; pass --model path/to/model.gguf (Q4_0 is the study's 4-bit group-32 setting)")
+    raise UserError(f"the llama.cpp runners need a GGUF file and {name} did not come from one; add --engine llama.cpp (GGUF Q4_0 from any model) or pass --model path/to/model.gguf")
 
 
 class _LlamaCppRunner(NativeRunner):
@@ -126,10 +131,12 @@ class _LlamaCppRunner(NativeRunner):
         check_abi(binary, self.target.arch(), self.target.name, f"build llama.cpp for that CPU (README: On a real phone: runners) and pass it with --runner-bin or {self.env_var}")
         libs = libraries_beside(binary)
         self.folder, sent = self.target.place({binary.name: binary, **libs}, f"llama.cpp-{binary.parent.name}")
-        model = gguf_path(self.ctx.model)
-        self.model_folder, sent_model = self.target.place({model.name: model}, "models")
+        model = gguf_path(self.ctx.model, self.ctx.bundle)
+        # named by content: every llama.cpp bundle calls its file model.gguf
+        remote_name = model.name if model.name != "model.gguf" else f"{Path(self.ctx.bundle).name}.gguf"
+        self.model_folder, sent_model = self.target.place({remote_name: model}, "models")
         self.exe = posixpath.join(self.folder, binary.name)
-        self.model_path = posixpath.join(self.model_folder, model.name)
+        self.model_path = posixpath.join(self.model_folder, remote_name)
         provenance = binary_provenance(binary, libs, "--runner-bin / env / PATH")
         provenance.update(runner=self.name, model_file=str(model), bytes_pushed=sent + sent_model)
         return provenance

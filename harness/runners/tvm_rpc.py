@@ -139,6 +139,8 @@ class TvmRpc(NativeRunner):
 
         bundle = Path(self.ctx.bundle)
         self.manifest = json.loads((bundle / "manifest.json").read_text())
+        if self.manifest.get("engine", "tvm") != "tvm":
+            raise UserError(f"--runner tvm-rpc runs TVM bundles, not {self.manifest['engine']} ones; use --engine tvm (or --runner llama-bench for llama.cpp)")
         config = json.loads((bundle / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])
         self.eos = set(config.get("eos_token_ids") or [])

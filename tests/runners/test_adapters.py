@@ -56,7 +56,7 @@ def test_models_the_native_runners_need_are_asked_for(tmp_path, no_runner_env, m
         ExecuTorch(context(tmp_path)).setup()
     monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", host_elf)
     not_gguf = types.SimpleNamespace(name="dummy:tiny-llama", source="dummy weights, seed=0")
-    with pytest.raises(UserError, match=r"the llama.cpp runners need a GGUF file and dummy:tiny-llama did not come from one; pass --model path/to/model.gguf"):
+    with pytest.raises(UserError, match=r"the llama.cpp runners need a GGUF file and dummy:tiny-llama did not come from one; add --engine llama.cpp"):
         LlamaBench(context(tmp_path, model=not_gguf)).setup()
 
 
@@ -77,3 +77,28 @@ def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
     assert rec.ttft_estimated and rec.itps == pytest.approx(16 / rec.prefill_s)
     assert rec.runner_stats["n_threads"] == 1
     assert runner.close() == {"runner": "llama-bench", "requests": 1, "timed_s": rec.runtime_s}
+
+
+def test_llama_bench_runs_the_llama_cpp_engines_q4_0_bundle(tmp_path, monkeypatch):
+    """A model that is not a GGUF file (here dummy weights) reaches llama-bench as the GGUF Q4_0
+    that ``--engine llama.cpp`` builds."""
+    bench = llama_bin("llama-bench")
+    if bench is None:
+        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+    pytest.importorskip("llama_cpp", reason="the llama.cpp engine needs the [llamacpp] extra")
+    from harness.engines import get_engine
+    from harness.models.resolve import resolve_model
+    from harness.quantization import get_preset
+
+    model = resolve_model("dummy:tiny-llama", log=lambda *_: None)
+    bundle = get_engine("llama.cpp").build(model, get_preset("q4f16_1"), "llvm", log=lambda *_: None)
+    monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(bench))
+    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")
+    runner = LlamaBench(context(tmp_path, model=model, bundle=bundle))
+    assert runner.setup()["model_file"] == str(bundle / "model.gguf")
+    rec = Record.model_validate(runner.request({"op": "run", "prompt_id": "d01-qa-L200", "repeat": 0, "warmup": False}))
+    assert rec.runner_stats["model_type"].endswith("Q4_0") and rec.output_tokens == 3
+    from harness.runners.tvm_rpc import TvmRpc
+
+    with pytest.raises(UserError, match=r"--runner tvm-rpc runs TVM bundles, not llama.cpp ones; use --engine tvm"):
+        TvmRpc(context(tmp_path, model=model, bundle=bundle)).setup()
