@@ -1,0 +1,47 @@
+"""Which runner a run uses: --runner, else python where the device has a Python, else the
+device profile's runner; and the default runner keeps run ids as they were."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from harness.benchmark import _with_runner, run_id_for
+from harness.devices.profiles import get_profile
+from harness.errors import UserError
+from harness.results.schema import RunSpec
+
+
+def device(serial: str, emulated: bool):
+    return types.SimpleNamespace(serial=serial, profile=get_profile("galaxy-s24"), props={"ro.slm_bench.emulated": "1" if emulated else ""})
+
+
+def test_profile_runner_applies_to_a_stock_phone_only(monkeypatch):
+    monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
+    spec = RunSpec(model="m", quantization="q4f16_1")
+    assert get_profile("galaxy-s24").runner == "llama-bench"
+    assert _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"  # no Python on a stock S24
+    assert _with_runner(spec, device("127.0.0.1:5600", emulated=True)).runner == "python"  # the emulated one runs the host's
+    monkeypatch.setenv("SLM_BENCH_DEVICE_PYTHON", "/data/data/com.termux/files/usr/bin/python")
+    assert _with_runner(spec, device("R5CX", emulated=False)).runner == "python"
+    chosen = RunSpec(model="m", quantization="q4f16_1", runner="tvm-rpc")
+    assert _with_runner(chosen, device("R5CX", emulated=False)).runner == "tvm-rpc"  # --runner wins
+    with pytest.raises(UserError, match="unknown runner 'mlc'; known runners: python, llama-bench"):
+        _with_runner(RunSpec(model="m", quantization="q4f16_1", runner="mlc"), device("R5CX", emulated=False))
+
+
+def test_runs_journaled_before_runners_existed_still_resume():
+    import json
+
+    from harness.results.journal import run_differences
+    from harness.results.schema import RunInfo
+
+    spec = RunSpec(model="m", quantization="q4f16_1")
+    legacy = json.loads(RunInfo(run_id=run_id_for(spec), spec=spec).model_dump_json())
+    del legacy["spec"]["runner"], legacy["runner_binary"]  # run.json as written before this field existed
+    old = RunInfo.model_validate(legacy)
+    assert old.spec.runner == "python" and not run_differences(old, RunInfo(run_id=run_id_for(spec), spec=spec))
+    # the default runner is left out of the id, so the default output folder is the one it was
+    assert run_id_for(old.spec) == run_id_for(RunSpec.model_validate(legacy["spec"]))
+    assert run_id_for(spec.model_copy(update={"runner": "llama-bench"})) != run_id_for(spec)
