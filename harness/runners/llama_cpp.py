@@ -4,6 +4,7 @@
 decode steps after a context of N tokens (``n_prompt=0, n_gen=M, n_depth=N``); its prompt tokens
 are random ids, so the request's text does not reach the model, only its length in the model's
 tokenizer. TTFT is not printed: estimated as prefill + one decode step (``ttft_estimated``).
+Each invocation runs llama-bench's own untimed warm-up first, so every measurement is warm.
 
 ``llama-completion`` (``llama-cli`` before llama.cpp split the chat UI off) runs the real prompt
 text, rendered with the model's chat template on the host, and prints ``llama_perf_context_print``
@@ -166,6 +167,11 @@ class LlamaBench(_LlamaCppRunner):
     name = "llama-bench"
     binaries = ("llama-bench",)
     env_var = "SLM_BENCH_LLAMA_BENCH"
+
+    def setup(self) -> dict:
+        if self.ctx.mode == "quality":
+            raise UserError("llama-bench measures speed on random prompt tokens and keeps no answers; use --runner llama-cli for --mode quality")
+        return super().setup()
 
     def command(self, input_tokens: int) -> str:
         q = shlex.quote

@@ -58,6 +58,8 @@ def test_models_the_native_runners_need_are_asked_for(tmp_path, no_runner_env, m
     not_gguf = types.SimpleNamespace(name="dummy:tiny-llama", source="dummy weights, seed=0")
     with pytest.raises(UserError, match=r"the llama.cpp runners need a GGUF file and dummy:tiny-llama did not come from one; add --engine llama.cpp"):
         LlamaBench(context(tmp_path, model=not_gguf)).setup()
+    with pytest.raises(UserError, match=r"llama-bench measures speed .* use --runner llama-cli for --mode quality"):
+        LlamaBench(context(tmp_path, model=not_gguf, mode="quality")).setup()
 
 
 def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
