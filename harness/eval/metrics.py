@@ -128,25 +128,31 @@ def intent_ok(task: str, output: str, question: str | None = None) -> bool:
     """Does ``output`` have the shape ``task`` asks for?
 
     - qs: exactly three questions (list items or lines ending in '?'; an intro line is allowed);
-    - qa: a non-empty answer that is not itself a list of questions nor the question echoed back;
+    - qa: an answer of at least one word that is not itself a list of questions nor the
+      question echoed back;
     - summ: prose of at least five words, mostly statements (under half its sentences questions).
 
+    Words are runs of two or more letters, so markup alone ("|\n|\n|", "#####") is no answer.
     A degenerate loop (a long output of a handful of words repeated, the usual failure of
-    greedy decoding in small models) answers no task.
+    greedy decoding in small models) answers no task either.
     """
     text = output.strip()
-    if not text or _degenerate(text):
+    if not _words(text) or _degenerate(text):
         return False
     if task == "qs":
-        return sum(item.endswith("?") for item in parse_questions(text)) == N_QUESTIONS
+        return sum(item.endswith("?") and bool(_words(item)) for item in parse_questions(text)) == N_QUESTIONS
     sentences = _sentences(text) or [text]
     question_share = sum(s.endswith("?") for s in sentences) / len(sentences)
     if task == "qa":
         echoed = question is not None and _normalize(text) == _normalize(question)
         return not echoed and question_share < 0.5
     if task == "summ":
-        return len(text.split()) >= 5 and question_share < 0.5
+        return len(_words(text)) >= 5 and question_share < 0.5
     raise UserError(f"unknown task '{task}'; use one of summ, qs, qa")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W\d_]{2,}", text)
 
 
 def _degenerate(text: str, min_words: int = 20, min_distinct: float = 0.2) -> bool:
