@@ -117,6 +117,9 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFram
     data = data.assign(**{m: pd.to_numeric(data[m], errors="coerce") for m in (*metrics, "params")})
     groups = data.groupby(list(by), dropna=False, sort=True)
     parts = [groups.size().rename("n"), groups["params"].max().rename("params")]
+    if "ttft_estimated" in data and data["ttft_estimated"].fillna(False).astype(bool).any():
+        # Native runners that print no TTFT give prefill + one decode step; the report marks it.
+        parts.append(groups["ttft_estimated"].agg(lambda v: bool(v.fillna(False).astype(bool).any())).rename("ttft_estimated"))
     for metric in metrics:
         values = groups[metric]
         stdev = values.std(ddof=1)

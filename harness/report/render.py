@@ -243,6 +243,8 @@ def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
         if compared
         else "Cells: median [p10-p90] over measured requests (warmups and failures excluded)."
     )
+    if "ttft_estimated" in summary and summary["ttft_estimated"].fillna(False).astype(bool).any():
+        note += " ~TTFT: estimated as prefill + one decode step (the runner prints no first-token time)."
     pooled = summary[summary["task"] == "all"]
     # Tasks in the paper's order (summ, qs, qa) rather than alphabetically.
     order = {task: i for i, task in enumerate(TASK_ORDER)}
@@ -274,6 +276,8 @@ def _row(row, metrics: list[str], compared: bool, with_task: bool) -> list[str]:
 def _cell(row, metric: str, compared: bool) -> str:
     value = row[f"{metric}_median"]
     text = format_value(value, metric)
+    if metric == "ttft_s" and row.get("ttft_estimated") is True and not _missing(value):
+        text = f"~{text}"  # estimated by a native runner: prefill + one decode step
     if compared:
         ratio = row.get(f"{metric}_ratio", math.nan)
         return f"{text} ({'n/a' if _missing(ratio) else f'{ratio:.2f}×'})"

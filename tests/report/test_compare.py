@@ -14,8 +14,10 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+from harness.benchmark import run_benchmark
 from harness.cli import cli
 from harness.report.compare import compare_runs, slowdown_pct
+from harness.results.schema import RunSpec
 from tests.conftest import make_engine_run
 
 DOUBLE_DECODE = textwrap.dedent(
@@ -40,17 +42,25 @@ def test_slowdown_reads_the_same_for_throughput_and_time():
     assert math.isnan(slowdown_pct(0.0, 1.0, higher_is_better=True))
 
 
+def measure(out_dir):
+    # SmolLM-135M's shapes (seeded dummy weights): a decode step takes milliseconds, so a doubled
+    # step stands far above scheduling noise on a busy machine. 16 output tokens: the doubled
+    # decode still fits the KV cache the runner sizes for the prompt + 16 tokens of headroom.
+    spec = RunSpec(model="smollm-135m-instruct", quantization="q4f16_1", tasks=["summ", "qa"], lengths=[200], repeats=3, warmup=1, max_new_tokens=16, docs=1)
+    run_benchmark(spec, out_dir, log=lambda *_: None, write_reports=False)
+    return out_dir
+
+
 @pytest.fixture(scope="module")
 def baseline_and_regressed(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    kw = {"repeats": 3, "lengths": (200,), "tasks": ("summ", "qa")}
-    baseline = make_engine_run(root / "baseline", "dummy:tiny-llama", **kw)
+    baseline = measure(root / "baseline")
     hook = root / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(DOUBLE_DECODE)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", str(hook))  # the local runner appends the inherited PYTHONPATH
-        regressed = make_engine_run(root / "regressed", "dummy:tiny-llama", **kw)
+        regressed = measure(root / "regressed")
     return baseline, regressed
 
 

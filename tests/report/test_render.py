@@ -92,3 +92,19 @@ def test_ratio_is_this_run_over_the_baseline_cell(tmp_path, monkeypatch):
     assert rows.loc["summ", "otps_ratio"] == pytest.approx(1.5)
     assert rows.loc["all", "otps_baseline"] == pytest.approx(20.0)
     assert "| 30 (1.50×) |" in outputs.markdown.read_text()
+
+
+def test_estimated_ttft_is_marked(tmp_path):
+    """Records of a native runner that prints no TTFT carry ttft_estimated; the tables say so."""
+    from harness.results.journal import Journal
+    from harness.results.schema import Record, RunInfo, RunSpec
+
+    folder = tmp_path / "native"
+    journal = Journal(folder)
+    journal.write_run_info(RunInfo(run_id="native", spec=RunSpec(model="m", quantization="q4", runner="llama-bench")))
+    for i in range(2):
+        journal.append(Record(model="m", quantization="q4", engine="llama.cpp", runner="llama-bench", prompt_id="d01-summ-L200", task="summ",
+                              L=200, input_tokens=200, output_tokens=9, prefill_s=0.1, ttft_s=0.12, runtime_s=0.5,
+                              itps=2000.0, otps=20.0, repeat=i, ttft_estimated=True))
+    markdown = write_report([folder], tmp_path / "report").markdown.read_text()
+    assert "| ~0.12 [" in markdown and "~TTFT: estimated as prefill + one decode step" in markdown
