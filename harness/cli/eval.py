@@ -49,21 +49,29 @@ def eval_cmd(model: str, quant: str, dataset: Path, split: str, out: Path | None
     from harness.eval.generate import BundleGenerator
     from harness.models.resolve import resolve_model
     from harness.quantization import get_preset
+    from harness.errors import UserError
     from harness.results.journal import read_run_info
 
     examples = examples_for(dataset, split, limit)
-    log = lambda m: click.echo(m, err=True)
+    def log(message: str) -> None:
+        click.echo(message, err=True)
+
     loaded = resolve_model(model, log=log)
+    # Records name the model as `slm-bench run` does — what was typed after --model — so a
+    # report joins quality with speed; with --out a run's folder, that run's own name and id.
+    info = read_run_info(out) if out is not None else None
+    if info is not None:
+        if info.spec.model != model and resolve_model(info.spec.model, log=lambda *_: None).fingerprint != loaded.fingerprint:
+            raise UserError(f"{out} is a run of {info.spec.model}, not {model}; fix: pass --out a folder of its own, or that run's model")
+        model, run_id = info.spec.model, run_id or info.run_id
     bundle = compile_model(loaded, get_preset(quant), "llvm", log=log)
     manifest = json.loads((bundle / "manifest.json").read_text())
     generator = BundleGenerator(bundle, max_new_tokens=max_new_tokens)
     judge = judge_from_env(cache_dir("geval-judgements"))
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in manifest.get("model", model))
     out = out if out is not None else paths.results_dir() / f"eval-{slug}-{quant}"
-    if not run_id and (info := read_run_info(out)) is not None:
-        run_id = info.run_id  # --out is a speed run's folder: quality joins that run
     records, rows = evaluate(
-        generator.generate, examples, model=manifest.get("model", model), quantization=quant, dataset=dataset,
+        generator.generate, examples, model=model, quantization=quant, dataset=dataset,
         split=split, run_id=run_id, judge=judge, weights=manifest.get("weights", "real"),
     )
     quality, per_example = write_results(out, records, rows)

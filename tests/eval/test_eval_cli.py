@@ -49,3 +49,13 @@ def test_local_annotator_build_then_eval_cli(tmp_path):
         assert all(0.0 <= q[m] <= 1.0 for m in ("bleu", "rouge1", "rougeL", "sts", "intent_accuracy", "avg_score"))
     # same prompt, same greedy decoding, same token cap as the annotation: the summary is reproduced
     assert rows[0]["output"] == record["summary"] and quality[0]["bleu"] == pytest.approx(1.0)
+
+
+def test_eval_into_a_run_of_another_model_is_refused(measured_run_dir, tmp_path):
+    """--out a speed run's folder joins that run; a different model there would mislabel it."""
+    from tests.test_grid import write_docassist
+
+    data = write_docassist(tmp_path / "da")
+    result = CliRunner().invoke(cli, ["eval", "--model", "dummy:tiny-qwen2", "--docassist", str(data), "--out", str(measured_run_dir)])
+    assert result.exit_code != 0
+    assert "is a run of dummy:tiny-llama, not dummy:tiny-qwen2" in str(result.exception)
