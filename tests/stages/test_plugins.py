@@ -146,3 +146,19 @@ def test_slimlm_stage_without_the_train_extra_says_what_to_install(monkeypatch, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lion_pytorch" else real(name, *a))
     with pytest.raises(UserError, match=r"the slimlm stage needs lion_pytorch; install the training extra"):
         SlimLMStage().run({}, tmp_path)
+
+
+def test_builtin_slimlm_stage_runs_through_stages_run(tmp_path):
+    """The generic `stages run` path with the built-in stage: settings from a YAML file and --set."""
+    pytest.importorskip("lion_pytorch")
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    config = tmp_path / "stage.yaml"
+    config.write_text("preset: micro\nseq_len: 64\npretrain_steps: 50\n")
+    result = CliRunner().invoke(cli, ["stages", "run", "slimlm", "--config", str(config), "--set", "pretrain_steps=4", "--set", "tokenizer_vocab=300", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    model_dir = tmp_path / "out" / "slimlm-micro"
+    prov = json.loads((model_dir / "provenance.json").read_text())
+    assert prov["steps"] == {"pretrain": 4} and prov["settings"]["seq_len"] == 64 and "sft" not in prov["phases"]
