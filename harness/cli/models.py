@@ -24,6 +24,6 @@ def models(as_json):
         return
     click.echo(f"{'name':<26} {'params':>8} {'check':>6} {'arch':<7} {'supported':<9} {'weights':<7} {'q4f16_1':>9} {'q0f32':>9}")
     for r in rows:
-        check = "ok" if r["params_match"] else "DIFF"
+        check = ("ok" if r["published_exact"] else "~ok") if r["params_match"] else "DIFF"  # ~: within 3% of a nominal size
         click.echo(f"{r['name']:<26} {r['params'] / 1e6:>7.0f}M {check:>6} {r['arch']:<7} {'yes' if r['supported'] else 'no':<9} {r['weights']:<7} "
                    f"{r['bytes']['q4f16_1'] / 1e6:>7.0f}MB {r['bytes']['q0f32'] / 1e6:>7.0f}MB")

@@ -19,6 +19,7 @@ from harness.models.config import ModelConfig
 from harness.quantization import PRESETS, QuantPreset
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+NOMINAL_TOLERANCE = 0.03
 
 
 class CatalogEntry(BaseModel):
@@ -29,6 +30,9 @@ class CatalogEntry(BaseModel):
     hf_id: str
     source: str
     published_params: int
+    # False where the source names a size ("125M") rather than a count: then the computed count
+    # must fall within NOMINAL_TOLERANCE of it.
+    published_exact: bool = True
     tokenizer_family: str
     weights: Literal["builtin", "none"]
     notes: str | None = None
@@ -76,7 +80,8 @@ def describe(entry: CatalogEntry) -> dict:
         "display": entry.display,
         "params": params,
         "published_params": entry.published_params,
-        "params_match": params == entry.published_params,
+        "params_match": params == entry.published_params if entry.published_exact else abs(params / entry.published_params - 1) <= NOMINAL_TOLERANCE,
+        "published_exact": entry.published_exact,
         "arch": entry.config.arch,
         "supported": entry.supported,
         "weights": "real" if entry.weights == "builtin" else "dummy",

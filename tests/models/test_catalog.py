@@ -29,6 +29,16 @@ def test_parameter_count_computed_from_the_config_matches_published(name):
     assert entry.config.param_count() == entry.published_params
 
 
+def test_nominal_sizes_are_checked_within_tolerance():
+    """SlimLM's paper names sizes, not counts: the chosen hidden sizes must land within 3%."""
+    from harness.models.catalog import describe
+
+    slimlm = [e for e in load_catalog().values() if e.config.arch == "slimlm"]
+    assert len(slimlm) == 6 and all(not e.published_exact for e in slimlm)
+    assert all(describe(e)["params_match"] for e in slimlm)
+    assert all(e.published_exact for e in load_catalog().values() if e.config.arch != "slimlm")
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "slimlm"])
 @pytest.mark.parametrize("preset_name", ["q4f16_1", "q0f32"])
 def test_packed_bytes_equal_the_real_bundle(arch, preset_name):
