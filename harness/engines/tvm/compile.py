@@ -100,7 +100,7 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     module = DecoderLM(model.config, preset, target)
     mod, named_params = module.export_tvm(spec=module.get_default_spec())
     t_export = time.perf_counter() - t0
-    log(f"exported {model.name} ({len(named_params)} parameters) in {t_export:.1f}s; compiling for {target_name}")
+    log(f"exported {model.name} ({len(named_params)} weight tensors) in {t_export:.1f}s; compiling for {target_name}")
 
     t0 = time.perf_counter()
     with target:
