@@ -59,7 +59,8 @@ Examples:
 @click.option("--L", "length", type=int, default=None,
               help="Context length of the trade-off and memory plots [default: largest common L].")
 def plot(run_dirs: tuple[Path, ...], out: Path | None, length: int | None) -> None:
-    """Draw the plots (PNG + SVG): speed vs L, size/speed trade-off, peak memory.
+    """Draw the plots (PNG + SVG): speed vs L, size/speed trade-off, peak memory, OTPS and TTFT
+    heat maps over model x L, and quality vs OTPS (from `slm-bench eval` results in the runs).
 
     Lines are medians with a p10-p90 band; hollow markers mean dummy weights. The OTPS
     plot shows a decode ceiling (bandwidth / weight bytes) when run.json has both.

@@ -24,7 +24,7 @@ def test_plot_writes_png_and_svg(measured_run_dir, tmp_path):
     result = CliRunner().invoke(cli, ["plot", str(measured_run_dir), "--out", str(tmp_path), "--L", "400"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tradeoff_L400.png").is_file() and (tmp_path / "tradeoff_L400.svg").is_file()
-    assert result.output.count("wrote ") == 12
+    assert result.output.count("wrote ") == 18  # 9 plots: 4 vs L, trade-off, memory, 2 heat maps, quality
 
 
 def test_report_refuses_a_missing_run_dir(tmp_path):
