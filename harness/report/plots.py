@@ -129,7 +129,7 @@ def describe_scope(overall: "pd.DataFrame") -> str:
 
 
 def decode_ceilings(data: RunData) -> dict[tuple, float]:
-    """(model, quantization, device) -> bandwidth-bound OTPS limit, for runs that carry both inputs.
+    """(model, quantization, device, engine) -> bandwidth-bound OTPS limit, for runs that carry both inputs.
 
     Needs ``device_profile.memory_bandwidth_gbps`` (GB/s, 1e9 bytes) and ``bundle.weight_bytes``
     in run.json.
@@ -141,7 +141,7 @@ def decode_ceilings(data: RunData) -> dict[tuple, float]:
         weight_bytes = (info.bundle or {}).get("weight_bytes")
         if bandwidth and weight_bytes:
             device = info.device.model or info.device.serial or "unknown"
-            ceilings[(info.spec.model, info.spec.quantization, device)] = bandwidth * 1e9 / weight_bytes
+            ceilings[(info.spec.model, info.spec.quantization, device, info.spec.engine)] = bandwidth * 1e9 / weight_bytes
     return ceilings
 
 
@@ -218,7 +218,7 @@ def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tupl
             pub = reference[reference["model_key"] == model_key(s.key[0])].sort_values("L")
             if len(pub):
                 ax.plot(pub["L"], pub[metric], marker="x", linestyle=":", color=s.color, label=f"{s.key[0]}: {pub['device'].iloc[0]}")
-        ceiling = ceilings.get((s.key[0], s.key[1], s.key[3]))
+        ceiling = ceilings.get((s.key[0], s.key[1], s.key[3], s.key[4]))  # engines pack weights differently
         if ceiling:
             ax.axhline(ceiling, color=s.color, linestyle="--", linewidth=1,
                        label=f"decode ceiling {s.key[0]}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)")

@@ -112,8 +112,8 @@ def ceiling_table(overall: pd.DataFrame, ceilings: dict[tuple, float]) -> Table 
         return None
     lengths = sorted(int(v) for v in overall["L"].unique())
     rows = []
-    for key, part in overall.groupby(["model", "quantization", "device", "weights", "engine"], sort=True, dropna=False):
-        ceiling = ceilings.get(key[:3])
+    for key, part in overall.groupby(["model", "quantization", "device", "engine", "weights"], sort=True, dropna=False):
+        ceiling = ceilings.get(key[:4])
         if not ceiling:
             continue
         by_l = {int(r["L"]): float(r["otps_median"]) for _, r in part.iterrows() if r["otps_median"] == r["otps_median"]}

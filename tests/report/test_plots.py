@@ -55,7 +55,7 @@ def test_ceiling_is_bandwidth_over_weight_bytes(measured_run_dir):
     data = load_runs([measured_run_dir])
     (info,) = data.infos.values()
     ((key, ceiling),) = decode_ceilings(data).items()
-    assert key[:2] == (info.spec.model, info.spec.quantization)
+    assert key[:2] == (info.spec.model, info.spec.quantization) and key[3] == info.spec.engine
     assert ceiling == pytest.approx(info.device_profile["memory_bandwidth_gbps"] * 1e9 / info.bundle["weight_bytes"])
 
 
