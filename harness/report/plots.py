@@ -111,12 +111,18 @@ def build_series(overall: "pd.DataFrame") -> list[Series]:
     series = []
     for index, (key, rows) in enumerate(overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)):
         model, quantization, weights, device, engine = key
-        label = f"{model} ({quantization})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
+        label = f"{short_model_name(model)} ({quantization})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
         dummy = weights == "dummy"
         if dummy:
             label += " (dummy weights)"
         series.append(Series(key, label, palette[index % 10], dummy, rows.sort_values("L")))
     return series
+
+
+def short_model_name(model: str) -> str:
+    """A model given as a path (an exported directory, a .gguf) is labelled by its last part:
+    a legend cannot hold /tmp/.../train/slimlm-micro. Tables keep the full name."""
+    return model.rstrip("/").rsplit("/", 1)[-1] if "/" in model else model
 
 
 def describe_scope(overall: "pd.DataFrame") -> str:
@@ -221,7 +227,7 @@ def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tupl
         ceiling = ceilings.get((s.key[0], s.key[1], s.key[3], s.key[4]))  # engines pack weights differently
         if ceiling:
             ax.axhline(ceiling, color=s.color, linestyle="--", linewidth=1,
-                       label=f"decode ceiling {s.key[0]}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)")
+                       label=f"decode ceiling {short_model_name(s.key[0])}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)")
     ax.set_xticks(sorted({int(v) for s in drawn for v in s.rows["L"]}))
     ax.set_xlabel(L_LABEL)
     ax.set_ylabel(ylabel)
@@ -258,7 +264,7 @@ def _draw_tradeoff_panel(ax: "Axes", points, metric: str, higher_is_better: bool
         low, high = row.get(f"{metric}_p10", y), row.get(f"{metric}_p90", y)
         ax.errorbar(x, y, yerr=[[max(y - low, 0)], [max(high - y, 0)]], fmt="o", color=s.color,
                     markerfacecolor=s.marker_face, markersize=7, capsize=3, label=s.label)
-        ax.annotate(s.key[0], (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+        ax.annotate(short_model_name(s.key[0]), (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
     front = pareto_front(xs, ys, higher_is_better)
     ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", color="0.35", zorder=0, label="Pareto frontier")
     ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=220, facecolors="none", edgecolors="0.35", zorder=0)
@@ -277,7 +283,7 @@ def plot_peak_memory(series: list[Series], length: int, scope: str) -> "Figure":
     for s, row in points:
         x, y = float(row["params"]), float(row["peak_mem_bytes_median"]) / 2**20
         ax.plot(x, y, "o", color=s.color, markerfacecolor=s.marker_face, markersize=8, label=s.label)
-        ax.annotate(s.key[0], (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+        ax.annotate(short_model_name(s.key[0]), (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.legend(fontsize="small")
@@ -299,7 +305,9 @@ def plot_heatmap(series: list[Series], metric: str, scope: str) -> "Figure":
         for _, row in s.rows.iterrows():
             grid[i, lengths.index(int(row["L"]))] = float(row[f"{metric}_median"])
     fig, (ax,) = new_figure()
-    fig.set_size_inches(max(6.0, 1.1 * len(lengths) + 4.0), max(2.5, 0.45 * len(ordered) + 1.8))
+    # Room for the model labels on the left (long paths of exported models) and the colorbar.
+    label_inches = 0.075 * max(len(s.label) for s in ordered)
+    fig.set_size_inches(max(6.0, 1.1 * len(lengths) + 3.0 + label_inches), max(2.5, 0.45 * len(ordered) + 1.8))
     ax.grid(False)
     # Green is good: high OTPS, low TTFT.
     image = ax.imshow(grid, aspect="auto", cmap="viridis" if metric == "otps" else "viridis_r")

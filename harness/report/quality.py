@@ -71,7 +71,7 @@ def quality_points(quality: pd.DataFrame, overall: pd.DataFrame, length: int) ->
 
 
 def plot_quality_vs_speed(quality: pd.DataFrame, overall: pd.DataFrame, length: int, scope: str) -> Figure:
-    from harness.report.plots import empty_figure, new_figure
+    from harness.report.plots import empty_figure, new_figure, short_model_name
 
     title = f"Quality vs decode speed at L={length}\n{scope}"
     points = quality_points(quality, overall, length)
@@ -82,7 +82,7 @@ def plot_quality_vs_speed(quality: pd.DataFrame, overall: pd.DataFrame, length: 
         color = f"C{index % 10}"
         dummy = p["weights"] == "dummy"
         ax.plot(float(p["otps_median"]), float(p["avg_score"]), "o", color=color, markerfacecolor="none" if dummy else color, markersize=9)
-        ax.annotate(f"{p['model']}" + (" (dummy weights)" if dummy else ""), (float(p["otps_median"]), float(p["avg_score"])),
+        ax.annotate(short_model_name(str(p["model"])) + (" (dummy weights)" if dummy else ""), (float(p["otps_median"]), float(p["avg_score"])),
                     textcoords="offset points", xytext=(6, 6), fontsize="x-small")
     ax.set_xlabel(f"OTPS at L={length} (output tokens/s, median)")
     ax.set_ylabel("avg quality score (0..1, DocAssist tasks)")
