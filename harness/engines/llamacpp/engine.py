@@ -12,12 +12,11 @@ import ctypes
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from harness.cache import cache_dir, file_sha256
+from harness.cache import cache_dir
+from harness.engines.bundle import build_atomically, verify_files, write_manifest, write_tokenizer_files
 from harness.errors import UserError
 from harness.versioning import code_version
 
@@ -54,22 +53,7 @@ def build(model, preset, target: str = "llvm", *, log=print) -> Path:
     if (out / "manifest.json").is_file():
         log(f"bundle cache hit: {out}")
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
-        _build_into(work, model, preset, lib, log)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)  # atomic: a crash never leaves a half bundle under the final name
-    except OSError as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        if exc.errno == 28:
-            raise UserError(f"disk full while writing the bundle under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere") from None
-        raise
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return out
+    return build_atomically(out, lambda work: _build_into(work, model, preset, lib, log))
 
 
 def _bundle_path(model, preset, lib_version: str) -> Path:
@@ -99,11 +83,7 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
     t_quant = time.perf_counter() - t0
 
     (work / "config.json").write_text(model.config.model_dump_json(indent=1))
-    if model.tokenizer is not None:
-        if model.tokenizer.tokenizer_json:
-            (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
-        tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
-        (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
+    write_tokenizer_files(work, model)
     manifest = {
         "format": BUNDLE_FORMAT,
         "engine": NAME,
@@ -121,8 +101,7 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
         "code_version": code_version(),
         "timings_s": {"quantize": round(t_quant, 3)},
     }
-    manifest["files"] = {p.relative_to(work).as_posix(): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(work, manifest)
     log(f"bundle written: {manifest['weight_bytes'] / 1e6:.1f} MB of GGUF tensors in {t_quant:.1f}s")
 
 
@@ -144,15 +123,7 @@ def gguf_tensor_bytes(path: Path) -> int:
 
 
 def verify(bundle: Path) -> dict:
-    manifest_path = Path(bundle) / "manifest.json"
-    if not manifest_path.is_file():
-        raise UserError(f"{bundle} is not a bundle (no manifest.json); build it with `slm-bench run --engine llama.cpp`")
-    manifest = json.loads(manifest_path.read_text())
-    for name, digest in manifest["files"].items():
-        p = Path(bundle) / name
-        if not p.is_file() or file_sha256(p) != digest:
-            raise UserError(f"bundle file {p} is missing or damaged; delete {bundle} and rerun to rebuild it")
-    return manifest
+    return verify_files(bundle, f"delete {bundle} and rerun to rebuild it")
 
 
 def open_session(bundle: Path, max_seq_len: int):

@@ -12,11 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from harness.cache import cache_dir, file_sha256
+from harness.cache import cache_dir
+from harness.engines.bundle import build_atomically, verify_files, write_manifest, write_tokenizer_files
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset
@@ -71,22 +71,7 @@ def compile_model(model: LoadedModel, preset: QuantPreset, target: str = "llvm",
     if (out / "manifest.json").is_file() and not force:
         log(f"bundle cache hit: {out}")
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
-        _build_into(work, model, preset, target, log)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)  # atomic: a crash never leaves a half bundle under the final name
-    except OSError as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        if exc.errno == 28:
-            raise UserError(f"disk full while writing the bundle under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere") from None
-        raise
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return out
+    return build_atomically(out, lambda work: _build_into(work, model, preset, target, log))
 
 
 def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name: str, log) -> None:
@@ -119,11 +104,7 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     (work / "params" / "order.json").write_text(json.dumps([name for name, _ in named_params]))
 
     (work / "config.json").write_text(model.config.model_dump_json(indent=1))
-    if model.tokenizer is not None:
-        if model.tokenizer.tokenizer_json:
-            (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
-        tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
-        (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
+    write_tokenizer_files(work, model)
 
     manifest = {
         "format": BUNDLE_FORMAT,
@@ -144,8 +125,7 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
         "engine_hash": engine_source_hash(),
         "timings_s": {"export": round(t_export, 3), "compile": round(t_compile, 3), "pack": round(t_pack, 3)},
     }
-    manifest["files"] = {p.relative_to(work).as_posix(): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(work, manifest)
     log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
 
 
@@ -263,14 +243,4 @@ def _cuda_to_ptx(source: Path, target, log) -> None:
 
 def verify_bundle(bundle: Path) -> dict:
     """Check every file against the manifest; a damaged bundle is an error naming the file."""
-    manifest_path = bundle / "manifest.json"
-    if not manifest_path.is_file():
-        raise UserError(f"{bundle} is not a bundle (no manifest.json); compile it with `slm-bench compile`")
-    manifest = json.loads(manifest_path.read_text())
-    for name, digest in manifest["files"].items():
-        p = bundle / name
-        if not p.is_file():
-            raise UserError(f"bundle file {p} is missing; recompile with `slm-bench compile --force`")
-        if file_sha256(p) != digest:
-            raise UserError(f"bundle file {p} does not match its manifest hash; recompile with `slm-bench compile --force`")
-    return manifest
+    return verify_files(bundle, "recompile with `slm-bench compile --force`")

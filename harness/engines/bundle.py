@@ -1,0 +1,72 @@
+"""What every engine's bundle shares: built under a temporary name and renamed into place, the
+model's tokenizer files, and a manifest that lists every file with its sha256.
+
+A bundle is a folder in the content-addressed cache (``cache_dir("bundles")``); engines decide
+what goes in it (a TVM library and weight shards, a GGUF) and the cache key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.cache import file_sha256
+from harness.errors import UserError
+
+
+def build_atomically(out: Path, build_into: Callable[[Path], None]) -> Path:
+    """Run ``build_into(work_dir)`` and rename the result to ``out``: a crash never leaves a
+    half-written bundle under the final name, and a full disk is a one-line error."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        build_into(work)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        if exc.errno == 28:
+            raise UserError(f"disk full while writing the bundle under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere") from None
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def write_tokenizer_files(work: Path, model) -> None:
+    """tokenizer.json and tokenizer_config.json (chat template, BOS/EOS) when the model has them."""
+    if model.tokenizer is None:
+        return
+    if model.tokenizer.tokenizer_json:
+        (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
+    tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
+    (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
+
+
+def write_manifest(work: Path, manifest: dict) -> dict:
+    """Add every file's sha256 under ``files`` and write manifest.json."""
+    manifest["files"] = {p.relative_to(work).as_posix(): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def verify_files(bundle: Path, fix: str) -> dict:
+    """The manifest, after checking every file it lists; a missing or altered file is an error
+    naming it and ``fix``."""
+    manifest_path = Path(bundle) / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{bundle} is not a bundle (no manifest.json); {fix}")
+    manifest = json.loads(manifest_path.read_text())
+    for name, digest in manifest["files"].items():
+        path = Path(bundle) / name
+        if not path.is_file():
+            raise UserError(f"bundle file {path} is missing; {fix}")
+        if file_sha256(path) != digest:
+            raise UserError(f"bundle file {path} does not match its manifest hash; {fix}")
+    return manifest
