@@ -125,6 +125,17 @@ def find_binary(name: str, option: str | None, env_var: str, dir_env: str | None
     raise UserError(f"runner binary {name} not found (looked at --runner-bin, {env_var}{', ' + dir_env if dir_env else ''}, PATH); {fix}")
 
 
+def path_from_env(runner: str, env_var: str, what: str, *, file: bool = False) -> Path:
+    """A user-supplied model file or folder a native runner needs, named by an environment variable."""
+    value = os.environ.get(env_var)
+    if not value:
+        raise UserError(f"runner {runner} needs {what}: set {env_var} (README: On a real phone: runners)")
+    path = Path(value).expanduser()
+    if not (path.is_file() if file else path.exists()):
+        raise UserError(f"{env_var} points at {path}, which is not {'a file' if file else 'there'}; fix the path")
+    return path.resolve()
+
+
 def libraries_beside(binary: Path) -> dict[str, Path]:
     """Shared libraries in the binary's folder (a CMake build puts them in bin/ beside it)."""
     return {p.name: p for p in sorted(binary.parent.iterdir()) if ".so" in p.name and (p.name.endswith(".so") or ".so." in p.name) and p.is_file()}

@@ -13,12 +13,9 @@ by the runner, not estimated.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import shlex
-from pathlib import Path
 
-from harness.errors import UserError
 from harness.runners.base import (
     NativeRunner,
     Phases,
@@ -27,6 +24,7 @@ from harness.runners.base import (
     check_abi,
     find_binary,
     libraries_beside,
+    path_from_env,
 )
 
 FIX = "build ExecuTorch's llama_main for android-arm64 (README: On a real phone: runners) and set SLM_BENCH_EXECUTORCH_MAIN"
@@ -64,13 +62,6 @@ def observer_phases(text: str) -> Phases:
     )
 
 
-def _user_file(env_var: str, what: str) -> Path:
-    value = os.environ.get(env_var)
-    if not value or not Path(value).expanduser().is_file():
-        raise UserError(f"runner executorch needs {what}: set {env_var} to the file (README: On a real phone: runners)")
-    return Path(value).expanduser().resolve()
-
-
 class ExecuTorch(NativeRunner):
     name = "executorch"
     engine = "executorch"
@@ -79,8 +70,8 @@ class ExecuTorch(NativeRunner):
         binary = find_binary("llama_main", self.ctx.runner_bin, "SLM_BENCH_EXECUTORCH_MAIN", None, FIX)
         check_abi(binary, self.target.arch(), self.target.name, FIX)
         libs = libraries_beside(binary)
-        pte = _user_file("SLM_BENCH_EXECUTORCH_PTE", "the exported .pte model")
-        tokenizer = _user_file("SLM_BENCH_EXECUTORCH_TOKENIZER", "the model's tokenizer (tokenizer.model or tokenizer.json)")
+        pte = path_from_env(self.name, "SLM_BENCH_EXECUTORCH_PTE", "the exported .pte model", file=True)
+        tokenizer = path_from_env(self.name, "SLM_BENCH_EXECUTORCH_TOKENIZER", "the model's tokenizer (tokenizer.model or tokenizer.json)", file=True)
         self.folder, sent = self.target.place({binary.name: binary, **libs}, "executorch")
         self.model_folder, sent_model = self.target.place({pte.name: pte, tokenizer.name: tokenizer}, f"executorch-models/{pte.stem}")
         self.exe, self.pte, self.tokenizer = (posixpath.join(d, n) for d, n in ((self.folder, binary.name), (self.model_folder, pte.name), (self.model_folder, tokenizer.name)))

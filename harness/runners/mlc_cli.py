@@ -17,7 +17,6 @@ import re
 import shlex
 from pathlib import Path
 
-from harness.errors import UserError
 from harness.runners.base import (
     NativeRunner,
     Phases,
@@ -25,6 +24,7 @@ from harness.runners.base import (
     binary_provenance,
     check_abi,
     find_binary,
+    path_from_env,
     phases_from_steps,
 )
 
@@ -50,16 +50,6 @@ def mlc_phases(text: str) -> Phases:
     return phases_from_steps(s["prefill_s"], s["decode_s"], s["decode_tokens"], input_tokens=s["prefill_tokens"], extra={"runner_stats": s})
 
 
-def _user_path(env_var: str, what: str) -> Path:
-    value = os.environ.get(env_var)
-    if not value:
-        raise UserError(f"runner mlc-cli needs {what}: set {env_var} (README: On a real phone: runners)")
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise UserError(f"{env_var} points at {path}, which does not exist; fix the path")
-    return path.resolve()
-
-
 class MlcCli(NativeRunner):
     name = "mlc-cli"
     engine = "mlc-llm"
@@ -68,8 +58,8 @@ class MlcCli(NativeRunner):
         binary = find_binary("mlc_cli_chat", self.ctx.runner_bin, "SLM_BENCH_MLC_CLI", None, FIX)
         check_abi(binary, self.target.arch(), self.target.name, FIX)
         libs = {p.name: p for p in sorted((binary.parent.parent / "lib").glob("*.so"))}  # the utils layout: bin/ and lib/
-        model_dir = _user_path("SLM_BENCH_MLC_MODEL", "the MLC model folder (weights + mlc-chat-config.json)")
-        model_lib = _user_path("SLM_BENCH_MLC_MODEL_LIB", "the model library compiled for android:adreno-so")
+        model_dir = path_from_env(self.name, "SLM_BENCH_MLC_MODEL", "the MLC model folder (weights + mlc-chat-config.json)")
+        model_lib = path_from_env(self.name, "SLM_BENCH_MLC_MODEL_LIB", "the model library compiled for android:adreno-so")
         self.bin_dir, sent = self.target.place({binary.name: binary}, "mlc/bin")
         self.lib_dir, sent_libs = self.target.place(libs, "mlc/lib") if libs else (self.bin_dir, 0)
         weights = {p.relative_to(model_dir).as_posix(): p for p in sorted(model_dir.rglob("*")) if p.is_file()}
