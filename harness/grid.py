@@ -24,7 +24,7 @@ RUNTIME_OVERHEAD_BYTES = 320 << 20  # Python + TVM runtime + activations of a 13
 
 
 class GridQuality(BaseModel):
-    """Score every real-weights cell with ``slm-bench eval`` after its speed run (quality.jsonl in its run dir)."""
+    """Score every real-weights cell (on its engine) with ``slm-bench eval`` after its speed run (quality.jsonl in its run dir)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -210,9 +210,10 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
         log("quality: not computed (dummy weights have no meaningful output)")
         return
     model = resolve_model(cell.spec.model, log=log)
-    if model.weights == "dummy" or cell.spec.engine != "tvm":
-        log("quality: not computed (dummy weights have no meaningful output)" if model.weights == "dummy" else f"quality: evaluated on the tvm engine only, not {cell.spec.engine}")
+    if model.weights == "dummy":
+        log("quality: not computed (dummy weights have no meaningful output)")
         return
+    # The host's build of the cell's engine: quality does not depend on where speed was measured.
     bundle = get_engine(cell.spec.engine).build(model, get_preset(cell.spec.quantization), "llvm", log=log)
     examples = examples_for(quality.docassist, quality.split, quality.limit)
     info = read_run_info(run_dir)
@@ -220,6 +221,8 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
         BundleGenerator(bundle, max_new_tokens=quality.max_new_tokens).generate, examples, model=cell.spec.model,
         quantization=cell.spec.quantization, dataset=quality.docassist, split=quality.split, run_id=info.run_id if info else "",
     )
+    for record in records:
+        record.engine = cell.spec.engine
     write_results(run_dir, records, rows)
     log(f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}")
 

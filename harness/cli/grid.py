@@ -39,7 +39,7 @@ def grid(grid_file, out, dry_run):
         click.echo(f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min" + (f" plus {unknown} cell(s) without earlier results" if unknown else ""))
         if spec.quality is not None:
             q = spec.quality
-            click.echo(f"quality: each real-weights tvm cell is then scored on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
+            click.echo(f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
         return
     run_dirs = run_grid(spec, out_dir, log=click.echo)
     from harness.report.render import write_report

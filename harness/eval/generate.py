@@ -1,4 +1,4 @@
-"""Greedy generation from a compiled bundle, stopping at EOS: what quality is measured on.
+"""Greedy generation from a bundle of any engine, stopping at EOS: what quality is measured on.
 
 The benchmark runner decodes a fixed number of tokens (speed is what it measures); quality
 needs the model's own answer, so here decoding stops at the model's EOS token. The prompt
@@ -21,7 +21,7 @@ class BundleGenerator:
     """Load a bundle once; ``generate(user_message)`` returns the decoded greedy answer."""
 
     def __init__(self, bundle: Path | str, max_new_tokens: int = 256, max_seq_len: int = 2048):
-        from harness.engines.tvm.runtime import TVMSession
+        from harness.engines import engine_of, get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
         self.bundle = Path(bundle)
@@ -31,7 +31,8 @@ class BundleGenerator:
             raise UserError(f"{self.bundle} has no tokenizer, so its outputs cannot be read as text; fix: evaluate a model with real weights and a tokenizer")
         self.max_new_tokens = max_new_tokens
         window = min(int(config["context_window"]), max_seq_len)
-        self.session = TVMSession(self.bundle, max_seq_len=window)
+        engine = get_engine(engine_of(json.loads((self.bundle / "manifest.json").read_text())))
+        self.session = engine.open_session(self.bundle, max_seq_len=window)  # any engine's bundle
         self.eos = set(self.session.config.get("eos_token_ids") or [])
         self.last_output_tokens = 0
 

@@ -81,3 +81,14 @@ def test_llama_cpp_refuses_what_it_cannot_build():
         engine.build(model, get_preset("q4f32_1"), "llvm", **QUIET)
     with pytest.raises(UserError, match="llama-bench"):
         engine.build(model, get_preset("q4f16_1"), "android-cpu", **QUIET)
+
+
+@needs_llama_cpp
+def test_quality_generation_runs_on_a_llama_cpp_bundle():
+    """slm-bench eval and grid quality generate through whichever engine built the bundle."""
+    from harness.eval.generate import BundleGenerator
+
+    bundle = get_engine("llama.cpp").build(resolve_model("smollm2-135m-instruct", **QUIET), get_preset("q4f16_1"), "llvm", **QUIET)
+    generator = BundleGenerator(bundle, max_new_tokens=12)
+    answer = generator.generate("What is the capital of France? Answer in one word.")
+    assert "Paris" in answer and 0 < generator.last_output_tokens <= 12
