@@ -28,8 +28,7 @@ class RunOutcome:
     runner_summary: dict | None = None
 
 
-# What run.json keeps of the bundle's manifest (TVM bundles have tvm_version and engine_hash;
-# others engine and engine_version).
+# What run.json keeps of the bundle's manifest (TVM bundles also have tvm_version and engine_hash).
 BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization", "quantization_detail", "target", "weight_bytes", "engine", "engine_version", "tvm_version", "engine_hash")
 
 
@@ -164,7 +163,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "weights": manifest["weights"],
         "quantization": spec.quantization,
         "engine": native.engine if native is not None else spec.engine,
-        "engine_version": manifest.get("engine_version", manifest.get("tvm_version", "")) if native is None or native.engine == spec.engine else "",
+        "engine_version": manifest["engine_version"] if native is None or native.engine == spec.engine else "",
         "runner": spec.runner,
         "target": spec.target,
         "device": device_info.model_dump(),
@@ -268,8 +267,7 @@ def _versions(manifest: dict) -> dict[str, str]:
 
     import numpy
 
-    engine = manifest.get("engine", "tvm")
-    return {"python": platform.python_version(), engine: manifest.get("engine_version", manifest.get("tvm_version", "")), "numpy": numpy.__version__}
+    return {"python": platform.python_version(), manifest["engine"]: manifest["engine_version"], "numpy": numpy.__version__}
 
 
 def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = None, *, log=print, adb_server: str | None = None, **kw) -> list[RunOutcome]:

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cache import file_sha256
+from harness.cache import cache_dir, file_sha256
 from harness.errors import UserError
 
 
@@ -39,14 +39,41 @@ def build_atomically(out: Path, build_into: Callable[[Path], None]) -> Path:
     return out
 
 
-def write_tokenizer_files(work: Path, model) -> None:
-    """tokenizer.json and tokenizer_config.json (chat template, BOS/EOS) when the model has them."""
+def cache_folder(model, preset, kind: str, key: str) -> Path:
+    """``<cache>/bundles/<model>-<preset>-<kind>-<key>``: readable, and unique per content key."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+    return cache_dir("bundles") / f"{safe}-{preset.name}-{kind}-{key[:16]}"
+
+
+def write_model_files(work: Path, model) -> None:
+    """config.json, plus tokenizer.json and tokenizer_config.json (chat template, BOS/EOS) when
+    the model has them: what the runner needs besides the engine's own files."""
+    (work / "config.json").write_text(model.config.model_dump_json(indent=1))
     if model.tokenizer is None:
         return
     if model.tokenizer.tokenizer_json:
         (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
     tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
     (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
+
+
+def base_manifest(engine: str, engine_version: str, model, preset, detail: str, target: str) -> dict:
+    """The manifest fields every engine writes; the engine adds its own (library, timings...)."""
+    from harness.versioning import code_version
+
+    return {
+        "engine": engine,
+        "engine_version": engine_version,
+        "model": model.name,
+        "architecture": model.config.arch,
+        "params": model.config.param_count(),
+        "weights": model.weights,
+        "source": model.source,
+        "quantization": preset.name,
+        "quantization_detail": detail,
+        "target": target,
+        "code_version": code_version(),
+    }
 
 
 def write_manifest(work: Path, manifest: dict) -> dict:

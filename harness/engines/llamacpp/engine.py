@@ -15,10 +15,8 @@ import os
 import time
 from pathlib import Path
 
-from harness.cache import cache_dir
-from harness.engines.bundle import build_atomically, verify_files, write_manifest, write_tokenizer_files
+from harness.engines.bundle import base_manifest, build_atomically, cache_folder, verify_files, write_manifest, write_model_files
 from harness.errors import UserError
-from harness.versioning import code_version
 
 NAME = "llama.cpp"
 BUNDLE_FORMAT = 1
@@ -60,10 +58,9 @@ def _bundle_path(model, preset, lib_version: str) -> Path:
     h = hashlib.sha256()
     payload = {"format": BUNDLE_FORMAT, "weights": model.fingerprint, "config": model.config.model_dump(mode="json"), "preset": preset.name, "llama_cpp": lib_version}
     h.update(json.dumps(payload, sort_keys=True).encode())
-    for f in sorted(PACKAGE_DIR.glob("*.py")):
+    for f in [*sorted(PACKAGE_DIR.glob("*.py")), PACKAGE_DIR.parent / "bundle.py"]:  # the code that shapes a bundle
         h.update(f.read_bytes())
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
-    return cache_dir("bundles") / f"{safe}-{preset.name}-llamacpp-{h.hexdigest()[:16]}"
+    return cache_folder(model, preset, "llamacpp", h.hexdigest())
 
 
 def _build_into(work: Path, model, preset, lib, log) -> None:
@@ -82,23 +79,12 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
         source.unlink()
     t_quant = time.perf_counter() - t0
 
-    (work / "config.json").write_text(model.config.model_dump_json(indent=1))
-    write_tokenizer_files(work, model)
+    write_model_files(work, model)
     manifest = {
         "format": BUNDLE_FORMAT,
-        "engine": NAME,
-        "engine_version": lib.__version__,
-        "model": model.name,
-        "architecture": model.config.arch,
-        "params": model.config.param_count(),
-        "weights": model.weights,
-        "source": model.source,
-        "quantization": preset.name,
-        "quantization_detail": detail,
-        "target": "llvm",
+        **base_manifest(NAME, lib.__version__, model, preset, detail, "llvm"),
         "library": GGUF_NAME,
         "weight_bytes": gguf_tensor_bytes(work / GGUF_NAME),
-        "code_version": code_version(),
         "timings_s": {"quantize": round(t_quant, 3)},
     }
     write_manifest(work, manifest)

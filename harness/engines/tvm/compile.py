@@ -15,12 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.cache import cache_dir
-from harness.engines.bundle import build_atomically, verify_files, write_manifest, write_tokenizer_files
+from harness.engines.bundle import base_manifest, build_atomically, cache_folder, verify_files, write_manifest, write_model_files
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset
-from harness.versioning import code_version
 
 from . import targets
 
@@ -32,9 +30,9 @@ DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model
 
 
 def engine_source_hash() -> str:
-    """Hash of the code that shapes a bundle (engine, quantization, model config)."""
+    """Hash of the code that shapes a bundle (engine, bundle layout, quantization, model config)."""
     h = hashlib.sha256()
-    roots = [ENGINE_DIR, ENGINE_DIR.parents[1] / "quantization.py", ENGINE_DIR.parents[1] / "models" / "config.py"]
+    roots = [ENGINE_DIR, ENGINE_DIR.parent / "bundle.py", ENGINE_DIR.parents[1] / "quantization.py", ENGINE_DIR.parents[1] / "models" / "config.py"]
     for root in roots:
         files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
         for f in files:
@@ -60,9 +58,7 @@ def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
 
 
 def bundle_path(model: LoadedModel, preset: QuantPreset, target: str) -> Path:
-    key = bundle_key(model, preset, target)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
-    return cache_dir("bundles") / f"{safe}-{preset.name}-{target}-{key[:16]}"
+    return cache_folder(model, preset, target, bundle_key(model, preset, target))
 
 
 def compile_model(model: LoadedModel, preset: QuantPreset, target: str = "llvm", *, force: bool = False, log=print) -> Path:
@@ -103,25 +99,16 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     t_pack = time.perf_counter() - t0
     (work / "params" / "order.json").write_text(json.dumps([name for name, _ in named_params]))
 
-    (work / "config.json").write_text(model.config.model_dump_json(indent=1))
-    write_tokenizer_files(work, model)
+    write_model_files(work, model)
 
     manifest = {
         "format": BUNDLE_FORMAT,
-        "model": model.name,
-        "architecture": model.config.arch,
-        "params": model.config.param_count(),
-        "weights": model.weights,
-        "source": model.source,
-        "quantization": preset.name,
-        "quantization_detail": preset.description,
+        **base_manifest("tvm", tvm.__version__, model, preset, preset.description, target_name),
         "compute_dtype": "float32",
-        "target": target_name,
         "target_detail": str(target),
         "library": lib_name,
         "weight_bytes": meta["total_bytes"],
-        "tvm_version": tvm.__version__,
-        "code_version": code_version(),
+        "tvm_version": tvm.__version__,  # run.json files of earlier runs name it so
         "engine_hash": engine_source_hash(),
         "timings_s": {"export": round(t_export, 3), "compile": round(t_compile, 3), "pack": round(t_pack, 3)},
     }
