@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.engines import engine_of
 from harness.results.schema import Record, Stamps, metrics_from_stamps
 
 
@@ -55,7 +56,7 @@ def peak_rss_bytes() -> int:
 
 class Runner:
     def __init__(self, bundle: Path, prompts: dict[str, dict], template: dict, max_new_tokens: int, mode: str):
-        from harness.engines import engine_of, get_engine
+        from harness.engines import get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
         self.prompts, self.template = prompts, template
@@ -159,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                     p = json.loads(line)
                     prompts[p["id"]] = p
         template = json.loads(args.template.read_text()) if args.template else {}
-        template.setdefault("model", json.loads((args.bundle / "manifest.json").read_text())["model"])
-        template.setdefault("quantization", json.loads((args.bundle / "manifest.json").read_text())["quantization"])
-        template.setdefault("engine", json.loads((args.bundle / "manifest.json").read_text()).get("engine", "tvm"))
+        manifest = json.loads((args.bundle / "manifest.json").read_text())
+        template.setdefault("model", manifest["model"])
+        template.setdefault("quantization", manifest["quantization"])
+        template.setdefault("engine", engine_of(manifest))
         runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode)
     except Exception as exc:
         _emit({"fatal": f"{type(exc).__name__}: {exc}"})
