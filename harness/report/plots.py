@@ -65,7 +65,7 @@ class Series:
         return "none" if self.dummy else self.color
 
 
-def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | None = None, reference=None) -> list[Path]:
+def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | None = None, reference=None, quality=None) -> list[Path]:
     """Draw every plot into ``out_dir``; returns the written files (a .png and .svg per plot).
 
     ``L`` picks the length of the trade-off and memory plots (default: the largest L that
@@ -89,7 +89,8 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
     for metric, stem in HEATMAPS.items():
         written += save_figure(plot_heatmap(series, metric, scope), out / stem)
-    quality, _ = load_quality(run_dirs_of(data))
+    if quality is None:  # a report passes the quality it already loaded
+        quality, _ = load_quality(run_dirs_of(data))
     written += save_figure(plot_quality_vs_speed(quality, overall, length, scope), out / "quality_vs_otps")
     return written
 

@@ -100,14 +100,14 @@ def write_report(
 
     summary = with_baseline(summary_table(data.df), base)
     ref = load_reference(reference) if reference else None
-    plots = write_plots(data, out / "plots", L=L, reference=ref)  # first: a bad --L fails before anything is written
+    quality, quality_problems = load_quality(run_dirs_of(data))
+    plots = write_plots(data, out / "plots", L=L, reference=ref, quality=quality)  # first: a bad --L fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
     tables = [runs_table(data), *result_tables(summary, base is not None)]
     if (memory := memory_table(data)) is not None:
         tables.append(memory)
     tables += tradeoff_tables(data, summarize_overall(data.df), decode_ceilings(data))
-    quality, quality_problems = load_quality(run_dirs_of(data))
     if (table := quality_table(quality)) is not None:
         tables.append(table)
         if reference and (quality_ref := load_quality_reference(reference)) is not None:

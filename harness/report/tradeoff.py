@@ -67,7 +67,7 @@ def pareto_table(overall: pd.DataFrame) -> Table:
     for (device, length), at_l in overall.groupby(["device", "L"], sort=True):
         fronts = []
         for x, y, higher, fmt in (("params", "ttft_s_median", False, _fmt_ttft), ("peak_mem_bytes_median", "otps_median", True, _fmt_otps)):
-            pts = at_l.dropna(subset=[c for c in (x, y) if c in at_l]) if {x, y} <= set(at_l.columns) else at_l.iloc[0:0]
+            pts = at_l.dropna(subset=[x, y]) if {x, y} <= set(at_l.columns) else at_l.iloc[0:0]
             if pts.empty:
                 fronts.append("n/a")
                 continue
