@@ -25,3 +25,15 @@ def load_validated(path: Path, model: type[BaseModel], malformed_fix: str, inval
         err = exc.errors()[0]
         field = ".".join(map(str, err["loc"])) or path.stem
         raise UserError(f"{path}: {field}: {err['msg']}; {invalid_fix}") from None
+
+
+def load_named_folder(folder: Path, model: type[BaseModel], malformed_fix: str, invalid_fix: str) -> dict[str, BaseModel]:
+    """Every ``*.yaml`` in ``folder``, validated, keyed by its ``name`` — which must equal the file
+    name, so ``--device``/``--model`` names and files can be found from each other."""
+    entries = {}
+    for path in sorted(folder.glob("*.yaml")):
+        entry = load_validated(path, model, malformed_fix, invalid_fix)
+        if entry.name != path.stem:
+            raise UserError(f"{path}: name {entry.name!r} must equal the file name {path.stem!r}")
+        entries[entry.name] = entry
+    return entries

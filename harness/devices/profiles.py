@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import UserError
-from harness.yamlfile import load_validated
+from harness.yamlfile import load_named_folder
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
 
@@ -37,14 +37,7 @@ class DeviceProfile(BaseModel):
 
 @lru_cache(maxsize=None)
 def load_profiles(folder: Path = PROFILE_DIR) -> dict[str, DeviceProfile]:
-
-    profiles = {}
-    for path in sorted(folder.glob("*.yaml")):
-        profile = load_validated(path, DeviceProfile, "fix the file", "fix the profile")
-        if profile.name != path.stem:
-            raise UserError(f"{path}: name {profile.name!r} must equal the file name {path.stem!r}")
-        profiles[profile.name] = profile
-    return profiles
+    return load_named_folder(folder, DeviceProfile, "fix the file", "fix the profile")
 
 
 def get_profile(name: str) -> DeviceProfile:

@@ -13,8 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.errors import UserError
-from harness.yamlfile import load_validated
+from harness.yamlfile import load_named_folder
 from harness.models.config import ModelConfig
 from harness.quantization import PRESETS, QuantPreset
 
@@ -47,14 +46,7 @@ class CatalogEntry(BaseModel):
 
 @lru_cache(maxsize=1)
 def load_catalog(folder: Path = CATALOG_DIR) -> dict[str, CatalogEntry]:
-
-    entries = {}
-    for path in sorted(folder.glob("*.yaml")):
-        entry = load_validated(path, CatalogEntry, "fix the catalog file", "fix the catalog file")
-        if entry.name != path.stem:
-            raise UserError(f"{path}: name {entry.name!r} must equal the file name")
-        entries[entry.name] = entry
-    return entries
+    return load_named_folder(folder, CatalogEntry, "fix the catalog file", "fix the catalog file")
 
 
 def packed_bytes(cfg: ModelConfig, preset: QuantPreset) -> int:
