@@ -135,7 +135,7 @@ def plan_grid(grid: GridSpec) -> list[Cell]:
                                max_temp_c=grid.max_temp_c, docs=grid.docs)
                 entry = catalog.get(model)
                 if entry is None:  # a file or directory: known only once loaded
-                    cells.append(Cell(spec, None, "real", None, None, budget))
+                    cells.append(Cell(spec, None, "dummy" if model.startswith("dummy:") else "real", None, None, budget))
                     continue
                 # prompts are ~1.25x their cl100k L in model tokens (chat template, instructions)
                 tokens = int(max(grid.lengths) * 1.3) + grid.max_new_tokens
@@ -206,13 +206,10 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
     from harness.quantization import get_preset
     from harness.results.journal import read_run_info
 
-    if cell.weights == "dummy":  # known from the catalog, without loading anything
+    if cell.weights == "dummy":  # known when planning, without loading anything
         log("quality: not computed (dummy weights have no meaningful output)")
         return
     model = resolve_model(cell.spec.model, log=log)
-    if model.weights == "dummy":
-        log("quality: not computed (dummy weights have no meaningful output)")
-        return
     # The host's build of the cell's engine: quality does not depend on where speed was measured.
     bundle = get_engine(cell.spec.engine).build(model, get_preset(cell.spec.quantization), "llvm", log=log)
     examples = examples_for(quality.docassist, quality.split, quality.limit)
@@ -220,9 +217,8 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
     records, rows = evaluate(
         BundleGenerator(bundle, max_new_tokens=quality.max_new_tokens).generate, examples, model=cell.spec.model,
         quantization=cell.spec.quantization, dataset=quality.docassist, split=quality.split, run_id=info.run_id if info else "",
+        engine=cell.spec.engine,
     )
-    for record in records:
-        record.engine = cell.spec.engine
     write_results(run_dir, records, rows)
     log(f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}")
 

@@ -75,7 +75,7 @@ def geval(judge: OpenAIAnnotator, example: TaskExample, output: str) -> float | 
 
 def evaluate(
     generate, examples: list[TaskExample], *, model: str, quantization: str, dataset: Path, split: str = "test",
-    run_id: str = "", judge: OpenAIAnnotator | None = None, weights: str = "real",
+    run_id: str = "", judge: OpenAIAnnotator | None = None, weights: str = "real", engine: str = "tvm",
 ) -> tuple[list[QualityRecord], list[dict]]:
     """Answer every example with ``generate(prompt) -> str`` and score; (per-task records, per-example rows)."""
     rows = []
@@ -107,7 +107,7 @@ def evaluate(
         mine = [r for r in rows if r["task"] == task]
         if mine:
             records.append(_task_record(task, mine, model=model, quantization=quantization, dataset=Path(dataset).name,
-                                        dataset_hash=dataset_hash, split=split, run_id=run_id, weights=weights))
+                                        dataset_hash=dataset_hash, split=split, run_id=run_id, weights=weights, engine=engine))
     return records, rows
 
 
