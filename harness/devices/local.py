@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.devices.base import Device, RunnerProcess
 from harness.devices.profiles import get_profile
+from harness.engines import host_cores
 from harness.results.schema import DeviceInfo, DeviceState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +79,7 @@ class LocalDevice(Device):
             os=f"{platform.system()} {platform.release()}",
             ram_bytes=psutil.virtual_memory().total,
             profile=self.profile.name,
-            cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            cores=host_cores(),
         )
 
     def state(self) -> DeviceState:

@@ -16,6 +16,7 @@ serves every engine. Adding an engine is one such module and one line below.
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 from harness.errors import UserError
@@ -25,6 +26,15 @@ ENGINES: dict[str, tuple[str, str]] = {
     "tvm": ("harness.engines.tvm.engine", 'pip install -e .'),
     "llama.cpp": ("harness.engines.llamacpp.engine", 'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores)'),
 }
+
+
+def host_cores() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count): every engine's
+    thread count on the host."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def get_engine(name: str) -> ModuleType:

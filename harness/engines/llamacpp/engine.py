@@ -11,10 +11,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
+from harness.engines import host_cores
 from harness.engines.bundle import base_manifest, build_atomically, cache_folder, verify_files, write_manifest, write_model_files
 from harness.errors import UserError
 
@@ -95,7 +95,7 @@ def _quantize(lib, source: Path, out: Path, file_type: str) -> None:
     params = lib.llama_model_quantize_default_params()
     params.ftype = getattr(lib, f"LLAMA_FTYPE_{file_type}")
     params.allow_requantize = True  # the source may itself be quantized (SmolLM2 ships as Q4_1)
-    params.nthread = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    params.nthread = host_cores()
     rc = lib.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
     if rc != 0 or not out.is_file():
         raise UserError(f"llama.cpp could not quantize {source.name} (code {rc}); the file may be damaged — check it with `slm-bench compile` or re-download it")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ class LlamaCppSession:
     """
 
     def __init__(self, bundle: str | Path, max_seq_len: int):
+        from harness.engines import host_cores
+
         from .engine import GGUF_NAME, llama_cpp
 
         self.lib = llama_cpp()
@@ -24,7 +25,7 @@ class LlamaCppSession:
         self.manifest = json.loads((self.bundle / "manifest.json").read_text())
         self.config = json.loads((self.bundle / "config.json").read_text())
         self.max_seq_len = int(max_seq_len)
-        self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = host_cores()
         self.llm = self.lib.Llama(
             model_path=str(self.bundle / GGUF_NAME), n_ctx=self.max_seq_len, n_batch=self.max_seq_len, n_ubatch=self.max_seq_len,
             n_threads=self.threads, n_threads_batch=self.threads, logits_all=False, verbose=False,

@@ -11,11 +11,9 @@ def _default_threads() -> None:
     on a 2-core machine means one thread. Set before TVM's runtime starts; an explicit
     TVM_NUM_THREADS from the user wins.
     """
-    try:
-        cores = len(_os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = _os.cpu_count() or 1
-    _os.environ.setdefault("TVM_NUM_THREADS", str(cores))
+    from harness.engines import host_cores
+
+    _os.environ.setdefault("TVM_NUM_THREADS", str(host_cores()))
 
 
 def _import_tvm_without_torch() -> None:

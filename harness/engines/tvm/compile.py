@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness.engines import host_cores
 from harness.engines.bundle import base_manifest, build_atomically, cache_folder, verify_files, write_manifest, write_model_files
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
@@ -50,7 +51,7 @@ def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
         "config": model.config.model_dump(mode="json"),
         "preset": preset.name,
         "target": target,
-        "host_cores": targets.host_cores() if target == "llvm" else None,
+        "host_cores": host_cores() if target == "llvm" else None,
         "tvm": tvm.__version__,
         "engine": engine_source_hash(),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from harness.engines import host_cores
 from harness.errors import UserError
 
 # name -> (description, whether a runnable library can be linked on this host)
@@ -14,12 +15,6 @@ TARGETS = {
     "opencl": "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the phone)",
 }
 
-
-def host_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def resolve(name: str):
