@@ -83,7 +83,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     preset = get_preset(spec.quantization)
     engine = get_engine(spec.engine)
     device = open_device(spec.device, spec.target, adb_server)
-    spec = _with_runner(spec, device)
+    spec = _with_target(_with_runner(spec, device), device)
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
         raise UserError(f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone")
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
@@ -102,18 +102,26 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
 
 
 def _with_runner(spec: RunSpec, device) -> RunSpec:
-    """``--runner`` when given; else the python runner where the device has a Python (desktop,
-    emulated phone, SLM_BENCH_DEVICE_PYTHON, the profile's device_python); else the profile's
-    runner (a stock phone's native one)."""
-    import os
-
+    """``--runner`` when given; else the python runner where harness.runner can run (desktop,
+    the emulated x86_64 phone, SLM_BENCH_DEVICE_PYTHON, the profile's device_python, a stock
+    ARM64 phone through the harness's TVM kit); else the profile's runner (a native one)."""
     from harness.runners import check_runner
 
-    has_python = device.serial == "local" or getattr(device, "props", {}).get("ro.slm_bench.emulated") == "1" or os.environ.get("SLM_BENCH_DEVICE_PYTHON") or device.profile.device_python
+    has_python = device.serial == "local" or device.python_runner() is not None
     if "runner" not in spec.model_fields_set and device.profile.runner and not has_python:
         spec = spec.model_copy(update={"runner": device.profile.runner})
     check_runner(spec.runner)
     return spec
+
+
+def _with_target(spec: RunSpec, device) -> RunSpec:
+    """A stock ARM64 phone runs our bundles in the TVM kit, which loads ``arm64-linux``
+    libraries: the default ``llvm`` (this host's CPU) becomes that; another target is refused."""
+    if spec.runner != "python" or spec.device == "local" or device.python_runner() != "kit" or spec.target == "arm64-linux":
+        return spec
+    if spec.target == "llvm":
+        return spec.model_copy(update={"target": "arm64-linux"})
+    raise UserError(f"the TVM kit on {device.serial} runs arm64-linux bundles, not {spec.target}; use --target arm64-linux (or leave --target out), or --runner tvm-rpc for {spec.target}")
 
 
 def _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log):

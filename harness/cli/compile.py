@@ -9,6 +9,7 @@ import click
 EPILOG = """\b
 Examples:
   slm-bench compile --model smollm2-135m-instruct                      # host CPU, q4f16_1
+  slm-bench compile --model smollm2-135m-instruct --target arm64-linux # ARM64 library: phone kit, ARM64 boards
   slm-bench compile --model smollm2-135m-instruct --target android-cpu # ARM64 objects for a phone
   slm-bench compile --model smollm2-135m-instruct --target opencl      # Adreno OpenCL kernels
   slm-bench compile --model dummy:tiny-qwen2 --quantization q0f32 --force
@@ -21,7 +22,7 @@ by weights, preset, target, TVM version and engine source: the same inputs compi
 @click.command("compile", epilog=EPILOG)
 @click.option("--model", "-m", required=True, help="Built-in name, .gguf file, HF model directory, or dummy:tiny-<arch>.")
 @click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1, q4f32_1 or q0f32.")
-@click.option("--target", "-t", default="llvm", show_default=True, help="llvm, cuda, android-cpu or opencl.")
+@click.option("--target", "-t", default="llvm", show_default=True, help="llvm, cuda, arm64-linux, android-cpu or opencl.")
 @click.option("--force", is_flag=True, help="Recompile even if the bundle is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def compile_cmd(model, quantization, target, force, as_json):

@@ -11,6 +11,7 @@ Examples:
   slm-bench devices                                   # this desktop and every adb device
   slm-bench devices --adb-server 192.168.1.20:5037    # phones on another host's adb server
   slm-bench devices emulate --profile galaxy-s24 --port 5600 --root ./phone
+  slm-bench devices emulate --profile galaxy-s24 --arch arm64 --port 5601 --root ./arm-phone
   adb connect 127.0.0.1:5600 && slm-bench run --model smollm2-135m-instruct --device adb:127.0.0.1:5600"""
 
 
@@ -45,11 +46,16 @@ def devices(ctx, adb_server, as_json):
 @click.option("--profile", default="galaxy-s24", show_default=True, help="Device profile (device_profiles/NAME.yaml) to answer getprop from.")
 @click.option("--port", default=5600, show_default=True, type=int, help="Loopback port adb connects to.")
 @click.option("--root", default="./emulated-phone", show_default=True, type=click.Path(file_okay=False), help="Folder standing for the phone's storage (kept across restarts).")
-def emulate(profile, port, root):
+@click.option("--arch", type=click.Choice(["x86_64", "arm64", "aarch64"]), default="x86_64", show_default=True,
+              help="CPU of the phone's programs. arm64: a stock phone whose shell and every pushed binary are "
+                   "aarch64, run by qemu-user (needs root; the ARM64 userland is made on first use). Its timings "
+                   "are emulation, never phone speed. x86_64: host programs, the host's Python offered.")
+def emulate(profile, port, root, arch):
     """Run an emulated phone (a Python adbd speaking the real ADB protocol) in the foreground."""
     from harness.devices.emulated.adbd import main
 
-    raise SystemExit(main(["--profile", profile, "--port", str(port), "--root", root]))
+    arch = "aarch64" if arch == "arm64" else arch
+    raise SystemExit(main(["--profile", profile, "--port", str(port), "--root", root, "--arch", arch]))
 
 
 @devices.command("clean")

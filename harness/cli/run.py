@@ -33,7 +33,7 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--model", "-m", required=True, help="Built-in name (smollm2-135m-instruct), a .gguf file, a HF model directory, or dummy:tiny-<arch>.")
 @click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1 (4-bit, group 32, fp16 scales), q4f32_1, or q0f32.")
 @click.option("--engine", type=click.Choice(["tvm", "llama.cpp"]), default="tvm", show_default=True, help="tvm: the embedded MLC-style engine (q4f16_1 = 4-bit group 32). llama.cpp: the same prompts through llama.cpp as GGUF Q4_0 (also 4-bit group 32), side by side; needs pip install -e '.[llamacpp]'.")
-@click.option("--target", default="llvm", show_default=True, help="Compile target: llvm (host CPU), cuda, android-cpu, opencl.")
+@click.option("--target", default="llvm", show_default=True, help="Compile target: llvm (host CPU), cuda, arm64-linux, android-cpu, opencl. An ARM64 phone without Python gets arm64-linux (the harness's TVM kit).")
 @click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True, help="local, adb (the only attached phone) or adb:SERIAL; repeat to run on several devices in parallel.")
 @click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
 @click.option("--tasks", default="summ,qs,qa", show_default=True, callback=csv_words, help="DocAssist tasks to run.")

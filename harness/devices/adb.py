@@ -23,10 +23,11 @@ from harness.errors import UserError
 from harness.results.schema import DeviceInfo, DeviceState
 
 REMOTE_ROOT = "/data/local/tmp/slm-bench"
+KIT_ROOT = f"{REMOTE_ROOT}/kit"  # the TVM kit's layers, one folder each (harness.kits.tvm_kit)
 RETRIES = 3  # reconnect attempts for a shell command before the device counts as gone
 RETRY_DELAY_S = 1.0
 REPO = Path(__file__).resolve().parents[2]
-PROPS = ("ro.slm_bench.emulated", "ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
+PROPS = ("ro.slm_bench.emulated", "ro.slm_bench.host_python", "ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
 
 
 def adb_client(adb_server: str | None):
@@ -94,6 +95,7 @@ class AdbDevice(Device):
         self.device = adb_client(adb_server).device(serial)
         self.props = self._getprops()
         self.profile = match_profile("adb", self.props) or get_profile("android-emulator")
+        self.machine = self._shell("uname -m").strip()
 
     # -- facts -------------------------------------------------------------------------
 
@@ -142,6 +144,8 @@ class AdbDevice(Device):
             profile=self.profile.name,
             abi=p.get("ro.product.cpu.abi", ""),
             gpu=p.get("ro.hardware.egl", ""),
+            machine=self.machine,
+            emulated=p.get("ro.slm_bench.emulated") == "1",
         )
 
     def state(self) -> DeviceState:
@@ -171,6 +175,7 @@ class AdbDevice(Device):
         matches are not sent again, so a second run pushes 0 bytes. ``manifest.json`` goes last
         and marks a complete copy; an interrupted push leaves a file whose hash differs, which
         the next deploy sends again."""
+        self.bytes_pushed = self.install_kit() if self.python_runner() == "kit" else 0
         manifest = json.loads((bundle / "manifest.json").read_text())
         remote = posixpath.join(REMOTE_ROOT, "bundles", bundle.name)
         on_device = self._remote_hashes(remote, list(manifest["files"]))
@@ -180,7 +185,6 @@ class AdbDevice(Device):
             raise UserError(f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`")
         from harness.progress import progress
 
-        self.bytes_pushed = 0
         todo = [n for n, d in sorted(manifest["files"].items()) if on_device.get(n) != d]
         if todo:
             with progress(len(todo), f"pushing {needed / 1e6:.1f} MB to {self.serial}") as bar:
@@ -193,6 +197,38 @@ class AdbDevice(Device):
         if mismatched or len(self._remote_hashes(remote, list(manifest["files"]))) != len(manifest["files"]):
             raise DeviceGone(f"bundle files on {self.serial} do not match their sha256 after pushing ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again")
         return remote
+
+    def install_kit(self) -> int:
+        """Put the harness's TVM kit on the phone (built on the host on first use); returns the
+        bytes pushed. Each layer is a tar whose sha256 is checked on the phone before it is
+        unpacked; a layer counts as installed only once its marker holds that sha256, so an
+        interrupted push or unpack is redone, never trusted."""
+        from harness.kits.tvm_kit import ABI, build_kit, load_kit
+        from harness.progress import progress
+
+        if self.machine != "aarch64":
+            raise UserError(f"the TVM kit is built for {ABI} (aarch64) but {self.serial} runs {self.machine or 'an unknown CPU'} programs; use a native runner built for it (--runner-bin)")
+        kit = load_kit(build_kit())
+        q = shlex.quote
+        markers = self._shell(f"cat {' '.join(q(f'{KIT_ROOT}/{n}/.sha256') for n in kit['layers'])} 2>/dev/null").split()
+        todo = {n: d for n, d in kit["layers"].items() if d not in markers}
+        needed = sum(Path(kit["paths"][n]).stat().st_size * 2 for n in todo)  # the tar and what it unpacks to
+        free = self.free_bytes()
+        if todo and free is not None and needed > free:
+            raise UserError(f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the TVM kit needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`")
+        sent = 0
+        with progress(len(todo), f"installing the TVM kit on {self.serial}") as bar:
+            for name, digest in todo.items():
+                tar, folder = f"{KIT_ROOT}/{name}.tar", f"{KIT_ROOT}/{name}"
+                self._push(Path(kit["paths"][name]), tar)
+                sent += Path(kit["paths"][name]).stat().st_size
+                if self._remote_hashes(KIT_ROOT, [f"{name}.tar"]).get(f"{name}.tar") != digest:
+                    raise DeviceGone(f"the kit layer {name}.tar on {self.serial} does not match its sha256 after pushing; rerun to push it again")
+                code, _, err = self.run(f"rm -rf {q(folder)} && mkdir -p {q(folder)} && tar -xf {q(tar)} -C {q(folder)} && rm {q(tar)} && echo {digest} > {q(folder + '/.sha256')}", timeout=900)
+                if code != 0:
+                    raise UserError(f"unpacking the kit layer {name} on {self.serial} failed ({err.strip()[:200] or f'exit {code}'}); free space and rerun")
+                bar.advance(name)
+        return sent
 
     def free_bytes(self) -> int | None:
         """Free bytes on the filesystem holding the harness's folder (``df -k``), if readable."""
@@ -285,12 +321,26 @@ class AdbDevice(Device):
         except (adbutils.AdbError, OSError) as exc:
             raise DeviceGone(f"cannot start `{cmd.split()[0]}` on {self.serial} ({exc}); reconnect the device and rerun") from None
 
+    def python_runner(self) -> str | None:
+        """How harness.runner starts here: "device" (a Python on the phone), "host" (the emulated
+        x86_64 phone runs the host's), "kit" (a stock ARM64 phone: the harness pushes its TVM
+        kit, harness.kits.tvm_kit), or None (no way: only native runners)."""
+        if os.environ.get("SLM_BENCH_DEVICE_PYTHON") or self.profile.device_python:
+            return "device"
+        if self.props.get("ro.slm_bench.host_python") == "1":
+            return "host"
+        from harness.kits.tvm_kit import ABI
+
+        if self.props.get("ro.product.cpu.abi") == ABI and self.machine == "aarch64":
+            return "kit"
+        return None
+
     def runner_python(self) -> str:
         """The Python that runs harness.runner on this device: SLM_BENCH_DEVICE_PYTHON, else the
-        host's for the emulated phone (it runs host programs in its sandbox), else the profile's."""
+        host's for the emulated x86_64 phone (it runs host programs in its sandbox), else the profile's."""
         if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
             return os.environ["SLM_BENCH_DEVICE_PYTHON"]
-        if self.props.get("ro.slm_bench.emulated") == "1":
+        if self.props.get("ro.slm_bench.host_python") == "1":
             return sys.executable
         if self.profile.device_python:
             return self.profile.device_python
@@ -306,11 +356,17 @@ class AdbDevice(Device):
         tpl.write_text(json.dumps(template))
         self._push(prompts, posixpath.join(work, "prompts.jsonl"))
         self._push(tpl, posixpath.join(work, "template.json"))
-        python = self.runner_python()
-        pythonpath = os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))
         q = shlex.quote  # every value that reaches the device's shell is quoted
+        if self.python_runner() == "kit":
+            from harness.kits.tvm_kit import python_command, runner_env
+
+            env = " ".join(f"{k}={q(v)}" for k, v in runner_env(KIT_ROOT).items())
+            python = f"{env} {python_command(KIT_ROOT)}"
+        else:
+            pythonpath = os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))
+            python = f"PYTHONPATH={q(pythonpath)} {q(self.runner_python())}"
         cmd = (
-            f"cd {q(work)} && PYTHONPATH={q(pythonpath)} {q(python)} -m harness.runner {q(bundle_path)} {q(work + '/prompts.jsonl')} "
+            f"cd {q(work)} && {python} -m harness.runner {q(bundle_path)} {q(work + '/prompts.jsonl')} "
             f"--template {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)} --serve 2>>{q(work + '/runner.log')}"
         )
         return RunnerProcess(_ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}")

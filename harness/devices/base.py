@@ -90,6 +90,11 @@ class Device(ABC):
     def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
         """Start ``python -m harness.runner ... --serve`` on the device."""
 
+    def python_runner(self) -> str | None:
+        """How ``python -m harness.runner`` starts on this device ("host", "device", "kit"), or
+        None where only native runners can measure."""
+        return "host"
+
     def power_watts(self) -> float | None:
         """Instantaneous power draw, where the device has a fuel gauge (phones); else None."""
         return None

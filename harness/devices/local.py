@@ -80,6 +80,7 @@ class LocalDevice(Device):
             ram_bytes=psutil.virtual_memory().total,
             profile=self.profile.name,
             cores=host_cores(),
+            machine=platform.machine(),
         )
 
     def state(self) -> DeviceState:

@@ -44,6 +44,8 @@ class DeviceInfo(BaseModel):
     os: str = ""
     ram_bytes: int | None = None
     profile: str = ""
+    machine: str = ""  # the CPU that executed the runner (uname -m there): x86_64, aarch64
+    emulated: bool = False  # an emulated phone: its timings are the emulator's, never a phone's speed
 
 
 class DeviceState(BaseModel):

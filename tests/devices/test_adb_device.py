@@ -253,7 +253,7 @@ def test_two_phones_in_parallel_each_with_its_own_journal(adb_server, phone, tmp
 def test_a_real_phone_without_python_gets_a_clear_error(adb_server, phone, monkeypatch):
     dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
     assert dev.runner_python() == __import__("sys").executable  # the emulated phone runs the host's Python
-    dev.props["ro.slm_bench.emulated"] = ""  # as on a stock Galaxy S24
+    dev.props["ro.slm_bench.host_python"] = ""  # as on a stock Galaxy S24
     monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
     with pytest.raises(UserError, match=r"has no Python runner configured: .*SLM_BENCH_DEVICE_PYTHON"):
         dev.runner_python()

@@ -3,26 +3,36 @@ device profile's runner; and the default runner keeps run ids as they were."""
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
 
-from harness.benchmark import _with_runner, run_id_for
+from harness.benchmark import _with_runner, _with_target, run_id_for
 from harness.devices.profiles import get_profile
 from harness.errors import UserError
 from harness.results.schema import RunSpec
 
 
-def device(serial: str, emulated: bool):
-    return types.SimpleNamespace(serial=serial, profile=get_profile("galaxy-s24"), props={"ro.slm_bench.emulated": "1" if emulated else ""})
+def device(serial: str, emulated: bool, python: str | None = None):
+    """A phone as _with_runner sees it: python is how harness.runner starts there (None: no way)."""
+    python = python or ("host" if emulated else None)
+    if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
+        python = "device"
+    return types.SimpleNamespace(serial=serial, profile=get_profile("galaxy-s24"), python_runner=lambda: python)
 
 
-def test_profile_runner_applies_to_a_stock_phone_only(monkeypatch):
+def test_profile_runner_applies_to_a_phone_without_any_python_only(monkeypatch):
     monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
-    spec = RunSpec(model="m", quantization="q4f16_1")
+    spec = RunSpec(model="m", quantization="q4f16_1", device="adb:R5CX")
     assert get_profile("galaxy-s24").runner == "llama-bench"
-    assert _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"  # no Python on a stock S24
+    assert _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"  # no Python, no kit for its CPU
     assert _with_runner(spec, device("127.0.0.1:5600", emulated=True)).runner == "python"  # the emulated one runs the host's
+    kit = _with_runner(spec, device("R5CX", emulated=False, python="kit"))  # a stock ARM64 S24: the TVM kit
+    assert kit.runner == "python" and _with_target(kit, device("R5CX", False, "kit")).target == "arm64-linux"
+    with pytest.raises(UserError, match="runs arm64-linux bundles, not android-cpu"):
+        _with_target(kit.model_copy(update={"target": "android-cpu"}), device("R5CX", False, "kit"))
+    assert _with_target(spec, device("127.0.0.1:5600", emulated=True)).target == "llvm"  # host programs: host target
     monkeypatch.setenv("SLM_BENCH_DEVICE_PYTHON", "/data/data/com.termux/files/usr/bin/python")
     assert _with_runner(spec, device("R5CX", emulated=False)).runner == "python"
     chosen = RunSpec(model="m", quantization="q4f16_1", runner="tvm-rpc")

@@ -21,7 +21,9 @@ import threading
 from pathlib import Path
 
 from harness.devices.emulated.protocol import Connection, Stream
+from harness.errors import UserError
 from harness.devices.emulated.services import (
+    ARCHES,
     DeviceState,
     shell_service,
     sync_service,
@@ -48,9 +50,9 @@ def load_profile(name_or_path: str) -> dict:
 class EmulatedDevice:
     """One emulated phone listening on ``host:port`` (0 picks a free port)."""
 
-    def __init__(self, profile: dict, root: Path, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0):
+    def __init__(self, profile: dict, root: Path, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0, arch: str = "x86_64", log=print):
         self.profile, self.host, self.port = profile, host, port
-        self.state = DeviceState(profile, Path(root), time_scale=time_scale)
+        self.state = DeviceState(profile, Path(root), time_scale=time_scale, arch=arch, log=log)
         props = self.state.props
         self.banner = (f"device::ro.product.name={props.get('ro.product.name', '')};ro.product.model={props.get('ro.product.model', '')};"
                        f"ro.product.device={props['ro.product.device']};features={','.join(FEATURES)}").encode()
@@ -141,11 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--root", type=Path, default=Path("emulated-phone"), help="folder that holds the phone's storage")
     parser.add_argument("--time-scale", type=float, default=1.0, help="device seconds per real second (thermal model)")
+    parser.add_argument("--arch", choices=ARCHES, default="x86_64", help="CPU of the phone's programs: host x86_64 ones, or aarch64 under qemu-user")
     args = parser.parse_args(argv)
-    device = EmulatedDevice(load_profile(args.profile), args.root, host=args.host, port=args.port, time_scale=args.time_scale)
+    try:
+        device = EmulatedDevice(load_profile(args.profile), args.root, host=args.host, port=args.port, time_scale=args.time_scale, arch=args.arch)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     port = device.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() still kills running shells
-    print(f"emulated adbd ({args.profile}) on {args.host}:{port}, storage in {device.root}; "
+    print(f"emulated adbd ({args.profile}, {args.arch}) on {args.host}:{port}, storage in {device.root}; "
           f"adb connect {args.host}:{port}", flush=True)
     try:
         threading.Event().wait()

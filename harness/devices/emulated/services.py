@@ -1,10 +1,11 @@
 """What the emulated phone answers: shell (raw and shell protocol v2), sync, tcp:PORT (adb
 forward), and its state.
 
-The phone's storage is a folder on the host (``root`` stands for the phone's ``/``). Shell
-commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the phone
+The phone's storage is a folder on the host (``root`` stands for the phone's ``/``). On the x86_64
+phone, shell commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the phone
 paths that live in the sandbox (``/data``, ``/sdcard``, ``/storage/emulated/0``, the emulated
-``/proc/meminfo`` and ``/sys/class/{thermal,power_supply}``). ``getprop``, ``dumpsys battery``
+``/proc/meminfo`` and ``/sys/class/{thermal,power_supply}``). On the aarch64 phone they run
+with its own ARM64 shell chrooted into ``root`` (``arm64.py``), so phone paths need no rewrite. ``getprop``, ``dumpsys battery``
 and ``cat`` of /proc or /sys files are answered from the device profile and a thermal model
 without starting a process (so polling them is not load); the same answers are also on the
 shell's PATH as small scripts, so pipelines such as ``getprop | grep model`` work.
@@ -27,8 +28,10 @@ import threading
 import time
 from pathlib import Path
 
+from harness.devices.emulated import arm64
 from harness.devices.emulated.protocol import Stream, StreamClosed
 
+ARCHES = ("x86_64", "aarch64")  # what the emulated phone's programs are: host ones, or ARM64 under qemu
 THERMAL_ZONES = ("BIG", "MID", "LITTLE", "G3D", "NPU", "battery")
 _ALIASES = {"/storage/emulated/0": "/sdcard", "/storage/self/primary": "/sdcard", "/mnt/sdcard": "/sdcard"}
 _SANDBOXED = ("/data", "/sdcard", "/proc/meminfo", "/sys/class/thermal", "/sys/class/power_supply")
@@ -66,16 +69,20 @@ class ThermalModel:
 class DeviceState:
     """Profile, sandbox and thermal state shared by every connection to one emulated device."""
 
-    def __init__(self, profile: dict, root: Path, time_scale: float = 1.0):
-        self.profile, self.root = profile, Path(root).resolve()
+    def __init__(self, profile: dict, root: Path, time_scale: float = 1.0, arch: str = "x86_64", log=print):
+        self.profile, self.root, self.arch = profile, Path(root).resolve(), arch
+        if arch not in ARCHES:
+            raise ValueError(f"unknown emulated CPU {arch!r}; choose one of {', '.join(ARCHES)}")
         emu = profile.get("emulated") or {}
         self.mem_total_kb = int(emu.get("mem_total_kb", 7_812_500))  # 8 GB (8e9 bytes)
         self.thermal = ThermalModel(time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)))
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
         self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
         self.props.setdefault("ro.serialno", "EMULATED0001")
-        # Tells the harness this "phone" runs the host's Python in its sandbox (see AdbDevice).
+        # Marks every record measured here as emulated: its timings are no phone's speed.
         self.props["ro.slm_bench.emulated"] = "1"
+        if arch == "x86_64":  # runs host programs, the host's Python included (see AdbDevice)
+            self.props["ro.slm_bench.host_python"] = "1"
         self.processes: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         for folder in ("data/local/tmp", "sdcard/Download", "proc", ".emulated/bin", "sys/class/power_supply/battery"):
@@ -85,10 +92,13 @@ class DeviceState:
             (self.root / f"sys/class/thermal/thermal_zone{i}/type").write_text(name + "\n")
         (self.root / "proc/meminfo").write_text(self.meminfo())
         (self.root / ".emulated/getprop.txt").write_text(self.getprop(None))
+        if arch == "aarch64":
+            arm64.populate(self.root, log)
         bin_dir = self.root / ".emulated/bin"
-        _script(bin_dir / "getprop", '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
+        shell = arm64.SHELL if arch == "aarch64" else "/bin/sh"
+        _script(bin_dir / "getprop", shell, '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
                 'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" | grep . || echo "${2:-}"\n')
-        _script(bin_dir / "dumpsys", '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n')
+        _script(bin_dir / "dumpsys", shell, '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n')
         self.refresh()
 
     # -- answers -------------------------------------------------------------------------------
@@ -169,12 +179,18 @@ class DeviceState:
 
     def popen(self, command: str, merge_stderr: bool) -> subprocess.Popen:
         self.refresh()
+        if self.arch == "aarch64":
+            argv, env = arm64.command(self.root, command)
+            env["PATH"] = f"/.emulated/bin:{env['PATH']}"
+            return self._start(argv, env, merge_stderr)
         env = dict(os.environ)
         env.update(PATH=f"{self.root}/.emulated/bin:{env.get('PATH', '/usr/bin:/bin')}", HOME=str(self.root),
                    TMPDIR=f"{self.root}/data/local/tmp", EXTERNAL_STORAGE=f"{self.root}/sdcard",
                    ANDROID_EMULATED_ROOT=str(self.root), ADBD_EMULATED_DIR=f"{self.root}/.emulated")
-        proc = subprocess.Popen(["/bin/sh", "-c", self.rewrite(command)] if command else ["/bin/sh"], cwd=self.root, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        return self._start(["/bin/sh", "-c", self.rewrite(command)] if command else ["/bin/sh"], env, merge_stderr)
+
+    def _start(self, argv: list[str], env: dict[str, str], merge_stderr: bool) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True, bufsize=0)
         with self._lock:
             self.processes.add(proc)
@@ -200,8 +216,8 @@ def _in_sandbox(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in _SANDBOXED)
 
 
-def _script(path: Path, body: str) -> None:
-    path.write_text('#!/bin/sh\nD="${ADBD_EMULATED_DIR:-$(dirname "$0")/..}"\n' + body)
+def _script(path: Path, shell: str, body: str) -> None:
+    path.write_text(f'#!{shell}\n' + 'D="${ADBD_EMULATED_DIR:-$(dirname "$0")/..}"\n' + body)
     path.chmod(0o755)
 
 

@@ -25,7 +25,7 @@ from . import targets
 
 BUNDLE_FORMAT = 1
 ENGINE_DIR = Path(__file__).resolve().parent
-LIB_NAMES = {"llvm": "model.so", "cuda": "model.so", "android-cpu": "model.tar", "opencl": "model.tar"}
+LIB_NAMES = {"llvm": "model.so", "cuda": "model.so", "arm64-linux": "model.so", "android-cpu": "model.tar", "opencl": "model.tar"}
 # Generated device code written next to the library for GPU targets, by device module kind.
 DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model.metal"}
 
@@ -166,6 +166,9 @@ def _export_library(executable, path: Path, target_name: str, log=print) -> None
         # runtime compiles when it loads the library (this wheel's runtime has no CUDA).
         executable.export_library(str(path))
         return
+    if target_name in targets.CROSS_COMPILERS:
+        _export_cross(executable, path, targets.CROSS_COMPILERS[target_name])
+        return
     # Phone targets: keep the generated objects (and packed device code) in a tar; linking
     # a loadable .so needs the Android NDK's compiler (TVM_NDK_CC).
     from tvm.support import tar as tar_util
@@ -178,6 +181,17 @@ def _export_library(executable, path: Path, target_name: str, log=print) -> None
     else:
         log(f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so; to link one, set TVM_NDK_CC to the NDK's clang (e.g. $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android34-clang) and compile with --force")
     executable.export_library(str(path), fcompile=tar_util.tar)
+
+
+def _export_cross(executable, path: Path, compiler: str) -> None:
+    """A loadable library for another CPU, linked by a cross compiler on this host."""
+    from tvm.support import cc
+
+    from harness.errors import UserError
+
+    if not shutil.which(compiler):
+        raise UserError(f"{compiler} is missing, so the ARM64 model library cannot be linked; install it: apt-get install -y gcc-aarch64-linux-gnu")
+    executable.export_library(str(path), fcompile=cc.cross_compiler(compiler))
 
 
 def _device_modules(module):

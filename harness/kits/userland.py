@@ -1,0 +1,112 @@
+"""An ARM64 userland on the host, and the kernel's permission to run its programs.
+
+Two things come out of one Debian arm64 userland, made with ``mmdebstrap --variant=extract``
+(packages unpacked on the host, nothing executed, ~10 s):
+
+- the emulated ARM phone's own programs: a static busybox standing for Android's toybox
+  (``harness.devices.emulated``), and
+- the parts of the TVM kit that a stock phone lacks: glibc's loader and libraries and a
+  CPython 3.11 (``harness.kits.tvm_kit``).
+
+Running aarch64 programs on an x86_64 host needs qemu-user registered with binfmt_misc, so that
+the kernel hands every aarch64 ELF it is asked to exec (also inside a chroot and in child
+processes: the registration is made with the F flag) to qemu. That is a root operation;
+``arm64_blocker()`` says in one line why it is not possible where it is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from harness.errors import UserError
+
+SUITE = "bookworm"  # Debian 12: Python 3.11, the same minor version as the cp311 wheels we pin
+PACKAGES = ("busybox-static", "python3", "libstdc++6")
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_ENTRY = BINFMT_DIR / "qemu-aarch64"
+APT_FIX = "apt-get install -y qemu-user-static binfmt-support mmdebstrap"
+# qemu's CPU model for everything the emulated phone runs: Armv8.2-A with dotprod and fp16, the
+# floor our ARM builds target. (qemu's default "max" trips false floating-point warnings in numpy.)
+QEMU_CPU = "neoverse-n1"
+
+
+def _binfmt_enabled() -> bool:
+    try:
+        return BINFMT_ENTRY.read_text().splitlines()[0].strip() == "enabled"
+    except (OSError, IndexError):
+        return False
+
+
+def arm64_blocker() -> str | None:
+    """Why aarch64 programs cannot run on this host (one line naming the fix), or None.
+
+    Tries to enable what is missing when it can (root): mounting binfmt_misc and registering
+    Debian's qemu-aarch64 handler.
+    """
+    if _binfmt_enabled():
+        return None
+    if not shutil.which("qemu-aarch64-static") and not Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists():
+        return f"qemu-user is not installed, so ARM64 programs cannot run here; install it: {APT_FIX}"
+    if os.geteuid() != 0:
+        return "running ARM64 programs needs qemu-user registered with binfmt_misc, which only root can do; run `slm-bench kit userland` once as root"
+    if not os.path.ismount(BINFMT_DIR):
+        result = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], capture_output=True, text=True)
+        if result.returncode != 0:
+            return f"cannot mount {BINFMT_DIR} ({result.stderr.strip() or 'mount failed'}); ARM64 emulation needs a kernel with binfmt_misc (a container must allow it)"
+    if not _binfmt_enabled() and shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True)
+    if not _binfmt_enabled():
+        return f"qemu-aarch64 is not registered with binfmt_misc; install Debian's handlers: {APT_FIX.replace('mmdebstrap', 'binfmt-support')}"
+    return None
+
+
+def require_arm64(what: str) -> None:
+    reason = arm64_blocker()
+    if reason:
+        raise UserError(f"{what}: {reason}")
+
+
+def _mirror() -> str:
+    """The Debian mirror apt already uses on this machine (deb822 sources first, then the list)."""
+    for path, prefix in ((Path("/etc/apt/sources.list.d/debian.sources"), "URIs:"), (Path("/etc/apt/sources.list"), "deb ")):
+        try:
+            for line in path.read_text().splitlines():
+                if line.startswith(prefix):
+                    return line.split()[1]
+        except OSError:
+            continue
+    raise UserError("no Debian mirror in /etc/apt/sources.list(.d): the ARM64 userland is made from Debian's arm64 packages; run on Debian or Ubuntu with apt configured")
+
+
+def userland_path() -> Path:
+    from harness.cache import cache_dir
+
+    key = f"{SUITE}-" + "-".join(sorted(PACKAGES))
+    return cache_dir("kits") / f"arm64-userland-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def prepare_userland(log=print) -> Path:
+    """The cached arm64 userland (made on first use; a crash never leaves a half-made one)."""
+    out = userland_path()
+    if (out / "usr/bin/python3.11").is_file() and (out / "bin/busybox").is_file():
+        return out
+    if not shutil.which("mmdebstrap"):
+        raise UserError(f"mmdebstrap is missing, so the ARM64 userland cannot be made; install it: {APT_FIX}")
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"making the arm64 userland ({', '.join(PACKAGES)} from Debian {SUITE}) in {out}")
+    start = time.monotonic()
+    cmd = ["mmdebstrap", "--arch=arm64", "--variant=extract", f"--include={','.join(PACKAGES)}", SUITE, str(work), f"deb {_mirror()} {SUITE} main"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"mmdebstrap failed ({tail}); check that apt reaches its Debian mirror, then rerun")
+    work.rename(out)
+    log(f"arm64 userland ready in {time.monotonic() - start:.0f} s")
+    return out
