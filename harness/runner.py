@@ -13,6 +13,8 @@ Contract (a native runner can obey the same one):
   mode EOS is ignored so every request decodes the same number of tokens; quality mode stops at EOS.
 - ``--serve``: instead of running everything, read one JSON command per stdin line —
   ``{"op": "run", "prompt_id": ..., "repeat": r, "warmup": false}`` -> one record line;
+  ``{"op": "follow", "prompt_id": ..., "tokens": [...]}`` -> ``{"choices": [...]}`` (teacher
+  forcing, for correctness checks across devices; not timed);
   ``{"op": "quit"}`` -> the summary line. The host uses this to sample device state and cool down
   between requests.
 - Errors are reported as a record with ``status: "failed"`` and ``error``; a fatal start-up error is
@@ -112,6 +114,7 @@ class Runner:
                 stamps_ns=stamps,
                 peak_mem_bytes=peak_rss_bytes(),
                 output_text=self.tokenizer.decode(out),
+                output_ids=out,
                 input_tokenizer=self.tokenizer.name,
                 threads=self.threads,
                 status="ok",
@@ -121,6 +124,18 @@ class Runner:
             return record
         except Exception as exc:  # a failed request is a record, not a crash of the whole run
             return Record(**base, status="failed", error=f"{type(exc).__name__}: {exc}")
+
+    def follow(self, prompt_id: str, tokens: list[int]) -> dict:
+        """Teacher forcing: the prompt, then ``tokens`` fed one at a time; returns the greedy
+        choice before each. Compared with another device's or build's greedy ``tokens`` it gives
+        their next-token agreement without one early difference derailing the rest."""
+        import numpy as np
+
+        session = self.session
+        choices = [session.greedy(session.prefill(np.asarray(self.encode(prompt_id), dtype=np.int32)))]
+        for token in tokens[:-1]:
+            choices.append(session.greedy(session.decode(int(token))))
+        return {"prompt_id": prompt_id, "choices": choices}
 
     def summary(self) -> dict:
         outside = sum(o for o, _ in self.overhead_ns)
@@ -178,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if cmd.get("op") == "run":
                 _emit(runner.measure(cmd["prompt_id"], int(cmd.get("repeat", 0)), bool(cmd.get("warmup", False))))
+            elif cmd.get("op") == "follow":
+                _emit(runner.follow(cmd["prompt_id"], list(cmd["tokens"])))
     else:
         for prompt_id in prompts:
             for w in range(args.warmup):

@@ -25,7 +25,7 @@ STATS: tuple[str, ...] = ("median", "p10", "p90", "stdev", "cv", "count")
 GROUP_KEYS: tuple[str, ...] = ("model", "quantization", "weights", "device", "engine", "target", "task", "L")
 OVERALL_KEYS: tuple[str, ...] = tuple(k for k in GROUP_KEYS if k != "task")
 # Bulky per-record fields that no table or plot needs.
-_DROPPED = {"output_text", "stamps_ns", "device_state_before", "device_state_after"}
+_DROPPED = {"output_text", "output_ids", "stamps_ns", "device_state_before", "device_state_after"}
 
 
 @dataclass
@@ -75,6 +75,13 @@ def _unique_name(run_dir: Path, taken: set[str]) -> str:
     return f"{run_dir.resolve().parent.name}/{name}"
 
 
+def device_label(device: dict) -> str:
+    """A device's name in tables, titles and plot legends. An emulated phone says so, with the CPU
+    that ran its programs, so its timings are never read as that phone's speed."""
+    name = device.get("model") or device.get("serial") or "unknown"
+    return f"{name} (emulated {device.get('machine') or '?'})" if device.get("emulated") else name
+
+
 def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFrame:
     """One row per record; nested ``device`` becomes ``device.<field>`` columns."""
     rows = []
@@ -82,7 +89,7 @@ def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFram
         row = record.model_dump(exclude=_DROPPED)
         device = row.pop("device") or {}
         row.update({f"device.{key}": value for key, value in device.items()})
-        row["device"] = device.get("model") or device.get("serial") or "unknown"
+        row["device"] = device_label(device)
         row["run"] = run
         row["run_dir"] = str(run_dir)
         rows.append(row)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, get_args
 from harness import __version__, paths
 from harness.report.aggregate import (
     RunData,
+    device_label,
     load_runs,
     measured,
     present_metrics,
@@ -205,7 +206,7 @@ def runs_table(data: RunData) -> Table:
     rows = []
     for name, info in data.infos.items():
         c = counts.get(name, {})
-        device = info.device.model or info.device.serial
+        device = device_label(info.device.model_dump())
         prompt_set = f"{info.prompt_set} {info.prompt_set_hash[:12]}".strip()
         rows.append([
             name, info.run_id, info.spec.model, info.spec.quantization, device,

@@ -107,6 +107,7 @@ class Record(BaseModel):
     status: Status = "ok"
     error: str | None = None
     output_text: str | None = None
+    output_ids: list[int] | None = None  # the generated token ids (same text on two devices = same ids)
     device_state_before: DeviceState | None = None
     device_state_after: DeviceState | None = None
     stamps_ns: Stamps | None = None

@@ -1,0 +1,104 @@
+"""The emulated ARM64 Galaxy S24: its shell and every program it runs are aarch64 (qemu-user),
+no Python is offered, and our TVM bundles reach it through the harness's kit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.devices.adb import AdbDevice
+from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+from harness.errors import UserError
+from harness.kits.userland import arm64_blocker
+from harness.runners.base import elf_machine
+from .conftest import ADB, TIME_SCALE, adb, wait_online
+
+BLOCKER = arm64_blocker()
+pytestmark = [pytest.mark.skipif(ADB is None, reason="Debian's adb is not installed (apt-get install -y adb)"),
+              pytest.mark.skipif(BLOCKER is not None, reason=f"no ARM64 emulation here: {BLOCKER}")]
+
+
+@pytest.fixture(scope="module")
+def arm_phone(adb_server, tmp_path_factory):
+    device = EmulatedDevice(load_profile("galaxy-s24"), tmp_path_factory.mktemp("arm-phone"), time_scale=TIME_SCALE, arch="aarch64")
+    device.start()
+    wait_online(adb_server, device.serial)
+    yield device
+    adb(adb_server, "disconnect", device.serial)
+    device.stop()
+
+
+def test_the_phone_runs_aarch64_programs_and_offers_no_python(adb_server, arm_phone):
+    dev = AdbDevice(arm_phone.serial, f"127.0.0.1:{adb_server}")
+    info = dev.info()
+    assert (info.machine, info.emulated, info.abi) == ("aarch64", True, "arm64-v8a")
+    assert elf_machine(arm_phone.root / "system/bin/busybox") == "aarch64"  # the shell itself
+    code, out, _ = dev.run("uname -m; echo $0; getprop ro.product.model | grep -c SM-S921B")
+    assert code == 0 and out.split() == ["aarch64", "/system/bin/sh", "1"]
+    assert dev.run("command -v python3 || command -v python")[0] != 0
+    assert dev.python_runner() == "kit"  # a stock ARM64 phone: the harness brings its own
+    with pytest.raises(UserError, match="no Python runner configured"):
+        dev.runner_python()
+
+
+def run_records(out_dir) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "records.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_server, arm_phone, tmp_path):
+    """q0f32: the ARM64 build's greedy tokens equal the host's exactly (16 of them)."""
+    from harness.benchmark import run_benchmark
+    from harness.results.schema import RunSpec
+
+    spec = RunSpec(model="dummy:tiny-llama", quantization="q0f32", device=f"adb:{arm_phone.serial}", tasks=["summ"],
+                   lengths=[200], repeats=1, warmup=0, max_new_tokens=16)
+    quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
+    arm = run_benchmark(spec, tmp_path / "arm", **quiet)
+    host = run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
+    assert arm.measured == host.measured == 1
+    (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
+    assert on_arm["device"]["machine"] == "aarch64" and on_arm["device"]["emulated"] is True
+    assert on_arm["target"] == "arm64-linux" and on_arm["runner"] == "python"
+    assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
+    assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
+    run_info = json.loads((tmp_path / "arm" / "run.json").read_text())
+    assert run_info["deploy"]["bytes_pushed"] > 0
+    # the kit and the bundle are on the phone now, checked by sha256: nothing is pushed again
+    again = run_benchmark(spec, tmp_path / "arm-again", **quiet)
+    assert again.measured == 1 and json.loads((tmp_path / "arm-again" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
+
+
+def small_kit(tmp_path, contents: dict[str, bytes]) -> dict:
+    """A kit of one tiny layer per entry, in the form harness.kits.tvm_kit.load_kit returns."""
+    from harness.cache import file_sha256
+    from harness.kits.tvm_kit import _write_tar
+
+    paths = {}
+    for name, data in contents.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "hello.txt").write_bytes(data)
+        paths[name] = tmp_path / f"{name}.tar"
+        _write_tar(paths[name], tmp_path / name)
+    return {"layers": {n: file_sha256(p) for n, p in paths.items()}, "paths": {n: str(p) for n, p in paths.items()}}
+
+
+def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(adb_server, arm_phone, tmp_path, monkeypatch):
+    import harness.kits.tvm_kit as tvm_kit
+
+    kit = small_kit(tmp_path, {"python": b"py", "site": b"site", "app": b"app v1"})
+    monkeypatch.setattr(tvm_kit, "build_kit", lambda log=print: tmp_path)
+    monkeypatch.setattr(tvm_kit, "load_kit", lambda folder: kit)
+    dev = AdbDevice(arm_phone.serial, f"127.0.0.1:{adb_server}")
+    dev.clean()
+    assert dev.install_kit() == sum((tmp_path / f"{n}.tar").stat().st_size for n in kit["layers"])
+    app = arm_phone.root / "data/local/tmp/slm-bench/kit/app"
+    assert (app / "hello.txt").read_text() == "app v1" and (app / ".sha256").read_text().strip() == kit["layers"]["app"]
+    assert dev.install_kit() == 0  # every layer's marker matches: nothing pushed
+    (app / ".sha256").unlink()  # as if the unpack had been interrupted
+    assert dev.install_kit() == (tmp_path / "app.tar").stat().st_size  # only that layer again
+    monkeypatch.setattr(AdbDevice, "free_bytes", lambda self: 10)
+    (app / ".sha256").unlink()
+    with pytest.raises(UserError, match=r"has 0 MB free .* the TVM kit needs .* devices clean"):
+        dev.install_kit()

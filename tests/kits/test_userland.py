@@ -1,0 +1,31 @@
+"""Where ARM64 programs cannot run, the reason is one line naming the fix."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+import harness.kits.userland as userland
+from harness.cli import cli
+
+
+def test_not_root_without_binfmt_says_so(monkeypatch):
+    monkeypatch.setattr(userland, "_binfmt_enabled", lambda: False)
+    monkeypatch.setattr(userland.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(userland.os, "geteuid", lambda: 1000)
+    reason = userland.arm64_blocker()
+    assert "only root" in reason and "slm-bench kit userland" in reason and "\n" not in reason
+
+
+def test_without_qemu_the_fix_is_the_package(monkeypatch):
+    monkeypatch.setattr(userland, "_binfmt_enabled", lambda: False)
+    monkeypatch.setattr(userland.shutil, "which", lambda name: None)
+    monkeypatch.setattr(userland.Path, "exists", lambda self: False)
+    assert "apt-get install -y qemu-user-static" in userland.arm64_blocker()
+
+
+def test_emulate_arm64_refuses_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(userland, "arm64_blocker", lambda: "qemu-user is not installed; install it: apt-get install -y qemu-user-static")
+    result = CliRunner().invoke(cli, ["devices", "emulate", "--arch", "arm64", "--port", "0", "--root", str(tmp_path / "p")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: the emulated ARM64 phone: qemu-user is not installed; install it: apt-get install -y qemu-user-static"]
