@@ -53,7 +53,7 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_ser
     from harness.results.schema import RunSpec
 
     spec = RunSpec(model="dummy:tiny-llama", quantization="q0f32", device=f"adb:{arm_phone.serial}", tasks=["summ"],
-                   lengths=[200], repeats=1, warmup=0, max_new_tokens=16)
+                   lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=16)
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     arm = run_benchmark(spec, tmp_path / "arm", **quiet)
     host = run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
