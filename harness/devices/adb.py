@@ -59,6 +59,9 @@ class _ShellPipe:
     def __init__(self, connection):
         self._conn = connection
         sock = connection.conn
+        # No read timeout: a request may compute for many minutes between two lines (a large
+        # model at L=1000, or any model under emulation); a lost phone closes the stream instead.
+        sock.settimeout(None)
         self.stdin = sock.makefile("w", encoding="utf-8", newline="\n")
         self.stdout = sock.makefile("r", encoding="utf-8", newline="\n")
         self._closed = False

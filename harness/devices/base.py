@@ -33,7 +33,10 @@ class RunnerProcess:
 
     def read(self) -> dict:
         while True:
-            line = self.proc.stdout.readline()
+            try:
+                line = self.proc.stdout.readline()
+            except OSError:  # the stream broke under us (adb server gone, socket reset)
+                line = ""
             if not line:
                 raise DeviceGone(self._gone_message())
             line = line.strip()
