@@ -39,7 +39,8 @@ def devices(ctx, adb_server, as_json):
         return
     for r in rows:
         ram = f"{r['ram_bytes'] / 2**30:.1f} GiB" if r.get("ram_bytes") else "?"
-        click.echo(f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} profile {r['profile']}")
+        cpu = (r.get("machine") or "?") + (" (emulated)" if r.get("emulated") else "")
+        click.echo(f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}")
 
 
 @devices.command("emulate")
