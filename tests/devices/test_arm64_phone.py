@@ -102,3 +102,45 @@ def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(adb_s
     (app / ".sha256").unlink()
     with pytest.raises(UserError, match=r"has 0 MB free .* the TVM kit needs .* devices clean"):
         dev.install_kit()
+
+
+@pytest.mark.slow
+def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phone, tmp_path):
+    """The whole path with real weights: one SmolLM2-135M request (L=200, 4 tokens) compiled for
+    arm64-linux and run by the kit as aarch64 code. Its greedy tokens are the host's; where the
+    two builds' rounding differs, teacher-forced next-token agreement must still be >= 90%.
+    (About 6 minutes: qemu computes floating point in software.)"""
+    from harness.benchmark import run_benchmark
+    from harness.results.schema import RunSpec
+
+    spec = RunSpec(model="smollm2-135m-instruct", quantization="q4f16_1", device=f"adb:{arm_phone.serial}", tasks=["summ"],
+                   lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4)
+    quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
+    run_benchmark(spec, tmp_path / "arm", **quiet)
+    run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
+    (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
+    assert on_arm["status"] == "ok" and (on_arm["device"]["machine"], on_arm["device"]["emulated"]) == ("aarch64", True)
+    assert on_arm["input_tokens"] == on_host["input_tokens"]  # the same prompt, tokenized on the phone
+    if on_arm["output_ids"] != on_host["output_ids"]:
+        assert teacher_forced_agreement(adb_server, arm_phone, tmp_path, on_host) >= 0.9
+    else:
+        assert on_arm["output_text"] == on_host["output_text"]
+
+
+def teacher_forced_agreement(adb_server, arm_phone, tmp_path, host_record: dict) -> float:
+    """Feed the host's greedy tokens to the phone's runner ("follow") and count how often the
+    phone's greedy choice is the host's next token."""
+    from harness.prompts.suite import load_suite
+
+    dev = AdbDevice(arm_phone.serial, f"127.0.0.1:{adb_server}")
+    bundle = next((arm_phone.root / "data/local/tmp/slm-bench/bundles").glob("smollm2-135m-instruct-q4f16_1-arm64-linux-*"))
+    prompt = next(p for p in load_suite() if p.id == host_record["prompt_id"])
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(prompt.model_dump_json() + "\n")
+    remote = "/data/local/tmp/slm-bench/bundles/" + bundle.name
+    runner = dev.start_runner(remote, prompts, {}, len(host_record["output_ids"]), "speed", tmp_path / "runner.log")
+    try:
+        choices = runner.request({"op": "follow", "prompt_id": prompt.id, "tokens": host_record["output_ids"]})["choices"]
+    finally:
+        runner.close()
+    return sum(a == b for a, b in zip(choices, host_record["output_ids"])) / len(choices)
