@@ -11,6 +11,10 @@ text, rendered with the model's chat template on the host, and prints ``llama_pe
 lines on stderr (``common_perf_print`` in 2025+ builds): prompt eval time over the prompt's tokens, eval time over the decode runs. The
 first output token is sampled from the prompt's logits, so there are runs + 1 output tokens and
 TTFT is the prompt eval time (sampling not included: labelled estimated).
+
+The binary: ``--runner-bin``, the runner's variable or ``SLM_BENCH_LLAMA_BIN_DIR``; where none
+names one, the llama.cpp the harness builds itself (``harness.kits.llamacpp``): static aarch64 for
+an ARM64 phone, the host build (after PATH) for an x86_64 device.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.kits.llamacpp import ARCHES
 from harness.runners.base import (
+    ELF_MACHINES,
     NativeRunner,
     Phases,
     RunnerFailed,
@@ -128,28 +135,57 @@ class _LlamaCppRunner(NativeRunner):
     env_var = ""
 
     def setup(self) -> dict:
-        binary = self._find()
-        check_abi(binary, self.target.arch(), self.target.name, f"build llama.cpp for that CPU (README: On a real phone: runners) and pass it with --runner-bin or {self.env_var}")
+        device_arch = self.target.arch()
+        binary, source = self._find(device_arch)
+        check_abi(binary, device_arch, self.target.name, f"build llama.cpp for that CPU (README: On a real phone: runners) and pass it with --runner-bin or {self.env_var}")
         libs = libraries_beside(binary)
-        self.folder, sent = self.target.place({binary.name: binary, **libs}, f"llama.cpp-{binary.parent.name}")
+        # a harness-built kit is named by its content key, so two kits never share a folder there
+        label = binary.parent.parent.name if source.startswith("harness-built") else binary.parent.name
+        self.folder, sent = self.target.place({binary.name: binary, **libs}, f"llama.cpp-{label}")
         model = gguf_path(self.ctx.model, self.ctx.bundle)
         # named by content: every llama.cpp bundle calls its file model.gguf
         remote_name = model.name if model.name != "model.gguf" else f"{Path(self.ctx.bundle).name}.gguf"
         self.model_folder, sent_model = self.target.place({remote_name: model}, "models")
         self.exe = posixpath.join(self.folder, binary.name)
         self.model_path = posixpath.join(self.model_folder, remote_name)
-        provenance = binary_provenance(binary, libs, "--runner-bin / env / PATH")
+        provenance = binary_provenance(binary, libs, source)
         provenance.update(runner=self.name, model_file=str(model), bytes_pushed=sent + sent_model)
         return provenance
 
-    def _find(self) -> Path:
-        errors = []
-        for name in self.binaries:
-            try:
-                return find_binary(name, self.ctx.runner_bin, self.env_var, "SLM_BENCH_LLAMA_BIN_DIR", BUILD_FIX)
-            except UserError as exc:
-                errors.append(exc)
-        raise errors[0]
+    def _find(self, device_arch: str) -> tuple[Path, str]:
+        """(binary, where it came from): --runner-bin, the runner's variable or
+        SLM_BENCH_LLAMA_BIN_DIR; else, for an ARM64 phone, the harness-built static kit; else PATH,
+        then the harness-built host kit (x86_64)."""
+        arm64 = device_arch in ELF_MACHINES[0xB7][1]
+        configured = self.ctx.runner_bin or os.environ.get(self.env_var) or os.environ.get("SLM_BENCH_LLAMA_BIN_DIR")
+        # a llama.cpp on this host's PATH is built for this host, not for an ARM64 phone
+        if configured or (not arm64 and any(shutil.which(n) for n in self.binaries)):
+            errors = []
+            for name in self.binaries:
+                try:
+                    return find_binary(name, self.ctx.runner_bin, self.env_var, "SLM_BENCH_LLAMA_BIN_DIR", BUILD_FIX), "--runner-bin / env / PATH"
+                except UserError as exc:
+                    errors.append(exc)
+            raise errors[0]
+        kit_arch = "aarch64" if arm64 else device_arch
+        looked = f"--runner-bin, {self.env_var}, SLM_BENCH_LLAMA_BIN_DIR{'' if arm64 else ', PATH'}"
+        if kit_arch not in ARCHES:
+            raise UserError(f"runner binary {self.binaries[0]} not found (looked at {looked}); {BUILD_FIX}")
+        return self._kit_binary(kit_arch, looked)
+
+    def _kit_binary(self, arch: str, looked: str) -> tuple[Path, str]:
+        from harness.kits import llamacpp
+
+        log = self.ctx.log or print
+        if llamacpp.built_kit(arch) is None:
+            log(f"no llama.cpp binary configured ({looked}): building llama.cpp for {arch} once "
+                f"(minutes; cached after; `slm-bench kit llama.cpp --arch {arch}` prepares it ahead)")
+        try:
+            bin_dir = llamacpp.build_llamacpp(arch, log=log)
+        except UserError as exc:
+            raise UserError(f"runner binary {self.binaries[0]} not found (looked at {looked}) and the harness could not build it: {exc}") from None
+        kind = "static" if arch == "aarch64" else "shared"
+        return bin_dir / self.binaries[0], f"harness-built llama.cpp {llamacpp.VERSION} {kind} {arch}"
 
     def _threads(self) -> str:
         """``-t N`` from SLM_BENCH_LLAMA_THREADS (e.g. the phone's big cores); else llama.cpp's default."""

@@ -35,13 +35,62 @@ def no_runner_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
 
 
-def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env):
+def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env, monkeypatch):
     with pytest.raises(UserError, match=r"runner binary mlc_cli_chat not found \(looked at --runner-bin, SLM_BENCH_MLC_CLI, PATH\); download Qualcomm's mlc_llm-utils"):
         MlcCli(context(tmp_path)).setup()
     with pytest.raises(UserError, match=r"runner binary llama_main not found .*SLM_BENCH_EXECUTORCH_MAIN.*; build ExecuTorch's llama_main for android-arm64"):
         ExecuTorch(context(tmp_path)).setup()
-    with pytest.raises(UserError, match=r"runner binary llama-completion not found .*SLM_BENCH_LLAMA_CLI, SLM_BENCH_LLAMA_BIN_DIR, PATH"):
+    from harness.kits import llamacpp
+
+    def no_cmake(arch, log=print):
+        raise UserError("building llama.cpp needs cmake, which is not on PATH; install it: apt-get install -y cmake")
+
+    monkeypatch.setattr(llamacpp, "build_llamacpp", no_cmake)  # nothing configured: the kit is tried last
+    with pytest.raises(UserError, match=r"runner binary llama-completion not found .*SLM_BENCH_LLAMA_CLI, SLM_BENCH_LLAMA_BIN_DIR, PATH\) "
+                                        r"and the harness could not build it: building llama.cpp needs cmake"):
         LlamaCli(context(tmp_path)).setup()
+
+
+def fake_kit(tmp_path: Path, machine: int) -> Path:
+    """A kit's bin dir whose tools are ELF headers for ``machine`` (enough for the ABI check)."""
+    import sys
+
+    bin_dir = tmp_path / f"llamacpp-{machine:x}-0123" / "bin"
+    bin_dir.mkdir(parents=True)
+    head = Path(sys.executable).resolve().read_bytes()[:64]
+    for tool in ("llama-bench", "llama-completion"):
+        (bin_dir / tool).write_bytes(head[:18] + machine.to_bytes(2, "little") + head[20:])
+    return bin_dir
+
+
+def test_without_a_configured_binary_the_runners_use_the_harness_built_kit(tmp_path, no_runner_env, monkeypatch):
+    import sys
+
+    from harness.kits import llamacpp
+    from harness.runners.base import Target
+
+    built = []
+    kits = {"aarch64": fake_kit(tmp_path, 0xB7), "x86_64": fake_kit(tmp_path, 0x3E)}
+    monkeypatch.setattr(llamacpp, "built_kit", lambda arch: None)
+    monkeypatch.setattr(llamacpp, "build_llamacpp", lambda arch, log=print: built.append(arch) or kits[arch])
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    model = types.SimpleNamespace(name="m", source=str(gguf))
+    logs = []
+    # an ARM64 phone: the static aarch64 kit (a llama.cpp on this host's PATH would be for this host)
+    monkeypatch.setattr(Target, "arch", lambda self: "aarch64")
+    provenance = LlamaBench(context(tmp_path, model=model, log=logs.append)).setup()
+    assert built == ["aarch64"] and provenance["binary"]["path"] == str(kits["aarch64"] / "llama-bench")
+    assert provenance["binary"]["source"] == f"harness-built llama.cpp {llamacpp.VERSION} static aarch64"
+    assert "building llama.cpp for aarch64 once" in logs[0]
+    # an x86_64 device (the desktop, the emulated x86 phone): the host kit, llama-completion for llama-cli
+    monkeypatch.setattr(Target, "arch", lambda self: "x86_64")
+    binary, source = LlamaCli(context(tmp_path, model=model))._find("x86_64")
+    assert built[-1] == "x86_64" and binary == kits["x86_64"] / "llama-completion" and source.endswith("shared x86_64")
+    assert LlamaBench(context(tmp_path, model=model)).setup()["binary"]["path"] == str(kits["x86_64"] / "llama-bench")
+    # --runner-bin overrides everything: no kit is built
+    provenance = LlamaBench(context(tmp_path, model=model, runner_bin=str(Path(sys.executable).resolve()))).setup()
+    assert provenance["binary"]["source"] == "--runner-bin / env / PATH" and len(built) == 3
 
 
 def test_models_the_native_runners_need_are_asked_for(tmp_path, no_runner_env, monkeypatch):
@@ -65,7 +114,7 @@ def test_models_the_native_runners_need_are_asked_for(tmp_path, no_runner_env, m
 def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
     bench = llama_bin("llama-bench")
     if bench is None:
-        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+        pytest.skip("llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
     from harness.models.resolve import resolve_model
 
     monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(bench))
@@ -86,8 +135,11 @@ def test_llama_bench_runs_the_llama_cpp_engines_q4_0_bundle(tmp_path, monkeypatc
     that ``--engine llama.cpp`` builds."""
     bench = llama_bin("llama-bench")
     if bench is None:
-        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
-    pytest.importorskip("llama_cpp", reason="the llama.cpp engine needs the [llamacpp] extra")
+        pytest.skip("llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
+    from tests.engines.test_llamacpp import WHY_NOT
+
+    if WHY_NOT:
+        pytest.skip(WHY_NOT)
     from harness.engines import get_engine
     from harness.models.resolve import resolve_model
     from harness.quantization import get_preset

@@ -30,7 +30,7 @@ def _cli(*args):
 def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_path, monkeypatch):
     bench = llama_bin("llama-bench")
     if bench is None:
-        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+        pytest.skip("llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
     monkeypatch.setenv("SLM_BENCH_LLAMA_BIN_DIR", str(bench.parent))
     monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")  # this host's 2 cores are shared
     out = tmp_path / "run"
@@ -93,7 +93,15 @@ def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, 
     monkeypatch.delenv("SLM_BENCH_LLAMA_BENCH")
     monkeypatch.delenv("SLM_BENCH_LLAMA_BIN_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(UserError, match=r"runner binary llama-bench not found \(looked at --runner-bin, SLM_BENCH_LLAMA_BENCH, SLM_BENCH_LLAMA_BIN_DIR, PATH\)"):
+    from harness.kits import llamacpp
+
+    def no_cmake(arch, log=print):
+        raise UserError("building llama.cpp needs cmake, which is not on PATH; install it: apt-get install -y cmake")
+
+    monkeypatch.setattr(llamacpp, "build_llamacpp", no_cmake)  # configured nothing: the harness's own build is tried last
+    # (PATH= hides the phone's `uname` too, so it reports its ABI property: arm64, then PATH is not searched)
+    with pytest.raises(UserError, match=r"runner binary llama-bench not found \(looked at --runner-bin, SLM_BENCH_LLAMA_BENCH, SLM_BENCH_LLAMA_BIN_DIR(, PATH)?\) "
+                                        r"and the harness could not build it: building llama.cpp needs cmake"):
         runner.setup()
 
 

@@ -76,7 +76,7 @@ def test_llama_bench_missing_test_or_key_is_one_line():
 def test_llama_bench_live_output_parses():
     bench = llama_bin("llama-bench")
     if bench is None:
-        pytest.skip("llama-bench is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+        pytest.skip("llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
     from harness.models.sources.builtin import smollm2_gguf
 
     model = smollm2_gguf(log=lambda *_: None)
@@ -120,7 +120,7 @@ def test_llama_perf_context_print_of_older_builds():
 def test_llama_completion_live_output_parses(tmp_path):
     exe = llama_bin("llama-completion") or llama_bin("llama-cli")
     if exe is None:
-        pytest.skip("llama-completion is not built here (set SLM_BENCH_LLAMA_BIN_DIR to llama.cpp's build/bin)")
+        pytest.skip("llama-completion is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
     from harness.models.sources.builtin import smollm2_gguf
 
     prompt = tmp_path / "p.txt"
