@@ -7,6 +7,7 @@ runner). Report, plot and CLI tests render them; nothing in them is typed by han
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,20 @@ if str(REPO_ROOT) not in sys.path:  # run without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
 
 from harness.results.schema import RunSpec  # noqa: E402
+
+
+def _harness_built_llama_cpp() -> None:
+    """The llama.cpp tests use the harness-built host kit where one is built (`slm-bench kit
+    llama.cpp --arch x86_64`, CI does); a test never builds it (minutes)."""
+    if not os.environ.get("SLM_BENCH_LLAMA_BIN_DIR"):
+        from harness.kits.llamacpp import built_kit
+
+        kit = built_kit(os.uname().machine)
+        if kit is not None:
+            os.environ["SLM_BENCH_LLAMA_BIN_DIR"] = str(kit)
+
+
+_harness_built_llama_cpp()
 
 TASKS = ("summ", "qs", "qa")
 LENGTHS = (200, 400, 600, 800, 1000)

@@ -24,7 +24,7 @@ from harness.errors import UserError
 ENGINES: dict[str, tuple[str, str]] = {
     # name -> (module, how to get it when it is missing)
     "tvm": ("harness.engines.tvm.engine", 'pip install -e .'),
-    "llama.cpp": ("harness.engines.llamacpp.engine", 'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores)'),
+    "llama.cpp": ("harness.engines.llamacpp.engine", 'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores; README: llama.cpp side by side)'),
 }
 
 

@@ -1,7 +1,8 @@
 """The llama.cpp engine: GGUF export, logits against TVM, and a run through the common runner.
 
 The export round trip needs only the ``gguf`` package; the rest needs llama-cpp-python (the
-optional ``llamacpp`` extra) and is skipped without it.
+optional ``llamacpp`` extra, with its own library or the harness-built host kit's) and is skipped
+without it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,23 @@ from harness.models.resolve import resolve_model
 from harness.models.sources.gguf_file import load_gguf
 from harness.quantization import get_preset
 
-needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason='llama-cpp-python is not installed (pip install -e ".[llamacpp]")')
+
+def why_no_llama_cpp() -> str | None:
+    """Why llama-cpp-python cannot run here (not installed; installed without its library and no
+    harness-built host kit to lend it one), or None."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return 'llama-cpp-python is not installed (pip install -e ".[llamacpp]")'
+    from harness.engines.llamacpp.engine import llama_cpp
+
+    try:
+        llama_cpp()
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+WHY_NOT = why_no_llama_cpp()
+needs_llama_cpp = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 QUIET = {"log": lambda *_: None}
 
 

@@ -7,5 +7,7 @@ source GGUF or an fp16 GGUF written from the model's tensors (``gguf_export.py``
 feeds token ids from the model's own tokenizer, exactly as it does for TVM, so both engines
 process identical inputs.
 
-Optional: ``pip install -e ".[llamacpp]"`` (llama-cpp-python builds llama.cpp from source).
+Optional: ``pip install -e ".[llamacpp]"`` (llama-cpp-python builds llama.cpp from source), or the
+binding alone (``CMAKE_ARGS=-DLLAMA_BUILD=OFF``) over the harness-built host kit
+(``harness.kits.llamacpp``), whose ``libllama.so`` the engine then loads.
 """

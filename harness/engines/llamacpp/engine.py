@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.util
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -30,11 +33,31 @@ FILE_TYPES = {
 
 
 def llama_cpp():
+    _use_harness_built_library()
     try:
         import llama_cpp as lib
     except ImportError:
-        raise UserError('the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores)') from None
+        raise UserError('the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores), '
+                        'or reuse the harness\'s build: slm-bench kit llama.cpp --arch x86_64 && CMAKE_ARGS="-DLLAMA_BUILD=OFF" pip install -e ".[llamacpp]"') from None
     return lib
+
+
+def _use_harness_built_library() -> None:
+    """llama-cpp-python installed without its C++ build (``CMAKE_ARGS=-DLLAMA_BUILD=OFF``, seconds
+    instead of ~20 min) loads ``libllama.so`` from ``LLAMA_CPP_LIB_PATH``: point it at the host kit
+    (``slm-bench kit llama.cpp --arch x86_64``), the same llama.cpp source as the binding's."""
+    if "llama_cpp" in sys.modules or os.environ.get("LLAMA_CPP_LIB_PATH"):
+        return
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or any((Path(p) / "lib" / "libllama.so").exists() for p in spec.submodule_search_locations or ()):
+        return  # not installed (said on import), or built with its own library
+    from harness.kits.llamacpp import built_kit
+
+    kit = built_kit(os.uname().machine)
+    if kit is None or not (kit / "libllama.so").is_file():
+        raise UserError("llama-cpp-python is installed without its llama.cpp library (LLAMA_BUILD=OFF); "
+                        f"build it: slm-bench kit llama.cpp --arch {os.uname().machine} (or set LLAMA_CPP_LIB_PATH)")
+    os.environ["LLAMA_CPP_LIB_PATH"] = str(kit)  # read by llama_cpp when it is imported
 
 
 def version() -> str:
