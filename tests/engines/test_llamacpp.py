@@ -109,3 +109,35 @@ def test_quality_generation_runs_on_a_llama_cpp_bundle():
     generator = BundleGenerator(bundle, max_new_tokens=12)
     answer = generator.generate("What is the capital of France? Answer in one word.")
     assert "Paris" in answer and 0 < generator.last_output_tokens <= 12
+
+
+def test_a_binding_without_its_library_borrows_the_host_kits(tmp_path, monkeypatch):
+    """llama-cpp-python installed with LLAMA_BUILD=OFF has no llama_cpp/lib: the engine points
+    LLAMA_CPP_LIB_PATH at the harness-built host kit, or says how to build one."""
+    import importlib.machinery
+    import sys
+
+    from harness.engines.llamacpp import engine
+    from harness.kits import llamacpp
+
+    package = tmp_path / "site" / "llama_cpp"
+    package.mkdir(parents=True)
+    spec = importlib.machinery.ModuleSpec("llama_cpp", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec if name == "llama_cpp" else None)
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    monkeypatch.delenv("LLAMA_CPP_LIB_PATH", raising=False)
+    kit = tmp_path / "kit" / "bin"
+    kit.mkdir(parents=True)
+    (kit / "libllama.so").write_bytes(b"")
+    monkeypatch.setattr(llamacpp, "built_kit", lambda arch: None)
+    with pytest.raises(UserError, match=r"installed without its llama.cpp library .*; build it: slm-bench kit llama.cpp --arch"):
+        engine._use_harness_built_library()
+    monkeypatch.setattr(llamacpp, "built_kit", lambda arch: kit)
+    engine._use_harness_built_library()
+    assert engine.os.environ["LLAMA_CPP_LIB_PATH"] == str(kit)
+    (package / "lib").mkdir()  # a binding with its own library keeps it
+    (package / "lib" / "libllama.so").write_bytes(b"")
+    monkeypatch.delenv("LLAMA_CPP_LIB_PATH")
+    engine._use_harness_built_library()
+    assert "LLAMA_CPP_LIB_PATH" not in engine.os.environ
