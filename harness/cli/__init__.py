@@ -31,7 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "docassist": ("harness.cli.docassist:docassist", "Build DocAssist data (chunks, summary, questions, QA) from documents."),
     "eval": ("harness.cli.eval:eval_cmd", "Score a model on a DocAssist split (BLEU, ROUGE, STS, intent accuracy)."),
     "compare": ("harness.cli.compare:compare", "Per-cell ratios of two runs; --fail-above PCT for CI."),
-    "kit": ("harness.cli.kit:kit", "Build device programs ahead of use (llama.cpp for arm64 or this host)."),
+    "kit": ("harness.cli.kit:kit", "Build device programs ahead of use (ARM64 userland, TVM kit, llama.cpp)."),
 }
 
 
