@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 import harness.kits.userland as userland
-from harness.cli import cli
+from harness.cli import cli, main
 
 
-def test_userland_without_arm64_emulation_is_one_line(monkeypatch):
+def test_userland_without_arm64_emulation_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(userland, "arm64_blocker", lambda: "qemu-user is not installed; install it: apt-get install -y qemu-user-static")
-    result = CliRunner().invoke(cli, ["kit", "userland"])
-    assert result.exit_code == 2
-    assert [line for line in result.output.splitlines() if line] == ["error: qemu-user is not installed; install it: apt-get install -y qemu-user-static"]
+    with pytest.raises(SystemExit) as stop:
+        main(["kit", "userland"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "error: qemu-user is not installed; install it: apt-get install -y qemu-user-static\n"
 
 
 def test_prepare_builds_each_kit_and_goes_on_without_arm64(monkeypatch):
