@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,48 @@ def test_unknown_runner_lists_the_known_ones():
 
     with pytest.raises(UserError, match=r"unknown runner 'mlc'; known runners: python, llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc"):
         get_runner("mlc")
+
+
+@pytest.mark.slow
+def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(adb_server, tmp_path_factory, monkeypatch):
+    """Nothing configured and an ARM64 phone: the harness builds (or finds) its static aarch64
+    llama.cpp, pushes that one file, and measures with it under qemu's neoverse-n1."""
+    from harness.kits import llamacpp
+    from harness.kits.userland import arm64_blocker
+
+    from tests.devices.conftest import TIME_SCALE, wait_online
+    from tests.engines.test_llamacpp import WHY_NOT
+
+    if (blocker := arm64_blocker()) is not None:
+        pytest.skip(f"no ARM64 emulation here: {blocker}")
+    if llamacpp.built_kit("aarch64") is None and not shutil.which("aarch64-linux-gnu-g++"):
+        pytest.skip("no aarch64 llama.cpp kit and no cross compiler to build it (apt-get install -y g++-aarch64-linux-gnu)")
+    if WHY_NOT:
+        pytest.skip(WHY_NOT)  # the Q4_0 bundle is quantized on the host by llama-cpp-python
+    from harness.benchmark import run_benchmark
+    from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+    from harness.results.journal import load
+    from harness.results.schema import RunSpec
+
+    for var in ("SLM_BENCH_LLAMA_BIN_DIR", "SLM_BENCH_LLAMA_BENCH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")
+    device = EmulatedDevice(load_profile("galaxy-s24"), tmp_path_factory.mktemp("arm-phone"), time_scale=TIME_SCALE, arch="aarch64")
+    device.start()
+    try:
+        wait_online(adb_server, device.serial)
+        spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", engine="llama.cpp", runner="llama-bench", device=f"adb:{device.serial}",
+                       tasks=["summ"], lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4)
+        out = tmp_path_factory.mktemp("run")
+        outcome = run_benchmark(spec, out, write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
+    finally:
+        device.stop()
+    (rec,), problems = load(out)
+    assert not problems and outcome.measured == 1
+    assert (rec.status, rec.runner, rec.engine, rec.output_tokens) == ("ok", "llama-bench", "llama.cpp", 4)
+    assert rec.runner_stats["model_type"].endswith("Q4_0") and rec.engine_version == "0 (llama-cpp-python-0.3.36)"
+    binary = json.loads((out / "run.json").read_text())["runner_binary"]
+    assert binary["binary"]["source"] == f"harness-built llama.cpp {llamacpp.VERSION} static aarch64" and binary["libraries"] == {}
+    kit = llamacpp.built_kit("aarch64")
+    pushed = device.root / "data/local/tmp/slm-bench/runners" / f"llama.cpp-{kit.parent.name}" / "llama-bench"
+    assert pushed.read_bytes() == (kit / "llama-bench").read_bytes()  # the static file itself, nothing beside it
