@@ -48,7 +48,7 @@ WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinu
 SITE_DROP = ("tvm/lib/libtvm_compiler.so", "tvm/lib/libtvm_runtime_cuda.so", "tvm/3rdparty", "tvm/src", "tvm/web",
              "tvm/include", "tvm_ffi/include")
 STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest/test")
-LAYERS = ("python", "site", "app")
+APP_LAYERS_KEPT = 5
 
 
 def runner_env(kit: str) -> dict[str, str]:
@@ -201,6 +201,9 @@ def _app_layer(folder: Path, log) -> Path:
     out.with_suffix(".tar.partial").rename(out)
     shutil.rmtree(work)
     log(f"phone kit app layer: {out.name}")
+    # Each code change makes a new layer: keep the newest few (another checkout may be using one).
+    for old in sorted(folder.glob("app-*.tar"), key=lambda p: p.stat().st_mtime)[:-APP_LAYERS_KEPT]:
+        old.unlink(missing_ok=True)
     return out
 
 
