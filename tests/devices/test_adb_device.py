@@ -261,6 +261,18 @@ def test_a_real_phone_without_python_gets_a_clear_error(adb_server, phone, monke
     assert dev.runner_python() == "/data/data/com.termux/files/usr/bin/python"
 
 
+def test_the_arm64_kit_is_refused_on_a_phone_of_another_cpu(adb_server, phone, monkeypatch):
+    """The x86_64 emulated phone claims arm64-v8a in its profile but runs x86_64 programs: it
+    gets no kit by default, and installing one is refused before anything is pushed."""
+    monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    dev.props["ro.slm_bench.host_python"] = ""  # no host Python either
+    assert dev.props["ro.product.cpu.abi"] == "arm64-v8a" and dev.machine == "x86_64"
+    assert dev.python_runner() is None
+    with pytest.raises(UserError, match=r"built for arm64-v8a \(aarch64\) but .* runs x86_64 programs; use a native runner"):
+        dev.install_kit()
+
+
 def test_devices_command_lists_the_phone_with_its_profile(adb_server, phone):
     from click.testing import CliRunner
 
