@@ -72,15 +72,19 @@ def require_arm64(what: str) -> None:
 
 
 def _mirror() -> str:
-    """The Debian mirror apt already uses on this machine (deb822 sources first, then the list)."""
+    """The Debian mirror to make the userland from: SLM_BENCH_DEBIAN_MIRROR, else the one apt
+    already uses on this machine (deb822 sources first, then sources.list). The packages are
+    Debian 12's, so an Ubuntu host's archive does not serve them: such a host names a mirror."""
+    if os.environ.get("SLM_BENCH_DEBIAN_MIRROR"):
+        return os.environ["SLM_BENCH_DEBIAN_MIRROR"]
     for path, prefix in ((Path("/etc/apt/sources.list.d/debian.sources"), "URIs:"), (Path("/etc/apt/sources.list"), "deb ")):
         try:
             for line in path.read_text().splitlines():
-                if line.startswith(prefix):
+                if line.startswith(prefix) and "debian" in line and "security" not in line:
                     return line.split()[1]
         except OSError:
             continue
-    raise UserError("no Debian mirror in /etc/apt/sources.list(.d): the ARM64 userland is made from Debian's arm64 packages; run on Debian or Ubuntu with apt configured")
+    raise UserError("no Debian mirror configured for apt here (the ARM64 userland is made from Debian 12's arm64 packages); set SLM_BENCH_DEBIAN_MIRROR to a Debian mirror's URL")
 
 
 def userland_path() -> Path:

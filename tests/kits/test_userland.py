@@ -29,3 +29,19 @@ def test_emulate_arm64_refuses_in_one_line(monkeypatch, tmp_path):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["error: the emulated ARM64 phone: qemu-user is not installed; install it: apt-get install -y qemu-user-static"]
+
+
+def test_the_debian_mirror_comes_from_the_user_or_apt(monkeypatch, tmp_path):
+    import pytest
+
+    from harness.errors import UserError
+
+    monkeypatch.setenv("SLM_BENCH_DEBIAN_MIRROR", "http://mirror.invalid/debian")
+    assert userland._mirror() == "http://mirror.invalid/debian"
+    monkeypatch.delenv("SLM_BENCH_DEBIAN_MIRROR")
+    ubuntu = tmp_path / "sources.list"
+    ubuntu.write_text("deb http://archive.invalid/ubuntu noble main\n")
+    real_path = userland.Path
+    monkeypatch.setattr(userland, "Path", lambda p: ubuntu if p == "/etc/apt/sources.list" else real_path(tmp_path / "none"))
+    with pytest.raises(UserError, match="set SLM_BENCH_DEBIAN_MIRROR"):
+        userland._mirror()
