@@ -201,7 +201,9 @@ def reference_quality_table(quality, ref, name: str) -> Table:
 
 def runs_table(data: RunData) -> Table:
     counts = {row["run"]: row for _, row in status_counts(data.df).iterrows()}
-    headers = ["run", "run id", "model", "quant", "device", "engine / target", "prompt set"]
+    # A run's folder is named by its run id unless --out chose another name: show the id only then.
+    with_id = any(name.rsplit("/", 1)[-1] != info.run_id for name, info in data.infos.items())
+    headers = ["run", *(["run id"] if with_id else []), "model", "quant", "device", "engine / target", "prompt set"]
     headers += ["ok", "failed", "skipped", "warmup", "created"]
     rows = []
     for name, info in data.infos.items():
@@ -209,7 +211,7 @@ def runs_table(data: RunData) -> Table:
         device = device_label(info.device.model_dump())
         prompt_set = f"{info.prompt_set} {info.prompt_set_hash[:12]}".strip()
         rows.append([
-            name, info.run_id, info.spec.model, info.spec.quantization, device,
+            name, *([info.run_id] if with_id else []), info.spec.model, info.spec.quantization, device,
             f"{info.spec.engine} / {info.spec.target}", prompt_set,
             *(str(c.get(k, 0)) for k in ("ok", "failed", "skipped", "warmup")), info.created,
         ])

@@ -108,3 +108,16 @@ def test_estimated_ttft_is_marked(tmp_path):
                               itps=2000.0, otps=20.0, repeat=i, ttft_estimated=True))
     markdown = write_report([folder], tmp_path / "report").markdown.read_text()
     assert "| ~0.12 [" in markdown and "~TTFT: estimated as prefill + one decode step" in markdown
+
+
+def test_runs_table_shows_the_run_id_only_where_the_folder_is_named_otherwise(measured_run_dir, tmp_path):
+    import json
+
+    run_id = json.loads((measured_run_dir / "run.json").read_text())["run_id"]
+    named_by_id = tmp_path / run_id
+    shutil.copytree(measured_run_dir, named_by_id)
+    runs = lambda md: md[md.index("## Runs"):].split("\n\n")[1]  # noqa: E731 - the section's first block
+    by_id = runs(write_report([named_by_id], tmp_path / "a").markdown.read_text())
+    assert "| run id |" not in by_id and by_id.count(run_id) == 1
+    renamed = runs(write_report([measured_run_dir], tmp_path / "b").markdown.read_text())
+    assert "| run id |" in renamed and run_id in renamed
