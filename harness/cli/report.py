@@ -40,6 +40,8 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     from harness.report.render import write_report
 
     outputs = write_report(list(run_dirs), out, baseline=baseline, L=length, reference=reference)
+    for problem in outputs.unreadable:  # on the console too, not only inside report.md
+        click.echo(f"warning: skipped unreadable journal line {problem}", err=True)
     for path in (outputs.markdown, outputs.html, outputs.csv):
         click.echo(f"wrote {path}", err=as_json)
     click.echo(f"wrote {len(outputs.plots)} plot files to {outputs.out_dir / 'plots'}", err=as_json)

@@ -66,6 +66,7 @@ class ReportOutputs:
     csv: Path
     plots: list[Path]
     summary: "pd.DataFrame" = field(repr=False)
+    unreadable: list[str] = field(default_factory=list)  # journal lines skipped: "<run>/records.jsonl:LINE: reason"
 
     def files(self) -> list[Path]:
         return [self.markdown, self.html, self.csv, *self.plots]
@@ -122,7 +123,8 @@ def write_report(
     md_path.write_text(render_markdown(title, baseline_note, problems, tables, plots, out), encoding="utf-8")
     html_path.write_text(render_html(title, baseline_note, problems, tables, plots), encoding="utf-8")
     summary.to_csv(csv_path, index=False)
-    return ReportOutputs(out, md_path, html_path, csv_path, plots, summary)
+    unreadable = data.problems + [f"baseline {p}" for p in (base.problems if base else [])]
+    return ReportOutputs(out, md_path, html_path, csv_path, plots, summary, unreadable)
 
 
 # -- content ----------------------------------------------------------------------------

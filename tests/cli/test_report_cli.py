@@ -31,3 +31,17 @@ def test_report_refuses_a_missing_run_dir(tmp_path):
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_report_prints_unreadable_journal_lines_on_the_console(measured_run_dir, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
+    run = tmp_path / "damaged"
+    shutil.copytree(measured_run_dir, run)
+    lines = (run / "records.jsonl").read_text().splitlines(keepends=True)
+    lines.insert(2, "{not json\n")
+    (run / "records.jsonl").write_text("".join(lines))
+    result = CliRunner().invoke(cli, ["report", str(run), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "warning: skipped unreadable journal line damaged/records.jsonl:3: not valid JSON" in result.stderr
