@@ -107,8 +107,7 @@ def _with_runner(spec: RunSpec, device) -> RunSpec:
     ARM64 phone through the harness's TVM kit); else the profile's runner (a native one)."""
     from harness.runners import check_runner
 
-    has_python = device.serial == "local" or device.python_runner() is not None
-    if "runner" not in spec.model_fields_set and device.profile.runner and not has_python:
+    if "runner" not in spec.model_fields_set and device.profile.runner and device.python_runner() is None:
         spec = spec.model_copy(update={"runner": device.profile.runner})
     check_runner(spec.runner)
     return spec

@@ -328,10 +328,12 @@ class AdbDevice(Device):
         """How harness.runner starts here: "device" (a Python on the phone), "host" (the emulated
         x86_64 phone runs the host's), "kit" (a stock ARM64 phone: the harness pushes its TVM
         kit, harness.kits.tvm_kit), or None (no way: only native runners)."""
-        if os.environ.get("SLM_BENCH_DEVICE_PYTHON") or self.profile.device_python:
+        if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
             return "device"
         if self.props.get("ro.slm_bench.host_python") == "1":
             return "host"
+        if self.profile.device_python:
+            return "device"
         from harness.kits.tvm_kit import ABI
 
         if self.props.get("ro.product.cpu.abi") == ABI and self.machine == "aarch64":
@@ -341,12 +343,11 @@ class AdbDevice(Device):
     def runner_python(self) -> str:
         """The Python that runs harness.runner on this device: SLM_BENCH_DEVICE_PYTHON, else the
         host's for the emulated x86_64 phone (it runs host programs in its sandbox), else the profile's."""
-        if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
-            return os.environ["SLM_BENCH_DEVICE_PYTHON"]
-        if self.props.get("ro.slm_bench.host_python") == "1":
+        kind = self.python_runner()
+        if kind == "device":
+            return os.environ.get("SLM_BENCH_DEVICE_PYTHON") or self.profile.device_python
+        if kind == "host":
             return sys.executable
-        if self.profile.device_python:
-            return self.profile.device_python
         raise UserError(
             f"{self.serial} ({self.profile.name}) has no Python runner configured: install Python on the phone "
             "(e.g. Termux) and set SLM_BENCH_DEVICE_PYTHON (and SLM_BENCH_DEVICE_PYTHONPATH to a pushed copy of harness/), "
