@@ -49,6 +49,7 @@ SITE_DROP = ("tvm/lib/libtvm_compiler.so", "tvm/lib/libtvm_runtime_cuda.so", "tv
              "tvm/include", "tvm_ffi/include")
 STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest/test")
 APP_LAYERS_KEPT = 5
+BASE_DIGESTS = "base.json"  # sha256 of python.tar and site.tar, written last: marks a complete base
 
 
 def runner_env(kit: str) -> dict[str, str]:
@@ -85,12 +86,13 @@ def build_kit(log=print) -> Path:
     pins = site_pins()
     base_key = _digest([userland.name, PYTHON, *WHEEL_PLATFORMS, *pins, *SITE_DROP, *STDLIB_DROP, _source_hash(Path(__file__))])
     base = cache_dir("kits") / f"tvm-kit-{ABI}-{base_key}"
-    if not (base / "site.tar").is_file():
+    if not (base / BASE_DIGESTS).is_file():
         _build_base(base, userland, pins, log)
     app_tar = _app_layer(cache_dir("kits", "tvm-kit-app"), log)
-    layers = {"python": base / "python.tar", "site": base / "site.tar", "app": app_tar}
-    kit = {"abi": ABI, "python": PYTHON, "packages": pins, "layers": {n: _sha256(p) for n, p in layers.items()},
-           "paths": {n: str(p) for n, p in layers.items()}}
+    # The base layers' digests were taken once when they were built (190 MB: not on every run).
+    digests = {**json.loads((base / BASE_DIGESTS).read_text()), "app": _sha256(app_tar)}
+    paths = {"python": base / "python.tar", "site": base / "site.tar", "app": app_tar}
+    kit = {"abi": ABI, "python": PYTHON, "packages": pins, "layers": digests, "paths": {n: str(p) for n, p in paths.items()}}
     (base / "kit.json").write_text(json.dumps(kit, indent=1))
     return base
 
@@ -122,6 +124,7 @@ def _build_base(out: Path, userland: Path, pins: list[str], log) -> None:
     _compile(site)
     _write_tar(work / "python.tar", python)
     _write_tar(work / "site.tar", site)
+    (work / BASE_DIGESTS).write_text(json.dumps({n: _sha256(work / f"{n}.tar") for n in ("python", "site")}))
     shutil.rmtree(python)
     shutil.rmtree(site)
     shutil.rmtree(out, ignore_errors=True)
@@ -173,13 +176,9 @@ def _compile(folder: Path) -> None:
     """Bytecode for every source, valid on the phone whatever the files' times after pushing."""
     import compileall
 
-    compileall.compile_dir(str(folder), quiet=2, workers=0, invalidation_mode=_unchecked(), ddir=None)
-
-
-def _unchecked():
     import py_compile
 
-    return py_compile.PycInvalidationMode.UNCHECKED_HASH
+    compileall.compile_dir(str(folder), quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
 def _app_layer(folder: Path, log) -> Path:

@@ -5,8 +5,9 @@ phone's shell offers: ``/system/bin/sh`` and its tools are a static aarch64 busy
 for Android's toybox; no Python, no glibc, no dynamic loader), ``/data``, ``/sdcard``, and the
 emulated ``/proc`` and ``/sys`` files. The kernel runs each aarch64 ELF through qemu-user
 (binfmt_misc, see ``harness.kits.userland``), so a shell command, a binary the harness pushes
-and every child they start execute ARM64 code; an x86_64 binary pushed there fails with
-"Exec format error", as on a phone. Programs share the host's network (``adb forward``).
+and every child they start execute ARM64 code. (The kernel would still run a static x86_64
+binary natively; the harness refuses binaries for the wrong CPU before pushing them, by their
+ELF header against ``uname -m``.) Programs share the host's network (``adb forward``).
 """
 
 from __future__ import annotations
