@@ -1,5 +1,6 @@
-"""What every engine's bundle shares: built under a temporary name and renamed into place, the
-model's tokenizer files, and a manifest that lists every file with its sha256.
+"""What every engine's bundle shares: built under a temporary name and renamed into place
+(``harness.cache.build_atomically``), the model's tokenizer files, and a manifest that lists every
+file with its sha256.
 
 A bundle is a folder in the content-addressed cache (``cache_dir("bundles")``); engines decide
 what goes in it (a TVM library and weight shards, a GGUF) and the cache key.
@@ -8,35 +9,10 @@ what goes in it (a TVM library and weight shards, a GGUF) and the cache key.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.cache import cache_dir, file_sha256
 from harness.errors import UserError
-
-
-def build_atomically(out: Path, build_into: Callable[[Path], None]) -> Path:
-    """Run ``build_into(work_dir)`` and rename the result to ``out``: a crash never leaves a
-    half-written bundle under the final name, and a full disk is a one-line error."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
-        build_into(work)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except OSError as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        if exc.errno == 28:
-            raise UserError(f"disk full while writing the bundle under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere") from None
-        raise
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return out
 
 
 def cache_folder(model, preset, kind: str, key: str) -> Path:

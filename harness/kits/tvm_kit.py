@@ -33,6 +33,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from harness.cache import build_atomically
 from harness.errors import UserError
 
 ABI = "arm64-v8a"
@@ -104,9 +105,11 @@ def load_kit(folder: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 def _build_base(out: Path, userland: Path, pins: list[str], log) -> None:
     start = time.monotonic()
-    work = out.with_name(out.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    build_atomically(out, lambda work: _base_layers(work, userland, pins, log))
+    log(f"phone kit base layers ready in {time.monotonic() - start:.0f} s ({_size_mb(out)} MB)")
+
+
+def _base_layers(work: Path, userland: Path, pins: list[str], log) -> None:
     site = work / "site"
     log(f"cross-installing {len(pins)} aarch64 wheels for the phone kit")
     platforms = [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
@@ -127,9 +130,6 @@ def _build_base(out: Path, userland: Path, pins: list[str], log) -> None:
     (work / BASE_DIGESTS).write_text(json.dumps({n: _sha256(work / f"{n}.tar") for n in ("python", "site")}))
     shutil.rmtree(python)
     shutil.rmtree(site)
-    shutil.rmtree(out, ignore_errors=True)
-    work.rename(out)
-    log(f"phone kit base layers ready in {time.monotonic() - start:.0f} s ({_size_mb(out)} MB)")
 
 
 def _python_tree(dest: Path, userland: Path, site: Path) -> Path:

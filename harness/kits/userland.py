@@ -23,6 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness.cache import build_atomically, cache_dir
 from harness.errors import UserError
 
 SUITE = "bookworm"  # Debian 12: Python 3.11, the same minor version as the cp311 wheels we pin
@@ -87,9 +88,15 @@ def _mirror() -> str:
     raise UserError("no Debian mirror configured for apt here (the ARM64 userland is made from Debian 12's arm64 packages); set SLM_BENCH_DEBIAN_MIRROR to a Debian mirror's URL")
 
 
-def userland_path() -> Path:
-    from harness.cache import cache_dir
+def _mmdebstrap(work: Path) -> None:
+    cmd = ["mmdebstrap", "--arch=arm64", "--variant=extract", f"--include={','.join(PACKAGES)}", SUITE, str(work), f"deb {_mirror()} {SUITE} main"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"mmdebstrap failed ({tail}); check that apt reaches its Debian mirror, then rerun")
 
+
+def userland_path() -> Path:
     key = f"{SUITE}-" + "-".join(sorted(PACKAGES))
     return cache_dir("kits") / f"arm64-userland-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
@@ -101,16 +108,8 @@ def prepare_userland(log=print) -> Path:
         return out
     if not shutil.which("mmdebstrap"):
         raise UserError(f"mmdebstrap is missing, so the ARM64 userland cannot be made; install it: {APT_FIX}")
-    work = out.with_name(out.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
     log(f"making the arm64 userland ({', '.join(PACKAGES)} from Debian {SUITE}) in {out}")
     start = time.monotonic()
-    cmd = ["mmdebstrap", "--arch=arm64", "--variant=extract", f"--include={','.join(PACKAGES)}", SUITE, str(work), f"deb {_mirror()} {SUITE} main"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"mmdebstrap failed ({tail}); check that apt reaches its Debian mirror, then rerun")
-    work.rename(out)
+    build_atomically(out, _mmdebstrap)
     log(f"arm64 userland ready in {time.monotonic() - start:.0f} s")
     return out

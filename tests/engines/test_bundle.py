@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engines.bundle import build_atomically, verify_files, write_manifest
+from harness.cache import build_atomically
+from harness.engines.bundle import verify_files, write_manifest
 from harness.errors import UserError
 
 

@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from harness.cache import build_atomically
 from harness.engines import host_cores
-from harness.engines.bundle import base_manifest, build_atomically, cache_folder, verify_files, write_manifest, write_model_files
+from harness.engines.bundle import base_manifest, cache_folder, verify_files, write_manifest, write_model_files
 from harness.errors import UserError
 
 NAME = "llama.cpp"

@@ -15,8 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness.cache import build_atomically
 from harness.engines import host_cores
-from harness.engines.bundle import base_manifest, build_atomically, cache_folder, verify_files, write_manifest, write_model_files
+from harness.engines.bundle import base_manifest, cache_folder, verify_files, write_manifest, write_model_files
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset
@@ -186,8 +187,6 @@ def _export_library(executable, path: Path, target_name: str, log=print) -> None
 def _export_cross(executable, path: Path, compiler: str) -> None:
     """A loadable library for another CPU, linked by a cross compiler on this host."""
     from tvm.support import cc
-
-    from harness.errors import UserError
 
     if not shutil.which(compiler):
         raise UserError(f"{compiler} is missing, so the ARM64 model library cannot be linked; install it: apt-get install -y gcc-aarch64-linux-gnu")
