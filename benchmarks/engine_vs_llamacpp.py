@@ -1,11 +1,19 @@
-"""Our TVM engine vs llama.cpp on SmolLM2-135M-Instruct: prefill and decode tokens/s, one run.
+"""Our TVM engine vs llama.cpp's best CPU path: prefill and decode tokens/s, one run.
+
+The reference is llama.cpp on GGUF Q4_0 made by llama.cpp's own quantizer from the same source
+weights (``--ref q4_0``, the default; its CPU backend repacks Q4_0 for its integer dot-product
+kernels), or the GGUF as SmolLM2 ships it (``--ref shipped``: Q4_1 with a Q8_0 head). Ours is
+``--ours q4f16_1a8`` by default (int8 activations on integer dot products; ``q4f16_1`` is the
+float-activation path MLC defines).
 
 Both engines get the same token ids, the same thread count and the same protocol, interleaved
 (ours, ref, ours, ref, ...) so that drift in the machine's state (thermal, another process) hits
-both alike. The memory bandwidth is measured in the same run to give each engine its decode
-ceiling (bandwidth / weight bytes read per token). The last stdout line is one JSON object.
+both alike. Measured in the same run: the memory bandwidth, for each engine's decode ceiling
+(bandwidth / weight bytes read per token), and the compute peaks (``peak.py``: fp32 FMA and
+int8-dot loops), for prefill as a share of what the CPU can do. The last stdout line is one
+JSON object.
 
-    python benchmarks/engine_vs_llamacpp.py [--lengths 200,400] [--repeats 3] [--decode-tokens 64]
+    python benchmarks/engine_vs_llamacpp.py [--model M] [--lengths 200,400] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and L (median taken)")
     p.add_argument("--decode-tokens", type=int, default=64, help="greedy decode steps after each prefill")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads for both engines (default: cores in this process's affinity)")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="built-in or catalog model (catalog models without weights run on dummy weights of their shapes)")
+    p.add_argument("--ours", default="q4f16_1a8", help="our quantization preset (q4f16_1a8: int8 activations; q4f16_1: MLC's float path)")
+    p.add_argument("--ref", choices=("q4_0", "shipped"), default="q4_0", help="llama.cpp's format: Q4_0 from its own quantizer (default) or the GGUF as shipped")
     p.add_argument("--json-only", action="store_true", help="print only the JSON line (logs go to stderr)")
     args = p.parse_args(argv)
     args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
@@ -41,12 +52,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def import_llama_cpp():
-    """Fail in one line, before any slow step, when the optional reference engine is missing."""
+    """Fail in one line, before any slow step, when the reference engine is missing; the harness
+    points llama-cpp-python at its own llama.cpp build when the binding has none."""
+    from harness.engines.llamacpp.engine import llama_cpp
+    from harness.errors import UserError
+
     try:
-        import llama_cpp
-    except ImportError:
-        sys.exit('llama_cpp is not installed: pip install -e ".[bench]" (see benchmarks/README.md)')
-    return llama_cpp
+        return llama_cpp()
+    except UserError as exc:
+        sys.exit(str(exc))
 
 
 def memory_bandwidth_gbps() -> float:
@@ -175,15 +189,82 @@ def measure(engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int
 
 
 def print_table(results: list[dict], ceiling: dict, steps: int, out) -> None:
-    """Ratios are ours / llama.cpp: above 1 means our engine is faster."""
-    head = f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} | {'decode tok/s ours':>17} {'llama.cpp':>10} {'ratio':>6} | {'ceiling ours/llama.cpp':>22} | {'greedy agree':>12}"
+    """Ratios are ours / llama.cpp: above 1 means our engine is faster. Decode is also shown as
+    a share of each engine's bandwidth ceiling, prefill as a share of the int8-dot peak."""
+    head = (f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} {'% peak ours/ref':>16} | "
+            f"{'decode tok/s ours':>17} {'llama.cpp':>10} {'ratio':>6} {'% ceiling ours/ref':>19} | {'greedy agree':>12}")
     print(head, file=out)
     print("-" * len(head), file=out)
-    ceil = f"{ceiling['ours']:.0f}/{ceiling['ref']:.0f}"
     for r in results:
-        print(f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} {r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f}"
-              f" | {r['ours_decode_tps']:>17.1f} {r['ref_decode_tps']:>10.1f} {r['ours_decode_tps'] / r['ref_decode_tps']:>6.2f}"
-              f" | {ceil:>22} | {r['agree']:>5}/{steps + 1:<6}", file=out)
+        peak = f"{r['ours_prefill_peak_pct']:.0f}/{r['ref_prefill_peak_pct']:.0f}" if r.get("ours_prefill_peak_pct") is not None else "-"
+        ceil = f"{100 * r['ours_decode_tps'] / ceiling['ours']:.0f}/{100 * r['ref_decode_tps'] / ceiling['ref']:.0f}"
+        print(f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} {r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f} {peak:>16}"
+              f" | {r['ours_decode_tps']:>17.1f} {r['ref_decode_tps']:>10.1f} {r['ours_decode_tps'] / r['ref_decode_tps']:>6.2f} {ceil:>19}"
+              f" | {r['agree']:>5}/{steps + 1:<6}", file=out)
+
+
+def linear_macs_per_token(cfg) -> int:
+    """Multiply-adds of the linear layers for one prompt token (the LM head runs for the last
+    position only, so it is left out): what prefill's share of the peak is counted on."""
+    h, d = cfg.hidden_size, cfg.head_dim
+    per_layer = h * (cfg.num_heads + 2 * cfg.num_kv_heads) * d + cfg.num_heads * d * h
+    per_layer += h * cfg.intermediate_size * (2 if cfg.gated_mlp else 1) + cfg.intermediate_size * h
+    return per_layer * cfg.num_layers
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the vector / dot-product features that decide the kernels."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
+                name = value.strip()
+            if key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "fphp")
+    return f"{name} ({' '.join(f for f in wanted if f in flags) or 'no vector features listed'})"
+
+
+def gguf_format(path) -> str:
+    """The GGUF's tensor types by share of bytes, e.g. "Q4_0 (94%), Q6_K (5%), F32 (1%)"."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    by_type = Counter()
+    for t in GGUFReader(path).tensors:
+        by_type[t.tensor_type.name] += int(t.n_bytes)
+    total = sum(by_type.values())
+    return ", ".join(f"{name} ({100 * n / total:.0f}%)" for name, n in by_type.most_common())
+
+
+def reference_gguf(args, model, log):
+    """The llama.cpp model file: Q4_0 quantized by llama.cpp from the same source weights, or the
+    GGUF as shipped (SmolLM2's Q4_1)."""
+    from harness.engines.llamacpp import engine as llamacpp_engine
+    from harness.quantization import get_preset
+
+    if args.ref == "shipped":
+        if args.model != "smollm2-135m-instruct":
+            sys.exit(f"--ref shipped needs a model that ships as GGUF (smollm2-135m-instruct), not {args.model}")
+        from harness.models.sources.builtin import smollm2_gguf
+
+        return smollm2_gguf(log)
+    return llamacpp_engine.build(model, get_preset("q4f16_1"), log=log) / llamacpp_engine.GGUF_NAME
+
+
+def add_peak_shares(results: list[dict], macs: int, peaks: dict) -> None:
+    """Prefill's linear-layer throughput as % of the int8-dot peak (both engines run int8 dot
+    products), or of the fp32 FMA peak where the CPU has no int8 kernels of ours."""
+    peak = peaks["int8_gops"] or peaks["fp32_gflops"]
+    for r in results:
+        for name in ("ours", "ref"):
+            r[f"{name}_prefill_peak_pct"] = round(100 * r[f"{name}_prefill_tps"] * 2 * macs / 1e9 / peak, 1)
 
 
 def main(argv=None) -> None:
@@ -193,14 +274,20 @@ def main(argv=None) -> None:
     out = sys.stderr if args.json_only else sys.stdout
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - keeps stdout for the table and JSON
 
+    from peak import measure_peaks
+
     from harness.engines.tvm.compile import compile_model
-    from harness.models.sources.builtin import load_smollm2, smollm2_gguf
+    from harness.engines.tvm.targets import resolve
+    from harness.models.resolve import resolve_model
     from harness.quantization import get_preset
 
-    gguf_path = smollm2_gguf(log)
-    bundle = compile_model(load_smollm2(log), get_preset("q4f16_1"), "llvm", log=log)
+    model = resolve_model(args.model, log)
+    gguf_path = reference_gguf(args, model, log)
+    bundle = compile_model(model, get_preset(args.ours), "llvm", log=log)
+    manifest = json.loads((bundle / "manifest.json").read_text())
     bandwidth = memory_bandwidth_gbps()
-    weight_bytes = {"ours": json.loads((bundle / "manifest.json").read_text())["weight_bytes"], "ref": gguf_tensor_bytes(gguf_path)}
+    peaks = measure_peaks(resolve("llvm"), args.threads)
+    weight_bytes = {"ours": manifest["weight_bytes"], "ref": gguf_tensor_bytes(gguf_path)}
     ceiling = {name: round(bandwidth * 1e9 / b, 1) for name, b in weight_bytes.items()}
 
     engines = {"ours": OurEngine(bundle, args.threads), "ref": RefEngine(llama_cpp, gguf_path, args.threads)}
@@ -209,20 +296,33 @@ def main(argv=None) -> None:
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     results = measure(engines, token_sequences(args.lengths, engines["ours"].vocab), args.repeats, args.decode_tokens)
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
+    add_peak_shares(results, linear_macs_per_token(model.config), peaks)
 
-    print(f"SmolLM2-135M-Instruct, {args.threads} threads, median of {args.repeats}, {args.decode_tokens} decode steps; "
-          f"llama-cpp-python {llama_cpp.__version__} on {gguf_path.name}, ours q4f16_1 ({bundle.name})", file=out)
+    ref_format = gguf_format(gguf_path)
+    system_info = llama_cpp.llama_print_system_info().decode().strip()
+    print(f"{model.name} ({model.weights} weights), {args.threads} threads, median of {args.repeats}, {args.decode_tokens} decode steps", file=out)
+    print(f"CPU: {cpu_description()}", file=out)
+    print(f"ours: {manifest['quantization']} ({bundle.name}), activations {manifest.get('activations', 'float32')}, "
+          f"kernels: {manifest.get('kernels_detail', 'fp32 FMA')}", file=out)
+    print(f"llama.cpp: llama-cpp-python {llama_cpp.__version__} on {gguf_path.name}: {ref_format}; {system_info}", file=out)
     print(f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
-          f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes)", file=out)
+          f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s", file=out)
+    print(f"peaks ({args.threads} threads, peak.py): fp32 FMA {peaks['fp32_gflops']:.0f} GFLOP/s ({peaks['lanes']} lanes), "
+          f"int8 dot {peaks['int8_gops'] or 0:.0f} GOP/s ({peaks['isa'] or 'none'}); prefill counts {2 * linear_macs_per_token(model.config) / 1e6:.0f} MOP/token of linear layers", file=out)
     print(f"other processes used {foreign:.0%} of the CPUs during the timed runs", file=out)
     if foreign > 0.05:
         log("WARNING: the machine was not idle; these numbers are not comparable, rerun when it is")
     print_table(results, ceiling, args.decode_tokens, out)
     print(json.dumps({
         "results": [{k: r[k] for k in ("L", "ours_prefill_tps", "ref_prefill_tps", "ours_decode_tps", "ref_decode_tps")} for r in results],
+        "ref_format": f"{args.ref}: {ref_format}",
+        "ours_format": manifest["quantization"],
+        "model": model.name,
         "threads": args.threads,
         "bandwidth_gbps": round(bandwidth, 2),
         "decode_ceiling_tps": ceiling,
+        "peaks": peaks,
+        "cpu": cpu_description(),
         "llama_cpp_version": llama_cpp.__version__,
     }))
 

@@ -1,12 +1,16 @@
 """Named quantization presets, MLC-LLM style, and the packing that implements them.
 
 ``q4f16_1`` int4 symmetric, group 32 along K, fp16 scales (MLC's preset, the study's setting)
+``q4f16_1a8`` q4f16_1's weights and scales, activations quantized to int8 per group of 32 (one
+            fp32 scale each, llama.cpp's Q8_0) so that matmuls run on integer dot products
 ``q4f32_1`` the same grouping with fp32 scales
 ``q0f32``   no quantization, fp32 weights
 
-Activations are computed in float32 on CPU targets for every preset (fp16 arithmetic is slow
-on x86 and on ARM cores without FP16 vector support); the preset decides how weights and the
-KV cache are stored (fp16 KV cache for the f16 presets).
+Activations are float32 on CPU targets for every preset but ``q4f16_1a8`` (fp16 arithmetic is
+slow on x86 and on ARM cores without FP16 vector support); the preset decides how weights and
+the KV cache are stored (fp16 KV cache for the f16 presets). ``q4f16_1a8`` changes the numerics
+(int8 inputs to every linear layer), which is why it is a preset of its own, named in every
+record: ``q4f16_1`` stays the float-activation path MLC defines.
 
 Packing: W[N, K] -> per group of 32 along K, scale = max|w| / 7, q = round(w / scale) + 7 in
 [0, 14], eight q per uint32 word (k-th value at bits 4*(k % 8)), and the tiled layout
@@ -32,6 +36,7 @@ class QuantPreset:
     group_size: int
     scale_dtype: str  # storage dtype of the scales
     description: str
+    activations: str = "float32"  # "int8": linears quantize their input (kernels.matmul_int8)
 
     @property
     def quantized(self) -> bool:
@@ -52,9 +57,16 @@ class QuantPreset:
 
 PRESETS: dict[str, QuantPreset] = {
     "q4f16_1": QuantPreset("q4f16_1", 4, GROUP, "float16", "int4 symmetric, group 32, fp16 scales (MLC's preset)"),
+    "q4f16_1a8": QuantPreset("q4f16_1a8", 4, GROUP, "float16", "int4 symmetric, group 32, fp16 scales; int8 activations per group of 32 (integer dot products)", "int8"),
     "q4f32_1": QuantPreset("q4f32_1", 4, GROUP, "float32", "int4 symmetric, group 32, fp32 scales and compute"),
     "q0f32": QuantPreset("q0f32", 0, 0, "float32", "no quantization, fp32 weights"),
 }
+
+
+def float_twin(preset: QuantPreset) -> QuantPreset:
+    """The float-activation preset with the same weights: what an int8-activation preset
+    compiles to on a target without integer dot products."""
+    return PRESETS["q4f16_1"] if preset.activations == "int8" else preset
 
 
 def get_preset(name: str) -> QuantPreset:
@@ -114,6 +126,20 @@ def pack_linear(w: np.ndarray, preset: QuantPreset) -> dict[str, np.ndarray]:
     """A linear weight W[N, K] in the parameter names the engine's ``Linear`` declares."""
     if preset.quantized:
         q, s = quantize_q4(w, preset.scale_dtype)
-        words, scales = pack_q4(q, s)
+        words, scales = (pack_q4_a8 if preset.activations == "int8" else pack_q4)(q, s)
         return {"qweight": words, "qscale": scales}
     return {"weight": tile_f32(w)}
+
+
+def pack_q4_a8(q: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q [N, K], scale [N, K/32]) -> (bytes [N/L, K/32, 256] uint8, scales [N/L, K/32, L]) in
+    the layout the integer dot-product kernels read (``kernels.matmul_int8``): per tile and
+    group, [step j 0..3][half 0..1][column 0..7][kk 0..3], step j in the low nibble and step
+    j + 4 in the high one, where k = 32 g + 4 step + kk."""
+    n, k = q.shape
+    tiles, groups = n // LANES, k // GROUP
+    # axes of the reshape: tile, half, column, group, nibble (step // 4), step % 4, kk
+    split = q.reshape(tiles, 2, LANES // 2, groups, 2, 4, 4).transpose(0, 3, 5, 1, 2, 6, 4)
+    nibbles = split[..., 0] | (split[..., 1] << 4)
+    tiled_scale = np.ascontiguousarray(scale.reshape(tiles, LANES, groups).transpose(0, 2, 1))
+    return np.ascontiguousarray(nibbles.reshape(tiles, groups, GROUP * LANES // 2)), tiled_scale

@@ -52,6 +52,8 @@ def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
         "config": model.config.model_dump(mode="json"),
         "preset": preset.name,
         "target": target,
+        # the resolved target: its CPU (mcpu, features) decides which kernels are compiled in
+        "target_detail": str(targets.resolve(target)),
         "host_cores": host_cores() if target == "llvm" else None,
         "tvm": tvm.__version__,
         "engine": engine_source_hash(),
@@ -79,6 +81,8 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     from .weights import convert, write_shards
 
     target = targets.resolve(target_name)
+    preset = _preset_for(preset, target, target_name, log)
+    kernels = targets.matmul_kernels(target, preset)
     t0 = time.perf_counter()
     module = DecoderLM(model.config, preset, target)
     mod, named_params = module.export_tvm(spec=module.get_default_spec())
@@ -107,6 +111,9 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
         "format": BUNDLE_FORMAT,
         **base_manifest("tvm", tvm.__version__, model, preset, preset.description, target_name),
         "compute_dtype": "float32",
+        "activations": preset.activations,
+        "kernels": kernels,
+        "kernels_detail": targets.KERNEL_DESCRIPTIONS[kernels],
         "target_detail": str(target),
         "library": lib_name,
         "weight_bytes": meta["total_bytes"],
@@ -116,6 +123,21 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     }
     write_manifest(work, manifest)
     log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
+
+
+def _preset_for(preset: QuantPreset, target, target_name: str, log) -> QuantPreset:
+    """The preset that really compiles: an int8-activation preset on a target without integer
+    dot products becomes its float twin (same weights), said here and in the manifest."""
+    from harness.quantization import float_twin
+
+    from .kernels.matmul_int8 import ISAS
+
+    if preset.activations != "int8" or targets.matmul_kernels(target, preset) in ISAS:
+        return preset
+    twin = float_twin(preset)
+    log(f"{target_name} has no integer dot-product instructions the engine uses (x86 AVX2, ARM +dotprod): "
+        f"{preset.name} compiles as {twin.name} (same weights, float activations)")
+    return twin
 
 
 def _relax_pipeline(target):

@@ -3,8 +3,10 @@
 Parameter names declared here are the bundle's weight names; ``harness.engines.tvm.weights``
 produces arrays under exactly these names. Linears call the hand-scheduled kernels of
 ``kernels.matmul`` (GEMV when the traced sequence length is the static 1 of ``decode``, GEMM
-otherwise), or their thread-bound twins in ``kernels.matmul_gpu`` when the module is built with
-``gpu=True`` (same signatures and weight layouts); everything else is ordinary relax ops that the
+otherwise), their thread-bound twins in ``kernels.matmul_gpu`` when the module is built with
+``kernels="gpu"`` (same signatures and weight layouts), or the integer dot-product kernels of
+``kernels.matmul_int8`` (``kernels="avx2"`` / ``"neon-dot"``, for presets with int8
+activations, over their own weight layout); everything else is ordinary relax ops that the
 default lowering (plus dlight's GPU schedules on GPU targets) handles.
 """
 
@@ -17,7 +19,7 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from harness.quantization import GROUP, LANES, PACK, QuantPreset
 
-from .kernels import matmul, matmul_gpu
+from .kernels import matmul, matmul_gpu, matmul_int8
 
 DTYPE = "float32"
 
@@ -25,12 +27,20 @@ DTYPE = "float32"
 class Linear(nn.Module):
     """y = x W^T (+ b) with W stored tiled (and 4-bit group-quantized for q4 presets)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, preset: QuantPreset, gpu: bool = False):
+    def __init__(self, in_features: int, out_features: int, bias: bool, preset: QuantPreset, kernels: str = "float"):
         matmul.check_shape(out_features, in_features, preset.quantized)
         self.in_features, self.out_features, self.preset = in_features, out_features, preset
-        self.gpu = gpu  # thread-bound kernels (CUDA / OpenCL / Vulkan / Metal) instead of CPU ones
+        # "float" (CPU), "gpu" (thread-bound: CUDA / OpenCL / Vulkan / Metal), or the ISA of the
+        # integer dot-product kernels ("avx2", "neon-dot"), which int8-activation presets need.
+        self.kernels = kernels
+        self.int8 = preset.activations == "int8"
+        if self.int8 and kernels not in matmul_int8.ISAS:
+            raise ValueError(f"{preset.name} needs integer dot-product kernels, not {kernels!r}")
         tiles = out_features // LANES
-        if preset.quantized:
+        if self.int8:
+            self.qweight = nn.Parameter((tiles, in_features // GROUP, matmul_int8.TILE_BYTES), "uint8")
+            self.qscale = nn.Parameter((tiles, in_features // GROUP, LANES), preset.scale_dtype)
+        elif preset.quantized:
             self.qweight = nn.Parameter((tiles, in_features // PACK, LANES), "uint32")
             self.qscale = nn.Parameter((tiles, in_features // GROUP, LANES), preset.scale_dtype)
         else:
@@ -47,16 +57,20 @@ class Linear(nn.Module):
         x2 = op.reshape(x, (rows, k))
         single_row = isinstance(rows, int) and rows == 1
         bias = self.bias if self.bias is not None else Tensor.from_const(np.zeros(self.out_features, DTYPE))
-        n = self.out_features
-        if self.preset.quantized:
-            q4 = matmul_gpu.q4_matmul_gpu if self.gpu else matmul.q4_matmul
-            func = q4(n, k, self.preset.scale_dtype, "one" if single_row else "many")
-            weights = [self.qweight, self.qscale]
+        n, variant = self.out_features, "one" if single_row else "many"
+        gpu = self.kernels == "gpu"
+        if self.int8:
+            func = matmul_int8.q4_matmul_a8(n, k, self.preset.scale_dtype, variant, self.kernels)
+            weights, kind = [self.qweight, self.qscale], "q4a8"
+        elif self.preset.quantized:
+            q4 = matmul_gpu.q4_matmul_gpu if gpu else matmul.q4_matmul
+            func = q4(n, k, self.preset.scale_dtype, variant)
+            weights, kind = [self.qweight, self.qscale], "q4"
         else:
-            f32 = matmul_gpu.f32_matmul_gpu if self.gpu else matmul.f32_matmul
-            func = f32(n, k, "one" if single_row else "many")
-            weights = [self.weight]
-        name = ("gemv" if single_row else "gemm") + f"_{'q4' if self.preset.quantized else 'f32'}_{n}x{k}"
+            f32 = matmul_gpu.f32_matmul_gpu if gpu else matmul.f32_matmul
+            func = f32(n, k, variant)
+            weights, kind = [self.weight], "f32"
+        name = ("gemv" if single_row else "gemm") + f"_{kind}_{n}x{k}"
         y = op.tensor_ir_op(func, name, args=[x2, *weights, bias], out=Tensor.placeholder((rows, n), DTYPE))
         return op.reshape(y, (*lead, n))
 
@@ -64,14 +78,17 @@ class Linear(nn.Module):
 class Embedding(nn.Module):
     """Token embedding stored like a Linear of shape [vocab, hidden], so a tied LM head reuses it."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, preset: QuantPreset, gpu: bool = False):
-        self.table = Linear(hidden_size, vocab_size, bias=False, preset=preset, gpu=gpu)
+    def __init__(self, vocab_size: int, hidden_size: int, preset: QuantPreset, kernels: str = "float"):
+        self.table = Linear(hidden_size, vocab_size, bias=False, preset=preset, kernels=kernels)
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
 
     def forward(self, ids: Tensor) -> Tensor:
         """ids [s] int32 -> [s, hidden]; dequantizes only the gathered rows."""
         table = self.table
         hidden = self.hidden_size
+
+        if table.int8:
+            return op.tensor_expr_op(_gather_a8(hidden), "embed_gather", [table.qweight, table.qscale, ids])
 
         if table.preset.quantized:
 
@@ -97,6 +114,25 @@ class Embedding(nn.Module):
 
     def as_lm_head(self, x: Tensor) -> Tensor:
         return self.table(x)
+
+
+def _gather_a8(hidden: int):
+    """Rows of an embedding table packed for the integer kernels (``pack_q4_a8``'s layout)."""
+
+    def gather(packed, scales, idx):
+        from tvm import te, tirx
+
+        def row_value(s, h):
+            tok = idx[s]
+            col, k = tok % LANES, h % GROUP
+            step, kk = k // 4, k % 4
+            byte = packed[tok // LANES, h // GROUP, (step % 4) * 64 + (col // 8) * 32 + (col % 8) * 4 + kk]
+            nibble = tirx.Cast("int32", (byte >> tirx.Cast("uint8", (step // 4) * 4)) & tirx.const(15, "uint8"))
+            return tirx.Cast(DTYPE, nibble - 7) * tirx.Cast(DTYPE, scales[tok // LANES, h // GROUP, col])
+
+        return te.compute((idx.shape[0], hidden), row_value, name="embed_gather")
+
+    return gather
 
 
 class RMSNorm(nn.Module):
@@ -125,12 +161,12 @@ def make_norm(cfg, size: int) -> nn.Module:
 class Attention(nn.Module):
     """Fused QKV projection; RoPE, cache append and attention happen in the paged KV cache."""
 
-    def __init__(self, cfg, preset: QuantPreset, gpu: bool = False):
+    def __init__(self, cfg, preset: QuantPreset, kernels: str = "float"):
         d = cfg.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
         self.kv_dtype = preset.kv_cache_dtype
-        self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset, gpu)
-        self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, gpu)
+        self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset, kernels)
+        self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, kernels)
 
     def forward(self, x: Tensor, cache: PagedKVCache, layer_id: int) -> Tensor:
         b, s, _ = x.shape
@@ -143,11 +179,11 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     """SwiGLU (gate and up fused in one matmul) or a plain two-layer MLP, SiLU or GELU."""
 
-    def __init__(self, cfg, preset: QuantPreset, gpu: bool = False):
+    def __init__(self, cfg, preset: QuantPreset, kernels: str = "float"):
         self.gated, self.activation, self.inter = cfg.gated_mlp, cfg.activation, cfg.intermediate_size
         width = (2 if cfg.gated_mlp else 1) * cfg.intermediate_size
-        self.up_proj = Linear(cfg.hidden_size, width, cfg.linear_bias, preset, gpu)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset, gpu)
+        self.up_proj = Linear(cfg.hidden_size, width, cfg.linear_bias, preset, kernels)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset, kernels)
 
     def _act(self, x: Tensor) -> Tensor:
         return op.silu(x) if self.activation == "silu" else op.gelu(x, approximate="tanh")
@@ -163,11 +199,11 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg, preset: QuantPreset, layer_id: int, gpu: bool = False):
+    def __init__(self, cfg, preset: QuantPreset, layer_id: int, kernels: str = "float"):
         self.attn_norm = make_norm(cfg, cfg.hidden_size)
-        self.attn = Attention(cfg, preset, gpu)
+        self.attn = Attention(cfg, preset, kernels)
         self.mlp_norm = make_norm(cfg, cfg.hidden_size)
-        self.mlp = MLP(cfg, preset, gpu)
+        self.mlp = MLP(cfg, preset, kernels)
         self.layer_id = layer_id
 
     def forward(self, x: Tensor, cache: PagedKVCache) -> Tensor:

@@ -24,11 +24,11 @@ from .layers import DTYPE, DecoderLayer, Embedding, Linear, make_norm
 class DecoderLM(nn.Module):
     def __init__(self, cfg: ModelConfig, preset: QuantPreset, target):
         self.cfg, self.target, self.kv_dtype = cfg, target, preset.kv_cache_dtype
-        gpu = targets.is_gpu(target)  # thread-bound matmul kernels for GPU targets
-        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset, gpu)
-        self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i, gpu) for i in range(cfg.num_layers)])
+        kernels = targets.matmul_kernels(target, preset)
+        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset, kernels)
+        self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i, kernels) for i in range(cfg.num_layers)])
         self.final_norm = make_norm(cfg, cfg.hidden_size)
-        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, gpu)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, kernels)
 
     def _logits(self, hidden: Tensor) -> Tensor:
         hidden = self.final_norm(hidden)

@@ -54,3 +54,25 @@ GPU_KINDS = ("cuda", "opencl", "vulkan", "metal")
 def is_gpu(target) -> bool:
     """Whether a resolved target runs kernels on a GPU (thread-bound kernels, dlight schedules)."""
     return target.kind.name in GPU_KINDS
+
+
+# What each choice of matmul kernels runs on, for manifests and reports.
+KERNEL_DESCRIPTIONS = {
+    "float": "fp32 FMA (weights dequantized in registers)",
+    "gpu": "thread-bound GPU kernels",
+    "avx2": "int8 x int4 on AVX2 vpmaddubsw/vpmaddwd",
+    "neon-dot": "int8 x int4 on Armv8.2 sdot (+dotprod)",
+}
+
+
+def matmul_kernels(target, preset) -> str:
+    """The linear layers' kernels for a target and preset: "gpu", "float", or the ISA of the
+    integer dot-product kernels when the preset quantizes activations and the target has one.
+    ``compile`` swaps an int8 preset for its float twin before a target without them gets here."""
+    from .kernels import matmul_int8
+
+    if is_gpu(target):
+        return "gpu"
+    if preset.activations == "int8":
+        return matmul_int8.isa_for(target) or "float"
+    return "float"

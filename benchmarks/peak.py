@@ -1,0 +1,126 @@
+"""The machine's compute peaks, measured now with tight TVM loops (what a kernel could reach).
+
+Two loops, each run on every thread of TVM's pool for a fixed count, timed best of 5:
+
+- **fp32 FMA**: CHAINS independent vector accumulators ``a = a * m + c`` (LLVM contracts it
+  into one FMA), at the target's native vector width (AVX-512: 16 lanes, AVX2: 8, NEON: 4).
+  Counted as 2 flops per lane.
+- **int8 dot**: CHAINS independent ``acc += dot(w, acc)`` steps on the instruction our int8
+  kernels use (AVX2 ``vpmaddubsw`` + ``vpaddw``: 32 multiply-adds; ARM ``sdot``: 16); feeding
+  the accumulator back as the activation operand keeps LLVM from hoisting the product out of
+  the loop. Counted as 2 ops per multiply-add.
+
+Independent chains hide each instruction's latency, so the loops are bound by throughput: the
+numbers are a ceiling no real kernel reaches (it must also load, unpack and scale).
+"""
+
+from __future__ import annotations
+
+import time
+
+CHAINS = 12
+ITERS = 1 << 20  # ~10 ms a loop: thread-pool start-up is noise
+
+
+def _vector_lanes(target) -> int:
+    from tvm.target import codegen
+
+    if str(target.attrs.get("mtriple", "") or "").startswith("aarch64"):
+        return 4
+    return 16 if codegen.target_has_features("avx512f", target) else 8
+
+
+def _fma_loop(threads: int, lanes: int):
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def fma(out: T.Buffer((threads, lanes), "float32"), m: T.Buffer((lanes,), "float32"), c: T.Buffer((lanes,), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "global_symbol": "main"})
+        for t in T.parallel(threads):
+            with T.sblock("t"):
+                T.reads()
+                T.writes()
+                acc = T.sblock_alloc_buffer((CHAINS, lanes), "float32", scope="local")
+                for ch in T.unroll(CHAINS):
+                    for ln in T.vectorized(lanes):
+                        acc[ch, ln] = T.Cast("float32", ch)
+                for _ in T.serial(ITERS):
+                    for ch in T.unroll(CHAINS):
+                        for ln in T.vectorized(lanes):
+                            acc[ch, ln] = acc[ch, ln] * m[ln] + c[ln]
+                for ln in T.vectorized(lanes):
+                    out[t, ln] = acc[0, ln]
+                for ch in T.serial(1, CHAINS):
+                    for ln in T.vectorized(lanes):
+                        out[t, ln] = out[t, ln] + acc[ch, ln]
+
+    return fma
+
+
+def _int8_loop(threads: int, isa: str):
+    from tvm.script import tirx as T
+
+    if isa == "avx2":
+        bytes_, acc_lanes, acc_dtype = 32, 16, "int16"
+
+        def step(a, w):
+            return a + T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", w, T.reinterpret("int8x32", a))
+    else:
+        bytes_, acc_lanes, acc_dtype = 16, 4, "int32"
+
+        def step(a, w):
+            return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", a, w, T.reinterpret("int8x16", a))
+
+    vec = f"{acc_dtype}x{acc_lanes}"
+    wdt = f"{'uint8' if isa == 'avx2' else 'int8'}x{bytes_}"
+
+    @T.prim_func(s_tir=True)
+    def dot(out: T.Buffer((threads, acc_lanes), acc_dtype), w: T.Buffer((bytes_,), wdt.split("x")[0])):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "global_symbol": "main"})
+        for t in T.parallel(threads):
+            with T.sblock("t"):
+                T.reads()
+                T.writes()
+                acc = T.sblock_alloc_buffer((CHAINS * acc_lanes,), acc_dtype, scope="local")
+                for ch in T.unroll(CHAINS):
+                    acc[T.ramp(ch * acc_lanes, 1, acc_lanes)] = T.broadcast(T.Cast(acc_dtype, ch), acc_lanes)
+                for _ in T.serial(ITERS):
+                    for ch in T.unroll(CHAINS):
+                        acc[T.ramp(ch * acc_lanes, 1, acc_lanes)] = step(acc[T.ramp(ch * acc_lanes, 1, acc_lanes)], w.vload([0], wdt))
+                out[t, T.ramp(0, 1, acc_lanes)] = acc[T.ramp(0, 1, acc_lanes)]
+                for ch in T.serial(1, CHAINS):
+                    out[t, T.ramp(0, 1, acc_lanes)] = out[t, T.ramp(0, 1, acc_lanes)] + acc[T.ramp(ch * acc_lanes, 1, acc_lanes)]
+
+    return dot, bytes_
+
+
+def _best_seconds(fn, args, repeats: int = 5) -> float:
+    fn(*args)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_peaks(target, threads: int) -> dict:
+    """{"fp32_gflops", "int8_gops" (None without integer dot kernels), "lanes", "isa"}."""
+    import numpy as np
+    import tvm
+
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for
+
+    dev = tvm.cpu()
+    lanes = _vector_lanes(target)
+    lib = tvm.tirx.build(tvm.IRModule({"main": _fma_loop(threads, lanes)}), target=target)
+    args = [tvm.runtime.tensor(np.zeros((threads, lanes), np.float32), dev), tvm.runtime.tensor(np.full(lanes, 0.999, np.float32), dev), tvm.runtime.tensor(np.full(lanes, 1e-3, np.float32), dev)]
+    fp32 = 2 * lanes * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
+    isa, int8 = isa_for(target), None
+    if isa is not None:
+        func, width = _int8_loop(threads, isa)
+        lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
+        acc_dtype, acc_lanes = ("int16", 16) if isa == "avx2" else ("int32", 4)
+        args = [tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev), tvm.runtime.tensor(np.ones(width, np.uint8 if isa == "avx2" else np.int8), dev)]
+        int8 = 2 * width * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
+    return {"fp32_gflops": round(fp32, 1), "int8_gops": None if int8 is None else round(int8, 1), "lanes": lanes, "isa": isa}

@@ -1,0 +1,244 @@
+"""CPU matmuls on integer dot-product instructions: int8 activations x 4-bit weights.
+
+The float kernels of ``kernels.matmul`` dequantize every weight to fp32 and spend one FMA per
+multiply-add. Here activations are quantized to int8 per row and group of 32 (one fp32 scale
+each, as llama.cpp's Q8_0), so one group's dot product is integer arithmetic that the CPU does
+32 or 64 lanes at a time, and the float work is one scale multiply per group:
+
+    y[m, n] = sum_g  xd[m, g] * sw[n, g] * (sum_k xq[m, k] * q[n, k]  -  7 * sum_k xq[m, k])
+
+where q in [0, 14] is the stored weight (w / sw + 7, as q4f16_1 stores it) and the last term
+removes the zero point once per group instead of once per weight.
+
+- **x86 (AVX2).** ``vpmaddubsw`` multiplies 32 unsigned weight bytes by 32 signed activation
+  bytes and adds neighbouring pairs into 16 int16 lanes; 8 of those (one group of 32 k) are
+  summed in int16 (|q * x| <= 14 * 127, 16 products per lane: no overflow), then ``vpmaddwd``
+  by ones widens to 8 int32 lanes, one per output column.
+- **ARM (+dotprod).** ``sdot`` adds four int8 products into each int32 lane directly.
+
+**Weight layout** (``harness.quantization.pack_q4_a8``): per column tile of 16 and group of 32,
+256 bytes ordered [step j 0..3][half h 0..1][column c 0..7][kk 0..3]; each byte holds the k of
+step j (low nibble) and of step j + 4 (high nibble), k = 8 * 4 * g + 4 * step + kk. One 32-byte
+load thus gives, after a mask and a shift, two registers of 8 columns x 4 consecutive k: the
+operand ``vpmaddubsw`` and ``sdot`` want against 4 broadcast activation bytes.
+
+Each matmul quantizes its input rows first (a parallel loop), then runs the products (a second
+parallel loop), so a Linear stays one call with the float kernels' signature.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .matmul import GROUP, LANES, check_shape
+
+ROWS = 4  # rows of X per register tile (GEMM)
+BLOCK_ROWS = 64  # rows per GEMM work item; its int8 rows stay in L2 while tiles stream by
+HALF = 8  # output columns per int32 register on AVX2 (two NEON registers)
+TILE_BYTES = GROUP * LANES // 2  # packed bytes of one column tile and group: 256
+ZERO = 7
+ISAS = ("avx2", "neon-dot")
+
+
+def isa_for(target) -> str | None:
+    """The integer dot-product kernels a target can run, or None (the float kernels then)."""
+    from tvm.target import codegen
+
+    if target.kind.name != "llvm":
+        return None
+    triple = str(target.attrs.get("mtriple", "") or "")
+    if triple.startswith("aarch64"):
+        return "neon-dot" if codegen.target_has_features("dotprod", target) else None
+    return "avx2" if codegen.target_has_features("avx2", target) else None
+
+
+def _quantize_rows(T, k: int):
+    """Macro: one row of X -> int8 xq, scale xd and zero-point term xz = 7 * sum(xq) per group."""
+    groups = k // GROUP
+
+    @T.macro
+    def quantize(X, xq, xd, xz, row, amax, total):
+        for g in T.serial(groups):
+            amax[0] = T.float32(0)
+            for i in T.serial(GROUP):
+                amax[0] = T.max(amax[0], T.fabs(X[row, g * GROUP + i]))
+            total[0] = 0
+            for i in T.serial(GROUP):
+                xq[row, g * GROUP + i] = T.Cast("int8", T.round(X[row, g * GROUP + i] * T.if_then_else(amax[0] > T.float32(0), T.float32(127) / amax[0], T.float32(0))))
+            for i in T.serial(GROUP):
+                total[0] = total[0] + T.Cast("int32", xq[row, g * GROUP + i])
+            xd[row, g] = amax[0] / T.float32(127)
+            xz[row, g] = total[0] * ZERO
+
+    return quantize
+
+
+def _bcast4(T, xq, row, col):
+    """The 4 activation bytes xq[row, col : col + 4] repeated across 32 bytes."""
+    return T.reinterpret("int8x32", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), 8))
+
+
+def _bcast4_16(T, xq, row, col):
+    return T.reinterpret("int8x16", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), 4))
+
+
+def _tile_avx2(T, k: int, rows: int):
+    """Macro: Y[row0 : row0 + rows, 8 columns of half h of tile t] on AVX2, ``rows`` static."""
+    groups = k // GROUP
+
+    @T.macro
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, h, row0, acc16, facc, wbuf, swv):
+        for r in T.unroll(rows):
+            facc[T.ramp(r * HALF, 1, HALF)] = T.broadcast(T.float32(0), HALF)
+        for g in T.serial(groups):
+            for r in T.unroll(rows):
+                acc16[T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
+            for j in T.unroll(4):
+                wbuf[T.ramp(0, 1, 32)] = wq.vload([t, g, j * 64 + h * 32], "uint8x32")
+                wbuf[T.ramp(32, 1, 32)] = T.shift_right(wbuf[T.ramp(0, 1, 32)], T.broadcast(T.uint8(4), 32))
+                wbuf[T.ramp(0, 1, 32)] = wbuf[T.ramp(0, 1, 32)] & T.broadcast(T.uint8(15), 32)
+                for r in T.unroll(rows):
+                    acc16[T.ramp(r * 16, 1, 16)] = acc16[T.ramp(r * 16, 1, 16)] + T.call_llvm_pure_intrin(
+                        "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(0, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4)
+                    ) + T.call_llvm_pure_intrin(
+                        "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(32, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16)
+                    )
+            swv[T.ramp(0, 1, HALF)] = T.Cast("float32x8", sc[t, g, T.ramp(h * HALF, 1, HALF)])
+            for r in T.unroll(rows):
+                facc[T.ramp(r * HALF, 1, HALF)] = facc[T.ramp(r * HALF, 1, HALF)] + T.Cast(
+                    "float32x8",
+                    T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", acc16[T.ramp(r * 16, 1, 16)], T.broadcast(T.int16(1), 16))
+                    - T.broadcast(xz[row0 + r, g], HALF),
+                ) * (swv[T.ramp(0, 1, HALF)] * T.broadcast(xd[row0 + r, g], HALF))
+        for r in T.unroll(rows):
+            Y[row0 + r, T.ramp(t * LANES + h * HALF, 1, HALF)] = facc[T.ramp(r * HALF, 1, HALF)] + b_[T.ramp(t * LANES + h * HALF, 1, HALF)]
+
+    return tile
+
+
+def _tile_neon(T, k: int, rows: int):
+    """Macro: the same 8 output columns on ARM with ``sdot`` (two int32x4 registers per row)."""
+    groups = k // GROUP
+
+    @T.macro
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, h, row0, acc32, facc, wbuf, swv):
+        for r in T.unroll(rows):
+            facc[T.ramp(r * HALF, 1, HALF)] = T.broadcast(T.float32(0), HALF)
+        for g in T.serial(groups):
+            for r in T.unroll(rows * 2):
+                acc32[T.ramp(r * 4, 1, 4)] = T.broadcast(T.int32(0), 4)
+            for j in T.unroll(4):
+                for qtr in T.unroll(2):
+                    wbuf[T.ramp(qtr * 32, 1, 16)] = wq.vload([t, g, j * 64 + h * 32 + qtr * 16], "uint8x16") & T.broadcast(T.uint8(15), 16)
+                    wbuf[T.ramp(qtr * 32 + 16, 1, 16)] = T.shift_right(wq.vload([t, g, j * 64 + h * 32 + qtr * 16], "uint8x16"), T.broadcast(T.uint8(4), 16))
+                for r in T.unroll(rows):
+                    for qtr in T.unroll(2):
+                        acc32[T.ramp((r * 2 + qtr) * 4, 1, 4)] = T.call_llvm_pure_intrin(
+                            "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8",
+                            T.call_llvm_pure_intrin(
+                                "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc32[T.ramp((r * 2 + qtr) * 4, 1, 4)],
+                                T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32, 1, 16)]), _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4),
+                            ),
+                            T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32 + 16, 1, 16)]), _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4 + 16),
+                        )
+            swv[T.ramp(0, 1, HALF)] = T.Cast("float32x8", sc[t, g, T.ramp(h * HALF, 1, HALF)])
+            for r in T.unroll(rows):
+                for qtr in T.unroll(2):
+                    facc[T.ramp(r * HALF + qtr * 4, 1, 4)] = facc[T.ramp(r * HALF + qtr * 4, 1, 4)] + T.Cast(
+                        "float32x4", acc32[T.ramp((r * 2 + qtr) * 4, 1, 4)] - T.broadcast(xz[row0 + r, g], 4)
+                    ) * (swv[T.ramp(qtr * 4, 1, 4)] * T.broadcast(xd[row0 + r, g], 4))
+        for r in T.unroll(rows):
+            Y[row0 + r, T.ramp(t * LANES + h * HALF, 1, HALF)] = facc[T.ramp(r * HALF, 1, HALF)] + b_[T.ramp(t * LANES + h * HALF, 1, HALF)]
+
+    return tile
+
+
+def _tile(T, isa: str, k: int, rows: int):
+    if isa not in ISAS:
+        raise ValueError(f"unknown integer dot-product ISA {isa!r}; one of {ISAS}")
+    return (_tile_avx2 if isa == "avx2" else _tile_neon)(T, k, rows)
+
+
+def _acc_shape(isa: str, rows: int) -> tuple[tuple[int], str]:
+    """Integer accumulators of a register tile: int16x16 per row (AVX2), 2 x int32x4 (NEON)."""
+    return ((rows * 16,), "int16") if isa == "avx2" else ((rows * 8,), "int32")
+
+
+@lru_cache(maxsize=None)
+def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
+    """y[M, N] = x[M, K] @ dequant(Wq, S).T + b with x quantized to int8 on the fly; ``rows`` is
+    "one" (decode GEMV) or "many" (GEMM). Weights in the ``pack_q4_a8`` layout."""
+    from tvm.script import tirx as T
+
+    check_shape(n, k, True)
+    tiles, groups = n // LANES, k // GROUP
+    quantize = _quantize_rows(T, k)
+    one = _tile(T, isa, k, 1)
+    many = _tile(T, isa, k, ROWS)
+    acc_one, acc_many = _acc_shape(isa, 1), _acc_shape(isa, ROWS)
+
+    if rows == "one":
+
+        @T.prim_func(private=True, s_tir=True)
+        def gemv(x: T.handle, wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            m = T.int64()
+            X = T.match_buffer(x, (m, k), "float32")
+            Y = T.match_buffer(y, (m, n), "float32")
+            xq = T.alloc_buffer((m, k), "int8")
+            xd = T.alloc_buffer((m, groups), "float32")
+            xz = T.alloc_buffer((m, groups), "int32")
+            amax = T.alloc_buffer((1,), "float32")
+            total = T.alloc_buffer((1,), "int32")
+            # One row (decode): quantizing it serially costs less than waking the thread pool.
+            for row in T.serial(m):
+                quantize(X, xq, xd, xz, row, amax, total)
+            for row in T.serial(m):
+                for item in T.parallel(tiles * 2):
+                    with T.sblock("tile"):
+                        T.reads()
+                        T.writes()
+                        acc = T.sblock_alloc_buffer(acc_one[0], acc_one[1], scope="local")
+                        facc = T.sblock_alloc_buffer((HALF,), "float32", scope="local")
+                        wbuf = T.sblock_alloc_buffer((64,), "uint8", scope="local")
+                        swv = T.sblock_alloc_buffer((HALF,), "float32", scope="local")
+                        one(xq, xd, xz, wq, sc, b_, Y, item // 2, item % 2, row, acc, facc, wbuf, swv)
+
+        return gemv
+
+    @T.prim_func(private=True, s_tir=True)
+    def gemm(x: T.handle, wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        m = T.int64()
+        X = T.match_buffer(x, (m, k), "float32")
+        Y = T.match_buffer(y, (m, n), "float32")
+        xq = T.alloc_buffer((m, k), "int8")
+        xd = T.alloc_buffer((m, groups), "float32")
+        xz = T.alloc_buffer((m, groups), "int32")
+        for row in T.parallel(m):
+            with T.sblock("quantize"):
+                T.reads()
+                T.writes()
+                amax = T.sblock_alloc_buffer((1,), "float32", scope="local")
+                total = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                quantize(X, xq, xd, xz, row, amax, total)
+        # Work items: (block of BLOCK_ROWS rows) x (column tile) x (half), tiles inner, so the
+        # threads' contiguous item ranges reuse one block of int8 rows from cache.
+        for item in T.parallel(T.ceildiv(m, BLOCK_ROWS) * tiles * 2):
+            with T.sblock("tile"):
+                T.reads()
+                T.writes()
+                acc = T.sblock_alloc_buffer(acc_many[0], acc_many[1], scope="local")
+                facc = T.sblock_alloc_buffer((ROWS * HALF,), "float32", scope="local")
+                wbuf = T.sblock_alloc_buffer((64,), "uint8", scope="local")
+                swv = T.sblock_alloc_buffer((HALF,), "float32", scope="local")
+                t: T.let[T.int64] = item // 2 % tiles
+                h: T.let[T.int64] = item % 2
+                row0: T.let[T.int64] = item // (tiles * 2) * BLOCK_ROWS
+                count: T.let[T.int64] = T.min(T.int64(BLOCK_ROWS), m - row0)
+                for mo in T.serial(count // ROWS):
+                    many(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + mo * ROWS, acc, facc, wbuf, swv)
+                for mt in T.serial(count % ROWS):
+                    one(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + count - count % ROWS + mt, acc, facc, wbuf, swv)
+
+    return gemm
