@@ -19,7 +19,7 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from harness.quantization import GROUP, LANES, PACK, QuantPreset
 
-from .kernels import matmul, matmul_gpu, matmul_int8
+from .kernels import elementwise, matmul, matmul_gpu, matmul_int8
 
 DTYPE = "float32"
 
@@ -135,13 +135,26 @@ def _gather_a8(hidden: int):
     return gather
 
 
+def _rows(x: Tensor) -> tuple[Tensor, bool]:
+    """x [..., width] as a 2-D [rows, width] tensor, and whether it is statically one row."""
+    *lead, width = x.shape
+    rows = 1
+    for d in lead:
+        rows = rows * d
+    return op.reshape(x, (rows, width)), isinstance(rows, int) and rows == 1
+
+
 class RMSNorm(nn.Module):
-    def __init__(self, size: int, eps: float):
+    def __init__(self, size: int, eps: float, kernels: str = "float"):
         self.weight = nn.Parameter((size,), DTYPE)
-        self.eps = eps
+        self.eps, self.cpu = eps, kernels != "gpu"
 
     def forward(self, x: Tensor) -> Tensor:
-        return op.rms_norm(x, self.weight, axes=[-1], epsilon=self.eps)
+        if not self.cpu:
+            return op.rms_norm(x, self.weight, axes=[-1], epsilon=self.eps)
+        x2, one = _rows(x)
+        y = op.tensor_ir_op(elementwise.rms_norm(x.shape[-1], self.eps, one), "rms_norm_cpu", args=[x2, self.weight], out=Tensor.placeholder(x2.shape, DTYPE))
+        return op.reshape(y, x.shape)
 
 
 class LayerNorm(nn.Module):
@@ -154,8 +167,8 @@ class LayerNorm(nn.Module):
         return op.layer_norm(x, normalized_shape=x.shape[-1], weight=self.weight, bias=self.bias, eps=self.eps)
 
 
-def make_norm(cfg, size: int) -> nn.Module:
-    return RMSNorm(size, cfg.norm_eps) if cfg.norm == "rms" else LayerNorm(size, cfg.norm_eps)
+def make_norm(cfg, size: int, kernels: str = "float") -> nn.Module:
+    return RMSNorm(size, cfg.norm_eps, kernels) if cfg.norm == "rms" else LayerNorm(size, cfg.norm_eps)
 
 
 class Attention(nn.Module):
@@ -181,6 +194,7 @@ class MLP(nn.Module):
 
     def __init__(self, cfg, preset: QuantPreset, kernels: str = "float"):
         self.gated, self.activation, self.inter = cfg.gated_mlp, cfg.activation, cfg.intermediate_size
+        self.cpu = kernels != "gpu"
         width = (2 if cfg.gated_mlp else 1) * cfg.intermediate_size
         self.up_proj = Linear(cfg.hidden_size, width, cfg.linear_bias, preset, kernels)
         self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset, kernels)
@@ -190,6 +204,10 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.up_proj(x)
+        if self.gated and self.activation == "silu" and self.cpu:
+            h2, one = _rows(h)
+            out = op.tensor_ir_op(elementwise.swiglu(self.inter, one), "swiglu_cpu", args=[h2], out=Tensor.placeholder((h2.shape[0], self.inter), DTYPE))
+            return self.down_proj(op.reshape(out, (*h.shape[:-1], self.inter)))
         if self.gated:
             gate, up = op.split(h, 2, axis=-1)
             h = self._act(gate) * up
@@ -200,9 +218,9 @@ class MLP(nn.Module):
 
 class DecoderLayer(nn.Module):
     def __init__(self, cfg, preset: QuantPreset, layer_id: int, kernels: str = "float"):
-        self.attn_norm = make_norm(cfg, cfg.hidden_size)
+        self.attn_norm = make_norm(cfg, cfg.hidden_size, kernels)
         self.attn = Attention(cfg, preset, kernels)
-        self.mlp_norm = make_norm(cfg, cfg.hidden_size)
+        self.mlp_norm = make_norm(cfg, cfg.hidden_size, kernels)
         self.mlp = MLP(cfg, preset, kernels)
         self.layer_id = layer_id
 

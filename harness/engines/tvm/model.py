@@ -27,7 +27,7 @@ class DecoderLM(nn.Module):
         kernels = targets.matmul_kernels(target, preset)
         self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset, kernels)
         self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i, kernels) for i in range(cfg.num_layers)])
-        self.final_norm = make_norm(cfg, cfg.hidden_size)
+        self.final_norm = make_norm(cfg, cfg.hidden_size, kernels)
         self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, kernels)
 
     def _logits(self, hidden: Tensor) -> Tensor:

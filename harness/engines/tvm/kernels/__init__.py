@@ -1,0 +1,19 @@
+"""Hand-scheduled TIR kernels for CPU (and GPU) targets.
+
+Two things every CPU kernel here relies on to keep its accumulators in registers:
+
+- **Small buffers in "global" scope.** TVM places a small (< 1 KiB) *global* allocation inside a
+  parallel loop on the stack, where LLVM promotes it to registers; a "local" one becomes a
+  TVMBackendAllocWorkspace call whose result LLVM must assume aliases every other pointer.
+- **``CPU_ATTRS``.** ``tirx.is_entry_func`` makes TVM emit the kernel body as a function taking
+  its buffers as ``noalias`` pointers. TVM sets it by itself only for the lone function of a
+  module; in a model library (many functions) LLVM would otherwise have to reload every value
+  after each store: measured on the int8 GEMM, 5.3 ms -> 4.1 ms for 200 x 576 x 3072.
+"""
+
+CPU_ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "tirx.is_entry_func": True}
+
+
+def cpu_attrs(**extra) -> dict:
+    """CPU_ATTRS plus function-specific attributes (a global symbol, an op pattern)."""
+    return {**CPU_ATTRS, **extra}

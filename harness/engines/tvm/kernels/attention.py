@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+from . import cpu_attrs
+
 CHUNK = 32  # keys scored per online-softmax step
 DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
 LOG2E = math.log2(math.e)
@@ -40,6 +42,8 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
     group = H_qo // H_kv
     parts = D // DOT_LANES
 
+    attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
+
     @T.prim_func(s_tir=True)
     def batch_decode_paged_kv(
         Q_handle: T.handle,
@@ -56,7 +60,7 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
         rope_theta: T.float32,
         sm_scale: T.float32,
     ):
-        T.func_attr({"tirx.is_scheduled": True, "global_symbol": "batch_decode_paged_kv_cpu"})
+        T.func_attr(attrs)
         B = T.int32()
         nnz_pages = T.int32()
         max_num_pages = T.int32()
@@ -79,11 +83,11 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
             with T.sblock("attn"):
                 T.reads()
                 T.writes()
-                q = T.sblock_alloc_buffer((D,), "float32", scope="local")
-                acc = T.sblock_alloc_buffer((D,), "float32", scope="local")
-                part = T.sblock_alloc_buffer((DOT_LANES,), "float32", scope="local")
-                score = T.sblock_alloc_buffer((page_size,), "float32", scope="local")
-                state = T.sblock_alloc_buffer((4,), "float32", scope="local")  # m, sum, page max, scale
+                q = T.sblock_alloc_buffer((D,), "float32")
+                acc = T.sblock_alloc_buffer((D,), "float32")
+                part = T.sblock_alloc_buffer((DOT_LANES,), "float32")
+                score = T.sblock_alloc_buffer((page_size,), "float32")
+                state = T.sblock_alloc_buffer((4,), "float32")  # m, sum, page max, scale
                 b: T.let[T.int32] = bh // H_qo
                 h: T.let[T.int32] = bh % H_qo
                 hk: T.let[T.int32] = h // group
@@ -136,6 +140,8 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
     group = h_q // h_kv
     QB = QUERY_BLOCK
 
+    attrs = cpu_attrs(global_symbol="batch_prefill_ragged_kv_cpu")
+
     @T.prim_func(s_tir=True)
     def batch_prefill_ragged_kv(
         var_q: T.handle,
@@ -153,7 +159,7 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
         rope_theta: T.float32,
         sm_scale: T.float32,
     ):
-        T.func_attr({"tirx.is_scheduled": True, "global_symbol": "batch_prefill_ragged_kv_cpu"})
+        T.func_attr(attrs)
         batch_size = T.int32()
         qo_len = T.int32()
         kv_len = T.int32()
@@ -176,13 +182,13 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
                 with T.sblock("attn"):
                     T.reads()
                     T.writes()
-                    qv = T.sblock_alloc_buffer((QB, d_qk), "float32", scope="local")
-                    acc = T.sblock_alloc_buffer((QB, d_v), "float32", scope="local")
-                    kt = T.sblock_alloc_buffer((d_qk, CHUNK), "float32", scope="local")
-                    sc = T.sblock_alloc_buffer((QB, CHUNK), "float32", scope="local")
-                    m = T.sblock_alloc_buffer((QB,), "float32", scope="local")
-                    lsum = T.sblock_alloc_buffer((QB,), "float32", scope="local")
-                    tmp = T.sblock_alloc_buffer((2,), "float32", scope="local")  # chunk max, rescale
+                    qv = T.sblock_alloc_buffer((QB, d_qk), "float32")
+                    acc = T.sblock_alloc_buffer((QB, d_v), "float32")
+                    kt = T.sblock_alloc_buffer((d_qk, CHUNK), "float32")
+                    sc = T.sblock_alloc_buffer((QB, CHUNK), "float32")
+                    m = T.sblock_alloc_buffer((QB,), "float32")
+                    lsum = T.sblock_alloc_buffer((QB,), "float32")
+                    tmp = T.sblock_alloc_buffer((2,), "float32")  # chunk max, rescale
                     # Heads inner: neighbouring items share the K/V rows of one query block.
                     h: T.let[T.int32] = item % h_q
                     hk: T.let[T.int32] = h // group
@@ -259,9 +265,11 @@ def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_
             expr = tirx.Let(var, value, expr)
         return expr
 
+    attrs = cpu_attrs(op_pattern=8)
+
     @T.prim_func(s_tir=True)
     def fused_rope_cpu(var_qkv: T.handle, var_position_map: T.handle, var_q: T.handle, var_k: T.handle, var_v: T.handle, apply_rope: T.int64):
-        T.func_attr({"op_pattern": 8, "tirx.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr(attrs)
         seq_len = T.int32()
         pos_off = T.int32()
         qkv = T.match_buffer(var_qkv, (seq_len, fused_heads, head_dim), dtype)
@@ -273,8 +281,8 @@ def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_
             with T.sblock("rope"):
                 T.reads()
                 T.writes()
-                cos_t = T.sblock_alloc_buffer((head_dim,), "float32", scope="local")
-                sin_t = T.sblock_alloc_buffer((head_dim,), "float32", scope="local")
+                cos_t = T.sblock_alloc_buffer((head_dim,), "float32")
+                sin_t = T.sblock_alloc_buffer((head_dim,), "float32")
                 pos: T.let[T.float32] = T.Cast("float32", position_map[s])
                 for d in T.serial(head_dim):
                     cos_t[d] = T.if_then_else(apply_rope > 0, cos_sin(pos, d, 0), T.float32(1))

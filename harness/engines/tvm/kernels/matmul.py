@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from . import CPU_ATTRS
+
 LANES = 16  # output columns per tile: two AVX2 / four NEON float registers
 ROWS = 4  # rows of X per GEMM register tile (ROWS * LANES / 8 accumulators on AVX2)
 BLOCK_ROWS = 64  # rows of X per GEMM work item: 64 x K floats stay in L2 while tiles stream by
@@ -78,7 +80,7 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
 
         @T.prim_func(private=True, s_tir=True)
         def gemv(x: T.handle, wq: T.Buffer((tiles, words, LANES), "uint32"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            T.func_attr(CPU_ATTRS)
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
             Y = T.match_buffer(y, (m, n), "float32")
@@ -92,9 +94,9 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
                         xsum[g] = xsum[g] + X[row, g * GROUP + kk]
                 for tile in T.parallel(tiles):
                     with T.sblock("tile"):
-                        acc = T.sblock_alloc_buffer((LANES,), "float32", scope="local")
+                        acc = T.sblock_alloc_buffer((LANES,), "float32")
                         # CHAINS independent partial sums per lane hide the FMA latency.
-                        gacc = T.sblock_alloc_buffer((CHAINS, LANES), "float32", scope="local")
+                        gacc = T.sblock_alloc_buffer((CHAINS, LANES), "float32")
                         for lane in T.vectorized(LANES):
                             acc[lane] = T.float32(0)
                         for g in T.serial(groups):
@@ -116,7 +118,7 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
 
     @T.prim_func(private=True, s_tir=True)
     def gemm(x: T.handle, wq: T.Buffer((tiles, words, LANES), "uint32"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr(CPU_ATTRS)
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
@@ -128,7 +130,7 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
                 T.writes()
                 # The tile's K x LANES strip is dequantized once per row block, not per row.
                 strip = T.sblock_alloc_buffer((k, LANES), "float32", scope="global")
-                acc = T.sblock_alloc_buffer((ROWS, LANES), "float32", scope="local")
+                acc = T.sblock_alloc_buffer((ROWS, LANES), "float32")
                 tile: T.let[T.int64] = item % tiles
                 row0: T.let[T.int64] = item // tiles * BLOCK_ROWS
                 for g in T.serial(groups):
@@ -153,14 +155,14 @@ def f32_matmul(n: int, k: int, rows: str):
 
         @T.prim_func(private=True, s_tir=True)
         def gemv(x: T.handle, w: T.Buffer((tiles, k, LANES), "float32"), b_: T.Buffer((n,), "float32"), y: T.handle):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            T.func_attr(CPU_ATTRS)
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
             Y = T.match_buffer(y, (m, n), "float32")
             for row in T.serial(m):
                 for tile in T.parallel(tiles):
                     with T.sblock("tile"):
-                        acc = T.sblock_alloc_buffer((LANES,), "float32", scope="local")
+                        acc = T.sblock_alloc_buffer((LANES,), "float32")
                         for lane in T.vectorized(LANES):
                             acc[lane] = T.float32(0)
                         for kk in T.serial(k):
@@ -175,7 +177,7 @@ def f32_matmul(n: int, k: int, rows: str):
 
     @T.prim_func(private=True, s_tir=True)
     def gemm(x: T.handle, w: T.Buffer((tiles, k, LANES), "float32"), b_: T.Buffer((n,), "float32"), y: T.handle):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr(CPU_ATTRS)
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
@@ -184,7 +186,7 @@ def f32_matmul(n: int, k: int, rows: str):
                 T.reads()
                 T.writes()
                 strip = T.sblock_alloc_buffer((k, LANES), "float32", scope="global")
-                acc = T.sblock_alloc_buffer((ROWS, LANES), "float32", scope="local")
+                acc = T.sblock_alloc_buffer((ROWS, LANES), "float32")
                 tile: T.let[T.int64] = item % tiles
                 row0: T.let[T.int64] = item // tiles * BLOCK_ROWS
                 for kk in T.serial(k):

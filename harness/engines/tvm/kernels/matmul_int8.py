@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from . import CPU_ATTRS
+
 from .matmul import GROUP, LANES, check_shape
 
 ROWS = 4  # rows of X per register tile (GEMM)
@@ -181,7 +183,7 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
 
         @T.prim_func(private=True, s_tir=True)
         def gemv(x: T.handle, wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+            T.func_attr(CPU_ATTRS)
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
             Y = T.match_buffer(y, (m, n), "float32")
@@ -198,17 +200,17 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
                     with T.sblock("tile"):
                         T.reads()
                         T.writes()
-                        acc = T.sblock_alloc_buffer(acc_one[0], acc_one[1], scope="local")
-                        facc = T.sblock_alloc_buffer((HALF,), "float32", scope="local")
-                        wbuf = T.sblock_alloc_buffer((64,), "uint8", scope="local")
-                        swv = T.sblock_alloc_buffer((HALF,), "float32", scope="local")
+                        acc = T.sblock_alloc_buffer(acc_one[0], acc_one[1])
+                        facc = T.sblock_alloc_buffer((HALF,), "float32")
+                        wbuf = T.sblock_alloc_buffer((64,), "uint8")
+                        swv = T.sblock_alloc_buffer((HALF,), "float32")
                         one(xq, xd, xz, wq, sc, b_, Y, item // 2, item % 2, row, acc, facc, wbuf, swv)
 
         return gemv
 
     @T.prim_func(private=True, s_tir=True)
     def gemm(x: T.handle, wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr(CPU_ATTRS)
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
@@ -219,8 +221,8 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
             with T.sblock("quantize"):
                 T.reads()
                 T.writes()
-                amax = T.sblock_alloc_buffer((1,), "float32", scope="local")
-                total = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                amax = T.sblock_alloc_buffer((1,), "float32")
+                total = T.sblock_alloc_buffer((1,), "int32")
                 quantize(X, xq, xd, xz, row, amax, total)
         # Work items: (block of BLOCK_ROWS rows) x (column tile) x (half), tiles inner, so the
         # threads' contiguous item ranges reuse one block of int8 rows from cache.
@@ -228,10 +230,10 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
             with T.sblock("tile"):
                 T.reads()
                 T.writes()
-                acc = T.sblock_alloc_buffer(acc_many[0], acc_many[1], scope="local")
-                facc = T.sblock_alloc_buffer((ROWS * HALF,), "float32", scope="local")
-                wbuf = T.sblock_alloc_buffer((64,), "uint8", scope="local")
-                swv = T.sblock_alloc_buffer((HALF,), "float32", scope="local")
+                acc = T.sblock_alloc_buffer(acc_many[0], acc_many[1])
+                facc = T.sblock_alloc_buffer((ROWS * HALF,), "float32")
+                wbuf = T.sblock_alloc_buffer((64,), "uint8")
+                swv = T.sblock_alloc_buffer((HALF,), "float32")
                 t: T.let[T.int64] = item // 2 % tiles
                 h: T.let[T.int64] = item % 2
                 row0: T.let[T.int64] = item // (tiles * 2) * BLOCK_ROWS
