@@ -29,7 +29,7 @@ class RunOutcome:
 
 
 # What run.json keeps of the bundle's manifest (TVM bundles also have tvm_version and engine_hash).
-BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization", "quantization_detail", "target", "weight_bytes", "engine", "engine_version", "tvm_version", "engine_hash")
+BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization", "quantization_detail", "format", "activations", "kernels_detail", "target", "weight_bytes", "engine", "engine_version", "tvm_version", "engine_hash")
 
 
 def run_id_for(spec: RunSpec) -> str:
@@ -169,6 +169,8 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "params": manifest["params"],
         "weights": manifest["weights"],
         "quantization": spec.quantization,
+        "format": manifest.get("format", manifest["quantization"]),
+        "activations": manifest.get("activations", "float32"),
         "engine": native.engine if native is not None else spec.engine,
         "engine_version": manifest["engine_version"] if native is None or native.engine == spec.engine else "",
         "runner": spec.runner,

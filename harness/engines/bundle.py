@@ -33,8 +33,11 @@ def write_model_files(work: Path, model) -> None:
     (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
 
 
-def base_manifest(engine: str, engine_version: str, model, preset, detail: str, target: str) -> dict:
-    """The manifest fields every engine writes; the engine adds its own (library, timings...)."""
+def base_manifest(engine: str, engine_version: str, model, preset, detail: str, target: str, *, fmt: str | None = None, activations: str | None = None) -> dict:
+    """The manifest fields every engine writes; the engine adds its own (library, timings...).
+
+    ``format`` names what really runs (the preset, or the engine's own format such as GGUF
+    Q4_0) and ``activations`` how the linear layers' inputs are computed; records carry both."""
     from harness.versioning import code_version
 
     return {
@@ -47,6 +50,8 @@ def base_manifest(engine: str, engine_version: str, model, preset, detail: str, 
         "source": model.source,
         "quantization": preset.name,
         "quantization_detail": detail,
+        "format": fmt or preset.name,
+        "activations": activations or preset.activations,
         "target": target,
         "code_version": code_version(),
     }

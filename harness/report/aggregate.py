@@ -82,6 +82,32 @@ def device_label(device: dict) -> str:
     return f"{name} (emulated {device.get('machine') or '?'})" if device.get("emulated") else name
 
 
+def format_label(asked: str, ran: str | None) -> str:
+    """What a table's quant column says: the format that ran (q4f16_1a8, GGUF Q4_0), with the
+    preset asked for beside it where they differ (a llama.cpp cell of preset q4f16_1 ran Q4_0)."""
+    return asked if not ran or ran == asked else f"{ran} (as {asked})"
+
+
+def format_labels(df: pd.DataFrame) -> dict[tuple, str]:
+    """(model, quantization, engine) -> :func:`format_label`, from the records' ``format``."""
+    if df.empty or "format" not in df:
+        return {}
+    labels = {}
+    for (model, asked, engine), part in df.groupby(["model", "quantization", "engine"], dropna=False):
+        ran = sorted({str(f) for f in part["format"].dropna() if f})
+        labels[(model, asked, engine)] = format_label(str(asked), ", ".join(ran) or None)
+    return labels
+
+
+def with_format_labels(summary: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """The summary with its quantization column relabelled for display (keys are matched before)."""
+    labels = format_labels(df)
+    if summary.empty or not labels:
+        return summary
+    keys = zip(summary["model"], summary["quantization"], summary["engine"])
+    return summary.assign(quantization=[labels.get(k, k[1]) for k in keys])
+
+
 def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFrame:
     """One row per record; nested ``device`` becomes ``device.<field>`` columns."""
     rows = []

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import UserError
-from harness.report.aggregate import RunData, load_runs, summarize_overall
+from harness.report.aggregate import RunData, format_labels, load_runs, summarize_overall
 from harness.report.quality import load_quality, plot_quality_vs_speed
 from harness.report.tradeoff import pareto_front
 
@@ -75,7 +75,7 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
     if not isinstance(data, RunData):
         data = load_runs(data)
     overall = summarize_overall(data.df)
-    series = build_series(overall)
+    series = build_series(overall, format_labels(data.df))
     scope = describe_scope(overall)
     ceilings = decode_ceilings(data)
     length = L if L is not None else default_length(series)
@@ -102,8 +102,9 @@ def run_dirs_of(data: RunData) -> list[str]:
 # -- data preparation -------------------------------------------------------------------
 
 
-def build_series(overall: "pd.DataFrame") -> list[Series]:
-    """Split the per model x L summary into series with stable colors and legend labels."""
+def build_series(overall: "pd.DataFrame", formats: dict[tuple, str] | None = None) -> list[Series]:
+    """Split the per model x L summary into series with stable colors and legend labels;
+    ``formats`` ((model, quantization, engine) -> label) names the format that ran."""
     if overall.empty:
         return []
     several_devices = overall["device"].nunique() > 1
@@ -112,7 +113,8 @@ def build_series(overall: "pd.DataFrame") -> list[Series]:
     series = []
     for index, (key, rows) in enumerate(overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)):
         model, quantization, weights, device, engine = key
-        label = f"{short_model_name(model)} ({quantization})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
+        shown = (formats or {}).get((model, quantization, engine), quantization)
+        label = f"{short_model_name(model)} ({shown})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
         dummy = weights == "dummy"
         if dummy:
             label += " (dummy weights)"

@@ -20,12 +20,14 @@ from harness import __version__, paths
 from harness.report.aggregate import (
     RunData,
     device_label,
+    format_label,
     load_runs,
     measured,
     present_metrics,
     status_counts,
     summarize,
     summary_table,
+    with_format_labels,
 )
 from harness.results import schema
 from harness.results.schema import Task, now_rfc3339
@@ -106,7 +108,7 @@ def write_report(
     plots = write_plots(data, out / "plots", L=L, reference=ref, quality=quality)  # first: a bad --L fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
-    tables = [runs_table(data), *result_tables(summary, base is not None)]
+    tables = [runs_table(data), *result_tables(with_format_labels(summary, data.df), base is not None)]
     if (memory := memory_table(data)) is not None:
         tables.append(memory)
     tables += tradeoff_tables(data, summarize_overall(data.df), decode_ceilings(data))
@@ -213,7 +215,7 @@ def runs_table(data: RunData) -> Table:
         device = device_label(info.device.model_dump())
         prompt_set = f"{info.prompt_set} {info.prompt_set_hash[:12]}".strip()
         rows.append([
-            name, *([info.run_id] if with_id else []), info.spec.model, info.spec.quantization, device,
+            name, *([info.run_id] if with_id else []), info.spec.model, format_label(info.spec.quantization, (info.bundle or {}).get("format")), device,
             f"{info.spec.engine} / {info.spec.target}", prompt_set,
             *(str(c.get(k, 0)) for k in ("ok", "failed", "skipped", "warmup")), info.created,
         ])

@@ -84,7 +84,9 @@ class Record(BaseModel):
     model: str
     params: int | None = None
     weights: Literal["real", "dummy"] = "real"
-    quantization: str
+    quantization: str  # the preset asked for (what a resumed run matches on)
+    format: str = ""  # what really ran: the compiled preset, or the engine's own (GGUF Q4_0)
+    activations: str = ""  # the linear layers' inputs: float32, or int8 (integer dot products)
     engine: str
     engine_version: str = ""
     target: str = ""

@@ -31,6 +31,9 @@ FILE_TYPES = {
     "q4f16_1": ("MOSTLY_Q4_0", "GGUF Q4_0: 4-bit weights, groups of 32, one fp16 scale per group (llama.cpp's quantizer)"),
     "q0f32": ("ALL_F32", "GGUF F32: unquantized"),
 }
+# What records call the format that ran, and its activations: llama.cpp's CPU backend quantizes
+# a Q4_0 matmul's input to Q8_0 (int8, blocks of 32) for its integer dot products.
+FORMATS = {"MOSTLY_Q4_0": ("GGUF Q4_0", "int8"), "ALL_F32": ("GGUF F32", "float32")}
 
 
 def llama_cpp():
@@ -106,7 +109,7 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
     write_model_files(work, model)
     manifest = {
         "format": BUNDLE_FORMAT,
-        **base_manifest(NAME, lib.__version__, model, preset, detail, "llvm"),
+        **base_manifest(NAME, lib.__version__, model, preset, detail, "llvm", fmt=FORMATS[file_type][0], activations=FORMATS[file_type][1]),
         "library": GGUF_NAME,
         "weight_bytes": gguf_tensor_bytes(work / GGUF_NAME),
         "timings_s": {"quantize": round(t_quant, 3)},

@@ -111,7 +111,6 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
         "format": BUNDLE_FORMAT,
         **base_manifest("tvm", tvm.__version__, model, preset, preset.description, target_name),
         "compute_dtype": "float32",
-        "activations": preset.activations,
         "kernels": kernels,
         "kernels_detail": targets.KERNEL_DESCRIPTIONS[kernels],
         "target_detail": str(target),

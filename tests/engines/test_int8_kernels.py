@@ -1,0 +1,102 @@
+"""The integer dot-product matmuls (kernels.matmul_int8) against a numpy model of their math.
+
+The numpy side quantizes activations exactly as the kernels do (per row and group of 32,
+scale max|x| / 127, round to nearest), so the comparison is tight: any layout, nibble or
+zero-point slip changes results by whole quantization steps, far beyond the tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.quantization import GROUP, get_preset, pack_q4_a8, quantize_q4
+
+
+def host_target():
+    from harness.engines.tvm.targets import resolve
+
+    return resolve("llvm")
+
+
+def numpy_a8_matmul(x: np.ndarray, q: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    m, k = x.shape
+    groups = x.reshape(m, k // GROUP, GROUP).astype(np.float64)
+    amax = np.abs(groups).max(axis=2, keepdims=True)
+    xq = np.rint(groups * np.where(amax > 0, 127 / np.where(amax > 0, amax, 1), 0))
+    xd = amax[..., 0] / 127
+    wq = q.reshape(q.shape[0], k // GROUP, GROUP).astype(np.float64)
+    dots = np.einsum("mgk,ngk->mng", xq, wq) - 7 * xq.sum(axis=2)[:, None, :]
+    return (dots * xd[:, None, :] * scale.astype(np.float64)[None, :, :]).sum(axis=2) + bias
+
+
+def run_kernel(func, x, packed, bias, n):
+    import tvm
+
+    lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host_target())
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(a, dev) for a in (x, *packed, bias, np.zeros((x.shape[0], n), np.float32))]
+    lib["main"](*args)
+    return args[-1].numpy()
+
+
+@pytest.fixture(scope="module")
+def isa():
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for
+
+    found = isa_for(host_target())
+    if found is None:
+        pytest.skip("this CPU has neither AVX2 nor ARM dotprod: the int8 kernels cannot run here")
+    return found
+
+
+@pytest.mark.parametrize("n,k,m", [(32, 64, 1), (48, 96, 1), (32, 64, 7), (48, 160, 70)])
+def test_int8_matmul_matches_numpy(isa, n, k, m):
+    """GEMV (m = 1) and GEMM, with row counts that leave tails of the 4-row tile and of the
+    64-row block."""
+    from harness.engines.tvm.kernels.matmul_int8 import q4_matmul_a8
+
+    rng = np.random.default_rng(n + k + m)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    x = (rng.standard_normal((m, k)) * rng.uniform(0.1, 10, (m, 1))).astype(np.float32)
+    x[0, :GROUP] = 0  # an all-zero group: scale 0, no division by zero
+    bias = rng.standard_normal(n).astype(np.float32)
+    q, s = quantize_q4(w, "float16")
+    ours = run_kernel(q4_matmul_a8(n, k, "float16", "one" if m == 1 else "many", isa), x, pack_q4_a8(q, s), bias, n)
+    ref = numpy_a8_matmul(x, q, s, bias)
+    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_neon_kernels_compile_to_sdot_for_arm64():
+    """The ARM build of the same kernels (run under qemu in tests/devices/test_arm64_phone.py)."""
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for, q4_matmul_a8
+    from harness.engines.tvm.targets import resolve
+    import tvm
+
+    target = resolve("arm64-linux")
+    assert isa_for(target) == "neon-dot"
+    func = q4_matmul_a8(32, 64, "float16", "many", "neon-dot").with_attr("global_symbol", "main")
+    asm = tvm.tirx.build(tvm.IRModule({"main": func}), target=target).inspect_source("asm")
+    assert "sdot" in asm
+
+
+def test_a8_preset_packs_its_own_layout_and_says_what_it_needs():
+    from harness.quantization import pack_linear
+
+    preset = get_preset("q4f16_1a8")
+    packed = pack_linear(np.ones((32, 64), np.float32), preset)
+    assert packed["qweight"].shape == (2, 2, 256) and packed["qweight"].dtype == np.uint8
+    assert preset.activations == "int8" and get_preset("q4f16_1").activations == "float32"
+
+
+def test_a8_preset_falls_back_to_float_kernels_without_integer_dot_products():
+    """A target without AVX2 (generic x86-64) compiles q4f16_1a8 as q4f16_1, and says so."""
+    import tvm
+
+    from harness.engines.tvm.compile import _preset_for
+
+    generic = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64"})
+    said = []
+    twin = _preset_for(get_preset("q4f16_1a8"), generic, "llvm", said.append)
+    assert twin.name == "q4f16_1" and "compiles as q4f16_1" in said[0]
+    assert _preset_for(get_preset("q4f16_1a8"), host_target(), "llvm", said.append).name in ("q4f16_1a8", "q4f16_1")
