@@ -47,12 +47,14 @@ def run_records(out_dir) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_server, arm_phone, tmp_path):
-    """q0f32: the ARM64 build's greedy tokens equal the host's exactly (16 of them)."""
+@pytest.mark.parametrize("preset,activations", [("q0f32", "float32"), ("q4f16_1a8", "int8")])
+def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_server, arm_phone, tmp_path, preset, activations):
+    """The ARM64 build's greedy tokens equal the host's exactly (16 of them): q0f32, and
+    q4f16_1a8, whose int8 matmuls are sdot on ARM and vpmaddubsw on x86 (the same integers)."""
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model="dummy:tiny-llama", quantization="q0f32", device=f"adb:{arm_phone.serial}", tasks=["summ"],
+    spec = RunSpec(model="dummy:tiny-llama", quantization=preset, device=f"adb:{arm_phone.serial}", tasks=["summ"],
                    lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=16)
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     arm = run_benchmark(spec, tmp_path / "arm", **quiet)
@@ -61,10 +63,13 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_ser
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
     assert on_arm["device"]["machine"] == "aarch64" and on_arm["device"]["emulated"] is True
     assert on_arm["target"] == "arm64-linux" and on_arm["runner"] == "python"
+    assert on_arm["format"] == on_host["format"] == preset and on_arm["activations"] == activations
     assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
     assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
     run_info = json.loads((tmp_path / "arm" / "run.json").read_text())
     assert run_info["deploy"]["bytes_pushed"] > 0
+    if activations == "int8":
+        assert "sdot" in run_info["bundle"]["kernels_detail"]
     # the kit and the bundle are on the phone now, checked by sha256: nothing is pushed again
     again = run_benchmark(spec, tmp_path / "arm-again", **quiet)
     assert again.measured == 1 and json.loads((tmp_path / "arm-again" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0

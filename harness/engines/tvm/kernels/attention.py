@@ -8,7 +8,8 @@ L = 1000 they dominate both prefill and decode. These kernels keep the exact sig
 - run (query, head) pairs in parallel on the runtime's thread pool;
 - visit only the causally visible keys;
 - use a chunked online softmax: CHUNK scores at a time, one rescale per chunk, not per key;
-- vectorize the dot products (DOT_LANES partial sums) and the V accumulation over head_dim.
+- vectorize the dot products (DOT_LANES partial sums; in decode, KEYS keys side by side so the
+  FMA chains overlap) and the V accumulation over head_dim.
 
 RoPE is applied by the cache before these run (RopeMode.NORMAL), so ``rotary_mode`` is unused.
 Sliding-window variants are not replaced.
@@ -22,6 +23,7 @@ from . import cpu_attrs
 
 CHUNK = 32  # keys scored per online-softmax step
 DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
+KEYS = 8  # keys whose q.k a decode step computes side by side (page_size is a multiple)
 LOG2E = math.log2(math.e)
 
 
@@ -85,7 +87,7 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                 T.writes()
                 q = T.sblock_alloc_buffer((D,), "float32")
                 acc = T.sblock_alloc_buffer((D,), "float32")
-                part = T.sblock_alloc_buffer((DOT_LANES,), "float32")
+                part = T.sblock_alloc_buffer((KEYS, DOT_LANES), "float32")
                 score = T.sblock_alloc_buffer((page_size,), "float32")
                 state = T.sblock_alloc_buffer((4,), "float32")  # m, sum, page max, scale
                 b: T.let[T.int32] = bh // H_qo
@@ -103,15 +105,23 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                     page: T.let[T.int32] = page_values[first + p]
                     used: T.let[T.int32] = T.if_then_else(p == npages - 1, last_page_len[b], page_size)
                     state[2] = T.float32(-5e4)
-                    for j in T.serial(page_size):
-                        for l in T.vectorized(DOT_LANES):
-                            part[l] = T.float32(0)
-                        for c in T.serial(parts):
+                    # KEYS keys at a time, each with its own accumulator: the FMA chains of one
+                    # dot product would otherwise wait on each other (latency, not throughput).
+                    for kb in T.serial(page_size // KEYS):
+                        for jj in T.unroll(KEYS):
                             for l in T.vectorized(DOT_LANES):
-                                part[l] = part[l] + q[c * DOT_LANES + l] * T.Cast("float32", pages[page, 0, hk, j, c * DOT_LANES + l])
-                        score[j] = T.float32(-5e4)
-                        if j < used:
-                            score[j] = part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6] + part[7]
+                                part[jj, l] = T.float32(0)
+                        for c in T.serial(parts):
+                            for jj in T.unroll(KEYS):
+                                for l in T.vectorized(DOT_LANES):
+                                    part[jj, l] = part[jj, l] + q[c * DOT_LANES + l] * T.Cast("float32", pages[page, 0, hk, kb * KEYS + jj, c * DOT_LANES + l])
+                        for jj in T.unroll(KEYS):
+                            score[kb * KEYS + jj] = part[jj, 0] + part[jj, 1] + part[jj, 2] + part[jj, 3] + part[jj, 4] + part[jj, 5] + part[jj, 6] + part[jj, 7]
+                    # Keys past `used` (the end of the last page) read unwritten slots: masked
+                    # after the fact, so that no branch serializes the dot products above.
+                    for j in T.vectorized(page_size):
+                        score[j] = T.if_then_else(j < used, score[j], T.float32(-5e4))
+                    for j in T.serial(page_size):
                         state[2] = T.max(state[2], score[j])
                     state[3] = fast_exp2(T, state[0] - T.max(state[0], state[2]))
                     state[0] = T.max(state[0], state[2])
