@@ -216,18 +216,21 @@ def cpu_description() -> str:
     """The CPU's model name and the vector / dot-product features that decide the kernels."""
     import platform
 
-    name, flags = platform.processor() or platform.machine(), set()
+    fields, flags = {}, set()
     try:
         for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
-                name = value.strip()
-            if key.strip() in ("flags", "Features"):
+            key, _, value = (part.strip() for part in line.partition(":"))
+            fields.setdefault(key, value)
+            if key in ("flags", "Features"):
                 flags = set(value.split())
     except OSError:
         pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    # A VM often reports only "AMD EPYC": family/model/stepping tell the generation (25/1 = Zen 3).
+    ident = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
     wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "fphp")
-    return f"{name} ({' '.join(f for f in wanted if f in flags) or 'no vector features listed'})"
+    features = " ".join(f for f in wanted if f in flags) or "no vector features listed"
+    return f"{name}{f' ({ident})' if ident else ''}, {os.cpu_count()} CPUs; features: {features}"
 
 
 def gguf_format(path) -> str:

@@ -121,3 +121,24 @@ def test_runs_table_shows_the_run_id_only_where_the_folder_is_named_otherwise(me
     assert "| run id |" not in by_id and by_id.count(run_id) == 1
     renamed = runs(write_report([measured_run_dir], tmp_path / "b").markdown.read_text())
     assert "| run id |" in renamed and run_id in renamed
+
+
+def test_quant_column_names_the_format_that_ran(tmp_path):
+    """A llama.cpp cell of preset q4f16_1 ran GGUF Q4_0: tables and the runs list say so, while
+    a cell that ran its own preset shows just the preset."""
+    from harness.results.journal import Journal
+    from harness.results.schema import Record, RunInfo, RunSpec
+
+    folders = []
+    for engine, fmt, activations in [("llama.cpp", "GGUF Q4_0", "int8"), ("tvm", "q4f16_1", "float32")]:
+        folder = tmp_path / engine
+        journal = Journal(folder)
+        journal.write_run_info(RunInfo(run_id=engine, spec=RunSpec(model="m", quantization="q4f16_1", engine=engine), bundle={"format": fmt}))
+        journal.append(Record(model="m", quantization="q4f16_1", format=fmt, activations=activations, engine=engine, prompt_id="d01-summ-L200",
+                              task="summ", L=200, input_tokens=200, output_tokens=9, prefill_s=0.1, ttft_s=0.12, runtime_s=0.5, itps=2000.0, otps=20.0))
+        folders.append(folder)
+    markdown = write_report(folders, tmp_path / "report").markdown.read_text()
+    overview = markdown[markdown.index("## Overview"):markdown.index("## Per task")]
+    assert "| m | GGUF Q4_0 (as q4f16_1) |" in overview and "| m | q4f16_1 |" in overview
+    runs = markdown[markdown.index("## Runs"):].split("\n\n")[1]
+    assert "GGUF Q4_0 (as q4f16_1)" in runs
