@@ -84,86 +84,95 @@ def _bcast4_16(T, xq, row, col):
     return T.reinterpret("int8x16", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), 4))
 
 
-def _tile_avx2(T, k: int, rows: int):
-    """Macro: Y[row0 : row0 + rows, 8 columns of half h of tile t] on AVX2, ``rows`` static."""
+def _tile_avx2(T, k: int, rows: int, halves: int):
+    """Macro: Y[row0 : row0 + rows, halves x 8 columns from half h0 of tile t] on AVX2.
+
+    ``rows`` x ``halves`` is the register tile (both static): the GEMM takes 4 rows of one half
+    (16 accumulator registers), the GEMV one row of both halves, so that it streams each tile's
+    256 bytes per group front to back."""
     groups = k // GROUP
 
     @T.macro
-    def tile(xq, xd, xz, wq, sc, b_, Y, t, h, row0, acc16, facc, wbuf, swv):
-        for r in T.unroll(rows):
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc16, facc, wbuf, swv):
+        for r in T.unroll(rows * halves):
             facc[T.ramp(r * HALF, 1, HALF)] = T.broadcast(T.float32(0), HALF)
         for g in T.serial(groups):
-            for r in T.unroll(rows):
+            for r in T.unroll(rows * halves):
                 acc16[T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
             for j in T.unroll(4):
-                wbuf[T.ramp(0, 1, 32)] = wq.vload([t, g, j * 64 + h * 32], "uint8x32")
-                wbuf[T.ramp(32, 1, 32)] = T.shift_right(wbuf[T.ramp(0, 1, 32)], T.broadcast(T.uint8(4), 32))
-                wbuf[T.ramp(0, 1, 32)] = wbuf[T.ramp(0, 1, 32)] & T.broadcast(T.uint8(15), 32)
+                for hh in T.unroll(halves):
+                    wbuf[T.ramp(hh * 64, 1, 32)] = wq.vload([t, g, j * 64 + (h0 + hh) * 32], "uint8x32")
+                    wbuf[T.ramp(hh * 64 + 32, 1, 32)] = T.shift_right(wbuf[T.ramp(hh * 64, 1, 32)], T.broadcast(T.uint8(4), 32))
+                    wbuf[T.ramp(hh * 64, 1, 32)] = wbuf[T.ramp(hh * 64, 1, 32)] & T.broadcast(T.uint8(15), 32)
+                    for r in T.unroll(rows):
+                        acc16[T.ramp((r * halves + hh) * 16, 1, 16)] = acc16[T.ramp((r * halves + hh) * 16, 1, 16)] + T.call_llvm_pure_intrin(
+                            "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(hh * 64, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4)
+                        ) + T.call_llvm_pure_intrin(
+                            "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(hh * 64 + 32, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16)
+                        )
+            for hh in T.unroll(halves):
+                swv[T.ramp(hh * HALF, 1, HALF)] = T.Cast("float32x8", sc[t, g, T.ramp((h0 + hh) * HALF, 1, HALF)])
                 for r in T.unroll(rows):
-                    acc16[T.ramp(r * 16, 1, 16)] = acc16[T.ramp(r * 16, 1, 16)] + T.call_llvm_pure_intrin(
-                        "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(0, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4)
-                    ) + T.call_llvm_pure_intrin(
-                        "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(32, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16)
-                    )
-            swv[T.ramp(0, 1, HALF)] = T.Cast("float32x8", sc[t, g, T.ramp(h * HALF, 1, HALF)])
-            for r in T.unroll(rows):
-                facc[T.ramp(r * HALF, 1, HALF)] = facc[T.ramp(r * HALF, 1, HALF)] + T.Cast(
-                    "float32x8",
-                    T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", acc16[T.ramp(r * 16, 1, 16)], T.broadcast(T.int16(1), 16))
-                    - T.broadcast(xz[row0 + r, g], HALF),
-                ) * (swv[T.ramp(0, 1, HALF)] * T.broadcast(xd[row0 + r, g], HALF))
+                    facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] = facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] + T.Cast(
+                        "float32x8",
+                        T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", acc16[T.ramp((r * halves + hh) * 16, 1, 16)], T.broadcast(T.int16(1), 16))
+                        - T.broadcast(xz[row0 + r, g], HALF),
+                    ) * (swv[T.ramp(hh * HALF, 1, HALF)] * T.broadcast(xd[row0 + r, g], HALF))
         for r in T.unroll(rows):
-            Y[row0 + r, T.ramp(t * LANES + h * HALF, 1, HALF)] = facc[T.ramp(r * HALF, 1, HALF)] + b_[T.ramp(t * LANES + h * HALF, 1, HALF)]
+            for hh in T.unroll(halves):
+                Y[row0 + r, T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)] = facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] + b_[T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)]
 
     return tile
 
 
-def _tile_neon(T, k: int, rows: int):
-    """Macro: the same 8 output columns on ARM with ``sdot`` (two int32x4 registers per row)."""
+def _tile_neon(T, k: int, rows: int, halves: int):
+    """Macro: the same register tile on ARM with ``sdot``: each half is two int32x4 quarters."""
     groups = k // GROUP
+    quarters = 2 * halves
 
     @T.macro
-    def tile(xq, xd, xz, wq, sc, b_, Y, t, h, row0, acc32, facc, wbuf, swv):
-        for r in T.unroll(rows):
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc32, facc, wbuf, swv):
+        for r in T.unroll(rows * halves):
             facc[T.ramp(r * HALF, 1, HALF)] = T.broadcast(T.float32(0), HALF)
         for g in T.serial(groups):
-            for r in T.unroll(rows * 2):
+            for r in T.unroll(rows * quarters):
                 acc32[T.ramp(r * 4, 1, 4)] = T.broadcast(T.int32(0), 4)
             for j in T.unroll(4):
-                for qtr in T.unroll(2):
-                    wbuf[T.ramp(qtr * 32, 1, 16)] = wq.vload([t, g, j * 64 + h * 32 + qtr * 16], "uint8x16") & T.broadcast(T.uint8(15), 16)
-                    wbuf[T.ramp(qtr * 32 + 16, 1, 16)] = T.shift_right(wq.vload([t, g, j * 64 + h * 32 + qtr * 16], "uint8x16"), T.broadcast(T.uint8(4), 16))
+                for qtr in T.unroll(quarters):
+                    wbuf[T.ramp(qtr * 32, 1, 16)] = wq.vload([t, g, j * 64 + h0 * 32 + qtr * 16], "uint8x16") & T.broadcast(T.uint8(15), 16)
+                    wbuf[T.ramp(qtr * 32 + 16, 1, 16)] = T.shift_right(wq.vload([t, g, j * 64 + h0 * 32 + qtr * 16], "uint8x16"), T.broadcast(T.uint8(4), 16))
                 for r in T.unroll(rows):
-                    for qtr in T.unroll(2):
-                        acc32[T.ramp((r * 2 + qtr) * 4, 1, 4)] = T.call_llvm_pure_intrin(
+                    for qtr in T.unroll(quarters):
+                        acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)] = T.call_llvm_pure_intrin(
                             "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8",
                             T.call_llvm_pure_intrin(
-                                "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc32[T.ramp((r * 2 + qtr) * 4, 1, 4)],
+                                "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)],
                                 T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32, 1, 16)]), _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4),
                             ),
                             T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32 + 16, 1, 16)]), _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4 + 16),
                         )
-            swv[T.ramp(0, 1, HALF)] = T.Cast("float32x8", sc[t, g, T.ramp(h * HALF, 1, HALF)])
-            for r in T.unroll(rows):
-                for qtr in T.unroll(2):
-                    facc[T.ramp(r * HALF + qtr * 4, 1, 4)] = facc[T.ramp(r * HALF + qtr * 4, 1, 4)] + T.Cast(
-                        "float32x4", acc32[T.ramp((r * 2 + qtr) * 4, 1, 4)] - T.broadcast(xz[row0 + r, g], 4)
+            for qtr in T.unroll(quarters):
+                swv[T.ramp(qtr * 4, 1, 4)] = T.Cast("float32x4", sc[t, g, T.ramp(h0 * HALF + qtr * 4, 1, 4)])
+                for r in T.unroll(rows):
+                    facc[T.ramp(r * halves * HALF + qtr * 4, 1, 4)] = facc[T.ramp(r * halves * HALF + qtr * 4, 1, 4)] + T.Cast(
+                        "float32x4", acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)] - T.broadcast(xz[row0 + r, g], 4)
                     ) * (swv[T.ramp(qtr * 4, 1, 4)] * T.broadcast(xd[row0 + r, g], 4))
         for r in T.unroll(rows):
-            Y[row0 + r, T.ramp(t * LANES + h * HALF, 1, HALF)] = facc[T.ramp(r * HALF, 1, HALF)] + b_[T.ramp(t * LANES + h * HALF, 1, HALF)]
+            Y[row0 + r, T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)] = facc[T.ramp(r * halves * HALF, 1, halves * HALF)] + b_[T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)]
 
     return tile
 
 
-def _tile(T, isa: str, k: int, rows: int):
+def _tile(T, isa: str, k: int, rows: int, halves: int):
     if isa not in ISAS:
         raise ValueError(f"unknown integer dot-product ISA {isa!r}; one of {ISAS}")
-    return (_tile_avx2 if isa == "avx2" else _tile_neon)(T, k, rows)
+    return (_tile_avx2 if isa == "avx2" else _tile_neon)(T, k, rows, halves)
 
 
-def _acc_shape(isa: str, rows: int) -> tuple[tuple[int], str]:
-    """Integer accumulators of a register tile: int16x16 per row (AVX2), 2 x int32x4 (NEON)."""
-    return ((rows * 16,), "int16") if isa == "avx2" else ((rows * 8,), "int32")
+def _acc_shape(isa: str, slots: int) -> tuple[tuple[int], str]:
+    """Integer accumulators of ``slots`` (row, half) pairs: one int16x16 each on AVX2, two
+    int32x4 on NEON."""
+    return ((slots * 16,), "int16") if isa == "avx2" else ((slots * 8,), "int32")
 
 
 @lru_cache(maxsize=None)
@@ -175,9 +184,10 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
     check_shape(n, k, True)
     tiles, groups = n // LANES, k // GROUP
     quantize = _quantize_rows(T, k)
-    one = _tile(T, isa, k, 1)
-    many = _tile(T, isa, k, ROWS)
-    acc_one, acc_many = _acc_shape(isa, 1), _acc_shape(isa, ROWS)
+    one = _tile(T, isa, k, 1, 1)  # GEMM rows left over after the 4-row tiles
+    many = _tile(T, isa, k, ROWS, 1)
+    whole = _tile(T, isa, k, 1, 2)  # GEMV: one row, both halves of a column tile
+    acc_one, acc_many, acc_whole = _acc_shape(isa, 1), _acc_shape(isa, ROWS), _acc_shape(isa, 2)
 
     if rows == "one":
 
@@ -196,15 +206,15 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
             for row in T.serial(m):
                 quantize(X, xq, xd, xz, row, amax, total)
             for row in T.serial(m):
-                for item in T.parallel(tiles * 2):
+                for t in T.parallel(tiles):
                     with T.sblock("tile"):
                         T.reads()
                         T.writes()
-                        acc = T.sblock_alloc_buffer(acc_one[0], acc_one[1])
-                        facc = T.sblock_alloc_buffer((HALF,), "float32")
-                        wbuf = T.sblock_alloc_buffer((64,), "uint8")
-                        swv = T.sblock_alloc_buffer((HALF,), "float32")
-                        one(xq, xd, xz, wq, sc, b_, Y, item // 2, item % 2, row, acc, facc, wbuf, swv)
+                        acc = T.sblock_alloc_buffer(acc_whole[0], acc_whole[1])
+                        facc = T.sblock_alloc_buffer((2 * HALF,), "float32")
+                        wbuf = T.sblock_alloc_buffer((128,), "uint8")
+                        swv = T.sblock_alloc_buffer((2 * HALF,), "float32")
+                        whole(xq, xd, xz, wq, sc, b_, Y, t, 0, row, acc, facc, wbuf, swv)
 
         return gemv
 
