@@ -261,13 +261,15 @@ def reference_gguf(args, model, log):
     return llamacpp_engine.build(model, get_preset("q4f16_1"), log=log) / llamacpp_engine.GGUF_NAME
 
 
-def add_peak_shares(results: list[dict], macs: int, peaks: dict) -> None:
-    """Prefill's linear-layer throughput as % of the int8-dot peak (both engines run int8 dot
-    products), or of the fp32 FMA peak where the CPU has no int8 kernels of ours."""
-    peak = peaks["int8_gops"] or peaks["fp32_gflops"]
+def add_peak_shares(results: list[dict], macs: int, peaks: dict, ours_activations: str) -> None:
+    """Prefill's linear-layer throughput as % of the peak of the arithmetic each engine runs:
+    the int8-dot peak for llama.cpp's Q4_0 and our int8 activations, the fp32 FMA peak for our
+    float path (and for both where the CPU has no int8 kernels of ours)."""
+    int8 = peaks["int8_gops"] or peaks["fp32_gflops"]
+    peak = {"ours": int8 if ours_activations == "int8" else peaks["fp32_gflops"], "ref": int8}
     for r in results:
         for name in ("ours", "ref"):
-            r[f"{name}_prefill_peak_pct"] = round(100 * r[f"{name}_prefill_tps"] * 2 * macs / 1e9 / peak, 1)
+            r[f"{name}_prefill_peak_pct"] = round(100 * r[f"{name}_prefill_tps"] * 2 * macs / 1e9 / peak[name], 1)
 
 
 def main(argv=None) -> None:
@@ -299,7 +301,7 @@ def main(argv=None) -> None:
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     results = measure(engines, token_sequences(args.lengths, engines["ours"].vocab), args.repeats, args.decode_tokens)
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
-    add_peak_shares(results, linear_macs_per_token(model.config), peaks)
+    add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest.get("activations", "float32"))
 
     ref_format = gguf_format(gguf_path)
     system_info = llama_cpp.llama_print_system_info().decode().strip()
