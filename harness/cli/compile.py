@@ -21,7 +21,7 @@ by weights, preset, target, TVM version and engine source: the same inputs compi
 
 @click.command("compile", epilog=EPILOG)
 @click.option("--model", "-m", required=True, help="Built-in name, .gguf file, HF model directory, or dummy:tiny-<arch>.")
-@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1, q4f32_1 or q0f32.")
+@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1, q4f16_1a8 (int8 activations), q4f32_1 or q0f32.")
 @click.option("--target", "-t", default="llvm", show_default=True, help="llvm, cuda, arm64-linux, android-cpu or opencl.")
 @click.option("--force", is_flag=True, help="Recompile even if the bundle is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")

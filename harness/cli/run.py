@@ -31,7 +31,7 @@ resumes where it stopped and measures nothing that is already there."""
 
 @click.command("run", epilog=EPILOG)
 @click.option("--model", "-m", required=True, help="Built-in name (smollm2-135m-instruct), a .gguf file, a HF model directory, or dummy:tiny-<arch>.")
-@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1 (4-bit, group 32, fp16 scales), q4f32_1, or q0f32.")
+@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1 (4-bit, group 32, fp16 scales; MLC's float activations), q4f16_1a8 (the same weights, int8 activations on integer dot products), q4f32_1, or q0f32.")
 @click.option("--engine", type=click.Choice(["tvm", "llama.cpp"]), default="tvm", show_default=True, help="tvm: the embedded MLC-style engine (q4f16_1 = 4-bit group 32). llama.cpp: the same prompts through llama.cpp as GGUF Q4_0 (also 4-bit group 32), side by side; needs pip install -e '.[llamacpp]'.")
 @click.option("--target", default="llvm", show_default=True, help="Compile target: llvm (host CPU), cuda, arm64-linux, android-cpu, opencl. An ARM64 phone without Python gets arm64-linux (the harness's TVM kit).")
 @click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True, help="local, adb (the only attached phone) or adb:SERIAL; repeat to run on several devices in parallel.")
