@@ -70,14 +70,6 @@ def memory_bandwidth_gbps() -> float:
     return measure_bandwidth_gbps()
 
 
-def gguf_tensor_bytes(path) -> int:
-    """Sum of the GGUF's tensor sizes (exact, metadata excluded): what llama.cpp reads per token,
-    since the token embedding doubles as the LM head (tied) and every other tensor is used once."""
-    from gguf import GGUFReader
-
-    return sum(int(t.n_bytes) for t in GGUFReader(path).tensors)
-
-
 def cpu_seconds() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine, CPU seconds of this process), to tell afterwards how
     much CPU other processes took: llama.cpp's OpenMP barriers spin, so contention can slow it
@@ -281,6 +273,7 @@ def main(argv=None) -> None:
 
     from peak import measure_peaks
 
+    from harness.engines.llamacpp.engine import gguf_tensor_bytes
     from harness.engines.tvm.compile import compile_model
     from harness.engines.tvm.targets import resolve
     from harness.models.resolve import resolve_model
@@ -292,6 +285,7 @@ def main(argv=None) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     bandwidth = memory_bandwidth_gbps()
     peaks = measure_peaks(resolve("llvm"), args.threads)
+    # what llama.cpp reads per token: every tensor once (the embedding doubles as the tied LM head)
     weight_bytes = {"ours": manifest["weight_bytes"], "ref": gguf_tensor_bytes(gguf_path)}
     ceiling = {name: round(bandwidth * 1e9 / b, 1) for name, b in weight_bytes.items()}
 
@@ -301,14 +295,14 @@ def main(argv=None) -> None:
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     results = measure(engines, token_sequences(args.lengths, engines["ours"].vocab), args.repeats, args.decode_tokens)
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
-    add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest.get("activations", "float32"))
+    add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest["activations"])
 
     ref_format = gguf_format(gguf_path)
     system_info = llama_cpp.llama_print_system_info().decode().strip()
     print(f"{model.name} ({model.weights} weights), {args.threads} threads, median of {args.repeats}, {args.decode_tokens} decode steps", file=out)
     print(f"CPU: {cpu_description()}", file=out)
-    print(f"ours: {manifest['quantization']} ({bundle.name}), activations {manifest.get('activations', 'float32')}, "
-          f"kernels: {manifest.get('kernels_detail', 'fp32 FMA')}", file=out)
+    print(f"ours: {manifest['quantization']} ({bundle.name}), activations {manifest['activations']}, "
+          f"kernels: {manifest['kernels_detail']}", file=out)
     print(f"llama.cpp: llama-cpp-python {llama_cpp.__version__} on {gguf_path.name}: {ref_format}; {system_info}", file=out)
     print(f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
           f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s", file=out)

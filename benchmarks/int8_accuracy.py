@@ -87,8 +87,9 @@ def main(argv=None) -> None:
 
     model = resolve_model(args.model, log)
     bundles = {name: compile_model(model, get_preset(name), "llvm", log=log) for name in (FLOAT, INT8)}
-    kernels = json.loads((bundles[INT8] / "manifest.json").read_text()).get("kernels_detail", "?")
-    if json.loads((bundles[INT8] / "manifest.json").read_text())["quantization"] != INT8:
+    manifest = json.loads((bundles[INT8] / "manifest.json").read_text())
+    kernels = manifest["kernels_detail"]
+    if manifest["quantization"] != INT8:
         sys.exit(f"this CPU has no integer dot-product kernels: {INT8} compiled as its float twin; nothing to compare")
     longest = max(args.lengths) + args.steps + 64
     sessions = {name: TVMSession(b, max_seq_len=max(longest, args.ppl_tokens + 1, 2048)) for name, b in bundles.items()}

@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads((args.bundle / "manifest.json").read_text())
         template.setdefault("model", manifest["model"])
         template.setdefault("quantization", manifest["quantization"])
-        template.setdefault("format", manifest.get("format", manifest["quantization"]))
-        template.setdefault("activations", manifest.get("activations", "float32"))
+        template.setdefault("format", manifest["format"])
+        template.setdefault("activations", manifest["activations"])
         template.setdefault("engine", engine_of(manifest))
         runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode)
     except Exception as exc:

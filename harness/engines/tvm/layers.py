@@ -24,6 +24,15 @@ from .kernels import elementwise, matmul, matmul_gpu, matmul_int8
 DTYPE = "float32"
 
 
+def _rows(x: Tensor) -> tuple[Tensor, bool]:
+    """x [..., width] as a 2-D [rows, width] tensor, and whether it is statically one row."""
+    *lead, width = x.shape
+    rows = 1
+    for d in lead:
+        rows = rows * d
+    return op.reshape(x, (rows, width)), isinstance(rows, int) and rows == 1
+
+
 class Linear(nn.Module):
     """y = x W^T (+ b) with W stored tiled (and 4-bit group-quantized for q4 presets)."""
 
@@ -51,11 +60,7 @@ class Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         *lead, k = x.shape
-        rows = 1
-        for d in lead:
-            rows = rows * d
-        x2 = op.reshape(x, (rows, k))
-        single_row = isinstance(rows, int) and rows == 1
+        x2, single_row = _rows(x)
         bias = self.bias if self.bias is not None else Tensor.from_const(np.zeros(self.out_features, DTYPE))
         n, variant = self.out_features, "one" if single_row else "many"
         gpu = self.kernels == "gpu"
@@ -71,7 +76,7 @@ class Linear(nn.Module):
             func = f32(n, k, variant)
             weights, kind = [self.weight], "f32"
         name = ("gemv" if single_row else "gemm") + f"_{kind}_{n}x{k}"
-        y = op.tensor_ir_op(func, name, args=[x2, *weights, bias], out=Tensor.placeholder((rows, n), DTYPE))
+        y = op.tensor_ir_op(func, name, args=[x2, *weights, bias], out=Tensor.placeholder((x2.shape[0], n), DTYPE))
         return op.reshape(y, (*lead, n))
 
 
@@ -133,15 +138,6 @@ def _gather_a8(hidden: int):
         return te.compute((idx.shape[0], hidden), row_value, name="embed_gather")
 
     return gather
-
-
-def _rows(x: Tensor) -> tuple[Tensor, bool]:
-    """x [..., width] as a 2-D [rows, width] tensor, and whether it is statically one row."""
-    *lead, width = x.shape
-    rows = 1
-    for d in lead:
-        rows = rows * d
-    return op.reshape(x, (rows, width)), isinstance(rows, int) and rows == 1
 
 
 class RMSNorm(nn.Module):

@@ -31,14 +31,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 from . import CPU_ATTRS
-
-from .matmul import GROUP, LANES, check_shape
+from .matmul import GROUP, LANES, ZERO, check_shape
 
 ROWS = 4  # rows of X per register tile (GEMM)
 BLOCK_ROWS = 64  # rows per GEMM work item; its int8 rows stay in L2 while tiles stream by
 HALF = 8  # output columns per int32 register on AVX2 (two NEON registers)
 TILE_BYTES = GROUP * LANES // 2  # packed bytes of one column tile and group: 256
-ZERO = 7
 ISAS = ("avx2", "neon-dot")
 
 
