@@ -53,6 +53,7 @@ class GridSpec(BaseModel):
     adb_server: str | None = None
     profile: str | None = None  # plan phones with this device profile when they cannot be reached (dry runs)
     quality: GridQuality | None = None
+    reference: str | None = None  # overlay published figures in the report, e.g. slimlm-s24
 
 
 def load_grid(path: str | Path) -> GridSpec:

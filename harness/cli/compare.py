@@ -1,4 +1,6 @@
-"""``slm-bench compare RUN_A RUN_B``: per-cell ratios, and a failing exit status on regressions."""
+"""``slm-bench compare RUN_A RUN_B``: per-cell ratios, and a failing exit status on regressions.
+
+RUN_A and RUN_B are each a run folder or a grid's output folder (all of its cells)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ Examples:
   slm-bench compare results/before results/after                   # the table only
   slm-bench compare results/before results/after --fail-above 10   # CI: exit 1 if >10% slower
   slm-bench compare results/before results/after --json | jq '.[] | .otps_ratio'
+  slm-bench compare results/grid-quick results/grid-quick-new      # two grids, every cell
 
 \b
 Exit status: 0 no cell slower than PCT (or no --fail-above), 1 some cell is, 2 bad input.""",
@@ -30,6 +33,9 @@ Exit status: 0 no cell slower than PCT (or no --fail-above), 1 some cell is, 2 b
 def compare(run_a: Path, run_b: Path, fail_above: float | None, as_json: bool) -> None:
     """Compare RUN_B against RUN_A, cell by cell (model, quantization, engine, target, task, L).
 
+    Each of RUN_A and RUN_B is a run folder or a grid's output folder (all of its cells are
+    compared).
+
     Each metric's median in B is shown with its slowdown against A in percent; the
     slowdown reads the same for every metric (+100% = twice as slow, whether that is OTPS
     halving or TTFT doubling). Warm-ups and failed requests are left out.
@@ -37,6 +43,8 @@ def compare(run_a: Path, run_b: Path, fail_above: float | None, as_json: bool) -
     from harness.report.compare import compare_runs, render_text
 
     comparison = compare_runs([run_a], [run_b])
+    for problem in comparison.unreadable:  # as `slm-bench report` does: the rest is still compared
+        click.echo(f"warning: skipped unreadable journal line in {problem}", err=True)
     click.echo(render_text(comparison, fail_above), err=as_json)
     if as_json:
         sys.stdout.write(comparison.cells.to_json(orient="records", indent=1) + "\n")

@@ -23,6 +23,10 @@ def grid(grid_file, out, dry_run):
     from harness.paths import results_dir
 
     spec = load_grid(grid_file)
+    if spec.reference is not None:
+        from harness.report.reference import check_reference
+
+        check_reference(spec.reference, where=str(grid_file))  # before any cell runs, dry run or not
     out_dir = Path(out) if out else results_dir() / f"grid-{Path(grid_file).stem}"
     if dry_run:
         cells = plan_grid(spec)
@@ -40,9 +44,12 @@ def grid(grid_file, out, dry_run):
         if spec.quality is not None:
             q = spec.quality
             click.echo(f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
+        if spec.reference is not None:
+            click.echo(f"reference: the report sets the published {spec.reference} figures beside the measured ones")
         return
     run_dirs = run_grid(spec, out_dir, log=click.echo)
     from harness.report.render import write_report
 
-    outputs = write_report(run_dirs, out_dir / "report", title=f"slm-bench grid: {Path(grid_file).stem}")
+    title = f"slm-bench grid: {Path(grid_file).stem}"
+    outputs = write_report(run_dirs, out_dir / "report", title=title, reference=spec.reference)
     click.echo(f"report: {outputs.html}")

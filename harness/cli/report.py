@@ -1,4 +1,4 @@
-"""``slm-bench report`` and ``slm-bench plot``: render run directories.
+"""``slm-bench report`` and ``slm-bench plot``: render run directories (or a grid's output folder).
 
 pandas and matplotlib are imported inside the commands, so listing or getting help for
 these commands stays fast.
@@ -19,12 +19,13 @@ Examples:
   slm-bench report results/qwen-q4-pixel8
       -> reports/qwen-q4-pixel8/{report.md, report.html, summary.csv, plots/}
   slm-bench report results/a results/b results/c           # one report, three runs
+  slm-bench report results/grid-quick                      # a grid's folder: all of its cells
   slm-bench report results/new --baseline results/old      # value (ratio to old) per cell
   slm-bench report results/run --json | jq '.[0]'          # summary rows as JSON"""
 )
 @click.argument("run_dirs", nargs=-1, required=True, type=RUN_DIR)
 @click.option("--baseline", type=RUN_DIR, default=None,
-              help="Run dir to compare against; cells match on model, quantization, task and L.")
+              help="Run dir (or grid folder) to compare against; cells match on model, quantization, task and L.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output folder [default: reports/<run name>, or reports/compare-<n> for several runs].")
 @click.option("--L", "length", type=int, default=None, help="Context length of the trade-off plots [default: largest common L].")
@@ -33,7 +34,8 @@ Examples:
 def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, length: int | None, reference: str | None, as_json: bool) -> None:
     """Render report.md, a self-contained report.html, summary.csv and plots.
 
-    Statistics (median, p10, p90, stdev, cv, count) use measured requests only: warmups,
+    RUN_DIRS are run folders or grid output folders (`slm-bench grid`), whose cells are all
+    reported. Statistics (median, p10, p90, stdev, cv, count) use measured requests only: warmups,
     failed and skipped cells are left out and listed. Unreadable journal lines are
     reported at the top, with file and line, and everything else is still used.
     """
@@ -53,6 +55,7 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     epilog="""\b
 Examples:
   slm-bench plot results/a results/b            # -> reports/compare-2/plots/
+  slm-bench plot results/grid-quick             # every cell of a grid -> reports/grid-quick/plots/
   slm-bench plot results/a --L 600 --out /tmp/plots"""
 )
 @click.argument("run_dirs", nargs=-1, required=True, type=RUN_DIR)
@@ -61,7 +64,7 @@ Examples:
 @click.option("--L", "length", type=int, default=None,
               help="Context length of the trade-off and memory plots [default: largest common L].")
 def plot(run_dirs: tuple[Path, ...], out: Path | None, length: int | None) -> None:
-    """Draw the plots (PNG + SVG): speed vs L, size/speed trade-off, peak memory, OTPS and TTFT
+    """Draw the plots (PNG + SVG) of run folders or grid folders: speed vs L, size/speed trade-off, peak memory, OTPS and TTFT
     heat maps over model x L, and quality vs OTPS (from `slm-bench eval` results in the runs).
 
     Lines are medians with a p10-p90 band; hollow markers mean dummy weights. The OTPS

@@ -42,14 +42,14 @@ class RunData:
 
 
 def load_runs(run_dirs: list[Path | str] | tuple[Path | str, ...]) -> RunData:
-    """Load each run directory (run.json + records.jsonl) into one RunData."""
+    """Load each run directory (run.json + records.jsonl), or every cell of a grid's output
+    folder (:func:`expand_run_dirs`), into one RunData."""
     if not run_dirs:
         raise UserError("no run directory given; fix: pass one or more results/<run> folders")
     frames, infos, problems, names = [], {}, [], set()
-    for run_dir in map(Path, run_dirs):
+    for run_dir in expand_run_dirs(run_dirs):
         name = _unique_name(run_dir, names)
         names.add(name)
-        _check_run_dir(run_dir)
         info = read_run_info(run_dir)
         if info is not None:
             infos[name] = info
@@ -60,11 +60,40 @@ def load_runs(run_dirs: list[Path | str] | tuple[Path | str, ...]) -> RunData:
     return RunData(df=df, infos=infos, problems=problems)
 
 
-def _check_run_dir(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist; fix: pass a folder written by `slm-bench run`")
-    if not (run_dir / RUN_FILE).exists() and not (run_dir / RECORDS_FILE).exists():
-        raise UserError(f"{run_dir} holds neither {RUN_FILE} nor {RECORDS_FILE}; fix: pass a folder written by `slm-bench run`")
+def expand_run_dirs(folders: list[Path | str] | tuple[Path | str, ...]) -> list[Path]:
+    """The run directories that ``folders`` name: a run folder (run.json or records.jsonl) is
+    itself; a grid's output folder is every cell in it (``<grid>/<run-id>/``, in name order).
+
+    Every command that reads runs (report, plot, compare) goes through here, so each takes a
+    grid folder wherever it takes a run folder. The grid's own ``report/`` holds no journal and
+    is passed over like any other folder that is not a run.
+    """
+    runs: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise UserError(
+                f"run directory {folder} does not exist; "
+                "fix: pass a folder written by `slm-bench run` or `slm-bench grid`"
+            )
+        if _is_run(folder):
+            runs.append(folder)
+            continue
+        cells = sorted(child for child in folder.iterdir() if child.is_dir() and _is_run(child))
+        if not cells:
+            raise UserError(
+                f"{folder} holds neither a run ({RUN_FILE}, {RECORDS_FILE}) nor run folders; "
+                "fix: pass a run folder of `slm-bench run` or a grid's output folder of `slm-bench grid`"
+            )
+        runs += cells
+    # A run named twice (a grid and one of its cells) would count its records twice.
+    unique: dict[Path, Path] = {}
+    for run in runs:
+        unique.setdefault(run.resolve(), run)
+    return list(unique.values())
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / RUN_FILE).exists() or (folder / RECORDS_FILE).exists()
 
 
 def _unique_name(run_dir: Path, taken: set[str]) -> str:

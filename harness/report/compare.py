@@ -15,7 +15,7 @@ as llama.cpp's compare script and pytest-benchmark's ``--benchmark-compare-fail`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,8 @@ class Comparison:
     only_b: list[tuple]
     devices_a: list[str]
     devices_b: list[str]
+    # journal lines skipped: "RUN_A: <run>/records.jsonl:LINE: reason" (RUN_B likewise)
+    unreadable: list[str] = field(default_factory=list)
 
     def regressions(self, threshold_pct: float) -> pd.DataFrame:
         """Cells where some metric is slower than ``threshold_pct`` percent, with the worst metric."""
@@ -56,7 +58,9 @@ def slowdown_pct(a: float, b: float, higher_is_better: bool) -> float:
 
 
 def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison:
-    """Match the cells of A and B and compute ratios and slowdowns of their medians."""
+    """Match the cells of A and B and compute ratios and slowdowns of their medians.
+
+    Each side is a list of run folders or grid output folders (every cell of a grid)."""
     import pandas as pd
 
     from harness.report.aggregate import load_runs, summarize
@@ -89,6 +93,7 @@ def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison
         only_b=_keys(merged[merged["_merge"] == "right_only"]),
         devices_a=sorted(map(str, pd.unique(a.measured["device"]))),
         devices_b=sorted(map(str, pd.unique(b.measured["device"]))),
+        unreadable=[f"RUN_A: {p}" for p in a.problems] + [f"RUN_B: {p}" for p in b.problems],
     )
 
 

@@ -329,12 +329,15 @@ def plot_heatmap(series: list[Series], metric: str, scope: str) -> "Figure":
 
 
 def _style_params_axis(ax: "Axes", ylabel: str) -> None:
-    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import NullFormatter
+
+    from harness.report.logticks import ParamsFormatter, ParamsLocator
 
     ax.set_xscale("log")
-    # Models of one study often sit within a decade: label 1-2-5 steps ("100 k", "200 k").
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(EngFormatter())
+    # Models of one study often sit within a decade: round steps as dense as their labels fit
+    # (100M, 200M, 300M; 100M, 1B, 10B), never labels that run into each other.
+    ax.xaxis.set_major_locator(ParamsLocator())
+    ax.xaxis.set_major_formatter(ParamsFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.margins(x=0.15, y=0.1)
     ax.set_xlabel(PARAMS_LABEL)

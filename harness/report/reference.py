@@ -18,13 +18,22 @@ QUALITY_REFERENCES = {
 }
 
 
+def check_reference(name: str, where: str = "") -> str:
+    """``name`` if it is a known reference, else a one-line UserError listing the known ones.
+
+    A grid checks its ``reference:`` before its first cell runs: a typo found only when the
+    report is rendered would come after hours of measuring."""
+    if name not in REFERENCES:
+        source = f" in {where}" if where else ""
+        raise UserError(f"unknown reference {name!r}{source}; available: {', '.join(REFERENCES)}")
+    return name
+
+
 def load_reference(name: str):
     """The reference as a DataFrame: model (lower-cased display name), L, metrics, device label."""
     import pandas as pd
 
-    if name not in REFERENCES:
-        raise UserError(f"unknown reference {name!r}; available: {', '.join(REFERENCES)}")
-    path, device = REFERENCES[name]
+    path, device = REFERENCES[check_reference(name)]
     df = pd.read_csv(path)
     df = df[df["nominal_L"] > 0]  # the one-line-question rows have no L to match
     out = pd.DataFrame({"model_key": df["model"].str.lower(), "model": df["model"], "L": df["nominal_L"].astype(int)})

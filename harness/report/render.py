@@ -383,7 +383,13 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
 .note { color: #555; font-size: .9em; } .problems li { color: #a40000; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-.scroll { overflow-x: auto; }
+/* A table wider than the page scrolls inside its box at its natural width. The scrollbar is
+   styled so that Blink and WebKit always draw it: their overlay scrollbars (macOS, phones) stay
+   hidden until scrolled, and the table then looks cut off at the right edge. */
+.table-wrap { overflow-x: auto; max-width: 100%; }
+.table-wrap::-webkit-scrollbar { height: 10px; }
+.table-wrap::-webkit-scrollbar-thumb { background: #bbb; border-radius: 5px; }
+.table-wrap::-webkit-scrollbar-track { background: #f0f0f0; border-radius: 5px; }
 pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: .85em; }
 """
 
@@ -422,5 +428,5 @@ def _html_table(table: Table) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 

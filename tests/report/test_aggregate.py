@@ -68,5 +68,5 @@ def test_missing_run_dir_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_runs([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="neither run.json nor records.jsonl"):
+    with pytest.raises(UserError, match=r"neither a run \(run.json, records.jsonl\) nor run folders"):
         load_runs([tmp_path / "empty"])

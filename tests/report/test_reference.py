@@ -38,3 +38,16 @@ def test_no_matching_model_is_said_plainly(measured_run_dir, tmp_path):
 
     md = write_report([measured_run_dir], tmp_path / "rep", reference="slimlm-s24").markdown.read_text()
     assert "No model and L of these runs appears in the reference slimlm-s24" in md
+
+
+def test_a_grid_names_its_reference_and_a_typo_lists_the_known_ones(tmp_path):
+    from harness.grid import GridSpec, load_grid
+    from harness.paths import REPO_ROOT
+    from harness.report.reference import REFERENCES, check_reference
+
+    study = load_grid(REPO_ROOT / "examples" / "study-s24.yaml")
+    assert study.reference == "slimlm-s24" and check_reference(study.reference) in REFERENCES
+    assert GridSpec(models=["smollm2-135m-instruct"]).reference is None  # no overlay unless asked
+    with pytest.raises(UserError) as error:
+        check_reference("slimlm-S24", where="grid.yaml")
+    assert str(error.value) == "unknown reference 'slimlm-S24' in grid.yaml; available: slimlm-s24"

@@ -142,3 +142,35 @@ def test_quant_column_names_the_format_that_ran(tmp_path):
     assert "| m | GGUF Q4_0 (as q4f16_1) |" in overview and "| m | q4f16_1 |" in overview
     runs = markdown[markdown.index("## Runs"):].split("\n\n")[1]
     assert "GGUF Q4_0 (as q4f16_1)" in runs
+
+
+def test_every_html_table_scrolls_in_its_own_box(tmp_path, monkeypatch):
+    """A table wider than the page keeps its natural width and scrolls inside a wrapper, so the
+    page itself never clips it at the right edge."""
+    import re
+    from html.parser import HTMLParser
+
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
+    page = write_report([_run_with_otps(tmp_path / "run", [30.0, 31.0])], tmp_path / "out").html.read_text()
+
+    class Parents(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.table_parents = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.table_parents.append(self.stack[-1])
+            self.stack.append((tag, dict(attrs).get("class")))
+
+        def handle_endtag(self, tag):
+            while self.stack and self.stack.pop()[0] != tag:
+                pass
+
+    parser = Parents()
+    parser.feed(page)
+    assert len(parser.table_parents) >= 3  # runs, overview, per task
+    assert set(parser.table_parents) == {("div", "table-wrap")}
+    css = page[page.index("<style>"):page.index("</style>")]
+    assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", css)
+    assert not re.search(r"(^|\n)table \{[^}]*width:", css)  # natural width: no table is squeezed to the box
