@@ -18,6 +18,8 @@ from harness.errors import UserError
 
 ARCHITECTURES = {
     "llama": "harness.models.arch.llama",
+    "gemma2": "harness.models.arch.gemma2",
+    "phi3": "harness.models.arch.phi3",
     "qwen2": "harness.models.arch.qwen2",
     "slimlm": "harness.models.arch.slimlm",
 }

@@ -7,6 +7,9 @@
   next to a model.tar of AArch64 host objects with the kernels packed in.
 - cuda: model.so (host code + CUDA source) and model.cu; model.ptx too when nvcc is installed.
 
+Gemma 2 and Phi-3 (soft-capping, windows, LongRoPE: features of our CPU attention kernels only)
+are refused for GPU targets with a one-line error instead.
+
 The matrix is tiny models x q4f16_1. One compile per target (architectures rotated so each is
 compiled once) runs by default; the rest of the matrix is marked slow. The GPU matmul kernels'
 arithmetic is checked on the CPU by running them with their thread loops made serial.
@@ -25,6 +28,8 @@ from harness.engines.tvm.targets import TARGETS
 from harness.models.registry import ARCHITECTURES, tiny_configs
 
 ARCHS = tuple(ARCHITECTURES)
+GPU_TARGETS = ("opencl", "cuda")
+CPU_ONLY_ARCHS = ("gemma2", "phi3")
 EM_AARCH64 = 183
 # The default (not slow) selection: each target once, each architecture at least once.
 FAST = {(target, ARCHS[i % len(ARCHS)]) for i, target in enumerate(TARGETS)}
@@ -33,6 +38,8 @@ FAST = {(target, ARCHS[i % len(ARCHS)]) for i, target in enumerate(TARGETS)}
 def _matrix():
     for target in TARGETS:
         for arch in ARCHS:
+            if target in GPU_TARGETS and arch in CPU_ONLY_ARCHS:
+                continue  # test_gpu_targets_refuse_cpu_only_architectures
             marks = () if (target, arch) in FAST else (pytest.mark.slow,)
             yield pytest.param(target, arch, id=f"{target}-{arch}", marks=marks)
 
@@ -112,8 +119,17 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
             _run_one_step(bundle, vocab, device="cuda")
 
 
+@pytest.mark.parametrize("target", GPU_TARGETS)
+@pytest.mark.parametrize("arch", CPU_ONLY_ARCHS)
+def test_gpu_targets_refuse_cpu_only_architectures(tmp_path, monkeypatch, target, arch):
+    from harness.errors import UserError
+
+    with pytest.raises(UserError, match=rf"only the engine's CPU attention kernels implement; compile it for a CPU target .* not {target}"):
+        _compile(tmp_path, monkeypatch, arch, target)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["opencl", "cuda"])
+@pytest.mark.parametrize("target", GPU_TARGETS)
 def test_unquantized_gpu_bundle(tmp_path, monkeypatch, target):
     bundle, _, _ = _compile(tmp_path, monkeypatch, ARCHS[0], target, preset="q0f32")
     source = (bundle / ("model.cl" if target == "opencl" else "model.cu")).read_text()

@@ -1,4 +1,5 @@
-"""The decode attention kernel against numpy: grouped heads, many pages, a partial last page."""
+"""The decode attention kernel against numpy: grouped heads, many pages, a partial last page,
+soft-capped scores and a sliding window that masks whole pages."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 PAGE = 16
 
 
-def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0):
+def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window: int = 0, softcap: float = 0.0):
     import tvm
 
-    from harness.engines.tvm.kernels.attention import decode_paged
+    from harness.engines.tvm.kernels.attention import WINDOWED, decode_paged
     from harness.engines.tvm.targets import resolve
 
     rng = np.random.default_rng(seed)
@@ -20,20 +21,24 @@ def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0):
     pool = rng.standard_normal((npages + 3, 2, h_kv, PAGE, d)).astype(np.float16)
     pool[order[-1], :, :, length - (npages - 1) * PAGE:] = np.nan  # unwritten slots must not leak
     q = rng.standard_normal((1, h_qo, d)).astype(np.float16)
-    f = decode_paged(h_kv, h_qo, d, "float16").with_attr("global_symbol", "main")
+    f = decode_paged(h_kv, h_qo, d, "float16", window=window, softcap=softcap).with_attr("global_symbol", "main")
     lib = tvm.tirx.build(tvm.IRModule({"main": f}), target=resolve("llvm"))
     t = lambda a: tvm.runtime.tensor(a, tvm.cpu())  # noqa: E731
     out, lse = np.zeros((1, h_qo, d), np.float16), np.zeros((1, h_qo), np.float32)
     args = [t(q), t(pool), t(np.array([0, npages], np.int32)), t(order), t(np.array([length - (npages - 1) * PAGE], np.int32)),
-            t(np.zeros(1, np.int32)), t(np.zeros(1, np.int32)), t(out), t(lse)]
+            t(np.zeros(1, np.int32)), t(np.array([length - 1], np.int32)), t(out), t(lse)]
     scale = d ** -0.5
-    lib["main"](*args, 0, 1.0, 10000.0, scale)
+    lib["main"](*args, 0, 1.0, 10000.0, scale * (WINDOWED if window else 1.0))
     keys = pool[order, 0].transpose(1, 0, 2, 3).reshape(h_kv, -1, d)[:, :length].astype(np.float64)
     values = pool[order, 1].transpose(1, 0, 2, 3).reshape(h_kv, -1, d)[:, :length].astype(np.float64)
     group = h_qo // h_kv
     ref, ref_lse = np.zeros((h_qo, d)), np.zeros(h_qo)
     for h in range(h_qo):
         s = keys[h // group] @ q[0, h].astype(np.float64) * scale
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
+        if window:  # the query sits at position length - 1
+            s = np.where(np.arange(length) > length - 1 - window, s, -np.inf)
         w = np.exp(s - s.max())
         ref[h] = w @ values[h // group] / w.sum()
         ref_lse[h] = (s.max() + np.log(w.sum())) / np.log(2)
@@ -45,5 +50,14 @@ def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
     """GQA groups of 3, 7 and 1, one page or many, a partial last page whose unwritten slots
     hold NaN (scored side by side with the others, masked afterwards)."""
     out, lse, ref, ref_lse = run_decode(h_kv, h_qo, d, length)
+    np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("window,softcap", [(40, 0.0), (0, 2.0), (23, 2.0)])
+def test_decode_attention_with_window_and_softcap(window, softcap):
+    """Windows of 40 and 23 keys over 200 leave whole pages (and parts of one) masked; a cap of
+    2 bends most scores of these random inputs, so a missing tanh would show."""
+    out, lse, ref, ref_lse = run_decode(3, 9, 64, 200, window=window, softcap=softcap)
     np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)

@@ -13,7 +13,7 @@ from harness.models.resolve import resolve_model
 STUDY_MODELS = {
     "smollm-135m-instruct", "smollm-360m-instruct", "smollm2-135m-instruct", "smollm2-360m-instruct",
     "qwen2-0.5b-instruct", "qwen2-1.5b-instruct", "llama-3.2-1b-instruct", "llama-3.2-3b-instruct",
-    "gemma-2-2b-it", "phi-3.5-mini-instruct", "mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct",
+    "gemma-2-2b-it", "phi-3-mini-4k-instruct", "phi-3.5-mini-instruct", "mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct",
 }
 
 
@@ -39,7 +39,7 @@ def test_nominal_sizes_are_checked_within_tolerance():
     assert all(e.published_exact for e in load_catalog().values() if e.config.arch != "slimlm")
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "slimlm"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "slimlm", "gemma2", "phi3"])
 @pytest.mark.parametrize("preset_name", ["q4f16_1", "q0f32"])
 def test_packed_bytes_equal_the_real_bundle(arch, preset_name):
     from harness.engines.tvm.compile import compile_model
@@ -52,7 +52,14 @@ def test_packed_bytes_equal_the_real_bundle(arch, preset_name):
     assert packed_bytes(model.config, preset) == manifest["weight_bytes"]
 
 
-def test_unsupported_architecture_fails_clearly():
+def test_every_study_model_is_supported():
+    assert all(describe(load_catalog()[name])["supported"] for name in STUDY_MODELS)
+
+
+def test_unsupported_architecture_fails_clearly(monkeypatch):
+    from harness.models import registry
+
+    monkeypatch.delitem(registry.ARCHITECTURES, "phi3")  # as if the engine had no Phi-3 module
     assert describe(load_catalog()["phi-3.5-mini-instruct"])["supported"] is False
     with pytest.raises(UserError, match=r"phi-3.5-mini-instruct: architecture 'phi3' is not supported by the engine yet"):
         resolve_model("phi-3.5-mini-instruct", log=lambda *_: None)

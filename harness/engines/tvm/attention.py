@@ -14,30 +14,31 @@ from .kernels import attention as cpu_attention
 
 
 @contextlib.contextmanager
-def _our_cpu_kernels():
+def _our_cpu_kernels(cfg: ModelConfig):
     """Swap our parallel CPU kernels (decode, ragged prefill, RoPE) in for TVM's serial ones
     while the cache is declared.
 
     TIRPagedKVCache looks its CPU kernel factories up by module-level name when it is built;
-    replacing those two names for the duration of the call is the narrowest hook the 0.27 API
-    offers (the alternative is re-declaring its ~40-argument builtin call by hand).
+    replacing those names for the duration of the call is the narrowest hook the 0.27 API
+    offers (the alternative is re-declaring its ~40-argument builtin call by hand). Our kernels
+    also carry what TVM's lack: Gemma 2's score soft-capping, exact per-query sliding windows
+    (``cpu_attention.WINDOWED``) and LongRoPE's short factors.
     """
     orig_decode, orig_ragged = tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu
     orig_rope = tvm_kv_cache.llama_rope_with_position_map
+    window = cfg.sliding_window if cfg.window_applies() else 0
+    softcap = cfg.attn_softcap or 0.0
 
     def decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw):
-        if sliding_window:
+        if sliding_window:  # TVM's whole-cache sliding variant: never used by our models
             return orig_decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw)
-        return cpu_attention.decode_paged(num_kv_heads, num_qo_heads, head_dim, dtype)
+        return cpu_attention.decode_paged(num_kv_heads, num_qo_heads, head_dim, dtype, window=window, softcap=softcap)
 
     def ragged(h_kv, h_q, d_qk, d_v, dtype, rope_scaling):
-        return cpu_attention.prefill_ragged(h_kv, h_q, d_qk, d_v, dtype)
+        return cpu_attention.prefill_ragged(h_kv, h_q, d_qk, d_v, dtype, window=window, softcap=softcap)
 
     def rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling, rotary_dim=None):
-        kind = (rope_scaling or {}).get("rope_type", "default")
-        if kind not in ("default", "llama3") or (rotary_dim not in (None, head_dim)):
-            return orig_rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling, rotary_dim)
-        return cpu_attention.fused_rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling)
+        return cpu_attention.fused_rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, dict(cfg.rope_scaling or {}))
 
     tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = decode, ragged
     tvm_kv_cache.llama_rope_with_position_map = rope
@@ -48,9 +49,20 @@ def _our_cpu_kernels():
         tvm_kv_cache.llama_rope_with_position_map = orig_rope
 
 
+def needs_cpu_kernels(cfg: ModelConfig) -> str | None:
+    """What of a model only our CPU kernels implement (None: TVM's GPU kernels serve it)."""
+    if cfg.attn_softcap:
+        return "attention soft-capping"
+    if cfg.window_applies():
+        return "a sliding window shorter than the context"
+    if (cfg.rope_scaling or {}).get("rope_type") == "longrope":
+        return "LongRoPE"
+    return None
+
+
 def create_kv_cache(cfg: ModelConfig, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window):
     """RoPE is applied by the cache (NORMAL mode: to q and k before k is stored), llama3 scaling included."""
-    hook = _our_cpu_kernels() if target.kind.name == "llvm" else contextlib.nullcontext()
+    hook = _our_cpu_kernels(cfg) if target.kind.name == "llvm" else contextlib.nullcontext()
     with hook:
         return _declare(cfg, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
 
@@ -74,10 +86,17 @@ def _declare(cfg, target, dtype, max_batch_size, max_total_seq_len, prefill_chun
         rope_mode=RopeMode.NORMAL,
         rope_scale=1,
         rope_theta=cfg.rope_theta,
-        rope_scaling=dict(cfg.rope_scaling or {}),
+        # TVM's own kernels (built even where ours replace them) know LongRoPE only with
+        # factors passed at run time; ours rotate before they run (NORMAL mode), so they get none.
+        rope_scaling=_tvm_rope_scaling(cfg),
         rope_ext_factors=rx.prim_value(0),
         rotary_dim=cfg.head_dim,
         enable_disaggregation=False,
         dtype=dtype,
         target=target,
     )
+
+
+def _tvm_rope_scaling(cfg: ModelConfig) -> dict:
+    scaling = dict(cfg.rope_scaling or {})
+    return {} if scaling.get("rope_type") == "longrope" else scaling

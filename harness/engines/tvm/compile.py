@@ -74,6 +74,15 @@ def compile_model(model: LoadedModel, preset: QuantPreset, target: str = "llvm",
     return build_atomically(out, lambda work: _build_into(work, model, preset, target, log))
 
 
+def _check_gpu_support(model: LoadedModel, target, target_name: str) -> None:
+    from .attention import needs_cpu_kernels
+
+    feature = needs_cpu_kernels(model.config) if target.kind.name != "llvm" else None
+    if feature:
+        raise UserError(f"{model.name} needs {feature}, which only the engine's CPU attention kernels implement; "
+                        f"compile it for a CPU target (llvm, arm64-linux, android-cpu), not {target_name}")
+
+
 def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name: str, log) -> None:
     import tvm
 
@@ -81,6 +90,7 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     from .weights import convert, write_shards
 
     target = targets.resolve(target_name)
+    _check_gpu_support(model, target, target_name)
     preset = _preset_for(preset, target, target_name, log)
     kernels = targets.matmul_kernels(target, preset)
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from harness.quantization import GROUP, LANES, PACK, QuantPreset
 
+from .kernels import attention as attention_kernels
 from .kernels import elementwise, matmul, matmul_gpu, matmul_int8
 
 DTYPE = "float32"
@@ -170,10 +171,14 @@ def make_norm(cfg, size: int, kernels: str = "float") -> nn.Module:
 class Attention(nn.Module):
     """Fused QKV projection; RoPE, cache append and attention happen in the paged KV cache."""
 
-    def __init__(self, cfg, preset: QuantPreset, kernels: str = "float"):
+    def __init__(self, cfg, preset: QuantPreset, kernels: str = "float", windowed: bool = False):
         d = cfg.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
         self.kv_dtype = preset.kv_cache_dtype
+        scale = cfg.attn_scale if cfg.attn_scale is not None else d**-0.5
+        # The sign tells our CPU kernels to mask this layer to the sliding window (the cache
+        # passes them sm_scale and nothing else per layer; see kernels.attention).
+        self.sm_scale = scale * (attention_kernels.WINDOWED if windowed else 1.0)
         self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset, kernels)
         self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, kernels)
 
@@ -181,7 +186,7 @@ class Attention(nn.Module):
         b, s, _ = x.shape
         qkv = op.reshape(self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim))
         # The cache stores keys/values in the preset's KV dtype; attention computes in fp32 inside.
-        out = cache.attention_with_fused_qkv(layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.head_dim**-0.5).astype(DTYPE)
+        out = cache.attention_with_fused_qkv(layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.sm_scale).astype(DTYPE)
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))
 
 
@@ -213,13 +218,22 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
+    """Pre-norm block; with four norms per layer (Gemma 2) also a norm on each sublayer's output
+    before it joins the residual stream."""
+
     def __init__(self, cfg, preset: QuantPreset, layer_id: int, kernels: str = "float"):
+        windowed = cfg.window_applies() and layer_id in cfg.sliding_layers
         self.attn_norm = make_norm(cfg, cfg.hidden_size, kernels)
-        self.attn = Attention(cfg, preset, kernels)
+        self.attn = Attention(cfg, preset, kernels, windowed)
         self.mlp_norm = make_norm(cfg, cfg.hidden_size, kernels)
         self.mlp = MLP(cfg, preset, kernels)
+        sandwich = cfg.norms_per_layer == 4
+        self.post_attn_norm = make_norm(cfg, cfg.hidden_size, kernels) if sandwich else None
+        self.post_mlp_norm = make_norm(cfg, cfg.hidden_size, kernels) if sandwich else None
         self.layer_id = layer_id
 
     def forward(self, x: Tensor, cache: PagedKVCache) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cache, self.layer_id)
-        return x + self.mlp(self.mlp_norm(x))
+        attn = self.attn(self.attn_norm(x), cache, self.layer_id)
+        x = x + (attn if self.post_attn_norm is None else self.post_attn_norm(attn))
+        mlp = self.mlp(self.mlp_norm(x))
+        return x + (mlp if self.post_mlp_norm is None else self.post_mlp_norm(mlp))

@@ -32,7 +32,9 @@ class DecoderLM(nn.Module):
 
     def _logits(self, hidden: Tensor) -> Tensor:
         hidden = self.final_norm(hidden)
-        return self.embed.as_lm_head(hidden) if self.lm_head is None else self.lm_head(hidden)
+        logits = self.embed.as_lm_head(hidden) if self.lm_head is None else self.lm_head(hidden)
+        cap = self.cfg.final_softcap
+        return logits if not cap else op.tanh(logits / cap) * cap
 
     def _body(self, hidden: Tensor, cache: PagedKVCache) -> Tensor:
         for layer in self.layers:
@@ -40,7 +42,10 @@ class DecoderLM(nn.Module):
         return hidden
 
     def embed_tokens(self, input_ids: Tensor) -> Tensor:
-        return op.reshape(self.embed(input_ids), (1, input_ids.shape[0], self.cfg.hidden_size))
+        hidden = self.embed(input_ids)
+        if self.cfg.embed_scale is not None:  # Gemma
+            hidden = hidden * self.cfg.embed_scale
+        return op.reshape(hidden, (1, input_ids.shape[0], self.cfg.hidden_size))
 
     def prefill(self, input_embed: Tensor, paged_kv_cache: PagedKVCache):
         hidden = self._body(input_embed, paged_kv_cache)

@@ -1,7 +1,8 @@
 """HF-named float weights -> the engine's parameter names, fused and packed per preset.
 
 Fusions (fewer, larger kernels; what MLC-LLM does too): q/k/v -> ``attn.qkv_proj``,
-gate/up -> ``mlp.up_proj`` (gate rows first). Shards are flat little-endian binaries with a
+gate/up -> ``mlp.up_proj`` (gate rows first); checkpoints that store them fused already (Phi-3's
+``qkv_proj`` and ``gate_up_proj``, same row order) pass through. Shards are flat little-endian binaries with a
 JSON index, loaded with ``np.fromfile`` — no pickle, no extra dependency.
 """
 
@@ -19,6 +20,13 @@ from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset, pack_linear
 
 SHARD_BYTES = 256 << 20
+# Our norm name -> the checkpoint's, per layer. With four norms (Gemma 2) the checkpoint's
+# "post_attention_layernorm" is the norm on the attention output, not the one before the MLP.
+LAYER_NORMS = {
+    2: (("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm")),
+    4: (("attn_norm", "input_layernorm"), ("post_attn_norm", "post_attention_layernorm"),
+        ("mlp_norm", "pre_feedforward_layernorm"), ("post_mlp_norm", "post_feedforward_layernorm")),
+}
 
 
 def _take(model: LoadedModel, cache: dict, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -49,16 +57,22 @@ def convert(model: LoadedModel, preset: QuantPreset) -> Iterator[tuple[str, np.n
     yield from _linear("embed.table", take("model.embed_tokens.weight", (cfg.vocab_size, h)), None, preset, False)
     for i in range(cfg.num_layers):
         p = f"model.layers.{i}"
-        yield from _norm(f"layers.{i}.attn_norm", p + ".input_layernorm", cfg, take, opt)
-        qkv = np.concatenate([take(f"{p}.self_attn.q_proj.weight", (q_rows, h)), take(f"{p}.self_attn.k_proj.weight", (kv_rows, h)), take(f"{p}.self_attn.v_proj.weight", (kv_rows, h))])
+        for ours, theirs in LAYER_NORMS[cfg.norms_per_layer]:
+            yield from _norm(f"layers.{i}.{ours}", f"{p}.{theirs}", cfg, take, opt)
+        fused = f"{p}.self_attn.qkv_proj.weight"
+        if fused in model.tensors:
+            qkv = take(fused, (q_rows + 2 * kv_rows, h))
+        else:
+            qkv = np.concatenate([take(f"{p}.self_attn.{x}_proj.weight", (rows, h)) for x, rows in (("q", q_rows), ("k", kv_rows), ("v", kv_rows))])
         qkv_b = None
         if cfg.qkv_bias:
             qkv_b = np.concatenate([take(f"{p}.self_attn.{x}_proj.bias") for x in "qkv"])
         yield from _linear(f"layers.{i}.attn.qkv_proj", qkv, qkv_b, preset, cfg.qkv_bias)
         yield from _linear(f"layers.{i}.attn.o_proj", take(f"{p}.self_attn.o_proj.weight", (h, q_rows)), opt(f"{p}.self_attn.o_proj.bias"), preset, cfg.linear_bias)
-        yield from _norm(f"layers.{i}.mlp_norm", p + ".post_attention_layernorm", cfg, take, opt)
         inter = cfg.intermediate_size
-        if cfg.gated_mlp:
+        if cfg.gated_mlp and f"{p}.mlp.gate_up_proj.weight" in model.tensors:
+            up, up_b = take(f"{p}.mlp.gate_up_proj.weight", (2 * inter, h)), None
+        elif cfg.gated_mlp:
             up = np.concatenate([take(f"{p}.mlp.gate_proj.weight", (inter, h)), take(f"{p}.mlp.up_proj.weight", (inter, h))])
             up_b = None
             if cfg.linear_bias:
@@ -73,7 +87,7 @@ def convert(model: LoadedModel, preset: QuantPreset) -> Iterator[tuple[str, np.n
 
 
 def _norm(ours: str, theirs: str, cfg: ModelConfig, take, opt) -> Iterator[tuple[str, np.ndarray]]:
-    yield f"{ours}.weight", take(f"{theirs}.weight", (cfg.hidden_size,)).astype(np.float32)
+    yield f"{ours}.weight", take(f"{theirs}.weight", (cfg.hidden_size,)).astype(np.float32) + np.float32(cfg.norm_weight_offset)
     if cfg.norm == "layer":
         bias = opt(f"{theirs}.bias")
         yield f"{ours}.bias", (bias if bias is not None else np.zeros(cfg.hidden_size, np.float32)).astype(np.float32)

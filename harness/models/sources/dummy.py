@@ -21,7 +21,10 @@ def hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes["model.norm.bias"] = (h,)
     for n in range(cfg.num_layers):
         p = f"model.layers.{n}"
-        for norm in ("input_layernorm", "post_attention_layernorm"):
+        norms = ["input_layernorm", "post_attention_layernorm"]
+        if cfg.norms_per_layer == 4:  # Gemma 2's names for the norms around the MLP
+            norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+        for norm in norms:
             shapes[f"{p}.{norm}.weight"] = (h,)
             if cfg.norm == "layer":
                 shapes[f"{p}.{norm}.bias"] = (h,)

@@ -12,7 +12,20 @@ L = 1000 they dominate both prefill and decode. These kernels keep the exact sig
   FMA chains overlap) and the V accumulation over head_dim.
 
 RoPE is applied by the cache before these run (RopeMode.NORMAL), so ``rotary_mode`` is unused.
-Sliding-window variants are not replaced.
+TVM's whole-cache sliding-window variants are not replaced (our models never enable them).
+
+Two model features TVM's kernels lack are compiled in as constants:
+
+- ``softcap``: scores become cap * tanh(score / cap) before the softmax (Gemma 2);
+- ``window``: a query at position p sees keys at positions > p - window (Gemma 2's even layers,
+  Phi-3), exactly per query. The cache hands a kernel one per-layer value, ``sm_scale``, and no
+  layer id, so a layer whose attention slides passes its scale negated (``WINDOWED``): the
+  kernels take the magnitude as the scale and the sign as "mask to the window". TVM's own
+  per-layer sliding mode is not used: it fixes the window at 1024 tokens, page-granular.
+
+Both kernels are only ever called on a fresh sequence's single prefill chunk (ragged) and for
+decode steps; the runtime (``harness.engines.tvm.runtime``) prefills a prompt in one chunk, so
+TVM's paged-prefill kernel, which has neither feature, never runs.
 """
 
 from __future__ import annotations
@@ -25,6 +38,24 @@ CHUNK = 32  # keys scored per online-softmax step
 DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
 KEYS = 8  # keys whose q.k a decode step computes side by side (page_size is a multiple)
 LOG2E = math.log2(math.e)
+WINDOWED = -1.0  # sm_scale's sign for a layer that masks to the sliding window (see above)
+MASKED = -5e4  # a score that fast_exp2 turns into 0 next to any real score
+
+
+def softcapped(T, score, softcap: float):
+    """cap * tanh(s / cap) on a score in log2 units (scores here carry the LOG2E factor)."""
+    if not softcap:
+        return score
+    cap = T.float32(softcap * LOG2E)
+    return cap * T.tanh(score / cap)
+
+
+def key_visible(T, in_range, distance, sm_scale, window: int):
+    """Whether a key is attended to: within the sequence so far (``in_range``) and, in a
+    windowed layer, fewer than ``window`` positions behind the query (``distance``)."""
+    if not window:
+        return in_range
+    return T.And(in_range, T.Or(sm_scale > T.float32(0), distance < window))
 
 
 def fast_exp2(T, x):
@@ -37,7 +68,7 @@ def fast_exp2(T, x):
     return T.reinterpret("float32", T.shift_left(T.Cast("int32", whole) + 127, 23)) * poly
 
 
-def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str, page_size: int = 16):
+def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str, page_size: int = 16, window: int = 0, softcap: float = 0.0):
     from tvm.script import tirx as T
 
     H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
@@ -96,15 +127,15 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                 first: T.let[T.int32] = page_indptr[b]
                 npages: T.let[T.int32] = page_indptr[b + 1] - first
                 for d in T.vectorized(D):
-                    q[d] = T.Cast("float32", Q[b, h, d]) * sm_scale * LOG2E
+                    q[d] = T.Cast("float32", Q[b, h, d]) * T.fabs(sm_scale) * LOG2E
                     acc[d] = T.float32(0)
-                state[0] = T.float32(-5e4)
+                state[0] = T.float32(MASKED)
                 state[1] = T.float32(0)
                 # One page per online-softmax step: the page-table lookup happens once per page.
                 for p in T.serial(npages):
                     page: T.let[T.int32] = page_values[first + p]
                     used: T.let[T.int32] = T.if_then_else(p == npages - 1, last_page_len[b], page_size)
-                    state[2] = T.float32(-5e4)
+                    state[2] = T.float32(MASKED)
                     # KEYS keys at a time, each with its own accumulator: the FMA chains of one
                     # dot product would otherwise wait on each other (latency, not throughput).
                     for kb in T.serial(page_size // KEYS):
@@ -120,7 +151,7 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                     # Keys past `used` (the end of the last page) read unwritten slots: masked
                     # after the fact, so that no branch serializes the dot products above.
                     for j in T.vectorized(page_size):
-                        score[j] = T.if_then_else(j < used, score[j], T.float32(-5e4))
+                        score[j] = T.if_then_else(key_visible(T, j < used, q_rope_position[b] - k_rope_pos_offset[b] - p * page_size - j, sm_scale, window), softcapped(T, score[j], softcap), T.float32(MASKED))
                     for j in T.serial(page_size):
                         state[2] = T.max(state[2], score[j])
                     state[3] = fast_exp2(T, state[0] - T.max(state[0], state[2]))
@@ -128,8 +159,10 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                     state[1] = state[1] * state[3]
                     for d in T.vectorized(D):
                         acc[d] = acc[d] * state[3]
+                    # Masked keys weigh exactly 0, also on a page masked whole (window), where
+                    # the running max is still MASKED and their exp would be 1.
                     for j in T.vectorized(page_size):
-                        score[j] = fast_exp2(T, score[j] - state[0])
+                        score[j] = T.if_then_else(score[j] > T.float32(MASKED), fast_exp2(T, score[j] - state[0]), T.float32(0))
                     for j in T.serial(used):
                         state[1] = state[1] + score[j]
                         for d in T.vectorized(D):
@@ -144,7 +177,7 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
 QUERY_BLOCK = 8  # queries of one head per prefill work item; they share one transposed K chunk
 
 
-def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
+def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window: int = 0, softcap: float = 0.0):
     from tvm.script import tirx as T
 
     group = h_q // h_kv
@@ -211,10 +244,10 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
                     vis_last: T.let[T.int32] = T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + rows), n_kv)
                     for r in T.serial(QB):
                         for d in T.vectorized(d_qk):
-                            qv[r, d] = T.if_then_else(r < rows, T.Cast("float32", q[q_indptr[b] + T.min(qi0 + r, n_q - 1), h, d]), T.float32(0)) * sm_scale * LOG2E
+                            qv[r, d] = T.if_then_else(r < rows, T.Cast("float32", q[q_indptr[b] + T.min(qi0 + r, n_q - 1), h, d]), T.float32(0)) * T.fabs(sm_scale) * LOG2E
                         for d in T.vectorized(d_v):
                             acc[r, d] = T.float32(0)
-                        m[r] = T.float32(-5e4)
+                        m[r] = T.float32(MASKED)
                         lsum[r] = T.float32(0)
                     for c in T.serial(T.ceildiv(vis_last, CHUNK)):
                         for j in T.serial(CHUNK):
@@ -227,8 +260,9 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
                             for d in T.serial(d_qk):
                                 for j in T.vectorized(CHUNK):
                                     sc[r, j] = sc[r, j] + qv[r, d] * kt[d, j]
+                            # keys are the chunk's own tokens: query r sits at key index n_kv - n_q + qi0 + r
                             for j in T.vectorized(CHUNK):
-                                sc[r, j] = T.if_then_else(c * CHUNK + j < T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + r + 1), n_kv), sc[r, j], T.float32(-5e4))
+                                sc[r, j] = T.if_then_else(key_visible(T, c * CHUNK + j < T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + r + 1), n_kv), n_kv - n_q + qi0 + r - c * CHUNK - j, sm_scale, window), softcapped(T, sc[r, j], softcap), T.float32(MASKED))
                             tmp[0] = m[r]
                             for j in T.serial(CHUNK):
                                 tmp[0] = T.max(tmp[0], sc[r, j])
@@ -238,7 +272,7 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str):
                             for d in T.vectorized(d_v):
                                 acc[r, d] = acc[r, d] * tmp[1]
                             for j in T.vectorized(CHUNK):
-                                sc[r, j] = fast_exp2(T, sc[r, j] - tmp[0])
+                                sc[r, j] = T.if_then_else(sc[r, j] > T.float32(MASKED), fast_exp2(T, sc[r, j] - tmp[0]), T.float32(0))
                             for j in T.serial(CHUNK):
                                 lsum[r] = lsum[r] + sc[r, j]
                             for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
@@ -258,22 +292,15 @@ def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_
     Same signature as TVM's ``llama_rope_with_position_map`` kernel, which evaluates pow, cos
     and sin for every element of every head serially. Here the cos/sin of a position are
     computed once into a table and shared by all heads. Frequencies come from TVM's own
-    ``switch_rope_freq_func``, so the default and ``llama3`` scalings match exactly.
+    ``switch_rope_freq_func``, so the default and ``llama3`` scalings match exactly; LongRoPE
+    (Phi-3.5) divides each frequency by its short factor and scales cos/sin by the attention
+    factor, as transformers does up to the trained length.
     """
-    from tvm import tirx
-    from tvm.relax.frontend.nn.llm.position_embedding import switch_rope_freq_func
     from tvm.script import tirx as T
 
     fused_heads = num_q_heads + 2 * num_kv_heads
     half = head_dim // 2
-    freq_func = switch_rope_freq_func(rope_scaling)
-
-    def cos_sin(pos, d, which: int):
-        cos_f, sin_f, var_map = freq_func(pos * tirx.const(scale, "float32"), d, head_dim, theta, "float32")
-        expr = cos_f if which == 0 else sin_f
-        for var, value in var_map.items():
-            expr = tirx.Let(var, value, expr)
-        return expr
+    cos_sin = _cos_sin(theta, scale, head_dim, rope_scaling)
 
     attrs = cpu_attrs(op_pattern=8)
 
@@ -310,3 +337,47 @@ def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_
                         v[s, h, d] = qkv[s, num_q_heads + num_kv_heads + h, d]
 
     return fused_rope_cpu
+
+
+def _cos_sin(theta: float, scale: float, head_dim: int, rope_scaling: dict):
+    """(pos, d, 0 | 1) -> the cos | sin expression of dimension d at a position."""
+    from tvm import tirx
+    from tvm.relax.frontend.nn.llm.position_embedding import switch_rope_freq_func
+
+    kind = rope_scaling.get("rope_type", "default")
+    if kind == "longrope":
+        short, attention = rope_scaling["short_factor"], float(rope_scaling["attention_factor"])
+
+        def longrope(pos, d, which: int):
+            i = d % (head_dim // 2)
+            divisor = _lookup(short, i) * tirx.power(tirx.const(theta, "float32"), tirx.Cast("float32", 2 * i) / tirx.const(head_dim, "float32"))
+            angle = pos * tirx.const(scale, "float32") / divisor
+            return (tirx.cos(angle) if which == 0 else tirx.sin(angle)) * tirx.const(attention, "float32")
+
+        return longrope
+    if kind not in ("default", "llama3"):
+        raise ValueError(f"RoPE scaling {kind!r} has no CPU kernel (supported: default, llama3, longrope)")
+    freq_func = switch_rope_freq_func(rope_scaling)
+
+    def tvm_freq(pos, d, which: int):
+        cos_f, sin_f, var_map = freq_func(pos * tirx.const(scale, "float32"), d, head_dim, theta, "float32")
+        expr = cos_f if which == 0 else sin_f
+        for var, value in var_map.items():
+            expr = tirx.Let(var, value, expr)
+        return expr
+
+    return tvm_freq
+
+
+def _lookup(values: list[float], index):
+    """values[index] for a compile-time list, as a balanced tree of selects: TIR has no constant
+    arrays a kernel can index, and this table is read once per (position, dimension)."""
+    from tvm import tirx
+
+    def pick(lo: int, hi: int):
+        if hi - lo == 1:
+            return tirx.const(float(values[lo]), "float32")
+        mid = (lo + hi) // 2
+        return tirx.Select(index < mid, pick(lo, mid), pick(mid, hi))
+
+    return pick(0, len(values))
