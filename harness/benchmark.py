@@ -69,11 +69,16 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
     return lengths
 
 
-def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None, runner_bin: str | None = None) -> RunOutcome:
+class OutOfMemory(UserError):
+    """The runner ran out of memory on the device; the request is journaled as failed."""
+
+
+def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None,
+                  runner_bin: str | None = None, strict_memory: bool = False) -> RunOutcome:
     from harness.devices import open_device
     from harness.devices.lock import device_lock
-    from harness.grid import estimate_memory
     from harness.engines import get_engine
+    from harness.memory import estimate_memory
     from harness.models.resolve import resolve_model
     from harness.paths import results_dir
     from harness.progress import progress
@@ -96,9 +101,25 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     memory_estimate = estimate_memory(model.config, preset, max(input_lengths.values()) + spec.max_new_tokens)
 
     device_info = device.info()
+    memory = plan_run_memory(device, device_info, memory_estimate, max(spec.lengths), strict_memory)
+    if memory.skip_reason:  # over the device's RAM, or over its budget under --strict-memory
+        above_ram = memory.total_ram is not None and memory_estimate > memory.total_ram
+        fix = "pass a smaller --model or --quantization, or shorter --lengths" + ("" if above_ram else ", or leave out --strict-memory to run it with a warning")
+        raise UserError(f"{spec.model} {memory.skip_reason}; {fix}")
+    if memory.warning():
+        log(memory.warning())
     native = _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log)
     with device_lock(device.serial):  # two harness processes never interleave on one device
-        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate, native)
+        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, native)
+
+
+def plan_run_memory(device, device_info, estimate: int, max_L: int, strict: bool = False):
+    """The run's ``harness.memory.MemoryPlan`` against the device's budget and RAM (MemTotal
+    where the device reports it, else its profile's)."""
+    from harness.memory import memory_of, plan_memory
+
+    offered = memory_of(device, device_info)
+    return plan_memory(estimate, offered.budget, offered.total, strict, f"weights + KV cache at L={max_L} + runtime")
 
 
 def _with_runner(spec: RunSpec, device) -> RunSpec:
@@ -140,7 +161,7 @@ def _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, ou
     return cls(ctx)
 
 
-def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory_estimate, native=None) -> RunOutcome:
+def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, native=None) -> RunOutcome:
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
@@ -159,7 +180,10 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         device_profile=device.profile.model_dump(),
         deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed if native is None else runner_binary.get("bytes_pushed", 0)},
         runner_binary=runner_binary,
-        memory_estimate_bytes=memory_estimate,
+        memory_estimate_bytes=memory.estimate,
+        memory_budget_bytes=memory.budget,
+        memory_total_bytes=memory.total_ram,
+        over_budget=memory.over_budget,
         mode=mode,
     )
     info = journal.write_run_info(info)
@@ -178,6 +202,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "device": device_info.model_dump(),
         "prompt_set": info.prompt_set,
         "code_version": info.code_version,
+        "over_budget": memory.over_budget,
     }
 
     def key_of(pid: str, repeat: int, warmup: bool) -> tuple:
@@ -192,15 +217,18 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         log(f"measuring {len(plan)} requests ({outcome.skipped_done} already done) -> {out_dir}")
         if native is not None:
             native.ctx.template = template
-        _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native)
+        _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory)
 
     if write_reports:
         outcome.report_files = write_run_reports(out_dir, log)
     return outcome
 
 
-def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native=None) -> None:
+def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native=None, memory=None) -> None:
     from harness.devices.power import PowerSampler
+    from harness.memory import out_of_memory
+
+    by_id = {p.id: p for p in prompts}
 
     with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
@@ -212,9 +240,24 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                     if spec.cooldown_s > 0 and not warmup:
                         time.sleep(spec.cooldown_s)
                     waited, cooled, before = (0.0, True, device.state()) if warmup else wait_until_cool(device, spec, bar.log)
-                    with PowerSampler(device) as power:
-                        raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
+                    try:
+                        with PowerSampler(device) as power:
+                            raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
+                    except UserError as exc:  # the runner died or a native one failed: out of memory?
+                        evidence = runner_oom_evidence(runner, device, exc)
+                        if evidence is None:
+                            raise
+                        error = _oom_error(evidence, memory)
+                        p = by_id[pid]
+                        journal.append(Record(**template, prompt_id=pid, task=p.task, L=p.L, repeat=repeat, warmup=warmup, status="failed", error=error,
+                                              device_state_before=before))
+                        outcome.failed += 1
+                        # The runner is gone (or would be killed again at this size): the run stops
+                        # here, its records kept; a grid goes on with its next cell.
+                        raise OutOfMemory(error) from None
                     after = device.state()
+                    if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
+                        raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
                     record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.mean_watts, raw)})
                     journal.append(record)
                     if record.status == "ok":
@@ -228,6 +271,40 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
             outcome.runner_summary = runner.close()
     if outcome.runner_summary:
         (journal.out_dir / "runner-summary.json").write_text(json.dumps(outcome.runner_summary, indent=1))
+
+
+def runner_oom_evidence(runner, device, exc: BaseException) -> str | None:
+    """Why a runner's failure looks like an out-of-memory (``harness.memory.out_of_memory``), or
+    None: its exit status (a served runner's process, a native runner's shell), the error, the
+    runner's stderr and what the device logged (lmkd on a phone)."""
+    import subprocess
+
+    from harness.memory import out_of_memory
+
+    proc = getattr(runner, "proc", None)
+    returncode = getattr(exc, "returncode", None)
+    if proc is not None:
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            try:  # its stdout closes a moment before it can be reaped
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        returncode = proc.poll()
+    texts = [str(exc), getattr(exc, "output", "") or ""]
+    stderr_path = getattr(runner, "stderr_path", None)
+    if stderr_path is not None and Path(stderr_path).is_file():
+        texts.append("\n".join(Path(stderr_path).read_text(errors="replace").splitlines()[-20:]))
+    evidence = out_of_memory(returncode, "\n".join(texts))
+    if evidence is None or evidence.startswith("the runner was killed"):
+        logged = out_of_memory(text=device.oom_evidence())  # a phone's lmkd says why it killed
+        evidence = logged if logged is not None else evidence
+    return evidence
+
+
+def _oom_error(evidence: str, memory) -> str:
+    from harness.memory import oom_message
+
+    return oom_message(evidence, memory.estimate if memory else None, memory.total_ram if memory else None)
 
 
 POLL_S = 2.0  # how often a cooling device is asked for its temperature

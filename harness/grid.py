@@ -1,9 +1,11 @@
 """Model grids: models x quantizations x devices, each cell one benchmark run, one report.
 
 A grid file (YAML, validated) names what to measure; ``plan_grid`` expands it into cells with a
-memory estimate each, so a cell that cannot fit a device's budget is journaled as ``skipped``
-with the reason instead of being run; ``run_grid`` measures the rest, cell after cell (a device
-keeps one model loaded at a time), resuming like any run, and renders one report over all cells.
+memory estimate each, judged by ``harness.memory``: a cell over the device's budget runs flagged
+``over_budget``, one over the device's total RAM (or over budget with ``strict_memory``) is
+journaled as ``skipped`` with the reason; ``run_grid`` measures the rest, cell after cell (a
+device keeps one model loaded at a time), resuming like any run; a cell that fails (out of
+memory, a runner error) is journaled as ``failed`` and the grid goes on with the next.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import UserError
+from harness.memory import device_memory, estimate_memory, plan_memory
 from harness.yamlfile import load_validated
 from harness.results.schema import DeviceInfo, RunSpec, Task
-
-RUNTIME_OVERHEAD_BYTES = 320 << 20  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
 
 
 class GridQuality(BaseModel):
@@ -79,55 +80,23 @@ class Cell:
     memory_estimate: int | None
     budget: int | None
     skip_reason: str | None = None
+    total_ram: int | None = None  # the device's RAM, where known
+    over_budget: bool = False  # runs anyway (only --strict-memory skips it); flagged in the journal and report
+    memory_warning: str | None = None  # the dry run's line for an over-budget cell
 
 
-def kv_cache_bytes(cfg, preset, tokens: int) -> int:
-    import numpy as np
+def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
+    """Every cell, ordered device by device (a device keeps one model loaded at a time).
 
-    per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * np.dtype(preset.kv_cache_dtype).itemsize
-    return per_token * tokens
-
-
-ACTIVATION_BUFFERS = 4  # live fp32 prefill buffers of the widest layer, with the VM's memory pool
-
-
-def estimate_memory(cfg, preset, max_tokens: int) -> int:
-    """Weights as packed + the KV cache for ``max_tokens`` + prefill activations + a runtime
-    overhead. A planning estimate: reports show it next to the measured peak."""
-    from harness.models.catalog import packed_bytes
-
-    width = 2 * cfg.intermediate_size + 4 * cfg.hidden_size + (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim
-    activations = ACTIVATION_BUFFERS * 4 * width * max_tokens
-    return packed_bytes(cfg, preset) + kv_cache_bytes(cfg, preset, max_tokens) + activations + RUNTIME_OVERHEAD_BYTES
-
-
-def device_budget(device: str, adb_server: str | None = None, fallback_profile: str | None = None) -> int | None:
-    """The memory a run may use on a device: its profile's budget (a phone), else 80% of the
-    RAM available here (the desktop). A phone that cannot be reached is planned with the grid's
-    ``profile``; without one its budget is unknown (None)."""
-    from harness.devices.profiles import get_profile
-
-    if device == "local":
-        import psutil
-
-        return int(psutil.virtual_memory().available * 0.8)
-    try:
-        from harness.devices import open_device
-
-        return open_device(device, "llvm", adb_server).profile.memory_budget_bytes
-    except UserError:
-        return get_profile(fallback_profile).memory_budget_bytes if fallback_profile else None
-
-
-def plan_grid(grid: GridSpec) -> list[Cell]:
-    """Every cell, ordered device by device (a device keeps one model loaded at a time)."""
+    ``strict_memory`` skips cells over the device's memory budget; without it they are planned
+    to run, flagged ``over_budget``, and only cells over the device's total RAM are skipped."""
     from harness.models.catalog import load_catalog, packed_bytes
     from harness.quantization import get_preset
 
     catalog = load_catalog()
     cells = []
     for device in grid.devices:
-        budget = device_budget(device, grid.adb_server, grid.profile)
+        memory = device_memory(device, grid.adb_server, grid.profile)
         for model in grid.models:
             for quant, engine in ((q, e) for q in grid.quantizations for e in grid.engines):
                 preset = get_preset(quant)
@@ -135,17 +104,19 @@ def plan_grid(grid: GridSpec) -> list[Cell]:
                                repeats=grid.repeats, warmup=grid.warmup, max_new_tokens=grid.max_new_tokens, cooldown_s=grid.cooldown_s,
                                max_temp_c=grid.max_temp_c, docs=grid.docs)
                 entry = catalog.get(model)
-                if entry is None:  # a file or directory: known only once loaded
-                    cells.append(Cell(spec, None, "dummy" if model.startswith("dummy:") else "real", None, None, budget))
+                if entry is None:  # a file or directory: known only once loaded (the run plans it then)
+                    cells.append(Cell(spec, None, "dummy" if model.startswith("dummy:") else "real", None, None, memory.budget, total_ram=memory.total))
                     continue
                 # prompts are ~1.25x their cl100k L in model tokens (chat template, instructions)
                 tokens = int(max(grid.lengths) * 1.3) + grid.max_new_tokens
                 estimate = estimate_memory(entry.config, preset, tokens)
-                cell = Cell(spec, entry.config.param_count(), "real" if entry.weights == "builtin" else "dummy", packed_bytes(entry.config, preset), estimate, budget)
+                cell = Cell(spec, entry.config.param_count(), "real" if entry.weights == "builtin" else "dummy", packed_bytes(entry.config, preset), estimate,
+                            memory.budget, total_ram=memory.total)
                 if not entry.supported:
                     cell.skip_reason = f"architecture {entry.config.arch} is not supported by the engine yet"
-                elif budget is not None and estimate > budget:
-                    cell.skip_reason = f"needs ~{estimate / 1e9:.2f} GB (weights + KV cache at L={max(grid.lengths)} + runtime), the device budget is {budget / 1e9:.2f} GB"
+                else:
+                    plan = plan_memory(estimate, memory.budget, memory.total, strict_memory, f"weights + KV cache at L={max(grid.lengths)} + runtime")
+                    cell.over_budget, cell.skip_reason, cell.memory_warning = plan.over_budget, plan.skip_reason, plan.warning()
                 cells.append(cell)
     return cells
 
@@ -168,26 +139,39 @@ def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
     return sum(median(per_L[L]) * prompts * (cell.spec.repeats + cell.spec.warmup) for L in cell.spec.lengths)
 
 
-def run_grid(grid: GridSpec, out_dir: Path, log=print) -> list[Path]:
-    """Run every cell into ``out_dir/<run-id>``; skipped cells are journaled as such. Returns the run dirs."""
+def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = False) -> list[Path]:
+    """Run every cell into ``out_dir/<run-id>``; skipped cells are journaled as such, and a cell
+    that fails is journaled as failed while the grid goes on (Ctrl-C still stops it). Returns
+    the run dirs."""
     from harness.benchmark import run_benchmark, run_id_for
     from harness.prompts.suite import load_suite, select
-    from harness.results.journal import Journal
-    from harness.results.schema import Record, RunInfo
 
     run_dirs = []
-    for i, cell in enumerate(plan_grid(grid), start=1):
+    failures = 0
+    for i, cell in enumerate(plan_grid(grid, strict_memory), start=1):
         run_dir = out_dir / run_id_for(cell.spec)
         run_dirs.append(run_dir)
         engine = "" if cell.spec.engine == "tvm" else f" [{cell.spec.engine}]"
         log(f"cell {i}: {cell.spec.model} {cell.spec.quantization}{engine} on {cell.spec.device}")
         if cell.skip_reason:
-            _journal_skipped(cell, run_dir, Journal, Record, RunInfo, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec))
+            _journal_cell(cell, run_dir, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec), "skipped", cell.skip_reason)
             log(f"  skipped: {cell.skip_reason}")
             continue
-        run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server)
+        _forget_earlier_skip(run_dir, log)
+        if cell.memory_warning:
+            log(f"  {cell.memory_warning}")
+        try:
+            run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server, strict_memory=strict_memory)
+        except Exception as exc:  # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
+            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            failures += 1
+            _journal_cell(cell, run_dir, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec), "failed", reason)
+            log(f"  failed: {reason}")
+            continue
         if grid.quality is not None:
             evaluate_cell(cell, grid.quality, run_dir, log=lambda msg: log(f"  {msg}"))
+    if failures:
+        log(f"{failures} cell(s) failed (journaled as failed, listed in the report); rerun the same command to retry them")
     return run_dirs
 
 
@@ -224,15 +208,47 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
     log(f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}")
 
 
-def _journal_skipped(cell, run_dir, Journal, Record, RunInfo, prompts, run_id) -> None:
+def _forget_earlier_skip(run_dir: Path, log) -> None:
+    """A cell an earlier plan skipped (over budget when budgets still skipped, or under
+    --strict-memory) that now runs: its journal holds no measurement, only skipped records that
+    would count as done. They are removed so the cell is measured."""
+    from harness.results.journal import RECORDS_FILE, RUN_FILE, load, read_run_info
+
+    info = read_run_info(run_dir)
+    if info is None or not getattr(info, "skipped", None):
+        return
+    records, problems = load(run_dir)
+    if problems or any(r.status != "skipped" for r in records):
+        return  # something else is in there: leave it to the spec check of the run
+    (run_dir / RECORDS_FILE).unlink(missing_ok=True)
+    (run_dir / RUN_FILE).unlink()
+    log(f"  an earlier plan skipped this cell ({info.skipped}); it runs now")
+
+
+def _journal_cell(cell: Cell, run_dir: Path, prompts, run_id: str, status: str, reason: str) -> None:
+    """One ``status`` record (skipped or failed) per request of the cell that has none yet.
+
+    A skipped cell also gets its run.json (nothing else will write one). A failed cell does not:
+    its run, when retried, writes the run.json of the spec it really ran (runner and target as
+    the device resolved them), which one written here could contradict."""
+    from harness.results.journal import DONE_STATUSES, Journal
+    from harness.results.schema import Record, RunInfo
+
     journal = Journal(run_dir)
-    journal.write_run_info(RunInfo(run_id=run_id, spec=cell.spec, prompt_set=prompts[0].prompt_set, prompt_set_hash=prompts[0].prompt_set_hash,
-                                   skipped=cell.skip_reason, memory_estimate_bytes=cell.memory_estimate))
-    done = journal.done_keys()
+    existing = journal.read_run_info()
+    if status == "skipped" and (existing is None or getattr(existing, "skipped", None)):  # never over a run's own run.json
+        journal.write_run_info(RunInfo(run_id=run_id, spec=cell.spec, prompt_set=prompts[0].prompt_set, prompt_set_hash=prompts[0].prompt_set_hash,
+                                       skipped=cell.skip_reason, memory_estimate_bytes=cell.memory_estimate, memory_budget_bytes=cell.budget,
+                                       memory_total_bytes=cell.total_ram, over_budget=cell.over_budget))
+    # By prompt and repeat: the run's own records name the device by its serial, which a cell
+    # planned for "adb" (the only attached phone) does not know. A failure already journaled
+    # with this reason (the request that ran out of memory) is not written twice.
+    records, _ = journal.load()
+    have = {(r.prompt_id, r.repeat) for r in records if not r.warmup and (r.status in DONE_STATUSES or (r.status, r.error) == (status, reason))}
     for p in prompts:
         for repeat in range(cell.spec.repeats):
             record = Record(model=cell.spec.model, params=cell.params, device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")), weights=cell.weights, quantization=cell.spec.quantization, engine=cell.spec.engine,
                             target=cell.spec.target, prompt_set=p.prompt_set, prompt_id=p.id, task=p.task, L=p.L, repeat=repeat,
-                            status="skipped", error=cell.skip_reason, run_id=run_id, memory_estimate_bytes=cell.memory_estimate)
-            if record.key not in done:
+                            status=status, error=reason, run_id=run_id, memory_estimate_bytes=cell.memory_estimate, over_budget=cell.over_budget)
+            if (p.id, repeat) not in have:
                 journal.append(record)

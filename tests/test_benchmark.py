@@ -55,7 +55,7 @@ def test_runner_dying_mid_run_keeps_records_and_resume_finishes(tmp_path, monkey
         if command.get("op") == "run":
             calls["n"] += 1
             if calls["n"] == 4:
-                self.proc.kill()  # the device disappears mid-run
+                self.proc.terminate()  # the device disappears mid-run (SIGKILL would read as out of memory)
                 self.proc.wait()
         return original(self, command)
 
@@ -128,3 +128,117 @@ def test_peak_memory_is_the_runner_own_not_the_harness(tmp_path):
     peak = max(r.peak_mem_bytes for r in records)
     assert 20 << 20 < peak < 768 << 20, peak  # a tiny model's runner: hundreds of MiB at most
     del ballast
+
+
+SMALL = dict(tasks=["summ"], lengths=[200], repeats=2, warmup=0)
+
+
+def plan_memory_as(monkeypatch, budget, total):
+    """The device offers ``budget`` of ``total`` bytes (harness.memory.memory_of replaced)."""
+    from harness import memory
+    from harness.memory import DeviceMemory
+
+    monkeypatch.setattr(memory, "memory_of", lambda *a, **k: DeviceMemory(budget, total))
+
+
+def test_over_budget_runs_and_says_so_in_records_run_info_and_report(tmp_path, monkeypatch):
+    from harness.benchmark import write_run_reports
+    from harness.results.journal import read_run_info
+
+    plan_memory_as(monkeypatch, 1000, 1 << 40)
+    logs = []
+    out = run_benchmark(spec(**SMALL), tmp_path / "run", log=logs.append, write_reports=False)
+    assert out.measured == 2
+    records, _ = load(out.out_dir)
+    assert [(r.status, r.over_budget) for r in records] == [("ok", True), ("ok", True)]
+    info = read_run_info(out.out_dir)
+    assert (info.over_budget, info.memory_budget_bytes, info.memory_total_bytes) == (True, 1000, 1 << 40)
+    assert 1000 < info.memory_estimate_bytes < 1 << 30
+    assert any(line.startswith("over budget: needs ~") for line in logs)
+    report = write_run_reports(out.out_dir, log=lambda *_: None)
+    markdown = next(p for p in report if p.name == "report.md").read_text()
+    assert f"{out.out_dir.name}: over budget: dummy:tiny-llama needs ~{info.memory_estimate_bytes / 1e9:.1f} GB, budget 0.0 GB of 1099.5 GB RAM" in markdown
+
+
+def test_within_budget_records_are_not_flagged(tmp_path, monkeypatch):
+    plan_memory_as(monkeypatch, 1 << 40, 1 << 41)
+    out = run_benchmark(spec(**SMALL), tmp_path / "run", **QUIET)
+    records, _ = load(out.out_dir)
+    assert records and not any(r.over_budget for r in records)
+
+
+def test_strict_memory_refuses_over_budget_and_ram_refuses_always(tmp_path, monkeypatch):
+    plan_memory_as(monkeypatch, 1000, 1 << 40)
+    with pytest.raises(UserError, match=r"dummy:tiny-llama needs ~.* the device budget is 0.00 GB .*or leave out --strict-memory"):
+        run_benchmark(spec(**SMALL), tmp_path / "strict", strict_memory=True, **QUIET)
+    plan_memory_as(monkeypatch, 1000, 2000)
+    with pytest.raises(UserError, match=r"more than the device's 0.00 GB of RAM; pass a smaller --model or --quantization, or shorter --lengths$"):
+        run_benchmark(spec(**SMALL), tmp_path / "ram", **QUIET)
+    assert not (tmp_path / "strict" / "records.jsonl").exists() and not (tmp_path / "ram" / "records.jsonl").exists()
+
+
+def test_runner_killed_by_signal_9_is_a_failed_request_out_of_memory(tmp_path, monkeypatch):
+    """The OOM killer / lmkd ends the runner with SIGKILL: that request is journaled as failed
+    with the reason, the records before it are kept, and the run stops with OutOfMemory."""
+    from harness.benchmark import OutOfMemory
+    from harness.devices import base
+
+    original = base.RunnerProcess.request
+    calls = {"n": 0}
+
+    def killed_on_the_second(self, command):
+        if command.get("op") == "run":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                self.proc.kill()
+                self.proc.wait()
+        return original(self, command)
+
+    monkeypatch.setattr(base.RunnerProcess, "request", killed_on_the_second)
+    with pytest.raises(OutOfMemory, match=r"^out of memory: the runner was killed by signal 9 .*estimate ~0\.\d\d GB vs .* GB RAM; try a smaller model"):
+        run_benchmark(spec(**SMALL), tmp_path / "run", **QUIET)
+    records, _ = load(tmp_path / "run")
+    assert [r.status for r in records] == ["ok", "failed"]
+    assert records[1].repeat == 1 and records[1].error.startswith("out of memory: the runner was killed by signal 9")
+    monkeypatch.setattr(base.RunnerProcess, "request", original)
+    resumed = run_benchmark(spec(**SMALL), tmp_path / "run", **QUIET)
+    assert resumed.measured == 1  # a failed request is measured again
+
+
+def test_memory_error_in_the_runner_is_out_of_memory_and_the_run_goes_on(tmp_path, monkeypatch):
+    from harness.devices import base
+
+    original = base.RunnerProcess.request
+    calls = {"n": 0}
+
+    def memory_error_once(self, command):
+        out = original(self, command)
+        if command.get("op") == "run":
+            calls["n"] += 1
+            if calls["n"] == 1:  # what harness.runner returns when a request raises MemoryError
+                out = {k: v for k, v in out.items() if k not in ("itps", "otps")} | {"status": "failed", "error": "MemoryError: Unable to allocate 1.50 GiB"}
+        return out
+
+    monkeypatch.setattr(base.RunnerProcess, "request", memory_error_once)
+    out = run_benchmark(spec(**SMALL), tmp_path / "run", **QUIET)
+    assert (out.measured, out.failed) == (1, 1)
+    records, _ = load(out.out_dir)
+    assert records[0].status == "failed" and records[0].error.startswith("out of memory: MemoryError: Unable to allocate 1.50 GiB; estimate ~")
+    assert records[1].status == "ok"
+
+
+def test_native_runner_oom_evidence_from_exit_137_and_the_phone_log():
+    from types import SimpleNamespace
+
+    from harness.benchmark import runner_oom_evidence
+    from harness.runners.base import RunnerFailed
+
+    killed = RunnerFailed("llama-bench exited with code 137 on galaxy-s24 X (no output); see runner.log")
+    killed.returncode = 137
+    quiet_phone = SimpleNamespace(oom_evidence=lambda: "")
+    assert runner_oom_evidence(SimpleNamespace(), quiet_phone, killed) == "the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer)"
+    lmkd = "I lowmemorykiller: Kill 'llama-bench' (8812), uid 2000, oom_score_adj 0 to free 5123456kB rss"
+    assert runner_oom_evidence(SimpleNamespace(), SimpleNamespace(oom_evidence=lambda: lmkd), killed) == lmkd
+    other = RunnerFailed("llama-bench exited with code 1 on galaxy-s24 X (error: unknown model); see runner.log")
+    other.returncode = 1
+    assert runner_oom_evidence(SimpleNamespace(), quiet_phone, other) is None

@@ -33,21 +33,91 @@ def test_examples_are_valid():
         load_grid(REPO_ROOT / "examples" / f"{name}.yaml")
 
 
-def test_cells_over_the_memory_budget_are_planned_as_skipped(monkeypatch):
+def plan_with(monkeypatch, budget, total, **grid):
     from harness import grid as grid_mod
+    from harness.memory import DeviceMemory
 
-    monkeypatch.setattr(grid_mod, "device_budget", lambda *a, **k: 1_000_000_000)
-    cells = plan_grid(GridSpec(models=["smollm2-135m-instruct", "llama-3.2-3b-instruct", "phi-3.5-mini-instruct"], lengths=[1000]))
-    plan = {c.spec.model: c.skip_reason for c in cells}
-    assert plan["smollm2-135m-instruct"] is None
-    assert "the device budget is 1.00 GB" in plan["llama-3.2-3b-instruct"]
-    assert "architecture phi3 is not supported" in plan["phi-3.5-mini-instruct"]
-    smol = next(c for c in cells if c.spec.model == "smollm2-135m-instruct")
+    monkeypatch.setattr(grid_mod, "device_memory", lambda *a, **k: DeviceMemory(budget, total))
+    strict = grid.pop("strict", False)
+    return plan_grid(GridSpec(**grid), strict_memory=strict)
+
+
+def test_cells_over_the_budget_run_flagged_and_cells_over_the_ram_are_skipped(monkeypatch):
+    cells = {c.spec.model: c for c in plan_with(monkeypatch, 1_000_000_000, 2_000_000_000, models=["smollm2-135m-instruct", "qwen2-1.5b-instruct", "llama-3.2-3b-instruct"], lengths=[1000])}
+    smol, qwen, llama = cells["smollm2-135m-instruct"], cells["qwen2-1.5b-instruct"], cells["llama-3.2-3b-instruct"]
+    assert (smol.over_budget, smol.skip_reason, smol.memory_warning) == (False, None, None)
     assert smol.bundle_bytes < smol.memory_estimate < 1_000_000_000
+    assert 1e9 < qwen.memory_estimate < 2e9 and qwen.over_budget and qwen.skip_reason is None
+    assert "the device budget is 1.00 GB of 2.00 GB RAM; running anyway" in qwen.memory_warning
+    assert llama.memory_estimate > 2e9 and llama.skip_reason.endswith("more than the device's 2.00 GB of RAM")
+    assert "L=1000" in llama.skip_reason
 
 
-def test_grid_runs_cells_journals_skips_and_resumes(tmp_path):
-    grid = GridSpec(models=["dummy:tiny-llama", "dummy:tiny-qwen2", "gemma-2-2b-it"], tasks=["summ"], lengths=[200], repeats=2, warmup=1, max_new_tokens=4)
+def test_strict_memory_skips_cells_over_the_budget(monkeypatch):
+    cells = {c.spec.model: c for c in plan_with(monkeypatch, 1_000_000_000, 2_000_000_000, models=["smollm2-135m-instruct", "qwen2-1.5b-instruct"], lengths=[1000], strict=True)}
+    assert cells["smollm2-135m-instruct"].skip_reason is None
+    qwen = cells["qwen2-1.5b-instruct"]
+    assert qwen.over_budget and "the device budget is 1.00 GB (--strict-memory skips cells over budget)" in qwen.skip_reason
+
+
+def study_without_phone(monkeypatch):
+    """The study grid planned with its galaxy-s24 profile, as when no phone is attached."""
+    import harness.devices
+    from harness.paths import REPO_ROOT
+
+    def no_phone(*a, **k):
+        raise UserError("--device adb needs exactly one attached device (found: none)")
+
+    monkeypatch.setattr(harness.devices, "open_device", no_phone)
+    return load_grid(REPO_ROOT / "examples" / "study-s24.yaml")
+
+
+def test_study_s24_plans_mistral_and_llama_8b_over_budget_not_skipped(monkeypatch):
+    """The paper ran them on an 8 GB Galaxy S24: over the profile's 4 GB budget, under its RAM."""
+    study = study_without_phone(monkeypatch)
+    cells = {c.spec.model: c for c in plan_grid(study)}
+    for name in ("mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct"):
+        cell = cells[name]
+        assert (cell.budget, cell.total_ram) == (4_000_000_000, 8_000_000_000)
+        assert 4e9 < cell.memory_estimate < 8e9
+        assert cell.over_budget and cell.skip_reason is None
+        assert f"needs ~{cell.memory_estimate / 1e9:.2f} GB, the device budget is 4.00 GB of 8.00 GB RAM" in cell.memory_warning
+    for name in ("smollm2-135m-instruct", "llama-3.2-3b-instruct"):
+        assert not cells[name].over_budget and cells[name].skip_reason is None
+    strict = {c.spec.model: c for c in plan_grid(study, strict_memory=True)}
+    assert all("--strict-memory" in strict[name].skip_reason for name in ("mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct"))
+    assert strict["llama-3.2-3b-instruct"].skip_reason is None
+
+
+def test_study_s24_dry_run_warns_per_over_budget_cell(monkeypatch):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.paths import REPO_ROOT
+
+    study_without_phone(monkeypatch)
+    result = CliRunner().invoke(cli, ["grid", str(REPO_ROOT / "examples" / "study-s24.yaml"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
+    assert rows["mistral-7b-instruct-v0.3"].endswith("OVER BUDGET") and "skip" not in rows["mistral-7b-instruct-v0.3"]
+    assert rows["llama-3.1-8b-instruct"].endswith("OVER BUDGET")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert [w.split()[1] for w in warnings] == ["mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct"]
+    assert all("of 8.00 GB RAM" in w for w in warnings)
+    strict = CliRunner().invoke(cli, ["grid", str(REPO_ROOT / "examples" / "study-s24.yaml"), "--dry-run", "--strict-memory"])
+    assert strict.exit_code == 0, strict.output
+    assert "skip: needs ~" in next(line for line in strict.stdout.splitlines() if line.startswith("mistral-7b-instruct-v0.3"))
+    assert not [line for line in strict.stderr.splitlines() if line.startswith("warning:")]
+
+
+def test_grid_runs_cells_journals_skips_and_resumes(tmp_path, monkeypatch):
+    from harness import grid as grid_mod
+    from harness.memory import DeviceMemory
+
+    # A "device" of 1 GB: Qwen2-1.5B (~1.3 GB at L=200) cannot fit it; the tiny models are not
+    # in the catalog, so only their run plans them (against this desktop's real RAM).
+    monkeypatch.setattr(grid_mod, "device_memory", lambda *a, **k: DeviceMemory(500_000_000, 1_000_000_000))
+    grid = GridSpec(models=["dummy:tiny-llama", "dummy:tiny-qwen2", "qwen2-1.5b-instruct"], tasks=["summ"], lengths=[200], repeats=2, warmup=1, max_new_tokens=4)
     run_dirs = run_grid(grid, tmp_path, log=lambda *_: None)
     assert len(run_dirs) == 3
     by_model = {}
@@ -56,11 +126,75 @@ def test_grid_runs_cells_journals_skips_and_resumes(tmp_path):
         assert not problems
         by_model[records[0].model] = records
     assert all(r.status == "ok" for r in by_model["dummy:tiny-llama"] + by_model["dummy:tiny-qwen2"])
-    gemma = by_model["gemma-2-2b-it"]
-    assert len(gemma) == 2 and all(r.status == "skipped" and "gemma2" in r.error for r in gemma)
+    qwen = by_model["qwen2-1.5b-instruct"]
+    assert len(qwen) == 2 and all(r.status == "skipped" and "more than the device's 1.00 GB of RAM" in r.error for r in qwen)
     sizes = [len((d / "records.jsonl").read_text().splitlines()) for d in run_dirs]
     run_grid(grid, tmp_path, log=lambda *_: None)  # a rerun measures and skips nothing again
     assert [len((d / "records.jsonl").read_text().splitlines()) for d in run_dirs] == sizes
+
+
+def fake_benchmark(monkeypatch, fail: dict):
+    """``run_benchmark`` replaced: records the models it was asked for, raises ``fail[model]``."""
+    import harness.benchmark as bench
+
+    calls = []
+
+    def run(spec, out_dir, **kw):
+        calls.append(spec.model)
+        if spec.model in fail:
+            raise fail[spec.model]
+
+    monkeypatch.setattr(bench, "run_benchmark", run)
+    return calls
+
+
+def test_a_failing_cell_is_journaled_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch):
+    from harness.benchmark import OutOfMemory
+
+    oom = "out of memory: the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer); try a smaller model or quantization, or a shorter L"
+    calls = fake_benchmark(monkeypatch, {"dummy:tiny-llama": OutOfMemory(oom), "dummy:tiny-qwen2": RuntimeError("the bundle is corrupt")})
+    grid = GridSpec(models=["dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-slimlm"], tasks=["summ"], lengths=[200], repeats=2)
+    logs = []
+    llama, qwen, slimlm = run_grid(grid, tmp_path, log=logs.append)
+    assert calls == ["dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-slimlm"]
+    records, _ = load(llama)
+    assert [(r.status, r.error, r.repeat) for r in records] == [("failed", oom, 0), ("failed", oom, 1)]
+    records, _ = load(qwen)
+    assert {(r.status, r.error) for r in records} == {("failed", "RuntimeError: the bundle is corrupt")}
+    assert load(slimlm) == ([], [])  # the fake measured nothing and failed nothing
+    assert f"  failed: {oom}" in logs and logs[-1].startswith("2 cell(s) failed")
+    assert not (llama / "run.json").exists()  # the retried run writes the run.json of what it really runs
+    calls.clear()
+    run_grid(grid, tmp_path, log=lambda *_: None)  # failed cells are tried again, the same failure not journaled twice
+    assert calls == ["dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-slimlm"]
+    assert len(load(llama)[0]) == 2
+
+
+def test_ctrl_c_still_stops_the_grid(tmp_path, monkeypatch):
+    calls = fake_benchmark(monkeypatch, {"dummy:tiny-llama": KeyboardInterrupt()})
+    grid = GridSpec(models=["dummy:tiny-llama", "dummy:tiny-qwen2"], tasks=["summ"], lengths=[200], repeats=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, log=lambda *_: None)
+    assert calls == ["dummy:tiny-llama"]
+    assert not any(tmp_path.rglob("records.jsonl"))
+
+
+def test_a_cell_an_earlier_plan_skipped_is_measured_once_the_plan_runs_it(tmp_path, monkeypatch):
+    from harness import grid as grid_mod
+    from harness.memory import DeviceMemory
+
+    monkeypatch.setattr(grid_mod, "device_memory", lambda *a, **k: DeviceMemory(1_000_000_000, 2_000_000_000))
+    calls = fake_benchmark(monkeypatch, {})
+    grid = GridSpec(models=["qwen2-1.5b-instruct"], tasks=["summ"], lengths=[200], repeats=1)
+    [run_dir] = run_grid(grid, tmp_path, log=lambda *_: None, strict_memory=True)
+    records, _ = load(run_dir)
+    assert calls == [] and [r.status for r in records] == ["skipped"] and records[0].over_budget
+    logs = []
+    run_grid(grid, tmp_path, log=logs.append)
+    assert calls == ["qwen2-1.5b-instruct"]
+    assert not (run_dir / "records.jsonl").exists() and not (run_dir / "run.json").exists()  # the fake wrote nothing back
+    assert any("an earlier plan skipped this cell" in line for line in logs)
+    assert any("over budget: needs ~" in line for line in logs)
 
 
 def write_docassist(folder, n_docs: int = 1):

@@ -10,14 +10,22 @@ EPILOG = """\b
 Examples:
   slm-bench grid examples/quick.yaml --dry-run     # cells, bundle sizes, memory, time estimate
   slm-bench grid examples/quick.yaml               # run it (resumable), then report + plots
-  slm-bench grid examples/study-s24.yaml --dry-run # the study's efficiency table on a Galaxy S24"""
+  slm-bench grid examples/study-s24.yaml --dry-run # the study's efficiency table on a Galaxy S24
+  slm-bench grid examples/study-s24.yaml --dry-run --strict-memory   # only cells within the budget
+
+\b
+Memory: each cell's estimate (packed weights + KV cache at the longest L + runtime) is judged
+against the device's budget and total RAM. Over the budget it runs with a warning, flagged
+over_budget in the journal and report; over the total RAM it is skipped. A real out-of-memory
+(the runner killed by signal 9, lmkd in the log) is journaled as failed and the grid goes on."""
 
 
 @click.command("grid", epilog=EPILOG)
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Folder for the cells' run dirs and the report [default: results/grid-<file name>/].")
 @click.option("--dry-run", is_flag=True, help="Only print the plan.")
-def grid(grid_file, out, dry_run):
+@click.option("--strict-memory", is_flag=True, help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.")
+def grid(grid_file, out, dry_run, strict_memory):
     """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...)."""
     from harness.grid import estimate_seconds, load_grid, plan_grid, run_grid
     from harness.paths import results_dir
@@ -29,7 +37,7 @@ def grid(grid_file, out, dry_run):
         check_reference(spec.reference, where=str(grid_file))  # before any cell runs, dry run or not
     out_dir = Path(out) if out else results_dir() / f"grid-{Path(grid_file).stem}"
     if dry_run:
-        cells = plan_grid(spec)
+        cells = plan_grid(spec, strict_memory)
         click.echo(f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan")
         total, unknown = 0.0, 0
         for c in cells:
@@ -38,16 +46,21 @@ def grid(grid_file, out, dry_run):
             if not c.skip_reason:
                 total, unknown = total + (secs or 0), unknown + (secs is None)
             plan = f"skip: {c.skip_reason}" if c.skip_reason else (f"run, ~{secs / 60:.1f} min" if secs else "run, no earlier results to estimate from")
+            if c.over_budget and not c.skip_reason:
+                plan += ", OVER BUDGET"
             params = f"{c.params / 1e6:.0f}M" if c.params else "?"
             click.echo(f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}")
         click.echo(f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min" + (f" plus {unknown} cell(s) without earlier results" if unknown else ""))
+        for c in cells:
+            if c.memory_warning:
+                click.echo(f"warning: {c.spec.model} {c.spec.quantization} on {c.spec.device}: {c.memory_warning}", err=True)
         if spec.quality is not None:
             q = spec.quality
             click.echo(f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
         if spec.reference is not None:
             click.echo(f"reference: the report sets the published {spec.reference} figures beside the measured ones")
         return
-    run_dirs = run_grid(spec, out_dir, log=click.echo)
+    run_dirs = run_grid(spec, out_dir, log=click.echo, strict_memory=strict_memory)
     from harness.report.render import write_report
 
     title = f"slm-bench grid: {Path(grid_file).stem}"

@@ -26,7 +26,9 @@ Metrics (per request; raw perf_counter_ns stamps are kept in each record):
   runtime = request start -> last token
 
 Records are appended to OUT/records.jsonl as they are measured; rerunning the same command
-resumes where it stopped and measures nothing that is already there."""
+resumes where it stopped and measures nothing that is already there. A model whose memory
+estimate is over the device's budget runs with a warning (--strict-memory refuses it); one
+over the device's RAM is refused; an out-of-memory kill is journaled as a failed request."""
 
 
 @click.command("run", epilog=EPILOG)
@@ -51,7 +53,8 @@ resumes where it stopped and measures nothing that is already there."""
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
 @click.option("--runner", default=None, metavar="NAME", help="What measures on the device: python (harness.runner), llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc [default: the device profile's, else python].")
 @click.option("--runner-bin", default=None, metavar="PATH", help="A native runner's binary (or its folder); hashed into run.json. Else its SLM_BENCH_* variable, else PATH.")
-def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json, runner, runner_bin):
+@click.option("--strict-memory", is_flag=True, help="Refuse a run whose memory estimate exceeds the device's budget (the profile's planning figure); without it such a run goes ahead with a warning, flagged over_budget. A run over the device's total RAM is refused either way.")
+def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json, runner, runner_bin, strict_memory):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
     Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
@@ -63,7 +66,8 @@ def run(model, quantization, engine, target, devices, adb_server, tasks, lengths
 
     spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs, **({"runner": runner} if runner else {}))
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server, **({"runner_bin": runner_bin} if runner_bin else {}))
+    outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server, strict_memory=strict_memory,
+                              **({"runner_bin": runner_bin} if runner_bin else {}))
     if as_json:
         from harness.report.aggregate import load_runs, summary_table
 

@@ -146,7 +146,7 @@ class AdbDevice(Device):
             ram_bytes=mem.get("MemTotal"),
             profile=self.profile.name,
             abi=p.get("ro.product.cpu.abi", ""),
-            gpu=p.get("ro.hardware.egl", ""),
+            gpu=p.get("ro.hardware.egl") or self.profile.gpu or "",  # the driver's name, else what the profile says the GPU is
             machine=self.machine,
             emulated=p.get("ro.slm_bench.emulated") == "1",
         )
@@ -170,6 +170,19 @@ class AdbDevice(Device):
             return None
         current_ua, voltage_uv = (int(v) for v in out)
         return abs(current_ua) * 1e-6 * voltage_uv * 1e-6
+
+    def oom_evidence(self) -> str:
+        """The served runner's last stderr lines and what the low-memory killer logged: lmkd
+        writes "Kill 'PROCESS' ... to free ..." to logcat, readable without root (dmesg is not)."""
+        q = shlex.quote
+        cmd = (f"tail -n 20 {q(REMOTE_ROOT + '/run/runner.log')} 2>/dev/null; "
+               "logcat -d -t 2000 2>/dev/null | grep -i -E 'lowmemorykiller|lmkd|out of memory|oom' | tail -n 5")
+        import adbutils
+
+        try:  # once, without _shell's reconnects: a phone that is gone has nothing to tell
+            return self.device.shell(cmd, timeout=20)
+        except (adbutils.AdbError, OSError):  # AdbTimeout is an AdbError
+            return ""
 
     # -- running -----------------------------------------------------------------------
 

@@ -101,3 +101,8 @@ class Device(ABC):
     def power_watts(self) -> float | None:
         """Instantaneous power draw, where the device has a fuel gauge (phones); else None."""
         return None
+
+    def oom_evidence(self) -> str:
+        """Recent log lines that may say a runner was killed for memory (a phone's lmkd); the
+        desktop runner's stderr is read from its log instead, so here: nothing."""
+        return ""

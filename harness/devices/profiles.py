@@ -1,7 +1,10 @@
 """Device profiles (``device_profiles/*.yaml``): what a kind of device is and how to treat it.
 
 A profile names how to recognise the device (``match``: properties that must all equal), the
-compile target, the memory budget a run may use, and the memory bandwidth that bounds decode.
+compile target, the memory budget a run is planned with and the device's total RAM
+(``harness.memory``), and the memory bandwidth that bounds decode. Every number states where it
+comes from in its ``*_source`` field, inside the profile: a profile cites nothing outside the
+project.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ class DeviceProfile(BaseModel):
     kind: str = Field(pattern="^(local|adb)$")
     match: dict[str, str] = Field(default_factory=dict)  # device properties -> required values
     compile_target: str
-    memory_budget_bytes: int | None = None  # what a benchmark may use of the device's RAM
+    memory_budget_bytes: int | None = None  # what a run is planned to use of the RAM; over it: a warning, not a skip
+    memory_budget_source: str | None = None
+    memory_total_bytes: int | None = None  # the device's RAM: a cell above it is skipped (a reachable phone's MemTotal wins)
+    memory_total_source: str | None = None
     memory_bandwidth_gbps: float | None = None  # peak DRAM bandwidth, for the decode ceiling
     bandwidth_source: str | None = None
     soc: str | None = None
+    gpu: str | None = None  # what the GPU is (ro.hardware.egl only names its driver)
     getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
     device_python: str | None = None  # a Python on the phone that can run harness.runner (e.g. Termux's)
     runner: str | None = None  # the default runner there (harness.runners); None: python

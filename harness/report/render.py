@@ -118,7 +118,7 @@ def write_report(
             tables.append(reference_quality_table(quality, quality_ref, reference))
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
-    problems = list_problems(data, base) + quality_problems
+    problems = list_problems(data, base) + quality_problems + over_budget_notes(data)
     baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
 
     md_path, html_path, csv_path = out / "report.md", out / "report.html", out / "summary.csv"
@@ -309,6 +309,18 @@ def format_value(value, metric: str) -> str:
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def over_budget_notes(data: RunData) -> list[str]:
+    """One line per run that was planned over its device's memory budget (harness.memory) and
+    ran anyway: its timings may include the phone freeing memory for it."""
+    notes = []
+    for name, info in data.infos.items():
+        if getattr(info, "over_budget", False) and not getattr(info, "skipped", None):
+            estimate, budget, total = info.memory_estimate_bytes, info.memory_budget_bytes, info.memory_total_bytes
+            ram = f" of {total / 1e9:.1f} GB RAM" if total else ""
+            notes.append(f"{name}: over budget: {info.spec.model} needs ~{(estimate or 0) / 1e9:.1f} GB, budget {(budget or 0) / 1e9:.1f} GB{ram} (ran anyway)")
+    return notes
 
 
 def list_problems(data: RunData, base: RunData | None) -> list[str]:

@@ -115,6 +115,7 @@ class Record(BaseModel):
     stamps_ns: Stamps | None = None
     runner: str = "python"  # which runner measured it (harness.runners): python, llama-bench, tvm-rpc, ...
     ttft_estimated: bool = False  # TTFT derived (prefill + one decode step), not timed, by a runner that does not print it
+    over_budget: bool = False  # the run's memory estimate exceeded the device's budget (harness.memory); it ran anyway
     code_version: str = ""
     timestamp: str = Field(default_factory=now_rfc3339)
 
@@ -190,6 +191,12 @@ class RunInfo(BaseModel):
     code_version: str = ""
     bundle: dict = Field(default_factory=dict)
     runner_binary: dict = Field(default_factory=dict)  # a native runner's files and their sha256 (provenance)
+    # Memory planning (harness.memory): the estimate, the device's budget and total RAM it was
+    # judged against, and whether it ran over the budget (a warning, not a skip).
+    memory_estimate_bytes: int | None = None
+    memory_budget_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    over_budget: bool = False
     created: str = Field(default_factory=now_rfc3339)
 
 

@@ -40,6 +40,9 @@ ELF_MACHINES = {
 class RunnerFailed(UserError):
     """The native runner ran but did not produce a measurement."""
 
+    returncode: int | None = None  # the program's exit status, where it exited (137: killed by signal 9)
+    output: str = ""  # its stderr (else stdout) tail: what tells an out-of-memory kill (harness.memory)
+
 
 @dataclass
 class Phases:
@@ -309,7 +312,9 @@ class NativeRunner:
                 log.write(err if err.endswith("\n") else err + "\n")
         if code != 0:
             tail = [line for line in (err or out).strip().splitlines() if line.strip()][-1:] or ["no output"]
-            raise RunnerFailed(f"{what} exited with code {code} on {self.target.name} ({tail[0].strip()[:200]}); {fix}")
+            failed = RunnerFailed(f"{what} exited with code {code} on {self.target.name} ({tail[0].strip()[:200]}); {fix}")
+            failed.returncode, failed.output = code, (err or out)[-4000:]
+            raise failed
         return out
 
 

@@ -74,7 +74,8 @@ class DeviceState:
         if arch not in ARCHES:
             raise ValueError(f"unknown emulated CPU {arch!r}; choose one of {', '.join(ARCHES)}")
         emu = profile.get("emulated") or {}
-        self.mem_total_kb = int(emu.get("mem_total_kb", 7_812_500))  # 8 GB (8e9 bytes)
+        # The profile's RAM (8e9 bytes when it has none), as /proc/meminfo counts it: kB of 1024 bytes.
+        self.mem_total_kb = int(emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024))
         self.thermal = ThermalModel(time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)))
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
         self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
