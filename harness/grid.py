@@ -16,7 +16,7 @@ from pathlib import Path
 from statistics import median
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
 from harness.memory import device_memory, estimate_memory, plan_memory
@@ -69,6 +69,17 @@ def load_grid(path: str | Path) -> GridSpec:
         if beside.is_dir():
             grid.quality.docassist = beside
     return grid
+
+
+def with_overrides(grid: GridSpec, overrides: dict, source) -> GridSpec:
+    """The grid with command-line values in place of its own, validated like the file."""
+    if not overrides:
+        return grid
+    try:
+        return GridSpec.model_validate({**grid.model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"{source}: override {'.'.join(str(x) for x in first['loc'])}: {first['msg']}; fix the command-line option") from None
 
 
 @dataclass

@@ -79,7 +79,24 @@ def get_preset(name: str) -> QuantPreset:
 
 
 def quantize_q4(w: np.ndarray, scale_dtype: str = "float16") -> tuple[np.ndarray, np.ndarray]:
-    """W[N, K] float -> (q uint8 [N, K] in [0, 14], scales [N, K/32])."""
+    """W[N, K] float -> (q uint8 [N, K] in [0, 14], scales [N, K/32]).
+
+    Rows are quantized a block at a time so that the float temporaries stay a few MB even for an
+    8B model's 128k x 4096 embedding (which alone is 2 GB in fp32)."""
+    n, k = w.shape
+    q = np.empty((n, k), dtype=np.uint8)
+    scales = np.empty((n, k // GROUP), dtype=scale_dtype)
+    rows = max(1, QUANT_BLOCK_ELEMENTS // k)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        q[start:stop], scales[start:stop] = _quantize_rows(w[start:stop], scale_dtype)
+    return q, scales
+
+
+QUANT_BLOCK_ELEMENTS = 1 << 22  # weights per block of rows in quantize_q4 (16 MB of fp32)
+
+
+def _quantize_rows(w: np.ndarray, scale_dtype: str) -> tuple[np.ndarray, np.ndarray]:
     n, k = w.shape
     groups = w.reshape(n, k // GROUP, GROUP).astype(np.float32)
     scale = np.abs(groups).max(axis=2) / MAX_INT

@@ -228,3 +228,33 @@ def test_grid_scores_quality_of_real_weights_only(tmp_path):
     assert not (tiny / "quality.jsonl").exists()
     markdown = write_report([smollm, tiny], tmp_path / "report").markdown.read_text()
     assert "## Quality (DocAssist)" in markdown and "smollm2-135m-instruct (q4f16_1)" in markdown
+
+
+def test_study_s24_plans_every_model_of_the_papers_table(monkeypatch):
+    """Table 1's models (shared reference CSV, by display name): each one a cell, none skipped."""
+    from harness.models.catalog import load_catalog
+    from harness.report.reference import load_reference
+
+    cells = plan_grid(study_without_phone(monkeypatch))
+    catalog = load_catalog()
+    planned = {catalog[c.spec.model].display.lower() for c in cells if c.skip_reason is None}
+    assert set(load_reference("slimlm-s24")["model_key"]) <= planned
+
+
+def test_command_line_overrides_replace_the_files_fields_and_are_validated(monkeypatch):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.paths import REPO_ROOT
+
+    study_without_phone(monkeypatch)
+    study = str(REPO_ROOT / "examples" / "study-s24.yaml")
+    result = CliRunner().invoke(cli, ["grid", study, "--dry-run", "--lengths", "200", "--repeats", "1", "--max-new-tokens", "8", "--target", "llvm"])
+    assert result.exit_code == 0, result.output
+    from harness.grid import load_grid, with_overrides
+
+    spec = with_overrides(load_grid(study), {"lengths": [200], "repeats": 1, "max_new_tokens": 8}, study)
+    assert (spec.lengths, spec.repeats, spec.max_new_tokens, spec.models) == ([200], 1, 8, load_grid(study).models)
+    bad = CliRunner().invoke(cli, ["grid", study, "--dry-run", "--tasks", "poems"])
+    assert isinstance(bad.exception, UserError)  # the entry point prints it as one line, exit 2
+    assert "override tasks.0" in str(bad.exception) and "fix the command-line option" in str(bad.exception)

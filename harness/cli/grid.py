@@ -6,12 +6,16 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import csv_ints, csv_words
+
 EPILOG = """\b
 Examples:
   slm-bench grid examples/quick.yaml --dry-run     # cells, bundle sizes, memory, time estimate
   slm-bench grid examples/quick.yaml               # run it (resumable), then report + plots
   slm-bench grid examples/study-s24.yaml --dry-run # the study's efficiency table on a Galaxy S24
   slm-bench grid examples/study-s24.yaml --dry-run --strict-memory   # only cells within the budget
+  slm-bench grid examples/study-s24.yaml --devices adb:127.0.0.1:5600 --target llvm \
+      --lengths 200 --repeats 1 --max-new-tokens 8   # every row once, on the emulated S24
 
 \b
 Memory: each cell's estimate (packed weights + KV cache at the longest L + runtime) is judged
@@ -24,13 +28,24 @@ over_budget in the journal and report; over the total RAM it is skipped. A real 
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Folder for the cells' run dirs and the report [default: results/grid-<file name>/].")
 @click.option("--dry-run", is_flag=True, help="Only print the plan.")
+@click.option("--devices", callback=csv_words, default=None, help="Override the file's devices (comma-separated).")
+@click.option("--target", default=None, help="Override the file's compile target (e.g. llvm for the emulated x86 phone).")
+@click.option("--tasks", callback=csv_words, default=None, help="Override the file's tasks (comma-separated).")
+@click.option("--lengths", callback=csv_ints, default=None, help="Override the file's context lengths, e.g. 200,1000.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override the file's measured requests per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Override the file's output tokens per request.")
 @click.option("--strict-memory", is_flag=True, help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.")
-def grid(grid_file, out, dry_run, strict_memory):
-    """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...)."""
-    from harness.grid import estimate_seconds, load_grid, plan_grid, run_grid
+def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, max_new_tokens, strict_memory):
+    """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...).
+
+    Options given on the command line override the file's fields of the same name, so one
+    grid file serves a quick pass and the full measurement.
+    """
+    from harness.grid import estimate_seconds, load_grid, plan_grid, run_grid, with_overrides
     from harness.paths import results_dir
 
-    spec = load_grid(grid_file)
+    overrides = {"devices": devices, "target": target, "tasks": tasks, "lengths": lengths, "repeats": repeats, "max_new_tokens": max_new_tokens}
+    spec = with_overrides(load_grid(grid_file), {k: v for k, v in overrides.items() if v is not None}, grid_file)
     if spec.reference is not None:
         from harness.report.reference import check_reference
 

@@ -11,6 +11,8 @@ import numpy as np
 from harness.models.config import ModelConfig
 from harness.models.sources.base import LoadedModel
 
+GENERATOR = "normal-f32"  # part of the fingerprint: other values, other bundles
+
 
 def hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """HF-style tensor names and shapes for a config (what a real checkpoint would hold)."""
@@ -54,10 +56,13 @@ def load_dummy(name: str, cfg: ModelConfig, seed: int = 0) -> LoadedModel:
             rng = np.random.default_rng([seed, int(hashlib.sha256(tname.encode()).hexdigest()[:8], 16)])
             if len(shape) == 1:
                 return (1.0 + 0.02 * rng.standard_normal(shape)).astype(np.float32) if "norm" in tname else (0.02 * rng.standard_normal(shape)).astype(np.float32)
-            return (rng.standard_normal(shape) * (1.0 / np.sqrt(shape[1]))).astype(np.float32)
+            # float32 from the start and scaled in place: an 8B model's embedding is 2 GB as is
+            matrix = rng.standard_normal(shape, dtype=np.float32)
+            matrix *= np.float32(1.0 / np.sqrt(shape[1]))
+            return matrix
 
         return load
 
     tensors = {t: loader(t, s) for t, s in hf_shapes(cfg).items()}
-    fp = hashlib.sha256(f"dummy:{seed}:{cfg.model_dump_json()}".encode()).hexdigest()
+    fp = hashlib.sha256(f"dummy:{GENERATOR}:{seed}:{cfg.model_dump_json()}".encode()).hexdigest()
     return LoadedModel(name=name, config=cfg, tensors=tensors, tokenizer=None, weights="dummy", source=f"dummy weights, seed={seed}", fingerprint=fp)
