@@ -92,3 +92,17 @@ def test_pack_linear_names_and_storage_per_preset(name):
 def test_unknown_preset_is_a_user_error():
     with pytest.raises(UserError, match="unknown quantization"):
         get_preset("q3f16_0")
+
+
+def test_quantize_q4_in_row_blocks_equals_one_block(monkeypatch):
+    """Blocks of rows (how an 8B embedding is quantized without GBs of temporaries) change
+    nothing: the same codes and scales as the whole matrix at once, ragged last block included."""
+    import numpy as np
+
+    from harness import quantization
+
+    w = np.random.default_rng(0).standard_normal((100, 256)).astype(np.float32)
+    whole_q, whole_s = quantization.quantize_q4(w)
+    monkeypatch.setattr(quantization, "QUANT_BLOCK_ELEMENTS", 7 * 256)  # 7 rows per block
+    q, s = quantization.quantize_q4(w)
+    assert np.array_equal(q, whole_q) and np.array_equal(s, whole_s)
