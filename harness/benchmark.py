@@ -326,12 +326,15 @@ def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):
     state = device.state()
     if spec.max_temp_c is None:
         return 0.0, True, state
-    start = time.monotonic()
+    start, announced = time.monotonic(), False
     while True:
         temp = state.battery_temp_c if state.battery_temp_c is not None else state.cpu_temp_c
         waited = time.monotonic() - start
         if temp is None or temp <= spec.max_temp_c:
             return waited, True, state
+        if not announced:  # a wait of minutes must not look like a hang
+            log(f"waiting for the device to cool: {temp:.1f} °C > {spec.max_temp_c} °C (at most {spec.max_wait_s:.0f} s)")
+            announced = True
         if waited >= spec.max_wait_s:
             log(f"device still at {temp:.1f} °C after {waited:.0f} s (limit {spec.max_temp_c} °C); measuring anyway, recorded as cooled=false")
             return waited, False, state

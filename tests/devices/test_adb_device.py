@@ -145,10 +145,11 @@ def test_thermal_wait_is_bounded_and_recorded(adb_server, phone):
 
     dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
     now = dev.state().battery_temp_c
-    slept = []
+    slept, said = [], []
     spec_hot = RunSpec(model="m", quantization="q4f16_1", max_temp_c=now - 30, max_wait_s=0.05)
-    waited, cooled, state = wait_until_cool(dev, spec_hot, log=lambda *_: None, sleep=lambda s: slept.append(s))
+    waited, cooled, state = wait_until_cool(dev, spec_hot, log=said.append, sleep=lambda s: slept.append(s))
     assert cooled is False and waited >= 0.05 and state.battery_temp_c is not None and slept
+    assert said[0].startswith("waiting for the device to cool:") and "recorded as cooled=false" in said[-1]
     spec_ok = RunSpec(model="m", quantization="q4f16_1", max_temp_c=now + 30)
     waited_ok, cooled_ok, _ = wait_until_cool(dev, spec_ok, log=lambda *_: None)
     assert cooled_ok and waited_ok < 1.0
