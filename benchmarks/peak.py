@@ -6,7 +6,8 @@ Two loops, each run on every thread of TVM's pool for a fixed count, timed best 
   into one FMA), at the target's native vector width (AVX-512: 16 lanes, AVX2: 8, NEON: 4).
   Counted as 2 flops per lane.
 - **int8 dot**: CHAINS independent ``acc += dot(w, acc)`` steps on the instruction our int8
-  kernels use (AVX2 ``vpmaddubsw`` + ``vpaddw``: 32 multiply-adds; ARM ``sdot``: 16); feeding
+  kernels use (AVX2 ``vpmaddubsw`` + ``vpaddw``: 32 multiply-adds; AVX-512 VNNI ``vpdpbusd``
+  on zmm: 64; AVX-VNNI ``vpdpbusd`` on ymm: 32; ARM ``sdot``: 16); feeding
   the accumulator back as the activation operand keeps LLVM from hoisting the product out of
   the loop. Counted as 2 ops per multiply-add.
 
@@ -57,22 +58,31 @@ def _fma_loop(threads: int, lanes: int):
     return fma
 
 
+def _int8_shape(isa: str) -> tuple[int, int, str]:
+    """(weight bytes per instruction, accumulator lanes, accumulator dtype) of ``isa``'s dot."""
+    return {"avx2": (32, 16, "int16"), "avx512-vnni": (64, 16, "int32"), "avx-vnni": (32, 8, "int32")}.get(isa, (16, 4, "int32"))
+
+
 def _int8_loop(threads: int, isa: str):
     from tvm.script import tirx as T
 
+    bytes_, acc_lanes, acc_dtype = _int8_shape(isa)
     if isa == "avx2":
-        bytes_, acc_lanes, acc_dtype = 32, 16, "int16"
 
         def step(a, w):
             return a + T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", w, T.reinterpret("int8x32", a))
+    elif isa in ("avx512-vnni", "avx-vnni"):
+
+        def step(a, w):
+            vec = f"int32x{acc_lanes}"
+            return T.call_llvm_pure_intrin(vec, f"llvm.x86.avx512.vpdpbusd.{acc_lanes * 32}", a, T.reinterpret(f"int8x{bytes_}", w), T.reinterpret(f"int8x{bytes_}", a))
     else:
-        bytes_, acc_lanes, acc_dtype = 16, 4, "int32"
 
         def step(a, w):
             return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", a, w, T.reinterpret("int8x16", a))
 
     vec = f"{acc_dtype}x{acc_lanes}"
-    wdt = f"{'uint8' if isa == 'avx2' else 'int8'}x{bytes_}"
+    wdt = f"{'int8' if isa == 'neon-dot' else 'uint8'}x{bytes_}"
 
     @T.prim_func(s_tir=True)
     def dot(out: T.Buffer((threads, acc_lanes), acc_dtype), w: T.Buffer((bytes_,), wdt.split("x")[0])):
@@ -120,7 +130,7 @@ def measure_peaks(target, threads: int) -> dict:
     if isa is not None:
         func, width = _int8_loop(threads, isa)
         lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
-        acc_dtype, acc_lanes = ("int16", 16) if isa == "avx2" else ("int32", 4)
-        args = [tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev), tvm.runtime.tensor(np.ones(width, np.uint8 if isa == "avx2" else np.int8), dev)]
+        _, acc_lanes, acc_dtype = _int8_shape(isa)
+        args = [tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev), tvm.runtime.tensor(np.ones(width, np.int8 if isa == "neon-dot" else np.uint8), dev)]
         int8 = 2 * width * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
     return {"fp32_gflops": round(fp32, 1), "int8_gops": None if int8 is None else round(int8, 1), "lanes": lanes, "isa": isa}

@@ -50,10 +50,33 @@ def isa():
     return found
 
 
-@pytest.mark.parametrize("n,k,m", [(32, 64, 1), (48, 96, 1), (32, 64, 7), (48, 160, 70)])
+def host_isas() -> list[str]:
+    """Every integer dot-product ISA this host can execute (x86: VNNI and AVX2 alike)."""
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for, x86_isas
+
+    target = host_target()
+    best = isa_for(target)
+    return [] if best is None else ([best] if best == "neon-dot" else x86_isas(target))
+
+
+def test_isa_choice_follows_the_target_features():
+    """Compile-time choice: the best x86 ISA the target names, neon-dot for ARM with dotprod."""
+    import tvm
+
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for
+
+    def x86(mcpu):
+        return isa_for(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+
+    assert (x86("znver4"), x86("alderlake"), x86("haswell"), x86("x86-64")) == ("avx512-vnni", "avx-vnni", "avx2", None)
+    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
+    assert isa_for(arm) is None
+
+
+@pytest.mark.parametrize("n,k,m", [(32, 64, 1), (48, 96, 1), (32, 64, 7), (48, 160, 70), (32, 64, 13)])
 def test_int8_matmul_matches_numpy(isa, n, k, m):
-    """GEMV (m = 1) and GEMM, with row counts that leave tails of the 4-row tile and of the
-    64-row block."""
+    """GEMV (m = 1) and GEMM on every ISA the host runs, with row counts that leave tails of the
+    4- and 8-row tiles and of the 64-row block."""
     from harness.engines.tvm.kernels.matmul_int8 import q4_matmul_a8
 
     rng = np.random.default_rng(n + k + m)
@@ -62,9 +85,10 @@ def test_int8_matmul_matches_numpy(isa, n, k, m):
     x[0, :GROUP] = 0  # an all-zero group: scale 0, no division by zero
     bias = rng.standard_normal(n).astype(np.float32)
     q, s = quantize_q4(w, "float16")
-    ours = run_kernel(q4_matmul_a8(n, k, "float16", "one" if m == 1 else "many", isa), x, pack_q4_a8(q, s), bias, n)
     ref = numpy_a8_matmul(x, q, s, bias)
-    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
+    for each in host_isas():
+        ours = run_kernel(q4_matmul_a8(n, k, "float16", "one" if m == 1 else "many", each), x, pack_q4_a8(q, s), bias, n)
+        assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max(), each
 
 
 def test_neon_kernels_compile_to_sdot_for_arm64():

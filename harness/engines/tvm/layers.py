@@ -5,7 +5,7 @@ produces arrays under exactly these names. Linears call the hand-scheduled kerne
 ``kernels.matmul`` (GEMV when the traced sequence length is the static 1 of ``decode``, GEMM
 otherwise), their thread-bound twins in ``kernels.matmul_gpu`` when the module is built with
 ``kernels="gpu"`` (same signatures and weight layouts), or the integer dot-product kernels of
-``kernels.matmul_int8`` (``kernels="avx2"`` / ``"neon-dot"``, for presets with int8
+``kernels.matmul_int8`` (``kernels="avx512-vnni"`` / ``"avx-vnni"`` / ``"avx2"`` / ``"neon-dot"``, for presets with int8
 activations, over their own weight layout); everything else is ordinary relax ops that the
 default lowering (plus dlight's GPU schedules on GPU targets) handles.
 """
@@ -41,7 +41,7 @@ class Linear(nn.Module):
         matmul.check_shape(out_features, in_features, preset.quantized)
         self.in_features, self.out_features, self.preset = in_features, out_features, preset
         # "float" (CPU), "gpu" (thread-bound: CUDA / OpenCL / Vulkan / Metal), or the ISA of the
-        # integer dot-product kernels ("avx2", "neon-dot"), which int8-activation presets need.
+        # integer dot-product kernels (matmul_int8.ISAS), which int8-activation presets need.
         self.kernels = kernels
         self.int8 = preset.activations == "int8"
         if self.int8 and kernels not in matmul_int8.ISAS:

@@ -60,6 +60,8 @@ def is_gpu(target) -> bool:
 KERNEL_DESCRIPTIONS = {
     "float": "fp32 FMA (weights dequantized in registers)",
     "gpu": "thread-bound GPU kernels",
+    "avx512-vnni": "int8 x int4 on AVX-512 VNNI vpdpbusd (512-bit, 16 columns a register)",
+    "avx-vnni": "int8 x int4 on AVX-VNNI vpdpbusd (256-bit)",
     "avx2": "int8 x int4 on AVX2 vpmaddubsw/vpmaddwd",
     "neon-dot": "int8 x int4 on Armv8.2 sdot (+dotprod)",
 }

@@ -14,6 +14,11 @@ removes the zero point once per group instead of once per weight.
   bytes and adds neighbouring pairs into 16 int16 lanes; 8 of those (one group of 32 k) are
   summed in int16 (|q * x| <= 14 * 127, 16 products per lane: no overflow), then ``vpmaddwd``
   by ones widens to 8 int32 lanes, one per output column.
+- **x86 (AVX-512 VNNI, AVX-VNNI).** ``vpdpbusd`` adds four unsigned-weight x signed-activation
+  products into each int32 lane in one instruction: 16 columns per 512-bit register (AVX-512
+  VNNI: Zen 4/5, Ice Lake and later Xeons) or 8 per 256-bit one (AVX-VNNI: Intel client cores
+  since Alder Lake). The accumulator starts at -7 * sum(xq) of its group, so the zero point
+  costs nothing in the loop.
 - **ARM (+dotprod).** ``sdot`` adds four int8 products into each int32 lane directly.
 
 **Weight layout** (``harness.quantization.pack_q4_a8``): per column tile of 16 and group of 32,
@@ -37,7 +42,23 @@ ROWS = 4  # rows of X per register tile (GEMM)
 BLOCK_ROWS = 64  # rows per GEMM work item; its int8 rows stay in L2 while tiles stream by
 HALF = 8  # output columns per int32 register on AVX2 (two NEON registers)
 TILE_BYTES = GROUP * LANES // 2  # packed bytes of one column tile and group: 256
-ISAS = ("avx2", "neon-dot")
+STEP_BYTES = TILE_BYTES // 4  # one step j of a tile and group: 16 columns x 4 k
+
+# ISA -> output columns one kernel part covers (a column tile is LANES // that many parts), in
+# order of preference on x86.
+PART_COLUMNS = {"avx512-vnni": 16, "avx-vnni": 8, "avx2": 8, "neon-dot": 8}
+ISAS = tuple(PART_COLUMNS)
+# GEMM rows per register tile: 512-bit vpdpbusd has the latency to hide and 32 registers to do
+# it with (8 rows x 2 accumulators + 8 float sums); the others have 16 registers.
+GEMM_ROWS = {"avx512-vnni": 8}
+X86_FEATURES = {"avx512-vnni": ("avx512vnni", "avx512bw"), "avx-vnni": ("avxvnni",), "avx2": ("avx2",)}
+
+
+def x86_isas(target) -> list[str]:
+    """Every x86 integer dot-product ISA the target has, best first."""
+    from tvm.target import codegen
+
+    return [isa for isa, features in X86_FEATURES.items() if all(codegen.target_has_features(f, target) for f in features)]
 
 
 def isa_for(target) -> str | None:
@@ -49,7 +70,8 @@ def isa_for(target) -> str | None:
     triple = str(target.attrs.get("mtriple", "") or "")
     if triple.startswith("aarch64"):
         return "neon-dot" if codegen.target_has_features("dotprod", target) else None
-    return "avx2" if codegen.target_has_features("avx2", target) else None
+    found = x86_isas(target)
+    return found[0] if found else None
 
 
 def _quantize_rows(T, k: int):
@@ -73,9 +95,9 @@ def _quantize_rows(T, k: int):
     return quantize
 
 
-def _bcast4(T, xq, row, col):
-    """The 4 activation bytes xq[row, col : col + 4] repeated across 32 bytes."""
-    return T.reinterpret("int8x32", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), 8))
+def _bcast4(T, xq, row, col, width: int = 32):
+    """The 4 activation bytes xq[row, col : col + 4] repeated across ``width`` bytes."""
+    return T.reinterpret(f"int8x{width}", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), width // 4))
 
 
 def _bcast4_16(T, xq, row, col):
@@ -161,16 +183,71 @@ def _tile_neon(T, k: int, rows: int, halves: int):
     return tile
 
 
-def _tile(T, isa: str, k: int, rows: int, halves: int):
+def _tile_vnni(T, k: int, rows: int, parts: int, columns: int):
+    """Macro: Y[row0 : row0 + rows, parts x ``columns`` columns from part p0 of tile t] with
+    ``vpdpbusd`` (512-bit for 16 columns, 256-bit for 8). Low and high nibbles feed separate
+    accumulators, which doubles the independent dependency chains the core can overlap."""
+    groups = k // GROUP
+    width = columns * 4  # weight bytes per register: columns x 4 consecutive k
+    dot = f"llvm.x86.avx512.vpdpbusd.{columns * 32}"
+    i32, f32, u8 = f"int32x{columns}", f"float32x{columns}", f"uint8x{width}"
+
+    @T.macro
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, p0, row0, acc32, facc, wbuf, swv):
+        for r in T.unroll(rows * parts):
+            facc[T.ramp(r * columns, 1, columns)] = T.broadcast(T.float32(0), columns)
+        for g in T.serial(groups):
+            for r in T.unroll(rows):
+                for pp in T.unroll(parts):
+                    # -7 * sum(xq) seeds the low chain: the zero point, removed for free.
+                    acc32[T.ramp((2 * (r * parts + pp)) * columns, 1, columns)] = T.broadcast(-xz[row0 + r, g], columns)
+                    acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)] = T.broadcast(T.int32(0), columns)
+            for j in T.unroll(4):
+                for pp in T.unroll(parts):
+                    wbuf[T.ramp(pp * 2 * width, 1, width)] = wq.vload([t, g, j * STEP_BYTES + (p0 + pp) * width], u8)
+                    wbuf[T.ramp(pp * 2 * width + width, 1, width)] = T.shift_right(wbuf[T.ramp(pp * 2 * width, 1, width)], T.broadcast(T.uint8(4), width))
+                    wbuf[T.ramp(pp * 2 * width, 1, width)] = wbuf[T.ramp(pp * 2 * width, 1, width)] & T.broadcast(T.uint8(15), width)
+                    for r in T.unroll(rows):
+                        lo = (2 * (r * parts + pp)) * columns
+                        acc32[T.ramp(lo, 1, columns)] = T.call_llvm_pure_intrin(
+                            i32, dot, acc32[T.ramp(lo, 1, columns)],
+                            T.reinterpret(f"int8x{width}", wbuf[T.ramp(pp * 2 * width, 1, width)]), _bcast4(T, xq, row0 + r, g * GROUP + j * 4, width),
+                        )
+                        acc32[T.ramp(lo + columns, 1, columns)] = T.call_llvm_pure_intrin(
+                            i32, dot, acc32[T.ramp(lo + columns, 1, columns)],
+                            T.reinterpret(f"int8x{width}", wbuf[T.ramp(pp * 2 * width + width, 1, width)]), _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16, width),
+                        )
+            for pp in T.unroll(parts):
+                swv[T.ramp(pp * columns, 1, columns)] = T.Cast(f32, sc[t, g, T.ramp((p0 + pp) * columns, 1, columns)])
+                for r in T.unroll(rows):
+                    slot = r * parts + pp
+                    facc[T.ramp(slot * columns, 1, columns)] = facc[T.ramp(slot * columns, 1, columns)] + T.Cast(
+                        f32, acc32[T.ramp(2 * slot * columns, 1, columns)] + acc32[T.ramp((2 * slot + 1) * columns, 1, columns)]
+                    ) * (swv[T.ramp(pp * columns, 1, columns)] * T.broadcast(xd[row0 + r, g], columns))
+        for r in T.unroll(rows):
+            for pp in T.unroll(parts):
+                Y[row0 + r, T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)] = facc[T.ramp((r * parts + pp) * columns, 1, columns)] + b_[T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)]
+
+    return tile
+
+
+def _tile(T, isa: str, k: int, rows: int, parts: int):
+    """The register-tile macro of ``isa`` for ``rows`` rows x ``parts`` parts of a column tile."""
     if isa not in ISAS:
         raise ValueError(f"unknown integer dot-product ISA {isa!r}; one of {ISAS}")
-    return (_tile_avx2 if isa == "avx2" else _tile_neon)(T, k, rows, halves)
+    if isa in ("avx512-vnni", "avx-vnni"):
+        return _tile_vnni(T, k, rows, parts, PART_COLUMNS[isa])
+    return (_tile_avx2 if isa == "avx2" else _tile_neon)(T, k, rows, parts)
 
 
 def _acc_shape(isa: str, slots: int) -> tuple[tuple[int], str]:
-    """Integer accumulators of ``slots`` (row, half) pairs: one int16x16 each on AVX2, two
-    int32x4 on NEON."""
-    return ((slots * 16,), "int16") if isa == "avx2" else ((slots * 8,), "int32")
+    """Integer accumulators of ``slots`` (row, part) pairs: one int16x16 each on AVX2, two
+    int32x4 on NEON, two int32 registers (low and high nibbles) with VNNI."""
+    if isa == "avx2":
+        return (slots * 16,), "int16"
+    if isa == "neon-dot":
+        return (slots * 8,), "int32"
+    return (slots * 2 * PART_COLUMNS[isa],), "int32"
 
 
 @lru_cache(maxsize=None)
@@ -181,11 +258,15 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
 
     check_shape(n, k, True)
     tiles, groups = n // LANES, k // GROUP
+    columns = PART_COLUMNS[isa]
+    parts = LANES // columns  # work items per column tile in the GEMM
+    tile_rows = GEMM_ROWS.get(isa, ROWS)
     quantize = _quantize_rows(T, k)
-    one = _tile(T, isa, k, 1, 1)  # GEMM rows left over after the 4-row tiles
-    many = _tile(T, isa, k, ROWS, 1)
-    whole = _tile(T, isa, k, 1, 2)  # GEMV: one row, both halves of a column tile
-    acc_one, acc_many, acc_whole = _acc_shape(isa, 1), _acc_shape(isa, ROWS), _acc_shape(isa, 2)
+    one = _tile(T, isa, k, 1, 1)  # GEMM rows left over after the register tiles
+    many = _tile(T, isa, k, tile_rows, 1)
+    whole = _tile(T, isa, k, 1, parts)  # GEMV: one row, the whole column tile
+    acc_many, acc_whole = _acc_shape(isa, tile_rows), _acc_shape(isa, parts)
+    wbuf_part = 8 * columns  # low and high nibbles of one part's step: 2 x columns x 4 bytes
 
     if rows == "one":
 
@@ -209,9 +290,9 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
                         T.reads()
                         T.writes()
                         acc = T.sblock_alloc_buffer(acc_whole[0], acc_whole[1])
-                        facc = T.sblock_alloc_buffer((2 * HALF,), "float32")
-                        wbuf = T.sblock_alloc_buffer((128,), "uint8")
-                        swv = T.sblock_alloc_buffer((2 * HALF,), "float32")
+                        facc = T.sblock_alloc_buffer((LANES,), "float32")
+                        wbuf = T.sblock_alloc_buffer((parts * wbuf_part,), "uint8")
+                        swv = T.sblock_alloc_buffer((LANES,), "float32")
                         whole(xq, xd, xz, wq, sc, b_, Y, t, 0, row, acc, facc, wbuf, swv)
 
         return gemv
@@ -232,23 +313,23 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
                 amax = T.sblock_alloc_buffer((1,), "float32")
                 total = T.sblock_alloc_buffer((1,), "int32")
                 quantize(X, xq, xd, xz, row, amax, total)
-        # Work items: (block of BLOCK_ROWS rows) x (column tile) x (half), tiles inner, so the
+        # Work items: (block of BLOCK_ROWS rows) x (column tile) x (part), tiles inner, so the
         # threads' contiguous item ranges reuse one block of int8 rows from cache.
-        for item in T.parallel(T.ceildiv(m, BLOCK_ROWS) * tiles * 2):
+        for item in T.parallel(T.ceildiv(m, BLOCK_ROWS) * tiles * parts):
             with T.sblock("tile"):
                 T.reads()
                 T.writes()
                 acc = T.sblock_alloc_buffer(acc_many[0], acc_many[1])
-                facc = T.sblock_alloc_buffer((ROWS * HALF,), "float32")
-                wbuf = T.sblock_alloc_buffer((64,), "uint8")
-                swv = T.sblock_alloc_buffer((HALF,), "float32")
-                t: T.let[T.int64] = item // 2 % tiles
-                h: T.let[T.int64] = item % 2
-                row0: T.let[T.int64] = item // (tiles * 2) * BLOCK_ROWS
+                facc = T.sblock_alloc_buffer((tile_rows * columns,), "float32")
+                wbuf = T.sblock_alloc_buffer((wbuf_part,), "uint8")
+                swv = T.sblock_alloc_buffer((columns,), "float32")
+                t: T.let[T.int64] = item // parts % tiles
+                h: T.let[T.int64] = item % parts
+                row0: T.let[T.int64] = item // (tiles * parts) * BLOCK_ROWS
                 count: T.let[T.int64] = T.min(T.int64(BLOCK_ROWS), m - row0)
-                for mo in T.serial(count // ROWS):
-                    many(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + mo * ROWS, acc, facc, wbuf, swv)
-                for mt in T.serial(count % ROWS):
-                    one(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + count - count % ROWS + mt, acc, facc, wbuf, swv)
+                for mo in T.serial(count // tile_rows):
+                    many(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + mo * tile_rows, acc, facc, wbuf, swv)
+                for mt in T.serial(count % tile_rows):
+                    one(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + count - count % tile_rows + mt, acc, facc, wbuf, swv)
 
     return gemm
