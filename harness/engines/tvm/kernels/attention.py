@@ -58,6 +58,14 @@ def key_visible(T, in_range, distance, sm_scale, window: int):
     return T.And(in_range, T.Or(sm_scale > T.float32(0), distance < window))
 
 
+def tree(op, values: list):
+    """op over values as a balanced tree: log2(n) dependent steps instead of n (a serial max or
+    sum over a chunk of scores is latency-bound)."""
+    while len(values) > 1:
+        values = [op(values[i], values[i + 1]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def fast_exp2(T, x):
     """2**x for x <= 0 without a libm call, so it vectorizes: 2**floor(x) from the exponent
     bits, 2**frac(x) from a degree-6 Taylor polynomial (relative error < 2e-5)."""
@@ -229,6 +237,7 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                     acc = T.sblock_alloc_buffer((QB, d_v), "float32")
                     kt = T.sblock_alloc_buffer((d_qk, CHUNK), "float32")
                     sc = T.sblock_alloc_buffer((QB, CHUNK), "float32")
+                    vrow = T.sblock_alloc_buffer((d_v,), "float32")
                     m = T.sblock_alloc_buffer((QB,), "float32")
                     lsum = T.sblock_alloc_buffer((QB,), "float32")
                     tmp = T.sblock_alloc_buffer((2,), "float32")  # chunk max, rescale
@@ -237,7 +246,12 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                     hk: T.let[T.int32] = h // group
                     n_q: T.let[T.int32] = q_indptr[b + 1] - q_indptr[b]
                     n_kv: T.let[T.int32] = kv_indptr[b + 1] - kv_indptr[b]
-                    qi0: T.let[T.int32] = item // h_q * QB
+                    # Causal blocks cost more the later they sit, and the pool hands each thread
+                    # one contiguous range of items: visiting blocks as 0, last, 1, last - 1, ...
+                    # gives every range a fair share of cheap and dear ones.
+                    n_blocks: T.let[T.int32] = T.ceildiv(n_q, QB)
+                    visit: T.let[T.int32] = item // h_q
+                    qi0: T.let[T.int32] = T.if_then_else(visit % 2 == 0, visit // 2, n_blocks - 1 - visit // 2) * QB
                     rows: T.let[T.int32] = T.min(QB, n_q - qi0)
                     kv0: T.let[T.int32] = kv_indptr[b]
                     # keys visible to the block's last query (causal: the diagonal is aligned to the end)
@@ -254,18 +268,21 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                             for d in T.serial(d_qk):
                                 # rows past the end are clamped; their scores are masked below
                                 kt[d, j] = T.Cast("float32", k[kv0 + T.min(c * CHUNK + j, n_kv - 1), hk, d])
-                        for r in T.serial(QB):
+                        # Scores with d outer and the block's queries inner: QB x CHUNK / lanes
+                        # independent FMA chains (16 on AVX-512), where one query at a time
+                        # made each chain wait on its previous FMA (latency-bound).
+                        for r in T.unroll(QB):
                             for j in T.vectorized(CHUNK):
                                 sc[r, j] = T.float32(0)
-                            for d in T.serial(d_qk):
+                        for d in T.serial(d_qk):
+                            for r in T.unroll(QB):
                                 for j in T.vectorized(CHUNK):
                                     sc[r, j] = sc[r, j] + qv[r, d] * kt[d, j]
+                        for r in T.serial(QB):
                             # keys are the chunk's own tokens: query r sits at key index n_kv - n_q + qi0 + r
                             for j in T.vectorized(CHUNK):
                                 sc[r, j] = T.if_then_else(key_visible(T, c * CHUNK + j < T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + r + 1), n_kv), n_kv - n_q + qi0 + r - c * CHUNK - j, sm_scale, window), softcapped(T, sc[r, j], softcap), T.float32(MASKED))
-                            tmp[0] = m[r]
-                            for j in T.serial(CHUNK):
-                                tmp[0] = T.max(tmp[0], sc[r, j])
+                            tmp[0] = T.max(m[r], tree(T.max, [sc[r, j] for j in range(CHUNK)]))
                             tmp[1] = fast_exp2(T, m[r] - tmp[0])
                             m[r] = tmp[0]
                             lsum[r] = lsum[r] * tmp[1]
@@ -273,11 +290,14 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                                 acc[r, d] = acc[r, d] * tmp[1]
                             for j in T.vectorized(CHUNK):
                                 sc[r, j] = T.if_then_else(sc[r, j] > T.float32(MASKED), fast_exp2(T, sc[r, j] - tmp[0]), T.float32(0))
-                            for j in T.serial(CHUNK):
-                                lsum[r] = lsum[r] + sc[r, j]
-                            for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
+                            lsum[r] = lsum[r] + tree(lambda a, b: a + b, [sc[r, j] for j in range(CHUNK)])
+                        # Keys outer: each V row is converted once for the whole block.
+                        for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
+                            for d in T.vectorized(d_v):
+                                vrow[d] = T.Cast("float32", v[kv0 + c * CHUNK + j, hk, d])
+                            for r in T.unroll(QB):
                                 for d in T.vectorized(d_v):
-                                    acc[r, d] = acc[r, d] + sc[r, j] * T.Cast("float32", v[kv0 + c * CHUNK + j, hk, d])
+                                    acc[r, d] = acc[r, d] + sc[r, j] * vrow[d]
                     for r in T.serial(rows):
                         for d in T.vectorized(d_v):
                             output[q_indptr[b] + qi0 + r, h, d] = T.Cast(dtype, acc[r, d] / T.max(lsum[r], T.float32(1e-30)))
