@@ -49,8 +49,10 @@ STEP_BYTES = TILE_BYTES // 4  # one step j of a tile and group: 16 columns x 4 k
 PART_COLUMNS = {"avx512-vnni": 16, "avx-vnni": 8, "avx2": 8, "neon-dot": 8}
 ISAS = tuple(PART_COLUMNS)
 # GEMM rows per register tile: 512-bit vpdpbusd has the latency to hide and 32 registers to do
-# it with (8 rows x 2 accumulators + 8 float sums); the others have 16 registers.
-GEMM_ROWS = {"avx512-vnni": 8}
+# it with (6 rows x 2 accumulators + 6 float sums); the others have 16 registers. Not 8: the
+# accumulators would fill 1 KiB, and TVM moves a buffer of 1 KiB or more off the stack into a
+# workspace, where LLVM stores every accumulator back after each vpdpbusd (2.6x slower).
+GEMM_ROWS = {"avx512-vnni": 6}
 X86_FEATURES = {"avx512-vnni": ("avx512vnni", "avx512bw"), "avx-vnni": ("avxvnni",), "avx2": ("avx2",)}
 
 
@@ -208,21 +210,21 @@ def _tile_vnni(T, k: int, rows: int, parts: int, columns: int):
                     wbuf[T.ramp(pp * 2 * width + width, 1, width)] = T.shift_right(wbuf[T.ramp(pp * 2 * width, 1, width)], T.broadcast(T.uint8(4), width))
                     wbuf[T.ramp(pp * 2 * width, 1, width)] = wbuf[T.ramp(pp * 2 * width, 1, width)] & T.broadcast(T.uint8(15), width)
                     for r in T.unroll(rows):
-                        lo = (2 * (r * parts + pp)) * columns
-                        acc32[T.ramp(lo, 1, columns)] = T.call_llvm_pure_intrin(
-                            i32, dot, acc32[T.ramp(lo, 1, columns)],
+                        # (no Python temporaries here: in a model library TVM keeps them in
+                        # memory, and the accumulators with them)
+                        acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)] = T.call_llvm_pure_intrin(
+                            i32, dot, acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)],
                             T.reinterpret(f"int8x{width}", wbuf[T.ramp(pp * 2 * width, 1, width)]), _bcast4(T, xq, row0 + r, g * GROUP + j * 4, width),
                         )
-                        acc32[T.ramp(lo + columns, 1, columns)] = T.call_llvm_pure_intrin(
-                            i32, dot, acc32[T.ramp(lo + columns, 1, columns)],
+                        acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)] = T.call_llvm_pure_intrin(
+                            i32, dot, acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)],
                             T.reinterpret(f"int8x{width}", wbuf[T.ramp(pp * 2 * width + width, 1, width)]), _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16, width),
                         )
             for pp in T.unroll(parts):
                 swv[T.ramp(pp * columns, 1, columns)] = T.Cast(f32, sc[t, g, T.ramp((p0 + pp) * columns, 1, columns)])
                 for r in T.unroll(rows):
-                    slot = r * parts + pp
-                    facc[T.ramp(slot * columns, 1, columns)] = facc[T.ramp(slot * columns, 1, columns)] + T.Cast(
-                        f32, acc32[T.ramp(2 * slot * columns, 1, columns)] + acc32[T.ramp((2 * slot + 1) * columns, 1, columns)]
+                    facc[T.ramp((r * parts + pp) * columns, 1, columns)] = facc[T.ramp((r * parts + pp) * columns, 1, columns)] + T.Cast(
+                        f32, acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)] + acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)]
                     ) * (swv[T.ramp(pp * columns, 1, columns)] * T.broadcast(xd[row0 + r, g], columns))
         for r in T.unroll(rows):
             for pp in T.unroll(parts):
