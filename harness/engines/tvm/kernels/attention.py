@@ -34,7 +34,7 @@ import math
 
 from . import cpu_attrs
 
-CHUNK = 32  # keys scored per online-softmax step
+CHUNK = 16  # keys scored per online-softmax step (QB x CHUNK scores stay under the 1 KiB stack limit)
 DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
 KEYS = 8  # keys whose q.k a decode step computes side by side (page_size is a multiple)
 LOG2E = math.log2(math.e)
