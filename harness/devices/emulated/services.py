@@ -40,30 +40,52 @@ _PATH_RE = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in sorted(
 
 class ThermalModel:
     """Battery temperature: first-order approach to ``ambient + rise * busy`` with time constant
-    ``tau`` seconds of device time; ``time_scale`` device seconds pass per wall-clock second."""
+    ``tau`` seconds of device time; ``time_scale`` device seconds pass per wall-clock second.
 
-    def __init__(self, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0, level: float = 85.0):
+    ``busy`` is how many cores the phone's programs kept busy since the last reading (at most
+    2 count): CPU seconds from ``cpu_seconds()`` per wall second. Counting running commands
+    instead would heat the phone while an idle runner server waits, so it never cooled."""
+
+    def __init__(self, cpu_seconds=None, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0, level: float = 85.0):
         self.ambient, self.rise, self.tau, self.time_scale = ambient, rise, tau, time_scale
-        self.temp, self.level, self.busy = ambient, level, 0
-        self._t = time.monotonic()
+        self.cpu_seconds = cpu_seconds or (lambda: 0.0)
+        self.temp, self.level, self.busy = ambient, level, 0.0
+        self._t, self._cpu = time.monotonic(), 0.0
         self._lock = threading.Lock()
 
     def _advance(self) -> None:
-        now = time.monotonic()
-        dt, self._t = (now - self._t) * self.time_scale, now
-        target = self.ambient + self.rise * min(self.busy, 2)
+        now, cpu = time.monotonic(), self.cpu_seconds()
+        wall, self._t = now - self._t, now
+        if wall > 1e-3:  # readings closer together than a millisecond keep the last load
+            self.busy, self._cpu = min(max(cpu - self._cpu, 0.0) / wall, 2.0), cpu
+        dt = wall * self.time_scale
+        target = self.ambient + self.rise * self.busy
         self.temp = target + (self.temp - target) * math.exp(-dt / self.tau)
-        self.level = max(5.0, self.level - dt * (0.02 if self.busy else 0.002))  # % per device second
+        self.level = max(5.0, self.level - dt * (0.02 if self.busy > 0.1 else 0.002))  # % per device second
 
-    def add_load(self, delta: int) -> None:
-        with self._lock:
-            self._advance()
-            self.busy += delta
-
-    def snapshot(self) -> tuple[float, float, int]:
+    def snapshot(self) -> tuple[float, float, float]:
         with self._lock:
             self._advance()
             return self.temp, self.level, self.busy
+
+
+def _cpu_seconds(proc) -> float:
+    """User + system CPU seconds of a process, its waited-for children and its live descendants."""
+    import psutil
+
+    try:
+        top = psutil.Process(proc.pid)
+        t = top.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in top.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return 0.0
 
 
 class DeviceState:
@@ -76,7 +98,7 @@ class DeviceState:
         emu = profile.get("emulated") or {}
         # The profile's RAM (8e9 bytes when it has none), as /proc/meminfo counts it: kB of 1024 bytes.
         self.mem_total_kb = int(emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024))
-        self.thermal = ThermalModel(time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)))
+        self.thermal = ThermalModel(self._cpu_seconds, time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)))
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
         self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
         self.props.setdefault("ro.serialno", "EMULATED0001")
@@ -85,6 +107,7 @@ class DeviceState:
         if arch == "x86_64":  # runs host programs, the host's Python included (see AdbDevice)
             self.props["ro.slm_bench.host_python"] = "1"
         self.processes: set[subprocess.Popen] = set()
+        self._reaped_cpu = 0.0
         self._lock = threading.Lock()
         for folder in ("data/local/tmp", "sdcard/Download", "proc", ".emulated/bin", "sys/class/power_supply/battery"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
@@ -137,7 +160,7 @@ class DeviceState:
         ps = self.root / "sys/class/power_supply/battery"
         _, _, busy = self.thermal.snapshot()
         # Discharge current (uA, negative = draining) grows with load, as a phone's fuel gauge reports.
-        current_ua = -(250_000 + 1_100_000 * min(busy, 2))
+        current_ua = -round(250_000 + 1_100_000 * min(busy, 2))
         voltage_uv = int(fields["voltage"]) * 1000
         for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", "Charging"),
                             ("current_now", str(current_ua)), ("voltage_now", str(voltage_uv))):
@@ -195,15 +218,22 @@ class DeviceState:
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True, bufsize=0)
         with self._lock:
             self.processes.add(proc)
-        self.thermal.add_load(+1)
         return proc
 
+    def _cpu_seconds(self) -> float:
+        """CPU seconds the running programs have used so far, plus those of programs already
+        reaped (so that a program's exit does not read as negative load)."""
+        with self._lock:
+            procs = list(self.processes)
+        return self._reaped_cpu + sum(_cpu_seconds(p) for p in procs)
+
     def reap(self, proc: subprocess.Popen) -> int:
+        spent = _cpu_seconds(proc)  # read before wait(): afterwards the process is gone
         code = proc.wait()
         with self._lock:
             if proc in self.processes:
                 self.processes.discard(proc)
-                self.thermal.add_load(-1)
+                self._reaped_cpu += spent
         return code
 
     def kill_all(self) -> None:
