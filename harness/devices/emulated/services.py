@@ -46,19 +46,23 @@ class ThermalModel:
     2 count): CPU seconds from ``cpu_seconds()`` per wall second. Counting running commands
     instead would heat the phone while an idle runner server waits, so it never cooled."""
 
-    def __init__(self, cpu_seconds=None, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0, level: float = 85.0):
+    def __init__(self, cpu_seconds, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0, level: float = 85.0):
         self.ambient, self.rise, self.tau, self.time_scale = ambient, rise, tau, time_scale
-        self.cpu_seconds = cpu_seconds or (lambda: 0.0)
+        self.cpu_seconds = cpu_seconds
         self.temp, self.level, self.busy = ambient, level, 0.0
-        self._t, self._cpu = time.monotonic(), 0.0
+        self._t = self._cpu_t = time.monotonic()
+        self._cpu = 0.0
         self._lock = threading.Lock()
 
     def _advance(self) -> None:
-        now, cpu = time.monotonic(), self.cpu_seconds()
-        wall, self._t = now - self._t, now
-        if wall > 1e-3:  # readings closer together than a millisecond keep the last load
-            self.busy, self._cpu = min(max(cpu - self._cpu, 0.0) / wall, 2.0), cpu
-        dt = wall * self.time_scale
+        now = time.monotonic()
+        # Back-to-back readings (one refresh reads the model three times) keep the last load and
+        # skip the walk over the phone's processes.
+        if now - self._cpu_t > 1e-3:
+            cpu = self.cpu_seconds()
+            self.busy = min(max(cpu - self._cpu, 0.0) / (now - self._cpu_t), 2.0)
+            self._cpu, self._cpu_t = cpu, now
+        dt, self._t = (now - self._t) * self.time_scale, now
         target = self.ambient + self.rise * self.busy
         self.temp = target + (self.temp - target) * math.exp(-dt / self.tau)
         self.level = max(5.0, self.level - dt * (0.02 if self.busy > 0.1 else 0.002))  # % per device second
