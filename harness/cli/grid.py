@@ -15,7 +15,7 @@ Examples:
   slm-bench grid examples/study-s24.yaml --dry-run # the study's efficiency table on a Galaxy S24
   slm-bench grid examples/study-s24.yaml --dry-run --strict-memory   # only cells within the budget
   slm-bench grid examples/study-s24.yaml --devices adb:127.0.0.1:5600 --target llvm \
-      --lengths 200 --repeats 1 --max-new-tokens 8   # every row once, on the emulated S24
+      --lengths 0,200 --repeats 1 --max-new-tokens 8   # every Table 1 model once, emulated S24
 
 \b
 Memory: each cell's estimate (packed weights + KV cache at the longest L + runtime) is judged
@@ -31,7 +31,7 @@ over_budget in the journal and report; over the total RAM it is skipped. A real 
 @click.option("--devices", callback=csv_words, default=None, help="Override the file's devices (comma-separated).")
 @click.option("--target", default=None, help="Override the file's compile target (e.g. llvm for the emulated x86 phone).")
 @click.option("--tasks", callback=csv_words, default=None, help="Override the file's tasks (comma-separated).")
-@click.option("--lengths", callback=csv_ints, default=None, help="Override the file's context lengths, e.g. 200,1000.")
+@click.option("--lengths", callback=csv_ints, default=None, help="Override the file's context lengths, e.g. 200,1000 (0: the question alone, qa only).")
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override the file's measured requests per prompt.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Override the file's output tokens per request.")
 @click.option("--strict-memory", is_flag=True, help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.")

@@ -79,7 +79,7 @@ Examples:
   slm-bench prompts show --L 200 --L 400 --task summ --json"""
 )
 @click.option("--task", "tasks", multiple=True, type=click.Choice(["summ", "qs", "qa"]), help="Only this task (repeatable).")
-@click.option("--L", "lengths", multiple=True, type=int, help="Only this context length, e.g. 200 (repeatable).")
+@click.option("--L", "lengths", multiple=True, type=int, help="Only this context length, e.g. 200; 0 is the question alone (repeatable).")
 @click.option("--doc", "docs", multiple=True, help="Only this document id, e.g. d01 (repeatable).")
 @click.option("--suite", type=PATH, default=None, help="A built suite (.jsonl or its folder) [default: <repo>/prompts].")
 @click.option("--text", "full_text", is_flag=True, help="Print the full text of every selected prompt.")

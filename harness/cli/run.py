@@ -39,7 +39,7 @@ over the device's RAM is refused; an out-of-memory kill is journaled as a failed
 @click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True, help="local, adb (the only attached phone) or adb:SERIAL; repeat to run on several devices in parallel.")
 @click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
 @click.option("--tasks", default="summ,qs,qa", show_default=True, callback=csv_words, help="DocAssist tasks to run.")
-@click.option("--lengths", default="200,400,600,800,1000", show_default=True, callback=csv_ints, help="Context lengths L in cl100k tokens.")
+@click.option("--lengths", default="200,400,600,800,1000", show_default=True, callback=csv_ints, help="Context lengths L in cl100k tokens; 0 is the paper's question alone, no document (qa only).")
 @click.option("--docs", default=1, show_default=True, type=click.IntRange(min=1), help="How many corpus documents (the first N) to use.")
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Measured requests per prompt.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0), help="Unmeasured warm-up requests per prompt.")

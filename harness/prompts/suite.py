@@ -4,6 +4,8 @@ For every corpus document: encode the body with cl100k, keep the first
 ``CHUNKS * CHUNK_TOKENS`` = 1000 tokens, cut them into 5 chunks of 200 tokens, and let
 context k (k = 1..5) be the decoded first k chunks, so its nominal length is L = 200k.
 Each context is asked the three tasks (summ, qs, qa), giving 5 L x 3 tasks per document.
+One more prompt per document is the paper's "question" condition (Table 1's first rows): the
+qa question alone, no document, stored as task qa at L=0 (k=0), so 16 prompts per document.
 
 Decoding a token prefix and encoding it again can differ by a token or two at the cut
 (BPE merges across the boundary), so ``context_tokens`` stores the *re-encoded* count of
@@ -34,7 +36,8 @@ PROMPT_SET = "docassist-v1"
 CHUNK_TOKENS = 200
 CHUNKS = 5
 MIN_DOC_TOKENS = CHUNK_TOKENS * CHUNKS
-LENGTHS: tuple[int, ...] = tuple(CHUNK_TOKENS * k for k in range(1, CHUNKS + 1))
+LENGTHS: tuple[int, ...] = tuple(CHUNK_TOKENS * k for k in range(1, CHUNKS + 1))  # with a document
+QUESTION_L = 0  # the question-only condition: no document, qa only
 REBUILD_FIX = "rebuild it with `slm-bench prompts build`"
 
 
@@ -46,8 +49,8 @@ class PromptRecord(BaseModel):
     id: str  # "<doc_id>-<task>-L<L>", e.g. "d01-summ-L200"
     doc_id: str
     task: Task
-    L: int  # nominal context length in cl100k tokens (200k)
-    k: int  # number of 200-token chunks in the context
+    L: int  # nominal context length in cl100k tokens (200k; 0 for the question alone)
+    k: int  # number of 200-token chunks in the context (0: no document)
     context: str
     context_tokens: int  # cl100k count of `context` as stored (a fresh re-encoding)
     question: str | None = None  # qa only
@@ -73,7 +76,7 @@ def prompt_set_hash(docs: list[Document], templates: Templates) -> str:
         digest.update(f"{label}\0{len(data)}\0".encode())
         digest.update(data)
 
-    feed("construction", f"{PROMPT_SET} chunks={CHUNKS} chunk_tokens={CHUNK_TOKENS}")
+    feed("construction", f"{PROMPT_SET} chunks={CHUNKS} chunk_tokens={CHUNK_TOKENS} question_L={QUESTION_L}")
     for doc in sorted(docs, key=lambda d: d.path.name):
         feed(f"corpus/{doc.path.name}", doc.raw)
     feed("templates.yaml", templates.raw)
@@ -109,7 +112,8 @@ def encode_bodies(docs: list[Document]) -> dict[str, list[int]]:
 def build_suite(
     corpus_dir: Path | str | None = None, templates: Templates | Path | str | None = None
 ) -> list[PromptRecord]:
-    """Build every prompt of the suite: documents (sorted) x L (ascending) x tasks (summ, qs, qa)."""
+    """Build every prompt of the suite: documents (sorted) x L (ascending) x tasks (summ, qs, qa);
+    each document's first prompt is its question alone (qa, L=0)."""
     docs = load_corpus(corpus_dir)
     if not isinstance(templates, Templates):
         templates = load_templates(templates)
@@ -118,6 +122,20 @@ def build_suite(
     enc = cl100k()
     records = []
     for doc in docs:
+        records.append(
+            PromptRecord(
+                id=prompt_id(doc.doc_id, "qa", QUESTION_L),
+                doc_id=doc.doc_id,
+                task="qa",
+                L=QUESTION_L,
+                k=0,
+                context="",
+                context_tokens=0,
+                question=doc.meta.question,
+                text=templates.render_question(doc.meta.question),
+                prompt_set_hash=set_hash,
+            )
+        )
         for k, context in contexts_for(tokens[doc.doc_id]):
             length = CHUNK_TOKENS * k
             context_tokens = len(enc.encode(context, disallowed_special=()))
@@ -152,7 +170,7 @@ def suite_meta(records: list[PromptRecord]) -> dict:
     return {
         "name": records[0].prompt_set if records else PROMPT_SET,
         "hash": hashes.pop() if len(hashes) == 1 else sorted(hashes),
-        "construction": {"chunks": CHUNKS, "chunk_tokens": CHUNK_TOKENS, "lengths": list(LENGTHS)},
+        "construction": {"chunks": CHUNKS, "chunk_tokens": CHUNK_TOKENS, "lengths": [QUESTION_L, *LENGTHS]},
         "counts": {
             "prompts": len(records),
             "docs": len({r.doc_id for r in records}),
@@ -239,7 +257,8 @@ def select(
 
     ``None`` means all. ``docs`` is either a count (the first N documents, as in
     ``RunSpec.docs``) or a list of doc ids. Asking for something the suite lacks is a
-    UserError (a typo must not silently measure nothing).
+    UserError (a typo must not silently measure nothing), and so is a selection with no
+    prompt in it (summ or qs at L=0 alone: the question-only condition is qa).
     """
     available_docs = list(dict.fromkeys(r.doc_id for r in records))
     _check_subset("task", tasks, TASKS)
@@ -251,11 +270,17 @@ def select(
     else:
         _check_subset("document", docs, available_docs)
         doc_ids = set(docs) if docs is not None else set(available_docs)
-    return [
+    chosen = [
         r
         for r in records
         if (tasks is None or r.task in tasks) and (lengths is None or r.L in lengths) and r.doc_id in doc_ids
     ]
+    if not chosen:
+        raise UserError(
+            f"no prompt has task {', '.join(tasks or TASKS)} at L={','.join(map(str, lengths or []))}; "
+            f"L={QUESTION_L} (the question without a document) exists for task qa only"
+        )
+    return chosen
 
 
 def _check_subset(what: str, wanted, available) -> None:

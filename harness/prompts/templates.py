@@ -3,6 +3,10 @@
 Validation on load catches the mistakes that would silently produce wrong prompts: a task
 missing, a template without ``{context}``, a qa template without ``{question}``, or an
 unknown placeholder that ``str.format`` would fail on mid-build.
+
+Besides the three tasks the file holds ``question``: the prompt of the SlimLM paper's
+"question" condition (Table 1's first rows), a one-line question and no document. It is a qa
+prompt at L=0, so it uses ``{question}`` alone.
 """
 
 from __future__ import annotations
@@ -42,13 +46,15 @@ class TaskTemplate(BaseModel):
 
 
 class Templates(BaseModel):
-    """All three task templates plus the file text they came from (hashed into the suite)."""
+    """The three task templates, the question-only one, and the file text they came from
+    (hashed into the suite)."""
 
     model_config = ConfigDict(extra="forbid")
 
     summ: TaskTemplate
     qs: TaskTemplate
     qa: TaskTemplate
+    question: TaskTemplate
     raw: str = ""
 
     @model_validator(mode="after")
@@ -60,6 +66,10 @@ class Templates(BaseModel):
                 want = ", ".join("{" + p + "}" for p in sorted(expected))
                 got = ", ".join("{" + p + "}" for p in sorted(found)) or "none"
                 raise ValueError(f"task '{task}' template must use exactly {want} (found {got})")
+        found = self.question.placeholders()
+        if found != {"question"}:
+            got = ", ".join("{" + p + "}" for p in sorted(found)) or "none"
+            raise ValueError(f"the 'question' template (no document) must use exactly {{question}} (found {got})")
         return self
 
     def get(self, task: str) -> TaskTemplate:
@@ -75,6 +85,12 @@ class Templates(BaseModel):
                 raise UserError("the qa task needs a question; fix: set 'question' in the document's front matter")
             values["question"] = question
         return self.get(task).template.format(**values)
+
+    def render_question(self, question: str | None) -> str:
+        """The question-only prompt (the paper's "question" condition, L=0): no document."""
+        if not question:
+            raise UserError("the question-only prompt needs a question; fix: set 'question' in the document's front matter")
+        return self.question.template.format(question=question)
 
 
 def load_templates(path: Path | str | None = None) -> Templates:

@@ -30,12 +30,14 @@ def check_reference(name: str, where: str = "") -> str:
 
 
 def load_reference(name: str):
-    """The reference as a DataFrame: model (lower-cased display name), L, metrics, device label."""
+    """The reference as a DataFrame: model (lower-cased display name), L, metrics, device label.
+
+    The paper's "question" rows (a one-line question, no document) are L=0, as the prompt
+    suite's question-only prompts are: a grid run at ``--lengths 0,...`` matches them."""
     import pandas as pd
 
     path, device = REFERENCES[check_reference(name)]
     df = pd.read_csv(path)
-    df = df[df["nominal_L"] > 0]  # the one-line-question rows have no L to match
     out = pd.DataFrame({"model_key": df["model"].str.lower(), "model": df["model"], "L": df["nominal_L"].astype(int)})
     for ours, theirs in METRICS.items():
         out[ours] = df[theirs].astype(float)

@@ -145,7 +145,10 @@ def reference_table(data: RunData, ref, name: str) -> Table:
             mine, theirs, ratio = r[metric]
             cells.append(f"{format_value(mine, metric)} / {format_value(theirs, metric)} ({ratio:.2f}x)" if ratio else "n/a")
         rows.append(cells)
-    note = f"measured / published ({device_label}); the paper's L counts cl100k tokens of context, as ours does."
+    note = (
+        f"measured / published ({device_label}); the paper's L counts cl100k tokens of context, as ours does; "
+        "L=0 is its one-line question without a document."
+    )
     if not rows:
         note = f"No model and L of these runs appears in the reference {name} ({device_label})."
     return Table(f"Reference: {name}", ["model", "L", "measured on", "ITPS (tok/s)", "OTPS (tok/s)", "TTFT (s)", "runtime (s)"], rows, note)

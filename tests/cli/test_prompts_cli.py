@@ -36,7 +36,7 @@ def test_show_json_lines(tmp_path):
 def test_show_listing_and_bad_filter(tmp_path):
     CliRunner().invoke(cli, ["prompts", "build", "--out", str(tmp_path)])
     listing = CliRunner().invoke(cli, ["prompts", "show", "--suite", str(tmp_path), "--doc", "d01"])
-    assert "15 prompts" in listing.output
+    assert "16 prompts" in listing.output  # 5 L x 3 tasks + the question alone (qa, L=0)
     bad = CliRunner().invoke(cli, ["prompts", "show", "--suite", str(tmp_path), "--L", "300"])
     assert isinstance(bad.exception, UserError)
     assert "unknown L 300" in str(bad.exception)

@@ -12,6 +12,7 @@ from harness.prompts.corpus import doc_id_for
 from harness.prompts.suite import (
     LENGTHS,
     PROMPT_SET,
+    QUESTION_L,
     build_suite,
     current_hash,
     load_suite,
@@ -19,6 +20,7 @@ from harness.prompts.suite import (
     suite_paths,
     write_suite,
 )
+from harness.prompts.templates import load_templates
 from harness.prompts.tokenizer import cl100k
 
 CORPUS_IDS = sorted(doc_id_for(p) for p in paths.corpus_dir().glob("*.md"))
@@ -31,9 +33,26 @@ def suite():
 
 
 @pytest.mark.parametrize("doc_id", CORPUS_IDS)
-def test_each_doc_yields_5_lengths_x_3_tasks(suite, doc_id):
-    cells = {(r.task, r.L) for r in suite if r.doc_id == doc_id}
-    assert cells == {(t, length) for t in ("summ", "qs", "qa") for length in LENGTHS}
+def test_each_doc_yields_5_lengths_x_3_tasks_and_its_question_alone(suite, doc_id):
+    cells = [(r.task, r.L) for r in suite if r.doc_id == doc_id]
+    assert cells[0] == ("qa", QUESTION_L)
+    assert set(cells[1:]) == {(t, length) for t in ("summ", "qs", "qa") for length in LENGTHS}
+
+
+def test_the_question_alone_is_the_qa_question_without_its_document(suite):
+    templates = load_templates()
+    for r in (r for r in suite if r.L == QUESTION_L):
+        with_doc = next(x for x in suite if x.doc_id == r.doc_id and x.task == "qa" and x.L == 200)
+        assert r.k == 0 and r.context == "" and r.context_tokens == 0
+        assert r.question == with_doc.question and r.text == templates.render_question(r.question)
+        assert len(cl100k().encode(r.text)) < 40  # a one-line question, as in the paper's Table 1
+
+
+def test_asking_for_summaries_of_no_document_names_the_question_condition(suite):
+    assert {r.task for r in select(suite, lengths=[0])} == {"qa"}
+    assert len(select(suite, tasks=["summ", "qa"], lengths=[0, 200], docs=1)) == 3
+    with pytest.raises(UserError, match="L=0 .* exists for task qa only"):
+        select(suite, tasks=["summ"], lengths=[0])
 
 
 def test_lengths_are_200k_and_counts_are_fresh_reencodings(suite):

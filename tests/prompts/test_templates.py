@@ -36,8 +36,29 @@ def test_bad_templates_are_refused(tmp_path, qa_template, message):
         "summ: {description: s, template: '{context}'}\n"
         "qs: {description: q, template: '{context}'}\n"
         f"qa: {{description: a, template: '{qa_template}'}}\n"
+        "question: {description: o, template: '{question}'}\n"
     )
     with pytest.raises(UserError, match=message):
+        load_templates(path)
+
+
+def test_the_question_alone_has_no_document():
+    templates = load_templates()
+    assert templates.question.placeholders() == {"question"}
+    assert templates.render_question("WHY?") == "WHY?"
+    with pytest.raises(UserError, match="question"):
+        templates.render_question("")
+
+
+def test_a_question_template_with_a_context_is_refused(tmp_path):
+    path = tmp_path / "templates.yaml"
+    path.write_text(
+        "summ: {description: s, template: '{context}'}\n"
+        "qs: {description: q, template: '{context}'}\n"
+        "qa: {description: a, template: '{context} {question}'}\n"
+        "question: {description: o, template: '{context} {question}'}\n"
+    )
+    with pytest.raises(UserError, match=r"'question' template \(no document\) must use exactly \{question\}"):
         load_templates(path)
 
 

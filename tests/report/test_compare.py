@@ -1,8 +1,10 @@
-"""``slm-bench compare``: a run against itself passes; a real 2x decode regression is flagged.
+"""``slm-bench compare``: a run against itself passes; a real decode regression is flagged.
 
 The regressed run is measured for real: the runner process is started with a
-``sitecustomize`` that makes every decode step run the engine's decode twice (the kind of
-bug that re-runs a step), so its OTPS really halves while prefill is untouched.
+``sitecustomize`` that makes every decode step run the engine's decode three times (the kind of
+bug that re-runs a step), so its OTPS really falls to a third while prefill is untouched. A
+third, not a half: on a shared 2-core CI machine one baseline cell measured 1.45x slower than its
+twin, which hid a halving.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ DOUBLE_DECODE = textwrap.dedent(
 
     _decode = runtime.TVMSession.decode
 
-    def _decode_twice(self, token):
+    def _decode_thrice(self, token):
+        _decode(self, token)
         _decode(self, token)
         return _decode(self, token)
 
-    runtime.TVMSession.decode = _decode_twice
+    runtime.TVMSession.decode = _decode_thrice
     """
 )
 
@@ -44,9 +47,9 @@ def test_slowdown_reads_the_same_for_throughput_and_time():
 
 def measure(out_dir):
     # SmolLM-135M's shapes (seeded dummy weights): a decode step takes milliseconds, so a doubled
-    # step stands far above scheduling noise on a busy machine. 16 output tokens: the doubled
-    # decode still fits the KV cache the runner sizes for the prompt + 16 tokens of headroom.
-    spec = RunSpec(model="smollm-135m-instruct", quantization="q4f16_1", tasks=["summ", "qa"], lengths=[200], repeats=3, warmup=1, max_new_tokens=16, docs=1)
+    # step stands far above scheduling noise on a busy machine. 8 output tokens: the tripled
+    # decode (21 steps) still fits the KV cache the runner sizes for prompt + 8 + 16 of headroom.
+    spec = RunSpec(model="smollm-135m-instruct", quantization="q4f16_1", tasks=["summ", "qa"], lengths=[200], repeats=3, warmup=1, max_new_tokens=8, docs=1)
     run_benchmark(spec, out_dir, log=lambda *_: None, write_reports=False)
     return out_dir
 
@@ -71,13 +74,13 @@ def test_a_run_compared_with_itself_passes_even_at_zero_percent(baseline_and_reg
     assert "+0.0%" in result.output and "REGRESSION" not in result.output
 
 
-def test_a_real_2x_decode_regression_is_flagged(baseline_and_regressed):
+def test_a_real_3x_decode_regression_is_flagged(baseline_and_regressed):
     baseline, regressed = baseline_and_regressed
     comparison = compare_runs([baseline], [regressed])
     assert len(comparison.cells) == 2  # summ and qa at L=200
-    # Decode runs twice per token: OTPS falls by far more than noise, prefill does not move much.
+    # Decode runs three times per token: OTPS falls by far more than noise (expected 67%).
     assert (comparison.cells["otps_slowdown_pct"] > 40).all(), comparison.cells[["task", "otps_a", "otps_b"]]
-    assert (comparison.cells["otps_ratio"] < 0.75).all()
+    assert (comparison.cells["otps_ratio"] < 0.6).all()
 
     result = CliRunner().invoke(cli, ["compare", str(baseline), str(regressed), "--fail-above", "25"])
     assert result.exit_code == 1, result.output

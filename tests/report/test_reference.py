@@ -12,7 +12,10 @@ def test_reference_table1_is_kept_with_its_device_label():
     ref = load_reference("slimlm-s24")
     row = ref[(ref["model"] == "SmolLM-135M-Instruct") & (ref["L"] == 200)].iloc[0]
     assert (row["itps"], row["otps"], row["ttft_s"]) == (167.80, 60.80, 1.91)
-    assert set(ref["L"]) == {200, 400, 600, 800} and "Galaxy S24" in row["device"]
+    assert set(ref["L"]) == {0, 200, 400, 600, 800} and "Galaxy S24" in row["device"]
+    # The "question" rows (no document) stay, at L=0: three models have no other row.
+    question = ref[ref["L"] == 0]
+    assert len(question) == 9 and {"phi-3.5-mini-instruct", "llama-3.1-8b-instruct"} <= set(question["model_key"])
     with pytest.raises(UserError, match="unknown reference 'nope'; available: slimlm-s24"):
         load_reference("nope")
 
