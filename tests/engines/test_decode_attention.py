@@ -1,5 +1,5 @@
 """The decode attention kernel against numpy: grouped heads, many pages, a partial last page,
-soft-capped scores and a sliding window that masks whole pages."""
+fewer pages than cache splits, soft-capped scores and a sliding window that masks whole pages."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window:
 @pytest.mark.parametrize("h_kv,h_qo,d,length", [(3, 9, 64, 200), (2, 14, 64, 37), (4, 4, 32, 5), (1, 3, 16, 300)])
 def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
     """GQA groups of 3, 7 and 1, one page or many, a partial last page whose unwritten slots
-    hold NaN (scored side by side with the others, masked afterwards)."""
+    hold NaN (scored side by side with the others, masked afterwards); 5 and 37 keys fill fewer
+    pages than there are splits, so empty splits take part in the merge."""
     out, lse, ref, ref_lse = run_decode(h_kv, h_qo, d, length)
     np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
@@ -61,3 +62,14 @@ def test_decode_attention_with_window_and_softcap(window, softcap):
     out, lse, ref, ref_lse = run_decode(3, 9, 64, 200, window=window, softcap=softcap)
     np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
+
+
+def test_heads_share_an_item_while_their_accumulators_fit_the_stack():
+    from harness.engines.tvm.kernels.attention import decode_heads_per_item, decode_keys_per_step
+
+    assert decode_heads_per_item(3, 64) == 3  # SmolLM2: a whole group per item (768 B of fp32)
+    assert decode_heads_per_item(7, 64) == 1  # Qwen2-0.5B: 7 x 256 B would leave the stack
+    assert decode_heads_per_item(4, 128) == 1 and decode_heads_per_item(2, 256) == 1
+    assert decode_heads_per_item(6, 32) == 6
+    # keys x heads >= 8 independent FMA chains, partial sums under 1 KiB
+    assert [decode_keys_per_step(g) for g in (1, 2, 3, 4, 6)] == [8, 4, 4, 2, 2]
