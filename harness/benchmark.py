@@ -34,8 +34,10 @@ BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization"
 
 def run_id_for(spec: RunSpec) -> str:
     """Deterministic: the same spec maps to the same default directory, so a rerun resumes."""
-    # The default runner is left out of the hash, so run ids from before runners existed still resume.
-    digest = hashlib.sha256(spec.model_dump_json(exclude={"runner"} if spec.runner == "python" else None).encode()).hexdigest()[:8]
+    # Defaults left out of the hash keep the ids of runs from before those fields existed.
+    unset = {"runner"} if spec.runner == "python" else set()
+    unset |= {name for name in ("threads", "cores") if getattr(spec, name) is None}
+    digest = hashlib.sha256(spec.model_dump_json(exclude=unset or None).encode()).hexdigest()[:8]
     model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
     engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # TVM run ids keep their old form
     return f"{model}-{spec.quantization}{engine}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
@@ -89,6 +91,7 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     engine = get_engine(spec.engine)
     device = open_device(spec.device, spec.target, adb_server)
     spec = _with_target(_with_runner(spec, device), device)
+    placements, topology = plan_device_placements(device, spec, log)  # a bad --cores fails before any compile
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
         raise UserError(f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone")
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
@@ -110,7 +113,8 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
         log(memory.warning())
     native = _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log)
     with device_lock(device.serial):  # two harness processes never interleave on one device
-        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, native)
+        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory,
+                                      (placements, topology), native)
 
 
 def plan_run_memory(device, device_info, estimate: int, max_L: int, strict: bool = False):
@@ -161,7 +165,20 @@ def _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, ou
     return cls(ctx)
 
 
-def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, native=None) -> RunOutcome:
+def plan_device_placements(device, spec: RunSpec, log):
+    """The run's placements on the device's topology (``harness.devices.placement``)."""
+    from harness.devices.placement import plan_placements
+
+    topology = device.topology()
+    placements = plan_placements(spec.threads, spec.cores, topology, device.phone, f"{device.profile.name} {device.serial}")
+    for p in placements:
+        if p.oversubscribed:
+            log(f"note: {p.label()}: more threads than cores, measured as asked and flagged oversubscribed")
+    return placements, topology
+
+
+def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, where,
+                           native=None) -> RunOutcome:
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
@@ -185,6 +202,8 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         memory_total_bytes=memory.total_ram,
         over_budget=memory.over_budget,
         mode=mode,
+        topology=where[1].to_dict(),
+        placements=[p.to_dict() for p in where[0]],
     )
     info = journal.write_run_info(info)
     template = {
@@ -205,26 +224,37 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "over_budget": memory.over_budget,
     }
 
-    def key_of(pid: str, repeat: int, warmup: bool) -> tuple:
-        return Record(**template, prompt_id=pid, task="summ", L=0, repeat=repeat, warmup=warmup, status="skipped").key
-
+    placements, topology = where
     done = journal.done_keys()
-    plan = plan_requests([p.id for p in prompts], spec, done, key_of)
-    outcome = RunOutcome(out_dir=out_dir, skipped_done=len(prompts) * spec.repeats - sum(1 for _, _, w in plan if not w))
-    if not plan:
-        log(f"nothing to measure: all {len(prompts) * spec.repeats} measurements are already in {out_dir}")
+    plans = []
+    for placement in placements:
+        asked = {**template, **placement.asked()}
+
+        def key_of(pid: str, repeat: int, warmup: bool, asked=asked) -> tuple:
+            return Record(**asked, prompt_id=pid, task="summ", L=0, repeat=repeat, warmup=warmup, status="skipped").key
+
+        plans.append((placement, asked, plan_requests([p.id for p in prompts], spec, done, key_of)))
+    total = len(prompts) * spec.repeats * len(placements)
+    outcome = RunOutcome(out_dir=out_dir, skipped_done=total - sum(1 for *_, plan in plans for _, _, w in plan if not w))
+    if not any(plan for *_, plan in plans):
+        log(f"nothing to measure: all {total} measurements are already in {out_dir}")
     else:
-        log(f"measuring {len(plan)} requests ({outcome.skipped_done} already done) -> {out_dir}")
+        log(f"measuring {sum(len(plan) for *_, plan in plans)} requests ({outcome.skipped_done} already done) -> {out_dir}")
+    for placement, asked, plan in plans:
+        if not plan:
+            continue
+        log(f"cores: {placement.label()}")
         if native is not None:
-            native.ctx.template = template
-        _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory)
+            native.ctx.template, native.placement = asked, placement
+        _measure(device, remote_bundle, prompts, plan, asked, spec, mode, journal, outcome, progress, native, memory, (placement, topology))
 
     if write_reports:
         outcome.report_files = write_run_reports(out_dir, log)
     return outcome
 
 
-def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native=None, memory=None) -> None:
+def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory, where) -> None:
+    from harness.devices.placement import runner_placement
     from harness.devices.power import PowerSampler
     from harness.memory import out_of_memory
 
@@ -233,7 +263,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
     with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
-        runner = native or device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log")
+        runner = native or device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log", where[0])
         try:
             with progress(len(plan), "measuring") as bar:
                 for pid, repeat, warmup in plan:
@@ -256,6 +286,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                         # here, its records kept; a grid goes on with its next cell.
                         raise OutOfMemory(error) from None
                     after = device.state()
+                    raw = {**raw, **runner_placement(runner, device, *where)}  # what ran, read back from the runner
                     if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
                         raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
                     record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.mean_watts, raw)})

@@ -45,6 +45,8 @@ class GridSpec(BaseModel):
     target: str = "llvm"
     tasks: list[Task] = ["summ", "qs", "qa"]
     lengths: list[int] = [200, 400, 600, 800, 1000]
+    threads: list[int] | None = None  # a sweep inside every cell, like lengths (harness.devices.placement)
+    cores: list[str] | None = None  # core sets: all, a cluster, prime+big, 4-9; None: the device's default
     repeats: int = Field(default=5, ge=1)
     warmup: int = Field(default=1, ge=0)
     max_new_tokens: int = Field(default=128, ge=1)
@@ -113,7 +115,7 @@ def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
                 preset = get_preset(quant)
                 spec = RunSpec(model=model, quantization=quant, engine=engine, target=grid.target, device=device, tasks=grid.tasks, lengths=grid.lengths,
                                repeats=grid.repeats, warmup=grid.warmup, max_new_tokens=grid.max_new_tokens, cooldown_s=grid.cooldown_s,
-                               max_temp_c=grid.max_temp_c, docs=grid.docs)
+                               max_temp_c=grid.max_temp_c, docs=grid.docs, threads=grid.threads, cores=grid.cores)
                 entry = catalog.get(model)
                 if entry is None:  # a file or directory: known only once loaded (the run plans it then)
                     cells.append(Cell(spec, None, "dummy" if model.startswith("dummy:") else "real", None, None, memory.budget, total_ram=memory.total))
@@ -146,7 +148,7 @@ def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
                 per_L.setdefault(r["L"], []).append(r["runtime_s"])
     if not all(L in per_L for L in cell.spec.lengths):
         return None
-    prompts = len(cell.spec.tasks) * cell.spec.docs
+    prompts = len(cell.spec.tasks) * cell.spec.docs * len(cell.spec.threads or [0]) * len(cell.spec.cores or [""])
     return sum(median(per_L[L]) * prompts * (cell.spec.repeats + cell.spec.warmup) for L in cell.spec.lengths)
 
 

@@ -1,7 +1,7 @@
 """The runner: the program that runs where the model runs (desktop now, a phone with Python later).
 
     python -m harness.runner BUNDLE PROMPTS.jsonl [--template T.json] [--repeats 5] [--warmup 1]
-                             [--max-new-tokens 128] [--mode speed|quality] [--serve]
+                             [--max-new-tokens 128] [--mode speed|quality] [--threads N] [--serve]
 
 Contract (a native runner can obey the same one):
 - stdout carries only JSON lines. Each measurement is one line that validates as
@@ -15,6 +15,8 @@ Contract (a native runner can obey the same one):
   ``{"op": "run", "prompt_id": ..., "repeat": r, "warmup": false}`` -> one record line;
   ``{"op": "follow", "prompt_id": ..., "tokens": [...]}`` -> ``{"choices": [...]}`` (teacher
   forcing, for correctness checks across devices; not timed);
+  ``{"op": "describe"}`` -> ``{"pid": ..., "threads": ...}`` (this process and the engine's worker
+  threads, which the host checks against what it asked: harness.devices.placement);
   ``{"op": "quit"}`` -> the summary line. The host uses this to sample device state and cool down
   between requests.
 - Errors are reported as a record with ``status: "failed"`` and ``error``; a fatal start-up error is
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -57,7 +60,7 @@ def peak_rss_bytes() -> int:
 
 
 class Runner:
-    def __init__(self, bundle: Path, prompts: dict[str, dict], template: dict, max_new_tokens: int, mode: str):
+    def __init__(self, bundle: Path, prompts: dict[str, dict], template: dict, max_new_tokens: int, mode: str, threads: int | None = None):
         from harness.engines import get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
@@ -71,7 +74,7 @@ class Runner:
         longest = max((len(self.encode(pid)) for pid in prompts), default=0)
         needed = longest + max_new_tokens + KV_HEADROOM
         engine = get_engine(engine_of(json.loads((Path(bundle) / "manifest.json").read_text())))
-        self.session = engine.open_session(Path(bundle), max_seq_len=min(needed, int(config["context_window"])))
+        self.session = engine.open_session(Path(bundle), max_seq_len=min(needed, int(config["context_window"])), threads=threads)
         self.threads = self.session.num_threads()
         self.eos = set(self.session.config.get("eos_token_ids") or [])
         self.overhead_ns: list[tuple[int, int]] = []  # (outside timed region, timed region)
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--mode", choices=["speed", "quality"], default="speed")
+    ap.add_argument("--threads", type=int, default=None, help="engine worker threads (default: one per core this process may use)")
     ap.add_argument("--serve", action="store_true", help="read run/quit commands from stdin")
     args = ap.parse_args(argv)
 
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         template.setdefault("format", manifest["format"])
         template.setdefault("activations", manifest["activations"])
         template.setdefault("engine", engine_of(manifest))
-        runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode)
+        runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode, args.threads)
     except Exception as exc:
         _emit({"fatal": f"{type(exc).__name__}: {exc}"})
         return 2
@@ -195,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if cmd.get("op") == "run":
                 _emit(runner.measure(cmd["prompt_id"], int(cmd.get("repeat", 0)), bool(cmd.get("warmup", False))))
+            elif cmd.get("op") == "describe":
+                _emit({"pid": os.getpid(), "threads": runner.session.num_threads()})
             elif cmd.get("op") == "follow":
                 _emit(runner.follow(cmd["prompt_id"], list(cmd["tokens"])))
     else:

@@ -33,9 +33,11 @@ over_budget in the journal and report; over the total RAM it is skipped. A real 
 @click.option("--tasks", callback=csv_words, default=None, help="Override the file's tasks (comma-separated).")
 @click.option("--lengths", callback=csv_ints, default=None, help="Override the file's context lengths, e.g. 200,1000 (0: the question alone, qa only).")
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override the file's measured requests per prompt.")
+@click.option("--threads", callback=csv_ints, default=None, help="Override the file's thread counts, e.g. 1,2,4 (a sweep in every cell).")
+@click.option("--cores", callback=csv_words, default=None, help="Override the file's core sets, e.g. little,prime+big (a sweep in every cell).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Override the file's output tokens per request.")
 @click.option("--strict-memory", is_flag=True, help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.")
-def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, max_new_tokens, strict_memory):
+def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, threads, cores, max_new_tokens, strict_memory):
     """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...).
 
     Options given on the command line override the file's fields of the same name, so one
@@ -44,7 +46,8 @@ def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, max_
     from harness.grid import estimate_seconds, load_grid, plan_grid, run_grid, with_overrides
     from harness.paths import results_dir
 
-    overrides = {"devices": devices, "target": target, "tasks": tasks, "lengths": lengths, "repeats": repeats, "max_new_tokens": max_new_tokens}
+    overrides = {"devices": devices, "target": target, "tasks": tasks, "lengths": lengths, "repeats": repeats, "threads": threads, "cores": cores,
+                 "max_new_tokens": max_new_tokens}
     spec = with_overrides(load_grid(grid_file), {k: v for k, v in overrides.items() if v is not None}, grid_file)
     if spec.reference is not None:
         from harness.report.reference import check_reference

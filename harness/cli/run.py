@@ -17,6 +17,8 @@ Examples:
   slm-bench run --model path/to/hf-model-dir --out results/my-run
   slm-bench run --model dummy:tiny-llama --repeats 1          # a seconds-long smoke run
   slm-bench run --model smollm2-135m-instruct --device adb --runner llama-bench   # a stock phone (README: runners)
+  slm-bench run --model smollm2-135m-instruct --tasks summ --lengths 200 --threads 1,2   # a thread sweep
+  slm-bench run --model smollm2-135m-instruct --device adb --cores little,prime+big        # core sets on a phone
 
 \b
 Metrics (per request; raw perf_counter_ns stamps are kept in each record):
@@ -26,7 +28,12 @@ Metrics (per request; raw perf_counter_ns stamps are kept in each record):
   runtime = request start -> last token
 
 Records are appended to OUT/records.jsonl as they are measured; rerunning the same command
-resumes where it stopped and measures nothing that is already there. A model whose memory
+resumes where it stopped and measures nothing that is already there.
+
+Threads and cores: the runner is pinned to a core set (taskset on a phone) with one engine thread
+per core unless --threads says otherwise, the same for every runner and engine. Each record says
+what ran, read back from the runner (threads, cpu_mask, cpu_clusters) next to what was asked; a
+sweep's report has a table and plot per setting with the fastest marked. A model whose memory
 estimate is over the device's budget runs with a warning (--strict-memory refuses it); one
 over the device's RAM is refused; an out-of-memory kill is journaled as a failed request."""
 
@@ -53,8 +60,15 @@ over the device's RAM is refused; an out-of-memory kill is journaled as a failed
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (logs go to stderr).")
 @click.option("--runner", default=None, metavar="NAME", help="What measures on the device: python (harness.runner), llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc [default: the device profile's, else python].")
 @click.option("--runner-bin", default=None, metavar="PATH", help="A native runner's binary (or its folder); hashed into run.json. Else its SLM_BENCH_* variable, else PATH.")
+@click.option("--threads", callback=csv_ints, default=None, metavar="N[,N...]",
+              help="Engine threads; several values are a sweep, each measured in turn [default: one per core of the set].")
+@click.option("--cores", callback=csv_words, default=None, metavar="SET[,SET...]",
+              help="Cores to pin the runner to: all, a cluster (prime, big, mid, little), a + of clusters (prime+big) or a "
+                   "core list (4-9, 0-1+4); several sets are a sweep [default: a phone's cores but its slowest cluster, "
+                   "a desktop's every core]. `slm-bench devices` shows the clusters.")
 @click.option("--strict-memory", is_flag=True, help="Refuse a run whose memory estimate exceeds the device's budget (the profile's planning figure); without it such a run goes ahead with a warning, flagged over_budget. A run over the device's total RAM is refused either way.")
-def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out, no_report, as_json, runner, runner_bin, strict_memory):
+def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, mode, out,
+        no_report, as_json, runner, runner_bin, threads, cores, strict_memory):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
     Compiles the model (or finds it in the bundle cache), runs every (document, task, L)
@@ -64,7 +78,8 @@ def run(model, quantization, engine, target, devices, adb_server, tasks, lengths
     from harness.benchmark import run_on_devices
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs, **({"runner": runner} if runner else {}))
+    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, docs=docs,
+                   threads=threads, cores=cores, **({"runner": runner} if runner else {}))
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server, strict_memory=strict_memory,
                               **({"runner_bin": runner_bin} if runner_bin else {}))

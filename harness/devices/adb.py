@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 from harness.devices.base import Device, DeviceGone, RunnerProcess
+from harness.devices.placement import Placement
 from harness.devices.profiles import get_profile, match_profile
+from harness.devices.topology import Topology
 from harness.errors import UserError
 from harness.results.schema import DeviceInfo, DeviceState
 
@@ -27,7 +29,7 @@ KIT_ROOT = f"{REMOTE_ROOT}/kit"  # the TVM kit's layers, one folder each (harnes
 RETRIES = 3  # reconnect attempts for a shell command before the device counts as gone
 RETRY_DELAY_S = 1.0
 REPO = Path(__file__).resolve().parents[2]
-PROPS = ("ro.slm_bench.emulated", "ro.slm_bench.host_python", "ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
+PROPS = ("ro.slm_bench.emulated", "ro.slm_bench.host_python", "ro.slm_bench.cpu_map", "ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
 
 
 def adb_client(adb_server: str | None):
@@ -163,6 +165,36 @@ class AdbDevice(Device):
             thermal_zones_c=temps or None,
             mem_available_bytes=mem.get("MemAvailable"),
         )
+
+    def topology(self) -> Topology:
+        """Read from the phone: /sys/devices/system/cpu/{possible,online}, /proc/cpuinfo and each
+        core's cpuinfo_max_freq (``grep .`` prints PATH:VALUE, so the glob's order does not matter)."""
+        from harness.devices.topology import build_topology, freqs_from_grep
+
+        base = "/sys/devices/system/cpu"
+        freqs = freqs_from_grep(self._shell(f"grep . {base}/cpu[0-9]*/cpufreq/cpuinfo_max_freq 2>/dev/null"))
+        source = "read from the device"
+        if self.props.get("ro.slm_bench.cpu_map"):
+            source = (f"emulated from the {self.profile.name} profile: phone core:host CPU {self.props['ro.slm_bench.cpu_map']} "
+                      "(its taskset pins to those host CPUs; timings are the host's)")
+        return build_topology(self._shell(f"cat {base}/possible"), self._shell(f"cat {base}/online"), self._shell("cat /proc/cpuinfo"),
+                              freqs, source=source)
+
+    def process_status(self, pid: int) -> str | None:
+        out = self._shell(f"cat /proc/{int(pid)}/status 2>/dev/null")
+        return out if "Cpus_allowed" in out else None
+
+    def pin(self, command: str, placement: Placement) -> str:
+        return f"taskset {placement.mask} {command}"
+
+    def check_pinning(self, placement: Placement) -> None:
+        """Refuse, before a runner starts, a mask the phone's taskset will not take (a core the
+        kernel keeps offline or reserves): otherwise the runner would just never answer."""
+        code, _, err = self.run(f"taskset {placement.mask} true", timeout=30)
+        if code != 0:
+            tail = (err.strip().splitlines() or [f"exit {code}"])[-1][:200]
+            raise UserError(f"{self.serial} refused `taskset {placement.mask}` for cores {'+'.join(placement.clusters)} ({tail}); "
+                            "pick cores it has online (`slm-bench devices` lists them) with --cores")
 
     def power_watts(self) -> float | None:
         out = self._shell("cat /sys/class/power_supply/battery/current_now /sys/class/power_supply/battery/voltage_now 2>/dev/null").split()
@@ -367,7 +399,8 @@ class AdbDevice(Device):
             "or use a native runner (README: phones)"
         )
 
-    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
+    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path,
+                     placement: Placement) -> RunnerProcess:
         work = posixpath.join(REMOTE_ROOT, "run")
         tpl = Path(log_path).with_name("runner-template.json")
         tpl.write_text(json.dumps(template))
@@ -377,14 +410,16 @@ class AdbDevice(Device):
         if self.python_runner() == "kit":
             from harness.kits.tvm_kit import python_command, runner_env
 
-            env = " ".join(f"{k}={q(v)}" for k, v in runner_env(KIT_ROOT).items())
-            python = f"{env} {python_command(KIT_ROOT)}"
+            env, python = runner_env(KIT_ROOT), python_command(KIT_ROOT)
         else:
-            pythonpath = os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))
-            python = f"PYTHONPATH={q(pythonpath)} {q(self.runner_python())}"
+            env = {"PYTHONPATH": os.environ.get("SLM_BENCH_DEVICE_PYTHONPATH", str(REPO))}
+            python = q(self.runner_python())
+        self.check_pinning(placement)
+        assignments = " ".join(f"{k}={q(v)}" for k, v in {**env, **placement.env()}.items())
         cmd = (
-            f"cd {q(work)} && {python} -m harness.runner {q(bundle_path)} {q(work + '/prompts.jsonl')} "
-            f"--template {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)} --serve 2>>{q(work + '/runner.log')}"
+            f"cd {q(work)} && {assignments} {self.pin(python, placement)} -m harness.runner {q(bundle_path)} {q(work + '/prompts.jsonl')} "
+            f"--template {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)} "
+            f"--threads {placement.threads} --serve 2>>{q(work + '/runner.log')}"
         )
         return RunnerProcess(_ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}")
 

@@ -7,7 +7,9 @@ import subprocess
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from harness.devices.placement import Placement
 from harness.devices.profiles import DeviceProfile
+from harness.devices.topology import Topology
 from harness.errors import UserError
 from harness.results.schema import DeviceInfo, DeviceState
 
@@ -45,6 +47,10 @@ class RunnerProcess:
                 if "fatal" in msg:
                     raise UserError(f"runner on {self.describe} failed to start: {msg['fatal']}")
                 return msg
+
+    def identify(self) -> dict:
+        """The runner's own account of itself: ``pid`` and the engine's ``threads``."""
+        return self.request({"op": "describe"})
 
     def close(self) -> dict | None:
         summary = None
@@ -90,8 +96,26 @@ class Device(ABC):
         """Make the bundle available on the device; return its path there."""
 
     @abstractmethod
-    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
-        """Start ``python -m harness.runner ... --serve`` on the device."""
+    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path,
+                     placement: Placement) -> RunnerProcess:
+        """Start ``python -m harness.runner ... --serve`` on the device, pinned to ``placement``."""
+
+    @property
+    def phone(self) -> bool:
+        """A phone picks its default core set differently from a desktop (``Topology.default_cores``)."""
+        return self.profile.kind == "adb"
+
+    @abstractmethod
+    def topology(self) -> Topology:
+        """The CPU's cores and clusters, read from the device (``harness.devices.topology``)."""
+
+    @abstractmethod
+    def process_status(self, pid: int) -> str | None:
+        """``/proc/PID/status`` of a process on the device (None: gone or unreadable)."""
+
+    @abstractmethod
+    def pin(self, command: str, placement: Placement) -> str:
+        """``command`` as the device's shell runs it pinned to the placement's cores."""
 
     def python_runner(self) -> str | None:
         """How ``python -m harness.runner`` starts on this device ("host", "device", "kit"), or

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from harness.devices.base import Device, RunnerProcess
+from harness.devices.placement import Placement
 from harness.devices.profiles import get_profile
+from harness.devices.topology import Topology
 from harness.engines import host_cores
 from harness.results.schema import DeviceInfo, DeviceState
 
@@ -107,12 +109,32 @@ class LocalDevice(Device):
     def deploy(self, bundle: Path) -> str:
         return str(bundle)  # already here
 
-    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path) -> RunnerProcess:
+    def topology(self) -> Topology:
+        from harness.devices.topology import local_topology
+
+        return local_topology()
+
+    def process_status(self, pid: int) -> str | None:
+        try:
+            return Path(f"/proc/{int(pid)}/status").read_text()
+        except OSError:
+            return None
+
+    def pin(self, command: str, placement: Placement) -> str:
+        """util-linux ``taskset`` (Debian's, always there) takes the same bare hex mask as toybox's."""
+        return f"taskset {placement.mask} {command}"
+
+    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path,
+                     placement: Placement) -> RunnerProcess:
         # Beside the runner log, as AdbDevice does: kept with the run, not left in /tmp.
         tpl = Path(log_path).with_name("runner-template.json")
         tpl.write_text(json.dumps(template))
-        cmd = [sys.executable, "-m", "harness.runner", bundle_path, str(prompts), "--template", tpl, "--max-new-tokens", str(max_new_tokens), "--mode", mode, "--serve"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        cmd = [sys.executable, "-m", "harness.runner", bundle_path, str(prompts), "--template", tpl, "--max-new-tokens", str(max_new_tokens),
+               "--mode", mode, "--threads", str(placement.threads), "--serve"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **placement.env()}
+        cores = set(placement.cores)
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env)
+            # Pinned before exec: the runner and every thread it starts inherit the set.
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env,
+                                    preexec_fn=lambda: os.sched_setaffinity(0, cores))
         return RunnerProcess(proc, "the desktop", log_path)

@@ -12,12 +12,43 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.errors import UserError
 from harness.yamlfile import load_named_folder
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+
+
+class CpuCluster(BaseModel):
+    """One cluster of a profile's CPU: which cores, what they are, how fast."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cores: str = Field(pattern=r"^\d+(-\d+)?$")  # a kernel CPU list: "0-3", "9"
+    part: str  # Cortex-A520; the emulated phone's /proc/cpuinfo names it by Arm's part number
+    max_khz: int = Field(gt=0)  # cpufreq/cpuinfo_max_freq
+
+
+class CpuSpec(BaseModel):
+    """A phone's CPU as its kernel shows it (``harness.devices.topology`` reads the same files
+    from a real device); the emulated phone answers /proc/cpuinfo and /sys/devices/system/cpu
+    from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clusters: list[CpuCluster] = Field(min_length=1)
+    features: list[str] = Field(default_factory=list)  # /proc/cpuinfo "Features" (asimddp, i8mm, sve2, ...)
+    source: str  # where the layout and clocks come from
+
+    @model_validator(mode="after")
+    def _cores_are_numbered_once(self) -> "CpuSpec":
+        from harness.devices.topology import parse_list
+
+        seen = [core for cluster in self.clusters for core in parse_list(cluster.cores)]
+        if sorted(seen) != list(range(len(seen))):
+            raise ValueError(f"clusters must number the cores 0..N-1 once each, got {sorted(seen)}")
+        return self
 
 
 class DeviceProfile(BaseModel):
@@ -39,6 +70,7 @@ class DeviceProfile(BaseModel):
     getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
     device_python: str | None = None  # a Python on the phone that can run harness.runner (e.g. Termux's)
     runner: str | None = None  # the default runner there (harness.runners); None: python
+    cpu: CpuSpec | None = None  # the CPU layout (phones): what the emulated phone shows; a real one is read
     notes: str | None = None
 
 

@@ -5,7 +5,7 @@ An engine module (``harness/engines/<name>/engine.py``) provides:
   ``build(model, preset, target, log) -> Path``   a bundle folder (cached) with manifest.json,
                                                   config.json and the model's tokenizer files
   ``verify(bundle) -> dict``                      the manifest, after checking every file's hash
-  ``open_session(bundle, max_seq_len)``           what the runner drives: ``prefill(ids)``,
+  ``open_session(bundle, max_seq_len, threads)``  what the runner drives: ``prefill(ids)``,
                                                   ``decode(token)``, ``greedy(logits)``,
                                                   ``num_threads()``, ``config``
   ``version() -> str``

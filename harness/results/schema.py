@@ -116,6 +116,19 @@ class Record(BaseModel):
     runner: str = "python"  # which runner measured it (harness.runners): python, llama-bench, tvm-rpc, ...
     ttft_estimated: bool = False  # TTFT derived (prefill + one decode step), not timed, by a runner that does not print it
     over_budget: bool = False  # the run's memory estimate exceeded the device's budget (harness.memory); it ran anyway
+    # Where it ran (harness.devices.placement): what was asked, and what the running runner
+    # reported back. ``threads`` and ``cpu_mask`` are read by other tools: keep these names.
+    threads: int | None = None  # worker threads that ran (TVM's pool size, llama.cpp's n_threads)
+    cpu_mask: str | None = None  # cores the runner was allowed, hex as taskset takes it (no 0x): "380"
+    cpu_list: str | None = None  # the same cores as a kernel list: "7-9"
+    cpu_clusters: list[str] | None = None  # the clusters those cores belong to, fastest first
+    os_threads: int | None = None  # Threads of the runner's /proc/PID/status (its pool plus its own)
+    threads_asked: int | None = None  # --threads; None: one per core of the set
+    cores_asked: str | None = None  # --cores as given; None: the device's default set
+    cpu_mask_asked: str | None = None  # the mask that set resolved to on this device
+    placement_default: bool = False  # this setting is the device's default (the sweep's reference)
+    oversubscribed: bool = False  # more threads than cores in the set
+    placement_mismatch: str | None = None  # what ran differs from what was asked: how
     code_version: str = ""
     timestamp: str = Field(default_factory=now_rfc3339)
 
@@ -134,7 +147,7 @@ class Record(BaseModel):
     @property
     def key(self) -> tuple:
         """Identity of a measurement within a run: what a resumed run checks for."""
-        return (self.model, self.quantization, self.device.serial, self.prompt_id, self.repeat, self.warmup)
+        return (self.model, self.quantization, self.device.serial, self.prompt_id, self.repeat, self.warmup, self.threads_asked, self.cores_asked)
 
 
 def metrics_from_stamps(stamps: Stamps, input_tokens: int, output_tokens: int) -> dict[str, float | None]:
@@ -174,6 +187,10 @@ class RunSpec(BaseModel):
     max_wait_s: float = 600.0  # ... but never longer than this (the wait is recorded)
     docs: int | None = None  # how many corpus documents; None = all of them
     runner: str = "python"  # harness.runners name; "python" is harness.runner on the device
+    # A sweep (harness.devices.placement): each thread count x core set is measured in turn;
+    # None is the device's default set with one thread per core.
+    threads: list[int] | None = None
+    cores: list[str] | None = None
 
 
 class RunInfo(BaseModel):

@@ -139,7 +139,7 @@ def verify(bundle: Path) -> dict:
     return verify_files(bundle, f"delete {bundle} and rerun to rebuild it")
 
 
-def open_session(bundle: Path, max_seq_len: int):
+def open_session(bundle: Path, max_seq_len: int, threads: int | None = None):
     from .session import LlamaCppSession
 
-    return LlamaCppSession(bundle, max_seq_len)
+    return LlamaCppSession(bundle, max_seq_len, threads)

@@ -15,7 +15,7 @@ class LlamaCppSession:
     llama-cpp-python no longer copies them into ``Llama.scores``.
     """
 
-    def __init__(self, bundle: str | Path, max_seq_len: int):
+    def __init__(self, bundle: str | Path, max_seq_len: int, threads: int | None = None):
         from harness.engines import host_cores
 
         from .engine import GGUF_NAME, llama_cpp
@@ -25,7 +25,7 @@ class LlamaCppSession:
         self.manifest = json.loads((self.bundle / "manifest.json").read_text())
         self.config = json.loads((self.bundle / "config.json").read_text())
         self.max_seq_len = int(max_seq_len)
-        self.threads = host_cores()
+        self.threads = threads or host_cores()  # the process's affinity carries the core set
         self.llm = self.lib.Llama(
             model_path=str(self.bundle / GGUF_NAME), n_ctx=self.max_seq_len, n_batch=self.max_seq_len, n_ubatch=self.max_seq_len,
             n_threads=self.threads, n_threads_batch=self.threads, logits_all=False, verbose=False,

@@ -19,10 +19,10 @@ def verify(bundle: Path) -> dict:
     return verify_bundle(bundle)
 
 
-def open_session(bundle: Path, max_seq_len: int):
+def open_session(bundle: Path, max_seq_len: int, threads: int | None = None):
     from .runtime import TVMSession
 
-    return TVMSession(bundle, max_seq_len=max_seq_len)
+    return TVMSession(bundle, max_seq_len=max_seq_len, threads=threads)
 
 
 def version() -> str:

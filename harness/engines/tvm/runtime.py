@@ -13,10 +13,20 @@ import numpy as np
 from harness.errors import UserError
 
 PAGE_SIZE = 16
+BIG_MODE = 1  # threading::ThreadGroup::kBig: the mode config_threadpool keeps, with our count
+
+
+def set_threads(threads: int) -> None:
+    """Exactly ``threads`` workers in TVM's CPU pool. Without an explicit count TVM's big mode uses
+    only the cores sharing the highest scaling_max_freq (one on an Exynos S24); the pool cannot
+    grow past TVM_NUM_THREADS, which the launcher sets to the same number."""
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(BIG_MODE, int(threads))
 
 
 class TVMSession:
-    def __init__(self, bundle: str | Path, max_seq_len: int | None = None, device: str = "cpu"):
+    def __init__(self, bundle: str | Path, max_seq_len: int | None = None, device: str = "cpu", threads: int | None = None):
         import tvm
         from tvm.runtime.vm import VirtualMachine  # not tvm.relax: the phone kit has TVM's runtime only
 
@@ -28,6 +38,8 @@ class TVMSession:
         self.vocab_size = self.config["vocab_size"]
         self.max_seq_len = int(max_seq_len or self.config["context_window"])
         self.device = tvm.cpu() if device == "cpu" else tvm.cuda()
+        if threads:
+            set_threads(threads)
         lib_path = self.bundle / self.manifest["library"]
         try:
             lib = tvm.runtime.load_module(str(lib_path))
