@@ -182,6 +182,8 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
+    if native is not None:
+        native.placement = where[0][0]  # a server a runner starts once is pinned to the first setting
     runner_binary = native.setup() if native is not None else {}
     remote_bundle = device.deploy(bundle) if native is None else None
     journal = Journal(out_dir)

@@ -20,16 +20,17 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @click.pass_context
 def devices(ctx, adb_server, as_json):
-    """List the desktop and every device the adb server sees, with the matched profile."""
+    """List the desktop and every device the adb server sees, with the matched profile and the
+    CPU's cores and clusters as read from each (the names --cores takes) and the default set."""
     if ctx.invoked_subcommand is not None:
         return
     from harness.devices.local import LocalDevice
 
-    rows = [LocalDevice().info().model_dump()]
+    rows = [_row(LocalDevice())]
     try:
         from harness.devices.adb import AdbDevice, list_serials
 
-        rows += [AdbDevice(serial, adb_server).info().model_dump() for serial in list_serials(adb_server)]
+        rows += [_row(AdbDevice(serial, adb_server)) for serial in list_serials(adb_server)]
     except click.ClickException:
         raise
     except Exception as exc:  # no adb server is not an error for listing: say so and go on
@@ -41,6 +42,18 @@ def devices(ctx, adb_server, as_json):
         ram = f"{r['ram_bytes'] / 2**30:.1f} GiB" if r.get("ram_bytes") else "?"
         cpu = (r.get("machine") or "?") + (" (emulated)" if r.get("emulated") else "")
         click.echo(f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}")
+        click.echo(f"{'':<22} {r['topology']['summary']}; default: {r['topology']['default']}")
+
+
+def _row(device) -> dict:
+    """A device's facts and its CPU topology, with the core set a run uses by default."""
+    from harness.devices.topology import format_list
+
+    topology = device.topology()
+    default = topology.default_cores(device.phone)
+    clusters = "+".join(topology.clusters_covering(default))
+    return {**device.info().model_dump(), "topology": {**topology.to_dict(), "summary": topology.describe(),
+                                                     "default": f"{clusters} (cpu {format_list(default)}), {len(default)} threads"}}
 
 
 @devices.command("emulate")

@@ -27,6 +27,7 @@ from pathlib import Path
 from harness.errors import UserError
 
 REMOTE_RUNNERS = "/data/local/tmp/slm-bench/runners"
+AFFINITY_MARK = "slm-bench-affinity:"  # the pinned shell's own ``taskset -p`` line in a runner's output
 
 # ELF e_machine -> the names a device reports for it (uname -m and ro.product.cpu.abi)
 ELF_MACHINES = {
@@ -283,6 +284,33 @@ class NativeRunner:
         self.ctx, self.target = ctx, Target(ctx.device)
         self.engine_version = ""
         self.requests, self.timed_s = 0, 0.0
+        # Set by the benchmark before each setting's requests (harness.devices.placement); what
+        # the last request reported back: the pinned shell's mask, the program's thread count.
+        self.placement = None
+        self.affinity_seen: str | None = None
+        self.threads_seen: int | None = None
+
+    def pinned(self, cmd: str) -> str:
+        """``cmd`` (a shell command line) pinned to the placement's cores with the device's
+        ``taskset``; the pinned shell first prints its own mask (``taskset -p $$``, read back from
+        the kernel), marked so that :meth:`note_affinity` finds it among the program's output."""
+        if self.placement is None:
+            return cmd
+        inner = f'echo "{AFFINITY_MARK} $(taskset -p $$)"; {cmd}'
+        return f"taskset {self.placement.mask} sh -c {shlex.quote(inner)}"
+
+    def note_affinity(self, output: str) -> None:
+        """Keep the mask of ``pid N's current affinity mask: 380`` from a pinned run's output."""
+        for line in output.splitlines():
+            if line.startswith(AFFINITY_MARK):
+                self.affinity_seen = line.rsplit(":", 1)[-1].strip().removeprefix("0x")
+
+    def readback(self, topology) -> dict:
+        """The record fields that say what ran (``harness.devices.placement.readback``)."""
+        from harness.devices.placement import readback
+
+        status = f"Cpus_allowed:\t{self.affinity_seen}\n" if self.affinity_seen else None
+        return readback(self.placement, topology, status, self.threads_seen)
 
     def setup(self) -> dict:
         """Find, check and place the runner's files; return their provenance for run.json."""

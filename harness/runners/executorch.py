@@ -87,5 +87,9 @@ class ExecuTorch(NativeRunner):
         q = shlex.quote
         seq_len = input_tokens + self.ctx.max_new_tokens + 16
         cmd = (f"cd {q(self.folder)} && LD_LIBRARY_PATH={q(self.folder)} {q(self.exe)} --model_path {q(self.pte)} --tokenizer_path {q(self.tokenizer)} "
-               f"--prompt {q(self.rendered[prompt_id])} --temperature 0 --seq_len {seq_len} --max_new_tokens {self.ctx.max_new_tokens} </dev/null")
-        return observer_phases(self.shell(cmd, "llama_main", FIX))
+               f"--prompt {q(self.rendered[prompt_id])} --temperature 0 --seq_len {seq_len} --max_new_tokens {self.ctx.max_new_tokens}"
+               f"{f' --cpu_threads {self.placement.threads}' if self.placement else ''} </dev/null")
+        out = self.shell(self.pinned(cmd), "llama_main", FIX)
+        self.note_affinity(out)
+        self.threads_seen = self.placement.threads if self.placement else None  # llama_main prints no thread count: as passed
+        return observer_phases(out)

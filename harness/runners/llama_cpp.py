@@ -85,6 +85,7 @@ def llama_bench_phases(results: list[dict], input_tokens: int, output_tokens: in
             "prefill_samples_ns": pp["samples_ns"], "prefill_stddev_ns": pp["stddev_ns"],
             "decode_samples_ns": tg["samples_ns"], "decode_stddev_ns": tg["stddev_ns"],
             "model_type": tg.get("model_type"), "n_threads": tg.get("n_threads"), "backends": tg.get("backends"),
+            "cpu_mask": tg.get("cpu_mask"), "cpu_strict": tg.get("cpu_strict"),
         },
     }
     return phases_from_steps(pp["avg_ns"] * 1e-9, tg["avg_ns"] * 1e-9, output_tokens, input_tokens=pp["n_prompt"], extra=extra)
@@ -188,11 +189,15 @@ class _LlamaCppRunner(NativeRunner):
         return bin_dir / self.binaries[0], f"harness-built llama.cpp {llamacpp.VERSION} {kind} {arch}"
 
     def _threads(self) -> str:
-        """``-t N`` from SLM_BENCH_LLAMA_THREADS (e.g. the phone's big cores); else llama.cpp's default."""
-        value = os.environ.get("SLM_BENCH_LLAMA_THREADS", "")
-        if value and not value.isdigit():
-            raise UserError(f"SLM_BENCH_LLAMA_THREADS must be a number of threads, got {value!r}")
-        return f" -t {value}" if value else ""
+        """``-t N -C MASK``: the placement's threads, and its cores as llama.cpp's own affinity too
+        (non-strict: every thread may use every core of the set). The harness-built llama.cpp has
+        no OpenMP, so the mask takes effect; an OpenMP build ignores -C (the taskset around it
+        still pins the process)."""
+        if os.environ.get("SLM_BENCH_LLAMA_THREADS"):
+            raise UserError("SLM_BENCH_LLAMA_THREADS is replaced by `slm-bench run --threads N` (and --cores), which every runner obeys; unset it")
+        if self.placement is None:
+            return ""
+        return f" -t {self.placement.threads} -C 0x{self.placement.mask} --cpu-strict 0"
 
     def _env(self) -> str:
         q = shlex.quote
@@ -216,8 +221,11 @@ class LlamaBench(_LlamaCppRunner):
         return f"{run} -p {input_tokens} -n 0 && {run} -p 0 -n {self.ctx.max_new_tokens} -d {input_tokens}"
 
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
-        out = self.shell(self.command(input_tokens), "llama-bench", f"see runner.log; {BUILD_FIX}")
-        return llama_bench_phases(parse_llama_bench_jsonl(out), input_tokens, self.ctx.max_new_tokens)
+        out = self.shell(self.pinned(self.command(input_tokens)), "llama-bench", f"see runner.log; {BUILD_FIX}")
+        self.note_affinity(out)
+        phases = llama_bench_phases(parse_llama_bench_jsonl(out), input_tokens, self.ctx.max_new_tokens)
+        self.threads_seen = phases.extra["runner_stats"].get("n_threads")
+        return phases
 
 
 class LlamaCli(_LlamaCppRunner):
@@ -246,4 +254,8 @@ class LlamaCli(_LlamaCppRunner):
         cmd = (f"{self._env()}{q(self.exe)} -m {q(self.model_path)} -f {q(posixpath.join(self.prompt_folder, prompt_id + '.txt'))} "
                f"-n {self.ctx.max_new_tokens} -c {n_ctx}{self._threads()} --temp 0 -no-cnv --no-display-prompt --simple-io "
                f"{'--ignore-eos ' if self.ctx.mode == 'speed' else ''}</dev/null 2>&1")
-        return llama_perf_phases(self.shell(cmd, "llama-completion", f"see runner.log; {BUILD_FIX}"))
+        out = self.shell(self.pinned(cmd), "llama-completion", f"see runner.log; {BUILD_FIX}")
+        self.note_affinity(out)
+        threads = re.search(r"system_info: n_threads = (\d+)", out)
+        self.threads_seen = int(threads[1]) if threads else None
+        return llama_perf_phases(out)

@@ -86,4 +86,6 @@ class MlcCli(NativeRunner):
         q = shlex.quote
         cmd = (f"cd {q(self.bin_dir)} && LD_LIBRARY_PATH={q(self.lib_dir)} ./mlc_cli_chat --model {q(self.model_dir)} --model-lib {q(self.model_lib)} "
                f"--device {q(self.device_kind)} --max-tokens {self.ctx.max_new_tokens} --with-prompt-file {q(posixpath.join(self.prompt_dir, prompt_id + '.txt'))} </dev/null")
-        return mlc_phases(self.shell(cmd, "mlc_cli_chat", FIX))
+        out = self.shell(self.pinned(cmd), "mlc_cli_chat", FIX)  # it has no thread option: its TVM pool follows the pinned cores
+        self.note_affinity(out)
+        return mlc_phases(out)

@@ -146,7 +146,9 @@ class TvmRpc(NativeRunner):
         self.eos = set(config.get("eos_token_ids") or [])
         self.port = _free_port() if self.target.shares_host_loopback else DEVICE_PORT
         command, provenance = self._server_command()
-        self.server = self.target.spawn(command + " 2>&1", self.ctx.log_path)
+        # Pinned once, to the first setting's cores (a sweep of core sets needs one run per set).
+        self.server_cores = self.placement.cores if self.placement else None
+        self.server = self.target.spawn(self.pinned(command) + " 2>&1", self.ctx.log_path)
         self.local_port = self.target.forward(self.port)
         self.rpc = self._connect()
         longest = max(self.ctx.input_lengths.values(), default=0)
@@ -211,8 +213,21 @@ class TvmRpc(NativeRunner):
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
+    def apply_threads(self) -> None:
+        """The remote TVM pool sized to the placement's threads (and its size read back)."""
+        if self.placement is None:
+            return
+        if self.placement.cores != self.server_cores:
+            raise UserError("--runner tvm-rpc pins its RPC server once, to the first --cores set; sweep --threads within one set, "
+                            "or run each --cores set as its own run")
+        if self.threads_seen != self.placement.threads:
+            self.rpc.get_function("runtime.config_threadpool")(1, self.placement.threads)
+            self.threads_seen = int(self.rpc.get_function("runtime.NumThreads")())
+
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
         import numpy as np
+
+        self.apply_threads()
 
         ids = np.asarray(self.tokenizer.encode_chat(prompt["text"]), dtype=np.int32)
         if len(ids) + self.ctx.max_new_tokens > self.session.max_seq_len:

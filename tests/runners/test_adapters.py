@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.devices.topology import local_topology
 from harness.errors import UserError
 from harness.results.schema import Record
 from harness.runners.base import RunnerContext
@@ -18,6 +19,13 @@ from harness.runners.mlc_cli import MlcCli
 from .test_parsers import llama_bin
 
 HOST = types.SimpleNamespace(serial="local")  # a device without adb: the adapter runs programs here
+
+
+def one_thread():
+    """One thread on every core of this host: what the benchmark hands an adapter."""
+    from harness.devices.placement import plan_placements
+
+    return plan_placements([1], None, local_topology(), phone=False, where="this host")[0]
 
 
 def context(tmp_path: Path, **kw) -> RunnerContext:
@@ -118,15 +126,18 @@ def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
     from harness.models.resolve import resolve_model
 
     monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(bench))
-    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")  # this host's 2 cores are shared
     runner = LlamaBench(context(tmp_path, model=resolve_model("smollm2-135m-instruct", log=lambda *_: None)))
+    runner.placement = one_thread()  # this host's 2 cores are shared
     provenance = runner.setup()
     assert provenance["binary"]["path"] == str(bench.resolve()) and provenance["bytes_pushed"] == 0  # used in place
     raw = runner.request({"op": "run", "prompt_id": "d01-qa-L200", "repeat": 0, "warmup": False})
     rec = Record.model_validate(raw)
     assert (rec.runner, rec.input_tokens, rec.runner_input_tokens, rec.output_tokens) == ("llama-bench", 16, 16, 3)
     assert rec.ttft_estimated and rec.itps == pytest.approx(16 / rec.prefill_s)
-    assert rec.runner_stats["n_threads"] == 1
+    assert rec.runner_stats["n_threads"] == 1 and rec.runner_stats["cpu_mask"] == f"0x{runner.placement.mask}"
+    # read back from the pinned shell (taskset -p $$) and llama-bench's own report
+    ran = runner.readback(local_topology())
+    assert (ran["threads"], ran["cpu_mask"], ran["placement_mismatch"]) == (1, runner.placement.mask, None)
     assert runner.close() == {"runner": "llama-bench", "requests": 1, "timed_s": rec.runtime_s}
 
 
@@ -147,8 +158,8 @@ def test_llama_bench_runs_the_llama_cpp_engines_q4_0_bundle(tmp_path, monkeypatc
     model = resolve_model("dummy:tiny-llama", log=lambda *_: None)
     bundle = get_engine("llama.cpp").build(model, get_preset("q4f16_1"), "llvm", log=lambda *_: None)
     monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(bench))
-    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")
     runner = LlamaBench(context(tmp_path, model=model, bundle=bundle))
+    runner.placement = one_thread()
     assert runner.setup()["model_file"] == str(bundle / "model.gguf")
     rec = Record.model_validate(runner.request({"op": "run", "prompt_id": "d01-qa-L200", "repeat": 0, "warmup": False}))
     assert rec.runner_stats["model_type"].endswith("Q4_0") and rec.output_tokens == 3

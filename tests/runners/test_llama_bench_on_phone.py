@@ -33,11 +33,11 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     if bench is None:
         pytest.skip("llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
     monkeypatch.setenv("SLM_BENCH_LLAMA_BIN_DIR", str(bench.parent))
-    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")  # this host's 2 cores are shared
     out = tmp_path / "run"
+    # one thread (this host's 2 cores are shared) on the Exynos S24's little cluster, cpu0-3
     args = ["run", "--model", "smollm2-135m-instruct", "--device", f"adb:{phone.serial}", "--adb-server", f"127.0.0.1:{adb_server}",
             "--runner", "llama-bench", "--lengths", "200", "--repeats", "1", "--warmup", "0", "--tasks", "summ", "--max-new-tokens", "4",
-            "--no-report", "--out", str(out)]
+            "--threads", "1", "--cores", "little", "--no-report", "--out", str(out)]
     result = _cli(*args)
     assert result.exit_code == 0, result.output
     from harness.results.journal import load
@@ -49,6 +49,9 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     assert rec.output_tokens == 4 and rec.ttft_estimated and rec.prefill_s < rec.ttft_s < rec.runtime_s
     assert rec.runner_input_tokens == rec.input_tokens > 150  # llama-bench ran a prompt of the request's length
     assert rec.runner_stats["n_threads"] == 1 and rec.engine_version.endswith(")")
+    # pinned through the phone's taskset, read back from the pinned shell; -C carries the same mask
+    assert (rec.threads, rec.cpu_mask, rec.cpu_clusters, rec.placement_mismatch) == (1, "f", ["little"], None)
+    assert rec.runner_stats["cpu_mask"] == "0xf"
     # binary, libraries and model really went to the phone's storage, and their hashes are in run.json
     info = json.loads((out / "run.json").read_text())
     assert info["spec"]["runner"] == "llama-bench" and info["runner_binary"]["binary"]["name"] == "llama-bench"
@@ -147,13 +150,12 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(a
 
     for var in ("SLM_BENCH_LLAMA_BIN_DIR", "SLM_BENCH_LLAMA_BENCH"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SLM_BENCH_LLAMA_THREADS", "1")
     device = EmulatedDevice(load_profile("galaxy-s24"), tmp_path_factory.mktemp("arm-phone"), time_scale=TIME_SCALE, arch="aarch64")
     device.start()
     try:
         wait_online(adb_server, device.serial)
         spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", engine="llama.cpp", runner="llama-bench", device=f"adb:{device.serial}",
-                       tasks=["summ"], lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4)
+                       tasks=["summ"], lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4, threads=[1], cores=["prime+big"])
         out = tmp_path_factory.mktemp("run")
         outcome = run_benchmark(spec, out, write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     finally:
@@ -162,6 +164,7 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(a
     assert not problems and outcome.measured == 1
     assert (rec.status, rec.runner, rec.engine, rec.output_tokens) == ("ok", "llama-bench", "llama.cpp", 4)
     assert rec.runner_stats["model_type"].endswith("Q4_0") and rec.engine_version == "0 (llama-cpp-python-0.3.36)"
+    assert (rec.threads, rec.cpu_mask, rec.cpu_list, rec.cpu_clusters) == (1, "380", "7-9", ["prime", "big"])  # the ARM phone's own taskset
     binary = json.loads((out / "run.json").read_text())["runner_binary"]
     assert binary["binary"]["source"] == f"harness-built llama.cpp {llamacpp.VERSION} static aarch64" and binary["libraries"] == {}
     kit = llamacpp.built_kit("aarch64")
