@@ -256,6 +256,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
 
 
 def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory, where) -> None:
+    from harness.devices.load import RequestLoad
     from harness.devices.placement import runner_placement
     from harness.devices.power import PowerSampler
     from harness.memory import out_of_memory
@@ -266,6 +267,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
         runner = native or device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log", where[0])
+        runner_pid = None if native else runner.identify()["pid"]  # whose CPU time is not noise
         try:
             with progress(len(plan), "measuring") as bar:
                 for pid, repeat, warmup in plan:
@@ -273,7 +275,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                         time.sleep(spec.cooldown_s)
                     waited, cooled, before = (0.0, True, device.state()) if warmup else wait_until_cool(device, spec, bar.log)
                     try:
-                        with PowerSampler(device) as power:
+                        with RequestLoad(device, runner_pid, where[1]) as load, PowerSampler(device) as power:
                             raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
                     except UserError as exc:  # the runner died or a native one failed: out of memory?
                         evidence = runner_oom_evidence(runner, device, exc)
@@ -288,7 +290,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                         # here, its records kept; a grid goes on with its next cell.
                         raise OutOfMemory(error) from None
                     after = device.state()
-                    raw = {**raw, **runner_placement(runner, device, *where)}  # what ran, read back from the runner
+                    raw = {**raw, **runner_placement(runner, device, *where), **load.fields()}  # what ran, read back from the runner
                     if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
                         raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
                     record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.mean_watts, raw)})

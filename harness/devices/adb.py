@@ -184,6 +184,14 @@ class AdbDevice(Device):
         out = self._shell(f"cat /proc/{int(pid)}/status 2>/dev/null")
         return out if "Cpus_allowed" in out else None
 
+    def cpu_counters(self, pid: int | None) -> str:
+        return self._shell(f"cat /proc/stat{f' /proc/{int(pid)}/stat' if pid else ''} 2>/dev/null")
+
+    def cur_freqs(self) -> dict[int, int]:
+        from harness.devices.topology import freqs_from_grep
+
+        return freqs_from_grep(self._shell("grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq 2>/dev/null"))
+
     def pin(self, command: str, placement: Placement) -> str:
         return f"taskset {placement.mask} {command}"
 

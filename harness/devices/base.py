@@ -113,6 +113,14 @@ class Device(ABC):
     def process_status(self, pid: int) -> str | None:
         """``/proc/PID/status`` of a process on the device (None: gone or unreadable)."""
 
+    def cpu_counters(self, pid: int | None) -> str:
+        """``/proc/stat`` and, for a pid, ``/proc/PID/stat`` as text (``harness.devices.load``)."""
+        return ""
+
+    def cur_freqs(self) -> dict[int, int]:
+        """Each core's ``cpufreq/scaling_cur_freq`` now, in kHz (empty where there is no cpufreq)."""
+        return {}
+
     @abstractmethod
     def pin(self, command: str, placement: Placement) -> str:
         """``command`` as the device's shell runs it pinned to the placement's cores."""

@@ -120,6 +120,28 @@ class LocalDevice(Device):
         except OSError:
             return None
 
+    def cpu_counters(self, pid: int | None) -> str:
+        paths = ["/proc/stat"] + ([f"/proc/{int(pid)}/stat"] if pid else [])
+        out = []
+        for path in paths:
+            try:
+                out.append(Path(path).read_text())
+            except OSError:
+                pass
+        return "".join(out)
+
+    def cur_freqs(self) -> dict[int, int]:
+        import glob
+        import re
+
+        out = {}
+        for path in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"):
+            try:
+                out[int(re.search(r"cpu(\d+)/cpufreq", path)[1])] = int(Path(path).read_text())
+            except (OSError, ValueError):
+                pass
+        return out
+
     def pin(self, command: str, placement: Placement) -> str:
         """util-linux ``taskset`` (Debian's, always there) takes the same bare hex mask as toybox's."""
         return f"taskset {placement.mask} {command}"

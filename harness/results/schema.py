@@ -129,6 +129,10 @@ class Record(BaseModel):
     placement_default: bool = False  # this setting is the device's default (the sweep's reference)
     oversubscribed: bool = False  # more threads than cores in the set
     placement_mismatch: str | None = None  # what ran differs from what was asked: how
+    # Noise (harness.devices.load): the share of all cores' time other processes used while the
+    # request ran (0..1), and each cluster's scaling_cur_freq (kHz) at its end.
+    cpu_load_other: float | None = None
+    cpu_freq_khz: dict[str, int] | None = None
     code_version: str = ""
     timestamp: str = Field(default_factory=now_rfc3339)
 

@@ -1,0 +1,86 @@
+"""How busy the device was with other work while a request ran: the noise a record carries.
+
+The kernel counts CPU time in ``/proc/stat`` (every core, in clock ticks) and each process's own
+in ``/proc/PID/stat`` (utime + stime, the same ticks). Read both before and after a request: what
+all cores spent busy, less what the runner spent, over all cores' time, is the share of the
+device that other processes took (``cpu_load_other``, 0..1). A desktop build job on one of two
+cores reads about 0.5; an idle phone a few hundredths (system services).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+MIN_TICKS = 20  # all cores together; 0.1 s of a 2-core desktop at the usual 100 ticks a second
+
+
+@dataclass(frozen=True)
+class Counters:
+    busy: int  # all cores, clock ticks not idle
+    total: int  # all cores, clock ticks
+    runner: int | None  # the runner process's own ticks (None: not known)
+
+
+def parse_counters(text: str) -> Counters | None:
+    """``cat /proc/stat /proc/PID/stat`` output -> counters (None when /proc/stat is missing)."""
+    busy = total = None
+    runner = None
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            ticks = [int(v) for v in line.split()[1:] if v.isdigit()]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+            # guest time is already inside user/nice: count the first 8 fields only
+            total = sum(ticks[:8])
+            busy = total - idle
+        elif ") " in line and line.split(" ", 1)[0].isdigit():
+            fields = line.rsplit(") ", 1)[1].split()  # after the command name, which may hold spaces
+            if len(fields) > 12:
+                runner = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+    if busy is None:
+        return None
+    return Counters(busy, total, runner)
+
+
+def other_load(before: Counters | None, after: Counters | None) -> float | None:
+    """The share of all cores' time that processes other than the runner used between the two."""
+    if before is None or after is None or before.runner is None or after.runner is None:
+        return None
+    total = after.total - before.total
+    if total < MIN_TICKS:  # a request of a few ticks: the counters' granularity (10 ms) is the answer
+        return None
+    others = (after.busy - before.busy) - (after.runner - before.runner)
+    return round(min(max(others / total, 0.0), 1.0), 4)
+
+
+class RequestLoad:
+    """``with RequestLoad(device, pid, topology) as load: <request>`` then ``load.fields()``: the
+    record's ``cpu_load_other`` and each cluster's ``scaling_cur_freq`` at the request's end."""
+
+    def __init__(self, device, pid: int | None, topology):
+        self.device, self.pid, self.topology = device, pid, topology
+        self.before = self.after = None
+        self.freqs: dict[int, int] = {}
+
+    def _read(self) -> Counters | None:
+        try:
+            return parse_counters(self.device.cpu_counters(self.pid))
+        except Exception:  # noqa: BLE001 - a vanished device is reported by the request itself
+            return None
+
+    def __enter__(self) -> "RequestLoad":
+        self.before = self._read() if self.pid else None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.before is not None:
+            self.after = self._read()
+        try:
+            self.freqs = self.device.cur_freqs()
+        except Exception:  # noqa: BLE001
+            self.freqs = {}
+
+    def fields(self) -> dict:
+        by_cluster = {name: max(self.freqs[c] for c in ids if c in self.freqs)
+                      for name, ids in self.topology.clusters.items() if any(c in self.freqs for c in ids)}
+        return {"cpu_load_other": other_load(self.before, self.after), "cpu_freq_khz": by_cluster or None}
