@@ -36,7 +36,7 @@ def run_id_for(spec: RunSpec) -> str:
     """Deterministic: the same spec maps to the same default directory, so a rerun resumes."""
     # Defaults left out of the hash keep the ids of runs from before those fields existed.
     unset = {"runner"} if spec.runner == "python" else set()
-    unset |= {name for name in ("threads", "cores") if getattr(spec, name) is None}
+    unset |= {name for name in ("threads", "cores", "max_load") if getattr(spec, name) is None}
     digest = hashlib.sha256(spec.model_dump_json(exclude=unset or None).encode()).hexdigest()[:8]
     model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
     engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # TVM run ids keep their old form
@@ -256,7 +256,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
 
 
 def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory, where) -> None:
-    from harness.devices.load import RequestLoad
+    from harness.devices.load import RequestLoad, wait_until_quiet
     from harness.devices.placement import runner_placement
     from harness.devices.power import PowerSampler
     from harness.memory import out_of_memory
@@ -273,6 +273,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                 for pid, repeat, warmup in plan:
                     if spec.cooldown_s > 0 and not warmup:
                         time.sleep(spec.cooldown_s)
+                    quiet_s = 0.0 if warmup else wait_until_quiet(device, spec.max_load, spec.max_wait_s, bar.log)
                     waited, cooled, before = (0.0, True, device.state()) if warmup else wait_until_cool(device, spec, bar.log)
                     try:
                         with RequestLoad(device, runner_pid, where[1]) as load, PowerSampler(device) as power:
@@ -293,7 +294,8 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                     raw = {**raw, **runner_placement(runner, device, *where), **load.fields()}  # what ran, read back from the runner
                     if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
                         raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
-                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled, **energy_fields(power.mean_watts, raw)})
+                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled,
+                                                    **({"load_wait_s": round(quiet_s, 3)} if spec.max_load is not None else {}), **energy_fields(power.mean_watts, raw)})
                     journal.append(record)
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1

@@ -84,3 +84,38 @@ class RequestLoad:
         by_cluster = {name: max(self.freqs[c] for c in ids if c in self.freqs)
                       for name, ids in self.topology.clusters.items() if any(c in self.freqs for c in ids)}
         return {"cpu_load_other": other_load(self.before, self.after), "cpu_freq_khz": by_cluster or None}
+
+
+def device_load(device, seconds: float = 1.0, sleep=None) -> float | None:
+    """The share of all cores busy over ``seconds`` while the harness waits: between requests the
+    runner is idle, so this is other processes' load (None where /proc/stat is unreadable)."""
+    import time
+
+    before = parse_counters(device.cpu_counters(None))
+    (sleep or time.sleep)(seconds)
+    after = parse_counters(device.cpu_counters(None))
+    if before is None or after is None or after.total - before.total < MIN_TICKS:
+        return None
+    return (after.busy - before.busy) / (after.total - before.total)
+
+
+def wait_until_quiet(device, max_load: float | None, max_wait_s: float, log, sleep=None) -> float:
+    """Before a measured request: wait until other processes use at most ``max_load`` of the
+    device's CPU (sampled a second at a time), at most ``max_wait_s``; returns the seconds waited.
+    A device still busy then is measured anyway; its record's cpu_load_other says so."""
+    import time
+
+    if max_load is None:
+        return 0.0
+    start, announced = time.monotonic(), False
+    while True:
+        load = device_load(device, sleep=sleep)
+        waited = time.monotonic() - start
+        if load is None or load <= max_load:
+            return waited
+        if not announced:
+            log(f"waiting for the device to be quiet: other processes use {load:.0%} of its CPU > {max_load:.0%} (at most {max_wait_s:.0f} s)")
+            announced = True
+        if waited >= max_wait_s:
+            log(f"device still {load:.0%} busy after {waited:.0f} s (limit {max_load:.0%}); measuring anyway, its cpu_load_other records it")
+            return waited

@@ -133,6 +133,7 @@ class Record(BaseModel):
     # request ran (0..1), and each cluster's scaling_cur_freq (kHz) at its end.
     cpu_load_other: float | None = None
     cpu_freq_khz: dict[str, int] | None = None
+    load_wait_s: float | None = None  # waited for --max-load before the request
     code_version: str = ""
     timestamp: str = Field(default_factory=now_rfc3339)
 
@@ -189,6 +190,7 @@ class RunSpec(BaseModel):
     cooldown_s: float = 0.0
     max_temp_c: float | None = None  # wait before each measured request until the device is this cool
     max_wait_s: float = 600.0  # ... but never longer than this (the wait is recorded)
+    max_load: float | None = None  # wait before each measured request until other processes use at most this share of the CPU
     docs: int | None = None  # how many corpus documents; None = all of them
     runner: str = "python"  # harness.runners name; "python" is harness.runner on the device
     # A sweep (harness.devices.placement): each thread count x core set is measured in turn;

@@ -27,3 +27,25 @@ def test_too_short_or_unknown_is_no_answer():
     assert other_load(counters(0, 0, 0, 0, 0), counters(5, 0, 5, 5, 0)) is None  # 10 ticks: granularity
     assert other_load(parse_counters(STAT.format(u=1, s=1, i=1)), None) is None
     assert parse_counters("no proc here") is None
+
+
+def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
+    import subprocess
+    import sys
+    import time
+
+    from harness.devices.load import device_load, wait_until_quiet
+    from harness.devices.local import LocalDevice
+
+    device, lines = LocalDevice(), []
+    busy = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+            for _ in range(2)]  # both cores of a 2-core host: another job, as a user would start one
+    try:
+        time.sleep(0.3)
+        assert device_load(device, 0.5) > 0.6
+        waited = wait_until_quiet(device, 0.3, 20, lines.append)
+    finally:
+        for proc in busy:
+            proc.kill()
+    assert 1.5 < waited < 10 and lines[0].startswith("waiting for the device to be quiet")
+    assert wait_until_quiet(device, None, 20, lines.append) == 0.0
