@@ -141,7 +141,7 @@ def test_phone_vanishing_mid_run_loses_nothing_and_rerun_completes(adb_server, t
 
 
 def test_thermal_wait_is_bounded_and_recorded(adb_server, phone):
-    from harness.benchmark import wait_until_cool
+    from harness.devices.conditions import wait_until_cool
 
     dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
     now = dev.state().battery_temp_c
