@@ -37,6 +37,7 @@ def run_id_for(spec: RunSpec) -> str:
     # Defaults left out of the hash keep the ids of runs from before those fields existed.
     unset = {"runner"} if spec.runner == "python" else set()
     unset |= {name for name in ("threads", "cores", "max_load") if getattr(spec, name) is None}
+    unset |= {"idle_s"} if spec.idle_s == RunSpec.model_fields["idle_s"].default else set()
     digest = hashlib.sha256(spec.model_dump_json(exclude=unset or None).encode()).hexdigest()[:8]
     model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
     engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # TVM run ids keep their old form
@@ -179,6 +180,7 @@ def plan_device_placements(device, spec: RunSpec, log):
 
 def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, where,
                            native=None) -> RunOutcome:
+    from harness.devices.conditions import idle_power
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
@@ -187,6 +189,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
     runner_binary = native.setup() if native is not None else {}
     remote_bundle = device.deploy(bundle) if native is None else None
     journal = Journal(out_dir)
+    idle = idle_power(device, spec.idle_s, log)  # after the push, before any runner: the phone at rest
     info = RunInfo(
         run_id=run_id_for(spec),
         spec=spec,
@@ -204,6 +207,7 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         memory_total_bytes=memory.total_ram,
         over_budget=memory.over_budget,
         mode=mode,
+        **idle,
         topology=where[1].to_dict(),
         placements=[p.to_dict() for p in where[0]],
     )
@@ -248,14 +252,15 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         log(f"cores: {placement.label()}")
         if native is not None:
             native.ctx.template, native.placement = asked, placement
-        _measure(device, remote_bundle, prompts, plan, asked, spec, mode, journal, outcome, progress, native, memory, (placement, topology))
+        _measure(device, remote_bundle, prompts, plan, asked, spec, mode, journal, outcome, progress, native, memory, (placement, topology),
+                 idle["idle_power_w"])
 
     if write_reports:
         outcome.report_files = write_run_reports(out_dir, log)
     return outcome
 
 
-def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory, where) -> None:
+def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory, where, idle_w) -> None:
     from harness.devices.conditions import energy_fields, wait_until_cool
     from harness.devices.load import RequestLoad, wait_until_quiet
     from harness.devices.placement import runner_placement
@@ -296,7 +301,7 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                     if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
                         raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
                     record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled,
-                                                    **({"load_wait_s": round(quiet_s, 3)} if spec.max_load is not None else {}), **energy_fields(power.mean_watts, raw)})
+                                                    **({"load_wait_s": round(quiet_s, 3)} if spec.max_load is not None else {}), **energy_fields(power.mean_watts, raw, idle_w)})
                     journal.append(record)
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1

@@ -47,6 +47,7 @@ class GridSpec(BaseModel):
     lengths: list[int] = [200, 400, 600, 800, 1000]
     threads: list[int] | None = None  # a sweep inside every cell, like lengths (harness.devices.placement)
     cores: list[str] | None = None  # core sets: all, a cluster, prime+big, 4-9; None: the device's default
+    idle_s: float = Field(default=10.0, ge=0)  # idle fuel-gauge sampling before each cell (phones), for energy above idle
     repeats: int = Field(default=5, ge=1)
     warmup: int = Field(default=1, ge=0)
     max_new_tokens: int = Field(default=128, ge=1)
@@ -115,7 +116,7 @@ def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
                 preset = get_preset(quant)
                 spec = RunSpec(model=model, quantization=quant, engine=engine, target=grid.target, device=device, tasks=grid.tasks, lengths=grid.lengths,
                                repeats=grid.repeats, warmup=grid.warmup, max_new_tokens=grid.max_new_tokens, cooldown_s=grid.cooldown_s,
-                               max_temp_c=grid.max_temp_c, docs=grid.docs, threads=grid.threads, cores=grid.cores)
+                               max_temp_c=grid.max_temp_c, docs=grid.docs, threads=grid.threads, cores=grid.cores, idle_s=grid.idle_s)
                 entry = catalog.get(model)
                 if entry is None:  # a file or directory: known only once loaded (the run plans it then)
                     cells.append(Cell(spec, None, "dummy" if model.startswith("dummy:") else "real", None, None, memory.budget, total_ram=memory.total))

@@ -56,6 +56,8 @@ over the device's RAM is refused; an out-of-memory kill is journaled as a failed
 @click.option("--max-wait", default=600.0, show_default=True, type=click.FloatRange(min=0), help="Longest wait for --max-temp or --max-load, in seconds (then measure anyway; recorded).")
 @click.option("--max-load", default=None, type=click.FloatRange(0, 1), metavar="SHARE",
               help="Before each measured request, wait until other processes use at most this share of the device's CPU (0.1 = 10%%); each record keeps cpu_load_other either way.")
+@click.option("--idle-seconds", "idle_s", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Before measuring, sample the fuel gauge this long at idle (phones; the desktop has none) to report energy above idle; 0 skips.")
 @click.option("--mode", type=click.Choice(["speed", "quality"]), default="speed", show_default=True, help="quality stops at EOS and keeps the full answers.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Run directory [default: results/<run-id>/].")
 @click.option("--no-report", is_flag=True, help="Only journal records; skip the report and plots.")
@@ -69,7 +71,7 @@ over the device's RAM is refused; an out-of-memory kill is journaled as a failed
                    "core list (4-9, 0-1+4); several sets are a sweep [default: a phone's cores but its slowest cluster, "
                    "a desktop's every core]. `slm-bench devices` shows the clusters.")
 @click.option("--strict-memory", is_flag=True, help="Refuse a run whose memory estimate exceeds the device's budget (the profile's planning figure); without it such a run goes ahead with a warning, flagged over_budget. A run over the device's total RAM is refused either way.")
-def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, max_load, mode, out,
+def run(model, quantization, engine, target, devices, adb_server, tasks, lengths, docs, repeats, warmup, max_new_tokens, cooldown, max_temp, max_wait, max_load, idle_s, mode, out,
         no_report, as_json, runner, runner_bin, threads, cores, strict_memory):
     """Measure ITPS, OTPS, TTFT and runtime of MODEL on the DocAssist prompt suite.
 
@@ -80,7 +82,7 @@ def run(model, quantization, engine, target, devices, adb_server, tasks, lengths
     from harness.benchmark import run_on_devices
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, max_load=max_load, docs=docs,
+    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=devices[0], tasks=tasks, lengths=lengths, repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, cooldown_s=cooldown, max_temp_c=max_temp, max_wait_s=max_wait, max_load=max_load, idle_s=idle_s, docs=docs,
                    threads=threads, cores=cores, **({"runner": runner} if runner else {}))
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     outcomes = run_on_devices(spec, list(devices), out, mode=mode, log=log, write_reports=not no_report, adb_server=adb_server, strict_memory=strict_memory,

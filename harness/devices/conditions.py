@@ -13,14 +13,44 @@ from harness.results.schema import RunSpec
 POLL_S = 2.0  # how often a cooling device is asked for its temperature
 
 
-def energy_fields(mean_watts: float | None, raw: dict) -> dict:
+IDLE_INTERVAL_S = 0.25  # fuel-gauge readings while idle power is sampled
+
+
+def energy_fields(mean_watts: float | None, raw: dict, idle_watts: float | None = None) -> dict:
     """``energy_j`` = mean power sampled during the request x its runtime, and
-    ``energy_j_per_token`` per processed (input + output) token."""
+    ``energy_j_per_token`` per processed (input + output) token: gross. Where the run sampled
+    the device at idle (:func:`idle_power`), the same above idle: what the request added to the
+    phone's own draw (screen, radios, services), the figure the survey metrics count."""
     if mean_watts is None or not raw.get("runtime_s"):
         return {}
     energy_j = mean_watts * raw["runtime_s"]
     tokens = (raw.get("input_tokens") or 0) + (raw.get("output_tokens") or 0)
-    return {"energy_j": energy_j, "energy_j_per_token": energy_j / tokens if tokens else None}
+    out = {"energy_j": energy_j, "energy_j_per_token": energy_j / tokens if tokens else None}
+    if idle_watts is not None:
+        above = max(mean_watts - idle_watts, 0.0) * raw["runtime_s"]
+        out.update(idle_power_w=idle_watts, energy_j_above_idle=above, energy_j_per_token_above_idle=above / tokens if tokens else None)
+    return out
+
+
+def idle_power(device, seconds: float, log, sleep=time.sleep) -> dict:
+    """Before measuring: the fuel gauge's mean power over ``seconds`` with nothing of ours running
+    (``idle_power_w``, None on a device without a gauge, such as the desktop, or when seconds is
+    0), and whether the device is charging (``charging``), which makes every energy figure
+    meaningless: the gauge then reads the charger's current. Said once, here, as a warning."""
+    charging = device.state().charging
+    if charging:
+        log("warning: the device is charging: its fuel gauge measures the charger's current, so energy figures are meaningless; "
+            "unplug it (adb over Wi-Fi) or switch the hub's power off for energy, the speed figures are unaffected")
+    if seconds <= 0 or device.power_watts() is None:
+        return {"idle_power_w": None, "charging": charging}
+    log(f"sampling idle power for {seconds:.0f} s (fuel gauge, nothing running) for energy above idle")
+    readings, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        watts = device.power_watts()
+        if watts is not None:
+            readings.append(watts)
+        sleep(IDLE_INTERVAL_S)
+    return {"idle_power_w": sum(readings) / len(readings) if readings else None, "charging": charging}
 
 
 def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):

@@ -168,10 +168,13 @@ def load(out_dir: Path | str) -> tuple[list[Record], list[str]]:
 def run_differences(old: RunInfo, new: RunInfo) -> list[str]:
     """Human-readable ``field: old -> new`` for everything that makes two runs incomparable."""
     differences = []
-    old_spec, new_spec = old.spec.model_dump(), new.spec.model_dump()
+    old_spec, new_spec = old.spec.model_dump(exclude_unset=True), new.spec.model_dump()
+    fields = type(new.spec).model_fields
     for name in sorted(set(old_spec) | set(new_spec)):
-        if old_spec.get(name) != new_spec.get(name):
-            differences.append(f"{name}: {old_spec.get(name)!r} -> {new_spec.get(name)!r}")
+        # a field the stored spec predates counts at its default
+        before = old_spec[name] if name in old_spec else (fields[name].default if name in fields else None)
+        if before != new_spec.get(name):
+            differences.append(f"{name}: {before!r} -> {new_spec.get(name)!r}")
     for name in ("prompt_set", "prompt_set_hash"):
         before, after = getattr(old, name), getattr(new, name)
         if before and after and before != after:

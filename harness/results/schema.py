@@ -134,6 +134,12 @@ class Record(BaseModel):
     cpu_load_other: float | None = None
     cpu_freq_khz: dict[str, int] | None = None
     load_wait_s: float | None = None  # waited for --max-load before the request
+    # Energy (phones with a fuel gauge): gross, and above the idle power sampled before the run.
+    energy_j: float | None = None
+    energy_j_per_token: float | None = None
+    idle_power_w: float | None = None
+    energy_j_above_idle: float | None = None
+    energy_j_per_token_above_idle: float | None = None
     code_version: str = ""
     timestamp: str = Field(default_factory=now_rfc3339)
 
@@ -191,6 +197,7 @@ class RunSpec(BaseModel):
     max_temp_c: float | None = None  # wait before each measured request until the device is this cool
     max_wait_s: float = 600.0  # ... but never longer than this (the wait is recorded)
     max_load: float | None = None  # wait before each measured request until other processes use at most this share of the CPU
+    idle_s: float = 10.0  # seconds of idle fuel-gauge sampling before measuring (devices with a gauge), for energy above idle
     docs: int | None = None  # how many corpus documents; None = all of them
     runner: str = "python"  # harness.runners name; "python" is harness.runner on the device
     # A sweep (harness.devices.placement): each thread count x core set is measured in turn;

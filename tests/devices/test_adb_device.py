@@ -41,7 +41,7 @@ def test_unreachable_adb_server_is_one_line():
 
 
 def test_benchmark_runs_on_the_emulated_phone_and_resumes(adb_server, phone, tmp_path):
-    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["qa"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1)
+    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["qa"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1, idle_s=1)
     kw = dict(log=lambda *_: None, write_reports=False, adb_server=f"127.0.0.1:{adb_server}")
     out = run_benchmark(spec, tmp_path / "run", **kw)
     records, problems = load(out.out_dir)
@@ -51,6 +51,9 @@ def test_benchmark_runs_on_the_emulated_phone_and_resumes(adb_server, phone, tmp
         # the emulated fuel gauge draws 0.25-2.5 A at 3.7-4.3 V: energy = mean power x runtime
         assert 0.25 * 3.7 * r.runtime_s <= r.energy_j <= 2.5 * 4.3 * r.runtime_s
         assert r.energy_j_per_token == pytest.approx(r.energy_j / (r.input_tokens + r.output_tokens), rel=1e-3)
+        # above idle: the gauge sampled for a second before the run, nothing running (0.25 A idle)
+        assert 0.25 * 3.7 <= r.idle_power_w <= 0.3 * 4.3
+        assert r.energy_j_above_idle == pytest.approx(max(r.energy_j / r.runtime_s - r.idle_power_w, 0) * r.runtime_s)
         assert r.device_state_before.battery_temp_c is not None and r.prefill_s <= r.ttft_s <= r.runtime_s
     # the bundle and runner really went to the phone's storage
     pushed = list((phone.root / "data" / "local" / "tmp" / "slm-bench" / "bundles").glob("*/manifest.json"))
@@ -108,7 +111,7 @@ def test_phone_vanishing_mid_run_loses_nothing_and_rerun_completes(adb_server, t
     phone = EmulatedDevice(load_profile("galaxy-s24"), root, port=port)
     phone.start()
     wait_online(adb_server, phone.serial)
-    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["summ"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1)
+    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["summ"], lengths=[200, 400], repeats=2, warmup=1, max_new_tokens=4, docs=1, idle_s=0)
     kw = dict(log=lambda *_: None, write_reports=False, adb_server=f"127.0.0.1:{adb_server}")
 
     original, calls = base.RunnerProcess.request, {"n": 0}

@@ -54,7 +54,7 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_ser
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model="dummy:tiny-llama", quantization=preset, device=f"adb:{arm_phone.serial}", tasks=["summ"],
+    spec = RunSpec(model="dummy:tiny-llama", quantization=preset, device=f"adb:{arm_phone.serial}", idle_s=0, tasks=["summ"],
                    lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=16)
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     arm = run_benchmark(spec, tmp_path / "arm", **quiet)
@@ -118,7 +118,7 @@ def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phon
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model="smollm2-135m-instruct", quantization="q4f16_1", device=f"adb:{arm_phone.serial}", tasks=["summ"],
+    spec = RunSpec(model="smollm2-135m-instruct", quantization="q4f16_1", device=f"adb:{arm_phone.serial}", idle_s=0, tasks=["summ"],
                    lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4)
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     run_benchmark(spec, tmp_path / "arm", **quiet)

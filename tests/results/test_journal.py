@@ -187,7 +187,7 @@ def test_sigkill_mid_run_keeps_every_finished_record(tmp_path):
     journal = Journal(out)
     done = journal.done_keys()
     last = max(int(r.prompt_id[1:]) for r in records)
-    planned = [("m", "q4", "local", f"p{i}", 0, False) for i in range(last + 10)]
+    planned = [("m", "q4", "local", f"p{i}", 0, False, None, None) for i in range(last + 10)]  # default threads and cores
     todo = [key for key in planned if key not in done]
     assert all(key[3] not in {f"p{i}" for i in finished} for key in todo)
     assert len(todo) == len(planned) - len(loaded)

@@ -37,7 +37,7 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     # one thread (this host's 2 cores are shared) on the Exynos S24's little cluster, cpu0-3
     args = ["run", "--model", "smollm2-135m-instruct", "--device", f"adb:{phone.serial}", "--adb-server", f"127.0.0.1:{adb_server}",
             "--runner", "llama-bench", "--lengths", "200", "--repeats", "1", "--warmup", "0", "--tasks", "summ", "--max-new-tokens", "4",
-            "--threads", "1", "--cores", "little", "--no-report", "--out", str(out)]
+            "--threads", "1", "--cores", "little", "--idle-seconds", "0", "--no-report", "--out", str(out)]
     result = _cli(*args)
     assert result.exit_code == 0, result.output
     from harness.results.journal import load
@@ -155,7 +155,7 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(a
     try:
         wait_online(adb_server, device.serial)
         spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", engine="llama.cpp", runner="llama-bench", device=f"adb:{device.serial}",
-                       tasks=["summ"], lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4, threads=[1], cores=["prime+big"])
+                       tasks=["summ"], lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4, threads=[1], cores=["prime+big"], idle_s=0)
         out = tmp_path_factory.mktemp("run")
         outcome = run_benchmark(spec, out, write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     finally:

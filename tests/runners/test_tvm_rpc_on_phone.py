@@ -24,7 +24,7 @@ def test_cli_run_with_tvm_rpc_on_the_emulated_s24(adb_server, phone_process, tmp
     serial, _root = phone_process
     out = tmp_path / "run"
     args = ["run", "--model", "dummy:tiny-llama", "--device", f"adb:{serial}", "--adb-server", f"127.0.0.1:{adb_server}",
-            "--runner", "tvm-rpc", "--lengths", "200", "--repeats", "2", "--warmup", "1", "--tasks", "qa", "--max-new-tokens", "6",
+            "--runner", "tvm-rpc", "--idle-seconds", "0", "--lengths", "200", "--repeats", "2", "--warmup", "1", "--tasks", "qa", "--max-new-tokens", "6",
             "--no-report", "--out", str(out)]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
