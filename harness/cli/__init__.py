@@ -30,6 +30,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("harness.cli.pipeline:pipeline", "Train, export, compile, benchmark and evaluate from one YAML."),
     "docassist": ("harness.cli.docassist:docassist", "Build DocAssist data (chunks, summary, questions, QA) from documents."),
     "eval": ("harness.cli.eval:eval_cmd", "Score a model on a DocAssist split (BLEU, ROUGE, STS, intent accuracy)."),
+    "soak": ("harness.cli.soak:soak", "Decode one prompt back to back for N minutes: speed, heat, clocks."),
     "compare": ("harness.cli.compare:compare", "Per-cell ratios of two runs; --fail-above PCT for CI."),
     "kit": ("harness.cli.kit:kit", "Build device programs ahead of use (ARM64 userland, TVM kit, llama.cpp)."),
 }

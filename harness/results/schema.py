@@ -134,6 +134,7 @@ class Record(BaseModel):
     cpu_load_other: float | None = None
     cpu_freq_khz: dict[str, int] | None = None
     load_wait_s: float | None = None  # waited for --max-load before the request
+    soak_elapsed_s: float | None = None  # a soak's request: when it started, seconds into the soak (harness.soak)
     # Energy (phones with a fuel gauge): gross, and above the idle power sampled before the run.
     energy_j: float | None = None
     energy_j_per_token: float | None = None
