@@ -4,7 +4,8 @@ forward), and its state.
 The phone's storage is a folder on the host (``root`` stands for the phone's ``/``). On the x86_64
 phone, shell commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the phone
 paths that live in the sandbox (``/data``, ``/sdcard``, ``/storage/emulated/0``, the emulated
-``/proc/meminfo`` and ``/sys/class/{thermal,power_supply}``). On the aarch64 phone they run
+``/proc/meminfo`` and ``/sys/class/{thermal,power_supply}``; with a profile ``cpu:``, also
+``/proc/cpuinfo`` and ``/sys/devices/system/cpu``: see ``cpu.py``). On the aarch64 phone they run
 with its own ARM64 shell chrooted into ``root`` (``arm64.py``), so phone paths need no rewrite. ``getprop``, ``dumpsys battery``
 and ``cat`` of /proc or /sys files are answered from the device profile and a thermal model
 without starting a process (so polling them is not load); the same answers are also on the
@@ -19,6 +20,7 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -28,14 +30,22 @@ import threading
 import time
 from pathlib import Path
 
-from harness.devices.emulated import arm64
+from harness.devices.emulated import arm64, cpu
 from harness.devices.emulated.protocol import Stream, StreamClosed
+from harness.errors import UserError
 
 ARCHES = ("x86_64", "aarch64")  # what the emulated phone's programs are: host ones, or ARM64 under qemu
 THERMAL_ZONES = ("BIG", "MID", "LITTLE", "G3D", "NPU", "battery")
 _ALIASES = {"/storage/emulated/0": "/sdcard", "/storage/self/primary": "/sdcard", "/mnt/sdcard": "/sdcard"}
 _SANDBOXED = ("/data", "/sdcard", "/proc/meminfo", "/sys/class/thermal", "/sys/class/power_supply")
-_PATH_RE = re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in sorted([*_ALIASES, *_SANDBOXED], key=len, reverse=True)) + r")(?![\w.-])")
+# `cat /proc/PID/status`, as the harness reads a runner's back (AdbDevice.process_status)
+_STATUS_RE = re.compile(r"^\s*cat\s+/proc/(\d+)/status(\s+2>\s*/dev/null)?\s*$")
+
+
+def _path_re(sandboxed: tuple[str, ...]) -> re.Pattern:
+    """Whole phone-path words that the x86_64 phone's commands get rewritten into the sandbox."""
+    words = sorted([*_ALIASES, *sandboxed], key=len, reverse=True)
+    return re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(p) for p in words) + r")(?![\w.-])")
 
 
 class ThermalModel:
@@ -110,6 +120,12 @@ class DeviceState:
         self.props["ro.slm_bench.emulated"] = "1"
         if arch == "x86_64":  # runs host programs, the host's Python included (see AdbDevice)
             self.props["ro.slm_bench.host_python"] = "1"
+        # The profile's CPU, if it has one, mapped onto the host CPUs the adbd may run on.
+        self.cpu = cpu.EmulatedCpu(profile["cpu"], os.sched_getaffinity(0)) if profile.get("cpu") else None
+        self.sandboxed = _SANDBOXED + (cpu.SANDBOXED if self.cpu else ())
+        self._path_re = _path_re(self.sandboxed)
+        if self.cpu:
+            self.props["ro.slm_bench.cpu_map"] = self.cpu.cpu_map()
         self.processes: set[subprocess.Popen] = set()
         self._reaped_cpu = 0.0
         self._lock = threading.Lock()
@@ -127,7 +143,24 @@ class DeviceState:
         _script(bin_dir / "getprop", shell, '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
                 'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" | grep . || echo "${2:-}"\n')
         _script(bin_dir / "dumpsys", shell, '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n')
+        if self.cpu:
+            self.cpu.write_files(self.root)
+            _script(bin_dir / "taskset", shell, self.cpu.taskset_body(self._host_taskset(log)))
+        else:  # a storage folder kept from a phone whose profile had a CPU
+            (bin_dir / "taskset").unlink(missing_ok=True)
         self.refresh()
+
+    def _host_taskset(self, log) -> list[str]:
+        """The taskset the phone's one execs: util-linux's on x86_64; on aarch64 the chroot's
+        busybox applet (1.35 takes ``-c LIST`` and ``-p``, as the phone's script uses it),
+        renamed so that the phone's shell finds the script (``cpu.free_busybox_taskset``)."""
+        if self.arch == "aarch64":
+            return cpu.free_busybox_taskset(self.root, log)
+        host = shutil.which("taskset")
+        if host is None:
+            raise UserError("the emulated phone's taskset needs the host's (util-linux); "
+                            "install it: apt-get install -y util-linux")
+        return [host]
 
     # -- answers -------------------------------------------------------------------------------
     def getprop(self, key: str | None, default: str = "") -> str:
@@ -154,8 +187,20 @@ class DeviceState:
         extra = {"BIG": 14.0, "MID": 11.0, "LITTLE": 8.0, "G3D": 6.0, "NPU": 4.0, "battery": 0.0}
         return [round((temp + 2.0 + extra[z] * min(busy, 2) / 2 if z != "battery" else temp) * 1000) for z in THERMAL_ZONES]
 
+    def cpu_emulation(self) -> str | None:
+        """How the phone's cores are emulated, in words (None: the profile has no CPU)."""
+        return self.cpu.describe() if self.cpu else None
+
+    def cur_freq_khz(self, core: int) -> int:
+        """A core's scaling_cur_freq: its maximum (a thermal model may lower it later)."""
+        return self.cpu.max_khz(core)
+
     def refresh(self) -> None:
-        """Rewrite the dynamic files (temperatures, battery) from the thermal model."""
+        """Rewrite the dynamic files (temperatures, battery, CPU clocks) from the thermal model."""
+        if self.cpu:
+            for core in range(self.cpu.n):
+                self.cpu.write_cur_freq(self.root, core, self.cur_freq_khz(core))
+            self.cpu.clean_records(self.root)
         for i, milli in enumerate(self.zone_temps()):
             (self.root / f"sys/class/thermal/thermal_zone{i}/temp").write_text(f"{milli}\n")
         text = self.battery()
@@ -180,10 +225,12 @@ class DeviceState:
         return self.root / p.lstrip("/")
 
     def rewrite(self, command: str) -> str:
-        return _PATH_RE.sub(lambda m: str(self.root) + _ALIASES.get(m.group(1), m.group(1)), command)
+        return self._path_re.sub(lambda m: str(self.root) + _ALIASES.get(m.group(1), m.group(1)), command)
 
     def builtin(self, command: str) -> str | None:
         """The answer to a command that needs no process, or None."""
+        if self.cpu and (status := _STATUS_RE.match(command)):
+            return self.cpu.proc_status(self.root, int(status[1]))  # from the host: arm64 has no procfs
         try:
             words = shlex.split(command)
         except ValueError:
@@ -198,12 +245,15 @@ class DeviceState:
             self.refresh()
             out = []
             for word in words[1:]:
-                matches = sorted(glob.glob(str(self.host_path(word)))) if _in_sandbox(word) else []
+                matches = sorted(glob.glob(str(self.host_path(word)))) if self._in_sandbox(word) else []
                 if not matches:
                     return None  # let the real cat produce the real error
                 out += [Path(m).read_text() for m in matches]
             return "".join(out)
         return None
+
+    def _in_sandbox(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.sandboxed)
 
     def popen(self, command: str, merge_stderr: bool) -> subprocess.Popen:
         self.refresh()
@@ -245,10 +295,6 @@ class DeviceState:
             procs = list(self.processes)
         for proc in procs:
             _kill(proc)
-
-
-def _in_sandbox(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in _SANDBOXED)
 
 
 def _script(path: Path, shell: str, body: str) -> None:
