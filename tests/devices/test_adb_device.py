@@ -48,6 +48,8 @@ def test_benchmark_runs_on_the_emulated_phone_and_resumes(adb_server, phone, tmp
     assert not problems and out.measured == 4 and out.failed == 0
     for r in records:
         assert r.device.model == "SM-S921B" and r.device.profile == "galaxy-s24" and r.status == "ok"
+        # the phone's default: every core but the A520s (cpu4-9), one thread each, read back from the runner
+        assert (r.cpu_mask, r.threads, r.cpu_clusters, r.placement_default) == ("3f0", 6, ["prime", "big", "mid"], True)
         # the emulated fuel gauge draws 0.25-2.5 A at 3.7-4.3 V: energy = mean power x runtime
         assert 0.25 * 3.7 * r.runtime_s <= r.energy_j <= 2.5 * 4.3 * r.runtime_s
         assert r.energy_j_per_token == pytest.approx(r.energy_j / (r.input_tokens + r.output_tokens), rel=1e-3)
@@ -289,3 +291,18 @@ def test_devices_command_lists_the_phone_with_its_profile(adb_server, phone):
     assert rows[phone.serial]["model"] == "SM-S921B" and rows[phone.serial]["profile"] == "galaxy-s24"
     text = CliRunner().invoke(cli, ["devices", "--adb-server", f"127.0.0.1:{adb_server}"]).output
     assert phone.serial in text and "galaxy-s24" in text
+
+
+def test_core_sets_are_applied_through_the_phones_taskset(adb_server, phone, tmp_path):
+    """--cores little and prime+big on the Exynos S24: the runner is pinned by the phone's own
+    taskset to cpu0-3 (mask f) and cpu7-9 (mask 380), as read back from its /proc/PID/status."""
+    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", device=f"adb:{phone.serial}", tasks=["summ"], lengths=[200], repeats=1,
+                   warmup=0, max_new_tokens=4, docs=1, idle_s=0, cores=["little", "prime+big"])
+    out = run_benchmark(spec, tmp_path / "run", log=lambda *_: None, write_reports=False, adb_server=f"127.0.0.1:{adb_server}")
+    records, _ = load(out.out_dir)
+    seen = {r.cores_asked: (r.cpu_mask, r.cpu_list, r.threads, r.cpu_clusters, r.placement_mismatch) for r in records}
+    assert seen == {"little": ("f", "0-3", 4, ["little"], None), "prime+big": ("380", "7-9", 3, ["prime", "big"], None)}
+    info = json.loads((out.out_dir / "run.json").read_text())
+    assert info["topology"]["clusters"]["prime"]["cores"] == "9" and "emulated" in info["topology"]["source"]
+    with pytest.raises(UserError, match="has no cluster 'huge'"):
+        run_benchmark(spec.model_copy(update={"cores": ["huge"]}), tmp_path / "bad", log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")

@@ -54,11 +54,12 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_ser
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
+    # pinned to the phone's X4 and A720 2.9 GHz cores (cpu7-9) through its own ARM64 taskset
     spec = RunSpec(model="dummy:tiny-llama", quantization=preset, device=f"adb:{arm_phone.serial}", idle_s=0, tasks=["summ"],
-                   lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=16)
+                   lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=16, cores=["prime+big"])
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     arm = run_benchmark(spec, tmp_path / "arm", **quiet)
-    host = run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
+    host = run_benchmark(spec.model_copy(update={"device": "local", "cores": None}), tmp_path / "host", **quiet)
     assert arm.measured == host.measured == 1
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
     assert on_arm["device"]["machine"] == "aarch64" and on_arm["device"]["emulated"] is True
@@ -66,6 +67,8 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_ser
     assert on_arm["format"] == on_host["format"] == preset and on_arm["activations"] == activations
     assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
     assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
+    # read back from the kit's runner: TVM's pool on the ARM side and its /proc/PID/status
+    assert (on_arm["threads"], on_arm["cpu_mask"], on_arm["cpu_list"], on_arm["placement_mismatch"]) == (3, "380", "7-9", None)
     run_info = json.loads((tmp_path / "arm" / "run.json").read_text())
     assert run_info["deploy"]["bytes_pushed"] > 0
     if activations == "int8":
