@@ -72,6 +72,10 @@ def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, thre
         for c in cells:
             if c.memory_warning:
                 click.echo(f"warning: {c.spec.model} {c.spec.quantization} on {c.spec.device}: {c.memory_warning}", err=True)
+        if spec.threads or spec.cores:
+            settings = len(spec.threads or [0]) * len(spec.cores or [""])
+            click.echo(f"placement: each cell sweeps threads {spec.threads or 'one per core'} x cores {spec.cores or 'the device default'} "
+                       f"({settings} settings, each its own runner; the estimate counts them)")
         if spec.quality is not None:
             q = spec.quality
             click.echo(f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
