@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.devices.topology import cores_of_mask, format_list
 from harness.errors import UserError
 from harness.results.journal import RECORDS_FILE, RUN_FILE, load, read_run_info
 from harness.results.schema import Record, RunInfo
@@ -21,8 +22,9 @@ from harness.results.schema import Record, RunInfo
 # Metrics summarized, in report order; only those with at least one value are used.
 METRICS: tuple[str, ...] = ("itps", "otps", "ttft_s", "runtime_s", "input_tokens", "peak_mem_bytes")
 STATS: tuple[str, ...] = ("median", "p10", "p90", "stdev", "cv", "count")
-# One result cell: a model build on a device and engine, for one task and length.
-GROUP_KEYS: tuple[str, ...] = ("model", "quantization", "weights", "device", "engine", "target", "task", "L")
+# One result cell: a model build on a device and engine, run with one thread count on one core
+# set (``cpus``, so two settings of a sweep never pool into one median), for one task and length.
+GROUP_KEYS: tuple[str, ...] = ("model", "quantization", "weights", "device", "engine", "target", "cpus", "task", "L")
 OVERALL_KEYS: tuple[str, ...] = tuple(k for k in GROUP_KEYS if k != "task")
 # Bulky per-record fields that no table or plot needs.
 _DROPPED = {"output_text", "output_ids", "stamps_ns", "device_state_before", "device_state_after"}
@@ -137,18 +139,41 @@ def with_format_labels(summary: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(quantization=[labels.get(k, k[1]) for k in keys])
 
 
+def placement_label(record: Record) -> str:
+    """Where a request ran, as tables and legends name the setting: ``2 threads · big (0-1)``,
+    plus `` · oversubscribed``; "" for a record that says nothing about it (made before placement
+    was recorded), so old reports look as they did.
+
+    Built from what was read back from the runner (what ran), falling back to what was asked
+    where the read-back is missing, so a setting is named even when reading it back failed."""
+    asked_cores = cores_of_mask(record.cpu_mask_asked) if record.cpu_mask_asked else []
+    threads = record.threads or record.threads_asked or len(asked_cores) or None
+    cpu_list = record.cpu_list or (format_list(asked_cores) if asked_cores else None)
+    where = "+".join(record.cpu_clusters or []) or record.cores_asked or ""
+    if threads is None and cpu_list is None and not where:
+        return ""
+    parts = [f"{threads} thread{'s' * (threads != 1)}"] if threads else []
+    if where or cpu_list:
+        parts.append(f"{where or 'cpu'} ({cpu_list})" if cpu_list else where)
+    if record.oversubscribed:
+        parts.append("oversubscribed")
+    return " · ".join(parts)
+
+
 def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFrame:
-    """One row per record; nested ``device`` becomes ``device.<field>`` columns."""
+    """One row per record; nested ``device`` becomes ``device.<field>`` columns, and ``cpus``
+    names the thread count and core set it ran with (:func:`placement_label`)."""
     rows = []
     for record in records:
         row = record.model_dump(exclude=_DROPPED)
         device = row.pop("device") or {}
         row.update({f"device.{key}": value for key, value in device.items()})
         row["device"] = device_label(device)
+        row["cpus"] = placement_label(record)
         row["run"] = run
         row["run_dir"] = str(run_dir)
         rows.append(row)
-    columns = list(Record.model_fields) + ["device.serial", "device.model", "run", "run_dir"]
+    columns = list(Record.model_fields) + ["device.serial", "device.model", "cpus", "run", "run_dir"]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[c for c in columns if c not in _DROPPED])
     return df
 
@@ -173,6 +198,8 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFram
     empty for a single value), cv = stdev / mean, count (non-missing values).
     """
     data = measured(df)
+    if "cpus" in by and "cpus" not in data:
+        data = data.assign(cpus="")  # a frame built by hand, without placement: one setting
     metrics = present_metrics(data)
     if data.empty:
         return pd.DataFrame(columns=[*by, "n", "params", *(f"{m}_{s}" for m in metrics for s in STATS)])

@@ -10,6 +10,11 @@
 (c) ``peak_mem_vs_params``: peak memory against parameters at the same L.
 (d) ``heatmap_otps`` and ``heatmap_ttft``: the median over model (rows, by size) x L.
 (e) ``quality_vs_otps``: ``slm-bench eval``'s average quality score against OTPS at the same L.
+(f) ``thread_sweep``, only for a run that swept ``--threads``/``--cores``: ITPS and OTPS against
+    the setting, one line per L (harness.report.sweep).
+
+A series is one setting as well as one build: a sweep draws a line per thread count and core set,
+named in the legend (``· 2 threads · big (0-1)``) whenever some record says where it ran.
 
 Points measured with ``weights == "dummy"`` (random weights: speed is real, output is not)
 are drawn hollow and labelled "(dummy weights)".
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 from harness.errors import UserError
 from harness.report.aggregate import RunData, format_labels, load_runs, summarize_overall
 from harness.report.quality import load_quality, plot_quality_vs_speed
+from harness.report.sweep import one_setting_per_build, plot_thread_sweep, sweep_summary
 from harness.report.tradeoff import pareto_front
 
 if TYPE_CHECKING:
@@ -34,7 +40,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-SERIES_KEYS = ("model", "quantization", "weights", "device", "engine")
+# Series.key indexes these: new keys go at the end ([0] model, [1] quantization, [3] device, [4] engine).
+SERIES_KEYS = ("model", "quantization", "weights", "device", "engine", "cpus")
 # metric -> (file stem, y-axis label, title)
 VS_L: dict[str, tuple[str, str, str]] = {
     "itps": ("itps_vs_L", "ITPS (input tokens/s)", "Prefill speed (ITPS)"),
@@ -91,7 +98,11 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
         written += save_figure(plot_heatmap(series, metric, scope), out / stem)
     if quality is None:  # a report passes the quality it already loaded
         quality, _ = load_quality(run_dirs_of(data))
-    written += save_figure(plot_quality_vs_speed(quality, overall, length, scope), out / "quality_vs_otps")
+    # One setting per model build: a sweep must not put one model on the quality plot several times.
+    ranked = one_setting_per_build(overall, data.df)
+    written += save_figure(plot_quality_vs_speed(quality, ranked, length, scope), out / "quality_vs_otps")
+    if not (sweep := sweep_summary(data.df)).empty:
+        written += save_figure(plot_thread_sweep(sweep, scope), out / "thread_sweep")
     return written
 
 
@@ -107,14 +118,18 @@ def build_series(overall: "pd.DataFrame", formats: dict[tuple, str] | None = Non
     ``formats`` ((model, quantization, engine) -> label) names the format that ran."""
     if overall.empty:
         return []
+    if "cpus" not in overall:  # a summary built by hand, without placement: one setting
+        overall = overall.assign(cpus="")
+    with_cpus = bool((overall["cpus"].fillna("") != "").any())
     several_devices = overall["device"].nunique() > 1
     several_engines = overall["engine"].nunique() > 1
     palette = [f"C{i}" for i in range(10)]
     series = []
     for index, (key, rows) in enumerate(overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)):
-        model, quantization, weights, device, engine = key
+        model, quantization, weights, device, engine, cpus = key
         shown = (formats or {}).get((model, quantization, engine), quantization)
         label = f"{short_model_name(model)} ({shown})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
+        label += f" · {cpus or 'cpus not recorded'}" if with_cpus else ""
         dummy = weights == "dummy"
         if dummy:
             label += " (dummy weights)"
@@ -217,17 +232,22 @@ def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tupl
     if not drawn:
         return empty_figure(full_title, f"no {title} measurements in these runs")
     fig, (ax,) = new_figure()
+    # A sweep gives one model several series: its published points and ceiling are drawn once.
+    once: set[tuple] = set()
     for s in drawn:
         rows = s.rows[s.rows[column].notna()]
         ax.fill_between(rows["L"], rows[f"{metric}_p10"], rows[f"{metric}_p90"], color=s.color, alpha=0.15, linewidth=0)
         ax.plot(rows["L"], rows[column], marker="o", color=s.color, markerfacecolor=s.marker_face, label=s.label)
-        if reference is not None:
+        if reference is not None and ("reference", s.key[0]) not in once:
             from harness.report.reference import model_key
 
+            once.add(("reference", s.key[0]))
             pub = reference[reference["model_key"] == model_key(s.key[0])].sort_values("L")
             if len(pub):
                 ax.plot(pub["L"], pub[metric], marker="x", linestyle=":", color=s.color, label=f"{s.key[0]}: {pub['device'].iloc[0]}")
-        ceiling = ceilings.get((s.key[0], s.key[1], s.key[3], s.key[4]))  # engines pack weights differently
+        ceiling_key = (s.key[0], s.key[1], s.key[3], s.key[4])  # engines pack weights differently
+        ceiling = ceilings.get(ceiling_key) if ceiling_key not in once else None
+        once.add(ceiling_key)
         if ceiling:
             ax.axhline(ceiling, color=s.color, linestyle="--", linewidth=1,
                        label=f"decode ceiling {short_model_name(s.key[0])}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)")

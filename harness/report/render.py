@@ -1,8 +1,10 @@
 """Render run directories into report.md, report.html (self-contained) and summary.csv.
 
 Tables show, per model x L (all tasks pooled) and per task, the median of each metric with
-its p10-p90 range. With a baseline, each cell instead shows the value and its ratio to the
-baseline's matching cell (same model, quantization, task and L), the way llama.cpp's
+its p10-p90 range; a ``cpus`` column names the thread count and core set where the records say
+(a sweep adds the "Threads and cores" table, harness.report.sweep). With a baseline, each cell
+instead shows the value and its ratio to the baseline's matching cell (same model, quantization,
+task and L; and the same setting where the baseline measured it), the way llama.cpp's
 compare-llama-bench reports a speedup. Problems (unreadable journal lines, failed cells,
 mixed prompt sets) are listed first; the metric definitions close the report.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, get_args
 
 from harness import __version__, paths
 from harness.report.aggregate import (
+    GROUP_KEYS,
     RunData,
     device_label,
     format_label,
@@ -96,6 +99,7 @@ def write_report(
     from harness.report.plots import decode_ceilings, run_dirs_of, write_plots
     from harness.report.quality import load_quality, quality_table
     from harness.report.reference import load_quality_reference, load_reference
+    from harness.report.sweep import one_setting_per_build, sweep_table
     from harness.report.tradeoff import tradeoff_tables
 
     data = load_runs(list(run_dirs))
@@ -109,9 +113,13 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
     tables = [runs_table(data), *result_tables(with_format_labels(summary, data.df), base is not None)]
+    if (sweep := sweep_table(data.df)) is not None:
+        tables.append(sweep)
     if (memory := memory_table(data)) is not None:
         tables.append(memory)
-    tables += tradeoff_tables(data, summarize_overall(data.df), decode_ceilings(data))
+    # Trade-offs rank models, not settings: a sweep's build enters them once.
+    ranked = one_setting_per_build(summarize_overall(data.df), data.df)
+    tables += tradeoff_tables(data, ranked, decode_ceilings(data))
     if (table := quality_table(quality)) is not None:
         tables.append(table)
         if reference and (quality_ref := load_quality_reference(reference)) is not None:
@@ -139,12 +147,15 @@ def reference_table(data: RunData, ref, name: str) -> Table:
 
     rows = []
     device_label = ref["device"].iloc[0] if len(ref) else name
-    for r in compare(summarize_overall(measured(data.df)), ref):
-        cells = [r["model"], str(r["L"]), str(r["device"])]
-        for metric in METRICS:
-            mine, theirs, ratio = r[metric]
-            cells.append(f"{format_value(mine, metric)} / {format_value(theirs, metric)} ({ratio:.2f}x)" if ratio else "n/a")
-        rows.append(cells)
+    # Per setting, so a sweep's rows say which thread count and core set each measurement used.
+    for cpus, overall in summarize_overall(measured(data.df)).groupby("cpus", sort=True):
+        for r in compare(overall, ref):
+            cells = [r["model"], str(r["L"]), str(r["device"]) + (f" · {cpus}" if cpus else "")]
+            for metric in METRICS:
+                mine, theirs, ratio = r[metric]
+                shown = f"{format_value(mine, metric)} / {format_value(theirs, metric)} ({ratio:.2f}x)"
+                cells.append(shown if ratio else "n/a")
+            rows.append(cells)
     note = (
         f"measured / published ({device_label}); the paper's L counts cl100k tokens of context, as ours does; "
         "L=0 is its one-line question without a document."
@@ -161,11 +172,14 @@ def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFram
         return summary
     lookup = baseline_medians(base)
     summary = summary.copy()
+    # Its own setting's baseline where the baseline measured that setting, else the pooled one.
+    cells = [lookup.get(_baseline_key(row, True)) or lookup.get(_baseline_key(row, False), {})
+             for _, row in summary.iterrows()]
     for metric in present_metrics(measured(base.df)):
         column = f"{metric}_median"
         if column not in summary:
             continue
-        reference = [lookup.get(_baseline_key(row), {}).get(metric) for _, row in summary.iterrows()]
+        reference = [cell.get(metric) for cell in cells]
         summary[f"{metric}_baseline"] = reference
         summary[f"{metric}_ratio"] = [
             value / ref if ref and not _missing(value) else math.nan for value, ref in zip(summary[column], reference)
@@ -174,23 +188,28 @@ def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFram
 
 
 def baseline_medians(base: RunData) -> dict[tuple, dict[str, float]]:
-    """(model, quantization, task, L) -> the baseline's metric medians; task "all" pools tasks.
+    """(model, quantization, task, L, cpus) -> the baseline's metric medians; task "all" pools
+    tasks, cpus None pools every thread count and core set.
 
     Grouped on the matching keys only, so a baseline measured on several devices or
-    builds of one model yields one pooled reference per cell.
+    builds of one model yields one pooled reference per cell. A cell takes the baseline of its
+    own setting where the baseline measured it (a sweep against a sweep), else the pooled one
+    (a run against one made before placement was recorded, or on another device's cores).
     """
-    per_task = summarize(base.df, BASELINE_KEYS)
-    pooled = summarize(base.df, tuple(k for k in BASELINE_KEYS if k != "task")).assign(task="all")
     lookup: dict[tuple, dict[str, float]] = {}
-    for table in (per_task, pooled):
-        metrics = [m for m in METRIC_HEADERS if f"{m}_median" in table]
-        for _, row in table.iterrows():
-            lookup[_baseline_key(row)] = {m: row[f"{m}_median"] for m in metrics}
+    for keys in (BASELINE_KEYS, (*BASELINE_KEYS, "cpus")):
+        per_task = summarize(base.df, keys)
+        pooled = summarize(base.df, tuple(k for k in keys if k != "task")).assign(task="all")
+        for table in (per_task, pooled):
+            metrics = [m for m in METRIC_HEADERS if f"{m}_median" in table]
+            for _, row in table.iterrows():
+                lookup[_baseline_key(row, "cpus" in keys)] = {m: row[f"{m}_median"] for m in metrics}
     return lookup
 
 
-def _baseline_key(row) -> tuple:
-    return tuple(str(row[k]) if k != "L" else int(row[k]) for k in BASELINE_KEYS)
+def _baseline_key(row, by_setting: bool) -> tuple:
+    cells = tuple(str(row[k]) if k != "L" else int(row[k]) for k in BASELINE_KEYS)
+    return (*cells, str(row.get("cpus") or "") if by_setting else None)
 
 
 def reference_quality_table(quality, ref, name: str) -> Table:
@@ -259,26 +278,30 @@ def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
     # Tasks in the paper's order (summ, qs, qa) rather than alphabetically.
     order = {task: i for i, task in enumerate(TASK_ORDER)}
     per_task = summary[summary["task"] != "all"].sort_values(
-        ["model", "quantization", "weights", "device", "engine", "target", "task", "L"],
+        [k for k in GROUP_KEYS if k in summary],
         key=lambda col: col.map(order) if col.name == "task" else col,
         kind="stable",
     )
+    # The setting column only where some record says where it ran: old reports look as they did.
+    cpus = "cpus" in summary and bool((summary["cpus"].fillna("") != "").any())
     return [
-        Table("Overview: model x L (all tasks pooled)", _headers(metrics, with_task=False),
-              [_row(r, metrics, compared, with_task=False) for _, r in pooled.iterrows()], note),
-        Table("Per task", _headers(metrics, with_task=True),
-              [_row(r, metrics, compared, with_task=True) for _, r in per_task.iterrows()], note),
+        Table("Overview: model x L (all tasks pooled)", _headers(metrics, False, cpus),
+              [_row(r, metrics, compared, False, cpus) for _, r in pooled.iterrows()], note),
+        Table("Per task", _headers(metrics, True, cpus),
+              [_row(r, metrics, compared, True, cpus) for _, r in per_task.iterrows()], note),
     ]
 
 
-def _headers(metrics: list[str], with_task: bool) -> list[str]:
-    keys = ["model", "quant", "weights", "device", "engine / target"] + (["task"] if with_task else []) + ["L", "n"]
+def _headers(metrics: list[str], with_task: bool, with_cpus: bool = False) -> list[str]:
+    keys = ["model", "quant", "weights", "device", "engine / target"] + (["cpus"] if with_cpus else [])
+    keys += (["task"] if with_task else []) + ["L", "n"]
     return keys + [METRIC_HEADERS[m] for m in metrics]
 
 
-def _row(row, metrics: list[str], compared: bool, with_task: bool) -> list[str]:
+def _row(row, metrics: list[str], compared: bool, with_task: bool, with_cpus: bool = False) -> list[str]:
     engine = f"{row['engine']} / {row['target']}" if row["target"] else str(row["engine"])
     keys = [row["model"], row["quantization"], row["weights"], row["device"], engine]
+    keys += ([row["cpus"] or "not recorded"] if with_cpus else [])
     keys += ([row["task"]] if with_task else []) + [int(row["L"]), int(row["n"])]
     return [str(k) for k in keys] + [_cell(row, m, compared) for m in metrics]
 
