@@ -130,6 +130,12 @@ def gguf_path(model, bundle: Path | None = None) -> Path:
     raise UserError(f"the llama.cpp runners need a GGUF file and {name} did not come from one; add --engine llama.cpp (GGUF Q4_0 from any model) or pass --model path/to/model.gguf")
 
 
+def uses_openmp(files: list[Path]) -> bool:
+    """Whether a llama.cpp build threads with OpenMP (its -C mask is then ignored): the binary or
+    a library beside it imports libgomp's entry points (``GOMP_parallel``), static or dynamic."""
+    return any(b"GOMP_parallel" in Path(f).read_bytes() for f in files if Path(f).is_file())
+
+
 class _LlamaCppRunner(NativeRunner):
     engine = "llama.cpp"
     binaries: tuple[str, ...] = ()
@@ -150,7 +156,10 @@ class _LlamaCppRunner(NativeRunner):
         self.exe = posixpath.join(self.folder, binary.name)
         self.model_path = posixpath.join(self.model_folder, remote_name)
         provenance = binary_provenance(binary, libs, source)
-        provenance.update(runner=self.name, model_file=str(model), bytes_pushed=sent + sent_model)
+        provenance.update(runner=self.name, model_file=str(model), bytes_pushed=sent + sent_model, openmp=uses_openmp([binary, *libs.values()]))
+        if provenance["openmp"]:
+            self.ctx.log(f"note: {binary.name} is built with OpenMP, which ignores llama.cpp's -C mask; the taskset around it still pins "
+                         "the process to the chosen cores (build with -DGGML_OPENMP=OFF for llama.cpp's own affinity)")
         return provenance
 
     def _find(self, device_arch: str) -> tuple[Path, str]:

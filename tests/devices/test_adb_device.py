@@ -306,3 +306,12 @@ def test_core_sets_are_applied_through_the_phones_taskset(adb_server, phone, tmp
     assert info["topology"]["clusters"]["prime"]["cores"] == "9" and "emulated" in info["topology"]["source"]
     with pytest.raises(UserError, match="has no cluster 'huge'"):
         run_benchmark(spec.model_copy(update={"cores": ["huge"]}), tmp_path / "bad", log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
+
+
+def test_a_mask_the_phone_refuses_is_a_one_line_error_before_any_runner(adb_server, phone):
+    from harness.devices.placement import Placement
+
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    dev.check_pinning(Placement(1, (9,), ("prime",)))  # the X4: taken
+    with pytest.raises(UserError, match=r"refused `taskset 400` .*failed to set pid \d+'s affinity.*pick cores it has online"):
+        dev.check_pinning(Placement(1, (10,), ()))  # no cpu10 on an S24: the phone's taskset says no

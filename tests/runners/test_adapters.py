@@ -167,3 +167,23 @@ def test_llama_bench_runs_the_llama_cpp_engines_q4_0_bundle(tmp_path, monkeypatc
 
     with pytest.raises(UserError, match=r"--runner tvm-rpc runs TVM bundles, not llama.cpp ones; use --engine tvm"):
         TvmRpc(context(tmp_path, model=model, bundle=bundle)).setup()
+
+
+def test_an_openmp_build_is_detected_the_harness_built_one_is_not(tmp_path):
+    """llama.cpp threaded by OpenMP ignores its -C mask: the adapter says so (run.json: openmp)."""
+    import shutil
+    import subprocess
+
+    from harness.runners.llama_cpp import uses_openmp
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no C compiler (apt-get install -y gcc)")
+    src = tmp_path / "omp.c"
+    src.write_text("#include <stdio.h>\nint main(void) {\n#pragma omp parallel\n puts(\"x\");\n return 0;\n}\n")
+    subprocess.run([gcc, "-fopenmp", str(src), "-o", str(tmp_path / "omp")], check=True)
+    subprocess.run([gcc, str(src), "-o", str(tmp_path / "plain")], check=True)
+    assert uses_openmp([tmp_path / "omp"]) and not uses_openmp([tmp_path / "plain"])
+    bench = llama_bin("llama-bench")
+    if bench is not None:
+        assert not uses_openmp([bench, *bench.parent.glob("lib*.so*")])  # the harness builds without OpenMP
