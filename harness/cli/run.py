@@ -28,14 +28,14 @@ Metrics (per request; raw perf_counter_ns stamps are kept in each record):
   runtime = request start -> last token
 
 Records are appended to OUT/records.jsonl as they are measured; rerunning the same command
-resumes where it stopped and measures nothing that is already there.
+resumes where it stopped and measures nothing that is already there. A model whose memory
+estimate is over the device's budget runs with a warning (--strict-memory refuses it); one
+over the device's RAM is refused; an out-of-memory kill is journaled as a failed request.
 
 Threads and cores: the runner is pinned to a core set (taskset on a phone) with one engine thread
 per core unless --threads says otherwise, the same for every runner and engine. Each record says
 what ran, read back from the runner (threads, cpu_mask, cpu_clusters) next to what was asked; a
-sweep's report has a table and plot per setting with the fastest marked. A model whose memory
-estimate is over the device's budget runs with a warning (--strict-memory refuses it); one
-over the device's RAM is refused; an out-of-memory kill is journaled as a failed request."""
+sweep's report has a table and plot per setting with the fastest marked."""
 
 
 @click.command("run", epilog=EPILOG)
