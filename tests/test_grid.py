@@ -258,3 +258,18 @@ def test_command_line_overrides_replace_the_files_fields_and_are_validated(monke
     bad = CliRunner().invoke(cli, ["grid", study, "--dry-run", "--tasks", "poems"])
     assert isinstance(bad.exception, UserError)  # the entry point prints it as one line, exit 2
     assert "override tasks.0" in str(bad.exception) and "fix the command-line option" in str(bad.exception)
+
+
+def test_threads_and_cores_are_grid_axes_swept_inside_every_cell(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("models: [dummy:tiny-llama]\ntasks: [summ]\nlengths: [200]\nthreads: [1, 2]\ncores: [all]\n"
+                    "repeats: 1\nwarmup: 0\nmax_new_tokens: 4\n")
+    grid = load_grid(path)
+    [cell] = plan_grid(grid)
+    assert (cell.spec.threads, cell.spec.cores) == ([1, 2], ["all"])
+    [run_dir] = run_grid(grid, tmp_path / "out", log=lambda *_: None)
+    records, _ = load(run_dir)
+    assert sorted((r.threads, r.cores_asked) for r in records) == [(1, "all"), (2, "all")]
+    path.write_text(path.read_text().replace("cores: [all]", "cores: all"))
+    with pytest.raises(UserError, match="cores"):
+        load_grid(path)
