@@ -9,6 +9,7 @@ report's bookkeeping but never enter a median.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,15 @@ from harness.errors import UserError
 from harness.results.journal import RECORDS_FILE, RUN_FILE, load, read_run_info
 from harness.results.schema import Record, RunInfo
 
-# Metrics summarized, in report order; only those with at least one value are used.
-METRICS: tuple[str, ...] = ("itps", "otps", "ttft_s", "runtime_s", "input_tokens", "peak_mem_bytes")
+# Metrics summarized, in report order; only those with at least one value are used (energy is
+# only measured on phones with a fuel gauge).
+METRICS: tuple[str, ...] = (
+    "itps", "otps", "ttft_s", "runtime_s", "input_tokens", "peak_mem_bytes",
+    "energy_j_per_token", "energy_j_per_token_above_idle",
+)
+# Conditions a cell ran under, not speeds: only their median is kept (``<name>_median``), where
+# some record has one; harness.report.noise reads it.
+CONDITIONS: tuple[str, ...] = ("cpu_load_other",)
 STATS: tuple[str, ...] = ("median", "p10", "p90", "stdev", "cv", "count")
 # One result cell: a model build on a device and engine, run with one thread count on one core
 # set (``cpus``, so two settings of a sweep never pool into one median), for one task and length.
@@ -160,6 +168,13 @@ def placement_label(record: Record) -> str:
     return " · ".join(parts)
 
 
+def setting_order(label: str | None) -> str:
+    """A sort key for ``cpus`` labels: the thread count as a number, then the label, so
+    "2 threads" sorts before "10 threads"; a label without a thread count ("") first."""
+    match = re.match(r"(\d+) thread", label or "")
+    return f"{int(match[1]) if match else 0:06d} {label or ''}"
+
+
 def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFrame:
     """One row per record; nested ``device`` becomes ``device.<field>`` columns, and ``cpus``
     names the thread count and core set it ran with (:func:`placement_label`)."""
@@ -190,8 +205,14 @@ def present_metrics(df: pd.DataFrame) -> list[str]:
     return [m for m in METRICS if m in df.columns and df[m].notna().any()]
 
 
+def present_conditions(df: pd.DataFrame) -> list[str]:
+    """Conditions of CONDITIONS that have at least one value in ``df``."""
+    return [c for c in CONDITIONS if c in df.columns and df[c].notna().any()]
+
+
 def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFrame:
-    """Per group: ``<metric>_<stat>`` for each present metric, plus ``n`` and ``params``.
+    """Per group: ``<metric>_<stat>`` for each present metric, ``<condition>_median`` for each
+    present condition, plus ``n`` and ``params``.
 
     ``df`` may be all records: warmups, failures and skips are filtered out here. Stats:
     median, p10/p90 (10th/90th percentile, linear interpolation), stdev (sample, ddof=1;
@@ -200,10 +221,11 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFram
     data = measured(df)
     if "cpus" in by and "cpus" not in data:
         data = data.assign(cpus="")  # a frame built by hand, without placement: one setting
-    metrics = present_metrics(data)
+    metrics, conditions = present_metrics(data), present_conditions(data)
     if data.empty:
         return pd.DataFrame(columns=[*by, "n", "params", *(f"{m}_{s}" for m in metrics for s in STATS)])
-    data = data.assign(**{m: pd.to_numeric(data[m], errors="coerce") for m in (*metrics, "params")})
+    numeric = (*metrics, *conditions, "params")
+    data = data.assign(**{m: pd.to_numeric(data[m], errors="coerce") for m in numeric})
     groups = data.groupby(list(by), dropna=False, sort=True)
     parts = [groups.size().rename("n"), groups["params"].max().rename("params")]
     if "ttft_estimated" in data and data["ttft_estimated"].fillna(False).astype(bool).any():
@@ -220,6 +242,7 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFram
             (stdev / values.mean()).rename(f"{metric}_cv"),
             values.count().rename(f"{metric}_count"),
         ]
+    parts += [groups[c].median().rename(f"{c}_median") for c in conditions]
     return pd.concat(parts, axis=1).reset_index()
 
 

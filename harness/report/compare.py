@@ -1,7 +1,11 @@
 """Compare two runs cell by cell: the regression check for CI (``slm-bench compare A B``).
 
 A cell is one (model, quantization, engine, target, task, L) measured in both runs; its
-value is the median over measured requests. For each metric the comparison gives the ratio
+value is the median over measured requests. Where both runs measured a cell with some of the same
+settings (thread count and core set, the ``cpus`` label), it is compared setting by setting, and
+a setting only one run measured is listed as only in that run; otherwise (a run from before
+placement was recorded, or two devices whose core sets differ) each run's settings are pooled
+into one median, as before. For each metric the comparison gives the ratio
 B / A and a *slowdown* in percent that reads the same way for every metric:
 
 - throughputs (ITPS, OTPS): slowdown = (A / B - 1) x 100 — B needs that much more time per token;
@@ -27,13 +31,16 @@ if TYPE_CHECKING:
 # metric -> higher is better?
 COMPARED: dict[str, bool] = {"itps": True, "otps": True, "ttft_s": False, "runtime_s": False}
 CELL_KEYS: tuple[str, ...] = ("model", "quantization", "engine", "target", "task", "L")
+SETTING = "cpus"  # a cell compared setting by setting carries it; a pooled cell has ""
 
 
 @dataclass
 class Comparison:
-    cells: pd.DataFrame  # CELL_KEYS + per metric: <m>_a, <m>_b, <m>_ratio, <m>_slowdown_pct
+    # CELL_KEYS (+ cpus where some cell was matched by setting) + per metric: <m>_a, <m>_b,
+    # <m>_ratio, <m>_slowdown_pct
+    cells: pd.DataFrame
     metrics: list[str]
-    only_a: list[tuple]  # cells measured in A only
+    only_a: list[tuple]  # cells measured in A only (with their setting where matched by setting)
     only_b: list[tuple]
     devices_a: list[str]
     devices_b: list[str]
@@ -63,24 +70,27 @@ def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison
     Each side is a list of run folders or grid output folders (every cell of a grid)."""
     import pandas as pd
 
-    from harness.report.aggregate import load_runs, summarize
+    from harness.report.aggregate import load_runs
 
     a, b = load_runs(list(run_a)), load_runs(list(run_b))
-    med_a = summarize(a.df, CELL_KEYS)
-    med_b = summarize(b.df, CELL_KEYS)
+    med_a, med_b = cell_medians(a.df, b.df)
     if med_a.empty or med_b.empty:
         empty = ", ".join(map(str, run_a if med_a.empty else run_b))
         raise UserError(f"{empty} has no measured records (status ok, not warm-up); fix: compare runs that finished at least one request")
     metrics = [m for m in COMPARED if f"{m}_median" in med_a and f"{m}_median" in med_b]
-    keep = [*CELL_KEYS, *(f"{m}_median" for m in metrics)]
-    merged = med_a[keep].merge(med_b[keep], on=list(CELL_KEYS), how="outer", suffixes=("_a", "_b"), indicator=True)
+    keys = [*CELL_KEYS, SETTING]
+    keep = [*keys, *(f"{m}_median" for m in metrics)]
+    merged = med_a[keep].merge(med_b[keep], on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    merged = merged.sort_values(keys, key=_setting_key, kind="stable")
     both = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if both.empty:
         raise UserError(
             "the two runs share no cell (model, quantization, engine, target, task, L); "
             "fix: compare runs of the same model and settings, e.g. before and after a change"
         )
-    cells = both[list(CELL_KEYS)].copy()
+    # The setting column only where some cell was matched by setting: old comparisons look as before.
+    key_columns = keys if (merged[SETTING] != "").any() else list(CELL_KEYS)
+    cells = both[key_columns].copy()
     for m in metrics:
         va, vb = both[f"{m}_median_a"].astype(float), both[f"{m}_median_b"].astype(float)
         cells[f"{m}_a"], cells[f"{m}_b"] = va, vb
@@ -89,24 +99,69 @@ def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison
     return Comparison(
         cells=cells,
         metrics=metrics,
-        only_a=_keys(merged[merged["_merge"] == "left_only"]),
-        only_b=_keys(merged[merged["_merge"] == "right_only"]),
+        only_a=_keys(merged[merged["_merge"] == "left_only"], key_columns),
+        only_b=_keys(merged[merged["_merge"] == "right_only"], key_columns),
         devices_a=sorted(map(str, pd.unique(a.measured["device"]))),
         devices_b=sorted(map(str, pd.unique(b.measured["device"]))),
         unreadable=[f"RUN_A: {p}" for p in a.problems] + [f"RUN_B: {p}" for p in b.problems],
     )
 
 
-def _keys(frame: pd.DataFrame) -> list[tuple]:
-    return [tuple(row) for row in frame[list(CELL_KEYS)].itertuples(index=False)]
+def cell_medians(df_a: pd.DataFrame, df_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each run's medians per cell and ``cpus``: per setting for the cells where A and B share
+    a setting, pooled over settings (``cpus`` "") for every other cell."""
+    import pandas as pd
+
+    from harness.report.aggregate import summarize
+
+    by_setting = [summarize(df, (*CELL_KEYS, SETTING)) for df in (df_a, df_b)]
+    settings = [_settings_per_cell(med) for med in by_setting]
+    shared = {cell for cell, labels in settings[0].items() if labels & settings[1].get(cell, set())}
+    out = []
+    for df, med in zip((df_a, df_b), by_setting):
+        pooled = summarize(df, CELL_KEYS).assign(**{SETTING: ""})
+        # .loc: a boolean list picks rows even when it is empty (``frame[[]]`` would pick columns).
+        matched = med.loc[[_cell(row) in shared for row in med.itertuples(index=False)]]
+        rest = pooled.loc[[_cell(row) not in shared for row in pooled.itertuples(index=False)]]
+        matched = matched.assign(**{SETTING: matched[SETTING].fillna("").astype(str)})
+        out.append(pd.concat([matched, rest], ignore_index=True))
+    return out[0], out[1]
+
+
+def _settings_per_cell(medians: pd.DataFrame) -> dict[tuple, set[str]]:
+    """cell -> the ``cpus`` labels measured for it ("" for records without placement)."""
+    out: dict[tuple, set[str]] = {}
+    for row in medians.itertuples(index=False):
+        out.setdefault(_cell(row), set()).add(str(getattr(row, SETTING) or ""))
+    return out
+
+
+def _cell(row) -> tuple:
+    return tuple(getattr(row, k) for k in CELL_KEYS)
+
+
+def _setting_key(column: pd.Series) -> pd.Series:
+    """Sort settings by thread count as a number (2 threads before 10 threads)."""
+    from harness.report.aggregate import setting_order
+
+    return column.map(setting_order) if column.name == SETTING else column
+
+
+def _keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    return [tuple(row) for row in frame[columns].itertuples(index=False)]
 
 
 def render_text(comparison: Comparison, threshold_pct: float | None) -> str:
     """A fixed-width table: one line per cell, each metric as ``A -> B (slowdown)``."""
-    headers = ["model", "quant", "engine", "task", "L", *(_HEADER[m] for m in comparison.metrics)]
+    # A setting column only when cells were matched by setting; a pooled cell says so there.
+    with_setting = SETTING in comparison.cells
+    headers = ["model", "quant", "engine", *(["cpus"] if with_setting else []), "task", "L"]
+    headers += [_HEADER[m] for m in comparison.metrics]
     rows = []
     for _, cell in comparison.cells.iterrows():
-        row = [str(cell["model"]), str(cell["quantization"]), str(cell["engine"]), str(cell["task"]), str(cell["L"])]
+        row = [str(cell["model"]), str(cell["quantization"]), str(cell["engine"])]
+        row += [cell[SETTING] or "all settings pooled"] if with_setting else []
+        row += [str(cell["task"]), str(cell["L"])]
         for m in comparison.metrics:
             pct = cell[f"{m}_slowdown_pct"]
             flag = " !" if threshold_pct is not None and pct > threshold_pct else ""

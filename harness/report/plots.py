@@ -14,7 +14,7 @@
     the setting, one line per L (harness.report.sweep).
 
 A series is one setting as well as one build: a sweep draws a line per thread count and core set,
-named in the legend (``· 2 threads · big (0-1)``) whenever some record says where it ran.
+named in the legend (``· 2 threads · big (0-1)``) whenever the plotted runs hold more than one.
 
 Points measured with ``weights == "dummy"`` (random weights: speed is real, output is not)
 are drawn hollow and labelled "(dummy weights)".
@@ -120,7 +120,9 @@ def build_series(overall: "pd.DataFrame", formats: dict[tuple, str] | None = Non
         return []
     if "cpus" not in overall:  # a summary built by hand, without placement: one setting
         overall = overall.assign(cpus="")
-    with_cpus = bool((overall["cpus"].fillna("") != "").any())
+    # A legend names the setting only when the plot holds several: one setting is no news
+    # (tables keep their column, which says where each row ran).
+    with_cpus = overall["cpus"].fillna("").nunique() > 1
     several_devices = overall["device"].nunique() > 1
     several_engines = overall["engine"].nunique() > 1
     palette = [f"C{i}" for i in range(10)]

@@ -5,8 +5,11 @@ its p10-p90 range; a ``cpus`` column names the thread count and core set where t
 (a sweep adds the "Threads and cores" table, harness.report.sweep). With a baseline, each cell
 instead shows the value and its ratio to the baseline's matching cell (same model, quantization,
 task and L; and the same setting where the baseline measured it), the way llama.cpp's
-compare-llama-bench reports a speedup. Problems (unreadable journal lines, failed cells,
-mixed prompt sets) are listed first; the metric definitions close the report.
+compare-llama-bench reports a speedup. Where a phone's fuel gauge measured it, energy per token
+(gross and above idle) joins the metrics. Problems (unreadable journal lines, failed cells, mixed
+prompt sets, cells measured under load or with a wide spread (harness.report.noise), a device that
+was charging) are listed first; a "Devices" table (harness.report.devices) gives each device's
+clusters and the settings measured; the metric definitions close the report.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from harness.report.aggregate import (
     load_runs,
     measured,
     present_metrics,
+    setting_order,
     status_counts,
     summarize,
     summary_table,
     with_format_labels,
 )
+from harness.report.noise import COLUMN as NOISE_COLUMN
+from harness.report.noise import any_flagged, noise_cell, rule_note
 from harness.results import schema
 from harness.results.schema import Task, now_rfc3339
 
@@ -46,7 +52,13 @@ METRIC_HEADERS: dict[str, str] = {
     "runtime_s": "runtime (s)",
     "input_tokens": "input tokens",
     "peak_mem_bytes": "peak mem (MiB)",
+    # Per processed (input + output) token, gross and above the idle draw (harness.devices.conditions).
+    "energy_j_per_token": "energy (mJ/token)",
+    "energy_j_per_token_above_idle": "energy above idle (mJ/token)",
 }
+MILLI = {"energy_j_per_token", "energy_j_per_token_above_idle"}  # stored in J, shown in mJ
+ENERGY_NOTE = (" energy: the fuel gauge's mean power x runtime per processed (input + output) token; "
+               "above idle subtracts the device's draw at rest, sampled before the run.")
 RANGED = {"itps", "otps", "ttft_s", "runtime_s"}  # metrics whose spread is worth a p10-p90
 BASELINE_KEYS = ("model", "quantization", "task", "L")
 MAX_LISTED_FAILURES = 20
@@ -96,6 +108,8 @@ def write_report(
     ``reference`` (e.g. ``slimlm-s24``) adds published figures: a measured-vs-published table
     and the published points on the vs-L plots, each labelled with the device it came from."""
     from harness.report.aggregate import summarize_overall
+    from harness.report.devices import charging_notes, devices_table
+    from harness.report.noise import noise_problems, with_noise
     from harness.report.plots import decode_ceilings, run_dirs_of, write_plots
     from harness.report.quality import load_quality, quality_table
     from harness.report.reference import load_quality_reference, load_reference
@@ -106,13 +120,14 @@ def write_report(
     base = load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline)) if baseline else None
     out = Path(out_dir) if out_dir is not None else default_out_dir(list(run_dirs))
 
-    summary = with_baseline(summary_table(data.df), base)
+    summary = with_noise(with_baseline(summary_table(data.df), base))
+    shown = with_format_labels(summary, data.df)
     ref = load_reference(reference) if reference else None
     quality, quality_problems = load_quality(run_dirs_of(data))
     plots = write_plots(data, out / "plots", L=L, reference=ref, quality=quality)  # first: a bad --L fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
-    tables = [runs_table(data), *result_tables(with_format_labels(summary, data.df), base is not None)]
+    tables = [runs_table(data), *filter(None, [devices_table(data)]), *result_tables(shown, base is not None)]
     if (sweep := sweep_table(data.df)) is not None:
         tables.append(sweep)
     if (memory := memory_table(data)) is not None:
@@ -127,6 +142,7 @@ def write_report(
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
     problems = list_problems(data, base) + quality_problems + over_budget_notes(data)
+    problems += noise_problems(shown) + charging_notes(data)
     baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
 
     md_path, html_path, csv_path = out / "report.md", out / "report.html", out / "summary.csv"
@@ -274,36 +290,49 @@ def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
     )
     if "ttft_estimated" in summary and summary["ttft_estimated"].fillna(False).astype(bool).any():
         note += " ~TTFT: estimated as prefill + one decode step (the runner prints no first-token time)."
-    pooled = summary[summary["task"] == "all"]
-    # Tasks in the paper's order (summ, qs, qa) rather than alphabetically.
-    order = {task: i for i, task in enumerate(TASK_ORDER)}
-    per_task = summary[summary["task"] != "all"].sort_values(
-        [k for k in GROUP_KEYS if k in summary],
-        key=lambda col: col.map(order) if col.name == "task" else col,
-        kind="stable",
-    )
+    note += ENERGY_NOTE if MILLI & set(metrics) else ""
+    # The noise column only when some cell is flagged: a clean report carries no empty column.
+    noisy = any_flagged(summary)
+    note += f" {rule_note()}" if noisy else ""
+    pooled = _in_table_order(summary[summary["task"] == "all"])
+    per_task = _in_table_order(summary[summary["task"] != "all"])
     # The setting column only where some record says where it ran: old reports look as they did.
     cpus = "cpus" in summary and bool((summary["cpus"].fillna("") != "").any())
     return [
-        Table("Overview: model x L (all tasks pooled)", _headers(metrics, False, cpus),
-              [_row(r, metrics, compared, False, cpus) for _, r in pooled.iterrows()], note),
-        Table("Per task", _headers(metrics, True, cpus),
-              [_row(r, metrics, compared, True, cpus) for _, r in per_task.iterrows()], note),
+        Table("Overview: model x L (all tasks pooled)", _headers(metrics, False, cpus, noisy),
+              [_row(r, metrics, compared, False, cpus, noisy) for _, r in pooled.iterrows()], note),
+        Table("Per task", _headers(metrics, True, cpus, noisy),
+              [_row(r, metrics, compared, True, cpus, noisy) for _, r in per_task.iterrows()], note),
     ]
 
 
-def _headers(metrics: list[str], with_task: bool, with_cpus: bool = False) -> list[str]:
+def _in_table_order(rows: "pd.DataFrame") -> "pd.DataFrame":
+    """Rows by build, then setting by thread count (2 before 10), then task in the paper's
+    order (summ, qs, qa) rather than alphabetically, then L."""
+    order = {task: i for i, task in enumerate(TASK_ORDER)}
+    by_column = {"task": lambda col: col.map(order), "cpus": lambda col: col.fillna("").map(setting_order)}
+    return rows.sort_values(
+        [k for k in GROUP_KEYS if k in rows],
+        key=lambda col: by_column.get(col.name, lambda c: c)(col),
+        kind="stable",
+    )
+
+
+def _headers(metrics: list[str], with_task: bool, with_cpus: bool = False,
+             with_noise: bool = False) -> list[str]:
     keys = ["model", "quant", "weights", "device", "engine / target"] + (["cpus"] if with_cpus else [])
     keys += (["task"] if with_task else []) + ["L", "n"]
-    return keys + [METRIC_HEADERS[m] for m in metrics]
+    return keys + [METRIC_HEADERS[m] for m in metrics] + ([NOISE_COLUMN] if with_noise else [])
 
 
-def _row(row, metrics: list[str], compared: bool, with_task: bool, with_cpus: bool = False) -> list[str]:
+def _row(row, metrics: list[str], compared: bool, with_task: bool, with_cpus: bool = False,
+         with_noise: bool = False) -> list[str]:
     engine = f"{row['engine']} / {row['target']}" if row["target"] else str(row["engine"])
     keys = [row["model"], row["quantization"], row["weights"], row["device"], engine]
     keys += ([row["cpus"] or "not recorded"] if with_cpus else [])
     keys += ([row["task"]] if with_task else []) + [int(row["L"]), int(row["n"])]
-    return [str(k) for k in keys] + [_cell(row, m, compared) for m in metrics]
+    cells = [str(k) for k in keys] + [_cell(row, m, compared) for m in metrics]
+    return cells + ([noise_cell(row)] if with_noise else [])
 
 
 def _cell(row, metric: str, compared: bool) -> str:
@@ -320,12 +349,14 @@ def _cell(row, metric: str, compared: bool) -> str:
 
 
 def format_value(value, metric: str) -> str:
-    """Three significant digits, no exponent; MiB for memory; '-' when missing."""
+    """Three significant digits, no exponent; MiB for memory, mJ for energy; '-' when missing."""
     if _missing(value):
         return "-"
     value = float(value)
     if metric == "peak_mem_bytes":
         return f"{value / 2**20:,.1f}"
+    if metric in MILLI:
+        value *= 1000.0
     if metric == "input_tokens":
         return f"{value:,.0f}"
     if abs(value) >= 1000:

@@ -47,5 +47,7 @@ def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
     finally:
         for proc in busy:
             proc.kill()
-    assert 1.5 < waited < 10 and lines[0].startswith("waiting for the device to be quiet")
+    assert waited > 1.5 and lines[0].startswith("waiting for the device to be quiet")
+    # back once the jobs end, unless something else keeps this machine busy: then it says so at the limit
+    assert waited < 10 or lines[-1].startswith("device still")
     assert wait_until_quiet(device, None, 20, lines.append) == 0.0
