@@ -12,6 +12,7 @@ Examples:
   slm-bench devices --adb-server 192.168.1.20:5037    # phones on another host's adb server
   slm-bench devices emulate --profile galaxy-s24 --port 5600 --root ./phone
   slm-bench devices emulate --profile galaxy-s24 --arch arm64 --port 5601 --root ./arm-phone
+  slm-bench devices emulate --profile galaxy-s24 --thermal-speedup 60   # throttles within a minute
   adb connect 127.0.0.1:5600 && slm-bench run --model smollm2-135m-instruct --device adb:127.0.0.1:5600"""
 
 
@@ -64,12 +65,25 @@ def _row(device) -> dict:
               help="CPU of the phone's programs. arm64: a stock phone whose shell and every pushed binary are "
                    "aarch64, run by qemu-user (needs root; the ARM64 userland is made on first use). Its timings "
                    "are emulation, never phone speed. x86_64: host programs, the host's Python offered.")
-def emulate(profile, port, root, arch):
-    """Run an emulated phone (a Python adbd speaking the real ADB protocol) in the foreground."""
+@click.option("--thermal-speedup", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="Run the phone's thermal model N times faster than real time (its battery's time constant is a "
+                   "device minute): with 60, a sustained load heats the phone past its profile's trip points and "
+                   "throttles it within seconds, so a test can watch the throttling.")
+@click.option("--charging", is_flag=True,
+              help="Emulate a plugged-in phone (dumpsys battery status 2, power_supply Charging). By default it "
+                   "discharges, as a phone on adb over Wi-Fi does, so its energy figures mean something.")
+def emulate(profile, port, root, arch, thermal_speedup, charging):
+    """Run an emulated phone (a Python adbd speaking the real ADB protocol) in the foreground.
+
+    The phone heats with its programs' CPU time. A profile with an `emulated: throttle:` section
+    throttles when its hottest CPU zone passes a trip point: every core's scaling_cur_freq reads
+    that share of its maximum, and the phone's programs really get that share of the CPU (they are
+    stopped for the rest of each 100 ms), until the zone has cooled `release_c` below the trip."""
     from harness.devices.emulated.adbd import main
 
     arch = "aarch64" if arch == "arm64" else arch
-    raise SystemExit(main(["--profile", profile, "--port", str(port), "--root", root, "--arch", arch]))
+    argv = ["--profile", profile, "--port", str(port), "--root", root, "--arch", arch, "--thermal-speedup", str(thermal_speedup)]
+    raise SystemExit(main(argv + (["--charging"] if charging else [])))
 
 
 @devices.command("clean")

@@ -51,6 +51,35 @@ class CpuSpec(BaseModel):
         return self
 
 
+class TripPoint(BaseModel):
+    """Past ``temp_c`` in its hottest CPU zone, the emulated phone's CPU runs at ``scale`` of its speed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temp_c: float
+    scale: float = Field(gt=0, le=1)
+
+
+class EmulatedSpec(BaseModel):
+    """How the emulated phone (``harness.devices.emulated``) behaves beyond what it reports: its
+    thermal throttling (``emulated/thermal.py``), and overrides of its ambient and RAM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    throttle: list[TripPoint] = Field(default_factory=list)  # none: never throttles
+    release_c: float = Field(default=3.0, ge=0)  # a trip is released this far below it (hysteresis)
+    throttle_source: str | None = None
+    ambient_c: float | None = None  # the thermal model's resting temperature (27 when unset)
+    mem_total_kb: int | None = Field(default=None, gt=0)  # /proc/meminfo's MemTotal (else memory_total_bytes)
+
+    @model_validator(mode="after")
+    def _trips_rise_and_slow(self) -> "EmulatedSpec":
+        temps, scales = [t.temp_c for t in self.throttle], [t.scale for t in self.throttle]
+        if temps != sorted(set(temps)) or scales != sorted(set(scales), reverse=True):
+            raise ValueError("throttle trips must rise in temp_c and fall in scale")
+        return self
+
+
 class DeviceProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +100,7 @@ class DeviceProfile(BaseModel):
     device_python: str | None = None  # a Python on the phone that can run harness.runner (e.g. Termux's)
     runner: str | None = None  # the default runner there (harness.runners); None: python
     cpu: CpuSpec | None = None  # the CPU layout (phones): what the emulated phone shows; a real one is read
+    emulated: EmulatedSpec | None = None  # the emulated phone's thermal throttling and overrides
     notes: str | None = None
 
 

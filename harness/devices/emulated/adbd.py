@@ -50,9 +50,10 @@ def load_profile(name_or_path: str) -> dict:
 class EmulatedDevice:
     """One emulated phone listening on ``host:port`` (0 picks a free port)."""
 
-    def __init__(self, profile: dict, root: Path, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0, arch: str = "x86_64", log=print):
+    def __init__(self, profile: dict, root: Path, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0,
+                 arch: str = "x86_64", log=print, charging: bool = False):
         self.profile, self.host, self.port = profile, host, port
-        self.state = DeviceState(profile, Path(root), time_scale=time_scale, arch=arch, log=log)
+        self.state = DeviceState(profile, Path(root), time_scale=time_scale, arch=arch, log=log, charging=charging)
         props = self.state.props
         self.banner = (f"device::ro.product.name={props.get('ro.product.name', '')};ro.product.model={props.get('ro.product.model', '')};"
                        f"ro.product.device={props['ro.product.device']};features={','.join(FEATURES)}").encode()
@@ -126,7 +127,7 @@ class EmulatedDevice:
             except OSError:
                 pass
             conn.shutdown()
-        self.state.kill_all()
+        self.state.close()  # no program of the phone outlives it, none is left stopped
 
     def __enter__(self) -> "EmulatedDevice":
         self.start()
@@ -142,11 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5555, help="TCP port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--root", type=Path, default=Path("emulated-phone"), help="folder that holds the phone's storage")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="device seconds per real second (thermal model)")
+    parser.add_argument("--thermal-speedup", "--time-scale", dest="time_scale", type=float, default=1.0, metavar="N",
+                        help="run the thermal model N times faster than real time (device seconds per real second), "
+                             "so that a test heats and throttles the phone within seconds")
+    parser.add_argument("--charging", action="store_true",
+                        help="a plugged-in phone (status Charging); by default it discharges, as one on adb over Wi-Fi")
     parser.add_argument("--arch", choices=ARCHES, default="x86_64", help="CPU of the phone's programs: host x86_64 ones, or aarch64 under qemu-user")
     args = parser.parse_args(argv)
     try:
-        device = EmulatedDevice(load_profile(args.profile), args.root, host=args.host, port=args.port, time_scale=args.time_scale, arch=args.arch)
+        device = EmulatedDevice(load_profile(args.profile), args.root, host=args.host, port=args.port,
+                                time_scale=args.time_scale, arch=args.arch, charging=args.charging)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

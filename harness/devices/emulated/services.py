@@ -8,7 +8,8 @@ paths that live in the sandbox (``/data``, ``/sdcard``, ``/storage/emulated/0``,
 ``/proc/cpuinfo`` and ``/sys/devices/system/cpu``: see ``cpu.py``). On the aarch64 phone they run
 with its own ARM64 shell chrooted into ``root`` (``arm64.py``), so phone paths need no rewrite. ``getprop``, ``dumpsys battery``
 and ``cat`` of /proc or /sys files are answered from the device profile and a thermal model
-without starting a process (so polling them is not load); the same answers are also on the
+without starting a process (so polling them is not load; /proc/stat and /proc/PID/stat from the
+host's, which the aarch64 phone's chroot lacks); the same answers are also on the
 shell's PATH as small scripts, so pipelines such as ``getprop | grep model`` work.
 """
 
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 from harness.devices.emulated import arm64, cpu
+from harness.devices.emulated.thermal import DutyCycle, TripPoints
 from harness.devices.emulated.protocol import Stream, StreamClosed
 from harness.errors import UserError
 
@@ -40,6 +42,12 @@ _ALIASES = {"/storage/emulated/0": "/sdcard", "/storage/self/primary": "/sdcard"
 _SANDBOXED = ("/data", "/sdcard", "/proc/meminfo", "/sys/class/thermal", "/sys/class/power_supply")
 # `cat /proc/PID/status`, as the harness reads a runner's back (AdbDevice.process_status)
 _STATUS_RE = re.compile(r"^\s*cat\s+/proc/(\d+)/status(\s+2>\s*/dev/null)?\s*$")
+# `cat /proc/stat [/proc/PID/stat] 2>/dev/null`, as AdbDevice.cpu_counters reads the CPU's counters
+_STAT_RE = re.compile(r"^\s*cat\s+/proc/stat((?:\s+/proc/\d+/stat)*)(\s+2>\s*/dev/null)?\s*$")
+# The load is measured over at least this many wall seconds: three duty-cycle periods of a
+# throttled phone (a shorter window could fall in a stop phase and read as idle) and 30 clock
+# ticks, the resolution of the CPU seconds it counts.
+BUSY_WINDOW_S = 0.3
 
 
 def _path_re(sandboxed: tuple[str, ...]) -> re.Pattern:
@@ -54,11 +62,14 @@ class ThermalModel:
 
     ``busy`` is how many cores the phone's programs kept busy since the last reading (at most
     2 count): CPU seconds from ``cpu_seconds()`` per wall second. Counting running commands
-    instead would heat the phone while an idle runner server waits, so it never cooled."""
+    instead would heat the phone while an idle runner server waits, so it never cooled.
 
-    def __init__(self, cpu_seconds, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0, level: float = 85.0):
+    The battery level falls with load, or rises slowly while ``charging``."""
+
+    def __init__(self, cpu_seconds, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0,
+                 level: float = 85.0, charging: bool = False):
         self.ambient, self.rise, self.tau, self.time_scale = ambient, rise, tau, time_scale
-        self.cpu_seconds = cpu_seconds
+        self.cpu_seconds, self.charging = cpu_seconds, charging
         self.temp, self.level, self.busy = ambient, level, 0.0
         self._t = self._cpu_t = time.monotonic()
         self._cpu = 0.0
@@ -66,16 +77,19 @@ class ThermalModel:
 
     def _advance(self) -> None:
         now = time.monotonic()
-        # Back-to-back readings (one refresh reads the model three times) keep the last load and
-        # skip the walk over the phone's processes.
-        if now - self._cpu_t > 1e-3:
+        # Readings closer than the window (one refresh reads the model three times; the throttle
+        # reads it every period) keep the last load and skip the walk over the phone's processes.
+        if now - self._cpu_t >= BUSY_WINDOW_S:
             cpu = self.cpu_seconds()
             self.busy = min(max(cpu - self._cpu, 0.0) / (now - self._cpu_t), 2.0)
             self._cpu, self._cpu_t = cpu, now
         dt, self._t = (now - self._t) * self.time_scale, now
         target = self.ambient + self.rise * self.busy
         self.temp = target + (self.temp - target) * math.exp(-dt / self.tau)
-        self.level = max(5.0, self.level - dt * (0.02 if self.busy > 0.1 else 0.002))  # % per device second
+        if self.charging:  # % per device second: a USB port's 500 mA, about 3 hours from empty
+            self.level = min(100.0, self.level + dt * 0.01)
+        else:
+            self.level = max(5.0, self.level - dt * (0.02 if self.busy > 0.1 else 0.002))
 
     def snapshot(self) -> tuple[float, float, float]:
         with self._lock:
@@ -103,16 +117,24 @@ def _cpu_seconds(proc) -> float:
 
 
 class DeviceState:
-    """Profile, sandbox and thermal state shared by every connection to one emulated device."""
+    """Profile, sandbox and thermal state shared by every connection to one emulated device.
 
-    def __init__(self, profile: dict, root: Path, time_scale: float = 1.0, arch: str = "x86_64", log=print):
-        self.profile, self.root, self.arch = profile, Path(root).resolve(), arch
+    By default the phone discharges (as one on adb over Wi-Fi); ``charging`` plugs it in. With the
+    profile's ``emulated.throttle`` trips, a hot phone throttles: its clocks read lower and its
+    programs really get that share of the CPU (``thermal.py``)."""
+
+    def __init__(self, profile: dict, root: Path, time_scale: float = 1.0, arch: str = "x86_64", log=print,
+                 charging: bool = False):
+        self.profile, self.root, self.arch, self.charging = profile, Path(root).resolve(), arch, charging
         if arch not in ARCHES:
             raise ValueError(f"unknown emulated CPU {arch!r}; choose one of {', '.join(ARCHES)}")
         emu = profile.get("emulated") or {}
         # The profile's RAM (8e9 bytes when it has none), as /proc/meminfo counts it: kB of 1024 bytes.
         self.mem_total_kb = int(emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024))
-        self.thermal = ThermalModel(self._cpu_seconds, time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)))
+        self.thermal = ThermalModel(self._cpu_seconds, time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)),
+                                    charging=charging)
+        self.trips = TripPoints(emu)
+        self.duty = DutyCycle(self.throttle_scale) if self.trips else None
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
         self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
         self.props.setdefault("ro.serialno", "EMULATED0001")
@@ -175,10 +197,12 @@ class DeviceState:
         return "".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in rows.items())
 
     def battery(self) -> str:
+        """dumpsys battery: status 2 (BATTERY_STATUS_CHARGING) on USB, else 3 (DISCHARGING)."""
         temp, level, _ = self.thermal.snapshot()
-        return ("Current Battery Service state:\n  AC powered: false\n  USB powered: true\n  Wireless powered: false\n"
-                "  Dock powered: false\n  Max charging current: 500000\n  Max charging voltage: 5000000\n"
-                f"  Charging counter: {int(level * 38870)}\n  status: 2\n  health: 2\n  present: true\n"
+        usb, status, amps, volts = ("true", 2, 500000, 5000000) if self.charging else ("false", 3, 0, 0)
+        return (f"Current Battery Service state:\n  AC powered: false\n  USB powered: {usb}\n  Wireless powered: false\n"
+                f"  Dock powered: false\n  Max charging current: {amps}\n  Max charging voltage: {volts}\n"
+                f"  Charging counter: {int(level * 38870)}\n  status: {status}\n  health: 2\n  present: true\n"
                 f"  level: {int(level)}\n  scale: 100\n  voltage: {int(3700 + 5 * level)}\n"
                 f"  temperature: {round(temp * 10)}\n  technology: Li-ion\n")
 
@@ -192,11 +216,19 @@ class DeviceState:
         return self.cpu.describe() if self.cpu else None
 
     def cur_freq_khz(self, core: int) -> int:
-        """A core's scaling_cur_freq: its maximum (a thermal model may lower it later)."""
-        return self.cpu.max_khz(core)
+        """A core's scaling_cur_freq: its maximum, times the throttle's scale when throttled."""
+        return round(self.cpu.max_khz(core) * self.trips.scale)
+
+    def throttle_scale(self) -> float:
+        """The share of its speed the CPU runs at now, from the hottest CPU zone (BIG) and the
+        trips; 1.0 for a profile without them."""
+        if not self.trips:
+            return 1.0
+        return self.trips.update(self.zone_temps()[THERMAL_ZONES.index("BIG")] / 1000)
 
     def refresh(self) -> None:
         """Rewrite the dynamic files (temperatures, battery, CPU clocks) from the thermal model."""
+        self.throttle_scale()  # a phone with no program running cools, and its clocks recover, too
         if self.cpu:
             for core in range(self.cpu.n):
                 self.cpu.write_cur_freq(self.root, core, self.cur_freq_khz(core))
@@ -209,9 +241,11 @@ class DeviceState:
         ps = self.root / "sys/class/power_supply/battery"
         _, _, busy = self.thermal.snapshot()
         # Discharge current (uA, negative = draining) grows with load, as a phone's fuel gauge reports.
-        current_ua = -round(250_000 + 1_100_000 * min(busy, 2))
+        # Plugged in, the charger's 500 mA (dumpsys's maximum) comes in on top.
+        current_ua = -round(250_000 + 1_100_000 * min(busy, 2)) + (500_000 if self.charging else 0)
         voltage_uv = int(fields["voltage"]) * 1000
-        for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", "Charging"),
+        status = "Charging" if self.charging else "Discharging"
+        for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", status),
                             ("current_now", str(current_ua)), ("voltage_now", str(voltage_uv))):
             (ps / name).write_text(value + "\n")
 
@@ -231,6 +265,8 @@ class DeviceState:
         """The answer to a command that needs no process, or None."""
         if self.cpu and (status := _STATUS_RE.match(command)):
             return self.cpu.proc_status(self.root, int(status[1]))  # from the host: arm64 has no procfs
+        if counters := _STAT_RE.match(command):
+            return _proc_stat(counters[1].split(), quiet=bool(counters[2]))
         try:
             words = shlex.split(command)
         except ValueError:
@@ -272,6 +308,8 @@ class DeviceState:
                                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True, bufsize=0)
         with self._lock:
             self.processes.add(proc)
+        if self.duty:
+            self.duty.add(proc.pid)  # a session leader: its process group is its pid
         return proc
 
     def _cpu_seconds(self) -> float:
@@ -283,6 +321,8 @@ class DeviceState:
 
     def reap(self, proc: subprocess.Popen) -> int:
         spent = _cpu_seconds(proc)  # read before wait(): afterwards the process is gone
+        if self.duty:  # continued, and never signalled again, before its pid can be reused
+            self.duty.forget(proc.pid)
         code = proc.wait()
         with self._lock:
             if proc in self.processes:
@@ -295,6 +335,28 @@ class DeviceState:
             procs = list(self.processes)
         for proc in procs:
             _kill(proc)
+        if self.duty:
+            self.duty.resume()  # SIGKILL ends stopped processes too; this leaves none stopped
+
+    def close(self) -> None:
+        """The device stops: end the throttle (continuing everything), kill every program."""
+        if self.duty:
+            self.duty.close()
+        self.kill_all()
+
+
+def _proc_stat(pid_paths: list[str], quiet: bool) -> str | None:
+    """/proc/stat and /proc/PID/stat from the host (the aarch64 phone's chroot has no procfs; its
+    pids are the host's). A missing file is skipped when stderr is discarded; otherwise None, for
+    the real cat's error."""
+    out = []
+    for path in ["/proc/stat", *pid_paths]:
+        try:
+            out.append(Path(path).read_text())
+        except OSError:
+            if not quiet:
+                return None
+    return "".join(out)
 
 
 def _script(path: Path, shell: str, body: str) -> None:
