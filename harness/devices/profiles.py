@@ -70,6 +70,7 @@ class EmulatedSpec(BaseModel):
     release_c: float = Field(default=3.0, ge=0)  # a trip is released this far below it (hysteresis)
     throttle_source: str | None = None
     ambient_c: float | None = None  # the thermal model's resting temperature (27 when unset)
+    tau_s: float = Field(default=60.0, gt=0)  # the battery's thermal time constant, device seconds
     mem_total_kb: int | None = Field(default=None, gt=0)  # /proc/meminfo's MemTotal (else memory_total_bytes)
 
     @model_validator(mode="after")

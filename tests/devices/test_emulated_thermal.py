@@ -26,7 +26,7 @@ if ADB is None:
 
 import adbutils  # noqa: E402
 
-THERMAL_SPEEDUP = 60.0  # the battery's time constant (a device minute) is one real second
+THERMAL_SPEEDUP = 300.0  # the S24 profile's battery time constant (five device minutes) is one real second
 X4_MAX = 3_207_000  # galaxy-s24's cpu9, kHz
 CUR_FREQ = "/sys/devices/system/cpu/cpu9/cpufreq/scaling_cur_freq"
 BIG_ZONE = "/sys/class/thermal/thermal_zone0/temp"  # THERMAL_ZONES[0]

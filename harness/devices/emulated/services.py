@@ -132,7 +132,7 @@ class DeviceState:
         # The profile's RAM (8e9 bytes when it has none), as /proc/meminfo counts it: kB of 1024 bytes.
         self.mem_total_kb = int(emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024))
         self.thermal = ThermalModel(self._cpu_seconds, time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)),
-                                    charging=charging)
+                                    tau=float(emu.get("tau_s", 60.0)), charging=charging)
         self.trips = TripPoints(emu)
         self.duty = DutyCycle(self.throttle_scale) if self.trips else None
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
