@@ -11,7 +11,9 @@ files end until the soak has lasted N minutes. :func:`summarize` reads only the 
 - ``peak_otps``: median OTPS of the requests that started in the first minute;
 - ``sustained_otps``: median OTPS of the last third of the soak (by time);
 - ``sustained_ratio`` = sustained / peak;
-- ``seconds_to_first_drop``: when a request first decoded more than 10% below the peak (None: never);
+- ``seconds_to_first_drop``: when decoding first stayed more than 10% below the peak: the start of
+  the first run of ``DROP_RUN`` consecutive requests whose median is below 90% of it (one slow
+  request is noise, not a drop; None: never);
 - ``peak_temp_c``: the hottest reading of any zone (or the battery).
 """
 
@@ -30,7 +32,8 @@ from harness.results.schema import Record, RunInfo, RunSpec, now_rfc3339
 
 SAMPLES_FILE = "samples.jsonl"
 SUMMARY_FILE = "soak.json"
-DROP = 0.9  # a request below this share of the peak OTPS is a drop
+DROP = 0.9  # below this share of the peak OTPS ...
+DROP_RUN = 5  # ... for the median of this many consecutive requests, decoding has dropped
 
 
 def run_soak(spec: RunSpec, minutes: float, out_dir: Path, *, interval_s: float = 5.0, adb_server: str | None = None, log=print) -> dict:
@@ -199,6 +202,14 @@ def read_samples(out_dir: Path) -> list[dict]:
     return rows
 
 
+def first_drop(points: list[tuple[float, float]], peak: float) -> float | None:
+    """The time of the first request that starts DROP_RUN in a row whose median OTPS is below DROP x peak."""
+    for i in range(len(points) - DROP_RUN + 1):
+        if median(otps for _, otps in points[i:i + DROP_RUN]) < DROP * peak:
+            return points[i][0]
+    return None
+
+
 def summarize(out_dir: Path) -> dict:
     """soak.json from the soak's files (module docstring for the definitions)."""
     from harness.results.journal import load
@@ -215,7 +226,7 @@ def summarize(out_dir: Path) -> dict:
         first_minute = [otps for t, otps in points if t < 60] or [points[0][1]]
         last_third = [otps for t, otps in points if t >= points[-1][0] * 2 / 3] or [points[-1][1]]
         peak, sustained = median(first_minute), median(last_third)
-        drop = next((t for t, otps in points if otps < DROP * peak), None)
+        drop = first_drop(points, peak)
         summary.update(peak_otps=peak, sustained_otps=sustained, sustained_ratio=sustained / peak, seconds_to_first_drop=drop)
     (Path(out_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
     return summary

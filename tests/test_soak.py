@@ -49,3 +49,45 @@ def test_soak_refuses_bad_durations_and_sweeps(tmp_path):
         run_soak(spec(threads=[1, 2]), 1, tmp_path / "sweep", **QUIET)
     with pytest.raises(UserError, match="positive duration"):
         run_soak(spec(), 0, tmp_path / "zero", **QUIET)
+
+
+def test_first_drop_needs_a_run_of_slow_requests_not_one():
+    from harness.soak import first_drop
+
+    points = [(float(t), 100.0) for t in range(10)] + [(10.0, 50.0)] + [(float(t), 100.0) for t in range(11, 20)]
+    assert first_drop(points, 100.0) is None  # one slow request is noise
+    points += [(float(t), 70.0) for t in range(20, 30)]
+    assert first_drop(points, 100.0) == 18.0  # the first 5 in a row whose median is below 90
+
+
+@pytest.mark.slow
+def test_a_soak_on_the_emulated_s24_shows_the_throttle(tmp_path):
+    """A phone made to heat 5x fast: its BIG zone passes the first trip ~8 s into a 2-core decode,
+    every cluster's clock drops to 0.7 of its maximum and decoding slows with it."""
+    import shutil
+
+    if shutil.which("adb") is None:
+        pytest.skip("Debian's adb is not installed (apt-get install -y adb)")
+    from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+    from tests.devices.conftest import adb, free_port, wait_online
+
+    server = free_port()
+    adb(server, "start-server")
+    phone = EmulatedDevice(load_profile("galaxy-s24"), tmp_path / "phone", time_scale=5.0)
+    phone.start()
+    try:
+        wait_online(server, phone.serial)
+        summary = run_soak(spec(model="smollm2-135m-instruct", device=f"adb:{phone.serial}", max_new_tokens=16), 0.5, tmp_path / "soak",
+                           adb_server=f"127.0.0.1:{server}", **QUIET)
+    finally:
+        phone.stop()
+        adb(server, "kill-server")
+    samples = read_samples(tmp_path / "soak")
+    throttled = [s["elapsed_s"] for s in samples if s["cpu_freq_khz"]["prime"] < 3207000]
+    assert throttled and min(s["cpu_freq_khz"]["prime"] for s in samples) in (round(3207000 * 0.7), round(3207000 * 0.45))
+    records = [r for r in load(tmp_path / "soak")[0] if not r.warmup]
+    before = median(r.otps for r in records if r.soak_elapsed_s < throttled[0] - 1)
+    after = median(r.otps for r in records if r.soak_elapsed_s > throttled[0] + 2)
+    assert after < 0.85 * before, (before, after)
+    assert summary["peak_temp_c"] > 46 and (tmp_path / "soak" / "soak.json").is_file()
+    assert all(r.cpu_mask == "3f0" and r.threads == 6 for r in records)

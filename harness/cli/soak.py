@@ -20,7 +20,7 @@ Every request is journaled (DIR/records.jsonl) and the device is sampled every -
 between and during them (DIR/samples.jsonl: each thermal zone, the battery, each cluster's
 scaling_cur_freq). A killed soak keeps both; rerun the same command to continue until it has
 lasted --minutes. DIR/soak.json: peak_otps (median of the first minute), sustained_otps (median
-of the last third), sustained_ratio, seconds_to_first_drop (first request >10% below the peak),
+of the last third), sustained_ratio, seconds_to_first_drop (when 5 requests in a row first decode >10% below the peak, median),
 peak_temp_c. DIR/report/ has the summary and a plot of OTPS, temperature and clocks over time."""
 
 
