@@ -297,7 +297,8 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
                         # here, its records kept; a grid goes on with its next cell.
                         raise OutOfMemory(error) from None
                     after = device.state()
-                    raw = {**raw, **runner_placement(runner, device, *where), **load.fields()}  # what ran, read back from the runner
+                    ran = {**runner_placement(runner, device, *where), **load.fields(getattr(runner, "ticks_seen", None))}
+                    raw = {**raw, **ran}  # what ran, read back from the runner
                     if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
                         raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
                     record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled,

@@ -53,9 +53,19 @@ def other_load(before: Counters | None, after: Counters | None) -> float | None:
     return round(min(max(others / total, 0.0), 1.0), 4)
 
 
+def children_ticks(stat_line: str) -> int | None:
+    """``cutime + cstime`` of a ``/proc/PID/stat`` line: the CPU ticks of the children that
+    process waited for. A native runner's pinned shell prints its own at the end of a request,
+    so the program it ran (which is gone by then) is counted as the runner."""
+    fields = stat_line.rsplit(") ", 1)[-1].split() if ") " in stat_line else []
+    return int(fields[13]) + int(fields[14]) if len(fields) > 14 and fields[13].isdigit() and fields[14].isdigit() else None
+
+
 class RequestLoad:
     """``with RequestLoad(device, pid, topology) as load: <request>`` then ``load.fields()``: the
-    record's ``cpu_load_other`` and each cluster's ``scaling_cur_freq`` at the request's end."""
+    record's ``cpu_load_other`` and each cluster's ``scaling_cur_freq`` at the request's end.
+    Without a pid (a native runner, one process per request) the runner's ticks are given to
+    ``fields`` afterwards, as its pinned shell reported them."""
 
     def __init__(self, device, pid: int | None, topology):
         self.device, self.pid, self.topology = device, pid, topology
@@ -69,7 +79,7 @@ class RequestLoad:
             return None
 
     def __enter__(self) -> "RequestLoad":
-        self.before = self._read() if self.pid else None
+        self.before = self._read()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -80,10 +90,13 @@ class RequestLoad:
         except Exception:  # noqa: BLE001
             self.freqs = {}
 
-    def fields(self) -> dict:
+    def fields(self, runner_ticks: int | None = None) -> dict:
         by_cluster = {name: max(self.freqs[c] for c in ids if c in self.freqs)
                       for name, ids in self.topology.clusters.items() if any(c in self.freqs for c in ids)}
-        return {"cpu_load_other": other_load(self.before, self.after), "cpu_freq_khz": by_cluster or None}
+        before, after = self.before, self.after
+        if self.pid is None and before is not None and after is not None:  # the runner's ticks came from its shell
+            before, after = Counters(before.busy, before.total, 0), Counters(after.busy, after.total, runner_ticks)
+        return {"cpu_load_other": other_load(before, after), "cpu_freq_khz": by_cluster or None}
 
 
 def device_load(device, seconds: float = 1.0, sleep=None) -> float | None:

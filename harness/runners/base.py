@@ -28,6 +28,7 @@ from harness.errors import UserError
 
 REMOTE_RUNNERS = "/data/local/tmp/slm-bench/runners"
 AFFINITY_MARK = "slm-bench-affinity:"  # the pinned shell's own ``taskset -p`` line in a runner's output
+TICKS_MARK = "slm-bench-ticks:"  # ... and its /proc/$$/stat at the end (its children's CPU ticks)
 
 # ELF e_machine -> the names a device reports for it (uname -m and ro.product.cpu.abi)
 ELF_MACHINES = {
@@ -289,6 +290,7 @@ class NativeRunner:
         self.placement = None
         self.affinity_seen: str | None = None
         self.threads_seen: int | None = None
+        self.ticks_seen: int | None = None  # the CPU ticks the last request's program used
 
     def pinned(self, cmd: str) -> str:
         """``cmd`` (a shell command line) pinned to the placement's cores with the device's
@@ -296,14 +298,20 @@ class NativeRunner:
         the kernel), marked so that :meth:`note_affinity` finds it among the program's output."""
         if self.placement is None:
             return cmd
-        inner = f'echo "{AFFINITY_MARK} $(taskset -p $$)"; {cmd}'
+        inner = (f'echo "{AFFINITY_MARK} $(taskset -p $$)"; {cmd}; code=$?; '
+                 f'echo "{TICKS_MARK} $(cat /proc/$$/stat 2>/dev/null)"; exit $code')
         return f"taskset {self.placement.mask} sh -c {shlex.quote(inner)}"
 
     def note_affinity(self, output: str) -> None:
         """Keep the mask of ``pid N's current affinity mask: 380`` from a pinned run's output."""
+        from harness.devices.load import children_ticks
+
+        self.ticks_seen = None
         for line in output.splitlines():
             if line.startswith(AFFINITY_MARK):
                 self.affinity_seen = line.rsplit(":", 1)[-1].strip().removeprefix("0x")
+            elif line.startswith(TICKS_MARK):
+                self.ticks_seen = children_ticks(line[len(TICKS_MARK):])
 
     def readback(self, topology) -> dict:
         """The record fields that say what ran (``harness.devices.placement.readback``)."""

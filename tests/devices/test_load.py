@@ -51,3 +51,11 @@ def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
     # back once the jobs end, unless something else keeps this machine busy: then it says so at the limit
     assert waited < 10 or lines[-1].startswith("device still")
     assert wait_until_quiet(device, None, 20, lines.append) == 0.0
+
+
+def test_a_shells_children_ticks_count_the_program_it_ran():
+    from harness.devices.load import children_ticks
+
+    line = "77 (sh) S 1 77 77 0 -1 4194304 90 300 0 0 2 1 45 7 20 0 1 0 100 2000 100"
+    assert children_ticks(line) == 52  # cutime 45 + cstime 7
+    assert children_ticks("") is None and children_ticks("77 (sh) S 1") is None

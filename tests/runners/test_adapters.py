@@ -138,6 +138,7 @@ def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
     # read back from the pinned shell (taskset -p $$) and llama-bench's own report
     ran = runner.readback(local_topology())
     assert (ran["threads"], ran["cpu_mask"], ran["placement_mismatch"]) == (1, runner.placement.mask, None)
+    assert runner.ticks_seen > 0  # llama-bench's own CPU time, from its pinned shell's /proc/$$/stat
     assert runner.close() == {"runner": "llama-bench", "requests": 1, "timed_s": rec.runtime_s}
 
 

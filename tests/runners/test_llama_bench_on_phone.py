@@ -52,6 +52,7 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     # pinned through the phone's taskset, read back from the pinned shell; -C carries the same mask
     assert (rec.threads, rec.cpu_mask, rec.cpu_clusters, rec.placement_mismatch) == (1, "f", ["little"], None)
     assert rec.runner_stats["cpu_mask"] == "0xf"
+    assert 0 <= rec.cpu_load_other <= 1  # other processes' share, less llama-bench's own ticks
     # binary, libraries and model really went to the phone's storage, and their hashes are in run.json
     info = json.loads((out / "run.json").read_text())
     assert info["spec"]["runner"] == "llama-bench" and info["runner_binary"]["binary"]["name"] == "llama-bench"
