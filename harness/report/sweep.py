@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.report import noise
 from harness.report.aggregate import OVERALL_KEYS, measured, summarize
 
 if TYPE_CHECKING:
@@ -158,17 +159,21 @@ def sweep_table(df: "pd.DataFrame") -> "Table | None":
     distances = {m: default_distance(sweep, m) for m in metrics}
     with_default = bool(sweep["default"].any())
     with_mismatch = bool((sweep["mismatch"] != "").any())
+    # A star can follow noise: a setting measured under load or with a wide spread says so.
+    reasons = [", ".join(noise.cell_reasons(row)) for _, row in sweep.iterrows()]
+    with_noise = any(reasons)
     headers = ["model", "device", "setting", "cpu_mask", "L", "n"]
     headers += [f"{SWEPT[m]} median (tok/s)" for m in metrics]
-    headers += ["default vs fastest"] * with_default + ["read back"] * with_mismatch
+    headers += ["default vs fastest"] * with_default + ["read back"] * with_mismatch + [noise.COLUMN] * with_noise
     rows = []
-    for _, row in sweep.iterrows():
+    for (_, row), why in zip(sweep.iterrows(), reasons):
         cells = [_build_label(row), str(row["device"]), _setting_cell(row), row["cpu_mask"]]
         cells += [str(int(row["L"])), str(int(row["n"])), *(_metric_cell(row, m) for m in metrics)]
         cells += [_distance_cell(row, distances)] * with_default
         cells += [f"{WARN} {row['mismatch']}" if row["mismatch"] else ""] * with_mismatch
+        cells += [f"{noise.MARK} {why}" if why else ""] * with_noise
         rows.append(cells)
-    note = NOTE + (MISMATCH_NOTE if with_mismatch else "")
+    note = NOTE + (MISMATCH_NOTE if with_mismatch else "") + (" " + noise.rule_note() if with_noise else "")
     note += " * = dummy weights (speed real, output not)." if (sweep["weights"] == "dummy").any() else ""
     return Table("Threads and cores", headers, rows, note)
 

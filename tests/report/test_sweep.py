@@ -167,3 +167,26 @@ def test_rankings_take_the_default_setting(sweep_run):
     data = load_runs([sweep_run])
     ranked = one_setting_per_build(summarize_overall(data.df), data.df)
     assert set(ranked["cpus"]) == {LABEL_TWO} and sorted(ranked["L"]) == [200, 400]
+
+
+def test_a_setting_measured_under_load_is_marked_in_the_sweep_table(tmp_path):
+    """The star follows the medians; a setting whose requests shared the CPU says so beside it."""
+    from harness.report.sweep import sweep_table
+    from harness.results.journal import Journal
+    from harness.results.schema import Record, RunInfo, RunSpec
+
+    run = tmp_path / "run"
+    journal = Journal(run)
+    journal.write_run_info(RunInfo(run_id="r", spec=RunSpec(model="m", quantization="q4")))
+    base = dict(model="m", quantization="q4", engine="tvm", prompt_id="p", task="summ", L=200, input_tokens=100, output_tokens=9,
+                prefill_s=0.1, ttft_s=0.11, runtime_s=0.2, cpu_list="0-1", cpu_clusters=["big"], cpu_mask="3", cpu_mask_asked="3")
+    for threads, load in ((1, 0.4), (2, 0.0)):
+        for repeat in range(3):
+            journal.append(Record(**base, repeat=repeat, itps=100.0 * threads, otps=10.0 * threads, threads=threads,
+                                  threads_asked=threads, cpu_load_other=load, placement_default=threads == 2))
+    from harness.report.aggregate import load_runs
+
+    table = sweep_table(load_runs([run]).df)
+    noise_column = table.headers.index("noise")
+    assert [row[noise_column] for row in table.rows] == ["⚠ under load", ""]
+    assert "under load = other processes used more than 10%" in table.note
