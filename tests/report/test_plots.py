@@ -71,3 +71,13 @@ def test_figures_without_data_say_so():
     for fig in (plot_tradeoff(empty, 200, "scope"), plot_peak_memory(empty, 200, "scope")):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert any("no " in t for t in texts)
+
+
+def test_the_question_alone_keeps_its_length_in_the_tradeoff_file_name(tmp_path):
+    """L=0 (the paper's question without a document) is a length like any other: tradeoff_L0."""
+    from harness.report.plots import write_plots
+    from tests.conftest import make_engine_run
+
+    run = make_engine_run(tmp_path / "run", "dummy:tiny-llama", repeats=1, lengths=(0,), tasks=("qa",))
+    names = {p.name for p in write_plots([run], tmp_path / "plots")}
+    assert "tradeoff_L0.png" in names and "tradeoff.png" not in names
