@@ -153,15 +153,26 @@ def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
     return sum(median(per_L[L]) * prompts * (cell.spec.repeats + cell.spec.warmup) for L in cell.spec.lengths)
 
 
-def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = False) -> list[Path]:
+class RunDirs(list):
+    """The cells' run dirs, in plan order, and how many cells failed (``failed``)."""
+
+    failed: int = 0
+
+
+# `slm-bench grid` exits with this when a cell failed (journaled; a rerun retries it): distinct
+# from 0 (every cell measured or skipped by the plan) and 2 (bad input, nothing run), so a lab's
+# CI notices a grid that lost cells.
+EXIT_CELLS_FAILED = 3
+
+
+def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = False) -> RunDirs:
     """Run every cell into ``out_dir/<run-id>``; skipped cells are journaled as such, and a cell
     that fails is journaled as failed while the grid goes on (Ctrl-C still stops it). Returns
     the run dirs."""
     from harness.benchmark import run_benchmark, run_id_for
     from harness.prompts.suite import load_suite, select
 
-    run_dirs = []
-    failures = 0
+    run_dirs = RunDirs()
     for i, cell in enumerate(plan_grid(grid, strict_memory), start=1):
         run_dir = out_dir / run_id_for(cell.spec)
         run_dirs.append(run_dir)
@@ -178,14 +189,14 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
             run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server, strict_memory=strict_memory)
         except Exception as exc:  # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-            failures += 1
+            run_dirs.failed += 1
             _journal_cell(cell, run_dir, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec), "failed", reason)
             log(f"  failed: {reason}")
             continue
         if grid.quality is not None:
             evaluate_cell(cell, grid.quality, run_dir, log=lambda msg: log(f"  {msg}"))
-    if failures:
-        log(f"{failures} cell(s) failed (journaled as failed, listed in the report); rerun the same command to retry them")
+    if run_dirs.failed:
+        log(f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun the same command to retry them")
     return run_dirs
 
 

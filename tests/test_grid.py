@@ -273,3 +273,19 @@ def test_threads_and_cores_are_grid_axes_swept_inside_every_cell(tmp_path):
     path.write_text(path.read_text().replace("cores: [all]", "cores: all"))
     with pytest.raises(UserError, match="cores"):
         load_grid(path)
+
+
+def test_a_grid_with_a_failed_cell_exits_3_so_ci_notices(tmp_path):
+    """One cell on an unreachable phone: journaled as failed, the report written, exit status 3."""
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    path = tmp_path / "lost.yaml"
+    path.write_text("models: [dummy:tiny-llama]\ndevices: ['adb:R5CX0000']\nadb_server: 127.0.0.1:1\nprofile: galaxy-s24\n"
+                    "tasks: [qa]\nlengths: [200]\nrepeats: 1\n")
+    result = CliRunner().invoke(cli, ["grid", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output
+    assert "1 cell(s) failed" in result.output and (tmp_path / "out" / "report" / "report.md").is_file()
+    [run_dir] = [d for d in (tmp_path / "out").iterdir() if d.name != "report"]
+    assert {r.status for r in load(run_dir)[0]} == {"failed"}

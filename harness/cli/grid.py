@@ -21,7 +21,11 @@ Examples:
 Memory: each cell's estimate (packed weights + KV cache at the longest L + runtime) is judged
 against the device's budget and total RAM. Over the budget it runs with a warning, flagged
 over_budget in the journal and report; over the total RAM it is skipped. A real out-of-memory
-(the runner killed by signal 9, lmkd in the log) is journaled as failed and the grid goes on."""
+(the runner killed by signal 9, lmkd in the log) is journaled as failed and the grid goes on.
+
+\b
+Exit status: 0 every cell measured (or skipped by the plan: memory); 2 bad input, nothing run;
+3 some cell failed (journaled as failed and listed in the report; rerun to retry it)."""
 
 
 @click.command("grid", epilog=EPILOG)
@@ -88,3 +92,9 @@ def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, thre
     title = f"slm-bench grid: {Path(grid_file).stem}"
     outputs = write_report(run_dirs, out_dir / "report", title=title, reference=spec.reference)
     click.echo(f"report: {outputs.html}")
+    if run_dirs.failed:
+        from harness.grid import EXIT_CELLS_FAILED
+
+        click.echo(f"error: {run_dirs.failed} cell(s) failed (see the report's Problems); exit status {EXIT_CELLS_FAILED}; "
+                   "rerun the same command to retry them", err=True)
+        raise SystemExit(EXIT_CELLS_FAILED)
