@@ -182,9 +182,7 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
             _journal_cell(cell, run_dir, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec), "skipped", cell.skip_reason)
             log(f"  skipped: {cell.skip_reason}")
             continue
-        _forget_earlier_skip(run_dir, log)
-        if cell.memory_warning:
-            log(f"  {cell.memory_warning}")
+        _forget_earlier_skip(run_dir, log)  # an over-budget cell is said once, by its run (its estimate counts the real prompts)
         try:
             run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server, strict_memory=strict_memory)
         except Exception as exc:  # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
