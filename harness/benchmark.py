@@ -33,14 +33,12 @@ BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization"
 
 
 def run_id_for(spec: RunSpec) -> str:
-    """Deterministic: the same spec maps to the same default directory, so a rerun resumes."""
-    # Defaults left out of the hash keep the ids of runs from before those fields existed.
-    unset = {"runner"} if spec.runner == "python" else set()
-    unset |= {name for name in ("threads", "cores", "max_load") if getattr(spec, name) is None}
-    unset |= {"idle_s"} if spec.idle_s == RunSpec.model_fields["idle_s"].default else set()
-    digest = hashlib.sha256(spec.model_dump_json(exclude=unset or None).encode()).hexdigest()[:8]
+    """Deterministic: the same spec maps to the same default directory, so a rerun resumes. The
+    hash covers what the spec asks beyond the defaults, so a field added to RunSpec later (with a
+    default) leaves every id as it was."""
+    digest = hashlib.sha256(spec.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:8]
     model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
-    engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # TVM run ids keep their old form
+    engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # the default engine adds nothing to the name
     return f"{model}-{spec.quantization}{engine}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
 
 

@@ -45,5 +45,8 @@ def get_engine(name: str) -> ModuleType:
 
 
 def engine_of(manifest: dict) -> str:
-    """The engine a bundle was built for (bundles from before engines were named are TVM's)."""
-    return manifest.get("engine", "tvm")
+    """The engine a bundle was built for (its manifest names it)."""
+    if "engine" not in manifest:
+        raise UserError(f"bundle {manifest.get('model', '?')} names no engine in its manifest.json; rebuild it "
+                        "(`slm-bench compile`, or remove it from the bundle cache and rerun)")
+    return manifest["engine"]

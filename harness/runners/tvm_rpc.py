@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.engines import engine_of
 from harness.errors import UserError
 from harness.runners.base import (
     NativeRunner,
@@ -139,7 +140,7 @@ class TvmRpc(NativeRunner):
 
         bundle = Path(self.ctx.bundle)
         self.manifest = json.loads((bundle / "manifest.json").read_text())
-        if self.manifest.get("engine", "tvm") != "tvm":
+        if engine_of(self.manifest) != "tvm":
             raise UserError(f"--runner tvm-rpc runs TVM bundles, not {self.manifest['engine']} ones; use --engine tvm (or --runner llama-bench for llama.cpp)")
         config = json.loads((bundle / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])

@@ -41,7 +41,7 @@ def test_profile_runner_applies_to_a_phone_without_any_python_only(monkeypatch):
         _with_runner(RunSpec(model="m", quantization="q4f16_1", runner="mlc"), device("R5CX", emulated=False))
 
 
-def test_runs_journaled_before_runners_existed_still_resume():
+def test_a_run_journaled_before_a_spec_field_existed_still_resumes():
     import json
 
     from harness.results.journal import run_differences
@@ -52,6 +52,6 @@ def test_runs_journaled_before_runners_existed_still_resume():
     del legacy["spec"]["runner"], legacy["runner_binary"]  # run.json as written before this field existed
     old = RunInfo.model_validate(legacy)
     assert old.spec.runner == "python" and not run_differences(old, RunInfo(run_id=run_id_for(spec), spec=spec))
-    # the default runner is left out of the id, so the default output folder is the one it was
+    # the id hashes what differs from the defaults, so the default output folder is the one it was
     assert run_id_for(old.spec) == run_id_for(RunSpec.model_validate(legacy["spec"]))
     assert run_id_for(spec.model_copy(update={"runner": "llama-bench"})) != run_id_for(spec)
