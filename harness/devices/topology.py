@@ -174,10 +174,9 @@ def build_topology(possible: str, online: str, cpuinfo: str, max_khz: dict[int, 
     an Intel hybrid desktop the kernel's P/E lists (``{"big": "0-7", "little": "8-15"}``)."""
     info = parse_cpuinfo(cpuinfo)
     online_ids = set(parse_list(online)) if online.strip() else set(parse_list(possible))
-    shared = next(iter(info.values()), {}) if info else {}
     cores = []
     for core in parse_list(possible):
-        fields = info.get(core) or (shared if "cpu part" not in shared else {})
+        fields = info.get(core, {})  # an offline core has no block in /proc/cpuinfo: part unknown
         flags = (fields.get("features") or fields.get("flags") or "").split()
         cores.append(Core(core, core in online_ids, max_khz.get(core), part_name(fields), tuple(flags)))
     return Topology(cores, cluster_cores(cores, hybrid), source)
