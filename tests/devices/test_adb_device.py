@@ -315,3 +315,20 @@ def test_a_mask_the_phone_refuses_is_a_one_line_error_before_any_runner(adb_serv
     dev.check_pinning(Placement(1, (9,), ("prime",)))  # the X4: taken
     with pytest.raises(UserError, match=r"refused `taskset 400` .*failed to set pid \d+'s affinity.*pick cores it has online"):
         dev.check_pinning(Placement(1, (10,), ()))  # no cpu10 on an S24: the phone's taskset says no
+
+
+def test_devices_lists_the_phones_ten_cores_in_four_clusters(adb_server, phone):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    result = CliRunner().invoke(cli, ["devices", "--adb-server", f"127.0.0.1:{adb_server}"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    cores = lines[next(i for i, line in enumerate(lines) if line.startswith(phone.serial)) + 1].strip()
+    assert cores.startswith("10 cores: prime 9 (Cortex-X4, 3.21 GHz), big 7-8 (Cortex-A720, 2.90 GHz), mid 4-6")
+    assert cores.endswith("little 0-3 (Cortex-A520, 1.95 GHz); default: prime+big+mid (cpu 4-9), 6 threads")
+    listed = json.loads(CliRunner().invoke(cli, ["devices", "--adb-server", f"127.0.0.1:{adb_server}", "--json"]).output)
+    mine = next(row for row in listed if row["serial"] == phone.serial)
+    assert mine["topology"]["clusters"]["little"] == {"cores": "0-3", "mask": "f", "max_khz": 1950000, "part": "Cortex-A520"}
+    assert "i8mm" in mine["topology"]["features"] and "emulated" in mine["topology"]["source"]
