@@ -48,8 +48,16 @@ def measure(model: str, repeats: int, out: Path, hook: Path | None) -> Path:
 
     # 8 output tokens: the tripled decode (22 steps) still fits the KV cache the runner sizes for
     # prompt + 8 + 16 of headroom.
-    spec = RunSpec(model=model, quantization="q4f16_1", tasks=["summ", "qa"], lengths=[200], repeats=repeats, warmup=1,
-                   max_new_tokens=8, docs=1)
+    spec = RunSpec(
+        model=model,
+        quantization="q4f16_1",
+        tasks=["summ", "qa"],
+        lengths=[200],
+        repeats=repeats,
+        warmup=1,
+        max_new_tokens=8,
+        docs=1,
+    )
     saved = os.environ.get("PYTHONPATH")
     if hook is not None:
         os.environ["PYTHONPATH"] = str(hook)  # the local runner appends the inherited PYTHONPATH
@@ -57,14 +65,18 @@ def measure(model: str, repeats: int, out: Path, hook: Path | None) -> Path:
         run_benchmark(spec, out, log=lambda *_: None, write_reports=False)
     finally:
         if hook is not None:
-            os.environ.pop("PYTHONPATH") if saved is None else os.environ.__setitem__("PYTHONPATH", saved)
+            os.environ.pop("PYTHONPATH") if saved is None else os.environ.__setitem__(
+                "PYTHONPATH", saved
+            )
     return out
 
 
 def median_load(run: Path) -> float | None:
     from harness.results.journal import load
 
-    values = [r.cpu_load_other for r in load(run)[0] if not r.warmup and r.cpu_load_other is not None]
+    values = [
+        r.cpu_load_other for r in load(run)[0] if not r.warmup and r.cpu_load_other is not None
+    ]
     return median(values) if values else None
 
 
@@ -83,12 +95,19 @@ def main() -> int:
         baseline = measure(args.model, args.repeats, root / "baseline", None)
         regressed = measure(args.model, args.repeats, root / "regressed", root / "hook")
         comparison = compare_runs([baseline], [regressed])
-        cells = [{k: row[k] for k in ("task", "L", "otps_a", "otps_b", "otps_slowdown_pct")} for _, row in comparison.cells.iterrows()]
+        cells = [
+            {k: row[k] for k in ("task", "L", "otps_a", "otps_b", "otps_slowdown_pct")}
+            for _, row in comparison.cells.iterrows()
+        ]
         flagged = bool((comparison.cells["otps_slowdown_pct"] > args.fail_above).any())
         load = {"baseline": median_load(baseline), "regressed": median_load(regressed)}
     for c in cells:
-        print(f"{c['task']:<5} L={c['L']}: OTPS {c['otps_a']:.1f} -> {c['otps_b']:.1f} tok/s, slowdown {c['otps_slowdown_pct']:.0f}%")
-    print(f"flagged at --fail-above {args.fail_above:g}: {flagged} (expected: True; a tripled decode step is ~200% slower)")
+        print(
+            f"{c['task']:<5} L={c['L']}: OTPS {c['otps_a']:.1f} -> {c['otps_b']:.1f} tok/s, slowdown {c['otps_slowdown_pct']:.0f}%"
+        )
+    print(
+        f"flagged at --fail-above {args.fail_above:g}: {flagged} (expected: True; a tripled decode step is ~200% slower)"
+    )
     print(f"other processes' CPU share while measuring (median cpu_load_other): {load}")
     print(json.dumps({"cells": cells, "flagged": flagged, "load": load}, default=float))
     return 0

@@ -35,19 +35,53 @@ SETTLE_S = 0.05  # let the other engine's worker threads stop spinning before ti
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--lengths", default="200,400,600,800,1000", help="prompt lengths L, comma separated")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and L (median taken)")
-    p.add_argument("--decode-tokens", type=int, default=64, help="greedy decode steps after each prefill")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads for both engines (default: cores in this process's affinity)")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="built-in or catalog model (catalog models without weights run on dummy weights of their shapes)")
-    p.add_argument("--ours", default="q4f16_1a8", help="our quantization preset (q4f16_1a8: int8 activations; q4f16_1: MLC's float path)")
-    p.add_argument("--ref", choices=("q4_0", "shipped"), default="q4_0", help="llama.cpp's format: Q4_0 from its own quantizer (default) or the GGUF as shipped")
-    p.add_argument("--json-only", action="store_true", help="print only the JSON line (logs go to stderr)")
+    p.add_argument(
+        "--lengths", default="200,400,600,800,1000", help="prompt lengths L, comma separated"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per engine and L (median taken)"
+    )
+    p.add_argument(
+        "--decode-tokens", type=int, default=64, help="greedy decode steps after each prefill"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="threads for both engines (default: cores in this process's affinity)",
+    )
+    p.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="built-in or catalog model (catalog models without weights run on dummy weights of their shapes)",
+    )
+    p.add_argument(
+        "--ours",
+        default="q4f16_1a8",
+        help="our quantization preset (q4f16_1a8: int8 activations; q4f16_1: MLC's float path)",
+    )
+    p.add_argument(
+        "--ref",
+        choices=("q4_0", "shipped"),
+        default="q4_0",
+        help="llama.cpp's format: Q4_0 from its own quantizer (default) or the GGUF as shipped",
+    )
+    p.add_argument(
+        "--json-only", action="store_true", help="print only the JSON line (logs go to stderr)"
+    )
     args = p.parse_args(argv)
     args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     too_long = [n for n in args.lengths if n + args.decode_tokens > N_CTX]
-    if too_long or not args.lengths or args.repeats < 1 or args.decode_tokens < 1 or args.threads < 1:
-        p.error(f"need 1+ lengths, repeats, decode tokens and threads, and L + decode tokens <= {N_CTX} (bad: {too_long})")
+    if (
+        too_long
+        or not args.lengths
+        or args.repeats < 1
+        or args.decode_tokens < 1
+        or args.threads < 1
+    ):
+        p.error(
+            f"need 1+ lengths, repeats, decode tokens and threads, and L + decode tokens <= {N_CTX} (bad: {too_long})"
+        )
     return args
 
 
@@ -103,7 +137,9 @@ class OurEngine:
 
         # Without TVM_NUM_THREADS, TVM takes hardware_concurrency / 2 on x86 (1 on a 2-core VM).
         if (n := tvm.get_global_func("runtime.NumThreads")()) != threads:
-            sys.exit(f"TVM runs {n} threads, not {threads}: tvm was imported before TVM_NUM_THREADS was set")
+            sys.exit(
+                f"TVM runs {n} threads, not {threads}: tvm was imported before TVM_NUM_THREADS was set"
+            )
         self.session = TVMSession(bundle, max_seq_len=N_CTX)
         self.vocab = self.session.vocab_size
 
@@ -123,12 +159,22 @@ class RefEngine:
 
     def __init__(self, llama_cpp, model_path, threads: int):
         self.lib = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads,
-                                   n_batch=N_CTX, n_ubatch=N_CTX, logits_all=False, verbose=False)
+        self.llm = llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=N_CTX,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=N_CTX,
+            n_ubatch=N_CTX,
+            logits_all=False,
+            verbose=False,
+        )
         self.vocab = self.llm.n_vocab()
 
     def _greedy(self) -> int:
-        logits = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab,))
+        logits = np.ctypeslib.as_array(
+            self.lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab,)
+        )
         return int(np.argmax(logits))
 
     def prefill(self, ids: np.ndarray) -> int:
@@ -183,16 +229,25 @@ def measure(engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int
 def print_table(results: list[dict], ceiling: dict, steps: int, out) -> None:
     """Ratios are ours / llama.cpp: above 1 means our engine is faster. Decode is also shown as
     a share of each engine's bandwidth ceiling, prefill as a share of the int8-dot peak."""
-    head = (f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} {'% peak ours/ref':>16} | "
-            f"{'decode tok/s ours':>17} {'llama.cpp':>10} {'ratio':>6} {'% ceiling ours/ref':>19} | {'greedy agree':>12}")
+    head = (
+        f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} {'% peak ours/ref':>16} | "
+        f"{'decode tok/s ours':>17} {'llama.cpp':>10} {'ratio':>6} {'% ceiling ours/ref':>19} | {'greedy agree':>12}"
+    )
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in results:
-        peak = f"{r['ours_prefill_peak_pct']:.0f}/{r['ref_prefill_peak_pct']:.0f}" if r.get("ours_prefill_peak_pct") is not None else "-"
+        peak = (
+            f"{r['ours_prefill_peak_pct']:.0f}/{r['ref_prefill_peak_pct']:.0f}"
+            if r.get("ours_prefill_peak_pct") is not None
+            else "-"
+        )
         ceil = f"{100 * r['ours_decode_tps'] / ceiling['ours']:.0f}/{100 * r['ref_decode_tps'] / ceiling['ref']:.0f}"
-        print(f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} {r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f} {peak:>16}"
-              f" | {r['ours_decode_tps']:>17.1f} {r['ref_decode_tps']:>10.1f} {r['ours_decode_tps'] / r['ref_decode_tps']:>6.2f} {ceil:>19}"
-              f" | {r['agree']:>5}/{steps + 1:<6}", file=out)
+        print(
+            f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} {r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f} {peak:>16}"
+            f" | {r['ours_decode_tps']:>17.1f} {r['ref_decode_tps']:>10.1f} {r['ours_decode_tps'] / r['ref_decode_tps']:>6.2f} {ceil:>19}"
+            f" | {r['agree']:>5}/{steps + 1:<6}",
+            file=out,
+        )
 
 
 def linear_macs_per_token(cfg) -> int:
@@ -219,8 +274,22 @@ def cpu_description() -> str:
         pass
     name = fields.get("model name") or platform.processor() or platform.machine()
     # A VM often reports only "AMD EPYC": family/model/stepping tell the generation (25/1 = Zen 3).
-    ident = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
-    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "fphp")
+    ident = ", ".join(
+        f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields
+    )
+    wanted = (
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "amx_int8",
+        "asimd",
+        "asimddp",
+        "i8mm",
+        "fphp",
+    )
     features = " ".join(f for f in wanted if f in flags) or "no vector features listed"
     return f"{name}{f' ({ident})' if ident else ''}, {os.cpu_count()} CPUs; features: {features}"
 
@@ -246,7 +315,9 @@ def reference_gguf(args, model, log):
 
     if args.ref == "shipped":
         if args.model != "smollm2-135m-instruct":
-            sys.exit(f"--ref shipped needs a model that ships as GGUF (smollm2-135m-instruct), not {args.model}")
+            sys.exit(
+                f"--ref shipped needs a model that ships as GGUF (smollm2-135m-instruct), not {args.model}"
+            )
         from harness.models.sources.builtin import smollm2_gguf
 
         return smollm2_gguf(log)
@@ -261,12 +332,16 @@ def add_peak_shares(results: list[dict], macs: int, peaks: dict, ours_activation
     peak = {"ours": int8 if ours_activations == "int8" else peaks["fp32_gflops"], "ref": int8}
     for r in results:
         for name in ("ours", "ref"):
-            r[f"{name}_prefill_peak_pct"] = round(100 * r[f"{name}_prefill_tps"] * 2 * macs / 1e9 / peak[name], 1)
+            r[f"{name}_prefill_peak_pct"] = round(
+                100 * r[f"{name}_prefill_tps"] * 2 * macs / 1e9 / peak[name], 1
+            )
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when tvm's thread pool starts: set before importing tvm
+    os.environ["TVM_NUM_THREADS"] = str(
+        args.threads
+    )  # read when tvm's thread pool starts: set before importing tvm
     llama_cpp = import_llama_cpp()
     out = sys.stderr if args.json_only else sys.stdout
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - keeps stdout for the table and JSON
@@ -289,41 +364,82 @@ def main(argv=None) -> None:
     weight_bytes = {"ours": manifest["weight_bytes"], "ref": gguf_tensor_bytes(gguf_path)}
     ceiling = {name: round(bandwidth * 1e9 / b, 1) for name, b in weight_bytes.items()}
 
-    engines = {"ours": OurEngine(bundle, args.threads), "ref": RefEngine(llama_cpp, gguf_path, args.threads)}
+    engines = {
+        "ours": OurEngine(bundle, args.threads),
+        "ref": RefEngine(llama_cpp, gguf_path, args.threads),
+    }
     if engines["ours"].vocab != engines["ref"].vocab:
-        sys.exit(f"vocab sizes differ: ours {engines['ours'].vocab}, llama.cpp {engines['ref'].vocab}; not the same model")
+        sys.exit(
+            f"vocab sizes differ: ours {engines['ours'].vocab}, llama.cpp {engines['ref'].vocab}; not the same model"
+        )
     t0, cpu0 = time.perf_counter(), cpu_seconds()
-    results = measure(engines, token_sequences(args.lengths, engines["ours"].vocab), args.repeats, args.decode_tokens)
+    results = measure(
+        engines,
+        token_sequences(args.lengths, engines["ours"].vocab),
+        args.repeats,
+        args.decode_tokens,
+    )
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
     add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest["activations"])
 
     ref_format = gguf_format(gguf_path)
     system_info = llama_cpp.llama_print_system_info().decode().strip()
-    print(f"{model.name} ({model.weights} weights), {args.threads} threads, median of {args.repeats}, {args.decode_tokens} decode steps", file=out)
+    print(
+        f"{model.name} ({model.weights} weights), {args.threads} threads, median of {args.repeats}, {args.decode_tokens} decode steps",
+        file=out,
+    )
     print(f"CPU: {cpu_description()}", file=out)
-    print(f"ours: {manifest['quantization']} ({bundle.name}), activations {manifest['activations']}, "
-          f"kernels: {manifest['kernels_detail']}", file=out)
-    print(f"llama.cpp: llama-cpp-python {llama_cpp.__version__} on {gguf_path.name}: {ref_format}; {system_info}", file=out)
-    print(f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
-          f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s", file=out)
-    print(f"peaks ({args.threads} threads, peak.py): fp32 FMA {peaks['fp32_gflops']:.0f} GFLOP/s ({peaks['lanes']} lanes), "
-          f"int8 dot {peaks['int8_gops'] or 0:.0f} GOP/s ({peaks['isa'] or 'none'}); prefill counts {2 * linear_macs_per_token(model.config) / 1e6:.0f} MOP/token of linear layers", file=out)
+    print(
+        f"ours: {manifest['quantization']} ({bundle.name}), activations {manifest['activations']}, "
+        f"kernels: {manifest['kernels_detail']}",
+        file=out,
+    )
+    print(
+        f"llama.cpp: llama-cpp-python {llama_cpp.__version__} on {gguf_path.name}: {ref_format}; {system_info}",
+        file=out,
+    )
+    print(
+        f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
+        f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s",
+        file=out,
+    )
+    print(
+        f"peaks ({args.threads} threads, peak.py): fp32 FMA {peaks['fp32_gflops']:.0f} GFLOP/s ({peaks['lanes']} lanes), "
+        f"int8 dot {peaks['int8_gops'] or 0:.0f} GOP/s ({peaks['isa'] or 'none'}); prefill counts {2 * linear_macs_per_token(model.config) / 1e6:.0f} MOP/token of linear layers",
+        file=out,
+    )
     print(f"other processes used {foreign:.0%} of the CPUs during the timed runs", file=out)
     if foreign > 0.05:
         log("WARNING: the machine was not idle; these numbers are not comparable, rerun when it is")
     print_table(results, ceiling, args.decode_tokens, out)
-    print(json.dumps({
-        "results": [{k: r[k] for k in ("L", "ours_prefill_tps", "ref_prefill_tps", "ours_decode_tps", "ref_decode_tps")} for r in results],
-        "ref_format": f"{args.ref}: {ref_format}",
-        "ours_format": manifest["quantization"],
-        "model": model.name,
-        "threads": args.threads,
-        "bandwidth_gbps": round(bandwidth, 2),
-        "decode_ceiling_tps": ceiling,
-        "peaks": peaks,
-        "cpu": cpu_description(),
-        "llama_cpp_version": llama_cpp.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "results": [
+                    {
+                        k: r[k]
+                        for k in (
+                            "L",
+                            "ours_prefill_tps",
+                            "ref_prefill_tps",
+                            "ours_decode_tps",
+                            "ref_decode_tps",
+                        )
+                    }
+                    for r in results
+                ],
+                "ref_format": f"{args.ref}: {ref_format}",
+                "ours_format": manifest["quantization"],
+                "model": model.name,
+                "threads": args.threads,
+                "bandwidth_gbps": round(bandwidth, 2),
+                "decode_ceiling_tps": ceiling,
+                "peaks": peaks,
+                "cpu": cpu_description(),
+                "llama_cpp_version": llama_cpp.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct", help="built-in or catalog model")
     p.add_argument("--lengths", default="200,1000", help="prompt lengths L of the agreement check")
-    p.add_argument("--docs", type=int, default=3, help="corpus documents (prompts per task and L, and perplexity texts)")
+    p.add_argument(
+        "--docs",
+        type=int,
+        default=3,
+        help="corpus documents (prompts per task and L, and perplexity texts)",
+    )
     p.add_argument("--steps", type=int, default=32, help="teacher-forced positions per prompt")
-    p.add_argument("--ppl-tokens", type=int, default=512, help="tokens of each document scored for perplexity")
+    p.add_argument(
+        "--ppl-tokens", type=int, default=512, help="tokens of each document scored for perplexity"
+    )
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = p.parse_args(argv)
     args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
@@ -86,13 +93,20 @@ def main(argv=None) -> None:
     from harness.quantization import get_preset
 
     model = resolve_model(args.model, log)
-    bundles = {name: compile_model(model, get_preset(name), "llvm", log=log) for name in (FLOAT, INT8)}
+    bundles = {
+        name: compile_model(model, get_preset(name), "llvm", log=log) for name in (FLOAT, INT8)
+    }
     manifest = json.loads((bundles[INT8] / "manifest.json").read_text())
     kernels = manifest["kernels_detail"]
     if manifest["quantization"] != INT8:
-        sys.exit(f"this CPU has no integer dot-product kernels: {INT8} compiled as its float twin; nothing to compare")
+        sys.exit(
+            f"this CPU has no integer dot-product kernels: {INT8} compiled as its float twin; nothing to compare"
+        )
     longest = max(args.lengths) + args.steps + 64
-    sessions = {name: TVMSession(b, max_seq_len=max(longest, args.ppl_tokens + 1, 2048)) for name, b in bundles.items()}
+    sessions = {
+        name: TVMSession(b, max_seq_len=max(longest, args.ppl_tokens + 1, 2048))
+        for name, b in bundles.items()
+    }
     tokenizer = ChatTokenizer.from_bundle(bundles[FLOAT])
     t0 = time.perf_counter()
 
@@ -103,7 +117,9 @@ def main(argv=None) -> None:
         for prompt in select(suite, ["summ", "qs", "qa"], [length], args.docs):
             s, n = agreement(sessions, tokenizer.encode_chat(prompt.text), args.steps)
             same, total = same + s, total + n
-        rows.append({"L": length, "agree": same, "positions": total, "rate": round(same / total, 4)})
+        rows.append(
+            {"L": length, "agree": same, "positions": total, "rate": round(same / total, 4)}
+        )
         log(f"L={length}: {same}/{total} teacher-forced next tokens agree")
 
     nll = {name: [] for name in sessions}
@@ -114,15 +130,28 @@ def main(argv=None) -> None:
     ppl = {name: math.exp(float(np.mean(v))) for name, v in nll.items()}
     change = ppl[INT8] / ppl[FLOAT] - 1
 
-    print(f"{model.name} ({model.weights} weights), {args.threads} threads, {time.perf_counter() - t0:.0f} s; "
-          f"{INT8} kernels: {kernels}")
+    print(
+        f"{model.name} ({model.weights} weights), {args.threads} threads, {time.perf_counter() - t0:.0f} s; "
+        f"{INT8} kernels: {kernels}"
+    )
     print(f"{'L':>5} | {'teacher-forced agreement':>24}")
     for r in rows:
         print(f"{r['L']:>5} | {r['agree']:>6}/{r['positions']:<6} {100 * r['rate']:>6.1f}%")
-    print(f"perplexity on {args.docs} corpus documents x {args.ppl_tokens} tokens: {FLOAT} {ppl[FLOAT]:.3f}, "
-          f"{INT8} {ppl[INT8]:.3f} ({100 * change:+.2f}%)")
-    print(json.dumps({"model": model.name, "agreement": rows, "perplexity": {k: round(v, 4) for k, v in ppl.items()},
-                      "perplexity_change": round(change, 5), "kernels": kernels}))
+    print(
+        f"perplexity on {args.docs} corpus documents x {args.ppl_tokens} tokens: {FLOAT} {ppl[FLOAT]:.3f}, "
+        f"{INT8} {ppl[INT8]:.3f} ({100 * change:+.2f}%)"
+    )
+    print(
+        json.dumps(
+            {
+                "model": model.name,
+                "agreement": rows,
+                "perplexity": {k: round(v, 4) for k, v in ppl.items()},
+                "perplexity_change": round(change, 5),
+                "kernels": kernels,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ def _fma_loop(threads: int, lanes: int):
     from tvm.script import tirx as T
 
     @T.prim_func(s_tir=True)
-    def fma(out: T.Buffer((threads, lanes), "float32"), m: T.Buffer((lanes,), "float32"), c: T.Buffer((lanes,), "float32")):
+    def fma(
+        out: T.Buffer((threads, lanes), "float32"),
+        m: T.Buffer((lanes,), "float32"),
+        c: T.Buffer((lanes,), "float32"),
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "global_symbol": "main"})
         for t in T.parallel(threads):
             with T.sblock("t"):
@@ -60,7 +64,11 @@ def _fma_loop(threads: int, lanes: int):
 
 def _int8_shape(isa: str) -> tuple[int, int, str]:
     """(weight bytes per instruction, accumulator lanes, accumulator dtype) of ``isa``'s dot."""
-    return {"avx2": (32, 16, "int16"), "avx512-vnni": (64, 16, "int32"), "avx-vnni": (32, 8, "int32")}.get(isa, (16, 4, "int32"))
+    return {
+        "avx2": (32, 16, "int16"),
+        "avx512-vnni": (64, 16, "int32"),
+        "avx-vnni": (32, 8, "int32"),
+    }.get(isa, (16, 4, "int32"))
 
 
 def _int8_loop(threads: int, isa: str):
@@ -70,22 +78,34 @@ def _int8_loop(threads: int, isa: str):
     if isa == "avx2":
 
         def step(a, w):
-            return a + T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", w, T.reinterpret("int8x32", a))
+            return a + T.call_llvm_pure_intrin(
+                "int16x16", "llvm.x86.avx2.pmadd.ub.sw", w, T.reinterpret("int8x32", a)
+            )
     elif isa in ("avx512-vnni", "avx-vnni"):
 
         def step(a, w):
             vec = f"int32x{acc_lanes}"
-            return T.call_llvm_pure_intrin(vec, f"llvm.x86.avx512.vpdpbusd.{acc_lanes * 32}", a, T.reinterpret(f"int8x{bytes_}", w), T.reinterpret(f"int8x{bytes_}", a))
+            return T.call_llvm_pure_intrin(
+                vec,
+                f"llvm.x86.avx512.vpdpbusd.{acc_lanes * 32}",
+                a,
+                T.reinterpret(f"int8x{bytes_}", w),
+                T.reinterpret(f"int8x{bytes_}", a),
+            )
     else:
 
         def step(a, w):
-            return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", a, w, T.reinterpret("int8x16", a))
+            return T.call_llvm_pure_intrin(
+                "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", a, w, T.reinterpret("int8x16", a)
+            )
 
     vec = f"{acc_dtype}x{acc_lanes}"
     wdt = f"{'int8' if isa == 'neon-dot' else 'uint8'}x{bytes_}"
 
     @T.prim_func(s_tir=True)
-    def dot(out: T.Buffer((threads, acc_lanes), acc_dtype), w: T.Buffer((bytes_,), wdt.split("x")[0])):
+    def dot(
+        out: T.Buffer((threads, acc_lanes), acc_dtype), w: T.Buffer((bytes_,), wdt.split("x")[0])
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "global_symbol": "main"})
         for t in T.parallel(threads):
             with T.sblock("t"):
@@ -93,13 +113,19 @@ def _int8_loop(threads: int, isa: str):
                 T.writes()
                 acc = T.sblock_alloc_buffer((CHAINS * acc_lanes,), acc_dtype, scope="local")
                 for ch in T.unroll(CHAINS):
-                    acc[T.ramp(ch * acc_lanes, 1, acc_lanes)] = T.broadcast(T.Cast(acc_dtype, ch), acc_lanes)
+                    acc[T.ramp(ch * acc_lanes, 1, acc_lanes)] = T.broadcast(
+                        T.Cast(acc_dtype, ch), acc_lanes
+                    )
                 for _ in T.serial(ITERS):
                     for ch in T.unroll(CHAINS):
-                        acc[T.ramp(ch * acc_lanes, 1, acc_lanes)] = step(acc[T.ramp(ch * acc_lanes, 1, acc_lanes)], w.vload([0], wdt))
+                        acc[T.ramp(ch * acc_lanes, 1, acc_lanes)] = step(
+                            acc[T.ramp(ch * acc_lanes, 1, acc_lanes)], w.vload([0], wdt)
+                        )
                 out[t, T.ramp(0, 1, acc_lanes)] = acc[T.ramp(0, 1, acc_lanes)]
                 for ch in T.serial(1, CHAINS):
-                    out[t, T.ramp(0, 1, acc_lanes)] = out[t, T.ramp(0, 1, acc_lanes)] + acc[T.ramp(ch * acc_lanes, 1, acc_lanes)]
+                    out[t, T.ramp(0, 1, acc_lanes)] = (
+                        out[t, T.ramp(0, 1, acc_lanes)] + acc[T.ramp(ch * acc_lanes, 1, acc_lanes)]
+                    )
 
     return dot, bytes_
 
@@ -124,13 +150,25 @@ def measure_peaks(target, threads: int) -> dict:
     dev = tvm.cpu()
     lanes = _vector_lanes(target)
     lib = tvm.tirx.build(tvm.IRModule({"main": _fma_loop(threads, lanes)}), target=target)
-    args = [tvm.runtime.tensor(np.zeros((threads, lanes), np.float32), dev), tvm.runtime.tensor(np.full(lanes, 0.999, np.float32), dev), tvm.runtime.tensor(np.full(lanes, 1e-3, np.float32), dev)]
+    args = [
+        tvm.runtime.tensor(np.zeros((threads, lanes), np.float32), dev),
+        tvm.runtime.tensor(np.full(lanes, 0.999, np.float32), dev),
+        tvm.runtime.tensor(np.full(lanes, 1e-3, np.float32), dev),
+    ]
     fp32 = 2 * lanes * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
     isa, int8 = isa_for(target), None
     if isa is not None:
         func, width = _int8_loop(threads, isa)
         lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
         _, acc_lanes, acc_dtype = _int8_shape(isa)
-        args = [tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev), tvm.runtime.tensor(np.ones(width, np.int8 if isa == "neon-dot" else np.uint8), dev)]
+        args = [
+            tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev),
+            tvm.runtime.tensor(np.ones(width, np.int8 if isa == "neon-dot" else np.uint8), dev),
+        ]
         int8 = 2 * width * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
-    return {"fp32_gflops": round(fp32, 1), "int8_gops": None if int8 is None else round(int8, 1), "lanes": lanes, "isa": isa}
+    return {
+        "fp32_gflops": round(fp32, 1),
+        "int8_gops": None if int8 is None else round(int8, 1),
+        "lanes": lanes,
+        "isa": isa,
+    }

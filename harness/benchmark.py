@@ -29,7 +29,23 @@ class RunOutcome:
 
 
 # What run.json keeps of the bundle's manifest (TVM bundles also have tvm_version and engine_hash).
-BUNDLE_INFO_KEYS = ("model", "architecture", "params", "weights", "quantization", "quantization_detail", "format", "activations", "kernels_detail", "target", "weight_bytes", "engine", "engine_version", "tvm_version", "engine_hash")
+BUNDLE_INFO_KEYS = (
+    "model",
+    "architecture",
+    "params",
+    "weights",
+    "quantization",
+    "quantization_detail",
+    "format",
+    "activations",
+    "kernels_detail",
+    "target",
+    "weight_bytes",
+    "engine",
+    "engine_version",
+    "tvm_version",
+    "engine_hash",
+)
 
 
 def run_id_for(spec: RunSpec) -> str:
@@ -37,12 +53,18 @@ def run_id_for(spec: RunSpec) -> str:
     hash covers what the spec asks beyond the defaults, so a field added to RunSpec later (with a
     default) leaves every id as it was."""
     digest = hashlib.sha256(spec.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:8]
-    model = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model)
-    engine = "" if spec.engine == "tvm" else f"-{spec.engine}"  # the default engine adds nothing to the name
+    model = "".join(
+        c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model
+    )
+    engine = (
+        "" if spec.engine == "tvm" else f"-{spec.engine}"
+    )  # the default engine adds nothing to the name
     return f"{model}-{spec.quantization}{engine}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
 
 
-def plan_requests(prompt_ids: list[str], spec: RunSpec, done: set[tuple], key_of) -> list[tuple[str, int, bool]]:
+def plan_requests(
+    prompt_ids: list[str], spec: RunSpec, done: set[tuple], key_of
+) -> list[tuple[str, int, bool]]:
     """(prompt_id, repeat, warmup) still to run. A prompt whose repeats are all done needs no warm-up."""
     plan = []
     for pid in prompt_ids:
@@ -60,9 +82,13 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
 
     tok = tokenizer_for_bundle(bundle, 1 << 30)
     lengths = {p.id: len(tok.encode_chat(p.text)) for p in prompts}
-    too_long = sorted({p.L for p in prompts if lengths[p.id] + spec.max_new_tokens > context_window})
+    too_long = sorted(
+        {p.L for p in prompts if lengths[p.id] + spec.max_new_tokens > context_window}
+    )
     if too_long:
-        fits = sorted({p.L for p in prompts if lengths[p.id] + spec.max_new_tokens <= context_window})
+        fits = sorted(
+            {p.L for p in prompts if lengths[p.id] + spec.max_new_tokens <= context_window}
+        )
         raise UserError(
             f"L={','.join(map(str, too_long))} does not fit the model's context window of {context_window} tokens "
             f"with {spec.max_new_tokens} output tokens; use --lengths {','.join(map(str, fits)) or '(none fit)'} or fewer --max-new-tokens"
@@ -74,8 +100,17 @@ class OutOfMemory(UserError):
     """The runner ran out of memory on the device; the request is journaled as failed."""
 
 
-def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "speed", log=print, write_reports: bool = True, adb_server: str | None = None,
-                  runner_bin: str | None = None, strict_memory: bool = False) -> RunOutcome:
+def run_benchmark(
+    spec: RunSpec,
+    out_dir: Path | None = None,
+    *,
+    mode: str = "speed",
+    log=print,
+    write_reports: bool = True,
+    adb_server: str | None = None,
+    runner_bin: str | None = None,
+    strict_memory: bool = False,
+) -> RunOutcome:
     from harness.devices import open_device
     from harness.devices.lock import device_lock
     from harness.engines import get_engine
@@ -90,9 +125,13 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     engine = get_engine(spec.engine)
     device = open_device(spec.device, spec.target, adb_server)
     spec = _with_target(_with_runner(spec, device), device)
-    placements, topology = plan_device_placements(device, spec, log)  # a bad --cores fails before any compile
+    placements, topology = plan_device_placements(
+        device, spec, log
+    )  # a bad --cores fails before any compile
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
-        raise UserError(f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone")
+        raise UserError(
+            f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone"
+        )
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
     out_dir = Path(out_dir) if out_dir else results_dir() / run_id_for(spec)
 
@@ -100,20 +139,40 @@ def run_benchmark(spec: RunSpec, out_dir: Path | None = None, *, mode: str = "sp
     bundle = engine.build(model, preset, spec.target, log=log)
     manifest = engine.verify(bundle)
     input_lengths = check_context(prompts, bundle, spec, model.config.context_window)
-    memory_estimate = estimate_memory(model.config, preset, max(input_lengths.values()) + spec.max_new_tokens)
+    memory_estimate = estimate_memory(
+        model.config, preset, max(input_lengths.values()) + spec.max_new_tokens
+    )
 
     device_info = device.info()
     memory = plan_run_memory(device, device_info, memory_estimate, max(spec.lengths), strict_memory)
     if memory.skip_reason:  # over the device's RAM, or over its budget under --strict-memory
         above_ram = memory.total_ram is not None and memory_estimate > memory.total_ram
-        fix = "pass a smaller --model or --quantization, or shorter --lengths" + ("" if above_ram else ", or leave out --strict-memory to run it with a warning")
+        fix = "pass a smaller --model or --quantization, or shorter --lengths" + (
+            "" if above_ram else ", or leave out --strict-memory to run it with a warning"
+        )
         raise UserError(f"{spec.model} {memory.skip_reason}; {fix}")
     if memory.warning():
         log(memory.warning())
-    native = _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log)
+    native = _native_runner(
+        spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log
+    )
     with device_lock(device.serial):  # two harness processes never interleave on one device
-        return _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory,
-                                      (placements, topology), native)
+        return _deploy_measure_report(
+            device,
+            device_info,
+            bundle,
+            manifest,
+            prompts,
+            spec,
+            out_dir,
+            mode,
+            log,
+            write_reports,
+            progress,
+            memory,
+            (placements, topology),
+            native,
+        )
 
 
 def plan_run_memory(device, device_info, estimate: int, max_L: int, strict: bool = False):
@@ -122,7 +181,13 @@ def plan_run_memory(device, device_info, estimate: int, max_L: int, strict: bool
     from harness.memory import memory_of, plan_memory
 
     offered = memory_of(device, device_info)
-    return plan_memory(estimate, offered.budget, offered.total, strict, f"weights + KV cache at L={max_L} + runtime")
+    return plan_memory(
+        estimate,
+        offered.budget,
+        offered.total,
+        strict,
+        f"weights + KV cache at L={max_L} + runtime",
+    )
 
 
 def _with_runner(spec: RunSpec, device) -> RunSpec:
@@ -131,7 +196,11 @@ def _with_runner(spec: RunSpec, device) -> RunSpec:
     ARM64 phone through the harness's TVM kit); else the profile's runner (a native one)."""
     from harness.runners import check_runner
 
-    if "runner" not in spec.model_fields_set and device.profile.runner and device.python_runner() is None:
+    if (
+        "runner" not in spec.model_fields_set
+        and device.profile.runner
+        and device.python_runner() is None
+    ):
         spec = spec.model_copy(update={"runner": device.profile.runner})
     check_runner(spec.runner)
     return spec
@@ -140,14 +209,23 @@ def _with_runner(spec: RunSpec, device) -> RunSpec:
 def _with_target(spec: RunSpec, device) -> RunSpec:
     """A stock ARM64 phone runs our bundles in the TVM kit, which loads ``arm64-linux``
     libraries: the default ``llvm`` (this host's CPU) becomes that; another target is refused."""
-    if spec.runner != "python" or spec.device == "local" or device.python_runner() != "kit" or spec.target == "arm64-linux":
+    if (
+        spec.runner != "python"
+        or spec.device == "local"
+        or device.python_runner() != "kit"
+        or spec.target == "arm64-linux"
+    ):
         return spec
     if spec.target == "llvm":
         return spec.model_copy(update={"target": "arm64-linux"})
-    raise UserError(f"the TVM kit on {device.serial} runs arm64-linux bundles, not {spec.target}; use --target arm64-linux (or leave --target out), or --runner tvm-rpc for {spec.target}")
+    raise UserError(
+        f"the TVM kit on {device.serial} runs arm64-linux bundles, not {spec.target}; use --target arm64-linux (or leave --target out), or --runner tvm-rpc for {spec.target}"
+    )
 
 
-def _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log):
+def _native_runner(
+    spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log
+):
     """The adapter of a native runner (None for the python runner); its template is filled later."""
     from harness.runners import get_runner
     from harness.runners.base import RunnerContext
@@ -155,12 +233,24 @@ def _native_runner(spec, device, model, bundle, prompts, input_lengths, mode, ou
     cls = get_runner(spec.runner)
     if cls is None:
         if runner_bin:
-            raise UserError("--runner-bin is for native runners; add --runner llama-bench (or mlc-cli, executorch, llama-cli, tvm-rpc)")
+            raise UserError(
+                "--runner-bin is for native runners; add --runner llama-bench (or mlc-cli, executorch, llama-cli, tvm-rpc)"
+            )
         return None
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    ctx = RunnerContext(device=device, prompts={p.id: p.model_dump() for p in prompts}, input_lengths=input_lengths, template={},
-                        max_new_tokens=spec.max_new_tokens, mode=mode, model=model, bundle=bundle, runner_bin=runner_bin,
-                        log_path=Path(out_dir) / "runner.log", log=log)
+    ctx = RunnerContext(
+        device=device,
+        prompts={p.id: p.model_dump() for p in prompts},
+        input_lengths=input_lengths,
+        template={},
+        max_new_tokens=spec.max_new_tokens,
+        mode=mode,
+        model=model,
+        bundle=bundle,
+        runner_bin=runner_bin,
+        log_path=Path(out_dir) / "runner.log",
+        log=log,
+    )
     return cls(ctx)
 
 
@@ -169,25 +259,47 @@ def plan_device_placements(device, spec: RunSpec, log):
     from harness.devices.placement import plan_placements
 
     topology = device.topology()
-    placements = plan_placements(spec.threads, spec.cores, topology, device.phone, f"{device.profile.name} {device.serial}")
+    placements = plan_placements(
+        spec.threads, spec.cores, topology, device.phone, f"{device.profile.name} {device.serial}"
+    )
     for p in placements:
         if p.oversubscribed:
-            log(f"note: {p.label()}: more threads than cores, measured as asked and flagged oversubscribed")
+            log(
+                f"note: {p.label()}: more threads than cores, measured as asked and flagged oversubscribed"
+            )
     return placements, topology
 
 
-def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec, out_dir, mode, log, write_reports, progress, memory, where,
-                           native=None) -> RunOutcome:
+def _deploy_measure_report(
+    device,
+    device_info,
+    bundle,
+    manifest,
+    prompts,
+    spec,
+    out_dir,
+    mode,
+    log,
+    write_reports,
+    progress,
+    memory,
+    where,
+    native=None,
+) -> RunOutcome:
     from harness.devices.conditions import idle_power
     from harness.results.journal import Journal
     from harness.versioning import code_version
 
     if native is not None:
-        native.placement = where[0][0]  # a server a runner starts once is pinned to the first setting
+        native.placement = where[0][
+            0
+        ]  # a server a runner starts once is pinned to the first setting
     runner_binary = native.setup() if native is not None else {}
     remote_bundle = device.deploy(bundle) if native is None else None
     journal = Journal(out_dir)
-    idle = idle_power(device, spec.idle_s, log)  # after the push, before any runner: the phone at rest
+    idle = idle_power(
+        device, spec.idle_s, log
+    )  # after the push, before any runner: the phone at rest
     info = RunInfo(
         run_id=run_id_for(spec),
         spec=spec,
@@ -198,7 +310,12 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         code_version=code_version(),
         bundle={k: manifest[k] for k in BUNDLE_INFO_KEYS if k in manifest},
         device_profile=device.profile.model_dump(),
-        deploy={"path": remote_bundle, "bytes_pushed": device.bytes_pushed if native is None else runner_binary.get("bytes_pushed", 0)},
+        deploy={
+            "path": remote_bundle,
+            "bytes_pushed": device.bytes_pushed
+            if native is None
+            else runner_binary.get("bytes_pushed", 0),
+        },
         runner_binary=runner_binary,
         memory_estimate_bytes=memory.estimate,
         memory_budget_bytes=memory.budget,
@@ -219,7 +336,9 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         "format": manifest["format"],
         "activations": manifest["activations"],
         "engine": native.engine if native is not None else spec.engine,
-        "engine_version": manifest["engine_version"] if native is None or native.engine == spec.engine else "",
+        "engine_version": manifest["engine_version"]
+        if native is None or native.engine == spec.engine
+        else "",
         "runner": spec.runner,
         "target": spec.target,
         "device": device_info.model_dump(),
@@ -235,30 +354,72 @@ def _deploy_measure_report(device, device_info, bundle, manifest, prompts, spec,
         asked = {**template, **placement.asked()}
 
         def key_of(pid: str, repeat: int, warmup: bool, asked=asked) -> tuple:
-            return Record(**asked, prompt_id=pid, task="summ", L=0, repeat=repeat, warmup=warmup, status="skipped").key
+            return Record(
+                **asked,
+                prompt_id=pid,
+                task="summ",
+                L=0,
+                repeat=repeat,
+                warmup=warmup,
+                status="skipped",
+            ).key
 
         plans.append((placement, asked, plan_requests([p.id for p in prompts], spec, done, key_of)))
     total = len(prompts) * spec.repeats * len(placements)
-    outcome = RunOutcome(out_dir=out_dir, skipped_done=total - sum(1 for *_, plan in plans for _, _, w in plan if not w))
+    outcome = RunOutcome(
+        out_dir=out_dir,
+        skipped_done=total - sum(1 for *_, plan in plans for _, _, w in plan if not w),
+    )
     if not any(plan for *_, plan in plans):
         log(f"nothing to measure: all {total} measurements are already in {out_dir}")
     else:
-        log(f"measuring {sum(len(plan) for *_, plan in plans)} requests ({outcome.skipped_done} already done) -> {out_dir}")
+        log(
+            f"measuring {sum(len(plan) for *_, plan in plans)} requests ({outcome.skipped_done} already done) -> {out_dir}"
+        )
     for placement, asked, plan in plans:
         if not plan:
             continue
         log(f"cores: {placement.label()}")
         if native is not None:
             native.ctx.template, native.placement = asked, placement
-        _measure(device, remote_bundle, prompts, plan, asked, spec, mode, journal, outcome, progress, native, memory, (placement, topology),
-                 idle["idle_power_w"])
+        _measure(
+            device,
+            remote_bundle,
+            prompts,
+            plan,
+            asked,
+            spec,
+            mode,
+            journal,
+            outcome,
+            progress,
+            native,
+            memory,
+            (placement, topology),
+            idle["idle_power_w"],
+        )
 
     if write_reports:
         outcome.report_files = write_run_reports(out_dir, log)
     return outcome
 
 
-def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal, outcome, progress, native, memory, where, idle_w) -> None:
+def _measure(
+    device,
+    remote_bundle,
+    prompts,
+    plan,
+    template,
+    spec,
+    mode,
+    journal,
+    outcome,
+    progress,
+    native,
+    memory,
+    where,
+    idle_w,
+) -> None:
     from harness.devices.conditions import energy_fields, wait_until_cool
     from harness.devices.load import RequestLoad, wait_until_quiet
     from harness.devices.placement import runner_placement
@@ -270,41 +431,99 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
     with tempfile.TemporaryDirectory(prefix="slm-bench-prompts-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
-        runner = native or device.start_runner(remote_bundle, prompts_file, template, spec.max_new_tokens, mode, journal.out_dir / "runner.log", where[0])
+        runner = native or device.start_runner(
+            remote_bundle,
+            prompts_file,
+            template,
+            spec.max_new_tokens,
+            mode,
+            journal.out_dir / "runner.log",
+            where[0],
+        )
         runner_pid = None if native else runner.identify()["pid"]  # whose CPU time is not noise
         try:
             with progress(len(plan), "measuring") as bar:
                 for pid, repeat, warmup in plan:
                     if spec.cooldown_s > 0 and not warmup:
                         time.sleep(spec.cooldown_s)
-                    quiet_s = 0.0 if warmup else wait_until_quiet(device, spec.max_load, spec.max_wait_s, bar.log)
-                    waited, cooled, before = (0.0, True, device.state()) if warmup else wait_until_cool(device, spec, bar.log)
+                    quiet_s = (
+                        0.0
+                        if warmup
+                        else wait_until_quiet(device, spec.max_load, spec.max_wait_s, bar.log)
+                    )
+                    waited, cooled, before = (
+                        (0.0, True, device.state())
+                        if warmup
+                        else wait_until_cool(device, spec, bar.log)
+                    )
                     try:
-                        with RequestLoad(device, runner_pid, where[1]) as load, PowerSampler(device) as power:
-                            raw = runner.request({"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup})
-                    except UserError as exc:  # the runner died or a native one failed: out of memory?
+                        with (
+                            RequestLoad(device, runner_pid, where[1]) as load,
+                            PowerSampler(device) as power,
+                        ):
+                            raw = runner.request(
+                                {"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup}
+                            )
+                    except (
+                        UserError
+                    ) as exc:  # the runner died or a native one failed: out of memory?
                         evidence = runner_oom_evidence(runner, device, exc)
                         if evidence is None:
                             raise
                         error = _oom_error(evidence, memory)
                         p = by_id[pid]
-                        journal.append(Record(**template, prompt_id=pid, task=p.task, L=p.L, repeat=repeat, warmup=warmup, status="failed", error=error,
-                                              device_state_before=before))
+                        journal.append(
+                            Record(
+                                **template,
+                                prompt_id=pid,
+                                task=p.task,
+                                L=p.L,
+                                repeat=repeat,
+                                warmup=warmup,
+                                status="failed",
+                                error=error,
+                                device_state_before=before,
+                            )
+                        )
                         outcome.failed += 1
                         # The runner is gone (or would be killed again at this size): the run stops
                         # here, its records kept; a grid goes on with its next cell.
                         raise OutOfMemory(error) from None
                     after = device.state()
-                    ran = {**runner_placement(runner, device, *where), **load.fields(getattr(runner, "ticks_seen", None))}
+                    ran = {
+                        **runner_placement(runner, device, *where),
+                        **load.fields(getattr(runner, "ticks_seen", None)),
+                    }
                     raw = {**raw, **ran}  # what ran, read back from the runner
-                    if raw.get("status") == "failed" and (evidence := out_of_memory(text=raw.get("error"))) is not None:
-                        raw = {**raw, "error": _oom_error(evidence, memory)}  # a MemoryError in the runner: the runner lives on
-                    record = Record.model_validate({**raw, "device_state_before": before.model_dump(), "device_state_after": after.model_dump(), "thermal_wait_s": round(waited, 3), "cooled": cooled,
-                                                    **({"load_wait_s": round(quiet_s, 3)} if spec.max_load is not None else {}), **energy_fields(power.mean_watts, raw, idle_w)})
+                    if (
+                        raw.get("status") == "failed"
+                        and (evidence := out_of_memory(text=raw.get("error"))) is not None
+                    ):
+                        raw = {
+                            **raw,
+                            "error": _oom_error(evidence, memory),
+                        }  # a MemoryError in the runner: the runner lives on
+                    record = Record.model_validate(
+                        {
+                            **raw,
+                            "device_state_before": before.model_dump(),
+                            "device_state_after": after.model_dump(),
+                            "thermal_wait_s": round(waited, 3),
+                            "cooled": cooled,
+                            **(
+                                {"load_wait_s": round(quiet_s, 3)}
+                                if spec.max_load is not None
+                                else {}
+                            ),
+                            **energy_fields(power.mean_watts, raw, idle_w),
+                        }
+                    )
                     journal.append(record)
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1
-                        bar.advance(f"{pid} r{repeat}{' (warm-up)' if warmup else ''}: ITPS {record.itps:.0f} OTPS {record.otps or 0:.1f} TTFT {record.ttft_s:.2f}s")
+                        bar.advance(
+                            f"{pid} r{repeat}{' (warm-up)' if warmup else ''}: ITPS {record.itps:.0f} OTPS {record.otps or 0:.1f} TTFT {record.ttft_s:.2f}s"
+                        )
                     else:
                         outcome.failed += 1
                         bar.advance(f"{pid} r{repeat} failed")
@@ -312,7 +531,9 @@ def _measure(device, remote_bundle, prompts, plan, template, spec, mode, journal
         finally:
             outcome.runner_summary = runner.close()
     if outcome.runner_summary:
-        (journal.out_dir / "runner-summary.json").write_text(json.dumps(outcome.runner_summary, indent=1))
+        (journal.out_dir / "runner-summary.json").write_text(
+            json.dumps(outcome.runner_summary, indent=1)
+        )
 
 
 def runner_oom_evidence(runner, device, exc: BaseException) -> str | None:
@@ -346,7 +567,9 @@ def runner_oom_evidence(runner, device, exc: BaseException) -> str | None:
 def _oom_error(evidence: str, memory) -> str:
     from harness.memory import oom_message
 
-    return oom_message(evidence, memory.estimate if memory else None, memory.total_ram if memory else None)
+    return oom_message(
+        evidence, memory.estimate if memory else None, memory.total_ram if memory else None
+    )
 
 
 def write_run_reports(out_dir: Path, log=print) -> list[Path]:
@@ -363,10 +586,22 @@ def _versions(manifest: dict) -> dict[str, str]:
 
     import numpy
 
-    return {"python": platform.python_version(), manifest["engine"]: manifest["engine_version"], "numpy": numpy.__version__}
+    return {
+        "python": platform.python_version(),
+        manifest["engine"]: manifest["engine_version"],
+        "numpy": numpy.__version__,
+    }
 
 
-def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = None, *, log=print, adb_server: str | None = None, **kw) -> list[RunOutcome]:
+def run_on_devices(
+    spec: RunSpec,
+    devices: list[str],
+    out_dir: Path | None = None,
+    *,
+    log=print,
+    adb_server: str | None = None,
+    **kw,
+) -> list[RunOutcome]:
     """The same spec on several devices at once, one request at a time per device.
 
     Each device gets its own run directory, journal, runner and lock (``OUT/<device>`` when OUT
@@ -380,8 +615,18 @@ def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = Non
     from harness.quantization import get_preset
 
     if len(devices) == 1:
-        return [run_benchmark(spec.model_copy(update={"device": devices[0]}), out_dir, log=log, adb_server=adb_server, **kw)]
-    get_engine(spec.engine).build(resolve_model(spec.model, log=log), get_preset(spec.quantization), spec.target, log=log)
+        return [
+            run_benchmark(
+                spec.model_copy(update={"device": devices[0]}),
+                out_dir,
+                log=log,
+                adb_server=adb_server,
+                **kw,
+            )
+        ]
+    get_engine(spec.engine).build(
+        resolve_model(spec.model, log=log), get_preset(spec.quantization), spec.target, log=log
+    )
     outcomes: dict[str, RunOutcome] = {}
     errors: dict[str, BaseException] = {}
 
@@ -389,8 +634,11 @@ def run_on_devices(spec: RunSpec, devices: list[str], out_dir: Path | None = Non
         safe = device.replace(":", "_").replace("/", "_")
         try:
             outcomes[device] = run_benchmark(
-                spec.model_copy(update={"device": device}), Path(out_dir) / safe if out_dir else None,
-                log=lambda msg: log(f"[{device}] {msg}"), adb_server=adb_server, **kw,
+                spec.model_copy(update={"device": device}),
+                Path(out_dir) / safe if out_dir else None,
+                log=lambda msg: log(f"[{device}] {msg}"),
+                adb_server=adb_server,
+                **kw,
             )
         except BaseException as exc:  # reported below, after every device has finished
             errors[device] = exc

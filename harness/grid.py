@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
 from harness.memory import device_memory, estimate_memory, plan_memory
-from harness.yamlfile import load_validated
 from harness.results.schema import DeviceInfo, RunSpec, Task
+from harness.yamlfile import load_validated
 
 
 class GridQuality(BaseModel):
@@ -40,14 +40,22 @@ class GridSpec(BaseModel):
 
     models: list[str] = Field(min_length=1)
     quantizations: list[str] = ["q4f16_1"]
-    engines: list[Literal["tvm", "llama.cpp"]] = ["tvm"]  # llama.cpp side by side needs the llamacpp extra
+    engines: list[Literal["tvm", "llama.cpp"]] = [
+        "tvm"
+    ]  # llama.cpp side by side needs the llamacpp extra
     devices: list[str] = ["local"]
     target: str = "llvm"
     tasks: list[Task] = ["summ", "qs", "qa"]
     lengths: list[int] = [200, 400, 600, 800, 1000]
-    threads: list[int] | None = None  # a sweep inside every cell, like lengths (harness.devices.placement)
-    cores: list[str] | None = None  # core sets: all, a cluster, prime+big, 4-9; None: the device's default
-    idle_s: float = Field(default=10.0, ge=0)  # idle fuel-gauge sampling before each cell (phones), for energy above idle
+    threads: list[int] | None = (
+        None  # a sweep inside every cell, like lengths (harness.devices.placement)
+    )
+    cores: list[str] | None = (
+        None  # core sets: all, a cluster, prime+big, 4-9; None: the device's default
+    )
+    idle_s: float = Field(
+        default=10.0, ge=0
+    )  # idle fuel-gauge sampling before each cell (phones), for energy above idle
     repeats: int = Field(default=5, ge=1)
     warmup: int = Field(default=1, ge=0)
     max_new_tokens: int = Field(default=128, ge=1)
@@ -55,7 +63,9 @@ class GridSpec(BaseModel):
     max_temp_c: float | None = None
     docs: int = Field(default=1, ge=1)
     adb_server: str | None = None
-    profile: str | None = None  # plan phones with this device profile when they cannot be reached (dry runs)
+    profile: str | None = (
+        None  # plan phones with this device profile when they cannot be reached (dry runs)
+    )
     quality: GridQuality | None = None
     reference: str | None = None  # overlay published figures in the report, e.g. slimlm-s24
 
@@ -82,7 +92,9 @@ def with_overrides(grid: GridSpec, overrides: dict, source) -> GridSpec:
         return GridSpec.model_validate({**grid.model_dump(), **overrides})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise UserError(f"{source}: override {'.'.join(str(x) for x in first['loc'])}: {first['msg']}; fix the command-line option") from None
+        raise UserError(
+            f"{source}: override {'.'.join(str(x) for x in first['loc'])}: {first['msg']}; fix the command-line option"
+        ) from None
 
 
 @dataclass
@@ -95,7 +107,9 @@ class Cell:
     budget: int | None
     skip_reason: str | None = None
     total_ram: int | None = None  # the device's RAM, where known
-    over_budget: bool = False  # runs anyway (only --strict-memory skips it); flagged in the journal and report
+    over_budget: bool = (
+        False  # runs anyway (only --strict-memory skips it); flagged in the journal and report
+    )
     memory_warning: str | None = None  # the dry run's line for an over-budget cell
 
 
@@ -114,23 +128,69 @@ def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
         for model in grid.models:
             for quant, engine in ((q, e) for q in grid.quantizations for e in grid.engines):
                 preset = get_preset(quant)
-                spec = RunSpec(model=model, quantization=quant, engine=engine, target=grid.target, device=device, tasks=grid.tasks, lengths=grid.lengths,
-                               repeats=grid.repeats, warmup=grid.warmup, max_new_tokens=grid.max_new_tokens, cooldown_s=grid.cooldown_s,
-                               max_temp_c=grid.max_temp_c, docs=grid.docs, threads=grid.threads, cores=grid.cores, idle_s=grid.idle_s)
+                spec = RunSpec(
+                    model=model,
+                    quantization=quant,
+                    engine=engine,
+                    target=grid.target,
+                    device=device,
+                    tasks=grid.tasks,
+                    lengths=grid.lengths,
+                    repeats=grid.repeats,
+                    warmup=grid.warmup,
+                    max_new_tokens=grid.max_new_tokens,
+                    cooldown_s=grid.cooldown_s,
+                    max_temp_c=grid.max_temp_c,
+                    docs=grid.docs,
+                    threads=grid.threads,
+                    cores=grid.cores,
+                    idle_s=grid.idle_s,
+                )
                 entry = catalog.get(model)
-                if entry is None:  # a file or directory: known only once loaded (the run plans it then)
-                    cells.append(Cell(spec, None, "dummy" if model.startswith("dummy:") else "real", None, None, memory.budget, total_ram=memory.total))
+                if (
+                    entry is None
+                ):  # a file or directory: known only once loaded (the run plans it then)
+                    cells.append(
+                        Cell(
+                            spec,
+                            None,
+                            "dummy" if model.startswith("dummy:") else "real",
+                            None,
+                            None,
+                            memory.budget,
+                            total_ram=memory.total,
+                        )
+                    )
                     continue
                 # prompts are ~1.25x their cl100k L in model tokens (chat template, instructions)
                 tokens = int(max(grid.lengths) * 1.3) + grid.max_new_tokens
                 estimate = estimate_memory(entry.config, preset, tokens)
-                cell = Cell(spec, entry.config.param_count(), "real" if entry.weights == "builtin" else "dummy", packed_bytes(entry.config, preset), estimate,
-                            memory.budget, total_ram=memory.total)
+                cell = Cell(
+                    spec,
+                    entry.config.param_count(),
+                    "real" if entry.weights == "builtin" else "dummy",
+                    packed_bytes(entry.config, preset),
+                    estimate,
+                    memory.budget,
+                    total_ram=memory.total,
+                )
                 if not entry.supported:
-                    cell.skip_reason = f"architecture {entry.config.arch} is not supported by the engine yet"
+                    cell.skip_reason = (
+                        f"architecture {entry.config.arch} is not supported by the engine yet"
+                    )
                 else:
-                    plan = plan_memory(estimate, memory.budget, memory.total, strict_memory, f"weights + KV cache at L={max(grid.lengths)} + runtime")
-                    cell.over_budget, cell.skip_reason, cell.memory_warning = plan.over_budget, plan.skip_reason, plan.warning()
+                    plan = plan_memory(
+                        estimate,
+                        memory.budget,
+                        memory.total,
+                        strict_memory,
+                        f"weights + KV cache at L={max(grid.lengths)} + runtime",
+                    )
+                    cell.over_budget, cell.skip_reason, cell.memory_warning = (
+                        plan.over_budget,
+                        plan.skip_reason,
+                        plan.warning(),
+                    )
                 cells.append(cell)
     return cells
 
@@ -144,13 +204,25 @@ def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            same_build = r.get("model") == cell.spec.model and r.get("quantization") == cell.spec.quantization and r.get("engine", "tvm") == cell.spec.engine
+            same_build = (
+                r.get("model") == cell.spec.model
+                and r.get("quantization") == cell.spec.quantization
+                and r.get("engine", "tvm") == cell.spec.engine
+            )
             if same_build and r.get("status") == "ok" and r.get("runtime_s"):
                 per_L.setdefault(r["L"], []).append(r["runtime_s"])
     if not all(L in per_L for L in cell.spec.lengths):
         return None
-    prompts = len(cell.spec.tasks) * cell.spec.docs * len(cell.spec.threads or [0]) * len(cell.spec.cores or [""])
-    return sum(median(per_L[L]) * prompts * (cell.spec.repeats + cell.spec.warmup) for L in cell.spec.lengths)
+    prompts = (
+        len(cell.spec.tasks)
+        * cell.spec.docs
+        * len(cell.spec.threads or [0])
+        * len(cell.spec.cores or [""])
+    )
+    return sum(
+        median(per_L[L]) * prompts * (cell.spec.repeats + cell.spec.warmup)
+        for L in cell.spec.lengths
+    )
 
 
 class RunDirs(list):
@@ -179,22 +251,47 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
         engine = "" if cell.spec.engine == "tvm" else f" [{cell.spec.engine}]"
         log(f"cell {i}: {cell.spec.model} {cell.spec.quantization}{engine} on {cell.spec.device}")
         if cell.skip_reason:
-            _journal_cell(cell, run_dir, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec), "skipped", cell.skip_reason)
+            _journal_cell(
+                cell,
+                run_dir,
+                select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs),
+                run_id_for(cell.spec),
+                "skipped",
+                cell.skip_reason,
+            )
             log(f"  skipped: {cell.skip_reason}")
             continue
-        _forget_earlier_skip(run_dir, log)  # an over-budget cell is said once, by its run (its estimate counts the real prompts)
+        _forget_earlier_skip(
+            run_dir, log
+        )  # an over-budget cell is said once, by its run (its estimate counts the real prompts)
         try:
-            run_benchmark(cell.spec, run_dir, log=lambda msg: log(f"  {msg}"), write_reports=False, adb_server=grid.adb_server, strict_memory=strict_memory)
+            run_benchmark(
+                cell.spec,
+                run_dir,
+                log=lambda msg: log(f"  {msg}"),
+                write_reports=False,
+                adb_server=grid.adb_server,
+                strict_memory=strict_memory,
+            )
         except Exception as exc:  # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             run_dirs.failed += 1
-            _journal_cell(cell, run_dir, select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs), run_id_for(cell.spec), "failed", reason)
+            _journal_cell(
+                cell,
+                run_dir,
+                select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs),
+                run_id_for(cell.spec),
+                "failed",
+                reason,
+            )
             log(f"  failed: {reason}")
             continue
         if grid.quality is not None:
             evaluate_cell(cell, grid.quality, run_dir, log=lambda msg: log(f"  {msg}"))
     if run_dirs.failed:
-        log(f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun the same command to retry them")
+        log(
+            f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun the same command to retry them"
+        )
     return run_dirs
 
 
@@ -219,16 +316,25 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
         return
     model = resolve_model(cell.spec.model, log=log)
     # The host's build of the cell's engine: quality does not depend on where speed was measured.
-    bundle = get_engine(cell.spec.engine).build(model, get_preset(cell.spec.quantization), "llvm", log=log)
+    bundle = get_engine(cell.spec.engine).build(
+        model, get_preset(cell.spec.quantization), "llvm", log=log
+    )
     examples = examples_for(quality.docassist, quality.split, quality.limit)
     info = read_run_info(run_dir)
     records, rows = evaluate(
-        BundleGenerator(bundle, max_new_tokens=quality.max_new_tokens).generate, examples, model=cell.spec.model,
-        quantization=cell.spec.quantization, dataset=quality.docassist, split=quality.split, run_id=info.run_id if info else "",
+        BundleGenerator(bundle, max_new_tokens=quality.max_new_tokens).generate,
+        examples,
+        model=cell.spec.model,
+        quantization=cell.spec.quantization,
+        dataset=quality.docassist,
+        split=quality.split,
+        run_id=info.run_id if info else "",
         engine=cell.spec.engine,
     )
     write_results(run_dir, records, rows)
-    log(f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}")
+    log(
+        f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}"
+    )
 
 
 def _forget_earlier_skip(run_dir: Path, log) -> None:
@@ -248,7 +354,9 @@ def _forget_earlier_skip(run_dir: Path, log) -> None:
     log(f"  an earlier plan skipped this cell ({info.skipped}); it runs now")
 
 
-def _journal_cell(cell: Cell, run_dir: Path, prompts, run_id: str, status: str, reason: str) -> None:
+def _journal_cell(
+    cell: Cell, run_dir: Path, prompts, run_id: str, status: str, reason: str
+) -> None:
     """One ``status`` record (skipped or failed) per request of the cell that has none yet.
 
     A skipped cell also gets its run.json (nothing else will write one). A failed cell does not:
@@ -259,19 +367,51 @@ def _journal_cell(cell: Cell, run_dir: Path, prompts, run_id: str, status: str, 
 
     journal = Journal(run_dir)
     existing = journal.read_run_info()
-    if status == "skipped" and (existing is None or getattr(existing, "skipped", None)):  # never over a run's own run.json
-        journal.write_run_info(RunInfo(run_id=run_id, spec=cell.spec, prompt_set=prompts[0].prompt_set, prompt_set_hash=prompts[0].prompt_set_hash,
-                                       skipped=cell.skip_reason, memory_estimate_bytes=cell.memory_estimate, memory_budget_bytes=cell.budget,
-                                       memory_total_bytes=cell.total_ram, over_budget=cell.over_budget))
+    if status == "skipped" and (
+        existing is None or getattr(existing, "skipped", None)
+    ):  # never over a run's own run.json
+        journal.write_run_info(
+            RunInfo(
+                run_id=run_id,
+                spec=cell.spec,
+                prompt_set=prompts[0].prompt_set,
+                prompt_set_hash=prompts[0].prompt_set_hash,
+                skipped=cell.skip_reason,
+                memory_estimate_bytes=cell.memory_estimate,
+                memory_budget_bytes=cell.budget,
+                memory_total_bytes=cell.total_ram,
+                over_budget=cell.over_budget,
+            )
+        )
     # By prompt and repeat: the run's own records name the device by its serial, which a cell
     # planned for "adb" (the only attached phone) does not know. A failure already journaled
     # with this reason (the request that ran out of memory) is not written twice.
     records, _ = journal.load()
-    have = {(r.prompt_id, r.repeat) for r in records if not r.warmup and (r.status in DONE_STATUSES or (r.status, r.error) == (status, reason))}
+    have = {
+        (r.prompt_id, r.repeat)
+        for r in records
+        if not r.warmup and (r.status in DONE_STATUSES or (r.status, r.error) == (status, reason))
+    }
     for p in prompts:
         for repeat in range(cell.spec.repeats):
-            record = Record(model=cell.spec.model, params=cell.params, device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")), weights=cell.weights, quantization=cell.spec.quantization, engine=cell.spec.engine,
-                            target=cell.spec.target, prompt_set=p.prompt_set, prompt_id=p.id, task=p.task, L=p.L, repeat=repeat,
-                            status=status, error=reason, run_id=run_id, memory_estimate_bytes=cell.memory_estimate, over_budget=cell.over_budget)
+            record = Record(
+                model=cell.spec.model,
+                params=cell.params,
+                device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")),
+                weights=cell.weights,
+                quantization=cell.spec.quantization,
+                engine=cell.spec.engine,
+                target=cell.spec.target,
+                prompt_set=p.prompt_set,
+                prompt_id=p.id,
+                task=p.task,
+                L=p.L,
+                repeat=repeat,
+                status=status,
+                error=reason,
+                run_id=run_id,
+                memory_estimate_bytes=cell.memory_estimate,
+                over_budget=cell.over_budget,
+            )
             if (p.id, repeat) not in have:
                 journal.append(record)

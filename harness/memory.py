@@ -22,16 +22,26 @@ from dataclasses import dataclass
 
 from harness.errors import UserError
 
-RUNTIME_OVERHEAD_BYTES = 320 << 20  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
+RUNTIME_OVERHEAD_BYTES = (
+    320 << 20
+)  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
 ACTIVATION_BUFFERS = 4  # live fp32 prefill buffers of the widest layer, with the VM's memory pool
-LOCAL_BUDGET_FRACTION = 0.8  # of the RAM available on the desktop now: the rest stays for the OS and the harness
+LOCAL_BUDGET_FRACTION = (
+    0.8  # of the RAM available on the desktop now: the rest stays for the OS and the harness
+)
 GB = 1e9
 
 
 def kv_cache_bytes(cfg, preset, tokens: int) -> int:
     import numpy as np
 
-    per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * np.dtype(preset.kv_cache_dtype).itemsize
+    per_token = (
+        2
+        * cfg.num_layers
+        * cfg.num_kv_heads
+        * cfg.head_dim
+        * np.dtype(preset.kv_cache_dtype).itemsize
+    )
     return per_token * tokens
 
 
@@ -40,9 +50,18 @@ def estimate_memory(cfg, preset, max_tokens: int) -> int:
     overhead. A planning estimate: reports show it next to the measured peak."""
     from harness.models.catalog import packed_bytes
 
-    width = 2 * cfg.intermediate_size + 4 * cfg.hidden_size + (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim
+    width = (
+        2 * cfg.intermediate_size
+        + 4 * cfg.hidden_size
+        + (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim
+    )
     activations = ACTIVATION_BUFFERS * 4 * width * max_tokens
-    return packed_bytes(cfg, preset) + kv_cache_bytes(cfg, preset, max_tokens) + activations + RUNTIME_OVERHEAD_BYTES
+    return (
+        packed_bytes(cfg, preset)
+        + kv_cache_bytes(cfg, preset, max_tokens)
+        + activations
+        + RUNTIME_OVERHEAD_BYTES
+    )
 
 
 # -- what the device offers ----------------------------------------------------------------
@@ -70,12 +89,16 @@ def memory_of(device, info=None) -> DeviceMemory:
     profile = device.profile
     if profile.kind == "local" and profile.memory_budget_bytes is None:
         here = local_memory()
-        return DeviceMemory(here.budget, (info.ram_bytes if info is not None else None) or here.total)
+        return DeviceMemory(
+            here.budget, (info.ram_bytes if info is not None else None) or here.total
+        )
     info = info if info is not None else device.info()
     return DeviceMemory(profile.memory_budget_bytes, info.ram_bytes or profile.memory_total_bytes)
 
 
-def device_memory(device: str, adb_server: str | None = None, fallback_profile: str | None = None) -> DeviceMemory:
+def device_memory(
+    device: str, adb_server: str | None = None, fallback_profile: str | None = None
+) -> DeviceMemory:
     """Budget and RAM of a device by name, for planning. A phone that cannot be reached is
     planned with ``fallback_profile`` (a grid's ``profile``); without one both are unknown."""
     from harness.devices.profiles import get_profile
@@ -109,11 +132,19 @@ class MemoryPlan:
         if not self.over_budget or self.skip_reason:
             return None
         ram = f" of {self.total_ram / GB:.2f} GB RAM" if self.total_ram else " (total RAM unknown)"
-        return (f"over budget: needs ~{self.estimate / GB:.2f} GB, the device budget is {self.budget / GB:.2f} GB{ram}; "
-                "running anyway (Android frees memory for it; an out-of-memory kill is recorded as failed)")
+        return (
+            f"over budget: needs ~{self.estimate / GB:.2f} GB, the device budget is {self.budget / GB:.2f} GB{ram}; "
+            "running anyway (Android frees memory for it; an out-of-memory kill is recorded as failed)"
+        )
 
 
-def plan_memory(estimate: int | None, budget: int | None, total_ram: int | None, strict: bool = False, what: str = "") -> MemoryPlan:
+def plan_memory(
+    estimate: int | None,
+    budget: int | None,
+    total_ram: int | None,
+    strict: bool = False,
+    what: str = "",
+) -> MemoryPlan:
     """Judge one cell. ``what`` says what the estimate counts (e.g. "weights + KV cache at L=1000
     + runtime"), for the skip reason."""
     if estimate is None:
@@ -142,7 +173,9 @@ def out_of_memory(returncode: int | None = None, text: str | None = None) -> str
     lmkd and the Linux OOM killer end a process), or a log / error line that names it."""
     found = OOM_TEXT.search(text or "")
     if found:
-        line = next((ln.strip() for ln in (text or "").splitlines() if OOM_TEXT.search(ln)), found.group(0))
+        line = next(
+            (ln.strip() for ln in (text or "").splitlines() if OOM_TEXT.search(ln)), found.group(0)
+        )
         return line[:160]
     if returncode in SIGKILL_CODES:
         return "the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer)"
@@ -153,5 +186,7 @@ def oom_message(evidence: str, estimate: int | None = None, total_ram: int | Non
     """The error of a request that ran out of memory: the evidence, the plan, the fix."""
     plan = ""
     if estimate:
-        plan = f"; estimate ~{estimate / GB:.2f} GB" + (f" vs {total_ram / GB:.2f} GB RAM" if total_ram else "")
+        plan = f"; estimate ~{estimate / GB:.2f} GB" + (
+            f" vs {total_ram / GB:.2f} GB RAM" if total_ram else ""
+        )
     return f"out of memory: {evidence}{plan}; try a smaller model or quantization, or a shorter L"

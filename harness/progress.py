@@ -55,7 +55,9 @@ class RichProgress:
 
 
 @contextmanager
-def progress(total: int | None, description: str, stream: TextIO | None = None) -> Iterator[PlainProgress | RichProgress]:
+def progress(
+    total: int | None, description: str, stream: TextIO | None = None
+) -> Iterator[PlainProgress | RichProgress]:
     """Yield an object with ``advance(message="", steps=1)`` and ``log(message)``."""
     stream = stream if stream is not None else sys.stderr
     if not _is_tty(stream):
@@ -64,7 +66,12 @@ def progress(total: int | None, description: str, stream: TextIO | None = None) 
     from rich.console import Console  # imported here: only interactive runs draw a bar
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=Console(file=stream), transient=False) as bar:
         yield RichProgress(bar, bar.add_task(description, total=total), description)
 

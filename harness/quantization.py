@@ -56,9 +56,20 @@ class QuantPreset:
 
 
 PRESETS: dict[str, QuantPreset] = {
-    "q4f16_1": QuantPreset("q4f16_1", 4, GROUP, "float16", "int4 symmetric, group 32, fp16 scales (MLC's preset)"),
-    "q4f16_1a8": QuantPreset("q4f16_1a8", 4, GROUP, "float16", "int4 symmetric, group 32, fp16 scales; int8 activations per group of 32 (integer dot products)", "int8"),
-    "q4f32_1": QuantPreset("q4f32_1", 4, GROUP, "float32", "int4 symmetric, group 32, fp32 scales and compute"),
+    "q4f16_1": QuantPreset(
+        "q4f16_1", 4, GROUP, "float16", "int4 symmetric, group 32, fp16 scales (MLC's preset)"
+    ),
+    "q4f16_1a8": QuantPreset(
+        "q4f16_1a8",
+        4,
+        GROUP,
+        "float16",
+        "int4 symmetric, group 32, fp16 scales; int8 activations per group of 32 (integer dot products)",
+        "int8",
+    ),
+    "q4f32_1": QuantPreset(
+        "q4f32_1", 4, GROUP, "float32", "int4 symmetric, group 32, fp32 scales and compute"
+    ),
     "q0f32": QuantPreset("q0f32", 0, 0, "float32", "no quantization, fp32 weights"),
 }
 
@@ -75,7 +86,9 @@ def get_preset(name: str) -> QuantPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise UserError(f"unknown quantization {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise UserError(
+            f"unknown quantization {name!r}; choose one of {', '.join(PRESETS)}"
+        ) from None
 
 
 def quantize_q4(w: np.ndarray, scale_dtype: str = "float16") -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +121,10 @@ def _quantize_rows(w: np.ndarray, scale_dtype: str) -> tuple[np.ndarray, np.ndar
 
 def dequantize_q4(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     n, k = q.shape
-    return ((q.astype(np.float32) - MAX_INT).reshape(n, k // GROUP, GROUP) * scale.astype(np.float32)[:, :, None]).reshape(n, k)
+    return (
+        (q.astype(np.float32) - MAX_INT).reshape(n, k // GROUP, GROUP)
+        * scale.astype(np.float32)[:, :, None]
+    ).reshape(n, k)
 
 
 def pack_q4(q: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +133,12 @@ def pack_q4(q: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     words = np.zeros((n, k // PACK), dtype=np.uint32)
     for j in range(PACK):
         words |= q[:, j::PACK].astype(np.uint32) << np.uint32(4 * j)
-    tiled_words = np.ascontiguousarray(words.reshape(n // LANES, LANES, k // PACK).transpose(0, 2, 1))
-    tiled_scale = np.ascontiguousarray(scale.reshape(n // LANES, LANES, k // GROUP).transpose(0, 2, 1))
+    tiled_words = np.ascontiguousarray(
+        words.reshape(n // LANES, LANES, k // PACK).transpose(0, 2, 1)
+    )
+    tiled_scale = np.ascontiguousarray(
+        scale.reshape(n // LANES, LANES, k // GROUP).transpose(0, 2, 1)
+    )
     return tiled_words, tiled_scale
 
 
@@ -136,7 +156,9 @@ def unpack_q4(words: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndar
 def tile_f32(w: np.ndarray) -> np.ndarray:
     """W[N, K] -> [N/L, K, L] float32 for the unquantized kernels."""
     n, k = w.shape
-    return np.ascontiguousarray(w.astype(np.float32).reshape(n // LANES, LANES, k).transpose(0, 2, 1))
+    return np.ascontiguousarray(
+        w.astype(np.float32).reshape(n // LANES, LANES, k).transpose(0, 2, 1)
+    )
 
 
 def pack_linear(w: np.ndarray, preset: QuantPreset) -> dict[str, np.ndarray]:

@@ -36,7 +36,6 @@ from pathlib import Path
 from harness.engines import engine_of
 from harness.results.schema import Record, Stamps, metrics_from_stamps
 
-
 KV_HEADROOM = 16  # tokens of KV cache beyond the longest prompt + output (one page)
 
 
@@ -60,7 +59,15 @@ def peak_rss_bytes() -> int:
 
 
 class Runner:
-    def __init__(self, bundle: Path, prompts: dict[str, dict], template: dict, max_new_tokens: int, mode: str, threads: int | None = None):
+    def __init__(
+        self,
+        bundle: Path,
+        prompts: dict[str, dict],
+        template: dict,
+        max_new_tokens: int,
+        mode: str,
+        threads: int | None = None,
+    ):
         from harness.engines import get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
@@ -74,7 +81,9 @@ class Runner:
         longest = max((len(self.encode(pid)) for pid in prompts), default=0)
         needed = longest + max_new_tokens + KV_HEADROOM
         engine = get_engine(engine_of(json.loads((Path(bundle) / "manifest.json").read_text())))
-        self.session = engine.open_session(Path(bundle), max_seq_len=min(needed, int(config["context_window"])), threads=threads)
+        self.session = engine.open_session(
+            Path(bundle), max_seq_len=min(needed, int(config["context_window"])), threads=threads
+        )
         self.threads = self.session.num_threads()
         self.eos = set(self.session.config.get("eos_token_ids") or [])
         self.overhead_ns: list[tuple[int, int]] = []  # (outside timed region, timed region)
@@ -89,11 +98,20 @@ class Runner:
 
         t_enter = time.perf_counter_ns()
         prompt = self.prompts[prompt_id]
-        base = {**self.template, "prompt_id": prompt_id, "task": prompt["task"], "L": prompt["L"], "repeat": repeat, "warmup": warmup}
+        base = {
+            **self.template,
+            "prompt_id": prompt_id,
+            "task": prompt["task"],
+            "L": prompt["L"],
+            "repeat": repeat,
+            "warmup": warmup,
+        }
         try:
             ids = np.asarray(self.encode(prompt_id), dtype=np.int32)
             if len(ids) + self.max_new_tokens > self.session.max_seq_len:
-                raise ValueError(f"{len(ids)} input + {self.max_new_tokens} output tokens exceed the model's window of {self.session.max_seq_len}")
+                raise ValueError(
+                    f"{len(ids)} input + {self.max_new_tokens} output tokens exceed the model's window of {self.session.max_seq_len}"
+                )
             session, argmax = self.session, self.session.greedy
             out: list[int] = []
             # ---- timed region: only engine calls and sampling ----
@@ -103,12 +121,16 @@ class Runner:
             token = argmax(logits)
             t_first = time.perf_counter_ns()
             out.append(token)
-            while len(out) < self.max_new_tokens and not (self.mode == "quality" and token in self.eos):
+            while len(out) < self.max_new_tokens and not (
+                self.mode == "quality" and token in self.eos
+            ):
                 token = argmax(session.decode(token))
                 out.append(token)
             t_last = time.perf_counter_ns()
             # ---- end of timed region ----
-            stamps = Stamps(t_start=t_start, t_prefill_end=t_prefill_end, t_first=t_first, t_last=t_last)
+            stamps = Stamps(
+                t_start=t_start, t_prefill_end=t_prefill_end, t_first=t_first, t_last=t_last
+            )
             record = Record(
                 **base,
                 input_tokens=len(ids),
@@ -135,7 +157,9 @@ class Runner:
         import numpy as np
 
         session = self.session
-        choices = [session.greedy(session.prefill(np.asarray(self.encode(prompt_id), dtype=np.int32)))]
+        choices = [
+            session.greedy(session.prefill(np.asarray(self.encode(prompt_id), dtype=np.int32)))
+        ]
         for token in tokens[:-1]:
             choices.append(session.greedy(session.decode(int(token))))
         return {"prompt_id": prompt_id, "choices": choices}
@@ -159,15 +183,26 @@ def _emit(obj) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.runner", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.runner", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("bundle", type=Path)
     ap.add_argument("prompts", type=Path, help="prompt records (JSONL) to measure")
-    ap.add_argument("--template", type=Path, help="JSON object of record fields the host fills (model, device, run_id, ...)")
+    ap.add_argument(
+        "--template",
+        type=Path,
+        help="JSON object of record fields the host fills (model, device, run_id, ...)",
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--mode", choices=["speed", "quality"], default="speed")
-    ap.add_argument("--threads", type=int, default=None, help="engine worker threads (default: one per core this process may use)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="engine worker threads (default: one per core this process may use)",
+    )
     ap.add_argument("--serve", action="store_true", help="read run/quit commands from stdin")
     args = ap.parse_args(argv)
 
@@ -185,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         template.setdefault("format", manifest["format"])
         template.setdefault("activations", manifest["activations"])
         template.setdefault("engine", engine_of(manifest))
-        runner = Runner(args.bundle, prompts, template, args.max_new_tokens, args.mode, args.threads)
+        runner = Runner(
+            args.bundle, prompts, template, args.max_new_tokens, args.mode, args.threads
+        )
     except Exception as exc:
         _emit({"fatal": f"{type(exc).__name__}: {exc}"})
         return 2
@@ -198,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             if cmd.get("op") == "quit":
                 break
             if cmd.get("op") == "run":
-                _emit(runner.measure(cmd["prompt_id"], int(cmd.get("repeat", 0)), bool(cmd.get("warmup", False))))
+                _emit(
+                    runner.measure(
+                        cmd["prompt_id"], int(cmd.get("repeat", 0)), bool(cmd.get("warmup", False))
+                    )
+                )
             elif cmd.get("op") == "describe":
                 _emit({"pid": os.getpid(), "threads": runner.session.num_threads()})
             elif cmd.get("op") == "follow":

@@ -36,7 +36,15 @@ DROP = 0.9  # below this share of the peak OTPS ...
 DROP_RUN = 5  # ... for the median of this many consecutive requests, decoding has dropped
 
 
-def run_soak(spec: RunSpec, minutes: float, out_dir: Path, *, interval_s: float = 5.0, adb_server: str | None = None, log=print) -> dict:
+def run_soak(
+    spec: RunSpec,
+    minutes: float,
+    out_dir: Path,
+    *,
+    interval_s: float = 5.0,
+    adb_server: str | None = None,
+    log=print,
+) -> dict:
     """Soak ``spec``'s single prompt for ``minutes``; returns the summary (also in soak.json)."""
     from harness.benchmark import check_context, plan_device_placements
     from harness.devices import open_device
@@ -50,10 +58,14 @@ def run_soak(spec: RunSpec, minutes: float, out_dir: Path, *, interval_s: float 
         raise UserError(f"--minutes {minutes}: a soak needs a positive duration, e.g. --minutes 10")
     device = open_device(spec.device, spec.target, adb_server)
     if device.python_runner() is None or spec.runner != "python":
-        raise UserError("slm-bench soak drives the python runner (harness.runner); this device has none: see README, phones")
+        raise UserError(
+            "slm-bench soak drives the python runner (harness.runner); this device has none: see README, phones"
+        )
     placements, topology = plan_device_placements(device, spec, log)
     if len(placements) != 1:
-        raise UserError("a soak measures one setting: pass at most one --threads value and one --cores set")
+        raise UserError(
+            "a soak measures one setting: pass at most one --threads value and one --cores set"
+        )
     [prompt] = select(load_suite(), spec.tasks, spec.lengths, 1)
     engine = get_engine(spec.engine)
     model = resolve_model(spec.model, log=log)
@@ -65,15 +77,19 @@ def run_soak(spec: RunSpec, minutes: float, out_dir: Path, *, interval_s: float 
         soak.prepare(bundle, manifest, prompt, minutes)
         soak.run(minutes)
     summary = summarize(Path(out_dir))
-    log(f"soak: peak {summary['peak_otps'] or 0:.1f} tok/s, sustained {summary['sustained_otps'] or 0:.1f} tok/s "
-        f"(ratio {summary['sustained_ratio'] or 0:.2f}); first drop {summary['seconds_to_first_drop']} s; peak {summary['peak_temp_c']} °C")
+    log(
+        f"soak: peak {summary['peak_otps'] or 0:.1f} tok/s, sustained {summary['sustained_otps'] or 0:.1f} tok/s "
+        f"(ratio {summary['sustained_ratio'] or 0:.2f}); first drop {summary['seconds_to_first_drop']} s; peak {summary['peak_temp_c']} °C"
+    )
     return summary
 
 
 class Soak:
     """The measuring loop of one soak; the files it appends to are the only state."""
 
-    def __init__(self, device, spec: RunSpec, placement, topology, out_dir: Path, interval_s: float, log):
+    def __init__(
+        self, device, spec: RunSpec, placement, topology, out_dir: Path, interval_s: float, log
+    ):
         from harness.results.journal import Journal
 
         self.device, self.spec, self.placement, self.topology = device, spec, placement, topology
@@ -84,7 +100,11 @@ class Soak:
         self.next_repeat = max((r.repeat for r in measured), default=-1) + 1
         samples = read_samples(out_dir)
         # resuming: time continues from where the files end (the pause itself is not soak time)
-        self.offset = max([getattr(r, "soak_elapsed_s", 0) or 0 for r in measured] + [s["elapsed_s"] for s in samples] + [0.0])
+        self.offset = max(
+            [getattr(r, "soak_elapsed_s", 0) or 0 for r in measured]
+            + [s["elapsed_s"] for s in samples]
+            + [0.0]
+        )
 
     def prepare(self, bundle: Path, manifest: dict, prompt, minutes: float) -> None:
         from harness.benchmark import BUNDLE_INFO_KEYS, run_id_for
@@ -94,16 +114,37 @@ class Soak:
         self.prompt, self.remote = prompt, self.device.deploy(bundle)
         idle = idle_power(self.device, self.spec.idle_s, self.log)
         self.idle_w = idle["idle_power_w"]
-        info = RunInfo(run_id=f"soak-{run_id_for(self.spec)}", spec=self.spec, device=self.device.info(), prompt_set=prompt.prompt_set,
-                       prompt_set_hash=prompt.prompt_set_hash, code_version=code_version(),
-                       bundle={k: manifest[k] for k in BUNDLE_INFO_KEYS if k in manifest}, soak={"minutes": minutes, "interval_s": self.interval_s},
-                       topology=self.topology.to_dict(), placements=[self.placement.to_dict()], **idle)
+        info = RunInfo(
+            run_id=f"soak-{run_id_for(self.spec)}",
+            spec=self.spec,
+            device=self.device.info(),
+            prompt_set=prompt.prompt_set,
+            prompt_set_hash=prompt.prompt_set_hash,
+            code_version=code_version(),
+            bundle={k: manifest[k] for k in BUNDLE_INFO_KEYS if k in manifest},
+            soak={"minutes": minutes, "interval_s": self.interval_s},
+            topology=self.topology.to_dict(),
+            placements=[self.placement.to_dict()],
+            **idle,
+        )
         self.info = self.journal.write_run_info(info)
-        self.template = {"run_id": self.info.run_id, "model": self.spec.model, "params": manifest["params"], "weights": manifest["weights"],
-                         "quantization": self.spec.quantization, "format": manifest["format"], "activations": manifest["activations"],
-                         "engine": self.spec.engine, "engine_version": manifest["engine_version"], "runner": "python",
-                         "target": self.spec.target, "device": self.info.device.model_dump(), "prompt_set": prompt.prompt_set,
-                         "code_version": self.info.code_version, **self.placement.asked()}
+        self.template = {
+            "run_id": self.info.run_id,
+            "model": self.spec.model,
+            "params": manifest["params"],
+            "weights": manifest["weights"],
+            "quantization": self.spec.quantization,
+            "format": manifest["format"],
+            "activations": manifest["activations"],
+            "engine": self.spec.engine,
+            "engine_version": manifest["engine_version"],
+            "runner": "python",
+            "target": self.spec.target,
+            "device": self.info.device.model_dump(),
+            "prompt_set": prompt.prompt_set,
+            "code_version": self.info.code_version,
+            **self.placement.asked(),
+        }
 
     def run(self, minutes: float) -> None:
         from harness.devices.conditions import energy_fields
@@ -113,39 +154,73 @@ class Soak:
 
         end = minutes * 60
         if self.offset >= end:
-            self.log(f"nothing to measure: the soak in {self.out_dir} already lasted {self.offset:.0f} s of {end:.0f}")
+            self.log(
+                f"nothing to measure: the soak in {self.out_dir} already lasted {self.offset:.0f} s of {end:.0f}"
+            )
             return
         with tempfile.TemporaryDirectory(prefix="slm-bench-soak-") as tmp:
             prompts = Path(tmp) / "prompts.jsonl"
             prompts.write_text(self.prompt.model_dump_json() + "\n")
-            runner = self.device.start_runner(self.remote, prompts, self.template, self.spec.max_new_tokens, "speed",
-                                              self.out_dir / "runner.log", self.placement)
+            runner = self.device.start_runner(
+                self.remote,
+                prompts,
+                self.template,
+                self.spec.max_new_tokens,
+                "speed",
+                self.out_dir / "runner.log",
+                self.placement,
+            )
             sampler = Sampler(self.device, self.topology, self.out_dir, self.interval_s)
             try:
                 pid = runner.identify()["pid"]
-                warm = runner.request({"op": "run", "prompt_id": self.prompt.id, "repeat": 0, "warmup": True})
+                warm = runner.request(
+                    {"op": "run", "prompt_id": self.prompt.id, "repeat": 0, "warmup": True}
+                )
                 if warm.get("status") == "ok" and warm["runtime_s"] > end - self.offset:
-                    raise UserError(f"a soak of {minutes:g} min is shorter than one request ({warm['runtime_s']:.1f} s at L={self.prompt.L}); "
-                                    "use more --minutes or a shorter --L")
+                    raise UserError(
+                        f"a soak of {minutes:g} min is shorter than one request ({warm['runtime_s']:.1f} s at L={self.prompt.L}); "
+                        "use more --minutes or a shorter --L"
+                    )
                 start, said = time.monotonic() - self.offset, -float("inf")
                 sampler.start(start)
-                self.log(f"soaking {self.prompt.id} for {minutes:g} min ({self.placement.label()}) -> {self.out_dir}")
+                self.log(
+                    f"soaking {self.prompt.id} for {minutes:g} min ({self.placement.label()}) -> {self.out_dir}"
+                )
                 while (elapsed := time.monotonic() - start) < end:
-                    with RequestLoad(self.device, pid, self.topology) as load, PowerSampler(self.device) as power:
-                        raw = runner.request({"op": "run", "prompt_id": self.prompt.id, "repeat": self.next_repeat, "warmup": False})
+                    with (
+                        RequestLoad(self.device, pid, self.topology) as load,
+                        PowerSampler(self.device) as power,
+                    ):
+                        raw = runner.request(
+                            {
+                                "op": "run",
+                                "prompt_id": self.prompt.id,
+                                "repeat": self.next_repeat,
+                                "warmup": False,
+                            }
+                        )
                     state = self.device.state()
-                    raw = {**raw, **runner_placement(runner, self.device, self.placement, self.topology), **load.fields(),
-                           "device_state_after": state.model_dump(), "soak_elapsed_s": round(elapsed, 3),
-                           **energy_fields(power.mean_watts, raw, self.idle_w)}
+                    raw = {
+                        **raw,
+                        **runner_placement(runner, self.device, self.placement, self.topology),
+                        **load.fields(),
+                        "device_state_after": state.model_dump(),
+                        "soak_elapsed_s": round(elapsed, 3),
+                        **energy_fields(power.mean_watts, raw, self.idle_w),
+                    }
                     record = Record.model_validate(raw)
                     self.journal.append(record)
                     self.next_repeat += 1
                     if elapsed - said < self.interval_s:
                         continue  # a line per sampling interval, not per request (a tiny model makes hundreds a second)
                     said = elapsed
-                    temp = state.cpu_temp_c if state.cpu_temp_c is not None else state.battery_temp_c
-                    self.log(f"soak {elapsed:6.0f} s: OTPS {record.otps or 0:6.1f} ITPS {record.itps or 0:7.0f} "
-                             f"temp {temp if temp is not None else float('nan'):.1f} °C freq {record.cpu_freq_khz or '-'}")
+                    temp = (
+                        state.cpu_temp_c if state.cpu_temp_c is not None else state.battery_temp_c
+                    )
+                    self.log(
+                        f"soak {elapsed:6.0f} s: OTPS {record.otps or 0:6.1f} ITPS {record.itps or 0:7.0f} "
+                        f"temp {temp if temp is not None else float('nan'):.1f} °C freq {record.cpu_freq_khz or '-'}"
+                    )
             finally:
                 sampler.stop()
                 runner.close()
@@ -155,7 +230,12 @@ class Sampler:
     """The device every ``interval_s`` seconds, in a thread, journaled to samples.jsonl (fsync'd)."""
 
     def __init__(self, device, topology, out_dir: Path, interval_s: float):
-        self.device, self.topology, self.path, self.interval_s = device, topology, Path(out_dir) / SAMPLES_FILE, interval_s
+        self.device, self.topology, self.path, self.interval_s = (
+            device,
+            topology,
+            Path(out_dir) / SAMPLES_FILE,
+            interval_s,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
         self.start_t = 0.0
@@ -179,10 +259,20 @@ class Sampler:
 
     def sample(self) -> None:
         state, freqs = self.device.state(), self.device.cur_freqs()
-        by_cluster = {name: max(freqs[c] for c in ids if c in freqs) for name, ids in self.topology.clusters.items() if any(c in freqs for c in ids)}
-        row = {"elapsed_s": round(time.monotonic() - self.start_t, 3), "time": now_rfc3339(), "battery_temp_c": state.battery_temp_c,
-               "battery_level": state.battery_level, "thermal_zones_c": state.thermal_zones_c, "cpu_temp_c": state.cpu_temp_c,
-               "cpu_freq_khz": by_cluster or None}
+        by_cluster = {
+            name: max(freqs[c] for c in ids if c in freqs)
+            for name, ids in self.topology.clusters.items()
+            if any(c in freqs for c in ids)
+        }
+        row = {
+            "elapsed_s": round(time.monotonic() - self.start_t, 3),
+            "time": now_rfc3339(),
+            "battery_temp_c": state.battery_temp_c,
+            "battery_level": state.battery_level,
+            "thermal_zones_c": state.thermal_zones_c,
+            "cpu_temp_c": state.cpu_temp_c,
+            "cpu_freq_khz": by_cluster or None,
+        }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
@@ -205,7 +295,7 @@ def read_samples(out_dir: Path) -> list[dict]:
 def first_drop(points: list[tuple[float, float]], peak: float) -> float | None:
     """The time of the first request that starts DROP_RUN in a row whose median OTPS is below DROP x peak."""
     for i in range(len(points) - DROP_RUN + 1):
-        if median(otps for _, otps in points[i:i + DROP_RUN]) < DROP * peak:
+        if median(otps for _, otps in points[i : i + DROP_RUN]) < DROP * peak:
             return points[i][0]
     return None
 
@@ -215,18 +305,48 @@ def summarize(out_dir: Path) -> dict:
     from harness.results.journal import load
 
     records, _ = load(out_dir)
-    points = sorted((r.soak_elapsed_s, r.otps) for r in records if not r.warmup and r.status == "ok" and r.otps
-                    and getattr(r, "soak_elapsed_s", None) is not None)
+    points = sorted(
+        (r.soak_elapsed_s, r.otps)
+        for r in records
+        if not r.warmup
+        and r.status == "ok"
+        and r.otps
+        and getattr(r, "soak_elapsed_s", None) is not None
+    )
     samples = read_samples(out_dir)
-    temps = [t for s in samples for t in [*(s.get("thermal_zones_c") or []), s.get("battery_temp_c")] if t is not None]
-    temps += [t for r in records for st in (r.device_state_after,) if st for t in [*(st.thermal_zones_c or []), st.battery_temp_c] if t is not None]
-    summary = {"requests": len(points), "duration_s": points[-1][0] if points else 0.0, "peak_otps": None, "sustained_otps": None,
-               "sustained_ratio": None, "seconds_to_first_drop": None, "peak_temp_c": max(temps) if temps else None}
+    temps = [
+        t
+        for s in samples
+        for t in [*(s.get("thermal_zones_c") or []), s.get("battery_temp_c")]
+        if t is not None
+    ]
+    temps += [
+        t
+        for r in records
+        for st in (r.device_state_after,)
+        if st
+        for t in [*(st.thermal_zones_c or []), st.battery_temp_c]
+        if t is not None
+    ]
+    summary = {
+        "requests": len(points),
+        "duration_s": points[-1][0] if points else 0.0,
+        "peak_otps": None,
+        "sustained_otps": None,
+        "sustained_ratio": None,
+        "seconds_to_first_drop": None,
+        "peak_temp_c": max(temps) if temps else None,
+    }
     if points:
         first_minute = [otps for t, otps in points if t < 60] or [points[0][1]]
         last_third = [otps for t, otps in points if t >= points[-1][0] * 2 / 3] or [points[-1][1]]
         peak, sustained = median(first_minute), median(last_third)
         drop = first_drop(points, peak)
-        summary.update(peak_otps=peak, sustained_otps=sustained, sustained_ratio=sustained / peak, seconds_to_first_drop=drop)
+        summary.update(
+            peak_otps=peak,
+            sustained_otps=sustained,
+            sustained_ratio=sustained / peak,
+            seconds_to_first_drop=drop,
+        )
     (Path(out_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
     return summary

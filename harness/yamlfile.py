@@ -10,7 +10,9 @@ from pydantic import BaseModel, ValidationError
 from harness.errors import UserError
 
 
-def load_validated(path: Path, model: type[BaseModel], malformed_fix: str, invalid_fix: str) -> BaseModel:
+def load_validated(
+    path: Path, model: type[BaseModel], malformed_fix: str, invalid_fix: str
+) -> BaseModel:
     import yaml
 
     try:
@@ -27,7 +29,9 @@ def load_validated(path: Path, model: type[BaseModel], malformed_fix: str, inval
         raise UserError(f"{path}: {field}: {err['msg']}; {invalid_fix}") from None
 
 
-def load_named_folder(folder: Path, model: type[BaseModel], malformed_fix: str, invalid_fix: str) -> dict[str, BaseModel]:
+def load_named_folder(
+    folder: Path, model: type[BaseModel], malformed_fix: str, invalid_fix: str
+) -> dict[str, BaseModel]:
     """Every ``*.yaml`` in ``folder``, validated, keyed by its ``name`` — which must equal the file
     name, so ``--device``/``--model`` names and files can be found from each other."""
     entries = {}

@@ -42,7 +42,16 @@ def make_engine_run(out_dir: Path, model: str, repeats: int, lengths=LENGTHS, ta
     model (seeded dummy weights, so it needs no download), real requests through the runner."""
     from harness.benchmark import run_benchmark
 
-    spec = RunSpec(model=model, quantization="q4f16_1", tasks=list(tasks), lengths=list(lengths), repeats=repeats, warmup=1, max_new_tokens=8, docs=1)
+    spec = RunSpec(
+        model=model,
+        quantization="q4f16_1",
+        tasks=list(tasks),
+        lengths=list(lengths),
+        repeats=repeats,
+        warmup=1,
+        max_new_tokens=8,
+        docs=1,
+    )
     run_benchmark(spec, out_dir, log=lambda *_: None, write_reports=False)
     return out_dir
 
@@ -50,10 +59,14 @@ def make_engine_run(out_dir: Path, model: str, repeats: int, lengths=LENGTHS, ta
 @pytest.fixture(scope="session")
 def measured_run_dir(tmp_path_factory) -> Path:
     """A finished run directory of real measurements: tiny Llama, every task and L, 3 repeats."""
-    return make_engine_run(tmp_path_factory.mktemp("runs") / "tiny-llama", "dummy:tiny-llama", repeats=3)
+    return make_engine_run(
+        tmp_path_factory.mktemp("runs") / "tiny-llama", "dummy:tiny-llama", repeats=3
+    )
 
 
 @pytest.fixture(scope="session")
 def second_model_run_dir(tmp_path_factory) -> Path:
     """A second model (tiny SlimLM block) for multi-model reports and trade-off plots."""
-    return make_engine_run(tmp_path_factory.mktemp("runs") / "tiny-slimlm", "dummy:tiny-slimlm", repeats=2)
+    return make_engine_run(
+        tmp_path_factory.mktemp("runs") / "tiny-slimlm", "dummy:tiny-slimlm", repeats=2
+    )

@@ -14,8 +14,17 @@ QUIET = dict(log=lambda *_: None, write_reports=False)
 
 
 def sweep(**kw) -> RunSpec:
-    base = dict(model="dummy:tiny-llama", quantization="q4f16_1", tasks=["summ"], lengths=[200], repeats=2, warmup=0,
-                max_new_tokens=4, docs=1, threads=[1, 2])
+    base = dict(
+        model="dummy:tiny-llama",
+        quantization="q4f16_1",
+        tasks=["summ"],
+        lengths=[200],
+        repeats=2,
+        warmup=0,
+        max_new_tokens=4,
+        docs=1,
+        threads=[1, 2],
+    )
     return RunSpec(**{**base, **kw})
 
 
@@ -35,8 +44,14 @@ def test_a_thread_sweep_records_what_each_runner_ran(tmp_path):
     again = run_benchmark(sweep(), tmp_path / "run", **QUIET)
     assert again.measured == 0 and again.skipped_done == 4
     more = run_benchmark(sweep(threads=[1, 2, 3]), tmp_path / "more", **QUIET)
-    assert {r.threads for r in load(more.out_dir)[0]} == {1, 2, 3}  # 3 > cores: oversubscribed, measured
-    assert {r.oversubscribed for r in load(more.out_dir)[0] if r.threads == 3} == {len(os.sched_getaffinity(0)) < 3}
+    assert {r.threads for r in load(more.out_dir)[0]} == {
+        1,
+        2,
+        3,
+    }  # 3 > cores: oversubscribed, measured
+    assert {r.oversubscribed for r in load(more.out_dir)[0] if r.threads == 3} == {
+        len(os.sched_getaffinity(0)) < 3
+    }
 
 
 def test_pinned_to_one_core_the_runner_reads_back_that_core(tmp_path):

@@ -12,7 +12,11 @@ def test_plain_lines_when_not_a_tty():
         bar.advance("d01-summ-L200")
         bar.log("d01-qa-L200: skipped")
         bar.advance()
-    assert stream.getvalue().splitlines() == ["measuring [1/3] d01-summ-L200", "d01-qa-L200: skipped", "measuring [2/3]"]
+    assert stream.getvalue().splitlines() == [
+        "measuring [1/3] d01-summ-L200",
+        "d01-qa-L200: skipped",
+        "measuring [2/3]",
+    ]
     assert "\x1b" not in stream.getvalue()
 
 

@@ -28,7 +28,9 @@ N, K = 48, 128
 
 def _weights(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    w = rng.standard_normal((N, K)).astype(np.float32) * rng.uniform(0.01, 3.0, (N, 1)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32) * rng.uniform(0.01, 3.0, (N, 1)).astype(
+        np.float32
+    )
     w[0, :GROUP] = 0.0  # an all-zero group (scale 0)
     w[1, GROUP : 2 * GROUP] = 0.125 * (np.arange(GROUP) % 15 - 7)  # step 1/8 exactly: lossless
     w[2, 5] = 40.0  # an outlier dominating its group
@@ -53,7 +55,9 @@ def test_q4_round_trip_error_is_at_most_half_a_step(name):
     err = np.abs(dequantize_q4(q2, scale2) - w).reshape(N, K // GROUP, GROUP)
     step = scale.astype(np.float32)[:, :, None]
     assert (err <= 0.5 * step * (1 + 1e-6) + 1e-7).all(), float((err - 0.5 * step).max())
-    assert err[0, 0].max() == 0.0 and err[1, 1].max() == 0.0  # the zero and on-grid groups are exact
+    assert (
+        err[0, 0].max() == 0.0 and err[1, 1].max() == 0.0
+    )  # the zero and on-grid groups are exact
 
 
 @pytest.mark.parametrize("name", Q4)

@@ -17,7 +17,20 @@ QUIET = dict(log=lambda *_: None, interval_s=0.5)
 
 
 def spec(**kw) -> RunSpec:
-    return RunSpec(**{**dict(model="dummy:tiny-llama", quantization="q4f16_1", tasks=["summ"], lengths=[200], max_new_tokens=8, docs=1, idle_s=0), **kw})
+    return RunSpec(
+        **{
+            **dict(
+                model="dummy:tiny-llama",
+                quantization="q4f16_1",
+                tasks=["summ"],
+                lengths=[200],
+                max_new_tokens=8,
+                docs=1,
+                idle_s=0,
+            ),
+            **kw,
+        }
+    )
 
 
 def test_soak_journals_requests_and_samples_and_resumes(tmp_path):
@@ -30,16 +43,26 @@ def test_soak_journals_requests_and_samples_and_resumes(tmp_path):
     assert times == sorted(times) and times[-1] < 3.5 and all(r.threads == 1 for r in measured)
     assert [r.repeat for r in measured] == list(range(len(measured)))
     samples = read_samples(out)
-    assert len(samples) >= 3 and {"elapsed_s", "battery_temp_c", "thermal_zones_c", "cpu_freq_khz"} <= set(samples[0])
+    assert len(samples) >= 3 and {
+        "elapsed_s",
+        "battery_temp_c",
+        "thermal_zones_c",
+        "cpu_freq_khz",
+    } <= set(samples[0])
     first = [r.otps for r in measured if r.soak_elapsed_s < 60]
     assert summary["peak_otps"] == pytest.approx(median(first))
-    assert summary["sustained_ratio"] == pytest.approx(summary["sustained_otps"] / summary["peak_otps"])
+    assert summary["sustained_ratio"] == pytest.approx(
+        summary["sustained_otps"] / summary["peak_otps"]
+    )
     assert json.loads((out / "soak.json").read_text()) == summary
     # rerun longer: it continues where the files end, numbering and timing on
     run_soak(spec(threads=[1]), 5 / 60, out, **QUIET)
     more = [r for r in load(out)[0] if not r.warmup]
     assert len(more) > len(measured) and [r.repeat for r in more] == list(range(len(more)))
-    assert min(r.soak_elapsed_s for r in more[len(measured):]) >= times[-1] and more[-1].soak_elapsed_s < 5.5
+    assert (
+        min(r.soak_elapsed_s for r in more[len(measured) :]) >= times[-1]
+        and more[-1].soak_elapsed_s < 5.5
+    )
 
 
 def test_soak_refuses_bad_durations_and_sweeps(tmp_path):
@@ -54,7 +77,11 @@ def test_soak_refuses_bad_durations_and_sweeps(tmp_path):
 def test_first_drop_needs_a_run_of_slow_requests_not_one():
     from harness.soak import first_drop
 
-    points = [(float(t), 100.0) for t in range(10)] + [(10.0, 50.0)] + [(float(t), 100.0) for t in range(11, 20)]
+    points = (
+        [(float(t), 100.0) for t in range(10)]
+        + [(10.0, 50.0)]
+        + [(float(t), 100.0) for t in range(11, 20)]
+    )
     assert first_drop(points, 100.0) is None  # one slow request is noise
     points += [(float(t), 70.0) for t in range(20, 30)]
     assert first_drop(points, 100.0) == 18.0  # the first 5 in a row whose median is below 90
@@ -77,14 +104,22 @@ def test_a_soak_on_the_emulated_s24_shows_the_throttle(tmp_path):
     phone.start()
     try:
         wait_online(server, phone.serial)
-        summary = run_soak(spec(model="smollm2-135m-instruct", device=f"adb:{phone.serial}", max_new_tokens=16), 0.5, tmp_path / "soak",
-                           adb_server=f"127.0.0.1:{server}", **QUIET)
+        summary = run_soak(
+            spec(model="smollm2-135m-instruct", device=f"adb:{phone.serial}", max_new_tokens=16),
+            0.5,
+            tmp_path / "soak",
+            adb_server=f"127.0.0.1:{server}",
+            **QUIET,
+        )
     finally:
         phone.stop()
         adb(server, "kill-server")
     samples = read_samples(tmp_path / "soak")
     throttled = [s["elapsed_s"] for s in samples if s["cpu_freq_khz"]["prime"] < 3207000]
-    assert throttled and min(s["cpu_freq_khz"]["prime"] for s in samples) in (round(3207000 * 0.7), round(3207000 * 0.45))
+    assert throttled and min(s["cpu_freq_khz"]["prime"] for s in samples) in (
+        round(3207000 * 0.7),
+        round(3207000 * 0.45),
+    )
     records = [r for r in load(tmp_path / "soak")[0] if not r.warmup]
     before = median(r.otps for r in records if r.soak_elapsed_s < throttled[0] - 1)
     after = median(r.otps for r in records if r.soak_elapsed_s > throttled[0] + 2)

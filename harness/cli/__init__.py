@@ -22,17 +22,47 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.cli.run:run", "Measure a model on the prompt suite (resumable)."),
     "report": ("harness.cli.report:report", "Render Markdown/HTML/CSV reports from run dirs."),
     "grid": ("harness.cli.grid:grid", "Run a model x quantization x device grid to one report."),
-    "models": ("harness.cli.models:models", "List the model catalog (params, support, weights, bytes)."),
-    "devices": ("harness.cli.devices:devices", "List devices (desktop, adb) or run an emulated phone."),
+    "models": (
+        "harness.cli.models:models",
+        "List the model catalog (params, support, weights, bytes).",
+    ),
+    "devices": (
+        "harness.cli.devices:devices",
+        "List devices (desktop, adb) or run an emulated phone.",
+    ),
     "plot": ("harness.cli.report:plot", "Draw speed, trade-off and memory plots from run dirs."),
-    "stages": ("harness.cli.stages:stages", "List or run plugin stages that produce model directories."),
-    "train": ("harness.cli.train:train", "Pre-train and fine-tune a SlimLM; export a model dir (resumable)."),
-    "pipeline": ("harness.cli.pipeline:pipeline", "Train, export, compile, benchmark and evaluate from one YAML."),
-    "docassist": ("harness.cli.docassist:docassist", "Build DocAssist data (chunks, summary, questions, QA) from documents."),
-    "eval": ("harness.cli.eval:eval_cmd", "Score a model on a DocAssist split (BLEU, ROUGE, STS, intent accuracy)."),
-    "soak": ("harness.cli.soak:soak", "Decode one prompt back to back for N minutes: speed, heat, clocks."),
-    "compare": ("harness.cli.compare:compare", "Per-cell ratios of two runs; --fail-above PCT for CI."),
-    "kit": ("harness.cli.kit:kit", "Build device programs ahead of use (ARM64 userland, TVM kit, llama.cpp)."),
+    "stages": (
+        "harness.cli.stages:stages",
+        "List or run plugin stages that produce model directories.",
+    ),
+    "train": (
+        "harness.cli.train:train",
+        "Pre-train and fine-tune a SlimLM; export a model dir (resumable).",
+    ),
+    "pipeline": (
+        "harness.cli.pipeline:pipeline",
+        "Train, export, compile, benchmark and evaluate from one YAML.",
+    ),
+    "docassist": (
+        "harness.cli.docassist:docassist",
+        "Build DocAssist data (chunks, summary, questions, QA) from documents.",
+    ),
+    "eval": (
+        "harness.cli.eval:eval_cmd",
+        "Score a model on a DocAssist split (BLEU, ROUGE, STS, intent accuracy).",
+    ),
+    "soak": (
+        "harness.cli.soak:soak",
+        "Decode one prompt back to back for N minutes: speed, heat, clocks.",
+    ),
+    "compare": (
+        "harness.cli.compare:compare",
+        "Per-cell ratios of two runs; --fail-above PCT for CI.",
+    ),
+    "kit": (
+        "harness.cli.kit:kit",
+        "Build device programs ahead of use (ARM64 userland, TVM kit, llama.cpp).",
+    ),
 }
 
 

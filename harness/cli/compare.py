@@ -27,9 +27,20 @@ Exit status: 0 no cell slower than PCT (or no --fail-above), 1 some cell is, 2 b
 )
 @click.argument("run_a", type=RUN_DIR)
 @click.argument("run_b", type=RUN_DIR)
-@click.option("--fail-above", "fail_above", type=click.FloatRange(min=0), default=None, metavar="PCT",
-              help="Exit 1 when any cell's ITPS, OTPS, TTFT or runtime is more than PCT percent slower in RUN_B.")
-@click.option("--json", "as_json", is_flag=True, help="Print the compared cells as JSON (the table goes to stderr).")
+@click.option(
+    "--fail-above",
+    "fail_above",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="PCT",
+    help="Exit 1 when any cell's ITPS, OTPS, TTFT or runtime is more than PCT percent slower in RUN_B.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the compared cells as JSON (the table goes to stderr).",
+)
 def compare(run_a: Path, run_b: Path, fail_above: float | None, as_json: bool) -> None:
     """Compare RUN_B against RUN_A, cell by cell (model, quantization, engine, target, task, L).
 
@@ -52,7 +63,9 @@ def compare(run_a: Path, run_b: Path, fail_above: float | None, as_json: bool) -
         return
     flagged = comparison.regressions(fail_above)
     if flagged.empty:
-        click.echo(f"ok: no cell of {len(comparison.cells)} is more than {fail_above:g}% slower", err=True)
+        click.echo(
+            f"ok: no cell of {len(comparison.cells)} is more than {fail_above:g}% slower", err=True
+        )
         return
     worst = flagged.sort_values("worst_slowdown_pct", ascending=False).iloc[0]
     click.echo(
@@ -61,4 +74,3 @@ def compare(run_a: Path, run_b: Path, fail_above: float | None, as_json: bool) -
         err=True,
     )
     sys.exit(EXIT_REGRESSION)
-

@@ -20,9 +20,26 @@ by weights, preset, target, TVM version and engine source: the same inputs compi
 
 
 @click.command("compile", epilog=EPILOG)
-@click.option("--model", "-m", required=True, help="Built-in name, .gguf file, HF model directory, or dummy:tiny-<arch>.")
-@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="q4f16_1, q4f16_1a8 (int8 activations), q4f32_1 or q0f32.")
-@click.option("--target", "-t", default="llvm", show_default=True, help="llvm, cuda, arm64-linux, android-cpu or opencl.")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Built-in name, .gguf file, HF model directory, or dummy:tiny-<arch>.",
+)
+@click.option(
+    "--quantization",
+    "-q",
+    default="q4f16_1",
+    show_default=True,
+    help="q4f16_1, q4f16_1a8 (int8 activations), q4f32_1 or q0f32.",
+)
+@click.option(
+    "--target",
+    "-t",
+    default="llvm",
+    show_default=True,
+    help="llvm, cuda, arm64-linux, android-cpu or opencl.",
+)
 @click.option("--force", is_flag=True, help="Recompile even if the bundle is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def compile_cmd(model, quantization, target, force, as_json):
@@ -39,4 +56,6 @@ def compile_cmd(model, quantization, target, force, as_json):
     if as_json:
         click.echo(json.dumps({"bundle": str(bundle), **manifest}, indent=1))
     else:
-        click.echo(f"{bundle}\n  {manifest['params'] / 1e6:.1f}M parameters, {manifest['weight_bytes'] / 1e6:.1f} MB of weights, library {manifest['library']}")
+        click.echo(
+            f"{bundle}\n  {manifest['params'] / 1e6:.1f}M parameters, {manifest['weight_bytes'] / 1e6:.1f} MB of weights, library {manifest['library']}"
+        )

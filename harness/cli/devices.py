@@ -17,7 +17,12 @@ Examples:
 
 
 @click.group("devices", invoke_without_command=True, epilog=EPILOG)
-@click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to ask [default: 127.0.0.1:5037].")
+@click.option(
+    "--adb-server",
+    default=None,
+    metavar="HOST:PORT",
+    help="adb server to ask [default: 127.0.0.1:5037].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @click.pass_context
 def devices(ctx, adb_server, as_json):
@@ -42,7 +47,9 @@ def devices(ctx, adb_server, as_json):
     for r in rows:
         ram = f"{r['ram_bytes'] / 2**30:.1f} GiB" if r.get("ram_bytes") else "?"
         cpu = (r.get("machine") or "?") + (" (emulated)" if r.get("emulated") else "")
-        click.echo(f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}")
+        click.echo(
+            f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}"
+        )
         click.echo(f"{'':<22} {r['topology']['summary']}; default: {r['topology']['default']}")
 
 
@@ -53,25 +60,58 @@ def _row(device) -> dict:
     topology = device.topology()
     default = topology.default_cores(device.phone)
     clusters = "+".join(topology.clusters_covering(default))
-    return {**device.info().model_dump(), "topology": {**topology.to_dict(), "summary": topology.describe(),
-                                                     "default": f"{clusters} (cpu {format_list(default)}), {len(default)} threads"}}
+    return {
+        **device.info().model_dump(),
+        "topology": {
+            **topology.to_dict(),
+            "summary": topology.describe(),
+            "default": f"{clusters} (cpu {format_list(default)}), {len(default)} threads",
+        },
+    }
 
 
 @devices.command("emulate")
-@click.option("--profile", default="galaxy-s24", show_default=True, help="Device profile (device_profiles/NAME.yaml) to answer getprop from.")
-@click.option("--port", default=5600, show_default=True, type=int, help="Loopback port adb connects to.")
-@click.option("--root", default="./emulated-phone", show_default=True, type=click.Path(file_okay=False), help="Folder standing for the phone's storage (kept across restarts).")
-@click.option("--arch", type=click.Choice(["x86_64", "arm64", "aarch64"]), default="x86_64", show_default=True,
-              help="CPU of the phone's programs. arm64: a stock phone whose shell and every pushed binary are "
-                   "aarch64, run by qemu-user (needs root; the ARM64 userland is made on first use). Its timings "
-                   "are emulation, never phone speed. x86_64: host programs, the host's Python offered.")
-@click.option("--thermal-speedup", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="N",
-              help="Run the phone's thermal model N times faster than real time (its battery's time constant is a "
-                   "device minute): with 60, a sustained load heats the phone past its profile's trip points and "
-                   "throttles it within seconds, so a test can watch the throttling.")
-@click.option("--charging", is_flag=True,
-              help="Emulate a plugged-in phone (dumpsys battery status 2, power_supply Charging). By default it "
-                   "discharges, as a phone on adb over Wi-Fi does, so its energy figures mean something.")
+@click.option(
+    "--profile",
+    default="galaxy-s24",
+    show_default=True,
+    help="Device profile (device_profiles/NAME.yaml) to answer getprop from.",
+)
+@click.option(
+    "--port", default=5600, show_default=True, type=int, help="Loopback port adb connects to."
+)
+@click.option(
+    "--root",
+    default="./emulated-phone",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder standing for the phone's storage (kept across restarts).",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["x86_64", "arm64", "aarch64"]),
+    default="x86_64",
+    show_default=True,
+    help="CPU of the phone's programs. arm64: a stock phone whose shell and every pushed binary are "
+    "aarch64, run by qemu-user (needs root; the ARM64 userland is made on first use). Its timings "
+    "are emulation, never phone speed. x86_64: host programs, the host's Python offered.",
+)
+@click.option(
+    "--thermal-speedup",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="Run the phone's thermal model N times faster than real time (its battery's time constant is a "
+    "device minute): with 60, a sustained load heats the phone past its profile's trip points and "
+    "throttles it within seconds, so a test can watch the throttling.",
+)
+@click.option(
+    "--charging",
+    is_flag=True,
+    help="Emulate a plugged-in phone (dumpsys battery status 2, power_supply Charging). By default it "
+    "discharges, as a phone on adb over Wi-Fi does, so its energy figures mean something.",
+)
 def emulate(profile, port, root, arch, thermal_speedup, charging):
     """Run an emulated phone (a Python adbd speaking the real ADB protocol) in the foreground.
 
@@ -82,13 +122,36 @@ def emulate(profile, port, root, arch, thermal_speedup, charging):
     from harness.devices.emulated.adbd import main
 
     arch = "aarch64" if arch == "arm64" else arch
-    argv = ["--profile", profile, "--port", str(port), "--root", root, "--arch", arch, "--thermal-speedup", str(thermal_speedup)]
+    argv = [
+        "--profile",
+        profile,
+        "--port",
+        str(port),
+        "--root",
+        root,
+        "--arch",
+        arch,
+        "--thermal-speedup",
+        str(thermal_speedup),
+    ]
     raise SystemExit(main(argv + (["--charging"] if charging else [])))
 
 
 @devices.command("clean")
-@click.option("--device", "-d", "device_spec", default="adb", show_default=True, help="adb (the only attached phone) or adb:SERIAL.")
-@click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
+@click.option(
+    "--device",
+    "-d",
+    "device_spec",
+    default="adb",
+    show_default=True,
+    help="adb (the only attached phone) or adb:SERIAL.",
+)
+@click.option(
+    "--adb-server",
+    default=None,
+    metavar="HOST:PORT",
+    help="adb server to use [default: 127.0.0.1:5037].",
+)
 def clean(device_spec, adb_server):
     """Remove everything slm-bench put on a phone (/data/local/tmp/slm-bench)."""
     from harness.devices import open_device

@@ -39,16 +39,57 @@ Examples:
   slm-bench docassist build report.pdf notes/ --out /tmp/da --annotator openai --split 0.7,0.15,0.15"""
 )
 @click.argument("docs", nargs=-1, required=True, type=PATH)
-@click.option("--out", type=PATH, required=True, help="Output folder (train/validation/test.jsonl, manifest.json).")
-@click.option("--annotator", type=click.Choice(["openai", "local"]), required=True, help="Who writes the annotations.")
+@click.option(
+    "--out",
+    type=PATH,
+    required=True,
+    help="Output folder (train/validation/test.jsonl, manifest.json).",
+)
+@click.option(
+    "--annotator",
+    type=click.Choice(["openai", "local"]),
+    required=True,
+    help="Who writes the annotations.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the document split.")
-@click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True, help="train,validation,test fractions.")
-@click.option("--model", default="smollm2-135m-instruct", show_default=True, help="local: the model (as for `slm-bench run --model`).")
+@click.option(
+    "--split",
+    "split_text",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    help="train,validation,test fractions.",
+)
+@click.option(
+    "--model",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="local: the model (as for `slm-bench run --model`).",
+)
 @click.option("--quant", default="q4f16_1", show_default=True, help="local: quantization preset.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest answer per prompt.")
-@click.option("--cache", type=PATH, default=None, help="Answer cache [default: <cache dir>/docassist-annotations].")
-def build(docs: tuple[Path, ...], out: Path, annotator: str, seed: int, split_text: str, model: str, quant: str,
-          max_new_tokens: int, cache: Path | None) -> None:
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Longest answer per prompt.",
+)
+@click.option(
+    "--cache",
+    type=PATH,
+    default=None,
+    help="Answer cache [default: <cache dir>/docassist-annotations].",
+)
+def build(
+    docs: tuple[Path, ...],
+    out: Path,
+    annotator: str,
+    seed: int,
+    split_text: str,
+    model: str,
+    quant: str,
+    max_new_tokens: int,
+    cache: Path | None,
+) -> None:
     """Build a DocAssist set from DOCS (.txt, .md, .pdf files or folders of them)."""
     import time
 
@@ -62,8 +103,12 @@ def build(docs: tuple[Path, ...], out: Path, annotator: str, seed: int, split_te
     manifest = build_docassist(list(docs), out, annot, seed=seed, fractions=fractions)
     counts = manifest["counts"]
     by_split = ", ".join(f"{s} {n}" for s, n in counts["docs_by_split"].items())
-    click.echo(f"wrote {counts['docs']} documents ({by_split}) to {out} in {time.perf_counter() - started:.1f} s")
-    click.echo(f"annotator {annot.name}: {manifest['last_build']['annotator_requests']} requests, {manifest['last_build']['annotator_cache_hits']} cached, {sum(counts['fallbacks'].values())} fallbacks ({', '.join(f'{k} {v}' for k, v in counts['fallbacks'].items())}), {counts['trimmed_loops']} loops trimmed")
+    click.echo(
+        f"wrote {counts['docs']} documents ({by_split}) to {out} in {time.perf_counter() - started:.1f} s"
+    )
+    click.echo(
+        f"annotator {annot.name}: {manifest['last_build']['annotator_requests']} requests, {manifest['last_build']['annotator_cache_hits']} cached, {sum(counts['fallbacks'].values())} fallbacks ({', '.join(f'{k} {v}' for k, v in counts['fallbacks'].items())}), {counts['trimmed_loops']} loops trimmed"
+    )
 
 
 def _make_annotator(kind: str, model: str, quant: str, max_new_tokens: int, cache: Path):
@@ -80,13 +125,24 @@ def _make_annotator(kind: str, model: str, quant: str, max_new_tokens: int, cach
     return LocalAnnotator(bundle, model, cache, max_new_tokens=max_new_tokens)
 
 
-@docassist.command(epilog="""\b
+@docassist.command(
+    epilog="""\b
 Examples:
   slm-bench docassist show examples/data/docassist-tiny
-  slm-bench docassist show examples/data/docassist-tiny --split test --examples""")
+  slm-bench docassist show examples/data/docassist-tiny --split test --examples"""
+)
 @click.argument("folder", type=PATH)
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
-@click.option("--examples", is_flag=True, help="Print the (task, prompt, target) examples instead of the records.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    default="train",
+    show_default=True,
+)
+@click.option(
+    "--examples",
+    is_flag=True,
+    help="Print the (task, prompt, target) examples instead of the records.",
+)
 def show(folder: Path, split: str, examples: bool) -> None:
     """Print a built set's records (or task examples) of one split."""
     from harness.docassist.format import load_examples, load_split

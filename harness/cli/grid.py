@@ -30,18 +30,77 @@ Exit status: 0 every cell measured (or skipped by the plan: memory); 2 bad input
 
 @click.command("grid", epilog=EPILOG)
 @click.argument("grid_file", type=click.Path(dir_okay=False))
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Folder for the cells' run dirs and the report [default: results/grid-<file name>/].")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the cells' run dirs and the report [default: results/grid-<file name>/].",
+)
 @click.option("--dry-run", is_flag=True, help="Only print the plan.")
-@click.option("--devices", callback=csv_words, default=None, help="Override the file's devices (comma-separated).")
-@click.option("--target", default=None, help="Override the file's compile target (e.g. llvm for the emulated x86 phone).")
-@click.option("--tasks", callback=csv_words, default=None, help="Override the file's tasks (comma-separated).")
-@click.option("--lengths", callback=csv_ints, default=None, help="Override the file's context lengths, e.g. 200,1000 (0: the question alone, qa only).")
-@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override the file's measured requests per prompt.")
-@click.option("--threads", callback=csv_ints, default=None, help="Override the file's thread counts, e.g. 1,2,4 (a sweep in every cell).")
-@click.option("--cores", callback=csv_words, default=None, help="Override the file's core sets, e.g. little,prime+big (a sweep in every cell).")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Override the file's output tokens per request.")
-@click.option("--strict-memory", is_flag=True, help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.")
-def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, threads, cores, max_new_tokens, strict_memory):
+@click.option(
+    "--devices",
+    callback=csv_words,
+    default=None,
+    help="Override the file's devices (comma-separated).",
+)
+@click.option(
+    "--target",
+    default=None,
+    help="Override the file's compile target (e.g. llvm for the emulated x86 phone).",
+)
+@click.option(
+    "--tasks", callback=csv_words, default=None, help="Override the file's tasks (comma-separated)."
+)
+@click.option(
+    "--lengths",
+    callback=csv_ints,
+    default=None,
+    help="Override the file's context lengths, e.g. 200,1000 (0: the question alone, qa only).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the file's measured requests per prompt.",
+)
+@click.option(
+    "--threads",
+    callback=csv_ints,
+    default=None,
+    help="Override the file's thread counts, e.g. 1,2,4 (a sweep in every cell).",
+)
+@click.option(
+    "--cores",
+    callback=csv_words,
+    default=None,
+    help="Override the file's core sets, e.g. little,prime+big (a sweep in every cell).",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the file's output tokens per request.",
+)
+@click.option(
+    "--strict-memory",
+    is_flag=True,
+    help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.",
+)
+def grid(
+    grid_file,
+    out,
+    dry_run,
+    devices,
+    target,
+    tasks,
+    lengths,
+    repeats,
+    threads,
+    cores,
+    max_new_tokens,
+    strict_memory,
+):
     """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...).
 
     Options given on the command line override the file's fields of the same name, so one
@@ -50,41 +109,77 @@ def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, thre
     from harness.grid import estimate_seconds, load_grid, plan_grid, run_grid, with_overrides
     from harness.paths import results_dir
 
-    overrides = {"devices": devices, "target": target, "tasks": tasks, "lengths": lengths, "repeats": repeats, "threads": threads, "cores": cores,
-                 "max_new_tokens": max_new_tokens}
-    spec = with_overrides(load_grid(grid_file), {k: v for k, v in overrides.items() if v is not None}, grid_file)
+    overrides = {
+        "devices": devices,
+        "target": target,
+        "tasks": tasks,
+        "lengths": lengths,
+        "repeats": repeats,
+        "threads": threads,
+        "cores": cores,
+        "max_new_tokens": max_new_tokens,
+    }
+    spec = with_overrides(
+        load_grid(grid_file), {k: v for k, v in overrides.items() if v is not None}, grid_file
+    )
     if spec.reference is not None:
         from harness.report.reference import check_reference
 
-        check_reference(spec.reference, where=str(grid_file))  # before any cell runs, dry run or not
+        check_reference(
+            spec.reference, where=str(grid_file)
+        )  # before any cell runs, dry run or not
     out_dir = Path(out) if out else results_dir() / f"grid-{Path(grid_file).stem}"
     if dry_run:
         cells = plan_grid(spec, strict_memory)
-        click.echo(f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan")
+        click.echo(
+            f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan"
+        )
         total, unknown = 0.0, 0
         for c in cells:
             mb = lambda b: f"{b / 1e6:.0f}MB" if b else "?"  # noqa: E731
             secs = None if c.skip_reason else estimate_seconds(c, results_dir())
             if not c.skip_reason:
                 total, unknown = total + (secs or 0), unknown + (secs is None)
-            plan = f"skip: {c.skip_reason}" if c.skip_reason else (f"run, ~{secs / 60:.1f} min" if secs else "run, no earlier results to estimate from")
+            plan = (
+                f"skip: {c.skip_reason}"
+                if c.skip_reason
+                else (
+                    f"run, ~{secs / 60:.1f} min"
+                    if secs
+                    else "run, no earlier results to estimate from"
+                )
+            )
             if c.over_budget and not c.skip_reason:
                 plan += ", OVER BUDGET"
             params = f"{c.params / 1e6:.0f}M" if c.params else "?"
-            click.echo(f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}")
-        click.echo(f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min" + (f" plus {unknown} cell(s) without earlier results" if unknown else ""))
+            click.echo(
+                f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}"
+            )
+        click.echo(
+            f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min"
+            + (f" plus {unknown} cell(s) without earlier results" if unknown else "")
+        )
         for c in cells:
             if c.memory_warning:
-                click.echo(f"warning: {c.spec.model} {c.spec.quantization} on {c.spec.device}: {c.memory_warning}", err=True)
+                click.echo(
+                    f"warning: {c.spec.model} {c.spec.quantization} on {c.spec.device}: {c.memory_warning}",
+                    err=True,
+                )
         if spec.threads or spec.cores:
             settings = len(spec.threads or [0]) * len(spec.cores or [""])
-            click.echo(f"placement: each cell sweeps threads {spec.threads or 'one per core'} x cores {spec.cores or 'the device default'} "
-                       f"({settings} settings, each its own runner; the estimate counts them)")
+            click.echo(
+                f"placement: each cell sweeps threads {spec.threads or 'one per core'} x cores {spec.cores or 'the device default'} "
+                f"({settings} settings, each its own runner; the estimate counts them)"
+            )
         if spec.quality is not None:
             q = spec.quality
-            click.echo(f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)")
+            click.echo(
+                f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)"
+            )
         if spec.reference is not None:
-            click.echo(f"reference: the report sets the published {spec.reference} figures beside the measured ones")
+            click.echo(
+                f"reference: the report sets the published {spec.reference} figures beside the measured ones"
+            )
         return
     run_dirs = run_grid(spec, out_dir, log=click.echo, strict_memory=strict_memory)
     from harness.report.render import write_report
@@ -95,6 +190,9 @@ def grid(grid_file, out, dry_run, devices, target, tasks, lengths, repeats, thre
     if run_dirs.failed:
         from harness.grid import EXIT_CELLS_FAILED
 
-        click.echo(f"error: {run_dirs.failed} cell(s) failed (see the report's Problems); exit status {EXIT_CELLS_FAILED}; "
-                   "rerun the same command to retry them", err=True)
+        click.echo(
+            f"error: {run_dirs.failed} cell(s) failed (see the report's Problems); exit status {EXIT_CELLS_FAILED}; "
+            "rerun the same command to retry them",
+            err=True,
+        )
         raise SystemExit(EXIT_CELLS_FAILED)

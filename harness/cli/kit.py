@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 
-@click.group("kit", epilog="""\b
+@click.group(
+    "kit",
+    epilog="""\b
 Examples:
   slm-bench kit prepare                      # all of the below (CI runs this before the tests)
   slm-bench kit userland                     # ARM64 userland + qemu-user via binfmt_misc (root)
@@ -13,7 +15,8 @@ Examples:
   slm-bench kit llama.cpp --arch aarch64     # static llama-bench/llama-completion for phones
   slm-bench kit llama.cpp --arch x86_64      # for this host, plus libllama.so for llama-cpp-python
 Kits are cached under $SLM_BENCH_CACHE/kits (default ~/.cache/slm-bench/kits), keyed by their
-source, flags, compiler and build code; a second call prints the cached path at once.""")
+source, flags, compiler and build code; a second call prints the cached path at once.""",
+)
 def kit():
     """Build the programs the harness runs on devices, once, into the cache.
 
@@ -22,7 +25,10 @@ def kit():
     """
 
 
-@kit.command("llama.cpp", short_help="llama-bench + llama-completion for aarch64 (static) or x86_64.", epilog="""\b
+@kit.command(
+    "llama.cpp",
+    short_help="llama-bench + llama-completion for aarch64 (static) or x86_64.",
+    epilog="""\b
 Examples:
   slm-bench kit llama.cpp --arch aarch64
   export SLM_BENCH_LLAMA_BIN_DIR=$(slm-bench kit llama.cpp --arch x86_64 | tail -n 1)
@@ -30,10 +36,15 @@ Examples:
   export LLAMA_CPP_LIB_PATH=$SLM_BENCH_LLAMA_BIN_DIR                    # ... using these libraries
 \b
 Needs cmake and a C/C++ compiler; for aarch64 Debian's cross compiler
-(apt-get install -y cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu). Takes minutes on 2 cores.""")
-@click.option("--arch", type=click.Choice(["aarch64", "x86_64"]), required=True,
-              help="aarch64: fully static, -march=armv8.2-a+dotprod+fp16, runs on any arm64 phone since "
-                   "2019 (no NDK). x86_64: shared build tuned to this CPU, with libllama.so and libggml*.so.")
+(apt-get install -y cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu). Takes minutes on 2 cores.""",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["aarch64", "x86_64"]),
+    required=True,
+    help="aarch64: fully static, -march=armv8.2-a+dotprod+fp16, runs on any arm64 phone since "
+    "2019 (no NDK). x86_64: shared build tuned to this CPU, with libllama.so and libggml*.so.",
+)
 def llamacpp(arch):
     """llama.cpp's llama-bench and llama-completion, from the pinned llama-cpp-python 0.3.36 sdist.
 
@@ -80,7 +91,9 @@ def tvm_kit():
     click.echo(build_kit(_log))
 
 
-@kit.command("prepare", short_help="All kits: ARM64 userland, TVM kit, llama.cpp for both CPUs (CI).")
+@kit.command(
+    "prepare", short_help="All kits: ARM64 userland, TVM kit, llama.cpp for both CPUs (CI)."
+)
 def prepare():
     """The ARM64 userland, the TVM kit and llama.cpp for aarch64 and this host, each built once
     and cached: what the test suite and a stock phone need. Re-running it costs seconds."""

@@ -11,7 +11,9 @@ def csv_ints(ctx, param, value: str | None) -> list[int] | None:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 200,400, got {value!r}") from None
+        raise click.BadParameter(
+            f"expected comma-separated integers like 200,400, got {value!r}"
+        ) from None
 
 
 def csv_words(ctx, param, value: str | None) -> list[str] | None:

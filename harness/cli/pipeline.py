@@ -8,14 +8,22 @@ from pathlib import Path
 import click
 
 
-@click.command("pipeline", epilog="""\b
+@click.command(
+    "pipeline",
+    epilog="""\b
 Examples:
   slm-bench pipeline examples/slimlm-tiny.yaml                  # a few minutes on a laptop CPU
   slm-bench pipeline examples/slimlm-tiny.yaml --out build/mine
   slm-bench report build/slimlm-tiny/runs/*                     # speed and quality, beside other runs
-Rerun the same command to resume (training checkpoints, the benchmark journal).""")
+Rerun the same command to resume (training checkpoints, the benchmark journal).""",
+)
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder [default: the file's `out`, else build/<file name>].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder [default: the file's `out`, else build/<file name>].",
+)
 def pipeline(spec_file, out_dir):
     """Run the stage in SPEC_FILE (pre-train, fine-tune, export), compile the model to the benchmark's
     quantization, measure it through the same path as `slm-bench run`, evaluate it on DocAssist,
@@ -26,4 +34,13 @@ def pipeline(spec_file, out_dir):
     spec = load_pipeline(Path(spec_file))
     out = Path(out_dir or spec.out or REPO_ROOT / "build" / Path(spec_file).stem)
     summary = run_pipeline(spec, out, log=lambda m: click.echo(m, err=True))
-    click.echo(json.dumps({k: summary[k] for k in ("model_dir", "run_dir", "training", "quality", "baseline_quality") if k in summary}, indent=1))
+    click.echo(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in ("model_dir", "run_dir", "training", "quality", "baseline_quality")
+                if k in summary
+            },
+            indent=1,
+        )
+    )

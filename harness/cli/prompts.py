@@ -35,9 +35,24 @@ Examples:
   slm-bench prompts build
   slm-bench prompts build --corpus my_docs/ --out /tmp/suite/"""
 )
-@click.option("--corpus", type=PATH, default=None, help="Folder of *.md documents [default: <repo>/prompts/corpus].")
-@click.option("--templates", type=PATH, default=None, help="Task templates [default: <repo>/prompts/templates.yaml].")
-@click.option("--out", type=PATH, default=None, help="Where to write docassist-v1.jsonl [default: <repo>/prompts].")
+@click.option(
+    "--corpus",
+    type=PATH,
+    default=None,
+    help="Folder of *.md documents [default: <repo>/prompts/corpus].",
+)
+@click.option(
+    "--templates",
+    type=PATH,
+    default=None,
+    help="Task templates [default: <repo>/prompts/templates.yaml].",
+)
+@click.option(
+    "--out",
+    type=PATH,
+    default=None,
+    help="Where to write docassist-v1.jsonl [default: <repo>/prompts].",
+)
 def build(corpus: Path | None, templates: Path | None, out: Path | None) -> None:
     """Tokenize the corpus into the prompt suite (.jsonl + .meta.json).
 
@@ -78,11 +93,30 @@ Examples:
   slm-bench prompts show --doc d03 --task qa --L 1000
   slm-bench prompts show --L 200 --L 400 --task summ --json"""
 )
-@click.option("--task", "tasks", multiple=True, type=click.Choice(["summ", "qs", "qa"]), help="Only this task (repeatable).")
-@click.option("--L", "lengths", multiple=True, type=int, help="Only this context length, e.g. 200; 0 is the question alone (repeatable).")
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    type=click.Choice(["summ", "qs", "qa"]),
+    help="Only this task (repeatable).",
+)
+@click.option(
+    "--L",
+    "lengths",
+    multiple=True,
+    type=int,
+    help="Only this context length, e.g. 200; 0 is the question alone (repeatable).",
+)
 @click.option("--doc", "docs", multiple=True, help="Only this document id, e.g. d01 (repeatable).")
-@click.option("--suite", type=PATH, default=None, help="A built suite (.jsonl or its folder) [default: <repo>/prompts].")
-@click.option("--text", "full_text", is_flag=True, help="Print the full text of every selected prompt.")
+@click.option(
+    "--suite",
+    type=PATH,
+    default=None,
+    help="A built suite (.jsonl or its folder) [default: <repo>/prompts].",
+)
+@click.option(
+    "--text", "full_text", is_flag=True, help="Print the full text of every selected prompt."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the selected prompts as JSON lines.")
 def show(tasks, lengths, docs, suite, full_text: bool, as_json: bool) -> None:
     """Show prompts of the built suite.
@@ -93,7 +127,9 @@ def show(tasks, lengths, docs, suite, full_text: bool, as_json: bool) -> None:
 
     selected = select(load_suite(suite), tasks or None, lengths or None, list(docs) or None)
     if not selected:
-        raise UserError("no prompt matches those filters; fix: run `slm-bench prompts show` to list them")
+        raise UserError(
+            "no prompt matches those filters; fix: run `slm-bench prompts show` to list them"
+        )
     if as_json:
         for record in selected:
             click.echo(json.dumps(record.model_dump(), ensure_ascii=False))
@@ -106,7 +142,9 @@ def show(tasks, lengths, docs, suite, full_text: bool, as_json: bool) -> None:
 
 def _print_prompt(record) -> None:
     question = f", question: {record.question}" if record.question else ""
-    click.echo(f"== {record.id} (task {record.task}, L={record.L}, {record.context_tokens} context tokens{question})")
+    click.echo(
+        f"== {record.id} (task {record.task}, L={record.L}, {record.context_tokens} context tokens{question})"
+    )
     click.echo(record.text)
     click.echo()
 
@@ -115,10 +153,14 @@ def _print_listing(records) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(records)} prompts (narrow to one with --doc/--task/--L to see its text)")
+    table = Table(
+        title=f"{len(records)} prompts (narrow to one with --doc/--task/--L to see its text)"
+    )
     for name, justify in (("id", "left"), ("task", "left"), ("L", "right"), ("tokens", "right")):
         table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
     table.add_column("context starts with", no_wrap=True, overflow="ellipsis", max_width=32)
     for r in records:
-        table.add_row(r.id, r.task, str(r.L), str(r.context_tokens), r.context[:60].replace("\n", " "))
+        table.add_row(
+            r.id, r.task, str(r.L), str(r.context_tokens), r.context[:60].replace("\n", " ")
+        )
     Console().print(table)

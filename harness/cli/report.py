@@ -24,14 +24,45 @@ Examples:
   slm-bench report results/run --json | jq '.[0]'          # summary rows as JSON"""
 )
 @click.argument("run_dirs", nargs=-1, required=True, type=RUN_DIR)
-@click.option("--baseline", type=RUN_DIR, default=None,
-              help="Run dir (or grid folder) to compare against; cells match on model, quantization, task and L.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Output folder [default: reports/<run name>, or reports/compare-<n> for several runs].")
-@click.option("--L", "length", type=int, default=None, help="Context length of the trade-off plots [default: largest common L].")
-@click.option("--reference", default=None, metavar="NAME", help="Overlay published figures: slimlm-s24 (the SlimLM paper's Galaxy S24 table).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary rows as JSON on stdout (messages go to stderr).")
-def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, length: int | None, reference: str | None, as_json: bool) -> None:
+@click.option(
+    "--baseline",
+    type=RUN_DIR,
+    default=None,
+    help="Run dir (or grid folder) to compare against; cells match on model, quantization, task and L.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder [default: reports/<run name>, or reports/compare-<n> for several runs].",
+)
+@click.option(
+    "--L",
+    "length",
+    type=int,
+    default=None,
+    help="Context length of the trade-off plots [default: largest common L].",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="NAME",
+    help="Overlay published figures: slimlm-s24 (the SlimLM paper's Galaxy S24 table).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary rows as JSON on stdout (messages go to stderr).",
+)
+def report(
+    run_dirs: tuple[Path, ...],
+    baseline: Path | None,
+    out: Path | None,
+    length: int | None,
+    reference: str | None,
+    as_json: bool,
+) -> None:
     """Render report.md, a self-contained report.html, summary.csv and plots.
 
     RUN_DIRS are run folders or grid output folders (`slm-bench grid`), whose cells are all
@@ -59,10 +90,19 @@ Examples:
   slm-bench plot results/a --L 600 --out /tmp/plots"""
 )
 @click.argument("run_dirs", nargs=-1, required=True, type=RUN_DIR)
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Output folder [default: reports/<run name>/plots].")
-@click.option("--L", "length", type=int, default=None,
-              help="Context length of the trade-off and memory plots [default: largest common L].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder [default: reports/<run name>/plots].",
+)
+@click.option(
+    "--L",
+    "length",
+    type=int,
+    default=None,
+    help="Context length of the trade-off and memory plots [default: largest common L].",
+)
 def plot(run_dirs: tuple[Path, ...], out: Path | None, length: int | None) -> None:
     """Draw the plots (PNG + SVG) of run folders or grid folders: speed vs L, size/speed trade-off, peak memory, OTPS and TTFT
     heat maps over model x L, and quality vs OTPS (from `slm-bench eval` results in the runs).

@@ -25,29 +25,135 @@ peak_temp_c. DIR/report/ has the summary and a plot of OTPS, temperature and clo
 
 
 @click.command("soak", epilog=EPILOG)
-@click.option("--model", "-m", required=True, help="Built-in name, a .gguf file, a HF model directory, or dummy:tiny-<arch>.")
-@click.option("--device", "-d", default="local", show_default=True, help="local, adb (the only attached phone) or adb:SERIAL.")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Built-in name, a .gguf file, a HF model directory, or dummy:tiny-<arch>.",
+)
+@click.option(
+    "--device",
+    "-d",
+    default="local",
+    show_default=True,
+    help="local, adb (the only attached phone) or adb:SERIAL.",
+)
 @click.option("--minutes", required=True, type=float, help="How long to keep the device decoding.")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the soak's journal, samples, soak.json and report.")
-@click.option("--quantization", "-q", default="q4f16_1", show_default=True, help="As for `slm-bench run`.")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the soak's journal, samples, soak.json and report.",
+)
+@click.option(
+    "--quantization", "-q", default="q4f16_1", show_default=True, help="As for `slm-bench run`."
+)
 @click.option("--engine", type=click.Choice(["tvm", "llama.cpp"]), default="tvm", show_default=True)
-@click.option("--target", default="llvm", show_default=True, help="Compile target (llvm for the desktop and the emulated x86 phone).")
-@click.option("--task", type=click.Choice(["summ", "qs", "qa"]), default="summ", show_default=True, help="DocAssist task of the one prompt.")
-@click.option("--L", "length", default=200, show_default=True, type=int, help="Context length of the one prompt (cl100k tokens).")
-@click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(min=2), help="Output tokens per request.")
-@click.option("--threads", callback=csv_ints, default=None, metavar="N", help="Engine threads [default: one per core of the set].")
-@click.option("--cores", callback=csv_words, default=None, metavar="SET", help="Core set, as for `slm-bench run --cores` [default: the device's].")
-@click.option("--interval", "interval_s", default=5.0, show_default=True, type=click.FloatRange(min=0.5), help="Seconds between device samples.")
-@click.option("--idle-seconds", "idle_s", default=10.0, show_default=True, type=click.FloatRange(min=0), help="Idle fuel-gauge sampling first (energy above idle); 0 skips.")
-@click.option("--adb-server", default=None, metavar="HOST:PORT", help="adb server to use [default: 127.0.0.1:5037].")
-def soak(model, device, minutes, out, quantization, engine, target, task, length, max_new_tokens, threads, cores, interval_s, idle_s, adb_server):
+@click.option(
+    "--target",
+    default="llvm",
+    show_default=True,
+    help="Compile target (llvm for the desktop and the emulated x86 phone).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["summ", "qs", "qa"]),
+    default="summ",
+    show_default=True,
+    help="DocAssist task of the one prompt.",
+)
+@click.option(
+    "--L",
+    "length",
+    default=200,
+    show_default=True,
+    type=int,
+    help="Context length of the one prompt (cl100k tokens).",
+)
+@click.option(
+    "--max-new-tokens",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Output tokens per request.",
+)
+@click.option(
+    "--threads",
+    callback=csv_ints,
+    default=None,
+    metavar="N",
+    help="Engine threads [default: one per core of the set].",
+)
+@click.option(
+    "--cores",
+    callback=csv_words,
+    default=None,
+    metavar="SET",
+    help="Core set, as for `slm-bench run --cores` [default: the device's].",
+)
+@click.option(
+    "--interval",
+    "interval_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
+    help="Seconds between device samples.",
+)
+@click.option(
+    "--idle-seconds",
+    "idle_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Idle fuel-gauge sampling first (energy above idle); 0 skips.",
+)
+@click.option(
+    "--adb-server",
+    default=None,
+    metavar="HOST:PORT",
+    help="adb server to use [default: 127.0.0.1:5037].",
+)
+def soak(
+    model,
+    device,
+    minutes,
+    out,
+    quantization,
+    engine,
+    target,
+    task,
+    length,
+    max_new_tokens,
+    threads,
+    cores,
+    interval_s,
+    idle_s,
+    adb_server,
+):
     """Decode one prompt back to back for --minutes and record how speed, heat and clocks move."""
     from harness.report.soak import write_soak_report
     from harness.results.schema import RunSpec
     from harness.soak import run_soak
 
-    spec = RunSpec(model=model, quantization=quantization, engine=engine, target=target, device=device, tasks=[task], lengths=[length],
-                   repeats=1, warmup=1, max_new_tokens=max_new_tokens, docs=1, threads=threads, cores=cores, idle_s=idle_s)
-    summary = run_soak(spec, minutes, Path(out), interval_s=interval_s, adb_server=adb_server, log=click.echo)
+    spec = RunSpec(
+        model=model,
+        quantization=quantization,
+        engine=engine,
+        target=target,
+        device=device,
+        tasks=[task],
+        lengths=[length],
+        repeats=1,
+        warmup=1,
+        max_new_tokens=max_new_tokens,
+        docs=1,
+        threads=threads,
+        cores=cores,
+        idle_s=idle_s,
+    )
+    summary = run_soak(
+        spec, minutes, Path(out), interval_s=interval_s, adb_server=adb_server, log=click.echo
+    )
     write_soak_report(Path(out), log=click.echo)
     click.echo(json.dumps(summary))

@@ -41,20 +41,28 @@ def read_config(path: str | None) -> dict:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read the stage config ({str(exc).splitlines()[0]}); pass a readable YAML mapping") from None
+        raise UserError(
+            f"{path}: cannot read the stage config ({str(exc).splitlines()[0]}); pass a readable YAML mapping"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a stage config must be a YAML mapping of settings, not a {type(data).__name__}")
+        raise UserError(
+            f"{path}: a stage config must be a YAML mapping of settings, not a {type(data).__name__}"
+        )
     return data
 
 
-@click.group("stages", invoke_without_command=True, epilog="""\b
+@click.group(
+    "stages",
+    invoke_without_command=True,
+    epilog="""\b
 Examples:
   slm-bench stages                       # name, package, summary of every installed stage
   slm-bench stages --json
   slm-bench stages run slimlm --set preset=tiny --set pretrain_steps=50 --out build/slimlm
-A package adds a stage with an entry point in the group slm_bench.stages.""")
+A package adds a stage with an entry point in the group slm_bench.stages.""",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the stages as a JSON list.")
 @click.pass_context
 def stages(ctx, as_json):
@@ -78,9 +86,22 @@ def stages(ctx, as_json):
 
 @stages.command("run")
 @click.argument("name")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML mapping of the stage's settings.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting (repeatable).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Where the stage writes its model directory.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML mapping of the stage's settings.",
+)
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting (repeatable)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Where the stage writes its model directory.",
+)
 def run_stage(name, config_path, sets, out_dir):
     """Run the stage NAME; prints the model directory it produced."""
     from harness.stages import load_stage

@@ -29,7 +29,20 @@ KIT_ROOT = f"{REMOTE_ROOT}/kit"  # the TVM kit's layers, one folder each (harnes
 RETRIES = 3  # reconnect attempts for a shell command before the device counts as gone
 RETRY_DELAY_S = 1.0
 REPO = Path(__file__).resolve().parents[2]
-PROPS = ("ro.slm_bench.emulated", "ro.slm_bench.host_python", "ro.slm_bench.cpu_map", "ro.product.model", "ro.product.brand", "ro.product.manufacturer", "ro.soc.model", "ro.soc.manufacturer", "ro.build.version.release", "ro.build.version.sdk", "ro.product.cpu.abi", "ro.hardware.egl")
+PROPS = (
+    "ro.slm_bench.emulated",
+    "ro.slm_bench.host_python",
+    "ro.slm_bench.cpu_map",
+    "ro.product.model",
+    "ro.product.brand",
+    "ro.product.manufacturer",
+    "ro.soc.model",
+    "ro.soc.manufacturer",
+    "ro.build.version.release",
+    "ro.build.version.sdk",
+    "ro.product.cpu.abi",
+    "ro.hardware.egl",
+)
 
 
 def adb_client(adb_server: str | None):
@@ -52,7 +65,9 @@ def list_serials(adb_server: str | None) -> list[str]:
         return [d.serial for d in client.device_list()]
     except (adbutils.AdbError, OSError) as exc:
         where = adb_server or "127.0.0.1:5037"
-        raise UserError(f"cannot reach the adb server at {where} ({exc}); start it with `adb start-server` or pass --adb-server HOST:PORT") from None
+        raise UserError(
+            f"cannot reach the adb server at {where} ({exc}); start it with `adb start-server` or pass --adb-server HOST:PORT"
+        ) from None
 
 
 class _ShellPipe:
@@ -92,10 +107,14 @@ class AdbDevice(Device):
         if serial is None:
             if len(serials) != 1:
                 found = ", ".join(serials) or "none"
-                raise UserError(f"--device adb needs exactly one attached device (found: {found}); pass --device adb:SERIAL")
+                raise UserError(
+                    f"--device adb needs exactly one attached device (found: {found}); pass --device adb:SERIAL"
+                )
             serial = serials[0]
         elif serial not in serials:
-            raise UserError(f"device {serial} is not attached (attached: {', '.join(serials) or 'none'}); check `adb devices` or `adb connect HOST:PORT`")
+            raise UserError(
+                f"device {serial} is not attached (attached: {', '.join(serials) or 'none'}); check `adb devices` or `adb connect HOST:PORT`"
+            )
         self.serial, self.adb_server = serial, adb_server
         self.device = adb_client(adb_server).device(serial)
         self.props = self._getprops()
@@ -113,11 +132,18 @@ class AdbDevice(Device):
             try:
                 return self.device.shell(cmd, timeout=timeout)
             except adbutils.AdbTimeout:
-                raise DeviceGone(f"device {self.serial} did not answer `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume") from None
+                raise DeviceGone(
+                    f"device {self.serial} did not answer `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume"
+                ) from None
             except (adbutils.AdbError, OSError) as exc:
                 if attempt == RETRIES:
-                    raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
-                print(f"adb: {self.serial} did not answer ({exc}); reconnecting ({attempt + 1}/{RETRIES})", file=sys.stderr)
+                    raise DeviceGone(
+                        f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume"
+                    ) from None
+                print(
+                    f"adb: {self.serial} did not answer ({exc}); reconnecting ({attempt + 1}/{RETRIES})",
+                    file=sys.stderr,
+                )
                 time.sleep(RETRY_DELAY_S)
                 self._reconnect()
         raise AssertionError("unreachable")
@@ -127,7 +153,9 @@ class AdbDevice(Device):
 
         client = adb_client(self.adb_server)
         try:
-            if ":" in self.serial:  # a TCP device (Wi-Fi phone, emulated phone) must be re-connected
+            if (
+                ":" in self.serial
+            ):  # a TCP device (Wi-Fi phone, emulated phone) must be re-connected
                 client.connect(self.serial, timeout=5)
         except (adbutils.AdbError, OSError):
             pass  # the next attempt reports it
@@ -148,19 +176,27 @@ class AdbDevice(Device):
             ram_bytes=mem.get("MemTotal"),
             profile=self.profile.name,
             abi=p.get("ro.product.cpu.abi", ""),
-            gpu=p.get("ro.hardware.egl") or self.profile.gpu or "",  # the driver's name, else what the profile says the GPU is
+            gpu=p.get("ro.hardware.egl")
+            or self.profile.gpu
+            or "",  # the driver's name, else what the profile says the GPU is
             machine=self.machine,
             emulated=p.get("ro.slm_bench.emulated") == "1",
         )
 
     def state(self) -> DeviceState:
         battery = _battery(self._shell("dumpsys battery"))
-        temps = [int(t) / 1000 for t in self._shell("cat /sys/class/thermal/thermal_zone*/temp").split() if t.lstrip("-").isdigit()]
+        temps = [
+            int(t) / 1000
+            for t in self._shell("cat /sys/class/thermal/thermal_zone*/temp").split()
+            if t.lstrip("-").isdigit()
+        ]
         mem = _meminfo(self._shell("cat /proc/meminfo"))
         return DeviceState(
             battery_level=battery.get("level"),
             battery_temp_c=battery["temperature"] / 10 if "temperature" in battery else None,
-            charging=battery.get("status") == 2 if "status" in battery else None,  # BATTERY_STATUS_CHARGING
+            charging=battery.get("status") == 2
+            if "status" in battery
+            else None,  # BATTERY_STATUS_CHARGING
             cpu_temp_c=max(temps) if temps else None,
             thermal_zones_c=temps or None,
             mem_available_bytes=mem.get("MemAvailable"),
@@ -172,13 +208,22 @@ class AdbDevice(Device):
         from harness.devices.topology import build_topology, freqs_from_grep
 
         base = "/sys/devices/system/cpu"
-        freqs = freqs_from_grep(self._shell(f"grep . {base}/cpu[0-9]*/cpufreq/cpuinfo_max_freq 2>/dev/null"))
+        freqs = freqs_from_grep(
+            self._shell(f"grep . {base}/cpu[0-9]*/cpufreq/cpuinfo_max_freq 2>/dev/null")
+        )
         source = "read from the device"
         if self.props.get("ro.slm_bench.cpu_map"):
-            source = (f"emulated from the {self.profile.name} profile: phone core:host CPU {self.props['ro.slm_bench.cpu_map']} "
-                      "(its taskset pins to those host CPUs; timings are the host's)")
-        return build_topology(self._shell(f"cat {base}/possible"), self._shell(f"cat {base}/online"), self._shell("cat /proc/cpuinfo"),
-                              freqs, source=source)
+            source = (
+                f"emulated from the {self.profile.name} profile: phone core:host CPU {self.props['ro.slm_bench.cpu_map']} "
+                "(its taskset pins to those host CPUs; timings are the host's)"
+            )
+        return build_topology(
+            self._shell(f"cat {base}/possible"),
+            self._shell(f"cat {base}/online"),
+            self._shell("cat /proc/cpuinfo"),
+            freqs,
+            source=source,
+        )
 
     def process_status(self, pid: int) -> str | None:
         out = self._shell(f"cat /proc/{int(pid)}/status 2>/dev/null")
@@ -190,7 +235,11 @@ class AdbDevice(Device):
     def cur_freqs(self) -> dict[int, int]:
         from harness.devices.topology import freqs_from_grep
 
-        return freqs_from_grep(self._shell("grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq 2>/dev/null"))
+        return freqs_from_grep(
+            self._shell(
+                "grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq 2>/dev/null"
+            )
+        )
 
     def pin(self, command: str, placement: Placement) -> str:
         return f"taskset {placement.mask} {command}"
@@ -201,11 +250,15 @@ class AdbDevice(Device):
         code, _, err = self.run(f"taskset {placement.mask} true", timeout=30)
         if code != 0:
             tail = (err.strip().splitlines() or [f"exit {code}"])[-1][:200]
-            raise UserError(f"{self.serial} refused `taskset {placement.mask}` for cores {'+'.join(placement.clusters)} ({tail}); "
-                            "pick cores it has online (`slm-bench devices` lists them) with --cores")
+            raise UserError(
+                f"{self.serial} refused `taskset {placement.mask}` for cores {'+'.join(placement.clusters)} ({tail}); "
+                "pick cores it has online (`slm-bench devices` lists them) with --cores"
+            )
 
     def power_watts(self) -> float | None:
-        out = self._shell("cat /sys/class/power_supply/battery/current_now /sys/class/power_supply/battery/voltage_now 2>/dev/null").split()
+        out = self._shell(
+            "cat /sys/class/power_supply/battery/current_now /sys/class/power_supply/battery/voltage_now 2>/dev/null"
+        ).split()
         if len(out) != 2 or not all(v.lstrip("-").isdigit() for v in out):
             return None
         current_ua, voltage_uv = (int(v) for v in out)
@@ -215,8 +268,10 @@ class AdbDevice(Device):
         """The served runner's last stderr lines and what the low-memory killer logged: lmkd
         writes "Kill 'PROCESS' ... to free ..." to logcat, readable without root (dmesg is not)."""
         q = shlex.quote
-        cmd = (f"tail -n 20 {q(REMOTE_ROOT + '/run/runner.log')} 2>/dev/null; "
-               "logcat -d -t 2000 2>/dev/null | grep -i -E 'lowmemorykiller|lmkd|out of memory|oom' | tail -n 5")
+        cmd = (
+            f"tail -n 20 {q(REMOTE_ROOT + '/run/runner.log')} 2>/dev/null; "
+            "logcat -d -t 2000 2>/dev/null | grep -i -E 'lowmemorykiller|lmkd|out of memory|oom' | tail -n 5"
+        )
         import adbutils
 
         try:  # once, without _shell's reconnects: a phone that is gone has nothing to tell
@@ -235,10 +290,16 @@ class AdbDevice(Device):
         manifest = json.loads((bundle / "manifest.json").read_text())
         remote = posixpath.join(REMOTE_ROOT, "bundles", bundle.name)
         on_device = self._remote_hashes(remote, list(manifest["files"]))
-        needed = sum((bundle / n).stat().st_size for n, d in manifest["files"].items() if on_device.get(n) != d)
+        needed = sum(
+            (bundle / n).stat().st_size
+            for n, d in manifest["files"].items()
+            if on_device.get(n) != d
+        )
         free = self.free_bytes()
         if free is not None and needed > free:
-            raise UserError(f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`")
+            raise UserError(
+                f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`"
+            )
         from harness.progress import progress
 
         todo = [n for n, d in sorted(manifest["files"].items()) if on_device.get(n) != d]
@@ -249,9 +310,17 @@ class AdbDevice(Device):
                     self.bytes_pushed += (bundle / name).stat().st_size
                     bar.advance(name)
         self._push(bundle / "manifest.json", posixpath.join(remote, "manifest.json"))
-        mismatched = [n for n, d in self._remote_hashes(remote, list(manifest["files"])).items() if d != manifest["files"][n]]
-        if mismatched or len(self._remote_hashes(remote, list(manifest["files"]))) != len(manifest["files"]):
-            raise DeviceGone(f"bundle files on {self.serial} do not match their sha256 after pushing ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again")
+        mismatched = [
+            n
+            for n, d in self._remote_hashes(remote, list(manifest["files"])).items()
+            if d != manifest["files"][n]
+        ]
+        if mismatched or len(self._remote_hashes(remote, list(manifest["files"]))) != len(
+            manifest["files"]
+        ):
+            raise DeviceGone(
+                f"bundle files on {self.serial} do not match their sha256 after pushing ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again"
+            )
         return remote
 
     def install_kit(self) -> int:
@@ -263,15 +332,23 @@ class AdbDevice(Device):
         from harness.progress import progress
 
         if self.machine != "aarch64":
-            raise UserError(f"the TVM kit is built for {ABI} (aarch64) but {self.serial} runs {self.machine or 'an unknown CPU'} programs; use a native runner built for it (--runner-bin)")
+            raise UserError(
+                f"the TVM kit is built for {ABI} (aarch64) but {self.serial} runs {self.machine or 'an unknown CPU'} programs; use a native runner built for it (--runner-bin)"
+            )
         kit = load_kit(build_kit())
         q = shlex.quote
-        markers = self._shell(f"cat {' '.join(q(f'{KIT_ROOT}/{n}/.sha256') for n in kit['layers'])} 2>/dev/null").split()
+        markers = self._shell(
+            f"cat {' '.join(q(f'{KIT_ROOT}/{n}/.sha256') for n in kit['layers'])} 2>/dev/null"
+        ).split()
         todo = {n: d for n, d in kit["layers"].items() if d not in markers}
-        needed = sum(Path(kit["paths"][n]).stat().st_size * 2 for n in todo)  # the tar and what it unpacks to
+        needed = sum(
+            Path(kit["paths"][n]).stat().st_size * 2 for n in todo
+        )  # the tar and what it unpacks to
         free = self.free_bytes()
         if todo and free is not None and needed > free:
-            raise UserError(f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the TVM kit needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`")
+            raise UserError(
+                f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the TVM kit needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`"
+            )
         sent = 0
         with progress(len(todo), f"installing the TVM kit on {self.serial}") as bar:
             for name, digest in todo.items():
@@ -279,10 +356,17 @@ class AdbDevice(Device):
                 self._push(Path(kit["paths"][name]), tar)
                 sent += Path(kit["paths"][name]).stat().st_size
                 if self._remote_hashes(KIT_ROOT, [f"{name}.tar"]).get(f"{name}.tar") != digest:
-                    raise DeviceGone(f"the kit layer {name}.tar on {self.serial} does not match its sha256 after pushing; rerun to push it again")
-                code, _, err = self.run(f"rm -rf {q(folder)} && mkdir -p {q(folder)} && tar -xf {q(tar)} -C {q(folder)} && rm {q(tar)} && echo {digest} > {q(folder + '/.sha256')}", timeout=900)
+                    raise DeviceGone(
+                        f"the kit layer {name}.tar on {self.serial} does not match its sha256 after pushing; rerun to push it again"
+                    )
+                code, _, err = self.run(
+                    f"rm -rf {q(folder)} && mkdir -p {q(folder)} && tar -xf {q(tar)} -C {q(folder)} && rm {q(tar)} && echo {digest} > {q(folder + '/.sha256')}",
+                    timeout=900,
+                )
                 if code != 0:
-                    raise UserError(f"unpacking the kit layer {name} on {self.serial} failed ({err.strip()[:200] or f'exit {code}'}); free space and rerun")
+                    raise UserError(
+                        f"unpacking the kit layer {name} on {self.serial} failed ({err.strip()[:200] or f'exit {code}'}); free space and rerun"
+                    )
                 bar.advance(name)
         return sent
 
@@ -320,8 +404,12 @@ class AdbDevice(Device):
             self.device.sync.push(str(src), dst)
         except (adbutils.AdbError, OSError) as exc:
             if "No space" in str(exc) or "ENOSPC" in str(exc):
-                raise UserError(f"device {self.serial} is full while pushing {src.name}; free space under {REMOTE_ROOT}") from None
-            raise DeviceGone(f"pushing {src.name} to {self.serial} failed ({exc}); reconnect and rerun to resume") from None
+                raise UserError(
+                    f"device {self.serial} is full while pushing {src.name}; free space under {REMOTE_ROOT}"
+                ) from None
+            raise DeviceGone(
+                f"pushing {src.name} to {self.serial} failed ({exc}); reconnect and rerun to resume"
+            ) from None
 
     # -- native runners (harness.runners) ------------------------------------------------
 
@@ -332,9 +420,13 @@ class AdbDevice(Device):
         try:
             result = self.device.shell2(cmd, timeout=timeout, v2=True)
         except adbutils.AdbTimeout:
-            raise DeviceGone(f"device {self.serial} did not finish `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume") from None
+            raise DeviceGone(
+                f"device {self.serial} did not finish `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume"
+            ) from None
         except (adbutils.AdbError, OSError) as exc:
-            raise DeviceGone(f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume") from None
+            raise DeviceGone(
+                f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume"
+            ) from None
         return result.returncode, result.stdout, result.stderr
 
     def stage(self, files: dict[str, Path], remote: str) -> int:
@@ -357,7 +449,9 @@ class AdbDevice(Device):
         try:
             return self.device.forward_port(remote_port)
         except (adbutils.AdbError, OSError) as exc:
-            raise DeviceGone(f"adb forward to port {remote_port} on {self.serial} failed ({exc}); reconnect the device and rerun") from None
+            raise DeviceGone(
+                f"adb forward to port {remote_port} on {self.serial} failed ({exc}); reconnect the device and rerun"
+            ) from None
 
     def unforward(self, local_port: int) -> None:
         import adbutils
@@ -375,7 +469,9 @@ class AdbDevice(Device):
         try:
             return self.device.shell(cmd, stream=True)
         except (adbutils.AdbError, OSError) as exc:
-            raise DeviceGone(f"cannot start `{cmd.split()[0]}` on {self.serial} ({exc}); reconnect the device and rerun") from None
+            raise DeviceGone(
+                f"cannot start `{cmd.split()[0]}` on {self.serial} ({exc}); reconnect the device and rerun"
+            ) from None
 
     def python_runner(self) -> str | None:
         """How harness.runner starts here: "device" (a Python on the phone), "host" (the emulated
@@ -407,8 +503,16 @@ class AdbDevice(Device):
             "or use a native runner (README: phones)"
         )
 
-    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path,
-                     placement: Placement) -> RunnerProcess:
+    def start_runner(
+        self,
+        bundle_path: str,
+        prompts: Path,
+        template: dict,
+        max_new_tokens: int,
+        mode: str,
+        log_path: Path,
+        placement: Placement,
+    ) -> RunnerProcess:
         work = posixpath.join(REMOTE_ROOT, "run")
         tpl = Path(log_path).with_name("runner-template.json")
         tpl.write_text(json.dumps(template))
@@ -429,7 +533,9 @@ class AdbDevice(Device):
             f"--template {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)} "
             f"--threads {placement.threads} --serve 2>>{q(work + '/runner.log')}"
         )
-        return RunnerProcess(_ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}")
+        return RunnerProcess(
+            _ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}"
+        )
 
 
 def _meminfo(text: str) -> dict[str, int]:
@@ -438,7 +544,9 @@ def _meminfo(text: str) -> dict[str, int]:
         key, _, rest = line.partition(":")
         parts = rest.split()
         if parts and parts[0].isdigit():
-            out[key.strip()] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1)
+            out[key.strip()] = int(parts[0]) * (
+                1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1
+            )
     return out
 
 

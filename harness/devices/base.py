@@ -96,8 +96,16 @@ class Device(ABC):
         """Make the bundle available on the device; return its path there."""
 
     @abstractmethod
-    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path,
-                     placement: Placement) -> RunnerProcess:
+    def start_runner(
+        self,
+        bundle_path: str,
+        prompts: Path,
+        template: dict,
+        max_new_tokens: int,
+        mode: str,
+        log_path: Path,
+        placement: Placement,
+    ) -> RunnerProcess:
         """Start ``python -m harness.runner ... --serve`` on the device, pinned to ``placement``."""
 
     @property

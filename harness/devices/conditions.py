@@ -28,7 +28,11 @@ def energy_fields(mean_watts: float | None, raw: dict, idle_watts: float | None 
     out = {"energy_j": energy_j, "energy_j_per_token": energy_j / tokens if tokens else None}
     if idle_watts is not None:
         above = max(mean_watts - idle_watts, 0.0) * raw["runtime_s"]
-        out.update(idle_power_w=idle_watts, energy_j_above_idle=above, energy_j_per_token_above_idle=above / tokens if tokens else None)
+        out.update(
+            idle_power_w=idle_watts,
+            energy_j_above_idle=above,
+            energy_j_per_token_above_idle=above / tokens if tokens else None,
+        )
     return out
 
 
@@ -39,18 +43,25 @@ def idle_power(device, seconds: float, log, sleep=time.sleep) -> dict:
     meaningless: the gauge then reads the charger's current. Said once, here, as a warning."""
     charging = device.state().charging
     if charging:
-        log("warning: the device is charging: its fuel gauge measures the charger's current, so energy figures are meaningless; "
-            "unplug it (adb over Wi-Fi) or switch the hub's power off for energy, the speed figures are unaffected")
+        log(
+            "warning: the device is charging: its fuel gauge measures the charger's current, so energy figures are meaningless; "
+            "unplug it (adb over Wi-Fi) or switch the hub's power off for energy, the speed figures are unaffected"
+        )
     if seconds <= 0 or device.power_watts() is None:
         return {"idle_power_w": None, "charging": charging}
-    log(f"sampling idle power for {seconds:.0f} s (fuel gauge, nothing running) for energy above idle")
+    log(
+        f"sampling idle power for {seconds:.0f} s (fuel gauge, nothing running) for energy above idle"
+    )
     readings, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         watts = device.power_watts()
         if watts is not None:
             readings.append(watts)
         sleep(IDLE_INTERVAL_S)
-    return {"idle_power_w": sum(readings) / len(readings) if readings else None, "charging": charging}
+    return {
+        "idle_power_w": sum(readings) / len(readings) if readings else None,
+        "charging": charging,
+    }
 
 
 def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):
@@ -66,10 +77,14 @@ def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):
         if temp is None or temp <= spec.max_temp_c:
             return waited, True, state
         if not announced:  # a wait of minutes must not look like a hang
-            log(f"waiting for the device to cool: {temp:.1f} °C > {spec.max_temp_c} °C (at most {spec.max_wait_s:.0f} s)")
+            log(
+                f"waiting for the device to cool: {temp:.1f} °C > {spec.max_temp_c} °C (at most {spec.max_wait_s:.0f} s)"
+            )
             announced = True
         if waited >= spec.max_wait_s:
-            log(f"device still at {temp:.1f} °C after {waited:.0f} s (limit {spec.max_temp_c} °C); measuring anyway, recorded as cooled=false")
+            log(
+                f"device still at {temp:.1f} °C after {waited:.0f} s (limit {spec.max_temp_c} °C); measuring anyway, recorded as cooled=false"
+            )
             return waited, False, state
         sleep(min(POLL_S, max(0.0, spec.max_wait_s - waited)))
         state = device.state()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 MIN_TICKS = 20  # all cores together; 0.1 s of a 2-core desktop at the usual 100 ticks a second
 
 
@@ -34,9 +33,13 @@ def parse_counters(text: str) -> Counters | None:
             total = sum(ticks[:8])
             busy = total - idle
         elif ") " in line and line.split(" ", 1)[0].isdigit():
-            fields = line.rsplit(") ", 1)[1].split()  # after the command name, which may hold spaces
+            fields = line.rsplit(") ", 1)[
+                1
+            ].split()  # after the command name, which may hold spaces
             if len(fields) > 12:
-                runner = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+                runner = int(fields[11]) + int(
+                    fields[12]
+                )  # utime, stime (fields 14 and 15 of the line)
     if busy is None:
         return None
     return Counters(busy, total, runner)
@@ -47,7 +50,9 @@ def other_load(before: Counters | None, after: Counters | None) -> float | None:
     if before is None or after is None or before.runner is None or after.runner is None:
         return None
     total = after.total - before.total
-    if total < MIN_TICKS:  # a request of a few ticks: the counters' granularity (10 ms) is the answer
+    if (
+        total < MIN_TICKS
+    ):  # a request of a few ticks: the counters' granularity (10 ms) is the answer
         return None
     others = (after.busy - before.busy) - (after.runner - before.runner)
     return round(min(max(others / total, 0.0), 1.0), 4)
@@ -58,7 +63,11 @@ def children_ticks(stat_line: str) -> int | None:
     process waited for. A native runner's pinned shell prints its own at the end of a request,
     so the program it ran (which is gone by then) is counted as the runner."""
     fields = stat_line.rsplit(") ", 1)[-1].split() if ") " in stat_line else []
-    return int(fields[13]) + int(fields[14]) if len(fields) > 14 and fields[13].isdigit() and fields[14].isdigit() else None
+    return (
+        int(fields[13]) + int(fields[14])
+        if len(fields) > 14 and fields[13].isdigit() and fields[14].isdigit()
+        else None
+    )
 
 
 class RequestLoad:
@@ -78,7 +87,7 @@ class RequestLoad:
         except Exception:  # noqa: BLE001 - a vanished device is reported by the request itself
             return None
 
-    def __enter__(self) -> "RequestLoad":
+    def __enter__(self) -> RequestLoad:
         self.before = self._read()
         return self
 
@@ -91,11 +100,19 @@ class RequestLoad:
             self.freqs = {}
 
     def fields(self, runner_ticks: int | None = None) -> dict:
-        by_cluster = {name: max(self.freqs[c] for c in ids if c in self.freqs)
-                      for name, ids in self.topology.clusters.items() if any(c in self.freqs for c in ids)}
+        by_cluster = {
+            name: max(self.freqs[c] for c in ids if c in self.freqs)
+            for name, ids in self.topology.clusters.items()
+            if any(c in self.freqs for c in ids)
+        }
         before, after = self.before, self.after
-        if self.pid is None and before is not None and after is not None:  # the runner's ticks came from its shell
-            before, after = Counters(before.busy, before.total, 0), Counters(after.busy, after.total, runner_ticks)
+        if (
+            self.pid is None and before is not None and after is not None
+        ):  # the runner's ticks came from its shell
+            before, after = (
+                Counters(before.busy, before.total, 0),
+                Counters(after.busy, after.total, runner_ticks),
+            )
         return {"cpu_load_other": other_load(before, after), "cpu_freq_khz": by_cluster or None}
 
 
@@ -127,8 +144,12 @@ def wait_until_quiet(device, max_load: float | None, max_wait_s: float, log, sle
         if load is None or load <= max_load:
             return waited
         if not announced:
-            log(f"waiting for the device to be quiet: other processes use {load:.0%} of its CPU > {max_load:.0%} (at most {max_wait_s:.0f} s)")
+            log(
+                f"waiting for the device to be quiet: other processes use {load:.0%} of its CPU > {max_load:.0%} (at most {max_wait_s:.0f} s)"
+            )
             announced = True
         if waited >= max_wait_s:
-            log(f"device still {load:.0%} busy after {waited:.0f} s (limit {max_load:.0%}); measuring anyway, its cpu_load_other records it")
+            log(
+                f"device still {load:.0%} busy after {waited:.0f} s (limit {max_load:.0%}); measuring anyway, its cpu_load_other records it"
+            )
             return waited

@@ -57,7 +57,9 @@ def measured_bandwidth_gbps() -> float:
         if data.get("node") == node:
             return float(data["gbps"])
     gbps = measure_bandwidth_gbps()
-    cached.write_text(json.dumps({"node": node, "gbps": gbps, "method": "numpy copy of 256 MiB, best of 5"}))
+    cached.write_text(
+        json.dumps({"node": node, "gbps": gbps, "method": "numpy copy of 256 MiB, best of 5"})
+    )
     return gbps
 
 
@@ -66,7 +68,12 @@ class LocalDevice(Device):
         self.serial = "local"
         profile = get_profile("desktop-cuda" if target == "cuda" else "desktop-cpu")
         if profile.memory_bandwidth_gbps is None and target != "cuda":
-            profile = profile.model_copy(update={"memory_bandwidth_gbps": round(measured_bandwidth_gbps(), 2), "bandwidth_source": "measured on this host: numpy copy of 256 MiB, best of 5"})
+            profile = profile.model_copy(
+                update={
+                    "memory_bandwidth_gbps": round(measured_bandwidth_gbps(), 2),
+                    "bandwidth_source": "measured on this host: numpy copy of 256 MiB, best of 5",
+                }
+            )
         self.profile = profile
 
     def info(self) -> DeviceInfo:
@@ -101,7 +108,11 @@ class LocalDevice(Device):
             battery = bat.percent if bat else None
         except (AttributeError, OSError):
             pass
-        return DeviceState(battery_level=battery, cpu_temp_c=cpu_temp, mem_available_bytes=psutil.virtual_memory().available)
+        return DeviceState(
+            battery_level=battery,
+            cpu_temp_c=cpu_temp,
+            mem_available_bytes=psutil.virtual_memory().available,
+        )
 
     def clean(self) -> None:
         """Nothing to remove: the desktop runs bundles in place from the cache."""
@@ -146,17 +157,51 @@ class LocalDevice(Device):
         """util-linux ``taskset`` (Debian's, always there) takes the same bare hex mask as toybox's."""
         return f"taskset {placement.mask} {command}"
 
-    def start_runner(self, bundle_path: str, prompts: Path, template: dict, max_new_tokens: int, mode: str, log_path: Path,
-                     placement: Placement) -> RunnerProcess:
+    def start_runner(
+        self,
+        bundle_path: str,
+        prompts: Path,
+        template: dict,
+        max_new_tokens: int,
+        mode: str,
+        log_path: Path,
+        placement: Placement,
+    ) -> RunnerProcess:
         # Beside the runner log, as AdbDevice does: kept with the run, not left in /tmp.
         tpl = Path(log_path).with_name("runner-template.json")
         tpl.write_text(json.dumps(template))
-        cmd = [sys.executable, "-m", "harness.runner", bundle_path, str(prompts), "--template", tpl, "--max-new-tokens", str(max_new_tokens),
-               "--mode", mode, "--threads", str(placement.threads), "--serve"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **placement.env()}
+        cmd = [
+            sys.executable,
+            "-m",
+            "harness.runner",
+            bundle_path,
+            str(prompts),
+            "--template",
+            tpl,
+            "--max-new-tokens",
+            str(max_new_tokens),
+            "--mode",
+            mode,
+            "--threads",
+            str(placement.threads),
+            "--serve",
+        ]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **placement.env(),
+        }
         cores = set(placement.cores)
         with open(log_path, "ab") as log:
             # Pinned before exec: the runner and every thread it starts inherit the set.
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env,
-                                    preexec_fn=lambda: os.sched_setaffinity(0, cores))
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
+                env=env,
+                preexec_fn=lambda: os.sched_setaffinity(0, cores),
+            )
         return RunnerProcess(proc, "the desktop", log_path)

@@ -22,7 +22,9 @@ def device_lock(serial: str):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise UserError(f"device {serial} is in use by another slm-bench run ({holder}); wait for it to finish or stop it") from None
+        raise UserError(
+            f"device {serial} is in use by another slm-bench run ({holder}); wait for it to finish or stop it"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")

@@ -26,7 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.devices.topology import Topology, cores_of_mask, format_list, mask_of, parse_core_set, parse_list
+from harness.devices.topology import (
+    Topology,
+    cores_of_mask,
+    format_list,
+    mask_of,
+    parse_core_set,
+    parse_list,
+)
 from harness.errors import UserError
 
 # Environment of a pinned runner: see the module docstring for why each is set.
@@ -58,33 +65,57 @@ class Placement:
 
     def asked(self) -> dict:
         """The record fields that say what was asked (the journal's resume key holds the first two)."""
-        return {"threads_asked": self.threads_asked, "cores_asked": self.cores_asked, "cpu_mask_asked": self.mask,
-                "placement_default": self.default, "oversubscribed": self.oversubscribed}
+        return {
+            "threads_asked": self.threads_asked,
+            "cores_asked": self.cores_asked,
+            "cpu_mask_asked": self.mask,
+            "placement_default": self.default,
+            "oversubscribed": self.oversubscribed,
+        }
 
     def env(self) -> dict[str, str]:
         """Environment of the runner process for this placement."""
         return {"TVM_NUM_THREADS": str(self.threads), **TVM_BIND}
 
     def to_dict(self) -> dict:
-        return {"threads": self.threads, "cores": format_list(list(self.cores)), "cpu_mask": self.mask,
-                "clusters": list(self.clusters), **{k: v for k, v in self.asked().items() if k != "cpu_mask_asked"}}
+        return {
+            "threads": self.threads,
+            "cores": format_list(list(self.cores)),
+            "cpu_mask": self.mask,
+            "clusters": list(self.clusters),
+            **{k: v for k, v in self.asked().items() if k != "cpu_mask_asked"},
+        }
 
 
-def plan_placements(threads: list[int] | None, cores: list[str] | None, topology: Topology, phone: bool, where: str) -> list[Placement]:
+def plan_placements(
+    threads: list[int] | None, cores: list[str] | None, topology: Topology, phone: bool, where: str
+) -> list[Placement]:
     """Every (threads, cores) pair of a run, cores outer (a core set's thread counts run side by side)."""
     default = topology.default_cores(phone)
     if not default:
-        raise UserError(f"{where} reports no online core; check `slm-bench devices` and the device's /sys/devices/system/cpu/online")
+        raise UserError(
+            f"{where} reports no online core; check `slm-bench devices` and the device's /sys/devices/system/cpu/online"
+        )
     for count in threads or []:
         if count < 1:
-            raise UserError(f"--threads {count}: a run needs at least one thread; use --threads 1 or more")
+            raise UserError(
+                f"--threads {count}: a run needs at least one thread; use --threads 1 or more"
+            )
     placements = []
     for asked_cores in cores or [None]:
         chosen = parse_core_set(asked_cores, topology, where) if asked_cores else default
         for asked_threads in threads or [None]:
             count = asked_threads or len(chosen)
-            placements.append(Placement(count, tuple(chosen), tuple(topology.clusters_covering(chosen)), asked_threads,
-                                        asked_cores, default=chosen == default and count == len(default)))
+            placements.append(
+                Placement(
+                    count,
+                    tuple(chosen),
+                    tuple(topology.clusters_covering(chosen)),
+                    asked_threads,
+                    asked_cores,
+                    default=chosen == default and count == len(default),
+                )
+            )
     return placements
 
 
@@ -98,7 +129,9 @@ def status_fields(status: str) -> dict[str, str]:
     return out
 
 
-def readback(placement: Placement, topology: Topology, status: str | None, pool_threads: int | None) -> dict:
+def readback(
+    placement: Placement, topology: Topology, status: str | None, pool_threads: int | None
+) -> dict:
     """The record fields that say what ran: the runner's allowed cores and thread counts as read
     from it, and ``placement_mismatch`` where they differ from what was asked."""
     fields = status_fields(status or "")
@@ -112,9 +145,15 @@ def readback(placement: Placement, topology: Topology, status: str | None, pool_
         out["os_threads"] = int(fields["Threads"])
     problems = []
     if allowed is not None:
-        out.update(cpu_mask=mask_of(allowed), cpu_list=format_list(allowed), cpu_clusters=topology.clusters_covering(allowed))
+        out.update(
+            cpu_mask=mask_of(allowed),
+            cpu_list=format_list(allowed),
+            cpu_clusters=topology.clusters_covering(allowed),
+        )
         if sorted(allowed) != sorted(placement.cores):
-            problems.append(f"asked cores {format_list(list(placement.cores))}, the runner was allowed {format_list(allowed)}")
+            problems.append(
+                f"asked cores {format_list(list(placement.cores))}, the runner was allowed {format_list(allowed)}"
+            )
     else:
         problems.append("the runner's allowed cores could not be read back")
     if pool_threads is not None and pool_threads != placement.threads:
@@ -130,4 +169,6 @@ def runner_placement(runner, device, placement: Placement, topology: Topology) -
     if hasattr(runner, "readback"):
         return runner.readback(topology)
     described = runner.identify()
-    return readback(placement, topology, device.process_status(described["pid"]), described.get("threads"))
+    return readback(
+        placement, topology, device.process_status(described["pid"]), described.get("threads")
+    )

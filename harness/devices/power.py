@@ -23,7 +23,7 @@ class PowerSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="power-sampler", daemon=True)
 
-    def __enter__(self) -> "PowerSampler":
+    def __enter__(self) -> PowerSampler:
         self._thread.start()
         return self
 

@@ -9,7 +9,7 @@ project.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,11 +38,13 @@ class CpuSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     clusters: list[CpuCluster] = Field(min_length=1)
-    features: list[str] = Field(default_factory=list)  # /proc/cpuinfo "Features" (asimddp, i8mm, sve2, ...)
+    features: list[str] = Field(
+        default_factory=list
+    )  # /proc/cpuinfo "Features" (asimddp, i8mm, sve2, ...)
     source: str  # where the layout and clocks come from
 
     @model_validator(mode="after")
-    def _cores_are_numbered_once(self) -> "CpuSpec":
+    def _cores_are_numbered_once(self) -> CpuSpec:
         from harness.devices.topology import parse_list
 
         seen = [core for cluster in self.clusters for core in parse_list(cluster.cores)]
@@ -71,10 +73,12 @@ class EmulatedSpec(BaseModel):
     throttle_source: str | None = None
     ambient_c: float | None = None  # the thermal model's resting temperature (27 when unset)
     tau_s: float = Field(default=60.0, gt=0)  # the battery's thermal time constant, device seconds
-    mem_total_kb: int | None = Field(default=None, gt=0)  # /proc/meminfo's MemTotal (else memory_total_bytes)
+    mem_total_kb: int | None = Field(
+        default=None, gt=0
+    )  # /proc/meminfo's MemTotal (else memory_total_bytes)
 
     @model_validator(mode="after")
-    def _trips_rise_and_slow(self) -> "EmulatedSpec":
+    def _trips_rise_and_slow(self) -> EmulatedSpec:
         temps, scales = [t.temp_c for t in self.throttle], [t.scale for t in self.throttle]
         if temps != sorted(set(temps)) or scales != sorted(set(scales), reverse=True):
             raise ValueError("throttle trips must rise in temp_c and fall in scale")
@@ -89,23 +93,31 @@ class DeviceProfile(BaseModel):
     kind: str = Field(pattern="^(local|adb)$")
     match: dict[str, str] = Field(default_factory=dict)  # device properties -> required values
     compile_target: str
-    memory_budget_bytes: int | None = None  # what a run is planned to use of the RAM; over it: a warning, not a skip
+    memory_budget_bytes: int | None = (
+        None  # what a run is planned to use of the RAM; over it: a warning, not a skip
+    )
     memory_budget_source: str | None = None
-    memory_total_bytes: int | None = None  # the device's RAM: a cell above it is skipped (a reachable phone's MemTotal wins)
+    memory_total_bytes: int | None = (
+        None  # the device's RAM: a cell above it is skipped (a reachable phone's MemTotal wins)
+    )
     memory_total_source: str | None = None
     memory_bandwidth_gbps: float | None = None  # peak DRAM bandwidth, for the decode ceiling
     bandwidth_source: str | None = None
     soc: str | None = None
     gpu: str | None = None  # what the GPU is (ro.hardware.egl only names its driver)
     getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
-    device_python: str | None = None  # a Python on the phone that can run harness.runner (e.g. Termux's)
+    device_python: str | None = (
+        None  # a Python on the phone that can run harness.runner (e.g. Termux's)
+    )
     runner: str | None = None  # the default runner there (harness.runners); None: python
-    cpu: CpuSpec | None = None  # the CPU layout (phones): what the emulated phone shows; a real one is read
+    cpu: CpuSpec | None = (
+        None  # the CPU layout (phones): what the emulated phone shows; a real one is read
+    )
     emulated: EmulatedSpec | None = None  # the emulated phone's thermal throttling and overrides
     notes: str | None = None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_profiles(folder: Path = PROFILE_DIR) -> dict[str, DeviceProfile]:
     return load_named_folder(folder, DeviceProfile, "fix the file", "fix the profile")
 

@@ -23,12 +23,26 @@ from harness.errors import UserError
 # Arm's part numbers (``CPU part`` in /proc/cpuinfo, implementer 0x41), as Arm's technical
 # reference manuals give them (MIDR_EL1.PartNum).
 ARM_PARTS = {
-    0xD05: "Cortex-A55", 0xD0B: "Cortex-A76", 0xD0D: "Cortex-A77", 0xD41: "Cortex-A78",
-    0xD44: "Cortex-X1", 0xD46: "Cortex-A510", 0xD47: "Cortex-A710", 0xD48: "Cortex-X2",
-    0xD4D: "Cortex-A715", 0xD4E: "Cortex-X3", 0xD80: "Cortex-A520", 0xD81: "Cortex-A720",
+    0xD05: "Cortex-A55",
+    0xD0B: "Cortex-A76",
+    0xD0D: "Cortex-A77",
+    0xD41: "Cortex-A78",
+    0xD44: "Cortex-X1",
+    0xD46: "Cortex-A510",
+    0xD47: "Cortex-A710",
+    0xD48: "Cortex-X2",
+    0xD4D: "Cortex-A715",
+    0xD4E: "Cortex-X3",
+    0xD80: "Cortex-A520",
+    0xD81: "Cortex-A720",
     0xD82: "Cortex-X4",
 }
-RANK_NAMES = {1: ["big"], 2: ["big", "little"], 3: ["big", "mid", "little"], 4: ["prime", "big", "mid", "little"]}
+RANK_NAMES = {
+    1: ["big"],
+    2: ["big", "little"],
+    3: ["big", "mid", "little"],
+    4: ["prime", "big", "mid", "little"],
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,12 @@ class Topology:
         return {
             "source": self.source,
             "clusters": {
-                name: {"cores": format_list(ids), "mask": mask_of(ids), "max_khz": self._max_khz(ids), "part": self._part(ids)}
+                name: {
+                    "cores": format_list(ids),
+                    "mask": mask_of(ids),
+                    "max_khz": self._max_khz(ids),
+                    "part": self._part(ids),
+                }
                 for name, ids in self.clusters.items()
             },
             "online": format_list(self.online),
@@ -87,7 +106,9 @@ class Topology:
         parts = []
         for name, ids in self.clusters.items():
             ghz = self._max_khz(ids)
-            what = ", ".join(x for x in (self._part(ids), f"{ghz / 1e6:.2f} GHz" if ghz else "") if x)
+            what = ", ".join(
+                x for x in (self._part(ids), f"{ghz / 1e6:.2f} GHz" if ghz else "") if x
+            )
             parts.append(f"{name} {format_list(ids)}" + (f" ({what})" if what else ""))
         offline = [c.id for c in self.cores if not c.online]
         tail = f"; offline: {format_list(offline)}" if offline else ""
@@ -163,12 +184,22 @@ def part_name(fields: dict[str, str]) -> str:
         except ValueError:
             return part
         implementer = fields.get("cpu implementer", "0x41")
-        return ARM_PARTS.get(number, f"part {part}") if implementer.lower() == "0x41" else f"{implementer} part {part}"
+        return (
+            ARM_PARTS.get(number, f"part {part}")
+            if implementer.lower() == "0x41"
+            else f"{implementer} part {part}"
+        )
     return fields.get("model name", "")
 
 
-def build_topology(possible: str, online: str, cpuinfo: str, max_khz: dict[int, int], hybrid: dict[str, str] | None = None,
-                   source: str = "read from the device") -> Topology:
+def build_topology(
+    possible: str,
+    online: str,
+    cpuinfo: str,
+    max_khz: dict[int, int],
+    hybrid: dict[str, str] | None = None,
+    source: str = "read from the device",
+) -> Topology:
     """A topology from what the device's files said: the ``possible`` and ``online`` lists,
     ``/proc/cpuinfo``, each core's ``cpuinfo_max_freq`` (missing where it has no cpufreq), and on
     an Intel hybrid desktop the kernel's P/E lists (``{"big": "0-7", "little": "8-15"}``)."""
@@ -178,7 +209,9 @@ def build_topology(possible: str, online: str, cpuinfo: str, max_khz: dict[int, 
     for core in parse_list(possible):
         fields = info.get(core, {})  # an offline core has no block in /proc/cpuinfo: part unknown
         flags = (fields.get("features") or fields.get("flags") or "").split()
-        cores.append(Core(core, core in online_ids, max_khz.get(core), part_name(fields), tuple(flags)))
+        cores.append(
+            Core(core, core in online_ids, max_khz.get(core), part_name(fields), tuple(flags))
+        )
     return Topology(cores, cluster_cores(cores, hybrid), source)
 
 
@@ -190,7 +223,12 @@ def cluster_cores(cores: list[Core], hybrid: dict[str, str] | None = None) -> di
     for core in cores:
         by_freq.setdefault(core.max_khz or 0, []).append(core.id)
     groups = [by_freq[f] for f in sorted(by_freq, reverse=True)]
-    names = RANK_NAMES.get(len(groups)) or ["prime", "big", *(f"mid{i}" for i in range(1, len(groups) - 2)), "little"]
+    names = RANK_NAMES.get(len(groups)) or [
+        "prime",
+        "big",
+        *(f"mid{i}" for i in range(1, len(groups) - 2)),
+        "little",
+    ]
     return dict(zip(names, groups))
 
 
@@ -204,7 +242,9 @@ def parse_core_set(text: str, topology: Topology, where: str) -> list[int]:
     or an offline core, is a one-line error naming the fix."""
     text = text.strip()
     if not text:
-        raise UserError(f"--cores: an empty core set; use all, a cluster ({', '.join(topology.clusters)}) or a list like 0-3")
+        raise UserError(
+            f"--cores: an empty core set; use all, a cluster ({', '.join(topology.clusters)}) or a list like 0-3"
+        )
     known = {c.id for c in topology.cores}
     chosen: set[int] = set()
     for term in text.split("+"):
@@ -216,19 +256,27 @@ def parse_core_set(text: str, topology: Topology, where: str) -> list[int]:
         elif m := _TERM.match(term):
             lo, hi = int(m[1]), int(m[2] or m[1])
             if hi < lo:
-                raise UserError(f"--cores {text}: the range {term} runs backwards; write it low-high, like {hi}-{lo}")
+                raise UserError(
+                    f"--cores {text}: the range {term} runs backwards; write it low-high, like {hi}-{lo}"
+                )
             missing = [c for c in range(lo, hi + 1) if c not in known]
             if missing:
-                raise UserError(f"--cores {text}: {where} has no core {format_list(missing)} (its cores: {format_list(sorted(known))}); "
-                                "pick cores from that list or a cluster name")
+                raise UserError(
+                    f"--cores {text}: {where} has no core {format_list(missing)} (its cores: {format_list(sorted(known))}); "
+                    "pick cores from that list or a cluster name"
+                )
             chosen |= set(range(lo, hi + 1))
         else:
-            raise UserError(f"--cores {text}: {where} has no cluster {term!r} (its clusters: {', '.join(topology.clusters)}); "
-                            "use one of those, all, or a core list like 0-3")
+            raise UserError(
+                f"--cores {text}: {where} has no cluster {term!r} (its clusters: {', '.join(topology.clusters)}); "
+                "use one of those, all, or a core list like 0-3"
+            )
     offline = sorted(chosen - set(topology.online))
     if offline:
-        raise UserError(f"--cores {text}: core {format_list(offline)} of {where} is offline; "
-                        f"bring it online or choose from the online cores {format_list(topology.online)}")
+        raise UserError(
+            f"--cores {text}: core {format_list(offline)} of {where} is offline; "
+            f"bring it online or choose from the online cores {format_list(topology.online)}"
+        )
     return sorted(chosen)
 
 
@@ -254,16 +302,27 @@ def local_topology() -> Topology:
         value = read(path).strip()
         if value.isdigit():
             freqs[int(re.search(r"cpu(\d+)/cpufreq", path)[1])] = int(value)
-    hybrid = {name: read(f"/sys/devices/{pmu}/cpus") for name, pmu in (("big", "cpu_core"), ("little", "cpu_atom"))}
+    hybrid = {
+        name: read(f"/sys/devices/{pmu}/cpus")
+        for name, pmu in (("big", "cpu_core"), ("little", "cpu_atom"))
+    }
     count = os.cpu_count() or 1
-    topology = build_topology(read(f"{base}/possible") or f"0-{count - 1}", read(f"{base}/online"), read("/proc/cpuinfo"), freqs,
-                              hybrid if all(v.strip() for v in hybrid.values()) else None,
-                              source="read from this host (/proc/cpuinfo, /sys/devices/system/cpu, sched_getaffinity)")
+    topology = build_topology(
+        read(f"{base}/possible") or f"0-{count - 1}",
+        read(f"{base}/online"),
+        read("/proc/cpuinfo"),
+        freqs,
+        hybrid if all(v.strip() for v in hybrid.values()) else None,
+        source="read from this host (/proc/cpuinfo, /sys/devices/system/cpu, sched_getaffinity)",
+    )
     try:
         allowed = os.sched_getaffinity(0)
     except AttributeError:  # not Linux
         return topology
-    topology.cores = [Core(c.id, c.online and c.id in allowed, c.max_khz, c.part, c.features) for c in topology.cores]
+    topology.cores = [
+        Core(c.id, c.online and c.id in allowed, c.max_khz, c.part, c.features)
+        for c in topology.cores
+    ]
     return topology
 
 

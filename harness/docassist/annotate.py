@@ -55,12 +55,16 @@ class DiskCache:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"request": request, "answer": answer}, ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"request": request, "answer": answer}, ensure_ascii=False), encoding="utf-8"
+        )
         tmp.replace(path)  # atomic: a cache entry is whole or absent
 
 
 def request_key(request: dict) -> str:
-    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        json.dumps(request, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    ).hexdigest()
 
 
 class Annotator:
@@ -107,8 +111,16 @@ class OpenAIAnnotator(Annotator):
     kind = "openai"
 
     def __init__(
-        self, url: str, api_key: str | None, model: str, cache_dir: Path | str | None, *,
-        max_tokens: int = MAX_NEW_TOKENS, retries: int = 5, backoff_s: float = 1.0, timeout_s: float = 120.0,
+        self,
+        url: str,
+        api_key: str | None,
+        model: str,
+        cache_dir: Path | str | None,
+        *,
+        max_tokens: int = MAX_NEW_TOKENS,
+        retries: int = 5,
+        backoff_s: float = 1.0,
+        timeout_s: float = 120.0,
     ):
         super().__init__(cache_dir)
         self.url = url.rstrip("/")
@@ -124,7 +136,9 @@ class OpenAIAnnotator(Annotator):
         url = os.environ.get("SLM_BENCH_ANNOTATOR_URL") or DEFAULT_URL
         key = os.environ.get("SLM_BENCH_ANNOTATOR_KEY") or os.environ.get("OPENAI_API_KEY")
         if not key and url == DEFAULT_URL:
-            raise UserError("the openai annotator needs an API key; fix: export OPENAI_API_KEY=... (or SLM_BENCH_ANNOTATOR_URL for a local endpoint)")
+            raise UserError(
+                "the openai annotator needs an API key; fix: export OPENAI_API_KEY=... (or SLM_BENCH_ANNOTATOR_URL for a local endpoint)"
+            )
         model = os.environ.get("SLM_BENCH_ANNOTATOR_MODEL") or DEFAULT_MODEL
         return cls(url, key, model, cache_dir, **kwargs)
 
@@ -133,7 +147,13 @@ class OpenAIAnnotator(Annotator):
         return f"openai:{self.model}"
 
     def describe(self) -> dict:
-        return {**super().describe(), "url": self.url, "model": self.model, "max_tokens": self.max_tokens, "temperature": 0}
+        return {
+            **super().describe(),
+            "url": self.url,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
 
     def _request(self, prompt: str) -> dict:
         body = {
@@ -159,13 +179,21 @@ class OpenAIAnnotator(Annotator):
             except urllib.error.HTTPError as exc:
                 if exc.code not in RETRY_STATUSES or attempt == self.retries:
                     detail = exc.read()[:200].decode("utf-8", "replace")
-                    hint = "check OPENAI_API_KEY" if exc.code in (401, 403) else "check SLM_BENCH_ANNOTATOR_URL and SLM_BENCH_ANNOTATOR_MODEL"
-                    raise UserError(f"annotator endpoint {endpoint} answered HTTP {exc.code} ({detail.strip()}); fix: {hint}, then rerun (answers so far are cached)") from None
+                    hint = (
+                        "check OPENAI_API_KEY"
+                        if exc.code in (401, 403)
+                        else "check SLM_BENCH_ANNOTATOR_URL and SLM_BENCH_ANNOTATOR_MODEL"
+                    )
+                    raise UserError(
+                        f"annotator endpoint {endpoint} answered HTTP {exc.code} ({detail.strip()}); fix: {hint}, then rerun (answers so far are cached)"
+                    ) from None
                 wait = _retry_after(exc.headers.get("Retry-After"), wait)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt == self.retries:
                     reason = getattr(exc, "reason", exc)
-                    raise UserError(f"cannot reach the annotator endpoint {endpoint} ({reason}); fix: check SLM_BENCH_ANNOTATOR_URL and the network, then rerun (answers so far are cached)") from None
+                    raise UserError(
+                        f"cannot reach the annotator endpoint {endpoint} ({reason}); fix: check SLM_BENCH_ANNOTATOR_URL and the network, then rerun (answers so far are cached)"
+                    ) from None
             time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -182,7 +210,9 @@ def _answer_text(payload: dict, endpoint: str) -> str:
     try:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise UserError(f"annotator endpoint {endpoint} did not answer in the chat-completions shape (choices[0].message.content); fix: point SLM_BENCH_ANNOTATOR_URL at an OpenAI-compatible /v1 base") from None
+        raise UserError(
+            f"annotator endpoint {endpoint} did not answer in the chat-completions shape (choices[0].message.content); fix: point SLM_BENCH_ANNOTATOR_URL at an OpenAI-compatible /v1 base"
+        ) from None
     return content or ""
 
 
@@ -191,7 +221,14 @@ class LocalAnnotator(Annotator):
 
     kind = "local"
 
-    def __init__(self, bundle: Path | str, model_name: str, cache_dir: Path | str | None, *, max_new_tokens: int = MAX_NEW_TOKENS):
+    def __init__(
+        self,
+        bundle: Path | str,
+        model_name: str,
+        cache_dir: Path | str | None,
+        *,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ):
         super().__init__(cache_dir)
         self.bundle = Path(bundle)
         self.model_name = model_name
@@ -206,11 +243,22 @@ class LocalAnnotator(Annotator):
         return f"local:{self.model_name}/{self.quantization}"
 
     def describe(self) -> dict:
-        return {**super().describe(), "model": self.model_name, "quantization": self.quantization, "bundle": self.bundle_id,
-                "decoding": "greedy until EOS", "max_new_tokens": self.max_new_tokens}
+        return {
+            **super().describe(),
+            "model": self.model_name,
+            "quantization": self.quantization,
+            "bundle": self.bundle_id,
+            "decoding": "greedy until EOS",
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     def _request(self, prompt: str) -> dict:
-        return {"bundle": self.bundle_id, "prompt": prompt, "max_new_tokens": self.max_new_tokens, "decoding": "greedy"}
+        return {
+            "bundle": self.bundle_id,
+            "prompt": prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "decoding": "greedy",
+        }
 
     def _ask(self, request: dict) -> str:
         if self._generator is None:  # load the engine only when the cache cannot answer

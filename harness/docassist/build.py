@@ -62,11 +62,15 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     except ValueError:
         parts = ()
     if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
-        raise UserError(f"--split '{text}' must be three non-negative fractions train,validation,test summing to 1; fix: e.g. --split 0.8,0.1,0.1")
+        raise UserError(
+            f"--split '{text}' must be three non-negative fractions train,validation,test summing to 1; fix: e.g. --split 0.8,0.1,0.1"
+        )
     return parts  # type: ignore[return-value]
 
 
-def assign_splits(doc_ids: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+def assign_splits(
+    doc_ids: list[str], fractions: tuple[float, float, float], seed: int
+) -> dict[str, str]:
     """doc_id -> split. Shuffled by ``seed`` from the sorted ids; rounding favours held-out splits
     having at least one document when their fraction is non-zero and there are enough documents."""
     ids = sorted(doc_ids)
@@ -116,7 +120,9 @@ def lead_paragraph(text: str, limit: int = 500) -> str:
     return " ".join(text.split())[:limit]
 
 
-def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: Annotator, templates: Templates) -> tuple[DocRecord, Counter]:
+def annotate_document(
+    doc: SourceDoc, chunks: list[str], split: str, annotator: Annotator, templates: Templates
+) -> tuple[DocRecord, Counter]:
     """The DocRecord of one document and what had to be repaired: fallbacks by field, and
     ``trimmed``, the answers cut back from a repetition loop (``harness.docassist.clean``)."""
     context = "".join(chunks)
@@ -148,15 +154,28 @@ def annotate_document(doc: SourceDoc, chunks: list[str], split: str, annotator: 
             fallbacks["answers"] += 1
         qa.append(QAPair(question=question, answer=answer))
     record = DocRecord(
-        doc_id=doc.doc_id, source=doc.source, title=doc.title, source_sha256=doc.sha256, chunks=chunks,
-        summary=summary, questions=questions, qa=qa, split=split, annotator=annotator.name,
+        doc_id=doc.doc_id,
+        source=doc.source,
+        title=doc.title,
+        source_sha256=doc.sha256,
+        chunks=chunks,
+        summary=summary,
+        questions=questions,
+        qa=qa,
+        split=split,
+        annotator=annotator.name,
     )
     return record, fallbacks
 
 
 def build_docassist(
-    inputs: list[Path | str], out_dir: Path | str, annotator: Annotator, *,
-    seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), templates: Templates | None = None,
+    inputs: list[Path | str],
+    out_dir: Path | str,
+    annotator: Annotator,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    templates: Templates | None = None,
 ) -> dict:
     """Build the set into ``out_dir``; returns the manifest (also written to ``manifest.json``)."""
     templates = templates or load_templates()
@@ -167,7 +186,9 @@ def build_docassist(
     fallbacks: Counter = Counter()
     with progress(len(docs), "annotating") as bar:
         for doc in docs:
-            record, used = annotate_document(doc, chunked[doc.doc_id], splits[doc.doc_id], annotator, templates)
+            record, used = annotate_document(
+                doc, chunked[doc.doc_id], splits[doc.doc_id], annotator, templates
+            )
             records.append(record)
             fallbacks += used
             bar.advance(doc.doc_id)
@@ -175,7 +196,11 @@ def build_docassist(
     out.mkdir(parents=True, exist_ok=True)
     file_hashes = {}
     for split in SPLITS:
-        lines = "".join(r.model_dump_json() + "\n" for r in sorted(records, key=lambda r: r.doc_id) if r.split == split)
+        lines = "".join(
+            r.model_dump_json() + "\n"
+            for r in sorted(records, key=lambda r: r.doc_id)
+            if r.split == split
+        )
         path = split_path(out, split)
         _write_text(path, lines)
         file_hashes[path.name] = hashlib.sha256(lines.encode("utf-8")).hexdigest()
@@ -184,20 +209,37 @@ def build_docassist(
         "annotator": annotator.describe(),
         "seed": seed,
         "split_fractions": dict(zip(SPLITS, fractions)),
-        "construction": {"chunks": N_CHUNKS, "chunk_tokens": CHUNK_TOKENS, "tokenizer": tokenizer_info(),
-                         "templates_sha256": hashlib.sha256(templates.raw.encode("utf-8")).hexdigest()},
+        "construction": {
+            "chunks": N_CHUNKS,
+            "chunk_tokens": CHUNK_TOKENS,
+            "tokenizer": tokenizer_info(),
+            "templates_sha256": hashlib.sha256(templates.raw.encode("utf-8")).hexdigest(),
+        },
         "counts": {
             "docs": len(records),
             "docs_by_split": {s: sum(r.split == s for r in records) for s in SPLITS},
-            "examples_by_split": {s: sum(len(task_examples(r, templates)) for r in records if r.split == s) for s in SPLITS},
-            "examples_by_task": dict(sorted(Counter(e.task for r in records for e in task_examples(r, templates)).items())),
+            "examples_by_split": {
+                s: sum(len(task_examples(r, templates)) for r in records if r.split == s)
+                for s in SPLITS
+            },
+            "examples_by_task": dict(
+                sorted(
+                    Counter(e.task for r in records for e in task_examples(r, templates)).items()
+                )
+            ),
             "fallbacks": {k: fallbacks[k] for k in ("summary", "questions", "answers")},
             "trimmed_loops": fallbacks["trimmed"],
         },
         # this invocation only (a resumed build answers from the cache): not a property of the data
-        "last_build": {"annotator_requests": annotator.asked, "annotator_cache_hits": annotator.cache_hits},
+        "last_build": {
+            "annotator_requests": annotator.asked,
+            "annotator_cache_hits": annotator.cache_hits,
+        },
         "files": file_hashes,
-        "sources": {d.doc_id: {"source": d.source, "sha256": d.sha256, "split": splits[d.doc_id]} for d in docs},
+        "sources": {
+            d.doc_id: {"source": d.source, "sha256": d.sha256, "split": splits[d.doc_id]}
+            for d in docs
+        },
     }
     _write_text(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest

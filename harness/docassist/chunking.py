@@ -21,7 +21,9 @@ from harness.prompts.tokenizer import cl100k
 def chunk_text(text: str, n_chunks: int = N_CHUNKS, max_tokens: int = CHUNK_TOKENS) -> list[str]:
     """Up to ``n_chunks`` chunks of <= ``max_tokens`` cl100k tokens from the start of ``text``."""
     if n_chunks < 1 or max_tokens < 1:
-        raise UserError(f"chunking needs at least 1 chunk of at least 1 token (got {n_chunks} x {max_tokens})")
+        raise UserError(
+            f"chunking needs at least 1 chunk of at least 1 token (got {n_chunks} x {max_tokens})"
+        )
     enc = cl100k()
     tokens = enc.encode(text, disallowed_special=())
     chunks: list[str] = []

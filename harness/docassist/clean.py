@@ -20,7 +20,9 @@ import re
 _SPAN = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _END = re.compile(r"""[.!?]["')\]]?\s*$""")
 # a sentence end followed by more text; "Dr." and friends are not one
-_SENTENCE_END = re.compile(r"""(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bNo)(?<!\bvs)[.!?]["')\]]?(?=\s)""")
+_SENTENCE_END = re.compile(
+    r"""(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bNo)(?<!\bvs)[.!?]["')\]]?(?=\s)"""
+)
 
 
 def trim_repetition(text: str) -> str:
@@ -75,7 +77,12 @@ def _close_sentence(head: str) -> str:
 
 
 def _drop_unfinished_tail(text: str) -> str:
-    if not text or _END.search(text) or text.rstrip().endswith(("?", ":")) or "\n" in text.strip()[-2:]:
+    if (
+        not text
+        or _END.search(text)
+        or text.rstrip().endswith(("?", ":"))
+        or "\n" in text.strip()[-2:]
+    ):
         return text
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     return text[: ends[-1]].rstrip() if ends else text

@@ -36,15 +36,23 @@ def collect_files(paths: list[Path | str]) -> list[Path]:
     found: set[Path] = set()
     for entry in map(Path, paths):
         if entry.is_dir():
-            found.update(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
+            found.update(
+                p
+                for p in entry.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            )
         elif entry.is_file():
             if entry.suffix.lower() not in SUFFIXES:
-                raise UserError(f"{entry}: unsupported document type '{entry.suffix}'; fix: give .txt, .md or .pdf files")
+                raise UserError(
+                    f"{entry}: unsupported document type '{entry.suffix}'; fix: give .txt, .md or .pdf files"
+                )
             found.add(entry)
         else:
             raise UserError(f"{entry}: no such file or folder; fix: check the path")
     if not found:
-        raise UserError(f"no .txt, .md or .pdf documents in {', '.join(map(str, paths))}; fix: point at files or folders holding documents")
+        raise UserError(
+            f"no .txt, .md or .pdf documents in {', '.join(map(str, paths))}; fix: point at files or folders holding documents"
+        )
     return sorted(found, key=lambda p: (p.name, str(p)))
 
 
@@ -60,12 +68,20 @@ def read_document(path: Path) -> SourceDoc:
             raw = data.decode("utf-8").replace("\r\n", "\n")
         except UnicodeDecodeError:
             raise UserError(f"{path}: not UTF-8 text; fix: save the file as UTF-8") from None
-        title, text, question = _read_markdown(raw, path) if suffix in (".md", ".markdown") else ("", raw.strip(), None)
+        title, text, question = (
+            _read_markdown(raw, path) if suffix in (".md", ".markdown") else ("", raw.strip(), None)
+        )
     if not text.strip():
-        raise UserError(f"{path}: the document has no text; fix: remove it or give it content (a scanned PDF needs OCR first)")
+        raise UserError(
+            f"{path}: the document has no text; fix: remove it or give it content (a scanned PDF needs OCR first)"
+        )
     return SourceDoc(
-        doc_id=_slug(path.stem), source=path.name, title=title or _first_line(text),
-        text=text, sha256=hashlib.sha256(data).hexdigest(), question=question,
+        doc_id=_slug(path.stem),
+        source=path.name,
+        title=title or _first_line(text),
+        text=text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        question=question,
     )
 
 
@@ -99,7 +115,9 @@ def _read_pdf(path: Path) -> tuple[str, str]:
         pages = [page.extract_text() or "" for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or ""
     except (PdfReadError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: cannot read the PDF ({exc}); fix: re-export it as a standard PDF or convert it to text") from None
+        raise UserError(
+            f"{path}: cannot read the PDF ({exc}); fix: re-export it as a standard PDF or convert it to text"
+        ) from None
     return str(title).strip(), "\n\n".join(p.strip() for p in pages if p.strip())
 
 

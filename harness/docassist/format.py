@@ -53,7 +53,9 @@ class DocRecord(BaseModel):
     source: str  # the file name the document was read from
     title: str = ""
     source_sha256: str  # of the source file's bytes
-    chunks: list[str] = Field(min_length=1, max_length=N_CHUNKS)  # each <= CHUNK_TOKENS cl100k tokens
+    chunks: list[str] = Field(
+        min_length=1, max_length=N_CHUNKS
+    )  # each <= CHUNK_TOKENS cl100k tokens
     summary: str
     questions: list[str] = Field(min_length=N_QUESTIONS, max_length=N_QUESTIONS)
     qa: list[QAPair] = Field(min_length=N_QA, max_length=N_QA)
@@ -111,19 +113,28 @@ def task_examples(doc: DocRecord, templates: Templates | None = None) -> list[Ta
     context = doc.context
     examples = [
         TaskExample(
-            id=f"{doc.doc_id}-summ", doc_id=doc.doc_id, task="summ",
-            prompt=templates.render("summ", context), target=doc.summary,
+            id=f"{doc.doc_id}-summ",
+            doc_id=doc.doc_id,
+            task="summ",
+            prompt=templates.render("summ", context),
+            target=doc.summary,
         ),
         TaskExample(
-            id=f"{doc.doc_id}-qs", doc_id=doc.doc_id, task="qs",
-            prompt=templates.render("qs", context), target=format_questions(doc.questions),
+            id=f"{doc.doc_id}-qs",
+            doc_id=doc.doc_id,
+            task="qs",
+            prompt=templates.render("qs", context),
+            target=format_questions(doc.questions),
         ),
     ]
     for i, pair in enumerate(doc.qa, start=1):
         examples.append(
             TaskExample(
-                id=f"{doc.doc_id}-qa{i}", doc_id=doc.doc_id, task="qa",
-                prompt=templates.render("qa", context, pair.question), target=pair.answer.strip(),
+                id=f"{doc.doc_id}-qa{i}",
+                doc_id=doc.doc_id,
+                task="qa",
+                prompt=templates.render("qa", context, pair.question),
+                target=pair.answer.strip(),
                 question=pair.question,
             )
         )
@@ -140,7 +151,9 @@ def load_split(folder: Path | str, split: str) -> list[DocRecord]:
     """Read and validate ``<folder>/<split>.jsonl``."""
     file = split_path(folder, split)
     if not file.is_file():
-        raise UserError(f"DocAssist split {file} not found; fix: pass the folder `slm-bench docassist build` wrote, or {BUILD_FIX}")
+        raise UserError(
+            f"DocAssist split {file} not found; fix: pass the folder `slm-bench docassist build` wrote, or {BUILD_FIX}"
+        )
     records = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -150,11 +163,15 @@ def load_split(folder: Path | str, split: str) -> list[DocRecord]:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"])) or "line"
-            raise UserError(f"{file}:{number}: not a DocAssist record ({where}: {first['msg']}); fix: {BUILD_FIX}") from None
+            raise UserError(
+                f"{file}:{number}: not a DocAssist record ({where}: {first['msg']}); fix: {BUILD_FIX}"
+            ) from None
     return records
 
 
-def load_examples(folder: Path | str, split: str, templates: Templates | None = None) -> list[TaskExample]:
+def load_examples(
+    folder: Path | str, split: str, templates: Templates | None = None
+) -> list[TaskExample]:
     """All task examples of a split, in file order."""
     templates = templates or load_templates()
     return [ex for doc in load_split(folder, split) for ex in task_examples(doc, templates)]

@@ -23,8 +23,11 @@ from harness.errors import UserError
 
 ENGINES: dict[str, tuple[str, str]] = {
     # name -> (module, how to get it when it is missing)
-    "tvm": ("harness.engines.tvm.engine", 'pip install -e .'),
-    "llama.cpp": ("harness.engines.llamacpp.engine", 'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores; README: llama.cpp side by side)'),
+    "tvm": ("harness.engines.tvm.engine", "pip install -e ."),
+    "llama.cpp": (
+        "harness.engines.llamacpp.engine",
+        'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores; README: llama.cpp side by side)',
+    ),
 }
 
 
@@ -47,6 +50,8 @@ def get_engine(name: str) -> ModuleType:
 def engine_of(manifest: dict) -> str:
     """The engine a bundle was built for (its manifest names it)."""
     if "engine" not in manifest:
-        raise UserError(f"bundle {manifest.get('model', '?')} names no engine in its manifest.json; rebuild it "
-                        "(`slm-bench compile`, or remove it from the bundle cache and rerun)")
+        raise UserError(
+            f"bundle {manifest.get('model', '?')} names no engine in its manifest.json; rebuild it "
+            "(`slm-bench compile`, or remove it from the bundle cache and rerun)"
+        )
     return manifest["engine"]

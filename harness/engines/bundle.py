@@ -29,11 +29,24 @@ def write_model_files(work: Path, model) -> None:
         return
     if model.tokenizer.tokenizer_json:
         (work / "tokenizer.json").write_text(model.tokenizer.tokenizer_json)
-    tok_cfg = {k: getattr(model.tokenizer, k) for k in ("chat_template", "bos_token", "eos_token", "add_bos")}
+    tok_cfg = {
+        k: getattr(model.tokenizer, k)
+        for k in ("chat_template", "bos_token", "eos_token", "add_bos")
+    }
     (work / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1))
 
 
-def base_manifest(engine: str, engine_version: str, model, preset, detail: str, target: str, *, fmt: str | None = None, activations: str | None = None) -> dict:
+def base_manifest(
+    engine: str,
+    engine_version: str,
+    model,
+    preset,
+    detail: str,
+    target: str,
+    *,
+    fmt: str | None = None,
+    activations: str | None = None,
+) -> dict:
     """The manifest fields every engine writes; the engine adds its own (library, timings...).
 
     ``format`` names what really runs (the preset, or the engine's own format such as GGUF
@@ -59,7 +72,11 @@ def base_manifest(engine: str, engine_version: str, model, preset, detail: str, 
 
 def write_manifest(work: Path, manifest: dict) -> dict:
     """Add every file's sha256 under ``files`` and write manifest.json."""
-    manifest["files"] = {p.relative_to(work).as_posix(): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
+    manifest["files"] = {
+        p.relative_to(work).as_posix(): file_sha256(p)
+        for p in sorted(work.rglob("*"))
+        if p.is_file()
+    }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 

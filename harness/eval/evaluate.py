@@ -68,14 +68,25 @@ def judge_from_env(cache_dir: Path | str | None) -> OpenAIAnnotator | None:
 
 def geval(judge: OpenAIAnnotator, example: TaskExample, output: str) -> float | None:
     """The judge's 1-5 grade mapped to 0..1; None when its reply holds no grade."""
-    reply = judge.complete(GEVAL_PROMPT.format(prompt=example.prompt, reference=example.target, output=output))
+    reply = judge.complete(
+        GEVAL_PROMPT.format(prompt=example.prompt, reference=example.target, output=output)
+    )
     match = re.search(r"[1-5]", reply)
     return (int(match.group()) - 1) / 4 if match else None
 
 
 def evaluate(
-    generate, examples: list[TaskExample], *, model: str, quantization: str, dataset: Path, split: str = "test",
-    run_id: str = "", judge: OpenAIAnnotator | None = None, weights: str = "real", engine: str = "tvm",
+    generate,
+    examples: list[TaskExample],
+    *,
+    model: str,
+    quantization: str,
+    dataset: Path,
+    split: str = "test",
+    run_id: str = "",
+    judge: OpenAIAnnotator | None = None,
+    weights: str = "real",
+    engine: str = "tvm",
 ) -> tuple[list[QualityRecord], list[dict]]:
     """Answer every example with ``generate(prompt) -> str`` and score; (per-task records, per-example rows)."""
     rows = []
@@ -88,10 +99,26 @@ def evaluate(
                 # the model cannot answer this document: it scores as an empty answer, so models
                 # with short windows are compared on the same examples as the others
                 output, error = "", str(exc)
-            rows.append({"id": ex.id, "doc_id": ex.doc_id, "task": ex.task, "question": ex.question, "output": output,
-                         "reference": ex.target, "seconds": round(time.perf_counter() - started, 3), "error": error})
+            rows.append(
+                {
+                    "id": ex.id,
+                    "doc_id": ex.doc_id,
+                    "task": ex.task,
+                    "question": ex.question,
+                    "output": output,
+                    "reference": ex.target,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "error": error,
+                }
+            )
             bar.advance(ex.id)
-    sims = metrics.sentence_encoder().similarity([r["output"] for r in rows], [r["reference"] for r in rows]) if rows else []
+    sims = (
+        metrics.sentence_encoder().similarity(
+            [r["output"] for r in rows], [r["reference"] for r in rows]
+        )
+        if rows
+        else []
+    )
     for row, sim in zip(rows, sims):
         row.update(metrics.rouge(row["output"], row["reference"]))
         row["bleu"] = metrics.sentence_bleu(row["output"], [row["reference"]])
@@ -106,8 +133,20 @@ def evaluate(
     for task in TASKS:
         mine = [r for r in rows if r["task"] == task]
         if mine:
-            records.append(_task_record(task, mine, model=model, quantization=quantization, dataset=Path(dataset).name,
-                                        dataset_hash=dataset_hash, split=split, run_id=run_id, weights=weights, engine=engine))
+            records.append(
+                _task_record(
+                    task,
+                    mine,
+                    model=model,
+                    quantization=quantization,
+                    dataset=Path(dataset).name,
+                    dataset_hash=dataset_hash,
+                    split=split,
+                    run_id=run_id,
+                    weights=weights,
+                    engine=engine,
+                )
+            )
     return records, rows
 
 
@@ -122,25 +161,38 @@ def _task_record(task: str, rows: list[dict], **fields) -> QualityRecord:
     # Self-BLEU within each qs answer (are the three questions different from each other?);
     # for summ/qa across the task's answers (does the model say the same thing to every document?).
     if task == "qs":
-        within = [s for s in (metrics.self_bleu(parse_questions(o)) for o in outputs) if s is not None]
+        within = [
+            s for s in (metrics.self_bleu(parse_questions(o)) for o in outputs) if s is not None
+        ]
         self_bleu = sum(within) / len(within) if within else None
     else:
         self_bleu = metrics.self_bleu(outputs)
     scores = {
         "bleu": metrics.corpus_bleu(outputs, [r["reference"] for r in rows]),
-        "rouge1": mean("rouge1"), "rouge2": mean("rouge2"), "rougeL": mean("rougeL"),
-        "sts": mean("sts"), "geval": mean("geval"),
+        "rouge1": mean("rouge1"),
+        "rouge2": mean("rouge2"),
+        "rougeL": mean("rougeL"),
+        "sts": mean("sts"),
+        "geval": mean("geval"),
     }
     averaged = [v for v in scores.values() if v is not None]
     return QualityRecord(
-        **fields, task=task, n=len(rows), **scores, self_bleu=self_bleu,
-        intent_accuracy=sum(r["intent_ok"] for r in rows) / len(rows), failed=sum(r.get("error") is not None for r in rows),
+        **fields,
+        task=task,
+        n=len(rows),
+        **scores,
+        self_bleu=self_bleu,
+        intent_accuracy=sum(r["intent_ok"] for r in rows) / len(rows),
+        failed=sum(r.get("error") is not None for r in rows),
         avg_score=sum(averaged) / len(averaged) if averaged else None,
-        mean_seconds=mean("seconds"), code_version=code_version(),
+        mean_seconds=mean("seconds"),
+        code_version=code_version(),
     )
 
 
-def write_results(out_dir: Path | str, records: list[QualityRecord], rows: list[dict]) -> tuple[Path, Path]:
+def write_results(
+    out_dir: Path | str, records: list[QualityRecord], rows: list[dict]
+) -> tuple[Path, Path]:
     """Write ``quality.jsonl`` and ``quality-examples.jsonl`` into ``out_dir`` (replacing earlier ones)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,15 +207,23 @@ def load_quality(folder: Path | str) -> list[QualityRecord]:
     path = Path(folder) / QUALITY_FILE
     if not path.is_file():
         return []
-    return [QualityRecord.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        QualityRecord.model_validate_json(line)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
-def examples_for(dataset: Path | str, split: str = "test", limit: int | None = None) -> list[TaskExample]:
+def examples_for(
+    dataset: Path | str, split: str = "test", limit: int | None = None
+) -> list[TaskExample]:
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
     examples = load_examples(dataset, split)
     if not examples:
-        raise UserError(f"{split_path(dataset, split)} has no documents; fix: rebuild with a larger {split} fraction (--split)")
+        raise UserError(
+            f"{split_path(dataset, split)} has no documents; fix: rebuild with a larger {split} fraction (--split)"
+        )
     return examples[:limit] if limit else examples
 
 

@@ -28,7 +28,9 @@ class BundleGenerator:
         config = json.loads((self.bundle / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(self.bundle, config["vocab_size"])
         if getattr(self.tokenizer, "name", "") != "model":
-            raise UserError(f"{self.bundle} has no tokenizer, so its outputs cannot be read as text; fix: evaluate a model with real weights and a tokenizer")
+            raise UserError(
+                f"{self.bundle} has no tokenizer, so its outputs cannot be read as text; fix: evaluate a model with real weights and a tokenizer"
+            )
         self.max_new_tokens = max_new_tokens
         window = min(int(config["context_window"]), max_seq_len)
         engine = get_engine(engine_of(json.loads((self.bundle / "manifest.json").read_text())))
@@ -42,7 +44,9 @@ class BundleGenerator:
         ids = self.tokenizer.encode_chat(user_message)
         budget = min(self.max_new_tokens, self.session.max_seq_len - len(ids) - 1)
         if budget < 1:
-            raise PromptTooLong(f"a prompt of {len(ids)} tokens leaves no room to answer in a window of {self.session.max_seq_len}; fix: use shorter documents or a model with a longer window")
+            raise PromptTooLong(
+                f"a prompt of {len(ids)} tokens leaves no room to answer in a window of {self.session.max_seq_len}; fix: use shorter documents or a model with a longer window"
+            )
         logits = self.session.prefill(np.asarray(ids, dtype=np.int32))
         out: list[int] = []
         token = self.session.greedy(logits)

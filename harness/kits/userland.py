@@ -51,16 +51,27 @@ def arm64_blocker() -> str | None:
     """
     if _binfmt_enabled():
         return None
-    if not shutil.which("qemu-aarch64-static") and not Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists():
-        return f"qemu-user is not installed, so ARM64 programs cannot run here; install it: {APT_FIX}"
+    if (
+        not shutil.which("qemu-aarch64-static")
+        and not Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists()
+    ):
+        return (
+            f"qemu-user is not installed, so ARM64 programs cannot run here; install it: {APT_FIX}"
+        )
     if os.geteuid() != 0:
         return "running ARM64 programs needs qemu-user registered with binfmt_misc, which only root can do; run `slm-bench kit userland` once as root"
     if not os.path.ismount(BINFMT_DIR):
-        result = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             return f"cannot mount {BINFMT_DIR} ({result.stderr.strip() or 'mount failed'}); ARM64 emulation needs a kernel with binfmt_misc (a container must allow it)"
     if not _binfmt_enabled() and shutil.which("update-binfmts"):
-        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True)
+        subprocess.run(
+            ["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True
+        )
     if not _binfmt_enabled():
         return f"qemu-aarch64 is not registered with binfmt_misc; install Debian's handlers: {APT_FIX.replace('mmdebstrap', 'binfmt-support')}"
     return None
@@ -78,22 +89,37 @@ def _mirror() -> str:
     Debian 12's, so an Ubuntu host's archive does not serve them: such a host names a mirror."""
     if os.environ.get("SLM_BENCH_DEBIAN_MIRROR"):
         return os.environ["SLM_BENCH_DEBIAN_MIRROR"]
-    for path, prefix in ((Path("/etc/apt/sources.list.d/debian.sources"), "URIs:"), (Path("/etc/apt/sources.list"), "deb ")):
+    for path, prefix in (
+        (Path("/etc/apt/sources.list.d/debian.sources"), "URIs:"),
+        (Path("/etc/apt/sources.list"), "deb "),
+    ):
         try:
             for line in path.read_text().splitlines():
                 if line.startswith(prefix) and "debian" in line and "security" not in line:
                     return line.split()[1]
         except OSError:
             continue
-    raise UserError("no Debian mirror configured for apt here (the ARM64 userland is made from Debian 12's arm64 packages); set SLM_BENCH_DEBIAN_MIRROR to a Debian mirror's URL")
+    raise UserError(
+        "no Debian mirror configured for apt here (the ARM64 userland is made from Debian 12's arm64 packages); set SLM_BENCH_DEBIAN_MIRROR to a Debian mirror's URL"
+    )
 
 
 def _mmdebstrap(work: Path) -> None:
-    cmd = ["mmdebstrap", "--arch=arm64", "--variant=extract", f"--include={','.join(PACKAGES)}", SUITE, str(work), f"deb {_mirror()} {SUITE} main"]
+    cmd = [
+        "mmdebstrap",
+        "--arch=arm64",
+        "--variant=extract",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(work),
+        f"deb {_mirror()} {SUITE} main",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"mmdebstrap failed ({tail}); check that apt reaches its Debian mirror, then rerun")
+        raise UserError(
+            f"mmdebstrap failed ({tail}); check that apt reaches its Debian mirror, then rerun"
+        )
 
 
 def userland_path() -> Path:
@@ -107,7 +133,9 @@ def prepare_userland(log=print) -> Path:
     if (out / "usr/bin/python3.11").is_file() and (out / "bin/busybox").is_file():
         return out
     if not shutil.which("mmdebstrap"):
-        raise UserError(f"mmdebstrap is missing, so the ARM64 userland cannot be made; install it: {APT_FIX}")
+        raise UserError(
+            f"mmdebstrap is missing, so the ARM64 userland cannot be made; install it: {APT_FIX}"
+        )
     log(f"making the arm64 userland ({', '.join(PACKAGES)} from Debian {SUITE}) in {out}")
     start = time.monotonic()
     build_atomically(out, _mmdebstrap)

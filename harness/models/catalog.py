@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.yamlfile import load_named_folder
 from harness.models.config import ModelConfig
 from harness.quantization import PRESETS, QuantPreset
+from harness.yamlfile import load_named_folder
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 NOMINAL_TOLERANCE = 0.03
@@ -56,7 +56,11 @@ def packed_bytes(cfg: ModelConfig, preset: QuantPreset) -> int:
     linears = sum(n * k for n, k in cfg.linear_shapes().values()) * cfg.num_layers
     linears += cfg.vocab_size * cfg.hidden_size * (1 if cfg.tie_word_embeddings else 2)
     h, d = cfg.hidden_size, cfg.head_dim
-    fp32 = cfg.hidden_size * (2 if cfg.norm == "layer" else 1) * (cfg.norms_per_layer * cfg.num_layers + 1)
+    fp32 = (
+        cfg.hidden_size
+        * (2 if cfg.norm == "layer" else 1)
+        * (cfg.norms_per_layer * cfg.num_layers + 1)
+    )
     if cfg.qkv_bias:
         fp32 += (cfg.num_heads + 2 * cfg.num_kv_heads) * d * cfg.num_layers
     if cfg.linear_bias:
@@ -72,7 +76,9 @@ def describe(entry: CatalogEntry) -> dict:
         "display": entry.display,
         "params": params,
         "published_params": entry.published_params,
-        "params_match": params == entry.published_params if entry.published_exact else abs(params / entry.published_params - 1) <= NOMINAL_TOLERANCE,
+        "params_match": params == entry.published_params
+        if entry.published_exact
+        else abs(params / entry.published_params - 1) <= NOMINAL_TOLERANCE,
         "published_exact": entry.published_exact,
         "arch": entry.config.arch,
         "supported": entry.supported,

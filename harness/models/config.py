@@ -32,8 +32,12 @@ class ModelConfig(BaseModel):
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = None
     embed_scale: float | None = None  # Gemma: embeddings times sqrt(hidden_size)
-    attn_scale: float | None = None  # softmax scale; None: head_dim ** -0.5 (Gemma 2: query_pre_attn_scalar ** -0.5)
-    attn_softcap: float | None = None  # Gemma 2: scores -> cap * tanh(scores / cap) before the softmax
+    attn_scale: float | None = (
+        None  # softmax scale; None: head_dim ** -0.5 (Gemma 2: query_pre_attn_scalar ** -0.5)
+    )
+    attn_softcap: float | None = (
+        None  # Gemma 2: scores -> cap * tanh(scores / cap) before the softmax
+    )
     final_softcap: float | None = None  # Gemma 2: the same on the output logits
     # Keys further back than the window are not attended to, in the layers listed (Gemma 2:
     # every other layer; Phi-3: all). None: full causal attention everywhere.
@@ -46,12 +50,18 @@ class ModelConfig(BaseModel):
     @model_validator(mode="after")
     def _sliding_layers_exist(self):
         if any(not 0 <= i < self.num_layers for i in self.sliding_layers):
-            raise ValueError(f"sliding_layers {self.sliding_layers} name layers outside 0..{self.num_layers - 1}")
+            raise ValueError(
+                f"sliding_layers {self.sliding_layers} name layers outside 0..{self.num_layers - 1}"
+            )
         return self
 
     def window_applies(self) -> bool:
         """Whether some layer's window is shorter than the context, i.e. ever masks a key."""
-        return bool(self.sliding_layers) and self.sliding_window is not None and self.sliding_window < self.context_window
+        return (
+            bool(self.sliding_layers)
+            and self.sliding_window is not None
+            and self.sliding_window < self.context_window
+        )
 
     def param_count(self) -> int:
         """Parameters computed from the config; tied embeddings are counted once."""

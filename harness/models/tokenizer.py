@@ -13,7 +13,14 @@ class ChatTokenizer:
 
     name = "model"
 
-    def __init__(self, tokenizer_json: str, chat_template: str | None, bos_token: str | None = None, eos_token: str | None = None, add_bos: bool = False):
+    def __init__(
+        self,
+        tokenizer_json: str,
+        chat_template: str | None,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        add_bos: bool = False,
+    ):
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_str(tokenizer_json)
@@ -27,20 +34,33 @@ class ChatTokenizer:
             self._template = env.from_string(chat_template)
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path) -> "ChatTokenizer":
+    def from_bundle(cls, bundle: str | Path) -> ChatTokenizer:
         bundle = Path(bundle)
         tj = bundle / "tokenizer.json"
         if not tj.is_file():
-            raise UserError(f"{bundle} has no tokenizer.json; this model's inputs can only be counted in cl100k (dummy weights)")
+            raise UserError(
+                f"{bundle} has no tokenizer.json; this model's inputs can only be counted in cl100k (dummy weights)"
+            )
         cfg_path = bundle / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-        return cls(tj.read_text(), cfg.get("chat_template"), cfg.get("bos_token"), cfg.get("eos_token"), bool(cfg.get("add_bos")))
+        return cls(
+            tj.read_text(),
+            cfg.get("chat_template"),
+            cfg.get("bos_token"),
+            cfg.get("eos_token"),
+            bool(cfg.get("add_bos")),
+        )
 
     def render(self, user_message: str) -> str:
         messages = [{"role": "user", "content": user_message}]
         if self._template is None:
             return user_message
-        return self._template.render(messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "", eos_token=self.eos_token or "")
+        return self._template.render(
+            messages=messages,
+            add_generation_prompt=True,
+            bos_token=self.bos_token or "",
+            eos_token=self.eos_token or "",
+        )
 
     def encode_chat(self, user_message: str) -> list[int]:
         ids = self._tok.encode(self.render(user_message), add_special_tokens=False).ids

@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from harness import paths
 from harness.errors import UserError
 
-FRONT_MATTER_FIX = "give the file a front matter block (--- lines) with title, kind, source, licence and question"
+FRONT_MATTER_FIX = (
+    "give the file a front matter block (--- lines) with title, kind, source, licence and question"
+)
 
 
 class DocMeta(BaseModel):
@@ -66,19 +68,27 @@ def split_front_matter(text: str, name: str) -> tuple[dict, str]:
     """Split ``---\\nYAML\\n---\\nbody`` into (mapping, body); UserError naming ``name`` if malformed."""
     lines = text.split("\n")
     if not lines or lines[0].strip() != "---":
-        raise UserError(f"{name}: no front matter (the file must start with a --- line); fix: {FRONT_MATTER_FIX}")
+        raise UserError(
+            f"{name}: no front matter (the file must start with a --- line); fix: {FRONT_MATTER_FIX}"
+        )
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
     except StopIteration:
-        raise UserError(f"{name}: front matter is not closed by a --- line; fix: add the closing --- line") from None
+        raise UserError(
+            f"{name}: front matter is not closed by a --- line; fix: add the closing --- line"
+        ) from None
     try:
         data = yaml.safe_load("\n".join(lines[1:end]))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 2})" if where is not None else ""
-        raise UserError(f"{name}: front matter is not valid YAML{line}; fix: quote values that contain ':' or '#'") from None
+        raise UserError(
+            f"{name}: front matter is not valid YAML{line}; fix: quote values that contain ':' or '#'"
+        ) from None
     if not isinstance(data, dict):
-        raise UserError(f"{name}: front matter is not a mapping of keys to values; fix: {FRONT_MATTER_FIX}")
+        raise UserError(
+            f"{name}: front matter is not a mapping of keys to values; fix: {FRONT_MATTER_FIX}"
+        )
     return data, "\n".join(lines[end + 1 :]).strip()
 
 
@@ -93,10 +103,14 @@ def load_document(path: Path) -> Document:
     try:
         meta = DocMeta.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'front matter'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'front matter'}: {e['msg']}" for e in exc.errors()
+        )
         raise UserError(f"{name}: bad front matter ({problems}); fix: {FRONT_MATTER_FIX}") from None
     if not body:
-        raise UserError(f"{name}: the document has no body after its front matter; fix: add the Markdown text")
+        raise UserError(
+            f"{name}: the document has no body after its front matter; fix: add the Markdown text"
+        )
     return Document(doc_id=doc_id_for(path), path=path, meta=meta, body=body, raw=raw)
 
 
@@ -104,10 +118,14 @@ def load_corpus(corpus_dir: Path | str | None = None) -> list[Document]:
     """All ``*.md`` documents of ``corpus_dir`` (default ``<repo>/prompts/corpus``), sorted by file name."""
     folder = Path(corpus_dir) if corpus_dir is not None else paths.corpus_dir()
     if not folder.is_dir():
-        raise UserError(f"corpus folder {folder} does not exist; fix: pass --corpus DIR pointing at the *.md documents")
+        raise UserError(
+            f"corpus folder {folder} does not exist; fix: pass --corpus DIR pointing at the *.md documents"
+        )
     files = sorted(p for p in folder.glob("*.md") if not p.name.startswith("."))
     if not files:
-        raise UserError(f"corpus folder {folder} has no *.md documents; fix: add documents or pass another --corpus")
+        raise UserError(
+            f"corpus folder {folder} has no *.md documents; fix: add documents or pass another --corpus"
+        )
     docs = [load_document(p) for p in files]
     _check_unique_ids(docs)
     return docs

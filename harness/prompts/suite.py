@@ -76,7 +76,10 @@ def prompt_set_hash(docs: list[Document], templates: Templates) -> str:
         digest.update(f"{label}\0{len(data)}\0".encode())
         digest.update(data)
 
-    feed("construction", f"{PROMPT_SET} chunks={CHUNKS} chunk_tokens={CHUNK_TOKENS} question_L={QUESTION_L}")
+    feed(
+        "construction",
+        f"{PROMPT_SET} chunks={CHUNKS} chunk_tokens={CHUNK_TOKENS} question_L={QUESTION_L}",
+    )
     for doc in sorted(docs, key=lambda d: d.path.name):
         feed(f"corpus/{doc.path.name}", doc.raw)
     feed("templates.yaml", templates.raw)
@@ -170,7 +173,11 @@ def suite_meta(records: list[PromptRecord]) -> dict:
     return {
         "name": records[0].prompt_set if records else PROMPT_SET,
         "hash": hashes.pop() if len(hashes) == 1 else sorted(hashes),
-        "construction": {"chunks": CHUNKS, "chunk_tokens": CHUNK_TOKENS, "lengths": [QUESTION_L, *LENGTHS]},
+        "construction": {
+            "chunks": CHUNKS,
+            "chunk_tokens": CHUNK_TOKENS,
+            "lengths": [QUESTION_L, *LENGTHS],
+        },
         "counts": {
             "prompts": len(records),
             "docs": len({r.doc_id for r in records}),
@@ -182,7 +189,9 @@ def suite_meta(records: list[PromptRecord]) -> dict:
     }
 
 
-def write_suite(records: list[PromptRecord], out_dir: Path | str | None = None) -> tuple[Path, Path]:
+def write_suite(
+    records: list[PromptRecord], out_dir: Path | str | None = None
+) -> tuple[Path, Path]:
     """Write ``<out_dir>/docassist-v1.jsonl`` (one prompt per line) and its ``.meta.json``."""
     if not records:
         raise UserError("no prompts to write; fix: add documents to the corpus and rebuild")
@@ -211,7 +220,9 @@ def load_suite(path: Path | str | None = None) -> list[PromptRecord]:
     if file.is_dir():
         file = suite_paths(file)[0]
     if not file.is_file():
-        raise UserError(f"prompt suite {file} not found; fix: build it with `slm-bench prompts build`")
+        raise UserError(
+            f"prompt suite {file} not found; fix: build it with `slm-bench prompts build`"
+        )
     records = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -220,7 +231,9 @@ def load_suite(path: Path | str | None = None) -> list[PromptRecord]:
             records.append(PromptRecord.model_validate_json(line))
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
-            raise UserError(f"{file}:{number}: not a valid prompt ({reason}); fix: {REBUILD_FIX}") from None
+            raise UserError(
+                f"{file}:{number}: not a valid prompt ({reason}); fix: {REBUILD_FIX}"
+            ) from None
     if not records:
         raise UserError(f"prompt suite {file} is empty; fix: {REBUILD_FIX}")
     _check_consistent(file, records)
@@ -239,7 +252,9 @@ def _check_consistent(file: Path, records: list[PromptRecord]) -> None:
     if meta_file.is_file():
         meta_hash = json.loads(meta_file.read_text(encoding="utf-8")).get("hash")
         if meta_hash != next(iter(hashes)):
-            raise UserError(f"{file} does not match {meta_file.name} (different hash); fix: {REBUILD_FIX}")
+            raise UserError(
+                f"{file} does not match {meta_file.name} (different hash); fix: {REBUILD_FIX}"
+            )
 
 
 def current_hash(corpus_dir: Path | str | None = None, templates: Path | str | None = None) -> str:
@@ -273,7 +288,9 @@ def select(
     chosen = [
         r
         for r in records
-        if (tasks is None or r.task in tasks) and (lengths is None or r.L in lengths) and r.doc_id in doc_ids
+        if (tasks is None or r.task in tasks)
+        and (lengths is None or r.L in lengths)
+        and r.doc_id in doc_ids
     ]
     if not chosen:
         raise UserError(

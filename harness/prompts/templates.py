@@ -42,7 +42,9 @@ class TaskTemplate(BaseModel):
         return value.rstrip("\n")
 
     def placeholders(self) -> set[str]:
-        return {field for _, field, _, _ in string.Formatter().parse(self.template) if field is not None}
+        return {
+            field for _, field, _, _ in string.Formatter().parse(self.template) if field is not None
+        }
 
 
 class Templates(BaseModel):
@@ -58,7 +60,7 @@ class Templates(BaseModel):
     raw: str = ""
 
     @model_validator(mode="after")
-    def _placeholders_match_tasks(self) -> "Templates":
+    def _placeholders_match_tasks(self) -> Templates:
         for task in TASKS:
             expected = {"context", "question"} if task == "qa" else {"context"}
             found = self.get(task).placeholders()
@@ -69,7 +71,9 @@ class Templates(BaseModel):
         found = self.question.placeholders()
         if found != {"question"}:
             got = ", ".join("{" + p + "}" for p in sorted(found)) or "none"
-            raise ValueError(f"the 'question' template (no document) must use exactly {{question}} (found {got})")
+            raise ValueError(
+                f"the 'question' template (no document) must use exactly {{question}} (found {got})"
+            )
         return self
 
     def get(self, task: str) -> TaskTemplate:
@@ -82,14 +86,18 @@ class Templates(BaseModel):
         values = {"context": context}
         if task == "qa":
             if not question:
-                raise UserError("the qa task needs a question; fix: set 'question' in the document's front matter")
+                raise UserError(
+                    "the qa task needs a question; fix: set 'question' in the document's front matter"
+                )
             values["question"] = question
         return self.get(task).template.format(**values)
 
     def render_question(self, question: str | None) -> str:
         """The question-only prompt (the paper's "question" condition, L=0): no document."""
         if not question:
-            raise UserError("the question-only prompt needs a question; fix: set 'question' in the document's front matter")
+            raise UserError(
+                "the question-only prompt needs a question; fix: set 'question' in the document's front matter"
+            )
         return self.question.template.format(question=question)
 
 
@@ -99,13 +107,17 @@ def load_templates(path: Path | str | None = None) -> Templates:
     try:
         raw = file.read_text(encoding="utf-8").replace("\r\n", "\n")
     except FileNotFoundError:
-        raise UserError(f"templates file {file} not found; fix: restore prompts/templates.yaml from git") from None
+        raise UserError(
+            f"templates file {file} not found; fix: restore prompts/templates.yaml from git"
+        ) from None
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise UserError(f"{file}: not valid YAML; fix: {TEMPLATES_FIX}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{file}: expected a mapping with keys {', '.join(TASKS)}; fix: {TEMPLATES_FIX}")
+        raise UserError(
+            f"{file}: expected a mapping with keys {', '.join(TASKS)}; fix: {TEMPLATES_FIX}"
+        )
     try:
         return Templates.model_validate({**data, "raw": raw})
     except ValidationError as exc:

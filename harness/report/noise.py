@@ -60,7 +60,9 @@ def spread(row, metric: str) -> tuple[float, float, float] | None:
 
 def wide_metrics(row) -> list[str]:
     """The metrics of SPREAD_METRICS whose p90 / p10 exceeds WIDE_SPREAD_RATIO."""
-    return [m for m in SPREAD_METRICS if (s := spread(row, m)) is not None and s[2] > WIDE_SPREAD_RATIO]
+    return [
+        m for m in SPREAD_METRICS if (s := spread(row, m)) is not None and s[2] > WIDE_SPREAD_RATIO
+    ]
 
 
 def cell_reasons(row) -> list[str]:
@@ -83,7 +85,7 @@ def rule_note() -> str:
 # -- the summary ------------------------------------------------------------------------
 
 
-def with_noise(summary: "pd.DataFrame") -> "pd.DataFrame":
+def with_noise(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary (aggregate.summary_table) with a ``noise`` column: the reasons each cell is
     flagged, "" when it is not. A pooled row takes the reasons of its tasks' cells, so every
     mark on the overview is backed by a Problems line naming the task."""
@@ -95,7 +97,8 @@ def with_noise(summary: "pd.DataFrame") -> "pd.DataFrame":
     for row, reasons in zip(rows, own):
         by_cell.setdefault(_pooled_key(row), set()).update(reasons)
     noise = [
-        ", ".join(r for r in REASONS if r in by_cell.get(_pooled_key(row), ())) if row["task"] == POOLED
+        ", ".join(r for r in REASONS if r in by_cell.get(_pooled_key(row), ()))
+        if row["task"] == POOLED
         else ", ".join(reasons)
         for row, reasons in zip(rows, own)
     ]
@@ -106,7 +109,7 @@ def _pooled_key(row) -> tuple:
     return tuple(str(row[k]) for k in OVERALL_KEYS if k in row)
 
 
-def any_flagged(summary: "pd.DataFrame") -> bool:
+def any_flagged(summary: pd.DataFrame) -> bool:
     return COLUMN in summary and bool((summary[COLUMN].fillna("") != "").any())
 
 
@@ -119,7 +122,7 @@ def noise_cell(row) -> str:
 # -- Problems ---------------------------------------------------------------------------
 
 
-def noise_problems(summary: "pd.DataFrame") -> list[str]:
+def noise_problems(summary: pd.DataFrame) -> list[str]:
     """One Problems line per flagged task cell; past MAX_LISTED, one line counting the rest."""
     if not any_flagged(summary):
         return []
@@ -144,8 +147,11 @@ def problem_line(row) -> str:
     if wide := wide_metrics(row):
         details.append(f"wide spread ({', '.join(_spread_text(row, m) for m in wide)})")
     max_load = f"--max-load {UNDER_LOAD_SHARE:g}"
-    advice = (f"rerun with {max_load}" if under_load else
-              f"rerun on an idle, cool device ({max_load}, --max-temp) or with more --repeats")
+    advice = (
+        f"rerun with {max_load}"
+        if under_load
+        else f"rerun on an idle, cool device ({max_load}, --max-temp) or with more --repeats"
+    )
     return f"{cell_label(row)}: {'; '.join(details)} — {advice}"
 
 

@@ -65,14 +65,20 @@ class Series:
     label: str
     color: str
     dummy: bool
-    rows: "pd.DataFrame"  # its rows of the overall summary, sorted by L
+    rows: pd.DataFrame  # its rows of the overall summary, sorted by L
 
     @property
     def marker_face(self) -> str:
         return "none" if self.dummy else self.color
 
 
-def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | None = None, reference=None, quality=None) -> list[Path]:
+def write_plots(
+    data: RunData | list[Path | str],
+    out_dir: Path | str,
+    L: int | None = None,
+    reference=None,
+    quality=None,
+) -> list[Path]:
     """Draw every plot into ``out_dir``; returns the written files (a .png and .svg per plot).
 
     ``L`` picks the length of the trade-off and memory plots (default: the largest L that
@@ -91,8 +97,14 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for metric, (stem, _, _) in VS_L.items():
-        written += save_figure(plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}, reference), out / stem)
-    written += save_figure(plot_tradeoff(series, length, scope), out / (f"tradeoff_L{length}" if series else "tradeoff"))  # L=0 is a length
+        written += save_figure(
+            plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}, reference),
+            out / stem,
+        )
+    written += save_figure(
+        plot_tradeoff(series, length, scope),
+        out / (f"tradeoff_L{length}" if series else "tradeoff"),
+    )  # L=0 is a length
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
     for metric, stem in HEATMAPS.items():
         written += save_figure(plot_heatmap(series, metric, scope), out / stem)
@@ -100,7 +112,9 @@ def write_plots(data: RunData | list[Path | str], out_dir: Path | str, L: int | 
         quality, _ = load_quality(run_dirs_of(data))
     # One setting per model build: a sweep must not put one model on the quality plot several times.
     ranked = one_setting_per_build(overall, data.df)
-    written += save_figure(plot_quality_vs_speed(quality, ranked, length, scope), out / "quality_vs_otps")
+    written += save_figure(
+        plot_quality_vs_speed(quality, ranked, length, scope), out / "quality_vs_otps"
+    )
     if not (sweep := sweep_summary(data.df)).empty:
         written += save_figure(plot_thread_sweep(sweep, scope), out / "thread_sweep")
     return written
@@ -113,7 +127,7 @@ def run_dirs_of(data: RunData) -> list[str]:
 # -- data preparation -------------------------------------------------------------------
 
 
-def build_series(overall: "pd.DataFrame", formats: dict[tuple, str] | None = None) -> list[Series]:
+def build_series(overall: pd.DataFrame, formats: dict[tuple, str] | None = None) -> list[Series]:
     """Split the per model x L summary into series with stable colors and legend labels;
     ``formats`` ((model, quantization, engine) -> label) names the format that ran."""
     if overall.empty:
@@ -127,10 +141,16 @@ def build_series(overall: "pd.DataFrame", formats: dict[tuple, str] | None = Non
     several_engines = overall["engine"].nunique() > 1
     palette = [f"C{i}" for i in range(10)]
     series = []
-    for index, (key, rows) in enumerate(overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)):
+    for index, (key, rows) in enumerate(
+        overall.groupby(list(SERIES_KEYS), sort=True, dropna=False)
+    ):
         model, quantization, weights, device, engine, cpus = key
         shown = (formats or {}).get((model, quantization, engine), quantization)
-        label = f"{short_model_name(model)} ({shown})" + (f" [{engine}]" if several_engines else "") + (f" on {device}" if several_devices else "")
+        label = (
+            f"{short_model_name(model)} ({shown})"
+            + (f" [{engine}]" if several_engines else "")
+            + (f" on {device}" if several_devices else "")
+        )
         label += f" · {cpus or 'cpus not recorded'}" if with_cpus else ""
         dummy = weights == "dummy"
         if dummy:
@@ -145,7 +165,7 @@ def short_model_name(model: str) -> str:
     return model.rstrip("/").rsplit("/", 1)[-1] if "/" in model else model
 
 
-def describe_scope(overall: "pd.DataFrame") -> str:
+def describe_scope(overall: pd.DataFrame) -> str:
     """'device: X · quantization: Y', the line every title carries."""
     if overall.empty:
         return "no measurements"
@@ -167,7 +187,9 @@ def decode_ceilings(data: RunData) -> dict[tuple, float]:
         weight_bytes = (info.bundle or {}).get("weight_bytes")
         if bandwidth and weight_bytes:
             device = info.device.model or info.device.serial or "unknown"
-            ceilings[(info.spec.model, info.spec.quantization, device, info.spec.engine)] = bandwidth * 1e9 / weight_bytes
+            ceilings[(info.spec.model, info.spec.quantization, device, info.spec.engine)] = (
+                bandwidth * 1e9 / weight_bytes
+            )
     return ceilings
 
 
@@ -188,7 +210,7 @@ def _check_length(series: list[Series], length: int) -> None:
         )
 
 
-def points_at(series: list[Series], metric: str, length: int) -> list[tuple[Series, "pd.Series"]]:
+def points_at(series: list[Series], metric: str, length: int) -> list[tuple[Series, pd.Series]]:
     """(series, its summary row at L) for series that have params and the metric there."""
     column = f"{metric}_median"
     points = []
@@ -204,7 +226,7 @@ def points_at(series: list[Series], metric: str, length: int) -> list[tuple[Seri
 # -- figures ----------------------------------------------------------------------------
 
 
-def new_figure(ncols: int = 1) -> tuple["Figure", list["Axes"]]:
+def new_figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -216,7 +238,7 @@ def new_figure(ncols: int = 1) -> tuple["Figure", list["Axes"]]:
     return fig, list(axes)
 
 
-def empty_figure(title: str, message: str) -> "Figure":
+def empty_figure(title: str, message: str) -> Figure:
     fig, (ax,) = new_figure()
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
@@ -225,7 +247,9 @@ def empty_figure(title: str, message: str) -> "Figure":
     return fig
 
 
-def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tuple, float], reference=None) -> "Figure":
+def plot_vs_L(
+    series: list[Series], metric: str, scope: str, ceilings: dict[tuple, float], reference=None
+) -> Figure:
     """Median of ``metric`` against L per series, with its p10-p90 band (and OTPS ceilings)."""
     _, ylabel, title = VS_L[metric]
     full_title = f"{title} vs context length\n{scope}"
@@ -238,21 +262,47 @@ def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tupl
     once: set[tuple] = set()
     for s in drawn:
         rows = s.rows[s.rows[column].notna()]
-        ax.fill_between(rows["L"], rows[f"{metric}_p10"], rows[f"{metric}_p90"], color=s.color, alpha=0.15, linewidth=0)
-        ax.plot(rows["L"], rows[column], marker="o", color=s.color, markerfacecolor=s.marker_face, label=s.label)
+        ax.fill_between(
+            rows["L"],
+            rows[f"{metric}_p10"],
+            rows[f"{metric}_p90"],
+            color=s.color,
+            alpha=0.15,
+            linewidth=0,
+        )
+        ax.plot(
+            rows["L"],
+            rows[column],
+            marker="o",
+            color=s.color,
+            markerfacecolor=s.marker_face,
+            label=s.label,
+        )
         if reference is not None and ("reference", s.key[0]) not in once:
             from harness.report.reference import model_key
 
             once.add(("reference", s.key[0]))
             pub = reference[reference["model_key"] == model_key(s.key[0])].sort_values("L")
             if len(pub):
-                ax.plot(pub["L"], pub[metric], marker="x", linestyle=":", color=s.color, label=f"{s.key[0]}: {pub['device'].iloc[0]}")
+                ax.plot(
+                    pub["L"],
+                    pub[metric],
+                    marker="x",
+                    linestyle=":",
+                    color=s.color,
+                    label=f"{s.key[0]}: {pub['device'].iloc[0]}",
+                )
         ceiling_key = (s.key[0], s.key[1], s.key[3], s.key[4])  # engines pack weights differently
         ceiling = ceilings.get(ceiling_key) if ceiling_key not in once else None
         once.add(ceiling_key)
         if ceiling:
-            ax.axhline(ceiling, color=s.color, linestyle="--", linewidth=1,
-                       label=f"decode ceiling {short_model_name(s.key[0])}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)")
+            ax.axhline(
+                ceiling,
+                color=s.color,
+                linestyle="--",
+                linewidth=1,
+                label=f"decode ceiling {short_model_name(s.key[0])}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)",
+            )
     ax.set_xticks(sorted({int(v) for s in drawn for v in s.rows["L"]}))
     ax.set_xlabel(L_LABEL)
     ax.set_ylabel(ylabel)
@@ -262,7 +312,7 @@ def plot_vs_L(series: list[Series], metric: str, scope: str, ceilings: dict[tupl
     return fig
 
 
-def plot_tradeoff(series: list[Series], length: int, scope: str) -> "Figure":
+def plot_tradeoff(series: list[Series], length: int, scope: str) -> Figure:
     """Parameters (log x) against OTPS, ITPS and TTFT at ``length``, Pareto frontier marked."""
     title = f"Size / speed trade-off at L={length}\n{scope}"
     if not any(points_at(series, metric, length) for metric in TRADEOFF):
@@ -274,10 +324,12 @@ def plot_tradeoff(series: list[Series], length: int, scope: str) -> "Figure":
     return fig
 
 
-def _draw_tradeoff_panel(ax: "Axes", points, metric: str, higher_is_better: bool) -> None:
+def _draw_tradeoff_panel(ax: Axes, points, metric: str, higher_is_better: bool) -> None:
     _, ylabel, _ = VS_L[metric]
     better = "higher" if higher_is_better else "lower"
-    ax.set_title(f"{ylabel.split(' (')[0]}: {better} is better, fewer params is better", fontsize="small")
+    ax.set_title(
+        f"{ylabel.split(' (')[0]}: {better} is better, fewer params is better", fontsize="small"
+    )
     _style_params_axis(ax, ylabel)
     if not points:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -287,39 +339,84 @@ def _draw_tradeoff_panel(ax: "Axes", points, metric: str, higher_is_better: bool
     _fit_log_x(ax, xs)
     for (s, row), x, y in zip(points, xs, ys):
         low, high = row.get(f"{metric}_p10", y), row.get(f"{metric}_p90", y)
-        ax.errorbar(x, y, yerr=[[max(y - low, 0)], [max(high - y, 0)]], fmt="o", color=s.color,
-                    markerfacecolor=s.marker_face, markersize=7, capsize=3, label=s.label)
-        ax.annotate(short_model_name(s.key[0]), (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+        ax.errorbar(
+            x,
+            y,
+            yerr=[[max(y - low, 0)], [max(high - y, 0)]],
+            fmt="o",
+            color=s.color,
+            markerfacecolor=s.marker_face,
+            markersize=7,
+            capsize=3,
+            label=s.label,
+        )
+        ax.annotate(
+            short_model_name(s.key[0]),
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize="x-small",
+        )
     front = pareto_front(xs, ys, higher_is_better)
-    ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", color="0.35", zorder=0, label="Pareto frontier")
-    ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=220, facecolors="none", edgecolors="0.35", zorder=0)
+    ax.plot(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        linestyle="--",
+        color="0.35",
+        zorder=0,
+        label="Pareto frontier",
+    )
+    ax.scatter(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        s=220,
+        facecolors="none",
+        edgecolors="0.35",
+        zorder=0,
+    )
     ax.legend(fontsize="x-small")
 
 
-def plot_peak_memory(series: list[Series], length: int, scope: str) -> "Figure":
+def plot_peak_memory(series: list[Series], length: int, scope: str) -> Figure:
     """Median peak memory (MiB) against parameters at ``length``."""
     title = f"Peak memory vs parameters at L={length}\n{scope}"
     points = points_at(series, "peak_mem_bytes", length)
     if not points:
-        return empty_figure(title, f"no peak-memory measurements with a parameter count at L={length}")
+        return empty_figure(
+            title, f"no peak-memory measurements with a parameter count at L={length}"
+        )
     fig, (ax,) = new_figure()
     _style_params_axis(ax, "peak memory (MiB)")
     _fit_log_x(ax, [float(row["params"]) for _, row in points])
     for s, row in points:
         x, y = float(row["params"]), float(row["peak_mem_bytes_median"]) / 2**20
-        ax.plot(x, y, "o", color=s.color, markerfacecolor=s.marker_face, markersize=8, label=s.label)
-        ax.annotate(short_model_name(s.key[0]), (x, y), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+        ax.plot(
+            x, y, "o", color=s.color, markerfacecolor=s.marker_face, markersize=8, label=s.label
+        )
+        ax.annotate(
+            short_model_name(s.key[0]),
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize="x-small",
+        )
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.legend(fontsize="small")
     return fig
 
 
-def plot_heatmap(series: list[Series], metric: str, scope: str) -> "Figure":
+def plot_heatmap(series: list[Series], metric: str, scope: str) -> Figure:
     """Median ``metric`` over model x L, models ordered by size, each cell labelled with its value."""
     _, label, title = VS_L[metric]
     title = f"{title} over model x L\n{scope}"
-    ordered = sorted((s for s in series if f"{metric}_median" in s.rows), key=lambda s: (float(s.rows["params"].max()) if s.rows["params"].notna().any() else 0.0, s.label))
+    ordered = sorted(
+        (s for s in series if f"{metric}_median" in s.rows),
+        key=lambda s: (
+            float(s.rows["params"].max()) if s.rows["params"].notna().any() else 0.0,
+            s.label,
+        ),
+    )
     lengths = sorted({int(v) for s in ordered for v in s.rows["L"]})
     if not ordered or not lengths:
         return empty_figure(title, f"no {label} measurements")
@@ -332,7 +429,9 @@ def plot_heatmap(series: list[Series], metric: str, scope: str) -> "Figure":
     fig, (ax,) = new_figure()
     # Room for the model labels on the left (long paths of exported models) and the colorbar.
     label_inches = 0.075 * max(len(s.label) for s in ordered)
-    fig.set_size_inches(max(6.0, 1.1 * len(lengths) + 3.0 + label_inches), max(2.5, 0.45 * len(ordered) + 1.8))
+    fig.set_size_inches(
+        max(6.0, 1.1 * len(lengths) + 3.0 + label_inches), max(2.5, 0.45 * len(ordered) + 1.8)
+    )
     ax.grid(False)
     # Green is good: high OTPS, low TTFT.
     image = ax.imshow(grid, aspect="auto", cmap="viridis" if metric == "otps" else "viridis_r")
@@ -345,12 +444,20 @@ def plot_heatmap(series: list[Series], metric: str, scope: str) -> "Figure":
     for (i, j), value in np.ndenumerate(grid):
         if np.isfinite(value):
             dark = value < middle if metric == "otps" else value > middle
-            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize="x-small", color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                f"{value:.3g}",
+                ha="center",
+                va="center",
+                fontsize="x-small",
+                color="white" if dark else "black",
+            )
     ax.set_title(title)
     return fig
 
 
-def _style_params_axis(ax: "Axes", ylabel: str) -> None:
+def _style_params_axis(ax: Axes, ylabel: str) -> None:
     from matplotlib.ticker import NullFormatter
 
     from harness.report.logticks import ParamsFormatter, ParamsLocator
@@ -366,7 +473,7 @@ def _style_params_axis(ax: "Axes", ylabel: str) -> None:
     ax.set_ylabel(ylabel)
 
 
-def _fit_log_x(ax: "Axes", xs: list[float]) -> None:
+def _fit_log_x(ax: Axes, xs: list[float]) -> None:
     """A single model (or several of one size) would give a zero-width log axis: widen it.
 
     Called before drawing: fixing the limits first stops autoscale from trying a zero width.
@@ -375,7 +482,7 @@ def _fit_log_x(ax: "Axes", xs: list[float]) -> None:
         ax.set_xlim(xs[0] / 2, xs[0] * 2)
 
 
-def save_figure(fig: "Figure", stem: Path) -> list[Path]:
+def save_figure(fig: Figure, stem: Path) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.svg``."""
     import matplotlib
 

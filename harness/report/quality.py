@@ -53,11 +53,38 @@ def quality_table(quality: pd.DataFrame) -> Table | None:
         return None
     rows = []
     for _, r in quality.sort_values([*JOIN_KEYS, "task"]).iterrows():
-        label = f"{r['model']} ({r['quantization']})" + (f" [{r['engine']}]" if r["engine"] != "tvm" else "") + (" *" if r["weights"] == "dummy" else "")
-        rows.append([label, str(r["task"]), f"{r['dataset']}/{r['split']}", str(r["n"]), *(_score(r.get(s)) for s in SCORES)])
-    headers = ["model", "task", "data", "n", "BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L", "STS", "intent acc.", "Self-BLEU", "avg score"]
-    note = ("Scores on 0..1 (`slm-bench eval`, definitions in harness/eval/metrics.py). avg score = mean of BLEU, "
-            "ROUGE-1/2/L, STS (and GEval when judged); Self-BLEU: lower is more diverse. * = dummy weights.")
+        label = (
+            f"{r['model']} ({r['quantization']})"
+            + (f" [{r['engine']}]" if r["engine"] != "tvm" else "")
+            + (" *" if r["weights"] == "dummy" else "")
+        )
+        rows.append(
+            [
+                label,
+                str(r["task"]),
+                f"{r['dataset']}/{r['split']}",
+                str(r["n"]),
+                *(_score(r.get(s)) for s in SCORES),
+            ]
+        )
+    headers = [
+        "model",
+        "task",
+        "data",
+        "n",
+        "BLEU",
+        "ROUGE-1",
+        "ROUGE-2",
+        "ROUGE-L",
+        "STS",
+        "intent acc.",
+        "Self-BLEU",
+        "avg score",
+    ]
+    note = (
+        "Scores on 0..1 (`slm-bench eval`, definitions in harness/eval/metrics.py). avg score = mean of BLEU, "
+        "ROUGE-1/2/L, STS (and GEval when judged); Self-BLEU: lower is more diverse. * = dummy weights."
+    )
     return Table("Quality (DocAssist)", headers, rows, note)
 
 
@@ -67,23 +94,42 @@ def quality_points(quality: pd.DataFrame, overall: pd.DataFrame, length: int) ->
         return overall.iloc[0:0]
     scores = quality.groupby(list(JOIN_KEYS), as_index=False)["avg_score"].mean()
     speed = overall[overall["L"] == length][[*JOIN_KEYS, "weights", "params", "otps_median"]]
-    return scores.merge(speed, on=list(JOIN_KEYS), how="inner").dropna(subset=["avg_score", "otps_median"])
+    return scores.merge(speed, on=list(JOIN_KEYS), how="inner").dropna(
+        subset=["avg_score", "otps_median"]
+    )
 
 
-def plot_quality_vs_speed(quality: pd.DataFrame, overall: pd.DataFrame, length: int, scope: str) -> Figure:
+def plot_quality_vs_speed(
+    quality: pd.DataFrame, overall: pd.DataFrame, length: int, scope: str
+) -> Figure:
     from harness.report.plots import empty_figure, new_figure, short_model_name
 
     title = f"Quality vs decode speed at L={length}\n{scope}"
     points = quality_points(quality, overall, length)
     if points.empty:
-        return empty_figure(title, "no quality results in these runs; add them with `slm-bench eval --model M --docassist DIR --out RUN_DIR`")
+        return empty_figure(
+            title,
+            "no quality results in these runs; add them with `slm-bench eval --model M --docassist DIR --out RUN_DIR`",
+        )
     fig, (ax,) = new_figure()
     for index, (_, p) in enumerate(points.iterrows()):
         color = f"C{index % 10}"
         dummy = p["weights"] == "dummy"
-        ax.plot(float(p["otps_median"]), float(p["avg_score"]), "o", color=color, markerfacecolor="none" if dummy else color, markersize=9)
-        ax.annotate(short_model_name(str(p["model"])) + (" (dummy weights)" if dummy else ""), (float(p["otps_median"]), float(p["avg_score"])),
-                    textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+        ax.plot(
+            float(p["otps_median"]),
+            float(p["avg_score"]),
+            "o",
+            color=color,
+            markerfacecolor="none" if dummy else color,
+            markersize=9,
+        )
+        ax.annotate(
+            short_model_name(str(p["model"])) + (" (dummy weights)" if dummy else ""),
+            (float(p["otps_median"]), float(p["avg_score"])),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize="x-small",
+        )
     ax.set_xlabel(f"OTPS at L={length} (output tokens/s, median)")
     ax.set_ylabel("avg quality score (0..1, DocAssist tasks)")
     ax.set_ylim(bottom=0)

@@ -8,13 +8,19 @@ from harness.errors import UserError
 
 DATA = Path(__file__).resolve().parent / "data"
 REFERENCES = {
-    "slimlm-s24": (DATA / "slimlm-s24-table1.csv", "Galaxy S24, SlimLM paper (arXiv 2411.09944, Table 1)"),
+    "slimlm-s24": (
+        DATA / "slimlm-s24-table1.csv",
+        "Galaxy S24, SlimLM paper (arXiv 2411.09944, Table 1)",
+    ),
 }
 METRICS = {"itps": "itps_tps", "otps": "otps_tps", "ttft_s": "ttft_s", "runtime_s": "runtime_s"}
 # Published quality beside the speed reference: the same paper's Table 5, the average of its
 # SUMM/QS/QA scores (BLEU, ROUGE, STS, GEval) on its DocAssist test set.
 QUALITY_REFERENCES = {
-    "slimlm-s24": (DATA / "slimlm-quality-avg.csv", "SlimLM paper (arXiv 2411.09944, Table 5), its DocAssist test set"),
+    "slimlm-s24": (
+        DATA / "slimlm-quality-avg.csv",
+        "SlimLM paper (arXiv 2411.09944, Table 5), its DocAssist test set",
+    ),
 }
 
 
@@ -38,7 +44,13 @@ def load_reference(name: str):
 
     path, device = REFERENCES[check_reference(name)]
     df = pd.read_csv(path)
-    out = pd.DataFrame({"model_key": df["model"].str.lower(), "model": df["model"], "L": df["nominal_L"].astype(int)})
+    out = pd.DataFrame(
+        {
+            "model_key": df["model"].str.lower(),
+            "model": df["model"],
+            "L": df["nominal_L"].astype(int),
+        }
+    )
     for ours, theirs in METRICS.items():
         out[ours] = df[theirs].astype(float)
     out["device"] = device
@@ -61,7 +73,12 @@ def compare(overall, reference):
         published = ref.get((model_key(r.model), int(r.L)))
         if published is None:
             continue
-        row = {"model": r.model, "L": int(r.L), "device": r.device, "reference_device": published.device}
+        row = {
+            "model": r.model,
+            "L": int(r.L),
+            "device": r.device,
+            "reference_device": published.device,
+        }
         for metric in METRICS:
             measured = getattr(r, f"{metric}_median", None)
             theirs = getattr(published, metric)
@@ -78,7 +95,14 @@ def load_quality_reference(name: str):
         return None
     path, source = QUALITY_REFERENCES[name]
     df = pd.read_csv(path)
-    return pd.DataFrame({"model_key": df["model"].str.lower(), "model": df["model"], "avg_score": df["avg_score_summ_qs_qa"].astype(float), "source": source})
+    return pd.DataFrame(
+        {
+            "model_key": df["model"].str.lower(),
+            "model": df["model"],
+            "avg_score": df["avg_score_summ_qs_qa"].astype(float),
+            "source": source,
+        }
+    )
 
 
 def compare_quality(quality, reference) -> list[tuple[str, str, float, float]]:

@@ -57,8 +57,10 @@ METRIC_HEADERS: dict[str, str] = {
     "energy_j_per_token_above_idle": "energy above idle (mJ/token)",
 }
 MILLI = {"energy_j_per_token", "energy_j_per_token_above_idle"}  # stored in J, shown in mJ
-ENERGY_NOTE = (" energy: the fuel gauge's mean power x runtime per processed (input + output) token; "
-               "above idle subtracts the device's draw at rest, sampled before the run.")
+ENERGY_NOTE = (
+    " energy: the fuel gauge's mean power x runtime per processed (input + output) token; "
+    "above idle subtracts the device's draw at rest, sampled before the run."
+)
 RANGED = {"itps", "otps", "ttft_s", "runtime_s"}  # metrics whose spread is worth a p10-p90
 BASELINE_KEYS = ("model", "quantization", "task", "L")
 MAX_LISTED_FAILURES = 20
@@ -82,8 +84,10 @@ class ReportOutputs:
     html: Path
     csv: Path
     plots: list[Path]
-    summary: "pd.DataFrame" = field(repr=False)
-    unreadable: list[str] = field(default_factory=list)  # journal lines skipped: "<run>/records.jsonl:LINE: reason"
+    summary: pd.DataFrame = field(repr=False)
+    unreadable: list[str] = field(
+        default_factory=list
+    )  # journal lines skipped: "<run>/records.jsonl:LINE: reason"
 
     def files(self) -> list[Path]:
         return [self.markdown, self.html, self.csv, *self.plots]
@@ -117,17 +121,27 @@ def write_report(
     from harness.report.tradeoff import tradeoff_tables
 
     data = load_runs(list(run_dirs))
-    base = load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline)) if baseline else None
+    base = (
+        load_runs([baseline] if isinstance(baseline, (str, Path)) else list(baseline))
+        if baseline
+        else None
+    )
     out = Path(out_dir) if out_dir is not None else default_out_dir(list(run_dirs))
 
     summary = with_noise(with_baseline(summary_table(data.df), base))
     shown = with_format_labels(summary, data.df)
     ref = load_reference(reference) if reference else None
     quality, quality_problems = load_quality(run_dirs_of(data))
-    plots = write_plots(data, out / "plots", L=L, reference=ref, quality=quality)  # first: a bad --L fails before anything is written
+    plots = write_plots(
+        data, out / "plots", L=L, reference=ref, quality=quality
+    )  # first: a bad --L fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
-    tables = [runs_table(data), *filter(None, [devices_table(data)]), *result_tables(shown, base is not None)]
+    tables = [
+        runs_table(data),
+        *filter(None, [devices_table(data)]),
+        *result_tables(shown, base is not None),
+    ]
     if (sweep := sweep_table(data.df)) is not None:
         tables.append(sweep)
     if (memory := memory_table(data)) is not None:
@@ -143,11 +157,17 @@ def write_report(
         tables.append(reference_table(data, ref, reference))
     problems = list_problems(data, base) + quality_problems + over_budget_notes(data)
     problems += noise_problems(shown) + charging_notes(data)
-    baseline_note = f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
+    baseline_note = (
+        f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
+    )
 
     md_path, html_path, csv_path = out / "report.md", out / "report.html", out / "summary.csv"
-    md_path.write_text(render_markdown(title, baseline_note, problems, tables, plots, out), encoding="utf-8")
-    html_path.write_text(render_html(title, baseline_note, problems, tables, plots), encoding="utf-8")
+    md_path.write_text(
+        render_markdown(title, baseline_note, problems, tables, plots, out), encoding="utf-8"
+    )
+    html_path.write_text(
+        render_html(title, baseline_note, problems, tables, plots), encoding="utf-8"
+    )
     summary.to_csv(csv_path, index=False)
     unreadable = data.problems + [f"baseline {p}" for p in (base.problems if base else [])]
     return ReportOutputs(out, md_path, html_path, csv_path, plots, summary, unreadable)
@@ -169,7 +189,9 @@ def reference_table(data: RunData, ref, name: str) -> Table:
             cells = [r["model"], str(r["L"]), str(r["device"]) + (f" · {cpus}" if cpus else "")]
             for metric in METRICS:
                 mine, theirs, ratio = r[metric]
-                shown = f"{format_value(mine, metric)} / {format_value(theirs, metric)} ({ratio:.2f}x)"
+                shown = (
+                    f"{format_value(mine, metric)} / {format_value(theirs, metric)} ({ratio:.2f}x)"
+                )
                 cells.append(shown if ratio else "n/a")
             rows.append(cells)
     note = (
@@ -178,19 +200,25 @@ def reference_table(data: RunData, ref, name: str) -> Table:
     )
     if not rows:
         note = f"No model and L of these runs appears in the reference {name} ({device_label})."
-    return Table(f"Reference: {name}", ["model", "L", "measured on", "ITPS (tok/s)", "OTPS (tok/s)", "TTFT (s)", "runtime (s)"], rows, note)
+    return Table(
+        f"Reference: {name}",
+        ["model", "L", "measured on", "ITPS (tok/s)", "OTPS (tok/s)", "TTFT (s)", "runtime (s)"],
+        rows,
+        note,
+    )
 
 
-
-def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFrame":
+def with_baseline(summary: pd.DataFrame, base: RunData | None) -> pd.DataFrame:
     """Add ``<metric>_baseline`` (the baseline's median) and ``<metric>_ratio`` (this / baseline)."""
     if base is None or summary.empty:
         return summary
     lookup = baseline_medians(base)
     summary = summary.copy()
     # Its own setting's baseline where the baseline measured that setting, else the pooled one.
-    cells = [lookup.get(_baseline_key(row, True)) or lookup.get(_baseline_key(row, False), {})
-             for _, row in summary.iterrows()]
+    cells = [
+        lookup.get(_baseline_key(row, True)) or lookup.get(_baseline_key(row, False), {})
+        for _, row in summary.iterrows()
+    ]
     for metric in present_metrics(measured(base.df)):
         column = f"{metric}_median"
         if column not in summary:
@@ -198,7 +226,8 @@ def with_baseline(summary: "pd.DataFrame", base: RunData | None) -> "pd.DataFram
         reference = [cell.get(metric) for cell in cells]
         summary[f"{metric}_baseline"] = reference
         summary[f"{metric}_ratio"] = [
-            value / ref if ref and not _missing(value) else math.nan for value, ref in zip(summary[column], reference)
+            value / ref if ref and not _missing(value) else math.nan
+            for value, ref in zip(summary[column], reference)
         ]
     return summary
 
@@ -219,7 +248,9 @@ def baseline_medians(base: RunData) -> dict[tuple, dict[str, float]]:
         for table in (per_task, pooled):
             metrics = [m for m in METRIC_HEADERS if f"{m}_median" in table]
             for _, row in table.iterrows():
-                lookup[_baseline_key(row, "cpus" in keys)] = {m: row[f"{m}_median"] for m in metrics}
+                lookup[_baseline_key(row, "cpus" in keys)] = {
+                    m: row[f"{m}_median"] for m in metrics
+                }
     return lookup
 
 
@@ -232,31 +263,57 @@ def reference_quality_table(quality, ref, name: str) -> Table:
     """Our average quality score beside the published one, per model in both (different test sets)."""
     from harness.report.reference import compare_quality
 
-    rows = [[model, dataset, f"{ours:.3f}", f"{theirs:.3f}"] for model, dataset, ours, theirs in compare_quality(quality, ref)]
+    rows = [
+        [model, dataset, f"{ours:.3f}", f"{theirs:.3f}"]
+        for model, dataset, ours, theirs in compare_quality(quality, ref)
+    ]
     source = ref["source"].iloc[0] if len(ref) else name
-    note = (f"published: {source}. Not the same test set or annotator as ours, so compare the ordering of models "
-            "more than the values.")
+    note = (
+        f"published: {source}. Not the same test set or annotator as ours, so compare the ordering of models "
+        "more than the values."
+    )
     if not rows:
         note = f"No evaluated model of these runs appears in the quality reference {name}."
-    return Table(f"Reference quality: {name}", ["model", "our data", "our avg score", "published avg score"], rows, note)
+    return Table(
+        f"Reference quality: {name}",
+        ["model", "our data", "our avg score", "published avg score"],
+        rows,
+        note,
+    )
 
 
 def runs_table(data: RunData) -> Table:
     counts = {row["run"]: row for _, row in status_counts(data.df).iterrows()}
     # A run's folder is named by its run id unless --out chose another name: show the id only then.
     with_id = any(name.rsplit("/", 1)[-1] != info.run_id for name, info in data.infos.items())
-    headers = ["run", *(["run id"] if with_id else []), "model", "quant", "device", "engine / target", "prompt set"]
+    headers = [
+        "run",
+        *(["run id"] if with_id else []),
+        "model",
+        "quant",
+        "device",
+        "engine / target",
+        "prompt set",
+    ]
     headers += ["ok", "failed", "skipped", "warmup", "created"]
     rows = []
     for name, info in data.infos.items():
         c = counts.get(name, {})
         device = device_label(info.device.model_dump())
         prompt_set = f"{info.prompt_set} {info.prompt_set_hash[:12]}".strip()
-        rows.append([
-            name, *([info.run_id] if with_id else []), info.spec.model, format_label(info.spec.quantization, (info.bundle or {}).get("format")), device,
-            f"{info.spec.engine} / {info.spec.target}", prompt_set,
-            *(str(c.get(k, 0)) for k in ("ok", "failed", "skipped", "warmup")), info.created,
-        ])
+        rows.append(
+            [
+                name,
+                *([info.run_id] if with_id else []),
+                info.spec.model,
+                format_label(info.spec.quantization, (info.bundle or {}).get("format")),
+                device,
+                f"{info.spec.engine} / {info.spec.target}",
+                prompt_set,
+                *(str(c.get(k, 0)) for k in ("ok", "failed", "skipped", "warmup")),
+                info.created,
+            ]
+        )
     return Table("Runs", headers, rows)
 
 
@@ -267,7 +324,11 @@ def memory_table(data: RunData) -> Table | None:
         estimate = getattr(info, "memory_estimate_bytes", None)
         if not estimate:
             continue
-        runs = data.df[(data.df["run"] == name) & (data.df["status"] == "ok")] if len(data.df) else data.df
+        runs = (
+            data.df[(data.df["run"] == name) & (data.df["status"] == "ok")]
+            if len(data.df)
+            else data.df
+        )
         peak = runs["peak_mem_bytes"].max() if "peak_mem_bytes" in runs and len(runs) else None
         measured_mib = f"{peak / 2**20:,.1f}" if peak == peak and peak else "n/a"
         ratio = f"{peak / estimate:.2f}" if peak == peak and peak else "n/a"
@@ -275,13 +336,22 @@ def memory_table(data: RunData) -> Table | None:
     if not rows:
         return None
     note = "estimate = packed weights + KV cache for the longest prompt and output + runtime overhead; measured = the runner's peak RSS."
-    return Table("Memory: estimate vs measured peak", ["run", "model", "estimate (MiB)", "measured peak (MiB)", "measured / estimate"], rows, note)
+    return Table(
+        "Memory: estimate vs measured peak",
+        ["run", "model", "estimate (MiB)", "measured peak (MiB)", "measured / estimate"],
+        rows,
+        note,
+    )
 
 
-def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
+def result_tables(summary: pd.DataFrame, compared: bool) -> list[Table]:
     """The pooled (model x L) table and the per-task table."""
     if summary.empty:
-        return [Table("Results", ["note"], [["no measured records (status ok, not warmup) in these runs"]])]
+        return [
+            Table(
+                "Results", ["note"], [["no measured records (status ok, not warmup) in these runs"]]
+            )
+        ]
     metrics = [m for m in METRIC_HEADERS if f"{m}_median" in summary]
     note = (
         "Cells: value (ratio = this run / baseline). Ratio > 1 is faster for ITPS and OTPS, slower for TTFT and runtime."
@@ -299,18 +369,29 @@ def result_tables(summary: "pd.DataFrame", compared: bool) -> list[Table]:
     # The setting column only where some record says where it ran: old reports look as they did.
     cpus = "cpus" in summary and bool((summary["cpus"].fillna("") != "").any())
     return [
-        Table("Overview: model x L (all tasks pooled)", _headers(metrics, False, cpus, noisy),
-              [_row(r, metrics, compared, False, cpus, noisy) for _, r in pooled.iterrows()], note),
-        Table("Per task", _headers(metrics, True, cpus, noisy),
-              [_row(r, metrics, compared, True, cpus, noisy) for _, r in per_task.iterrows()], note),
+        Table(
+            "Overview: model x L (all tasks pooled)",
+            _headers(metrics, False, cpus, noisy),
+            [_row(r, metrics, compared, False, cpus, noisy) for _, r in pooled.iterrows()],
+            note,
+        ),
+        Table(
+            "Per task",
+            _headers(metrics, True, cpus, noisy),
+            [_row(r, metrics, compared, True, cpus, noisy) for _, r in per_task.iterrows()],
+            note,
+        ),
     ]
 
 
-def _in_table_order(rows: "pd.DataFrame") -> "pd.DataFrame":
+def _in_table_order(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows by build, then setting by thread count (2 before 10), then task in the paper's
     order (summ, qs, qa) rather than alphabetically, then L."""
     order = {task: i for i, task in enumerate(TASK_ORDER)}
-    by_column = {"task": lambda col: col.map(order), "cpus": lambda col: col.fillna("").map(setting_order)}
+    by_column = {
+        "task": lambda col: col.map(order),
+        "cpus": lambda col: col.fillna("").map(setting_order),
+    }
     return rows.sort_values(
         [k for k in GROUP_KEYS if k in rows],
         key=lambda col: by_column.get(col.name, lambda c: c)(col),
@@ -318,18 +399,27 @@ def _in_table_order(rows: "pd.DataFrame") -> "pd.DataFrame":
     )
 
 
-def _headers(metrics: list[str], with_task: bool, with_cpus: bool = False,
-             with_noise: bool = False) -> list[str]:
-    keys = ["model", "quant", "weights", "device", "engine / target"] + (["cpus"] if with_cpus else [])
+def _headers(
+    metrics: list[str], with_task: bool, with_cpus: bool = False, with_noise: bool = False
+) -> list[str]:
+    keys = ["model", "quant", "weights", "device", "engine / target"] + (
+        ["cpus"] if with_cpus else []
+    )
     keys += (["task"] if with_task else []) + ["L", "n"]
     return keys + [METRIC_HEADERS[m] for m in metrics] + ([NOISE_COLUMN] if with_noise else [])
 
 
-def _row(row, metrics: list[str], compared: bool, with_task: bool, with_cpus: bool = False,
-         with_noise: bool = False) -> list[str]:
+def _row(
+    row,
+    metrics: list[str],
+    compared: bool,
+    with_task: bool,
+    with_cpus: bool = False,
+    with_noise: bool = False,
+) -> list[str]:
     engine = f"{row['engine']} / {row['target']}" if row["target"] else str(row["engine"])
     keys = [row["model"], row["quantization"], row["weights"], row["device"], engine]
-    keys += ([row["cpus"] or "not recorded"] if with_cpus else [])
+    keys += [row["cpus"] or "not recorded"] if with_cpus else []
     keys += ([row["task"]] if with_task else []) + [int(row["L"]), int(row["n"])]
     cells = [str(k) for k in keys] + [_cell(row, m, compared) for m in metrics]
     return cells + ([noise_cell(row)] if with_noise else [])
@@ -374,9 +464,15 @@ def over_budget_notes(data: RunData) -> list[str]:
     notes = []
     for name, info in data.infos.items():
         if getattr(info, "over_budget", False) and not getattr(info, "skipped", None):
-            estimate, budget, total = info.memory_estimate_bytes, info.memory_budget_bytes, info.memory_total_bytes
+            estimate, budget, total = (
+                info.memory_estimate_bytes,
+                info.memory_budget_bytes,
+                info.memory_total_bytes,
+            )
             ram = f" of {total / 1e9:.1f} GB RAM" if total else ""
-            notes.append(f"{name}: over budget: {info.spec.model} needs ~{(estimate or 0) / 1e9:.1f} GB, budget {(budget or 0) / 1e9:.1f} GB{ram} (ran anyway)")
+            notes.append(
+                f"{name}: over budget: {info.spec.model} needs ~{(estimate or 0) / 1e9:.1f} GB, budget {(budget or 0) / 1e9:.1f} GB{ram} (ran anyway)"
+            )
     return notes
 
 
@@ -394,7 +490,9 @@ def list_problems(data: RunData, base: RunData | None) -> list[str]:
         failed = data.df[data.df["status"] == "failed"]
         for _, row in failed.head(MAX_LISTED_FAILURES).iterrows():
             error = row.get("error") or "no error message"
-            problems.append(f"{row['run']}: {row['prompt_id']} repeat {row['repeat']} failed: {error}")
+            problems.append(
+                f"{row['run']}: {row['prompt_id']} repeat {row['repeat']} failed: {error}"
+            )
         if len(failed) > MAX_LISTED_FAILURES:
             problems.append(f"... and {len(failed) - MAX_LISTED_FAILURES} more failed measurements")
     return problems
@@ -409,7 +507,12 @@ def metric_definitions() -> str:
 
 
 def render_markdown(
-    title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path], out: Path
+    title: str,
+    baseline_note: str,
+    problems: list[str],
+    tables: list[Table],
+    plots: list[Path],
+    out: Path,
 ) -> str:
     lines = [f"# {title}", "", f"Generated {now_rfc3339()} by slm-bench {__version__}.", ""]
     if baseline_note:
@@ -433,7 +536,11 @@ def _md_table(table: Table) -> list[str]:
     def line(cells) -> str:
         return "| " + " | ".join(_md_escape(c) for c in cells) + " |"
 
-    return [line(table.headers), "|" + "|".join("---" for _ in table.headers) + "|", *(line(r) for r in table.rows)]
+    return [
+        line(table.headers),
+        "|" + "|".join("---" for _ in table.headers) + "|",
+        *(line(r) for r in table.rows),
+    ]
 
 
 def _md_escape(text: str) -> str:
@@ -463,11 +570,14 @@ pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: .85em; }
 """
 
 
-def render_html(title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path]) -> str:
+def render_html(
+    title: str, baseline_note: str, problems: list[str], tables: list[Table], plots: list[Path]
+) -> str:
     """One file with inline CSS and the PNG plots embedded as base64: mail it, open it offline."""
     esc = html.escape
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f'<p class="note">Generated {esc(now_rfc3339())} by slm-bench {esc(__version__)}.</p>',
@@ -476,7 +586,9 @@ def render_html(title: str, baseline_note: str, problems: list[str], tables: lis
         parts.append(f"<p>{esc(baseline_note)}</p>")
     parts.append("<h2>Problems</h2>")
     if problems:
-        parts.append('<ul class="problems">' + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>")
+        parts.append(
+            '<ul class="problems">' + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>"
+        )
     else:
         parts.append("<p>None.</p>")
     for table in tables:
@@ -489,13 +601,18 @@ def render_html(title: str, baseline_note: str, problems: list[str], tables: lis
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         image = f'<img alt="{esc(png.stem)}" src="data:image/png;base64,{data}">'
         parts.append(f"<figure>{image}<figcaption>{esc(png.stem)}</figcaption></figure>")
-    parts += ["<h2>Metric definitions</h2>", f"<pre>{esc(metric_definitions())}</pre>", "</body></html>"]
+    parts += [
+        "<h2>Metric definitions</h2>",
+        f"<pre>{esc(metric_definitions())}</pre>",
+        "</body></html>",
+    ]
     return "\n".join(parts) + "\n"
 
 
 def _html_table(table: Table) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
-    body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in table.rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in table.rows
+    )
     return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-

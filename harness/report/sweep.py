@@ -45,7 +45,7 @@ MISMATCH_NOTE = f" {WARN}: what the runner ran (read back from it) differs from 
 # -- data -------------------------------------------------------------------------------
 
 
-def sweep_summary(df: "pd.DataFrame") -> "pd.DataFrame":
+def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per swept build x setting x L: the summary columns of ITPS/OTPS, ``n``, and the setting's
     ``cpu_mask``, ``default``, ``mismatch``; ``fastest_<m>`` marks the best setting per L.
 
@@ -56,21 +56,27 @@ def sweep_summary(df: "pd.DataFrame") -> "pd.DataFrame":
     data = measured(df)
     if data.empty or "cpus" not in data:
         return data.iloc[0:0]
-    data = data[data["cpus"].fillna("").astype(str) != ""]  # records made before placement was recorded
+    data = data[
+        data["cpus"].fillna("").astype(str) != ""
+    ]  # records made before placement was recorded
     settings = data.groupby(list(BUILD_KEYS), dropna=False)["cpus"].transform("nunique")
     data = data[settings > 1]
     if data.empty:
         return data.iloc[0:0]
-    summary = summarize(data, OVERALL_KEYS).merge(setting_facts(data), on=list(SETTING_KEYS), how="left")
+    summary = summarize(data, OVERALL_KEYS).merge(
+        setting_facts(data), on=list(SETTING_KEYS), how="left"
+    )
     per_l = summary.groupby([*BUILD_KEYS, "L"], dropna=False)
     for metric in (m for m in SWEPT if f"{m}_median" in summary):
         best = per_l[f"{metric}_median"].transform("max")
-        summary[f"fastest_{metric}"] = summary[f"{metric}_median"].notna() & (summary[f"{metric}_median"] == best)
+        summary[f"fastest_{metric}"] = summary[f"{metric}_median"].notna() & (
+            summary[f"{metric}_median"] == best
+        )
     order = [*BUILD_KEYS, "L", "order_threads", "order_cores", "order_mask", "cpus"]
     return summary.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def setting_facts(data: "pd.DataFrame") -> "pd.DataFrame":
+def setting_facts(data: pd.DataFrame) -> pd.DataFrame:
     """Per build x setting: the masks read back, whether it is the default, any mismatch, and
     the keys that order settings on a table or an axis (threads, then how many cores)."""
     import pandas as pd
@@ -80,23 +86,25 @@ def setting_facts(data: "pd.DataFrame") -> "pd.DataFrame":
         masks = _distinct(part["cpu_mask"].where(part["cpu_mask"].notna(), part["cpu_mask_asked"]))
         threads = part["threads"].where(part["threads"].notna(), part["threads_asked"]).dropna()
         mask = int(masks[0], 16) if masks else 0
-        rows.append({
-            **dict(zip(SETTING_KEYS, key)),
-            "cpu_mask": ", ".join(masks),
-            "default": bool(part["placement_default"].fillna(False).astype(bool).any()),
-            "mismatch": "; ".join(_distinct(part["placement_mismatch"])),
-            "order_threads": int(threads.min()) if len(threads) else 0,
-            "order_cores": bin(mask).count("1"),
-            "order_mask": mask,
-        })
+        rows.append(
+            {
+                **dict(zip(SETTING_KEYS, key)),
+                "cpu_mask": ", ".join(masks),
+                "default": bool(part["placement_default"].fillna(False).astype(bool).any()),
+                "mismatch": "; ".join(_distinct(part["placement_mismatch"])),
+                "order_threads": int(threads.min()) if len(threads) else 0,
+                "order_cores": bin(mask).count("1"),
+                "order_mask": mask,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _distinct(values: "pd.Series") -> list[str]:
+def _distinct(values: pd.Series) -> list[str]:
     return sorted({str(v) for v in values.dropna() if str(v)})
 
 
-def default_distance(sweep: "pd.DataFrame", metric: str) -> dict[tuple, float]:
+def default_distance(sweep: pd.DataFrame, metric: str) -> dict[tuple, float]:
     """(build..., L) -> the default setting's median / the fastest's - 1 (0 when it is the fastest)."""
     column = f"{metric}_median"
     if column not in sweep:
@@ -110,7 +118,7 @@ def default_distance(sweep: "pd.DataFrame", metric: str) -> dict[tuple, float]:
     return out
 
 
-def one_setting_per_build(overall: "pd.DataFrame", df: "pd.DataFrame") -> "pd.DataFrame":
+def one_setting_per_build(overall: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """The per build x L summary (of the records ``df``) with one setting per build: its default
     where measured, else its fastest (highest mean OTPS median over L, ITPS where no OTPS).
     Builds with one setting, and summaries without ``cpus``, come back unchanged."""
@@ -122,12 +130,14 @@ def one_setting_per_build(overall: "pd.DataFrame", df: "pd.DataFrame") -> "pd.Da
     keep = []
     for key, part in overall.groupby(list(BUILD_KEYS), dropna=False, sort=False):
         if part["cpus"].nunique() > 1:
-            part = part[part["cpus"] == _reference_setting(part, {c for k, c in defaults if k == key})]
+            part = part[
+                part["cpus"] == _reference_setting(part, {c for k, c in defaults if k == key})
+            ]
         keep.append(part)
     return pd.concat(keep).sort_index()
 
 
-def default_settings(df: "pd.DataFrame") -> set[tuple]:
+def default_settings(df: pd.DataFrame) -> set[tuple]:
     """(build key, cpus) of every setting whose measured records are the device's default."""
     data = measured(df)
     if data.empty or "placement_default" not in data or "cpus" not in data:
@@ -136,7 +146,7 @@ def default_settings(df: "pd.DataFrame") -> set[tuple]:
     return {(tuple(k[:-1]), k[-1]) for k in data[list(SETTING_KEYS)].itertuples(index=False)}
 
 
-def _reference_setting(part: "pd.DataFrame", defaults: set[str]) -> str:
+def _reference_setting(part: pd.DataFrame, defaults: set[str]) -> str:
     if defaults & set(part["cpus"]):
         return sorted(defaults & set(part["cpus"]))[0]
     for metric in ("otps_median", "itps_median"):
@@ -148,8 +158,8 @@ def _reference_setting(part: "pd.DataFrame", defaults: set[str]) -> str:
 # -- table ------------------------------------------------------------------------------
 
 
-def sweep_table(df: "pd.DataFrame") -> "Table | None":
-    """"Threads and cores": one row per swept setting and L; None when nothing was swept."""
+def sweep_table(df: pd.DataFrame) -> Table | None:
+    """ "Threads and cores": one row per swept setting and L; None when nothing was swept."""
     from harness.report.render import Table
 
     sweep = sweep_summary(df)
@@ -164,7 +174,11 @@ def sweep_table(df: "pd.DataFrame") -> "Table | None":
     with_noise = any(reasons)
     headers = ["model", "device", "setting", "cpu_mask", "L", "n"]
     headers += [f"{SWEPT[m]} median (tok/s)" for m in metrics]
-    headers += ["default vs fastest"] * with_default + ["read back"] * with_mismatch + [noise.COLUMN] * with_noise
+    headers += (
+        ["default vs fastest"] * with_default
+        + ["read back"] * with_mismatch
+        + [noise.COLUMN] * with_noise
+    )
     rows = []
     for (_, row), why in zip(sweep.iterrows(), reasons):
         cells = [_build_label(row), str(row["device"]), _setting_cell(row), row["cpu_mask"]]
@@ -173,8 +187,16 @@ def sweep_table(df: "pd.DataFrame") -> "Table | None":
         cells += [f"{WARN} {row['mismatch']}" if row["mismatch"] else ""] * with_mismatch
         cells += [f"{noise.MARK} {why}" if why else ""] * with_noise
         rows.append(cells)
-    note = NOTE + (MISMATCH_NOTE if with_mismatch else "") + (" " + noise.rule_note() if with_noise else "")
-    note += " * = dummy weights (speed real, output not)." if (sweep["weights"] == "dummy").any() else ""
+    note = (
+        NOTE
+        + (MISMATCH_NOTE if with_mismatch else "")
+        + (" " + noise.rule_note() if with_noise else "")
+    )
+    note += (
+        " * = dummy weights (speed real, output not)."
+        if (sweep["weights"] == "dummy").any()
+        else ""
+    )
     return Table("Threads and cores", headers, rows, note)
 
 
@@ -185,7 +207,11 @@ def _build_label(row) -> str:
 
 
 def _setting_cell(row) -> str:
-    return str(row["cpus"]) + (" (default)" if row["default"] else "") + (f" {WARN}" if row["mismatch"] else "")
+    return (
+        str(row["cpus"])
+        + (" (default)" if row["default"] else "")
+        + (f" {WARN}" if row["mismatch"] else "")
+    )
 
 
 def _distance_cell(row, distances: dict[str, dict[tuple, float]]) -> str:
@@ -210,7 +236,7 @@ def _percent(fraction: float) -> str:
 # -- plot -------------------------------------------------------------------------------
 
 
-def plot_thread_sweep(sweep: "pd.DataFrame", scope: str) -> "Figure":
+def plot_thread_sweep(sweep: pd.DataFrame, scope: str) -> Figure:
     """ITPS and OTPS (median, p10-p90 bars) against the setting, one line per build and L, the
     fastest setting of each line starred. Settings are categories, ordered by threads then cores."""
     from harness.report.plots import VS_L, new_figure
@@ -231,31 +257,59 @@ def plot_thread_sweep(sweep: "pd.DataFrame", scope: str) -> "Figure":
     return fig
 
 
-def setting_axis(sweep: "pd.DataFrame") -> list[tuple[str, str]]:
+def setting_axis(sweep: pd.DataFrame) -> list[tuple[str, str]]:
     """(cpus label, tick text) of every setting, in axis order: threads, then cores."""
     order = sweep.sort_values(["order_threads", "order_cores", "order_mask", "cpus"], kind="stable")
     defaults = set(order.loc[order["default"], "cpus"])
     ticks = []
     for cpus in dict.fromkeys(order["cpus"]):  # first appearance, in axis order
-        ticks.append((cpus, cpus.replace(" · ", "\n") + ("\n(default)" if cpus in defaults else "")))
+        ticks.append(
+            (cpus, cpus.replace(" · ", "\n") + ("\n(default)" if cpus in defaults else ""))
+        )
     return ticks
 
 
-def _draw_sweep_panel(ax: "Axes", sweep: "pd.DataFrame", metric: str, settings: list[str], several_builds: bool) -> None:
+def _draw_sweep_panel(
+    ax: Axes, sweep: pd.DataFrame, metric: str, settings: list[str], several_builds: bool
+) -> None:
     column = f"{metric}_median"
     if column not in sweep or sweep[column].isna().all():
-        ax.text(0.5, 0.5, f"no {SWEPT[metric]} measurements", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"no {SWEPT[metric]} measurements",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         return
     star = dict(linestyle="none", marker="*", markeredgecolor="black")
     for index, (key, line) in enumerate(sweep.groupby([*BUILD_KEYS, "L"], dropna=False, sort=True)):
-        line = line[line[column].notna()].assign(x=lambda t: t["cpus"].map(settings.index)).sort_values("x")
+        line = (
+            line[line[column].notna()]
+            .assign(x=lambda t: t["cpus"].map(settings.index))
+            .sort_values("x")
+        )
         if line.empty:
             continue
         color = f"C{index % 10}"
-        label = f"L={int(key[-1])}" + (f" · {_build_label(line.iloc[0])} on {key[3]}" if several_builds else "")
+        label = f"L={int(key[-1])}" + (
+            f" · {_build_label(line.iloc[0])} on {key[3]}" if several_builds else ""
+        )
         y = line[column].astype(float)
-        low, high = (y - line[f"{metric}_p10"]).clip(lower=0), (line[f"{metric}_p90"] - y).clip(lower=0)
-        ax.errorbar(line["x"], y, yerr=[low.to_numpy(), high.to_numpy()], marker="o", color=color, capsize=3, label=label)
+        low, high = (
+            (y - line[f"{metric}_p10"]).clip(lower=0),
+            (line[f"{metric}_p90"] - y).clip(lower=0),
+        )
+        ax.errorbar(
+            line["x"],
+            y,
+            yerr=[low.to_numpy(), high.to_numpy()],
+            marker="o",
+            color=color,
+            capsize=3,
+            label=label,
+        )
         best = line[line[f"fastest_{metric}"]]
         ax.plot(best["x"], best[column], markersize=16, color=color, **star)
     # One legend entry for the stars of every line, in no line's color.

@@ -34,6 +34,7 @@ def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool) -> li
     A point is beaten when another has no larger x (parameters, memory) and an equal-or-better
     y, and is strictly better in one of the two.
     """
+
     def at_least_as_good(a: float, b: float) -> bool:
         return a >= b if higher_is_better else a <= b
 
@@ -66,7 +67,10 @@ def pareto_table(overall: pd.DataFrame) -> Table:
     rows = []
     for (device, length), at_l in overall.groupby(["device", "L"], sort=True):
         fronts = []
-        for x, y, higher, fmt in (("params", "ttft_s_median", False, _fmt_ttft), ("peak_mem_bytes_median", "otps_median", True, _fmt_otps)):
+        for x, y, higher, fmt in (
+            ("params", "ttft_s_median", False, _fmt_ttft),
+            ("peak_mem_bytes_median", "otps_median", True, _fmt_otps),
+        ):
             pts = at_l.dropna(subset=[x, y]) if {x, y} <= set(at_l.columns) else at_l.iloc[0:0]
             if pts.empty:
                 fronts.append("n/a")
@@ -74,12 +78,23 @@ def pareto_table(overall: pd.DataFrame) -> Table:
             idx = pareto_front(pts[x].astype(float).tolist(), pts[y].astype(float).tolist(), higher)
             fronts.append(", ".join(f"{build_label(pts.iloc[i])} {fmt(pts.iloc[i])}" for i in idx))
         rows.append([str(device), str(length), *fronts])
-    note = ("A model is on a front when no other model is smaller (parameters; peak memory) and at least as fast "
-            "(TTFT; OTPS). Listed from small to large. * = dummy weights (speed real, output not).")
-    return Table("Pareto-optimal models per L", ["device", "L", "on (parameters, TTFT)", "on (peak memory, OTPS)"], rows, note)
+    note = (
+        "A model is on a front when no other model is smaller (parameters; peak memory) and at least as fast "
+        "(TTFT; OTPS). Listed from small to large. * = dummy weights (speed real, output not)."
+    )
+    return Table(
+        "Pareto-optimal models per L",
+        ["device", "L", "on (parameters, TTFT)", "on (peak memory, OTPS)"],
+        rows,
+        note,
+    )
 
 
-def choose_model_table(overall: pd.DataFrame, memory_budgets: dict[str, int | None], ttft_budgets_s=DEFAULT_TTFT_BUDGETS_S) -> Table:
+def choose_model_table(
+    overall: pd.DataFrame,
+    memory_budgets: dict[str, int | None],
+    ttft_budgets_s=DEFAULT_TTFT_BUDGETS_S,
+) -> Table:
     """Per device and L, for each TTFT budget: the largest model within it and the memory budget."""
     from harness.report.render import Table
 
@@ -88,7 +103,11 @@ def choose_model_table(overall: pd.DataFrame, memory_budgets: dict[str, int | No
         budget = memory_budgets.get(str(device))
         cells = [str(device), str(length), f"{budget / MIB:,.0f}" if budget else "none known"]
         for ttft_budget in ttft_budgets_s:
-            fits = at_l[at_l["ttft_s_median"].astype(float) <= ttft_budget] if "ttft_s_median" in at_l else at_l.iloc[0:0]
+            fits = (
+                at_l[at_l["ttft_s_median"].astype(float) <= ttft_budget]
+                if "ttft_s_median" in at_l
+                else at_l.iloc[0:0]
+            )
             if budget and "peak_mem_bytes_median" in fits:
                 fits = fits[fits["peak_mem_bytes_median"].fillna(0).astype(float) <= budget]
             fits = fits.dropna(subset=["params"])
@@ -96,11 +115,15 @@ def choose_model_table(overall: pd.DataFrame, memory_budgets: dict[str, int | No
                 cells.append("none")
                 continue
             best = fits.loc[fits["params"].astype(float).idxmax()]
-            cells.append(f"{build_label(best)}: {_fmt_params(best['params'])}, TTFT {_fmt_ttft(best)}")
+            cells.append(
+                f"{build_label(best)}: {_fmt_params(best['params'])}, TTFT {_fmt_ttft(best)}"
+            )
         rows.append(cells)
     headers = ["device", "L", "memory budget (MiB)", *(f"TTFT <= {b:g} s" for b in ttft_budgets_s)]
-    note = ("The largest model (parameters) whose median TTFT is within the budget and whose measured peak memory is "
-            "within the device profile's memory budget (the device's RAM where the profile sets none). * = dummy weights.")
+    note = (
+        "The largest model (parameters) whose median TTFT is within the budget and whose measured peak memory is "
+        "within the device profile's memory budget (the device's RAM where the profile sets none). * = dummy weights."
+    )
     return Table("Choose a model", headers, rows, note)
 
 
@@ -112,18 +135,38 @@ def ceiling_table(overall: pd.DataFrame, ceilings: dict[tuple, float]) -> Table 
         return None
     lengths = sorted(int(v) for v in overall["L"].unique())
     rows = []
-    for key, part in overall.groupby(["model", "quantization", "device", "engine", "weights"], sort=True, dropna=False):
+    for key, part in overall.groupby(
+        ["model", "quantization", "device", "engine", "weights"], sort=True, dropna=False
+    ):
         ceiling = ceilings.get(key[:4])
         if not ceiling:
             continue
-        by_l = {int(r["L"]): float(r["otps_median"]) for _, r in part.iterrows() if r["otps_median"] == r["otps_median"]}
+        by_l = {
+            int(r["L"]): float(r["otps_median"])
+            for _, r in part.iterrows()
+            if r["otps_median"] == r["otps_median"]
+        }
         label = build_label(part.iloc[0])
-        rows.append([label, str(key[2]), f"{ceiling:,.0f}", *(f"{100 * by_l[n] / ceiling:.0f}%" if n in by_l else "" for n in lengths)])
+        rows.append(
+            [
+                label,
+                str(key[2]),
+                f"{ceiling:,.0f}",
+                *(f"{100 * by_l[n] / ceiling:.0f}%" if n in by_l else "" for n in lengths),
+            ]
+        )
     if not rows:
         return None
-    note = ("ceiling = the device's memory bandwidth / the bundle's weight bytes (every weight is read once per decoded "
-            "token); cells = median OTPS / ceiling. KV-cache reads, which grow with L, are not in the ceiling.")
-    return Table("Decode vs the bandwidth ceiling", ["model", "device", "ceiling (tok/s)", *(f"L={n}" for n in lengths)], rows, note)
+    note = (
+        "ceiling = the device's memory bandwidth / the bundle's weight bytes (every weight is read once per decoded "
+        "token); cells = median OTPS / ceiling. KV-cache reads, which grow with L, are not in the ceiling."
+    )
+    return Table(
+        "Decode vs the bandwidth ceiling",
+        ["model", "device", "ceiling (tok/s)", *(f"L={n}" for n in lengths)],
+        rows,
+        note,
+    )
 
 
 def memory_budgets(data: RunData) -> dict[str, int | None]:
@@ -137,11 +180,19 @@ def memory_budgets(data: RunData) -> dict[str, int | None]:
     return budgets
 
 
-def tradeoff_tables(data: RunData, overall: pd.DataFrame, ceilings: dict[tuple, float], ttft_budgets_s=DEFAULT_TTFT_BUDGETS_S) -> list[Table]:
+def tradeoff_tables(
+    data: RunData,
+    overall: pd.DataFrame,
+    ceilings: dict[tuple, float],
+    ttft_budgets_s=DEFAULT_TTFT_BUDGETS_S,
+) -> list[Table]:
     """The tables above that the data supports: fronts and choices need two model builds."""
     tables = []
     if not overall.empty and overall.groupby(list(BUILD_KEYS), dropna=False).ngroups > 1:
-        tables += [pareto_table(overall), choose_model_table(overall, memory_budgets(data), ttft_budgets_s)]
+        tables += [
+            pareto_table(overall),
+            choose_model_table(overall, memory_budgets(data), ttft_budgets_s),
+        ]
     if (ceiling := ceiling_table(overall, ceilings)) is not None:
         tables.append(ceiling)
     return tables
@@ -149,7 +200,13 @@ def tradeoff_tables(data: RunData, overall: pd.DataFrame, ceilings: dict[tuple, 
 
 def _fmt_params(value) -> str:
     value = float(value)
-    return f"{value / 1e9:.2f}B" if value >= 1e9 else f"{value / 1e6:.0f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
+    return (
+        f"{value / 1e9:.2f}B"
+        if value >= 1e9
+        else f"{value / 1e6:.0f}M"
+        if value >= 1e6
+        else f"{value / 1e3:.0f}k"
+    )
 
 
 def _fmt_ttft(row) -> str:

@@ -27,7 +27,9 @@ from pathlib import Path
 from harness.errors import UserError
 
 REMOTE_RUNNERS = "/data/local/tmp/slm-bench/runners"
-AFFINITY_MARK = "slm-bench-affinity:"  # the pinned shell's own ``taskset -p`` line in a runner's output
+AFFINITY_MARK = (
+    "slm-bench-affinity:"  # the pinned shell's own ``taskset -p`` line in a runner's output
+)
 TICKS_MARK = "slm-bench-ticks:"  # ... and its /proc/$$/stat at the end (its children's CPU ticks)
 
 # ELF e_machine -> the names a device reports for it (uname -m and ro.product.cpu.abi)
@@ -42,8 +44,12 @@ ELF_MACHINES = {
 class RunnerFailed(UserError):
     """The native runner ran but did not produce a measurement."""
 
-    returncode: int | None = None  # the program's exit status, where it exited (137: killed by signal 9)
-    output: str = ""  # its stderr (else stdout) tail: what tells an out-of-memory kill (harness.memory)
+    returncode: int | None = (
+        None  # the program's exit status, where it exited (137: killed by signal 9)
+    )
+    output: str = (
+        ""  # its stderr (else stdout) tail: what tells an out-of-memory kill (harness.memory)
+    )
 
 
 @dataclass
@@ -70,7 +76,14 @@ def phases_from_steps(prefill_s: float, decode_total_s: float, decode_steps: int
     if decode_steps < 1:
         raise RunnerFailed("the runner reported no decode steps; ask for at least 1 output token")
     step = decode_total_s / decode_steps
-    return Phases(prefill_s=prefill_s, ttft_s=prefill_s + step, decode_s=decode_total_s - step, output_tokens=decode_steps, ttft_estimated=True, **kw)
+    return Phases(
+        prefill_s=prefill_s,
+        ttft_s=prefill_s + step,
+        decode_s=decode_total_s - step,
+        output_tokens=decode_steps,
+        ttft_estimated=True,
+        **kw,
+    )
 
 
 def record_fields(phases: Phases, input_tokens: int) -> dict:
@@ -108,7 +121,9 @@ def check_abi(binary: Path, device_arch: str, where: str, fix: str) -> None:
         raise UserError(f"{binary} is not an ELF executable; {fix}")
     accepted = next((names for arch, names in ELF_MACHINES.values() if arch == built_for), set())
     if device_arch not in accepted and device_arch != built_for:
-        raise UserError(f"{binary.name} is built for {built_for} but {where} is {device_arch}; {fix}")
+        raise UserError(
+            f"{binary.name} is built for {built_for} but {where} is {device_arch}; {fix}"
+        )
 
 
 def find_binary(name: str, option: str | None, env_var: str, dir_env: str | None, fix: str) -> Path:
@@ -127,23 +142,33 @@ def find_binary(name: str, option: str | None, env_var: str, dir_env: str | None
     found = shutil.which(name)
     if found:
         return Path(found).resolve()
-    raise UserError(f"runner binary {name} not found (looked at --runner-bin, {env_var}{', ' + dir_env if dir_env else ''}, PATH); {fix}")
+    raise UserError(
+        f"runner binary {name} not found (looked at --runner-bin, {env_var}{', ' + dir_env if dir_env else ''}, PATH); {fix}"
+    )
 
 
 def path_from_env(runner: str, env_var: str, what: str, *, file: bool = False) -> Path:
     """A user-supplied model file or folder a native runner needs, named by an environment variable."""
     value = os.environ.get(env_var)
     if not value:
-        raise UserError(f"runner {runner} needs {what}: set {env_var} (README: On a real phone: runners)")
+        raise UserError(
+            f"runner {runner} needs {what}: set {env_var} (README: On a real phone: runners)"
+        )
     path = Path(value).expanduser()
     if not (path.is_file() if file else path.exists()):
-        raise UserError(f"{env_var} points at {path}, which is not {'a file' if file else 'there'}; fix the path")
+        raise UserError(
+            f"{env_var} points at {path}, which is not {'a file' if file else 'there'}; fix the path"
+        )
     return path.resolve()
 
 
 def libraries_beside(binary: Path) -> dict[str, Path]:
     """Shared libraries in the binary's folder (a CMake build puts them in bin/ beside it)."""
-    return {p.name: p for p in sorted(binary.parent.iterdir()) if ".so" in p.name and (p.name.endswith(".so") or ".so." in p.name) and p.is_file()}
+    return {
+        p.name: p
+        for p in sorted(binary.parent.iterdir())
+        if ".so" in p.name and (p.name.endswith(".so") or ".so." in p.name) and p.is_file()
+    }
 
 
 class Target:
@@ -156,7 +181,9 @@ class Target:
 
     def run(self, cmd: str, timeout: float = 600) -> tuple[int, str, str]:
         if self.local:
-            proc = subprocess.run(["/bin/sh", "-c", cmd], check=False, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                ["/bin/sh", "-c", cmd], check=False, capture_output=True, text=True, timeout=timeout
+            )
             return proc.returncode, proc.stdout, proc.stderr
         return self.device.run(cmd, timeout)
 
@@ -200,15 +227,26 @@ class Target:
             return _local_folder(files, folder), 0
         remote = posixpath.join(REMOTE_RUNNERS, folder)
         real = {name: path for name, path in files.items() if not path.is_symlink()}
-        links = {name: os.path.basename(os.path.realpath(path)) for name, path in files.items() if path.is_symlink()}
-        for name, target in list(links.items()):  # a link to a file outside the set: push its content
+        links = {
+            name: os.path.basename(os.path.realpath(path))
+            for name, path in files.items()
+            if path.is_symlink()
+        }
+        for name, target in list(
+            links.items()
+        ):  # a link to a file outside the set: push its content
             if target not in real:
                 real[name] = Path(os.path.realpath(files[name]))
                 del links[name]
         sent = self.device.stage(real, remote)
         if links:
             q = shlex.quote
-            self.run(" && ".join(f"ln -sf {q(t)} {q(posixpath.join(remote, n))}" for n, t in links.items()), timeout=60)
+            self.run(
+                " && ".join(
+                    f"ln -sf {q(t)} {q(posixpath.join(remote, n))}" for n, t in links.items()
+                ),
+                timeout=60,
+            )
         return remote, sent
 
 
@@ -228,7 +266,13 @@ class _LocalProcess:
 
     def __init__(self, cmd: str, log_path: Path | None = None):
         with open(log_path or os.devnull, "ab") as log:
-            self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def close(self) -> None:
         import signal
@@ -279,7 +323,9 @@ class NativeRunner:
 
     name = ""
     engine = ""  # what the records' ``engine`` field says (llama.cpp, mlc-llm, executorch, tvm)
-    timeout_s = 1800.0  # one request on a phone at L=1000 takes tens of seconds; a hang is not a result
+    timeout_s = (
+        1800.0  # one request on a phone at L=1000 takes tens of seconds; a hang is not a result
+    )
 
     def __init__(self, ctx: RunnerContext):
         self.ctx, self.target = ctx, Target(ctx.device)
@@ -298,8 +344,10 @@ class NativeRunner:
         the kernel), marked so that :meth:`note_affinity` finds it among the program's output."""
         if self.placement is None:
             return cmd
-        inner = (f'echo "{AFFINITY_MARK} $(taskset -p $$)"; {cmd}; code=$?; '
-                 f'echo "{TICKS_MARK} $(cat /proc/$$/stat 2>/dev/null)"; exit $code')
+        inner = (
+            f'echo "{AFFINITY_MARK} $(taskset -p $$)"; {cmd}; code=$?; '
+            f'echo "{TICKS_MARK} $(cat /proc/$$/stat 2>/dev/null)"; exit $code'
+        )
         return f"taskset {self.placement.mask} sh -c {shlex.quote(inner)}"
 
     def note_affinity(self, output: str) -> None:
@@ -311,7 +359,7 @@ class NativeRunner:
             if line.startswith(AFFINITY_MARK):
                 self.affinity_seen = line.rsplit(":", 1)[-1].strip().removeprefix("0x")
             elif line.startswith(TICKS_MARK):
-                self.ticks_seen = children_ticks(line[len(TICKS_MARK):])
+                self.ticks_seen = children_ticks(line[len(TICKS_MARK) :])
 
     def readback(self, topology) -> dict:
         """The record fields that say what ran (``harness.devices.placement.readback``)."""
@@ -330,7 +378,15 @@ class NativeRunner:
     def request(self, command: dict) -> dict:
         pid = command["prompt_id"]
         prompt = self.ctx.prompts[pid]
-        base = {**self.ctx.template, "prompt_id": pid, "task": prompt["task"], "L": prompt["L"], "repeat": int(command.get("repeat", 0)), "warmup": bool(command.get("warmup", False)), "runner": self.name}
+        base = {
+            **self.ctx.template,
+            "prompt_id": pid,
+            "task": prompt["task"],
+            "L": prompt["L"],
+            "repeat": int(command.get("repeat", 0)),
+            "warmup": bool(command.get("warmup", False)),
+            "runner": self.name,
+        }
         phases = self.measure(pid, prompt, self.ctx.input_lengths[pid])
         fields = record_fields(phases, self.ctx.input_lengths[pid])
         self.requests += 1
@@ -347,8 +403,12 @@ class NativeRunner:
             with open(self.ctx.log_path, "a", encoding="utf-8") as log:
                 log.write(err if err.endswith("\n") else err + "\n")
         if code != 0:
-            tail = [line for line in (err or out).strip().splitlines() if line.strip()][-1:] or ["no output"]
-            failed = RunnerFailed(f"{what} exited with code {code} on {self.target.name} ({tail[0].strip()[:200]}); {fix}")
+            tail = [line for line in (err or out).strip().splitlines() if line.strip()][-1:] or [
+                "no output"
+            ]
+            failed = RunnerFailed(
+                f"{what} exited with code {code} on {self.target.name} ({tail[0].strip()[:200]}); {fix}"
+            )
             failed.returncode, failed.output = code, (err or out)[-4000:]
             raise failed
         return out
@@ -359,6 +419,11 @@ def binary_provenance(binary: Path, libraries: dict[str, Path], source: str) -> 
     from harness.cache import file_sha256
 
     return {
-        "binary": {"name": binary.name, "path": str(binary), "sha256": file_sha256(binary), "source": source},
+        "binary": {
+            "name": binary.name,
+            "path": str(binary),
+            "sha256": file_sha256(binary),
+            "source": source,
+        },
         "libraries": {name: file_sha256(path) for name, path in sorted(libraries.items())},
     }

@@ -28,30 +28,52 @@ from harness.runners.base import (
 )
 
 FIX = "build ExecuTorch's llama_main for android-arm64 (README: On a real phone: runners) and set SLM_BENCH_EXECUTORCH_MAIN"
-OBSERVER_KEYS = ("prompt_tokens", "generated_tokens", "inference_start_ms", "prompt_eval_end_ms", "first_token_ms", "inference_end_ms")
+OBSERVER_KEYS = (
+    "prompt_tokens",
+    "generated_tokens",
+    "inference_start_ms",
+    "prompt_eval_end_ms",
+    "first_token_ms",
+    "inference_end_ms",
+)
 
 
 def parse_observer(text: str) -> dict:
     """The last ``PyTorchObserver {...}`` line of the output, as a dict."""
-    lines = [line.split("PyTorchObserver", 1)[1].strip() for line in text.splitlines() if "PyTorchObserver" in line]
+    lines = [
+        line.split("PyTorchObserver", 1)[1].strip()
+        for line in text.splitlines()
+        if "PyTorchObserver" in line
+    ]
     if not lines:
-        raise RunnerFailed("no `PyTorchObserver {...}` line in llama_main's output; did it fail to load the model? see runner.log")
+        raise RunnerFailed(
+            "no `PyTorchObserver {...}` line in llama_main's output; did it fail to load the model? see runner.log"
+        )
     try:
         stats = json.loads(lines[-1])
     except json.JSONDecodeError as exc:
-        raise RunnerFailed(f"the PyTorchObserver line is not JSON ({exc.msg}); see runner.log") from None
+        raise RunnerFailed(
+            f"the PyTorchObserver line is not JSON ({exc.msg}); see runner.log"
+        ) from None
     missing = [k for k in OBSERVER_KEYS if k not in stats]
     if missing:
-        raise RunnerFailed(f"the PyTorchObserver line lacks {', '.join(missing)}; use an ExecuTorch release with extension/llm/runner (0.4 or later)")
+        raise RunnerFailed(
+            f"the PyTorchObserver line lacks {', '.join(missing)}; use an ExecuTorch release with extension/llm/runner (0.4 or later)"
+        )
     return stats
 
 
 def observer_phases(text: str) -> Phases:
     s = parse_observer(text)
     unit = 1.0 / float(s.get("SCALING_FACTOR_UNITS_PER_SECOND", 1000))  # stamps are in ms
-    t0, t_prefill, t_first, t_last = (s[k] for k in ("inference_start_ms", "prompt_eval_end_ms", "first_token_ms", "inference_end_ms"))
+    t0, t_prefill, t_first, t_last = (
+        s[k]
+        for k in ("inference_start_ms", "prompt_eval_end_ms", "first_token_ms", "inference_end_ms")
+    )
     if not t0 <= t_prefill <= t_last or not t0 <= t_first <= t_last:
-        raise RunnerFailed(f"PyTorchObserver stamps are out of order (start {t0}, prompt eval end {t_prefill}, first token {t_first}, end {t_last}); see runner.log")
+        raise RunnerFailed(
+            f"PyTorchObserver stamps are out of order (start {t0}, prompt eval end {t_prefill}, first token {t_first}, end {t_last}); see runner.log"
+        )
     return Phases(
         prefill_s=(t_prefill - t0) * unit,
         ttft_s=(t_first - t0) * unit,
@@ -67,29 +89,55 @@ class ExecuTorch(NativeRunner):
     engine = "executorch"
 
     def setup(self) -> dict:
-        binary = find_binary("llama_main", self.ctx.runner_bin, "SLM_BENCH_EXECUTORCH_MAIN", None, FIX)
+        binary = find_binary(
+            "llama_main", self.ctx.runner_bin, "SLM_BENCH_EXECUTORCH_MAIN", None, FIX
+        )
         check_abi(binary, self.target.arch(), self.target.name, FIX)
         libs = libraries_beside(binary)
-        pte = path_from_env(self.name, "SLM_BENCH_EXECUTORCH_PTE", "the exported .pte model", file=True)
-        tokenizer = path_from_env(self.name, "SLM_BENCH_EXECUTORCH_TOKENIZER", "the model's tokenizer (tokenizer.model or tokenizer.json)", file=True)
+        pte = path_from_env(
+            self.name, "SLM_BENCH_EXECUTORCH_PTE", "the exported .pte model", file=True
+        )
+        tokenizer = path_from_env(
+            self.name,
+            "SLM_BENCH_EXECUTORCH_TOKENIZER",
+            "the model's tokenizer (tokenizer.model or tokenizer.json)",
+            file=True,
+        )
         self.folder, sent = self.target.place({binary.name: binary, **libs}, "executorch")
-        self.model_folder, sent_model = self.target.place({pte.name: pte, tokenizer.name: tokenizer}, f"executorch-models/{pte.stem}")
-        self.exe, self.pte, self.tokenizer = (posixpath.join(d, n) for d, n in ((self.folder, binary.name), (self.model_folder, pte.name), (self.model_folder, tokenizer.name)))
+        self.model_folder, sent_model = self.target.place(
+            {pte.name: pte, tokenizer.name: tokenizer}, f"executorch-models/{pte.stem}"
+        )
+        self.exe, self.pte, self.tokenizer = (
+            posixpath.join(d, n)
+            for d, n in (
+                (self.folder, binary.name),
+                (self.model_folder, pte.name),
+                (self.model_folder, tokenizer.name),
+            )
+        )
         from harness.models.tokenizer import ChatTokenizer
 
-        tok = ChatTokenizer.from_bundle(self.ctx.bundle)  # llama_main takes the prompt as given: render the chat template here
+        tok = ChatTokenizer.from_bundle(
+            self.ctx.bundle
+        )  # llama_main takes the prompt as given: render the chat template here
         self.rendered = {pid: tok.render(p["text"]) for pid, p in self.ctx.prompts.items()}
         provenance = binary_provenance(binary, libs, "SLM_BENCH_EXECUTORCH_MAIN / --runner-bin")
-        provenance.update(runner=self.name, pte=str(pte), tokenizer=str(tokenizer), bytes_pushed=sent + sent_model)
+        provenance.update(
+            runner=self.name, pte=str(pte), tokenizer=str(tokenizer), bytes_pushed=sent + sent_model
+        )
         return provenance
 
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
         q = shlex.quote
         seq_len = input_tokens + self.ctx.max_new_tokens + 16
-        cmd = (f"cd {q(self.folder)} && LD_LIBRARY_PATH={q(self.folder)} {q(self.exe)} --model_path {q(self.pte)} --tokenizer_path {q(self.tokenizer)} "
-               f"--prompt {q(self.rendered[prompt_id])} --temperature 0 --seq_len {seq_len} --max_new_tokens {self.ctx.max_new_tokens}"
-               f"{f' --cpu_threads {self.placement.threads}' if self.placement else ''} </dev/null")
+        cmd = (
+            f"cd {q(self.folder)} && LD_LIBRARY_PATH={q(self.folder)} {q(self.exe)} --model_path {q(self.pte)} --tokenizer_path {q(self.tokenizer)} "
+            f"--prompt {q(self.rendered[prompt_id])} --temperature 0 --seq_len {seq_len} --max_new_tokens {self.ctx.max_new_tokens}"
+            f"{f' --cpu_threads {self.placement.threads}' if self.placement else ''} </dev/null"
+        )
         out = self.shell(self.pinned(cmd), "llama_main", FIX)
         self.note_affinity(out)
-        self.threads_seen = self.placement.threads if self.placement else None  # llama_main prints no thread count: as passed
+        self.threads_seen = (
+            self.placement.threads if self.placement else None
+        )  # llama_main prints no thread count: as passed
         return observer_phases(out)

@@ -74,11 +74,19 @@ class RemoteSession:
         fn = sess.get_function
         self.shape = fn("ffi.Shape")
         self.params = self._upload_weights(order)
-        self._add, self._remove = fn("vm.builtin.kv_state_add_sequence"), fn("vm.builtin.kv_state_remove_sequence")
-        self._begin, self._end = fn("vm.builtin.kv_state_begin_forward"), fn("vm.builtin.kv_state_end_forward")
+        self._add, self._remove = (
+            fn("vm.builtin.kv_state_add_sequence"),
+            fn("vm.builtin.kv_state_remove_sequence"),
+        )
+        self._begin, self._end = (
+            fn("vm.builtin.kv_state_begin_forward"),
+            fn("vm.builtin.kv_state_end_forward"),
+        )
         self._embed = self.vm["embed_tokens"]
         s = self.shape
-        self.kv = self.vm["create_paged_kv_cache"](s(1), s(max_seq_len), s(max_seq_len), s(PAGE_SIZE), s(0))
+        self.kv = self.vm["create_paged_kv_cache"](
+            s(1), s(max_seq_len), s(max_seq_len), s(PAGE_SIZE), s(0)
+        )
         self._tensor = tvm.runtime.tensor
         self._open = False
 
@@ -90,7 +98,9 @@ class RemoteSession:
         from harness.engines.tvm.weights import load_params
 
         update = self.sess.get_function("vm.builtin.tensor_cache.update")
-        for i, name in enumerate(order):  # one tensor at a time: the phone holds at most one extra copy
+        for i, name in enumerate(
+            order
+        ):  # one tensor at a time: the phone holds at most one extra copy
             update(f"param_{i}", load_params(self.bundle / "params", [name], self.device)[0], True)
         params = self.sess.get_function("vm.builtin.param_array_from_cache")("param", len(order))
         self.sess.get_function("vm.builtin.tensor_cache.clear")()  # the Array keeps its tensors
@@ -141,7 +151,9 @@ class TvmRpc(NativeRunner):
         bundle = Path(self.ctx.bundle)
         self.manifest = json.loads((bundle / "manifest.json").read_text())
         if engine_of(self.manifest) != "tvm":
-            raise UserError(f"--runner tvm-rpc runs TVM bundles, not {self.manifest['engine']} ones; use --engine tvm (or --runner llama-bench for llama.cpp)")
+            raise UserError(
+                f"--runner tvm-rpc runs TVM bundles, not {self.manifest['engine']} ones; use --engine tvm (or --runner llama-bench for llama.cpp)"
+            )
         config = json.loads((bundle / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])
         self.eos = set(config.get("eos_token_ids") or [])
@@ -153,12 +165,21 @@ class TvmRpc(NativeRunner):
         self.local_port = self.target.forward(self.port)
         self.rpc = self._connect()
         longest = max(self.ctx.input_lengths.values(), default=0)
-        max_seq = min(longest + self.ctx.max_new_tokens + KV_HEADROOM, int(config["context_window"]))
-        self.ctx.log(f"tvm-rpc: uploading {self.manifest['library']} and {self.manifest.get('weight_bytes', 0) / 1e6:.1f} MB of weights to {self.target.name}")
+        max_seq = min(
+            longest + self.ctx.max_new_tokens + KV_HEADROOM, int(config["context_window"])
+        )
+        self.ctx.log(
+            f"tvm-rpc: uploading {self.manifest['library']} and {self.manifest.get('weight_bytes', 0) / 1e6:.1f} MB of weights to {self.target.name}"
+        )
         self.session = RemoteSession(self.rpc, bundle, max_seq)
         self.rtt_s = self._round_trip()
-        provenance.update(runner=self.name, server_port=self.port, library_sha256=self.manifest["files"][self.manifest["library"]],
-                          rpc_round_trip_s=self.rtt_s, bytes_pushed=provenance.get("bytes_pushed", 0))
+        provenance.update(
+            runner=self.name,
+            server_port=self.port,
+            library_sha256=self.manifest["files"][self.manifest["library"]],
+            rpc_round_trip_s=self.rtt_s,
+            bytes_pushed=provenance.get("bytes_pushed", 0),
+        )
         return provenance
 
     def _server_command(self) -> tuple[str, dict]:
@@ -174,13 +195,18 @@ class TvmRpc(NativeRunner):
             libs = libraries_beside(binary)
             folder, sent = self.target.place({binary.name: binary, **libs}, "tvm-rpc")
             cmd = f"cd {q(folder)} && LD_LIBRARY_PATH={q(folder)} exec ./{q(binary.name)} server --host=127.0.0.1 --port={self.port} --port-end={self.port + 1}"
-            return cmd, {**binary_provenance(binary, libs, "--runner-bin / SLM_BENCH_TVM_RPC"), "bytes_pushed": sent}
+            return cmd, {
+                **binary_provenance(binary, libs, "--runner-bin / SLM_BENCH_TVM_RPC"),
+                "bytes_pushed": sent,
+            }
         python = self._device_python()
         import tvm
 
         # --no-fork: a forked session child inherits a TVM thread pool it cannot use (segfaults on real-size models)
         cmd = f"exec {q(python)} -m tvm.exec.rpc_server --host 127.0.0.1 --port {self.port} --port-end {self.port + 1} --no-fork"
-        return cmd, {"server": f"{python} -m tvm.exec.rpc_server (apache-tvm {tvm.__version__} on the host)"}
+        return cmd, {
+            "server": f"{python} -m tvm.exec.rpc_server (apache-tvm {tvm.__version__} on the host)"
+        }
 
     def _device_python(self) -> str:
         if self.target.local:
@@ -203,7 +229,9 @@ class TvmRpc(NativeRunner):
                 time.sleep(0.5)
         self.close()
         reason = str(last).strip().splitlines()[-1][:160] if last else "no answer"
-        raise UserError(f"the TVM RPC server on {self.target.name} did not answer on port {self.port} within {CONNECT_TIMEOUT_S:.0f} s ({reason}); {FIX}")
+        raise UserError(
+            f"the TVM RPC server on {self.target.name} did not answer on port {self.port} within {CONNECT_TIMEOUT_S:.0f} s ({reason}); {FIX}"
+        )
 
     def _round_trip(self, n: int = 20) -> float:
         """Median time of a trivial remote call: the overhead each RPC call adds to the timings."""
@@ -219,8 +247,10 @@ class TvmRpc(NativeRunner):
         if self.placement is None:
             return
         if self.placement.cores != self.server_cores:
-            raise UserError("--runner tvm-rpc pins its RPC server once, to the first --cores set; sweep --threads within one set, "
-                            "or run each --cores set as its own run")
+            raise UserError(
+                "--runner tvm-rpc pins its RPC server once, to the first --cores set; sweep --threads within one set, "
+                "or run each --cores set as its own run"
+            )
         if self.threads_seen != self.placement.threads:
             self.rpc.get_function("runtime.config_threadpool")(1, self.placement.threads)
             self.threads_seen = int(self.rpc.get_function("runtime.NumThreads")())
@@ -232,7 +262,9 @@ class TvmRpc(NativeRunner):
 
         ids = np.asarray(self.tokenizer.encode_chat(prompt["text"]), dtype=np.int32)
         if len(ids) + self.ctx.max_new_tokens > self.session.max_seq_len:
-            raise RunnerFailed(f"{len(ids)} input + {self.ctx.max_new_tokens} output tokens exceed the KV cache of {self.session.max_seq_len}; use a shorter L")
+            raise RunnerFailed(
+                f"{len(ids)} input + {self.ctx.max_new_tokens} output tokens exceed the KV cache of {self.session.max_seq_len}; use a shorter L"
+            )
         session, out = self.session, []
         try:
             # ---- timed region: RPC calls into the phone's runtime and greedy sampling ----
@@ -243,14 +275,18 @@ class TvmRpc(NativeRunner):
             token = session.greedy(logits)
             t_first = time.perf_counter_ns()
             out.append(token)
-            while len(out) < self.ctx.max_new_tokens and not (self.ctx.mode == "quality" and token in self.eos):
+            while len(out) < self.ctx.max_new_tokens and not (
+                self.ctx.mode == "quality" and token in self.eos
+            ):
                 token = session.greedy(session.decode(token))
                 out.append(token)
             t_last = time.perf_counter_ns()
         except Exception as exc:
             if isinstance(exc, UserError):
                 raise
-            raise RunnerFailed(f"the TVM RPC session with {self.target.name} failed ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}); rerun the same command to resume") from None
+            raise RunnerFailed(
+                f"the TVM RPC session with {self.target.name} failed ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}); rerun the same command to resume"
+            ) from None
         ns = 1e-9
         return Phases(
             prefill_s=(t_prefill_end - t_start) * ns,
@@ -259,7 +295,12 @@ class TvmRpc(NativeRunner):
             output_tokens=len(out),
             input_tokens=len(ids),
             extra={
-                "stamps_ns": {"t_start": t_start, "t_prefill_end": t_prefill_end, "t_first": t_first, "t_last": t_last},
+                "stamps_ns": {
+                    "t_start": t_start,
+                    "t_prefill_end": t_prefill_end,
+                    "t_first": t_first,
+                    "t_last": t_last,
+                },
                 "rpc_round_trip_s": self.rtt_s,
                 "logits_bytes_per_step": int(self.session.config["vocab_size"]) * 4,
                 "output_text": self.tokenizer.decode(out),
@@ -269,8 +310,12 @@ class TvmRpc(NativeRunner):
 
     def close(self) -> dict | None:
         summary = super().close()
-        for step in (lambda: setattr(self, "session", None), lambda: setattr(self, "rpc", None),
-                     lambda: self.target.unforward(self.local_port), lambda: self.server.close()):
+        for step in (
+            lambda: setattr(self, "session", None),
+            lambda: setattr(self, "rpc", None),
+            lambda: self.target.unforward(self.local_port),
+            lambda: self.server.close(),
+        ):
             try:
                 step()
             except Exception:  # noqa: BLE001,S110 - closing what may already be gone

@@ -58,7 +58,12 @@ class PipelineSpec(BaseModel):
 def load_pipeline(path: Path) -> PipelineSpec:
     from harness.yamlfile import load_validated
 
-    return load_validated(Path(path), PipelineSpec, "fix the pipeline file (see examples/slimlm-tiny.yaml)", "fix the pipeline file (see examples/slimlm-tiny.yaml)")
+    return load_validated(
+        Path(path),
+        PipelineSpec,
+        "fix the pipeline file (see examples/slimlm-tiny.yaml)",
+        "fix the pipeline file (see examples/slimlm-tiny.yaml)",
+    )
 
 
 def _rel(path: str | None) -> str | None:
@@ -84,18 +89,33 @@ def run_pipeline(spec: PipelineSpec, out: Path, log: Log = print) -> dict:
     stage = load_stage(spec.stage)
     log(f"pipeline: stage {spec.stage} -> {out / 'train'}")
     model_dir = Path(stage.run(train_cfg, out / "train", log))
-    summary: dict = {"stage": spec.stage, "model_dir": str(model_dir), "training": _provenance(model_dir)}
+    summary: dict = {
+        "stage": spec.stage,
+        "model_dir": str(model_dir),
+        "training": _provenance(model_dir),
+    }
 
     run_dir = benchmark(model_dir, spec.benchmark, out / "runs", log)
     summary["run_dir"] = str(run_dir)
     if spec.evaluate is not None:
         dataset = _rel(spec.evaluate.docassist or train_cfg.get("docassist"))
         if not dataset:
-            raise UserError("the pipeline's evaluate step needs a DocAssist folder; set evaluate.docassist or train.docassist, or set evaluate: null")
-        summary["quality"] = evaluate(str(model_dir), spec.benchmark.quantization, Path(dataset), spec.evaluate, run_dir, log)
+            raise UserError(
+                "the pipeline's evaluate step needs a DocAssist folder; set evaluate.docassist or train.docassist, or set evaluate: null"
+            )
+        summary["quality"] = evaluate(
+            str(model_dir), spec.benchmark.quantization, Path(dataset), spec.evaluate, run_dir, log
+        )
         base = model_dir.with_name(model_dir.name + "-base")
         if spec.evaluate.baseline and base.is_dir():
-            summary["baseline_quality"] = evaluate(str(base), spec.benchmark.quantization, Path(dataset), spec.evaluate, out / "eval-base", log)
+            summary["baseline_quality"] = evaluate(
+                str(base),
+                spec.benchmark.quantization,
+                Path(dataset),
+                spec.evaluate,
+                out / "eval-base",
+                log,
+            )
     (out / "pipeline.json").write_text(json.dumps(summary, indent=1))
     log(f"pipeline: summary in {out / 'pipeline.json'}")
     return summary
@@ -106,8 +126,22 @@ def _provenance(model_dir: Path) -> dict:
     if not path.is_file():
         return {}
     prov = json.loads(path.read_text())
-    keep = ("loss_first", "loss_last", "loss_first10_mean", "loss_last10_mean", "steps", "tokens", "seconds", "optimizer")
-    return {"steps": prov.get("steps"), "phases": {name: {k: ph.get(k) for k in keep} for name, ph in prov.get("phases", {}).items()}}
+    keep = (
+        "loss_first",
+        "loss_last",
+        "loss_first10_mean",
+        "loss_last10_mean",
+        "steps",
+        "tokens",
+        "seconds",
+        "optimizer",
+    )
+    return {
+        "steps": prov.get("steps"),
+        "phases": {
+            name: {k: ph.get(k) for k in keep} for name, ph in prov.get("phases", {}).items()
+        },
+    }
 
 
 def benchmark(model_dir: Path, step: BenchmarkStep, runs: Path, log: Log) -> Path:
@@ -115,8 +149,18 @@ def benchmark(model_dir: Path, step: BenchmarkStep, runs: Path, log: Log) -> Pat
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model=str(model_dir), quantization=step.quantization, target=step.target, device=step.device, tasks=step.tasks,
-                   lengths=step.lengths, repeats=step.repeats, warmup=step.warmup, max_new_tokens=step.max_new_tokens, docs=step.docs)
+    spec = RunSpec(
+        model=str(model_dir),
+        quantization=step.quantization,
+        target=step.target,
+        device=step.device,
+        tasks=step.tasks,
+        lengths=step.lengths,
+        repeats=step.repeats,
+        warmup=step.warmup,
+        max_new_tokens=step.max_new_tokens,
+        docs=step.docs,
+    )
     run_dir = runs / f"{model_dir.name}-{step.quantization}"
     outcome = run_benchmark(spec, run_dir, log=log)
     if outcome.failed:
@@ -124,7 +168,9 @@ def benchmark(model_dir: Path, step: BenchmarkStep, runs: Path, log: Log) -> Pat
     return run_dir
 
 
-def evaluate(model: str, quantization: str, dataset: Path, step: EvaluateStep, out_dir: Path, log: Log) -> dict:
+def evaluate(
+    model: str, quantization: str, dataset: Path, step: EvaluateStep, out_dir: Path, log: Log
+) -> dict:
     """Quality on the DocAssist split with H3's evaluator (``harness.eval``), written beside the
     speed records; returns intent accuracy and average score per task."""
     from harness.engines.tvm.compile import compile_model
@@ -139,10 +185,25 @@ def evaluate(model: str, quantization: str, dataset: Path, step: EvaluateStep, o
     bundle = compile_model(resolve_model(model, log=log), get_preset(quantization), "llvm", log=log)
     generator = BundleGenerator(bundle, max_new_tokens=step.max_new_tokens)
     info = read_run_info(out_dir)
-    records, rows = score(generator.generate, examples, model=model, quantization=quantization, dataset=dataset, split=step.split,
-                          run_id=info.run_id if info is not None else "")
+    records, rows = score(
+        generator.generate,
+        examples,
+        model=model,
+        quantization=quantization,
+        dataset=dataset,
+        split=step.split,
+        run_id=info.run_id if info is not None else "",
+    )
     write_results(out_dir, records, rows)
-    result = {r.task: {"n": r.n, "intent_accuracy": r.intent_accuracy, "avg_score": r.avg_score} for r in records}
-    result["all"] = {"n": len(rows), "intent_accuracy": sum(r["intent_ok"] for r in rows) / len(rows) if rows else None}
-    log(f"quality of {Path(model).name} on {dataset.name}/{step.split}: intent accuracy {result['all']['intent_accuracy']:.2f} over {len(rows)} examples")
+    result = {
+        r.task: {"n": r.n, "intent_accuracy": r.intent_accuracy, "avg_score": r.avg_score}
+        for r in records
+    }
+    result["all"] = {
+        "n": len(rows),
+        "intent_accuracy": sum(r["intent_ok"] for r in rows) / len(rows) if rows else None,
+    }
+    log(
+        f"quality of {Path(model).name} on {dataset.name}/{step.split}: intent accuracy {result['all']['intent_accuracy']:.2f} over {len(rows)} examples"
+    )
     return result

@@ -31,12 +31,16 @@ def imported_after(argv: list[str]) -> list[str]:
         print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["plot", "--help"], ["prompts", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["report", "--help"], ["plot", "--help"], ["prompts", "--help"]]
+)
 def test_help_imports_nothing_heavy(argv):
     assert imported_after(argv) == []
 
@@ -56,8 +60,19 @@ def test_version():
 
 def test_user_error_is_one_line_on_stderr_with_exit_code_2(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "prompts", "show", "--suite", str(tmp_path / "missing.jsonl")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "prompts",
+            "show",
+            "--suite",
+            str(tmp_path / "missing.jsonl"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: prompt suite")
@@ -67,7 +82,9 @@ def test_user_error_is_one_line_on_stderr_with_exit_code_2(tmp_path):
 
 
 def test_lazy_group_imports_on_use_only():
-    group = LazyGroup(name="g", lazy_commands={"hello": ("tests.cli.lazy_target:hello", "Say hello.")})
+    group = LazyGroup(
+        name="g", lazy_commands={"hello": ("tests.cli.lazy_target:hello", "Say hello.")}
+    )
     assert "tests.cli.lazy_target" not in sys.modules
     result = CliRunner().invoke(group, ["--help"])
     assert "Say hello." in result.output

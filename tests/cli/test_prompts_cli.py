@@ -20,7 +20,10 @@ def test_build_writes_the_suite_and_prints_the_table(tmp_path):
 
 def test_show_one_prompt_prints_its_text(tmp_path):
     CliRunner().invoke(cli, ["prompts", "build", "--out", str(tmp_path)])
-    result = CliRunner().invoke(cli, ["prompts", "show", "--suite", str(tmp_path), "--doc", "d01", "--task", "qa", "--L", "400"])
+    result = CliRunner().invoke(
+        cli,
+        ["prompts", "show", "--suite", str(tmp_path), "--doc", "d01", "--task", "qa", "--L", "400"],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("== d01-qa-L400")
     assert "Question:" in result.output
@@ -28,7 +31,9 @@ def test_show_one_prompt_prints_its_text(tmp_path):
 
 def test_show_json_lines(tmp_path):
     CliRunner().invoke(cli, ["prompts", "build", "--out", str(tmp_path)])
-    result = CliRunner().invoke(cli, ["prompts", "show", "--suite", str(tmp_path), "--task", "summ", "--L", "200", "--json"])
+    result = CliRunner().invoke(
+        cli, ["prompts", "show", "--suite", str(tmp_path), "--task", "summ", "--L", "200", "--json"]
+    )
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows and all(r["task"] == "summ" and r["L"] == 200 for r in rows)
 

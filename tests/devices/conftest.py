@@ -22,9 +22,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def adb(server_port: int, *args: str, input: bytes | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run([ADB, "-P", str(server_port), *args], input=input, capture_output=True,
-                          stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout)
+def adb(
+    server_port: int, *args: str, input: bytes | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ADB, "-P", str(server_port), *args],
+        input=input,
+        capture_output=True,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def wait_online(server_port: int, serial: str, timeout: float = 10) -> None:
@@ -57,5 +64,3 @@ def phone(adb_server, tmp_path_factory):
     yield device
     adb(adb_server, "disconnect", device.serial)
     device.stop()
-
-

@@ -12,16 +12,26 @@ from harness.devices.emulated.adbd import EmulatedDevice, load_profile
 from harness.errors import UserError
 from harness.kits.userland import arm64_blocker
 from harness.runners.base import elf_machine
+
 from .conftest import ADB, TIME_SCALE, adb, wait_online
 
 BLOCKER = arm64_blocker()
-pytestmark = [pytest.mark.skipif(ADB is None, reason="Debian's adb is not installed (apt-get install -y adb)"),
-              pytest.mark.skipif(BLOCKER is not None, reason=f"no ARM64 emulation here: {BLOCKER}")]
+pytestmark = [
+    pytest.mark.skipif(
+        ADB is None, reason="Debian's adb is not installed (apt-get install -y adb)"
+    ),
+    pytest.mark.skipif(BLOCKER is not None, reason=f"no ARM64 emulation here: {BLOCKER}"),
+]
 
 
 @pytest.fixture(scope="module")
 def arm_phone(adb_server, tmp_path_factory):
-    device = EmulatedDevice(load_profile("galaxy-s24"), tmp_path_factory.mktemp("arm-phone"), time_scale=TIME_SCALE, arch="aarch64")
+    device = EmulatedDevice(
+        load_profile("galaxy-s24"),
+        tmp_path_factory.mktemp("arm-phone"),
+        time_scale=TIME_SCALE,
+        arch="aarch64",
+    )
     device.start()
     wait_online(adb_server, device.serial)
     yield device
@@ -48,18 +58,33 @@ def run_records(out_dir) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset,activations", [("q0f32", "float32"), ("q4f16_1a8", "int8")])
-def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_server, arm_phone, tmp_path, preset, activations):
+def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
+    adb_server, arm_phone, tmp_path, preset, activations
+):
     """The ARM64 build's greedy tokens equal the host's exactly (16 of them): q0f32, and
     q4f16_1a8, whose int8 matmuls are sdot on ARM and vpmaddubsw on x86 (the same integers)."""
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
     # pinned to the phone's X4 and A720 2.9 GHz cores (cpu7-9) through its own ARM64 taskset
-    spec = RunSpec(model="dummy:tiny-llama", quantization=preset, device=f"adb:{arm_phone.serial}", idle_s=0, tasks=["summ"],
-                   lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=16, cores=["prime+big"])
+    spec = RunSpec(
+        model="dummy:tiny-llama",
+        quantization=preset,
+        device=f"adb:{arm_phone.serial}",
+        idle_s=0,
+        tasks=["summ"],
+        lengths=[200],
+        docs=1,
+        repeats=1,
+        warmup=0,
+        max_new_tokens=16,
+        cores=["prime+big"],
+    )
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     arm = run_benchmark(spec, tmp_path / "arm", **quiet)
-    host = run_benchmark(spec.model_copy(update={"device": "local", "cores": None}), tmp_path / "host", **quiet)
+    host = run_benchmark(
+        spec.model_copy(update={"device": "local", "cores": None}), tmp_path / "host", **quiet
+    )
     assert arm.measured == host.measured == 1
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
     assert on_arm["device"]["machine"] == "aarch64" and on_arm["device"]["emulated"] is True
@@ -68,14 +93,23 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(adb_ser
     assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
     assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
     # read back from the kit's runner: TVM's pool on the ARM side and its /proc/PID/status
-    assert (on_arm["threads"], on_arm["cpu_mask"], on_arm["cpu_list"], on_arm["placement_mismatch"]) == (3, "380", "7-9", None)
+    assert (
+        on_arm["threads"],
+        on_arm["cpu_mask"],
+        on_arm["cpu_list"],
+        on_arm["placement_mismatch"],
+    ) == (3, "380", "7-9", None)
     run_info = json.loads((tmp_path / "arm" / "run.json").read_text())
     assert run_info["deploy"]["bytes_pushed"] > 0
     if activations == "int8":
         assert "sdot" in run_info["bundle"]["kernels_detail"]
     # the kit and the bundle are on the phone now, checked by sha256: nothing is pushed again
     again = run_benchmark(spec, tmp_path / "arm-again", **quiet)
-    assert again.measured == 1 and json.loads((tmp_path / "arm-again" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
+    assert (
+        again.measured == 1
+        and json.loads((tmp_path / "arm-again" / "run.json").read_text())["deploy"]["bytes_pushed"]
+        == 0
+    )
 
 
 def small_kit(tmp_path, contents: dict[str, bytes]) -> dict:
@@ -89,10 +123,15 @@ def small_kit(tmp_path, contents: dict[str, bytes]) -> dict:
         (tmp_path / name / "hello.txt").write_bytes(data)
         paths[name] = tmp_path / f"{name}.tar"
         _write_tar(paths[name], tmp_path / name)
-    return {"layers": {n: file_sha256(p) for n, p in paths.items()}, "paths": {n: str(p) for n, p in paths.items()}}
+    return {
+        "layers": {n: file_sha256(p) for n, p in paths.items()},
+        "paths": {n: str(p) for n, p in paths.items()},
+    }
 
 
-def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(adb_server, arm_phone, tmp_path, monkeypatch):
+def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(
+    adb_server, arm_phone, tmp_path, monkeypatch
+):
     import harness.kits.tvm_kit as tvm_kit
 
     kit = small_kit(tmp_path, {"python": b"py", "site": b"site", "app": b"app v1"})
@@ -102,7 +141,9 @@ def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(adb_s
     dev.clean()
     assert dev.install_kit() == sum((tmp_path / f"{n}.tar").stat().st_size for n in kit["layers"])
     app = arm_phone.root / "data/local/tmp/slm-bench/kit/app"
-    assert (app / "hello.txt").read_text() == "app v1" and (app / ".sha256").read_text().strip() == kit["layers"]["app"]
+    assert (app / "hello.txt").read_text() == "app v1" and (
+        app / ".sha256"
+    ).read_text().strip() == kit["layers"]["app"]
     assert dev.install_kit() == 0  # every layer's marker matches: nothing pushed
     (app / ".sha256").unlink()  # as if the unpack had been interrupted
     assert dev.install_kit() == (tmp_path / "app.tar").stat().st_size  # only that layer again
@@ -121,14 +162,29 @@ def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phon
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model="smollm2-135m-instruct", quantization="q4f16_1", device=f"adb:{arm_phone.serial}", idle_s=0, tasks=["summ"],
-                   lengths=[200], docs=1, repeats=1, warmup=0, max_new_tokens=4)
+    spec = RunSpec(
+        model="smollm2-135m-instruct",
+        quantization="q4f16_1",
+        device=f"adb:{arm_phone.serial}",
+        idle_s=0,
+        tasks=["summ"],
+        lengths=[200],
+        docs=1,
+        repeats=1,
+        warmup=0,
+        max_new_tokens=4,
+    )
     quiet = dict(write_reports=False, log=lambda *_: None, adb_server=f"127.0.0.1:{adb_server}")
     run_benchmark(spec, tmp_path / "arm", **quiet)
     run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
-    assert on_arm["status"] == "ok" and (on_arm["device"]["machine"], on_arm["device"]["emulated"]) == ("aarch64", True)
-    assert on_arm["input_tokens"] == on_host["input_tokens"]  # the same prompt, tokenized on the phone
+    assert on_arm["status"] == "ok" and (
+        on_arm["device"]["machine"],
+        on_arm["device"]["emulated"],
+    ) == ("aarch64", True)
+    assert (
+        on_arm["input_tokens"] == on_host["input_tokens"]
+    )  # the same prompt, tokenized on the phone
     if on_arm["output_ids"] != on_host["output_ids"]:
         assert teacher_forced_agreement(adb_server, arm_phone, tmp_path, on_host) >= 0.9
     else:
@@ -141,14 +197,22 @@ def teacher_forced_agreement(adb_server, arm_phone, tmp_path, host_record: dict)
     from harness.prompts.suite import load_suite
 
     dev = AdbDevice(arm_phone.serial, f"127.0.0.1:{adb_server}")
-    bundle = next((arm_phone.root / "data/local/tmp/slm-bench/bundles").glob("smollm2-135m-instruct-q4f16_1-arm64-linux-*"))
+    bundle = next(
+        (arm_phone.root / "data/local/tmp/slm-bench/bundles").glob(
+            "smollm2-135m-instruct-q4f16_1-arm64-linux-*"
+        )
+    )
     prompt = next(p for p in load_suite() if p.id == host_record["prompt_id"])
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(prompt.model_dump_json() + "\n")
     remote = "/data/local/tmp/slm-bench/bundles/" + bundle.name
-    runner = dev.start_runner(remote, prompts, {}, len(host_record["output_ids"]), "speed", tmp_path / "runner.log")
+    runner = dev.start_runner(
+        remote, prompts, {}, len(host_record["output_ids"]), "speed", tmp_path / "runner.log"
+    )
     try:
-        choices = runner.request({"op": "follow", "prompt_id": prompt.id, "tokens": host_record["output_ids"]})["choices"]
+        choices = runner.request(
+            {"op": "follow", "prompt_id": prompt.id, "tokens": host_record["output_ids"]}
+        )["choices"]
     finally:
         runner.close()
     return sum(a == b for a, b in zip(choices, host_record["output_ids"])) / len(choices)

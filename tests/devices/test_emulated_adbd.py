@@ -18,7 +18,9 @@ import pytest
 
 ADB = shutil.which("adb")
 if ADB is None:
-    pytest.skip("the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True)
+    pytest.skip(
+        "the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True
+    )
 
 import adbutils  # noqa: E402
 
@@ -35,7 +37,11 @@ def device(adb_server, phone):
 
 
 def battery_temp(device) -> int:
-    line = next(l for l in device.shell("dumpsys battery").splitlines() if l.strip().startswith("temperature:"))
+    line = next(
+        l
+        for l in device.shell("dumpsys battery").splitlines()
+        if l.strip().startswith("temperature:")
+    )
     return int(line.split(":")[1])
 
 
@@ -48,7 +54,9 @@ def test_listed_as_a_device_with_the_profile_model(adb_server, phone):
 def test_getprop(device):
     assert device.shell("getprop ro.product.model") == "SM-S921B"
     assert "[ro.product.brand]: [samsung]" in device.shell("getprop").splitlines()
-    assert device.shell("getprop ro.build.version.sdk | tr -d x") == "34"  # the PATH script, through sh
+    assert (
+        device.shell("getprop ro.build.version.sdk | tr -d x") == "34"
+    )  # the PATH script, through sh
     assert "shell_v2" in device.get_features().split(",")
 
 
@@ -63,9 +71,13 @@ def test_shell_v2_exit_codes_and_stderr(adb_server, phone, device):
 
 def test_stdin_reaches_a_running_process(adb_server, phone, device):
     data = bytes(range(256)) * 64
-    real = adb(adb_server, "-s", phone.serial, "shell", "cat", input=data)  # shell v2: stdin, then close-stdin
+    real = adb(
+        adb_server, "-s", phone.serial, "shell", "cat", input=data
+    )  # shell v2: stdin, then close-stdin
     assert real.returncode == 0 and real.stdout == data
-    conn = device.shell("cat", stream=True)  # raw shell: a long-running process echoes what it reads
+    conn = device.shell(
+        "cat", stream=True
+    )  # raw shell: a long-running process echoes what it reads
     try:
         for line in (b"ping\n", b"pong\n"):
             conn.conn.send(line)
@@ -80,7 +92,9 @@ def test_paths_rewritten_into_the_sandbox(phone, device):
     assert (phone.root / "sdcard/models").is_dir()
     device.shell("cp /data/local/tmp/hello.txt /sdcard/models/")
     assert device.shell("cat /storage/emulated/0/models/hello.txt") == "hi"  # the alias of /sdcard
-    assert device.shell("echo /database /data") == f"/database {phone.root}/data"  # whole path words only
+    assert (
+        device.shell("echo /database /data") == f"/database {phone.root}/data"
+    )  # whole path words only
 
 
 def test_sync_push_pull_roundtrip_1mb(device, phone, tmp_path):
@@ -103,14 +117,20 @@ def test_real_adb_push_pull(adb_server, phone, tmp_path):
     payload = os.urandom(3 * (1 << 20) + 17)
     src, back = tmp_path / "weights.bin", tmp_path / "back.bin"
     src.write_bytes(payload)
-    pushed = adb(adb_server, "-s", phone.serial, "push", str(src), "/sdcard/Download/nested/weights.bin")
+    pushed = adb(
+        adb_server, "-s", phone.serial, "push", str(src), "/sdcard/Download/nested/weights.bin"
+    )
     assert pushed.returncode == 0, pushed.stderr.decode()
-    pulled = adb(adb_server, "-s", phone.serial, "pull", "/sdcard/Download/nested/weights.bin", str(back))
+    pulled = adb(
+        adb_server, "-s", phone.serial, "pull", "/sdcard/Download/nested/weights.bin", str(back)
+    )
     assert pulled.returncode == 0, pulled.stderr.decode()
     assert back.read_bytes() == payload
     listing = adb(adb_server, "-s", phone.serial, "ls", "/sdcard/Download/nested").stdout.decode()
     assert "weights.bin" in listing
-    whole = adb(adb_server, "-s", phone.serial, "pull", "/sdcard/Download/nested", str(tmp_path / "dir"))
+    whole = adb(
+        adb_server, "-s", phone.serial, "pull", "/sdcard/Download/nested", str(tmp_path / "dir")
+    )
     assert whole.returncode == 0 and (tmp_path / "dir/weights.bin").read_bytes() == payload
     missing = adb(adb_server, "-s", phone.serial, "pull", "/sdcard/nope.bin", str(tmp_path / "x"))
     assert missing.returncode != 0
@@ -172,16 +192,36 @@ def test_unknown_service_is_refused_and_device_keeps_working(device):
 def test_command_line_device_keeps_storage_across_restarts(adb_server, tmp_path):
     root, port = tmp_path / "phone", free_port()
     serial = f"127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "harness.devices.emulated.adbd", "--profile", "galaxy-s24", "--port", str(port), "--root", str(root)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.devices.emulated.adbd",
+        "--profile",
+        "galaxy-s24",
+        "--port",
+        str(port),
+        "--root",
+        str(root),
+    ]
     for attempt in range(2):
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         try:
             assert b"emulated adbd" in proc.stdout.readline()
             wait_online(adb_server, serial)
             if attempt == 0:
-                assert adb(adb_server, "-s", serial, "shell", "echo kept > /sdcard/note.txt").returncode == 0
+                assert (
+                    adb(
+                        adb_server, "-s", serial, "shell", "echo kept > /sdcard/note.txt"
+                    ).returncode
+                    == 0
+                )
             else:
-                assert adb(adb_server, "-s", serial, "shell", "cat /sdcard/note.txt").stdout == b"kept\n"
+                assert (
+                    adb(adb_server, "-s", serial, "shell", "cat /sdcard/note.txt").stdout
+                    == b"kept\n"
+                )
         finally:
             adb(adb_server, "disconnect", serial)
             proc.terminate()

@@ -15,10 +15,13 @@ import time
 import pytest
 
 from harness.devices.topology import build_topology, parse_cpuinfo
+
 from .conftest import ADB, TIME_SCALE, adb, wait_online
 
 if ADB is None:
-    pytest.skip("the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True)
+    pytest.skip(
+        "the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True
+    )
 
 import adbutils  # noqa: E402
 
@@ -50,14 +53,20 @@ def check_cpuinfo(text: str) -> None:
 def test_cpuinfo_shows_the_profiles_ten_cores(device):
     text = device.shell("cat /proc/cpuinfo")
     check_cpuinfo(text)
-    assert device.shell("grep -c '^processor' /proc/cpuinfo") == "10"  # the sandboxed file, through sh
+    assert (
+        device.shell("grep -c '^processor' /proc/cpuinfo") == "10"
+    )  # the sandboxed file, through sh
 
 
 def test_topology_read_over_adb_is_the_exynos_2400(device):
     freqs = device.shell(f"cat {CPU}/cpu*/cpufreq/cpuinfo_max_freq").split()  # cpu0..cpu9 in order
     max_khz = {i: int(f) for i, f in enumerate(freqs)}
-    topology = build_topology(device.shell(f"cat {CPU}/possible"), device.shell(f"cat {CPU}/online"),
-                              device.shell("cat /proc/cpuinfo"), max_khz)
+    topology = build_topology(
+        device.shell(f"cat {CPU}/possible"),
+        device.shell(f"cat {CPU}/online"),
+        device.shell("cat /proc/cpuinfo"),
+        max_khz,
+    )
     assert topology.clusters == EXYNOS
     assert device.shell(f"cat {CPU}/present {CPU}/cpu9/online").split() == ["0-9", "1"]
     cur = device.shell(f"cat {CPU}/cpu*/cpufreq/scaling_cur_freq").split()
@@ -97,14 +106,18 @@ def test_proc_status_shows_the_phone_cores_of_a_pinned_program(device, phone):
         pid = int(line)
         status = device.shell(f"cat /proc/{pid}/status")
         assert "Cpus_allowed:\t380\n" in status + "\n" and "Cpus_allowed_list:\t7-9" in status
-        assert re.search(r"^Threads:\t1$", status, re.M) and re.search(rf"^Pid:\t{pid}$", status, re.M)
+        assert re.search(r"^Threads:\t1$", status, re.M) and re.search(
+            rf"^Pid:\t{pid}$", status, re.M
+        )
         # as AdbDevice.process_status asks for it
         harness_form = device.shell2(f"cat /proc/{pid}/status 2>/dev/null", v2=True)
         assert "Cpus_allowed_list:\t7-9" in harness_form.stdout
     finally:
         conn.close()
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:  # closing the stream kills it
+    while (
+        os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline
+    ):  # closing the stream kills it
         time.sleep(0.1)
     device.shell("true")  # a command refreshes the phone, which drops records of ended programs
     assert str(pid) not in os.listdir(phone.root / ".emulated/affinity")
@@ -115,14 +128,18 @@ def test_proc_status_shows_the_phone_cores_of_a_pinned_program(device, phone):
 INVALID = "failed to set pid {pid}'s affinity: Invalid argument"
 
 
-@pytest.mark.parametrize("mask,message", [("400", INVALID), ("0", INVALID), ("zz", "bad mask 'zz'")])
+@pytest.mark.parametrize(
+    "mask,message", [("400", INVALID), ("0", INVALID), ("zz", "bad mask 'zz'")]
+)
 def test_bad_masks_are_refused_as_toybox_does(device, mask, message):
     result = device.shell2(f"taskset {mask} true", v2=True)
     assert result.returncode == 1 and result.stdout == ""
     err = result.stderr.strip()
     pid = re.search(r"pid (\d+)", err)[1] if "{pid}" in message else ""
     assert err == "taskset: " + message.format(pid=pid), err
-    assert device.shell2("taskset 7ff true", v2=True).returncode == 0  # the kernel keeps cores 0-9 of it
+    assert (
+        device.shell2("taskset 7ff true", v2=True).returncode == 0
+    )  # the kernel keeps cores 0-9 of it
     absent = device.shell2("taskset -p 999999999", v2=True)
     assert absent.returncode == 1 and "No such process" in absent.stderr
 
@@ -163,13 +180,17 @@ def test_the_arm64_phone_pins_and_shows_the_cpu(arm_device):
     # busybox's ash runs its own applets before PATH: the phone's script must still be the one found
     assert arm_device.shell("type taskset") == "taskset is /.emulated/bin/taskset"
     out = arm_device.shell("uname -m; taskset 380 sh -c 'taskset -p $$'").splitlines()
-    assert out[0] == "aarch64" and re.fullmatch(r"pid \d+'s current affinity mask: 380", out[1]), out
+    assert out[0] == "aarch64" and re.fullmatch(r"pid \d+'s current affinity mask: 380", out[1]), (
+        out
+    )
     conn = arm_device.shell("taskset 380 sh -c 'echo $$; exec sleep 30'", stream=True)
     try:
         line = b""
         while not line.endswith(b"\n"):
             line += conn.read_exact(1)
-        status = arm_device.shell(f"cat /proc/{int(line)}/status")  # no procfs in the chroot: adbd answers
+        status = arm_device.shell(
+            f"cat /proc/{int(line)}/status"
+        )  # no procfs in the chroot: adbd answers
         assert "Cpus_allowed:\t380" in status and "Cpus_allowed_list:\t7-9" in status
     finally:
         conn.close()

@@ -10,7 +10,9 @@ import pytest
 from .conftest import ADB, adb, free_port
 
 if ADB is None:
-    pytest.skip("the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True)
+    pytest.skip(
+        "the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True
+    )
 
 
 def _echo_server() -> tuple[socket.socket, int]:
@@ -59,7 +61,10 @@ def test_forward_pipes_bytes_both_ways(adb_server, phone):
 
 def test_forward_to_a_port_nobody_listens_on_closes_the_socket(adb_server, phone):
     local, dead = free_port(), free_port()
-    assert adb(adb_server, "-s", phone.serial, "forward", f"tcp:{local}", f"tcp:{dead}").returncode == 0
+    assert (
+        adb(adb_server, "-s", phone.serial, "forward", f"tcp:{local}", f"tcp:{dead}").returncode
+        == 0
+    )
     with socket.create_connection(("127.0.0.1", local), timeout=20) as sock:
         assert sock.recv(1) == b""  # the device refused the stream; adb closed our end
     adb(adb_server, "-s", phone.serial, "forward", "--remove", f"tcp:{local}")

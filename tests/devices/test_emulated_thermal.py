@@ -19,14 +19,19 @@ import pytest
 from harness.devices.emulated.adbd import EmulatedDevice, load_profile
 from harness.devices.emulated.services import DeviceState
 from harness.devices.emulated.thermal import DutyCycle, TripPoints
+
 from .conftest import ADB, adb, wait_online
 
 if ADB is None:
-    pytest.skip("the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True)
+    pytest.skip(
+        "the `adb` binary is not installed (apt-get install -y adb)", allow_module_level=True
+    )
 
 import adbutils  # noqa: E402
 
-THERMAL_SPEEDUP = 300.0  # the S24 profile's battery time constant (five device minutes) is one real second
+THERMAL_SPEEDUP = (
+    300.0  # the S24 profile's battery time constant (five device minutes) is one real second
+)
 X4_MAX = 3_207_000  # galaxy-s24's cpu9, kHz
 CUR_FREQ = "/sys/devices/system/cpu/cpu9/cpufreq/scaling_cur_freq"
 BIG_ZONE = "/sys/class/thermal/thermal_zone0/temp"  # THERMAL_ZONES[0]
@@ -61,6 +66,7 @@ def group(pid: int) -> list[psutil.Process]:
 
 def cpu_rate(pid: int, seconds: float) -> float:
     """CPU seconds per second that the process group of ``pid`` used over ``seconds``."""
+
     def spent():
         return sum(sum(p.cpu_times()[:2]) for p in group(pid))
 
@@ -106,7 +112,9 @@ def stopped(pid: int) -> bool:
 
 
 def test_trips_engage_in_turn_and_release_below_the_hysteresis():
-    trips = TripPoints({"throttle": [{"temp_c": 54, "scale": 0.45}, {"temp_c": 46, "scale": 0.7}], "release_c": 6})
+    trips = TripPoints(
+        {"throttle": [{"temp_c": 54, "scale": 0.45}, {"temp_c": 46, "scale": 0.7}], "release_c": 6}
+    )
     assert [trips.update(t) for t in (30, 45.9, 46, 53, 54, 60)] == [1.0, 1.0, 0.7, 0.7, 0.45, 0.45]
     assert [trips.update(t) for t in (48.1, 47.9, 40.1, 39.9, 45)] == [0.45, 0.7, 0.7, 1.0, 1.0]
     assert trips.update(70) == 0.45  # past both at once: both engage
@@ -128,7 +136,9 @@ def test_a_hot_phone_stops_its_programs_in_turn_and_leaves_none_stopped(tmp_path
     busy, idle = state.popen("while :; do :; done", True), state.popen("exec sleep 60", True)
     try:
         assert state.throttle_scale() == 0.45
-        assert state.cur_freq_khz(9) == round(X4_MAX * 0.45) and state.cur_freq_khz(0) == round(1_950_000 * 0.45)
+        assert state.cur_freq_khz(9) == round(X4_MAX * 0.45) and state.cur_freq_khz(0) == round(
+            1_950_000 * 0.45
+        )
         state.refresh()
         assert (tmp_path / CUR_FREQ.lstrip("/")).read_text() == f"{round(X4_MAX * 0.45)}\n"
         wait_for("stopped the idle program", lambda: stopped(idle.pid), timeout=5)
@@ -203,12 +213,17 @@ def test_a_busy_phone_throttles_really_slows_down_and_recovers(adb_server, hot_p
         throttled = share(pid, 2.0)
         assert throttled < 0.85 * unthrottled, (unthrottled, throttled)
         clocks = {read_int(dev, CUR_FREQ) for _ in range(20) if not time.sleep(0.05)}
-        assert clocks <= {round(X4_MAX * 0.7), round(X4_MAX * 0.45)}, clocks  # the trips' levels only
+        assert clocks <= {round(X4_MAX * 0.7), round(X4_MAX * 0.45)}, (
+            clocks
+        )  # the trips' levels only
         assert wait_for("stopped the busy program", lambda: stopped(pid), timeout=5)
         monkeypatch.undo()  # the trips follow the temperature again
     finally:
         conn.close()  # the phone kills the program's group
-    wait_for("ended the busy program", lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    wait_for(
+        "ended the busy program",
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
+    )
     wait_for("recovered the clock", lambda: read_int(dev, CUR_FREQ) == X4_MAX)
     assert read_int(dev, BIG_ZONE) < 40_000  # released 6 C below the first trip
     time.sleep(0.3)
@@ -221,7 +236,10 @@ def test_the_phone_discharges_unless_plugged_in(adb_server, phone, tmp_path):
 
     dumpsys = client(adb_server, phone.serial).shell("dumpsys battery")
     assert "status: 3" in dumpsys and "USB powered: false" in dumpsys
-    assert client(adb_server, phone.serial).shell("cat /sys/class/power_supply/battery/status") == "Discharging"
+    assert (
+        client(adb_server, phone.serial).shell("cat /sys/class/power_supply/battery/status")
+        == "Discharging"
+    )
     assert AdbDevice(phone.serial, f"127.0.0.1:{adb_server}").state().charging is False
     plugged = EmulatedDevice(load_profile("galaxy-s24"), tmp_path / "plugged", charging=True)
     plugged.start()
@@ -259,7 +277,9 @@ def test_thermal_speedup_and_charging_reach_the_phone(monkeypatch):
     result = CliRunner().invoke(emulate, ["--thermal-speedup", "120", "--charging", "--port", "0"])
     assert result.exit_code == 2 and (made[-1]["time_scale"], made[-1]["charging"]) == (120.0, True)
     help_text = CliRunner().invoke(emulate, ["--help"]).output
-    assert "--thermal-speedup N" in help_text and "--charging" in help_text and "throttle" in help_text
+    assert (
+        "--thermal-speedup N" in help_text and "--charging" in help_text and "throttle" in help_text
+    )
 
 
 # -- /proc/stat on the ARM64 phone (its chroot has no procfs) ------------------------------------
@@ -272,7 +292,9 @@ def arm_phone(adb_server, tmp_path_factory):
     blocker = arm64_blocker()
     if blocker:
         pytest.skip(f"no ARM64 emulation here: {blocker}")
-    phone = EmulatedDevice(load_profile("galaxy-s24"), tmp_path_factory.mktemp("arm-stat"), arch="aarch64")
+    phone = EmulatedDevice(
+        load_profile("galaxy-s24"), tmp_path_factory.mktemp("arm-stat"), arch="aarch64"
+    )
     phone.start()
     wait_online(adb_server, phone.serial)
     yield client(adb_server, phone.serial)
@@ -284,13 +306,19 @@ def test_the_arm64_phone_answers_proc_stat(arm_phone):
     from harness.devices.load import parse_counters
 
     assert re.search(r"^cpu  \d+", arm_phone.shell("cat /proc/stat"), re.M)
-    assert arm_phone.shell2("ls /proc/stat", v2=True).returncode != 0  # really no procfs in the chroot
+    assert (
+        arm_phone.shell2("ls /proc/stat", v2=True).returncode != 0
+    )  # really no procfs in the chroot
     conn = arm_phone.shell("taskset 380 sh -c 'echo $$; exec sleep 30'", stream=True)
     try:
         pid = read_pid(conn)
         both = arm_phone.shell(f"cat /proc/stat /proc/{pid}/stat")
-        assert both.startswith("cpu ") and re.search(rf"^{pid} \(.+\) [RS] ", both, re.M), both[-300:]
-        harness_form = arm_phone.shell(f"cat /proc/stat /proc/{pid}/stat 2>/dev/null")  # AdbDevice.cpu_counters
+        assert both.startswith("cpu ") and re.search(rf"^{pid} \(.+\) [RS] ", both, re.M), both[
+            -300:
+        ]
+        harness_form = arm_phone.shell(
+            f"cat /proc/stat /proc/{pid}/stat 2>/dev/null"
+        )  # AdbDevice.cpu_counters
         counters = parse_counters(harness_form)
         assert counters is not None and counters.total > 0 and counters.runner is not None
     finally:

@@ -24,7 +24,9 @@ def test_another_job_on_one_of_two_cores_reads_half():
 
 
 def test_too_short_or_unknown_is_no_answer():
-    assert other_load(counters(0, 0, 0, 0, 0), counters(5, 0, 5, 5, 0)) is None  # 10 ticks: granularity
+    assert (
+        other_load(counters(0, 0, 0, 0, 0), counters(5, 0, 5, 5, 0)) is None
+    )  # 10 ticks: granularity
     assert other_load(parse_counters(STAT.format(u=1, s=1, i=1)), None) is None
     assert parse_counters("no proc here") is None
 
@@ -38,8 +40,16 @@ def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
     from harness.devices.local import LocalDevice
 
     device, lines = LocalDevice(), []
-    busy = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
-            for _ in range(2)]  # both cores of a 2-core host: another job, as a user would start one
+    busy = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nend = time.time() + 3\nwhile time.time() < end: pass",
+            ]
+        )
+        for _ in range(2)
+    ]  # both cores of a 2-core host: another job, as a user would start one
     try:
         time.sleep(0.3)
         assert device_load(device, 0.5) > 0.6

@@ -11,7 +11,17 @@ from harness.errors import UserError
 def test_shipped_profiles_load_and_match():
     profiles = load_profiles()
     assert {"desktop-cpu", "desktop-cuda", "galaxy-s24", "android-emulator"} <= set(profiles)
-    assert match_profile("adb", {"ro.product.brand": "samsung", "ro.product.model": "SM-S921B", "ro.product.cpu.abi": "arm64-v8a"}).name == "galaxy-s24"
+    assert (
+        match_profile(
+            "adb",
+            {
+                "ro.product.brand": "samsung",
+                "ro.product.model": "SM-S921B",
+                "ro.product.cpu.abi": "arm64-v8a",
+            },
+        ).name
+        == "galaxy-s24"
+    )
 
 
 def test_malformed_and_invalid_profiles_are_one_line(tmp_path):
@@ -22,8 +32,12 @@ def test_malformed_and_invalid_profiles_are_one_line(tmp_path):
         load_profiles(bad)
     wrong = tmp_path / "wrong"
     wrong.mkdir()
-    (wrong / "phone.yaml").write_text("name: phone\ndescription: x\nkind: usb\ncompile_target: llvm\n")
-    with pytest.raises(UserError, match=r"phone.yaml: kind: String should match pattern .*; fix the profile"):
+    (wrong / "phone.yaml").write_text(
+        "name: phone\ndescription: x\nkind: usb\ncompile_target: llvm\n"
+    )
+    with pytest.raises(
+        UserError, match=r"phone.yaml: kind: String should match pattern .*; fix the profile"
+    ):
         load_profiles(wrong)
 
 
@@ -31,14 +45,20 @@ def test_every_profile_number_states_its_source_inside_the_project():
     from harness.devices.profiles import PROFILE_DIR
 
     for name, profile in load_profiles().items():
-        for number, source in (("memory_budget_bytes", "memory_budget_source"), ("memory_total_bytes", "memory_total_source"), ("memory_bandwidth_gbps", "bandwidth_source")):
+        for number, source in (
+            ("memory_budget_bytes", "memory_budget_source"),
+            ("memory_total_bytes", "memory_total_source"),
+            ("memory_bandwidth_gbps", "bandwidth_source"),
+        ):
             if getattr(profile, number) is not None:
                 assert getattr(profile, source), f"{name}: {number} has no {source}"
         if profile.memory_budget_bytes and profile.memory_total_bytes:
             assert profile.memory_budget_bytes < profile.memory_total_bytes, name
     for path in PROFILE_DIR.glob("*.yaml"):
         text = path.read_text()
-        assert "shared/" not in text and "/work/" not in text, f"{path.name} cites a file outside the project"
+        assert "shared/" not in text and "/work/" not in text, (
+            f"{path.name} cites a file outside the project"
+        )
 
 
 def test_galaxy_s24_is_an_exynos_2400_with_an_xclipse_gpu_and_8_gb():

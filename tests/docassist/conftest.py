@@ -16,7 +16,9 @@ class ChatServer:
         self.requests: list[dict] = []
         self.failures: list[int] = []  # statuses to answer the next requests with
         self.reply: str | None = None  # a fixed answer to every prompt (e.g. a judge's grade)
-        self.fail_after: int | None = None  # answer 400 to every request after this many (an outage)
+        self.fail_after: int | None = (
+            None  # answer 400 to every request after this many (an outage)
+        )
         self.lock = threading.Lock()
         server = self
 
@@ -27,7 +29,9 @@ class ChatServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                    server.requests.append(
+                        {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+                    )
                     status = server.failures.pop(0) if server.failures else 200
                     if server.fail_after is not None and len(server.requests) > server.fail_after:
                         status = 400
@@ -39,9 +43,24 @@ class ChatServer:
                     if status == 429:
                         self.send_header("Retry-After", "0")
                 else:
-                    answer = server.reply if server.reply is not None else server.answer(body["messages"][-1]["content"])
-                    payload = json.dumps({"object": "chat.completion", "model": body["model"],
-                                          "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]}).encode()
+                    answer = (
+                        server.reply
+                        if server.reply is not None
+                        else server.answer(body["messages"][-1]["content"])
+                    )
+                    payload = json.dumps(
+                        {
+                            "object": "chat.completion",
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": answer},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                        }
+                    ).encode()
                     self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

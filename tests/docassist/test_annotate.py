@@ -5,7 +5,9 @@ from harness.errors import UserError
 
 
 def _annotator(server, tmp_path, **kw):
-    return OpenAIAnnotator(server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01, **kw)
+    return OpenAIAnnotator(
+        server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01, **kw
+    )
 
 
 def test_retries_500_and_429_then_caches_on_disk(chat_server, tmp_path):
@@ -26,7 +28,9 @@ def test_retries_500_and_429_then_caches_on_disk(chat_server, tmp_path):
     assert len(chat_server.requests) == 3
     assert (again.asked, again.cache_hits) == (0, 1)
     # a different request is not served from the cache
-    again.complete("Read the document below and write a concise summary of its main points.\n\nDocument:\nOther.")
+    again.complete(
+        "Read the document below and write a concise summary of its main points.\n\nDocument:\nOther."
+    )
     assert len(chat_server.requests) == 4
 
 
@@ -43,17 +47,28 @@ def test_gives_up_after_retries_and_does_not_retry_client_errors(chat_server, tm
 
 
 def test_unreachable_endpoint_is_a_user_error(tmp_path):
-    annotator = OpenAIAnnotator("http://127.0.0.1:9/v1", None, "m", None, retries=1, backoff_s=0.01, timeout_s=2)
+    annotator = OpenAIAnnotator(
+        "http://127.0.0.1:9/v1", None, "m", None, retries=1, backoff_s=0.01, timeout_s=2
+    )
     with pytest.raises(UserError, match="cannot reach the annotator endpoint"):
         annotator.complete("hello")
 
 
 def test_from_env_needs_a_key_for_the_public_endpoint(monkeypatch, tmp_path):
-    for var in ("SLM_BENCH_ANNOTATOR_URL", "SLM_BENCH_ANNOTATOR_KEY", "OPENAI_API_KEY", "SLM_BENCH_ANNOTATOR_MODEL"):
+    for var in (
+        "SLM_BENCH_ANNOTATOR_URL",
+        "SLM_BENCH_ANNOTATOR_KEY",
+        "OPENAI_API_KEY",
+        "SLM_BENCH_ANNOTATOR_MODEL",
+    ):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(UserError, match="OPENAI_API_KEY"):
         OpenAIAnnotator.from_env(tmp_path)
     monkeypatch.setenv("SLM_BENCH_ANNOTATOR_URL", "http://127.0.0.1:8000/v1/")
     monkeypatch.setenv("SLM_BENCH_ANNOTATOR_MODEL", "qwen-local")
     local = OpenAIAnnotator.from_env(tmp_path)
-    assert (local.url, local.model, local.name) == ("http://127.0.0.1:8000/v1", "qwen-local", "openai:qwen-local")
+    assert (local.url, local.model, local.name) == (
+        "http://127.0.0.1:8000/v1",
+        "qwen-local",
+        "openai:qwen-local",
+    )

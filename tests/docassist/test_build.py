@@ -37,7 +37,9 @@ def test_parse_fractions_and_pick_questions():
             parse_fractions(bad)
     text = "Here are some questions:\n1. What is X?\n2) Why Y?\n- What is X?\n* How does Z work?\n5. Another?"
     assert pick_questions(text) == ["What is X?", "Why Y?", "How does Z work?"]
-    assert pick_questions("### 5. Water Supply\nThe document covers pumps.\n1. Who pays?") == ["Who pays?"]
+    assert pick_questions("### 5. Water Supply\nThe document covers pumps.\n1. Who pays?") == [
+        "Who pays?"
+    ]
 
 
 def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
@@ -45,19 +47,35 @@ def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
     docs.mkdir()
     for name in sorted(p.name for p in corpus_dir().glob("*.md"))[:4]:
         shutil.copy(corpus_dir() / name, docs / name)
-    (docs / "memo.txt").write_text("Memo: the east gate closes at 6 pm from Monday.\nBring your badge.", encoding="utf-8")
+    (docs / "memo.txt").write_text(
+        "Memo: the east gate closes at 6 pm from Monday.\nBring your badge.", encoding="utf-8"
+    )
 
     def annotator():
-        return OpenAIAnnotator(chat_server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01)
+        return OpenAIAnnotator(
+            chat_server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01
+        )
 
     out = tmp_path / "da"
     manifest = build_docassist([docs], out, annotator(), seed=3, fractions=(0.6, 0.2, 0.2))
     assert len(chat_server.requests) == 5 * 5  # summ + qs + 3 qa per document
-    assert manifest["counts"]["docs"] == 5 and manifest["counts"]["fallbacks"] == {"summary": 0, "questions": 0, "answers": 0}
+    assert manifest["counts"]["docs"] == 5 and manifest["counts"]["fallbacks"] == {
+        "summary": 0,
+        "questions": 0,
+        "answers": 0,
+    }
     assert manifest["counts"]["trimmed_loops"] == 0  # well-formed answers are kept as they are
-    assert manifest["annotator"]["name"] == "openai:gpt-4o-mini" and "sk-test" not in json.dumps(manifest)
+    assert manifest["annotator"]["name"] == "openai:gpt-4o-mini" and "sk-test" not in json.dumps(
+        manifest
+    )
     records = [r for s in SPLITS for r in load_split(out, s)]
-    assert sorted(r.doc_id for r in records) == ["d01-report", "d02-email-thread", "d03-meeting-notes", "d04-table-heavy", "memo"]
+    assert sorted(r.doc_id for r in records) == [
+        "d01-report",
+        "d02-email-thread",
+        "d03-meeting-notes",
+        "d04-table-heavy",
+        "memo",
+    ]
     for r in records:
         assert len(r.questions) == 3 and len(r.qa) == 3 and r.summary
         assert all(count_tokens(c) <= 200 for c in r.chunks)
@@ -66,7 +84,10 @@ def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
     assert len(d01.chunks) == 5 and d01.title.startswith("Harlow Valley")
     examples = load_examples(out, d01.split)
     qs = next(e for e in examples if e.id == "d01-report-qs")
-    assert qs.target == "1. What is described in the document?\n2. Which numbers does it give?\n3. Who is responsible?"
+    assert (
+        qs.target
+        == "1. What is described in the document?\n2. Which numbers does it give?\n3. Who is responsible?"
+    )
     assert qs.prompt.endswith(d01.context) and "suggest three questions" in qs.prompt
 
     before = {s: (out / f"{s}.jsonl").read_bytes() for s in SPLITS}
@@ -81,10 +102,14 @@ def test_an_interrupted_build_resumes_without_asking_again(chat_server, tmp_path
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(3):
-        (docs / f"n{i}.txt").write_text(f"Notice {i}: the east gate closes at {i + 5} pm from Monday.", encoding="utf-8")
+        (docs / f"n{i}.txt").write_text(
+            f"Notice {i}: the east gate closes at {i + 5} pm from Monday.", encoding="utf-8"
+        )
 
     def build():
-        annotator = OpenAIAnnotator(chat_server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01)
+        annotator = OpenAIAnnotator(
+            chat_server.url, "sk-test", "gpt-4o-mini", tmp_path / "cache", backoff_s=0.01
+        )
         return build_docassist([docs], tmp_path / "da", annotator, seed=0)
 
     chat_server.fail_after = 7  # the endpoint goes away in the middle of the second document
@@ -93,14 +118,20 @@ def test_an_interrupted_build_resumes_without_asking_again(chat_server, tmp_path
     assert len(chat_server.requests) == 8 and not (tmp_path / "da" / "manifest.json").exists()
     chat_server.fail_after = None
     manifest = build()
-    assert manifest["last_build"] == {"annotator_requests": 8, "annotator_cache_hits": 7}  # 15 answers, 7 kept from before
+    assert manifest["last_build"] == {
+        "annotator_requests": 8,
+        "annotator_cache_hits": 7,
+    }  # 15 answers, 7 kept from before
     assert len(chat_server.requests) == 16
 
 
 def test_missing_questions_are_filled_from_front_matter_then_generic_ones(chat_server, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "a.md").write_text('---\ntitle: "Gate"\nquestion: "When does the east gate close?"\n---\nThe east gate closes at 6 pm.', encoding="utf-8")
+    (docs / "a.md").write_text(
+        '---\ntitle: "Gate"\nquestion: "When does the east gate close?"\n---\nThe east gate closes at 6 pm.',
+        encoding="utf-8",
+    )
     (docs / "b.txt").write_text("The library reopens in June.", encoding="utf-8")
     chat_server.reply = "I am not able to help with that."  # a weak annotator: no questions at all
     annotator = OpenAIAnnotator(chat_server.url, "sk-test", "m", tmp_path / "cache", backoff_s=0.01)
@@ -113,6 +144,9 @@ def test_missing_questions_are_filled_from_front_matter_then_generic_ones(chat_s
 
 def test_lead_paragraph_skips_headings_tables_and_lists():
     text = "# Report\n\n| a | b |\n|---|---|\n\n- item one two three four five six seven\n\n1. Minutes of the previous meeting and matters arising\n2. Budget\n\nThe authority delivered 18.6 billion litres of water in 2023. Leaks fell.\n\nMore."
-    assert lead_paragraph(text) == "The authority delivered 18.6 billion litres of water in 2023. Leaks fell."
+    assert (
+        lead_paragraph(text)
+        == "The authority delivered 18.6 billion litres of water in 2023. Leaks fell."
+    )
     long = "Word " * 50 + "ends here. " + "More words " * 100
     assert lead_paragraph(long).endswith("ends here.")

@@ -34,7 +34,11 @@ def _pdf_with_text(lines: list[str]) -> bytes:
 
 def test_pdf_text_layer_and_title_are_read(tmp_path):
     pdf = tmp_path / "pumps.pdf"
-    pdf.write_bytes(_pdf_with_text(["Pump station 4 moved 12,400 litres per hour.", "Maintenance is due in March."]))
+    pdf.write_bytes(
+        _pdf_with_text(
+            ["Pump station 4 moved 12,400 litres per hour.", "Maintenance is due in March."]
+        )
+    )
     doc = read_document(pdf)
     assert doc.title == "Quarterly Pump Report"
     assert "Pump station 4 moved 12,400 litres per hour." in doc.text
@@ -44,7 +48,10 @@ def test_pdf_text_layer_and_title_are_read(tmp_path):
 
 def test_markdown_front_matter_is_metadata_not_text(tmp_path):
     md = tmp_path / "n.md"
-    md.write_text('---\ntitle: "Site Notes"\nkind: notes\nquestion: "When does the gate close?"\n---\n# Heading\n\nBody text.\n', encoding="utf-8")
+    md.write_text(
+        '---\ntitle: "Site Notes"\nkind: notes\nquestion: "When does the gate close?"\n---\n# Heading\n\nBody text.\n',
+        encoding="utf-8",
+    )
     doc = read_document(md)
     assert doc.title == "Site Notes" and doc.question == "When does the gate close?"
     assert doc.text.startswith("# Heading") and "kind:" not in doc.text

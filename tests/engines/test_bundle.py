@@ -27,9 +27,14 @@ def test_damaged_and_missing_files_are_named(tmp_path):
         write_manifest(work, {"model": "m"})
 
     bundle = build_atomically(tmp_path / "bundle", build)
-    assert set(verify_files(bundle, "rebuild it")["files"]) == {"params/shard_000.bin", "config.json"}
+    assert set(verify_files(bundle, "rebuild it")["files"]) == {
+        "params/shard_000.bin",
+        "config.json",
+    }
     (bundle / "params" / "shard_000.bin").write_bytes(b"\x01" * 64)
-    with pytest.raises(UserError, match=r"shard_000.bin does not match its manifest hash; rebuild it"):
+    with pytest.raises(
+        UserError, match=r"shard_000.bin does not match its manifest hash; rebuild it"
+    ):
         verify_files(bundle, "rebuild it")
     (bundle / "config.json").unlink()
     with pytest.raises(UserError, match=r"config.json is missing; rebuild it"):

@@ -52,7 +52,13 @@ def _compile(tmp_path, monkeypatch, arch: str, target: str, preset: str = "q4f16
     monkeypatch.setenv("SLM_BENCH_CACHE", str(tmp_path / "cache"))
     name = f"tiny-{arch}"
     lines: list[str] = []
-    bundle = compile_model(load_dummy(name, tiny_configs()[name]), get_preset(preset), target, force=True, log=lines.append)
+    bundle = compile_model(
+        load_dummy(name, tiny_configs()[name]),
+        get_preset(preset),
+        target,
+        force=True,
+        log=lines.append,
+    )
     manifest = verify_bundle(bundle)
     assert manifest["target"] == target and manifest["architecture"] == arch
     assert bundle.is_relative_to(tmp_path)
@@ -78,7 +84,11 @@ def _elf_machine(header: bytes) -> int:
 
 def _tar_objects(path) -> dict[str, bytes]:
     with tarfile.open(path, "r:*") as tar:  # tvm.support.tar writes it gzip-compressed
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile() and m.name.endswith(".o")}
+        return {
+            m.name: tar.extractfile(m).read()
+            for m in tar.getmembers()
+            if m.isfile() and m.name.endswith(".o")
+        }
 
 
 @pytest.mark.parametrize("target,arch", list(_matrix()))
@@ -92,19 +102,27 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
         _run_one_step(bundle, vocab)
 
     if target == "arm64-linux":  # a loadable library for the phone kit (run there by tests/devices)
-        assert _elf_machine(lib.read_bytes()[:20]) == EM_AARCH64 and lib.read_bytes()[16] == 3  # ET_DYN
+        assert (
+            _elf_machine(lib.read_bytes()[:20]) == EM_AARCH64 and lib.read_bytes()[16] == 3
+        )  # ET_DYN
 
     if target in ("android-cpu", "opencl"):
         objects = _tar_objects(lib)
         assert objects, f"no objects in {lib.name}"
-        assert {name: _elf_machine(data) for name, data in objects.items()} == {name: EM_AARCH64 for name in objects}
+        assert {name: _elf_machine(data) for name, data in objects.items()} == {
+            name: EM_AARCH64 for name in objects
+        }
 
     if target == "opencl":
         source = (bundle / "model.cl").read_text()
         assert "__kernel" in source
-        assert re.search(r"__kernel void gemv_q4_\d+x\d+_kernel", source)  # our thread-bound matmuls
+        assert re.search(
+            r"__kernel void gemv_q4_\d+x\d+_kernel", source
+        )  # our thread-bound matmuls
         assert re.search(r"__kernel void gemm_q4_\d+x\d+_kernel", source)
-        assert any(b"__kernel" in data for data in _tar_objects(lib).values())  # packed into the tar
+        assert any(
+            b"__kernel" in data for data in _tar_objects(lib).values()
+        )  # packed into the tar
 
     if target == "cuda":
         source = (bundle / "model.cu").read_text()
@@ -124,7 +142,10 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
 def test_gpu_targets_refuse_cpu_only_architectures(tmp_path, monkeypatch, target, arch):
     from harness.errors import UserError
 
-    with pytest.raises(UserError, match=rf"only the engine's CPU attention kernels implement; compile it for a CPU target .* not {target}"):
+    with pytest.raises(
+        UserError,
+        match=rf"only the engine's CPU attention kernels implement; compile it for a CPU target .* not {target}",
+    ):
         _compile(tmp_path, monkeypatch, arch, target)
 
 
@@ -133,7 +154,9 @@ def test_gpu_targets_refuse_cpu_only_architectures(tmp_path, monkeypatch, target
 def test_unquantized_gpu_bundle(tmp_path, monkeypatch, target):
     bundle, _, _ = _compile(tmp_path, monkeypatch, ARCHS[0], target, preset="q0f32")
     source = (bundle / ("model.cl" if target == "opencl" else "model.cu")).read_text()
-    assert re.search(r"gemv_f32_\d+x\d+_kernel", source) and re.search(r"gemm_f32_\d+x\d+_kernel", source)
+    assert re.search(r"gemv_f32_\d+x\d+_kernel", source) and re.search(
+        r"gemm_f32_\d+x\d+_kernel", source
+    )
 
 
 def test_unknown_target_is_a_user_error(tmp_path, monkeypatch):
@@ -144,7 +167,13 @@ def test_unknown_target_is_a_user_error(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SLM_BENCH_CACHE", str(tmp_path))
     with pytest.raises(UserError, match="unknown target"):
-        compile_model(load_dummy("tiny-llama", tiny_configs()["tiny-llama"]), get_preset("q4f16_1"), "vulkan-phone", force=True, log=lambda *_: None)
+        compile_model(
+            load_dummy("tiny-llama", tiny_configs()["tiny-llama"]),
+            get_preset("q4f16_1"),
+            "vulkan-phone",
+            force=True,
+            log=lambda *_: None,
+        )
 
 
 def _serial(func):
@@ -185,7 +214,9 @@ def test_gpu_matmul_kernels_compute_the_product(rows, m, preset):
         weights = [packed["weight"]]
         expected = x @ w.T + b
     assert func.attrs["tirx.is_scheduled"]
-    lib = tvm.tirx.build(tvm.IRModule({"main": _serial(func).with_attr("global_symbol", "main")}), target="llvm")
+    lib = tvm.tirx.build(
+        tvm.IRModule({"main": _serial(func).with_attr("global_symbol", "main")}), target="llvm"
+    )
     dev = tvm.cpu()
     y = tvm.runtime.tensor(np.full((m, n), np.nan, np.float32), dev)
     lib["main"](*[tvm.runtime.tensor(a, dev) for a in (x, *weights, b)], y)

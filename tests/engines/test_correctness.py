@@ -27,7 +27,9 @@ def reference(smollm2):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     _, path = smollm2
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, torch_dtype=torch.float32
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     return model.eval(), tokenizer
 
@@ -70,7 +72,9 @@ def test_tokenizer_rebuilt_from_gguf_matches_reference(smollm2, reference, promp
     bundle = _bundle(smollm2, "q4f16_1")
     ours = ChatTokenizer.from_bundle(bundle)
     _, ref_tok = reference
-    ref_ids = ref_tok.apply_chat_template([{"role": "user", "content": prompt_text}], add_generation_prompt=True, tokenize=True)
+    ref_ids = ref_tok.apply_chat_template(
+        [{"role": "user", "content": prompt_text}], add_generation_prompt=True, tokenize=True
+    )
     if not isinstance(ref_ids, list):  # newer transformers return a BatchEncoding
         ref_ids = ref_ids["input_ids"]
     assert ours.encode_chat(prompt_text) == list(ref_ids)
@@ -94,7 +98,9 @@ def test_q0f32_matches_pytorch_reference(smollm2, reference, prompt_text):
         ours.append(token)
         # Teacher forcing on the reference's token keeps the comparison step-aligned.
         logits = session.decode(ref_tokens[step]).numpy().reshape(-1)
-    print(f"\nq0f32 vs PyTorch: worst max|logit diff| / logit range over {STEPS} steps = {worst:.2e}")
+    print(
+        f"\nq0f32 vs PyTorch: worst max|logit diff| / logit range over {STEPS} steps = {worst:.2e}"
+    )
     assert worst < 1e-3
     assert ours == ref_tokens
 
@@ -113,6 +119,8 @@ def test_q4f16_1_next_token_agreement_is_reported(smollm2, reference, prompt_tex
         agree += int(session.greedy(logits) == ref_tokens[step])
         logits = session.decode(ref_tokens[step])
     rate = agree / STEPS
-    print(f"\nq4f16_1 next-token agreement with the fp32 reference (teacher-forced, {STEPS} steps): {rate:.0%}")
+    print(
+        f"\nq4f16_1 next-token agreement with the fp32 reference (teacher-forced, {STEPS} steps): {rate:.0%}"
+    )
     # The GGUF is already 4-bit (Q4_1); re-quantizing to group-32 symmetric should mostly agree.
     assert rate >= 0.6

@@ -9,7 +9,9 @@ import pytest
 PAGE = 16
 
 
-def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window: int = 0, softcap: float = 0.0):
+def run_decode(
+    h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window: int = 0, softcap: float = 0.0
+):
     import tvm
 
     from harness.engines.tvm.kernels.attention import WINDOWED, decode_paged
@@ -19,18 +21,31 @@ def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window:
     npages = -(-length // PAGE)
     order = rng.permutation(npages + 3)[:npages].astype(np.int32)  # pages scattered in the pool
     pool = rng.standard_normal((npages + 3, 2, h_kv, PAGE, d)).astype(np.float16)
-    pool[order[-1], :, :, length - (npages - 1) * PAGE:] = np.nan  # unwritten slots must not leak
+    pool[order[-1], :, :, length - (npages - 1) * PAGE :] = np.nan  # unwritten slots must not leak
     q = rng.standard_normal((1, h_qo, d)).astype(np.float16)
-    f = decode_paged(h_kv, h_qo, d, "float16", window=window, softcap=softcap).with_attr("global_symbol", "main")
+    f = decode_paged(h_kv, h_qo, d, "float16", window=window, softcap=softcap).with_attr(
+        "global_symbol", "main"
+    )
     lib = tvm.tirx.build(tvm.IRModule({"main": f}), target=resolve("llvm"))
     t = lambda a: tvm.runtime.tensor(a, tvm.cpu())  # noqa: E731
     out, lse = np.zeros((1, h_qo, d), np.float16), np.zeros((1, h_qo), np.float32)
-    args = [t(q), t(pool), t(np.array([0, npages], np.int32)), t(order), t(np.array([length - (npages - 1) * PAGE], np.int32)),
-            t(np.zeros(1, np.int32)), t(np.array([length - 1], np.int32)), t(out), t(lse)]
-    scale = d ** -0.5
+    args = [
+        t(q),
+        t(pool),
+        t(np.array([0, npages], np.int32)),
+        t(order),
+        t(np.array([length - (npages - 1) * PAGE], np.int32)),
+        t(np.zeros(1, np.int32)),
+        t(np.array([length - 1], np.int32)),
+        t(out),
+        t(lse),
+    ]
+    scale = d**-0.5
     lib["main"](*args, 0, 1.0, 10000.0, scale * (WINDOWED if window else 1.0))
     keys = pool[order, 0].transpose(1, 0, 2, 3).reshape(h_kv, -1, d)[:, :length].astype(np.float64)
-    values = pool[order, 1].transpose(1, 0, 2, 3).reshape(h_kv, -1, d)[:, :length].astype(np.float64)
+    values = (
+        pool[order, 1].transpose(1, 0, 2, 3).reshape(h_kv, -1, d)[:, :length].astype(np.float64)
+    )
     group = h_qo // h_kv
     ref, ref_lse = np.zeros((h_qo, d)), np.zeros(h_qo)
     for h in range(h_qo):
@@ -45,7 +60,9 @@ def run_decode(h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window:
     return args[-2].numpy()[0], args[-1].numpy()[0], ref, ref_lse
 
 
-@pytest.mark.parametrize("h_kv,h_qo,d,length", [(3, 9, 64, 200), (2, 14, 64, 37), (4, 4, 32, 5), (1, 3, 16, 300)])
+@pytest.mark.parametrize(
+    "h_kv,h_qo,d,length", [(3, 9, 64, 200), (2, 14, 64, 37), (4, 4, 32, 5), (1, 3, 16, 300)]
+)
 def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
     """GQA groups of 3, 7 and 1, one page or many, a partial last page whose unwritten slots
     hold NaN (scored side by side with the others, masked afterwards); 5 and 37 keys fill fewer

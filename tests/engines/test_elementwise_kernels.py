@@ -11,7 +11,9 @@ def build(func):
 
     from harness.engines.tvm.targets import resolve
 
-    return tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=resolve("llvm"))["main"]
+    return tvm.tirx.build(
+        tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=resolve("llvm")
+    )["main"]
 
 
 def tensors(*arrays):

@@ -19,7 +19,9 @@ def host_target():
     return resolve("llvm")
 
 
-def numpy_a8_matmul(x: np.ndarray, q: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def numpy_a8_matmul(
+    x: np.ndarray, q: np.ndarray, scale: np.ndarray, bias: np.ndarray
+) -> np.ndarray:
     m, k = x.shape
     groups = x.reshape(m, k // GROUP, GROUP).astype(np.float64)
     amax = np.abs(groups).max(axis=2, keepdims=True)
@@ -33,9 +35,14 @@ def numpy_a8_matmul(x: np.ndarray, q: np.ndarray, scale: np.ndarray, bias: np.nd
 def run_kernel(func, x, packed, bias, n):
     import tvm
 
-    lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host_target())
+    lib = tvm.tirx.build(
+        tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host_target()
+    )
     dev = tvm.cpu()
-    args = [tvm.runtime.tensor(a, dev) for a in (x, *packed, bias, np.zeros((x.shape[0], n), np.float32))]
+    args = [
+        tvm.runtime.tensor(a, dev)
+        for a in (x, *packed, bias, np.zeros((x.shape[0], n), np.float32))
+    ]
     lib["main"](*args)
     return args[-1].numpy()
 
@@ -68,12 +75,19 @@ def test_isa_choice_follows_the_target_features():
     def x86(mcpu):
         return isa_for(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
 
-    assert (x86("znver4"), x86("alderlake"), x86("haswell"), x86("x86-64")) == ("avx512-vnni", "avx-vnni", "avx2", None)
+    assert (x86("znver4"), x86("alderlake"), x86("haswell"), x86("x86-64")) == (
+        "avx512-vnni",
+        "avx-vnni",
+        "avx2",
+        None,
+    )
     arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
     assert isa_for(arm) is None
 
 
-@pytest.mark.parametrize("n,k,m", [(32, 64, 1), (48, 96, 1), (32, 64, 7), (48, 160, 70), (32, 64, 13)])
+@pytest.mark.parametrize(
+    "n,k,m", [(32, 64, 1), (48, 96, 1), (32, 64, 7), (48, 160, 70), (32, 64, 13)]
+)
 def test_int8_matmul_matches_numpy(isa, n, k, m):
     """GEMV (m = 1) and GEMM on every ISA the host runs, with row counts that leave tails of the
     4- and 8-row tiles and of the 64-row block."""
@@ -87,15 +101,22 @@ def test_int8_matmul_matches_numpy(isa, n, k, m):
     q, s = quantize_q4(w, "float16")
     ref = numpy_a8_matmul(x, q, s, bias)
     for each in host_isas():
-        ours = run_kernel(q4_matmul_a8(n, k, "float16", "one" if m == 1 else "many", each), x, pack_q4_a8(q, s), bias, n)
+        ours = run_kernel(
+            q4_matmul_a8(n, k, "float16", "one" if m == 1 else "many", each),
+            x,
+            pack_q4_a8(q, s),
+            bias,
+            n,
+        )
         assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max(), each
 
 
 def test_neon_kernels_compile_to_sdot_for_arm64():
     """The ARM build of the same kernels (run under qemu in tests/devices/test_arm64_phone.py)."""
+    import tvm
+
     from harness.engines.tvm.kernels.matmul_int8 import isa_for, q4_matmul_a8
     from harness.engines.tvm.targets import resolve
-    import tvm
 
     target = resolve("arm64-linux")
     assert isa_for(target) == "neon-dot"
@@ -123,4 +144,7 @@ def test_a8_preset_falls_back_to_float_kernels_without_integer_dot_products():
     said = []
     twin = _preset_for(get_preset("q4f16_1a8"), generic, "llvm", said.append)
     assert twin.name == "q4f16_1" and "compiles as q4f16_1" in said[0]
-    assert _preset_for(get_preset("q4f16_1a8"), host_target(), "llvm", said.append).name in ("q4f16_1a8", "q4f16_1")
+    assert _preset_for(get_preset("q4f16_1a8"), host_target(), "llvm", said.append).name in (
+        "q4f16_1a8",
+        "q4f16_1",
+    )

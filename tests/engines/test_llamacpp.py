@@ -47,9 +47,16 @@ def test_fp16_gguf_export_reads_back_as_the_same_model(name, tmp_path):
     back = load_gguf(tmp_path / "m.gguf", name="back")
     original = dict(model.iter_tensors())
     assert set(back.tensors) == set(original)
-    for tensor, values in original.items():  # q/k rows come back in HF order after the llama permutation
-        np.testing.assert_allclose(back.tensors[tensor](), values, atol=2e-3, rtol=1e-3, err_msg=tensor)
-    assert back.config.model_dump(exclude={"norm_eps", "bos_token_id", "eos_token_ids"}) == model.config.model_dump(exclude={"norm_eps", "bos_token_id", "eos_token_ids"})
+    for (
+        tensor,
+        values,
+    ) in original.items():  # q/k rows come back in HF order after the llama permutation
+        np.testing.assert_allclose(
+            back.tensors[tensor](), values, atol=2e-3, rtol=1e-3, err_msg=tensor
+        )
+    assert back.config.model_dump(
+        exclude={"norm_eps", "bos_token_id", "eos_token_ids"}
+    ) == model.config.model_dump(exclude={"norm_eps", "bos_token_id", "eos_token_ids"})
 
 
 def test_an_architecture_llama_cpp_lacks_is_refused(tmp_path):
@@ -68,7 +75,9 @@ def test_llama_cpp_and_tvm_compute_the_same_logits(name):
         engine = get_engine(engine_name)
         session = engine.open_session(engine.build(model, get_preset("q0f32"), "llvm", **QUIET), 64)
         steps = [session.prefill(ids), session.decode(7), session.decode(11)]
-        logits[engine_name] = [np.asarray(s.numpy() if hasattr(s, "numpy") else s).reshape(-1).copy() for s in steps]
+        logits[engine_name] = [
+            np.asarray(s.numpy() if hasattr(s, "numpy") else s).reshape(-1).copy() for s in steps
+        ]
     for ours, theirs in zip(logits["tvm"], logits["llama.cpp"]):
         span = ours.max() - ours.min()
         assert np.abs(ours - theirs).max() < 2e-3 * span  # the fp16 export is the only difference
@@ -81,11 +90,23 @@ def test_a_run_on_llama_cpp_records_the_engine(tmp_path):
     from harness.results.journal import load
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model="dummy:tiny-llama", quantization="q4f16_1", engine="llama.cpp", tasks=["summ"], lengths=[200], repeats=2, warmup=1, max_new_tokens=8, docs=1)
+    spec = RunSpec(
+        model="dummy:tiny-llama",
+        quantization="q4f16_1",
+        engine="llama.cpp",
+        tasks=["summ"],
+        lengths=[200],
+        repeats=2,
+        warmup=1,
+        max_new_tokens=8,
+        docs=1,
+    )
     outcome = run_benchmark(spec, tmp_path / "run", write_reports=False, **QUIET)
     records, problems = load(outcome.out_dir)
     assert not problems and outcome.measured == 2
-    assert {r.engine for r in records} == {"llama.cpp"} and all(r.status == "ok" and r.otps for r in records)
+    assert {r.engine for r in records} == {"llama.cpp"} and all(
+        r.status == "ok" and r.otps for r in records
+    )
     bundle = json.loads((tmp_path / "run" / "run.json").read_text())["bundle"]
     assert bundle["engine"] == "llama.cpp" and "Q4_0" in bundle["quantization_detail"]
 
@@ -105,7 +126,9 @@ def test_quality_generation_runs_on_a_llama_cpp_bundle():
     """slm-bench eval and grid quality generate through whichever engine built the bundle."""
     from harness.eval.generate import BundleGenerator
 
-    bundle = get_engine("llama.cpp").build(resolve_model("smollm2-135m-instruct", **QUIET), get_preset("q4f16_1"), "llvm", **QUIET)
+    bundle = get_engine("llama.cpp").build(
+        resolve_model("smollm2-135m-instruct", **QUIET), get_preset("q4f16_1"), "llvm", **QUIET
+    )
     generator = BundleGenerator(bundle, max_new_tokens=12)
     answer = generator.generate("What is the capital of France? Answer in one word.")
     assert "Paris" in answer and 0 < generator.last_output_tokens <= 12
@@ -124,14 +147,19 @@ def test_a_binding_without_its_library_borrows_the_host_kits(tmp_path, monkeypat
     package.mkdir(parents=True)
     spec = importlib.machinery.ModuleSpec("llama_cpp", None, is_package=True)
     spec.submodule_search_locations = [str(package)]
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec if name == "llama_cpp" else None)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: spec if name == "llama_cpp" else None
+    )
     monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
     monkeypatch.delenv("LLAMA_CPP_LIB_PATH", raising=False)
     kit = tmp_path / "kit" / "bin"
     kit.mkdir(parents=True)
     (kit / "libllama.so").write_bytes(b"")
     monkeypatch.setattr(llamacpp, "built_kit", lambda arch: None)
-    with pytest.raises(UserError, match=r"installed without its llama.cpp library .*; build it: slm-bench kit llama.cpp --arch"):
+    with pytest.raises(
+        UserError,
+        match=r"installed without its llama.cpp library .*; build it: slm-bench kit llama.cpp --arch",
+    ):
         engine._use_harness_built_library()
     monkeypatch.setattr(llamacpp, "built_kit", lambda arch: kit)
     engine._use_harness_built_library()

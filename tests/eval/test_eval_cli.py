@@ -19,8 +19,21 @@ def test_local_annotator_build_then_eval_cli(tmp_path):
         encoding="utf-8",
     )
     data, cache = tmp_path / "da", tmp_path / "cache"
-    build = ["docassist", "build", str(docs), "--out", str(data), "--annotator", "local", "--split", "0,0,1",
-             "--max-new-tokens", "24", "--cache", str(cache)]
+    build = [
+        "docassist",
+        "build",
+        str(docs),
+        "--out",
+        str(data),
+        "--annotator",
+        "local",
+        "--split",
+        "0,0,1",
+        "--max-new-tokens",
+        "24",
+        "--cache",
+        str(cache),
+    ]
     result = CliRunner().invoke(cli, build)
     assert result.exit_code == 0, result.output
     manifest = json.loads((data / "manifest.json").read_text())
@@ -34,8 +47,22 @@ def test_local_annotator_build_then_eval_cli(tmp_path):
     assert "0 requests, 5 cached" in again.output
 
     out = tmp_path / "eval"
-    result = CliRunner().invoke(cli, ["eval", "--model", "smollm2-135m-instruct", "--docassist", str(data), "--out", str(out),
-                                      "--limit", "3", "--max-new-tokens", "24"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--model",
+            "smollm2-135m-instruct",
+            "--docassist",
+            str(data),
+            "--out",
+            str(out),
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "24",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(x) for x in (out / "quality-examples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["gate-summ", "gate-qs", "gate-qa1"]
@@ -45,8 +72,13 @@ def test_local_annotator_build_then_eval_cli(tmp_path):
     quality = [json.loads(x) for x in (out / "quality.jsonl").read_text().splitlines()]
     assert [q["task"] for q in quality] == ["summ", "qs", "qa"]
     for q in quality:
-        assert q["model"] == "smollm2-135m-instruct" and q["quantization"] == "q4f16_1" and q["n"] == 1
-        assert all(0.0 <= q[m] <= 1.0 for m in ("bleu", "rouge1", "rougeL", "sts", "intent_accuracy", "avg_score"))
+        assert (
+            q["model"] == "smollm2-135m-instruct" and q["quantization"] == "q4f16_1" and q["n"] == 1
+        )
+        assert all(
+            0.0 <= q[m] <= 1.0
+            for m in ("bleu", "rouge1", "rougeL", "sts", "intent_accuracy", "avg_score")
+        )
     # same prompt, same greedy decoding, same token cap as the annotation: the summary is reproduced
     assert rows[0]["output"] == record["summary"] and quality[0]["bleu"] == pytest.approx(1.0)
 
@@ -56,6 +88,17 @@ def test_eval_into_a_run_of_another_model_is_refused(measured_run_dir, tmp_path)
     from tests.test_grid import write_docassist
 
     data = write_docassist(tmp_path / "da")
-    result = CliRunner().invoke(cli, ["eval", "--model", "dummy:tiny-qwen2", "--docassist", str(data), "--out", str(measured_run_dir)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--model",
+            "dummy:tiny-qwen2",
+            "--docassist",
+            str(data),
+            "--out",
+            str(measured_run_dir),
+        ],
+    )
     assert result.exit_code != 0
     assert "is a run of dummy:tiny-llama, not dummy:tiny-qwen2" in str(result.exception)

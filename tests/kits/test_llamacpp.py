@@ -29,9 +29,15 @@ def fake_cmake(built: list, fail_step: str | None = None):
     """Stands in for the two cmake steps: the build step leaves what CMake would in build/bin."""
 
     def run(cmd, log_file, step, log):
-        log_file.write_text(log_file.read_text() + f"$ {' '.join(cmd)}\n" if log_file.exists() else f"$ {' '.join(cmd)}\n")
+        log_file.write_text(
+            log_file.read_text() + f"$ {' '.join(cmd)}\n"
+            if log_file.exists()
+            else f"$ {' '.join(cmd)}\n"
+        )
         if step == fail_step:
-            raise UserError(f"llama.cpp {step} failed (exit 2); see the last lines of {log_file} (rerun resumes the build)")
+            raise UserError(
+                f"llama.cpp {step} failed (exit 2); see the last lines of {log_file} (rerun resumes the build)"
+            )
         if step == "build":
             bin_dir = Path(cmd[2]) / "bin"
             bin_dir.mkdir(parents=True, exist_ok=True)
@@ -48,9 +54,18 @@ def test_a_second_call_is_a_cache_hit_and_the_key_follows_the_inputs(cache, monk
     monkeypatch.setattr(llamacpp, "llamacpp_source", lambda log: cache / "src")
     bin_dir = llamacpp.build_llamacpp("x86_64", **QUIET)
     assert len(built) == 1 and bin_dir.parent.name.startswith("llamacpp-x86_64-")
-    assert "--target llama-bench llama-completion llama ggml ggml-base ggml-cpu" in " ".join(built[0])
-    assert sorted(p.name for p in bin_dir.iterdir()) == ["libggml-base.so", "libllama.so", "llama-bench", "llama-completion"]
-    assert not list(cache.glob("kits/*.partial"))  # built aside, renamed into place, work tree removed
+    assert "--target llama-bench llama-completion llama ggml ggml-base ggml-cpu" in " ".join(
+        built[0]
+    )
+    assert sorted(p.name for p in bin_dir.iterdir()) == [
+        "libggml-base.so",
+        "libllama.so",
+        "llama-bench",
+        "llama-completion",
+    ]
+    assert not list(
+        cache.glob("kits/*.partial")
+    )  # built aside, renamed into place, work tree removed
     t0 = time.perf_counter()
     assert llamacpp.build_llamacpp("x86_64", **QUIET) == bin_dir and len(built) == 1
     assert time.perf_counter() - t0 < 1.0
@@ -59,25 +74,49 @@ def test_a_second_call_is_a_cache_hit_and_the_key_follows_the_inputs(cache, monk
     flags = llamacpp.kit_flags("x86_64", "cc", "c++")
     key = llamacpp.kit_key("x86_64", flags, "gcc 12")
     assert llamacpp.kit_key("x86_64", list(flags), "gcc 12") == key
-    assert len({key, llamacpp.kit_key("x86_64", [*flags, "-DGGML_AVX512=ON"], "gcc 12"), llamacpp.kit_key("x86_64", flags, "gcc 13"),
-                llamacpp.kit_key("aarch64", flags, "gcc 12")}) == 4
+    assert (
+        len(
+            {
+                key,
+                llamacpp.kit_key("x86_64", [*flags, "-DGGML_AVX512=ON"], "gcc 12"),
+                llamacpp.kit_key("x86_64", flags, "gcc 13"),
+                llamacpp.kit_key("aarch64", flags, "gcc 12"),
+            }
+        )
+        == 4
+    )
 
 
 def test_a_killed_or_failed_build_never_looks_complete(cache, monkeypatch):
     built = []
     monkeypatch.setattr(llamacpp, "llamacpp_source", lambda log: cache / "src")
     monkeypatch.setattr(llamacpp, "_run", fake_cmake(built, fail_step="build"))
-    with pytest.raises(UserError, match=r"llama.cpp build failed \(exit 2\); see the last lines of .*\.partial/build.log"):
+    with pytest.raises(
+        UserError,
+        match=r"llama.cpp build failed \(exit 2\); see the last lines of .*\.partial/build.log",
+    ):
         llamacpp.build_llamacpp("x86_64", **QUIET)
     (partial,) = cache.glob("kits/llamacpp-x86_64-*.partial")
     assert (partial / "build.log").is_file() and llamacpp.built_kit("x86_64") is None
     monkeypatch.setattr(llamacpp, "_run", fake_cmake(built))  # the rerun resumes in the same folder
     bin_dir = llamacpp.build_llamacpp("x86_64", **QUIET)
-    assert bin_dir.parent == partial.with_name(partial.name.removesuffix(".partial")) and not partial.exists()
+    assert (
+        bin_dir.parent == partial.with_name(partial.name.removesuffix(".partial"))
+        and not partial.exists()
+    )
     assert "$ cmake" in (bin_dir.parent / "build.log").read_text()
-    log_file = partial.parent / "step.log"  # the real step runner: output kept, failure names the log
-    with pytest.raises(UserError, match=r"llama.cpp build failed \(exit 2\); see the last lines of .*step.log"):
-        REAL_RUN(["sh", "-c", "echo '[ 50%] Building C object'; echo boom >&2; exit 2"], log_file, "build", QUIET["log"])
+    log_file = (
+        partial.parent / "step.log"
+    )  # the real step runner: output kept, failure names the log
+    with pytest.raises(
+        UserError, match=r"llama.cpp build failed \(exit 2\); see the last lines of .*step.log"
+    ):
+        REAL_RUN(
+            ["sh", "-c", "echo '[ 50%] Building C object'; echo boom >&2; exit 2"],
+            log_file,
+            "build",
+            QUIET["log"],
+        )
     assert "boom" in log_file.read_text()
 
 
@@ -85,11 +124,16 @@ def test_missing_cross_compiler_and_cmake_are_one_line(cache, tmp_path, monkeypa
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(UserError, match=r"needs the compiler aarch64-linux-gnu-gcc and aarch64-linux-gnu-g\+\+, .*; install it: apt-get install -y gcc-aarch64-linux-gnu g\+\+-aarch64-linux-gnu$"):
+    with pytest.raises(
+        UserError,
+        match=r"needs the compiler aarch64-linux-gnu-gcc and aarch64-linux-gnu-g\+\+, .*; install it: apt-get install -y gcc-aarch64-linux-gnu g\+\+-aarch64-linux-gnu$",
+    ):
         llamacpp.build_llamacpp("aarch64", **QUIET)
     for name in ("cc", "c++"):  # compilers, but no cmake
         (empty / name).symlink_to(shutil.which(name, path="/usr/bin:/bin"))
-    with pytest.raises(UserError, match=r"needs cmake, which is not on PATH; install it: apt-get install -y cmake"):
+    with pytest.raises(
+        UserError, match=r"needs cmake, which is not on PATH; install it: apt-get install -y cmake"
+    ):
         llamacpp.build_llamacpp("x86_64", **QUIET)
     with pytest.raises(UserError, match=r"built for x86_64 or aarch64, not 'riscv64'"):
         llamacpp.kit_flags("riscv64", "cc", "c++")
@@ -104,10 +148,15 @@ def test_the_sdist_is_checked_and_a_failed_download_says_so(cache, monkeypatch):
     assert not (src / llamacpp.SDIST).exists()  # a wrong file is not kept
 
     def no_index(cmd, **kw):
-        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for llama-cpp-python==0.3.36\n")
+        return subprocess.CompletedProcess(
+            cmd, 1, "", "ERROR: No matching distribution found for llama-cpp-python==0.3.36\n"
+        )
 
     monkeypatch.setattr(llamacpp.subprocess, "run", no_index)
-    with pytest.raises(UserError, match=r"could not download llama-cpp-python==0.3.36 with pip \(ERROR: No matching distribution .*\); check network"):
+    with pytest.raises(
+        UserError,
+        match=r"could not download llama-cpp-python==0.3.36 with pip \(ERROR: No matching distribution .*\); check network",
+    ):
         llamacpp.llamacpp_source(**QUIET)
 
 
@@ -116,25 +165,54 @@ def elf_facts(path: Path) -> dict:
     data = path.read_bytes()
     assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1  # 64-bit little-endian
     machine = int.from_bytes(data[18:20], "little")
-    phoff, phentsize, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
-    types = {int.from_bytes(data[phoff + i * phentsize:phoff + i * phentsize + 4], "little") for i in range(phnum)}
+    phoff, phentsize, phnum = (
+        int.from_bytes(data[32:40], "little"),
+        int.from_bytes(data[54:56], "little"),
+        int.from_bytes(data[56:58], "little"),
+    )
+    types = {
+        int.from_bytes(data[phoff + i * phentsize : phoff + i * phentsize + 4], "little")
+        for i in range(phnum)
+    }
     return {"machine": machine, "interp": 3 in types, "dynamic": 2 in types}
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_CROSS, reason="aarch64 cross compiler absent (apt-get install -y gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)")
-@pytest.mark.skipif(QEMU is None, reason="qemu-aarch64-static absent, so an aarch64 binary cannot run here (apt-get install -y qemu-user-static)")
+@pytest.mark.skipif(
+    not HAS_CROSS,
+    reason="aarch64 cross compiler absent (apt-get install -y gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)",
+)
+@pytest.mark.skipif(
+    QEMU is None,
+    reason="qemu-aarch64-static absent, so an aarch64 binary cannot run here (apt-get install -y qemu-user-static)",
+)
 def test_the_aarch64_kit_is_static_and_runs_under_qemu():
     bin_dir = llamacpp.build_llamacpp("aarch64")  # minutes the first time, then cached
     for tool in llamacpp.TOOLS:
         facts = elf_facts(bin_dir / tool)
-        assert facts == {"machine": 0xB7, "interp": False, "dynamic": False}, tool  # AArch64, no loader, no .so
-    assert sorted(p.name for p in bin_dir.iterdir()) == sorted(llamacpp.TOOLS)  # nothing else to push
+        assert facts == {"machine": 0xB7, "interp": False, "dynamic": False}, (
+            tool
+        )  # AArch64, no loader, no .so
+    assert sorted(p.name for p in bin_dir.iterdir()) == sorted(
+        llamacpp.TOOLS
+    )  # nothing else to push
     if shutil.which("file"):
-        described = subprocess.run(["file", "-b", str(bin_dir / "llama-bench")], capture_output=True, text=True).stdout
+        described = subprocess.run(
+            ["file", "-b", str(bin_dir / "llama-bench")], capture_output=True, text=True
+        ).stdout
         assert "ARM aarch64" in described and "statically linked" in described
     # neoverse-n1: Armv8.2-A + dotprod + fp16, the floor the kit targets (and the emulated phone's CPU)
-    bench = subprocess.run([QEMU, "-cpu", "neoverse-n1", str(bin_dir / "llama-bench"), "--help"], capture_output=True, text=True, timeout=120)
+    bench = subprocess.run(
+        [QEMU, "-cpu", "neoverse-n1", str(bin_dir / "llama-bench"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bench.returncode == 0 and "usage:" in bench.stdout and "-d, --n-depth" in bench.stdout
-    version = subprocess.run([QEMU, "-cpu", "neoverse-n1", str(bin_dir / "llama-completion"), "--version"], capture_output=True, text=True, timeout=120)
+    version = subprocess.run(
+        [QEMU, "-cpu", "neoverse-n1", str(bin_dir / "llama-completion"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert version.returncode == 0 and "llama-cpp-python-0.3.36" in version.stdout + version.stderr

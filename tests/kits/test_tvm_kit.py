@@ -16,7 +16,9 @@ def test_a_layer_tar_depends_only_on_its_contents(tmp_path):
         (tmp_path / name / "pkg" / "mod.py").write_text("x = 1\n")
         os.utime(tmp_path / name / "pkg" / "mod.py", (time.time() - 1000 * (name == "b"),) * 2)
         tvm_kit._write_tar(tmp_path / f"{name}.tar", tmp_path / name)
-    assert file_sha256(tmp_path / "a.tar") == file_sha256(tmp_path / "b.tar")  # times and owners do not count
+    assert file_sha256(tmp_path / "a.tar") == file_sha256(
+        tmp_path / "b.tar"
+    )  # times and owners do not count
 
 
 def test_the_app_layer_is_cached_by_source_and_old_ones_are_pruned(tmp_path):
@@ -31,13 +33,17 @@ def test_the_app_layer_is_cached_by_source_and_old_ones_are_pruned(tmp_path):
 
     with tarfile.open(layer) as tar:
         names = set(tar.getnames())
-    assert "harness/runner.py" in names and any(n.startswith("harness/__pycache__/runner.cpython-311") for n in names)
+    assert "harness/runner.py" in names and any(
+        n.startswith("harness/__pycache__/runner.cpython-311") for n in names
+    )
 
 
 def test_the_phone_starts_the_kits_python_through_its_own_loader():
     kit = "/data/local/tmp/slm-bench/kit"
     command = tvm_kit.python_command(kit)
-    assert command.startswith(f"{kit}/python/lib/ld-linux-aarch64.so.1 --library-path {kit}/python/lib:")
+    assert command.startswith(
+        f"{kit}/python/lib/ld-linux-aarch64.so.1 --library-path {kit}/python/lib:"
+    )
     assert command.endswith(f"{kit}/python/bin/python3.11")
     env = tvm_kit.runner_env(kit)
     assert env["TVM_USE_RUNTIME_LIB"] == "1" and env["PYTHONHOME"] == f"{kit}/python"

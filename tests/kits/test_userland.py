@@ -24,11 +24,19 @@ def test_without_qemu_the_fix_is_the_package(monkeypatch):
 
 
 def test_emulate_arm64_refuses_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(userland, "arm64_blocker", lambda: "qemu-user is not installed; install it: apt-get install -y qemu-user-static")
-    result = CliRunner().invoke(cli, ["devices", "emulate", "--arch", "arm64", "--port", "0", "--root", str(tmp_path / "p")])
+    monkeypatch.setattr(
+        userland,
+        "arm64_blocker",
+        lambda: "qemu-user is not installed; install it: apt-get install -y qemu-user-static",
+    )
+    result = CliRunner().invoke(
+        cli, ["devices", "emulate", "--arch", "arm64", "--port", "0", "--root", str(tmp_path / "p")]
+    )
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines == ["error: the emulated ARM64 phone: qemu-user is not installed; install it: apt-get install -y qemu-user-static"]
+    assert lines == [
+        "error: the emulated ARM64 phone: qemu-user is not installed; install it: apt-get install -y qemu-user-static"
+    ]
 
 
 def test_the_debian_mirror_comes_from_the_user_or_apt(monkeypatch, tmp_path):
@@ -42,6 +50,10 @@ def test_the_debian_mirror_comes_from_the_user_or_apt(monkeypatch, tmp_path):
     ubuntu = tmp_path / "sources.list"
     ubuntu.write_text("deb http://archive.invalid/ubuntu noble main\n")
     real_path = userland.Path
-    monkeypatch.setattr(userland, "Path", lambda p: ubuntu if p == "/etc/apt/sources.list" else real_path(tmp_path / "none"))
+    monkeypatch.setattr(
+        userland,
+        "Path",
+        lambda p: ubuntu if p == "/etc/apt/sources.list" else real_path(tmp_path / "none"),
+    )
     with pytest.raises(UserError, match="set SLM_BENCH_DEBIAN_MIRROR"):
         userland._mirror()

@@ -11,9 +11,19 @@ from harness.models.catalog import describe, load_catalog, packed_bytes
 from harness.models.resolve import resolve_model
 
 STUDY_MODELS = {
-    "smollm-135m-instruct", "smollm-360m-instruct", "smollm2-135m-instruct", "smollm2-360m-instruct",
-    "qwen2-0.5b-instruct", "qwen2-1.5b-instruct", "llama-3.2-1b-instruct", "llama-3.2-3b-instruct",
-    "gemma-2-2b-it", "phi-3-mini-4k-instruct", "phi-3.5-mini-instruct", "mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct",
+    "smollm-135m-instruct",
+    "smollm-360m-instruct",
+    "smollm2-135m-instruct",
+    "smollm2-360m-instruct",
+    "qwen2-0.5b-instruct",
+    "qwen2-1.5b-instruct",
+    "llama-3.2-1b-instruct",
+    "llama-3.2-3b-instruct",
+    "gemma-2-2b-it",
+    "phi-3-mini-4k-instruct",
+    "phi-3.5-mini-instruct",
+    "mistral-7b-instruct-v0.3",
+    "llama-3.1-8b-instruct",
 }
 
 
@@ -61,7 +71,10 @@ def test_unsupported_architecture_fails_clearly(monkeypatch):
 
     monkeypatch.delitem(registry.ARCHITECTURES, "phi3")  # as if the engine had no Phi-3 module
     assert describe(load_catalog()["phi-3.5-mini-instruct"])["supported"] is False
-    with pytest.raises(UserError, match=r"phi-3.5-mini-instruct: architecture 'phi3' is not supported by the engine yet"):
+    with pytest.raises(
+        UserError,
+        match=r"phi-3.5-mini-instruct: architecture 'phi3' is not supported by the engine yet",
+    ):
         resolve_model("phi-3.5-mini-instruct", log=lambda *_: None)
 
 
@@ -85,8 +98,21 @@ def test_catalog_model_without_weights_runs_labelled_dummy(tmp_path):
     from harness.results.journal import load
     from harness.results.schema import RunSpec
 
-    spec = RunSpec(model="smollm-135m-instruct", quantization="q4f16_1", tasks=["qs"], lengths=[200], repeats=1, warmup=0, max_new_tokens=4, docs=1)
+    spec = RunSpec(
+        model="smollm-135m-instruct",
+        quantization="q4f16_1",
+        tasks=["qs"],
+        lengths=[200],
+        repeats=1,
+        warmup=0,
+        max_new_tokens=4,
+        docs=1,
+    )
     out = run_benchmark(spec, tmp_path / "run", log=lambda *_: None, write_reports=False)
     (record,), _ = load(out.out_dir)
-    assert record.weights == "dummy" and record.input_tokenizer == "cl100k" and record.params == 134_515_008
+    assert (
+        record.weights == "dummy"
+        and record.input_tokenizer == "cl100k"
+        and record.params == 134_515_008
+    )
     assert record.output_text is None  # dummy weights say nothing worth reading

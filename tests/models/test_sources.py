@@ -14,23 +14,72 @@ from harness.models.sources.dummy import hf_shapes, load_dummy
 from harness.models.sources.hf_dir import load_hf_dir, save_hf_dir
 
 # Public configs (Hugging Face model cards' config.json) with their published parameter counts.
-SMOLLM2_135M = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152, "max_position_embeddings": 8192, "rope_theta": 100000.0, "tie_word_embeddings": True}
-QWEN2_05B = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "rope_theta": 1000000.0, "tie_word_embeddings": True}
-LLAMA32_1B = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "max_position_embeddings": 131072, "rope_theta": 500000.0, "tie_word_embeddings": True, "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+SMOLLM2_135M = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "rope_theta": 100000.0,
+    "tie_word_embeddings": True,
+}
+QWEN2_05B = {
+    "model_type": "qwen2",
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": True,
+}
+LLAMA32_1B = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "tie_word_embeddings": True,
+    "rope_scaling": {
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+}
 
 
-@pytest.mark.parametrize("hf, published", [(SMOLLM2_135M, 134_515_008), (QWEN2_05B, 494_032_768), (LLAMA32_1B, 1_235_814_400)])
+@pytest.mark.parametrize(
+    "hf, published",
+    [(SMOLLM2_135M, 134_515_008), (QWEN2_05B, 494_032_768), (LLAMA32_1B, 1_235_814_400)],
+)
 def test_parameter_count_from_config_matches_published(hf, published):
     assert config_from_hf(hf).param_count() == published
 
 
 def test_unknown_architecture_is_named(tmp_path):
-    with pytest.raises(UserError, match=r"model_type 'gpt_neox' is not supported; supported: .*llama"):
+    with pytest.raises(
+        UserError, match=r"model_type 'gpt_neox' is not supported; supported: .*llama"
+    ):
         config_from_hf({"model_type": "gpt_neox"}, tmp_path / "config.json")
 
 
 def test_unknown_model_name_lists_what_exists():
-    with pytest.raises(UserError, match=r"model 'no-such-model' not found: not a built-in name \(smollm2-135m-instruct"):
+    with pytest.raises(
+        UserError,
+        match=r"model 'no-such-model' not found: not a built-in name \(smollm2-135m-instruct",
+    ):
         resolve_model("no-such-model")
 
 
@@ -46,7 +95,16 @@ def test_missing_and_garbage_gguf(tmp_path):
 def _tiny_hf_dir(tmp_path, arch="llama"):
     cfg = tiny_configs()[f"tiny-{arch}"]
     model = load_dummy("t", cfg)
-    hf = {"model_type": arch, "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads, "vocab_size": cfg.vocab_size, "tie_word_embeddings": True}
+    hf = {
+        "model_type": arch,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "vocab_size": cfg.vocab_size,
+        "tie_word_embeddings": True,
+    }
     save_hf_dir(tmp_path / "m", hf, dict(model.iter_tensors()))
     return tmp_path / "m"
 
@@ -64,7 +122,10 @@ def test_truncated_safetensors_names_file_and_tensor(tmp_path):
     path = _tiny_hf_dir(tmp_path)
     st = path / "model.safetensors"
     st.write_bytes(st.read_bytes()[:-100])
-    with pytest.raises(UserError, match=r"model.safetensors: tensor \S+ runs past the end of the file \(truncated\)"):
+    with pytest.raises(
+        UserError,
+        match=r"model.safetensors: tensor \S+ runs past the end of the file \(truncated\)",
+    ):
         load_hf_dir(path)
 
 
@@ -87,7 +148,10 @@ def test_wrong_shape_names_the_tensor(tmp_path):
 
     model = load_dummy("t", tiny_configs()["tiny-llama"])
     model.tensors["model.layers.0.self_attn.o_proj.weight"] = lambda: np.zeros((3, 3), np.float32)
-    with pytest.raises(UserError, match=r"tensor model.layers.0.self_attn.o_proj.weight has shape \(3, 3\), expected \(64, 64\)"):
+    with pytest.raises(
+        UserError,
+        match=r"tensor model.layers.0.self_attn.o_proj.weight has shape \(3, 3\), expected \(64, 64\)",
+    ):
         list(convert(model, get_preset("q4f16_1")))
 
 

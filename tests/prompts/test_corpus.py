@@ -33,7 +33,9 @@ def test_real_document_is_valid_and_long_enough(path: Path):
     # An unfinished document fails here, by name, instead of being skipped.
     doc = load_document(path)
     tokens = count_tokens(doc.body)
-    assert tokens >= MIN_DOC_TOKENS, f"{path.name}: body has {tokens} cl100k tokens, needs >= {MIN_DOC_TOKENS}"
+    assert tokens >= MIN_DOC_TOKENS, (
+        f"{path.name}: body has {tokens} cl100k tokens, needs >= {MIN_DOC_TOKENS}"
+    )
 
 
 def test_doc_id_is_the_prefix():

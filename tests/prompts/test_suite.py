@@ -60,7 +60,9 @@ def test_lengths_are_200k_and_counts_are_fresh_reencodings(suite):
     for r in suite:
         assert r.L == 200 * r.k
         assert r.context_tokens == len(enc.encode(r.context)), r.id
-        assert abs(r.context_tokens - r.L) <= 3, r.id  # re-encoding differs by a token or two at most
+        assert abs(r.context_tokens - r.L) <= 3, (
+            r.id
+        )  # re-encoding differs by a token or two at most
 
 
 def test_contexts_are_growing_prefixes_without_broken_characters(suite):
@@ -115,7 +117,10 @@ def test_write_and_load_roundtrip(suite, tmp_path):
     assert meta["hash"] == suite[0].prompt_set_hash
     assert meta["counts"]["prompts"] == len(suite)
     assert meta["counts"]["docs"] == len(CORPUS_IDS)
-    assert meta["tokenizer"]["bpe_sha256"] == "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+    assert (
+        meta["tokenizer"]["bpe_sha256"]
+        == "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+    )
 
 
 def test_load_refuses_a_corrupt_line_naming_it(suite, tmp_path):
@@ -144,7 +149,9 @@ def test_missing_suite_says_how_to_build_it(tmp_path):
 def test_select(suite):
     first_two = CORPUS_IDS[:2]
     picked = select(suite, tasks=["qa"], lengths=[200, 1000], docs=2)
-    assert {(r.doc_id, r.task, r.L) for r in picked} == {(d, "qa", n) for d in first_two for n in (200, 1000)}
+    assert {(r.doc_id, r.task, r.L) for r in picked} == {
+        (d, "qa", n) for d in first_two for n in (200, 1000)
+    }
     assert select(suite, docs=[CORPUS_IDS[-1]]) == [r for r in suite if r.doc_id == CORPUS_IDS[-1]]
     assert select(suite) == suite
     with pytest.raises(UserError, match="unknown L 300"):
@@ -168,7 +175,9 @@ def test_short_document_is_named(tmp_path):
 
 def test_committed_suite_matches_the_corpus(suite):
     jsonl, _ = suite_paths()
-    assert jsonl.is_file(), f"{jsonl} is missing; build it with `slm-bench prompts build` and commit it"
+    assert jsonl.is_file(), (
+        f"{jsonl} is missing; build it with `slm-bench prompts build` and commit it"
+    )
     # Whole records, not just the hash: a change to the construction code must show up too.
     assert load_suite(jsonl) == suite, (
         f"{jsonl.name} is stale (corpus, templates or construction changed); "

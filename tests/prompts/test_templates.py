@@ -27,7 +27,11 @@ def test_qa_without_question_is_a_user_error():
 
 @pytest.mark.parametrize(
     "qa_template, message",
-    [("Answer: {question}", r"\{context\}"), ("{context} {question} {extra}", "extra"), ("{context}", r"\{question\}")],
+    [
+        ("Answer: {question}", r"\{context\}"),
+        ("{context} {question} {extra}", "extra"),
+        ("{context}", r"\{question\}"),
+    ],
     ids=["no-context", "unknown-placeholder", "qa-without-question"],
 )
 def test_bad_templates_are_refused(tmp_path, qa_template, message):
@@ -58,7 +62,9 @@ def test_a_question_template_with_a_context_is_refused(tmp_path):
         "qa: {description: a, template: '{context} {question}'}\n"
         "question: {description: o, template: '{context} {question}'}\n"
     )
-    with pytest.raises(UserError, match=r"'question' template \(no document\) must use exactly \{question\}"):
+    with pytest.raises(
+        UserError, match=r"'question' template \(no document\) must use exactly \{question\}"
+    ):
         load_templates(path)
 
 

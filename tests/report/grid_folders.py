@@ -19,20 +19,45 @@ DEVICE = DeviceInfo(serial="local", model="test desktop")
 
 def write_cell(grid: Path, model: str, params: int, otps: float = 20.0, repeats: int = 2) -> Path:
     """One cell: ``repeats`` measured requests per L, OTPS ``otps``, named by its run id."""
-    spec = RunSpec(model=model, quantization="q4f16_1", tasks=["summ"], lengths=list(LENGTHS), repeats=repeats,
-                   warmup=0, docs=1)
+    spec = RunSpec(
+        model=model,
+        quantization="q4f16_1",
+        tasks=["summ"],
+        lengths=list(LENGTHS),
+        repeats=repeats,
+        warmup=0,
+        docs=1,
+    )
     run_id = run_id_for(spec)
     journal = Journal(grid / run_id)
     journal.write_run_info(RunInfo(run_id=run_id, spec=spec, device=DEVICE))
     for length in LENGTHS:
         for repeat in range(repeats):
             prefill_s = length / 2000
-            journal.append(Record(
-                model=model, params=params, quantization="q4f16_1", engine="tvm", target="llvm", device=DEVICE,
-                prompt_id=f"d01-summ-L{length}", task="summ", L=length, repeat=repeat, run_id=run_id,
-                input_tokens=length, output_tokens=9, prefill_s=prefill_s, ttft_s=prefill_s + 0.05,
-                decode_s=8 / otps, itps=2000.0, otps=otps, runtime_s=prefill_s + 8 / otps, peak_mem_bytes=params,
-            ))
+            journal.append(
+                Record(
+                    model=model,
+                    params=params,
+                    quantization="q4f16_1",
+                    engine="tvm",
+                    target="llvm",
+                    device=DEVICE,
+                    prompt_id=f"d01-summ-L{length}",
+                    task="summ",
+                    L=length,
+                    repeat=repeat,
+                    run_id=run_id,
+                    input_tokens=length,
+                    output_tokens=9,
+                    prefill_s=prefill_s,
+                    ttft_s=prefill_s + 0.05,
+                    decode_s=8 / otps,
+                    itps=2000.0,
+                    otps=otps,
+                    runtime_s=prefill_s + 8 / otps,
+                    peak_mem_bytes=params,
+                )
+            )
     return grid / run_id
 
 

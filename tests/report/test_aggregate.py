@@ -5,16 +5,35 @@ import math
 import pytest
 
 from harness.errors import UserError
-from harness.report.aggregate import load_runs, measured, summarize, summarize_overall, summary_table
+from harness.report.aggregate import (
+    load_runs,
+    measured,
+    summarize,
+    summarize_overall,
+    summary_table,
+)
 from harness.results.journal import Journal
 from harness.results.schema import DeviceInfo, Record, RunInfo, RunSpec
 
 
 def make_record(task: str, length: int, otps: float, **changes) -> Record:
     values = dict(
-        model="m", params=1000, quantization="q4", engine="tvm", target="android", prompt_id=f"d01-{task}-L{length}",
-        task=task, L=length, input_tokens=length + 10, output_tokens=33, prefill_s=0.1, ttft_s=0.2,
-        runtime_s=1.0, itps=100.0, otps=otps, device=DeviceInfo(serial="abc", model="Pixel 8"),
+        model="m",
+        params=1000,
+        quantization="q4",
+        engine="tvm",
+        target="android",
+        prompt_id=f"d01-{task}-L{length}",
+        task=task,
+        L=length,
+        input_tokens=length + 10,
+        output_tokens=33,
+        prefill_s=0.1,
+        ttft_s=0.2,
+        runtime_s=1.0,
+        itps=100.0,
+        otps=otps,
+        device=DeviceInfo(serial="abc", model="Pixel 8"),
     )
     values.update(changes)
     return Record(**values)
@@ -68,5 +87,7 @@ def test_missing_run_dir_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_runs([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match=r"neither a run \(run.json, records.jsonl\) nor run folders"):
+    with pytest.raises(
+        UserError, match=r"neither a run \(run.json, records.jsonl\) nor run folders"
+    ):
         load_runs([tmp_path / "empty"])

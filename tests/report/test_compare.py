@@ -19,8 +19,14 @@ from tests.report.test_noise import record, write_run
 
 
 def run(folder, otps: float, tasks=("summ", "qa"), model: str = "m"):
-    return write_run(folder, [record(200, otps, i, task=task, prompt_id=f"d01-{task}-L200", model=model)
-                              for task in tasks for i in range(3)])
+    return write_run(
+        folder,
+        [
+            record(200, otps, i, task=task, prompt_id=f"d01-{task}-L200", model=model)
+            for task in tasks
+            for i in range(3)
+        ],
+    )
 
 
 @pytest.fixture
@@ -46,10 +52,14 @@ def test_a_3x_decode_regression_is_flagged(baseline_and_regressed):
     baseline, regressed = baseline_and_regressed
     comparison = compare_runs([baseline], [regressed])
     assert len(comparison.cells) == 2  # summ and qa at L=200
-    assert comparison.cells["otps_slowdown_pct"].tolist() == [pytest.approx(200.0)] * 2  # 30 -> 10 tok/s
+    assert (
+        comparison.cells["otps_slowdown_pct"].tolist() == [pytest.approx(200.0)] * 2
+    )  # 30 -> 10 tok/s
     assert comparison.cells["otps_ratio"].tolist() == [pytest.approx(1 / 3)] * 2
     assert comparison.cells["itps_ratio"].tolist() == [pytest.approx(1.0)] * 2  # prefill untouched
-    result = CliRunner().invoke(cli, ["compare", str(baseline), str(regressed), "--fail-above", "25"])
+    result = CliRunner().invoke(
+        cli, ["compare", str(baseline), str(regressed), "--fail-above", "25"]
+    )
     assert result.exit_code == 1, result.output
     assert "REGRESSION" in result.output and "otps" in result.output
 

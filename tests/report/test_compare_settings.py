@@ -24,7 +24,9 @@ LABEL_ONE, LABEL_TWO = "1 thread · big (0-1)", "2 threads · big (0-1)"
 
 def sweep(folder, otps_one: float, otps_two: float, settings=(ONE, TWO)):
     otps = {id(ONE): otps_one, id(TWO): otps_two}
-    return write_run(folder, [record(200, otps[id(where)], i, **where) for where in settings for i in range(3)])
+    return write_run(
+        folder, [record(200, otps[id(where)], i, **where) for where in settings for i in range(3)]
+    )
 
 
 def test_two_sweeps_compare_setting_by_setting(tmp_path):
@@ -43,7 +45,9 @@ def test_a_setting_one_sweep_lacks_is_listed_not_pooled(tmp_path):
     before = sweep(tmp_path / "before", 10.0, 20.0)
     after = sweep(tmp_path / "after", 10.0, 99.0, settings=(ONE,))
     comparison = compare_runs([before], [after])
-    assert list(comparison.cells["cpus"]) == [LABEL_ONE] and list(comparison.cells["otps_ratio"]) == [1.0]
+    assert list(comparison.cells["cpus"]) == [LABEL_ONE] and list(
+        comparison.cells["otps_ratio"]
+    ) == [1.0]
     assert comparison.only_a == [("m", "q4", "tvm", "android", "summ", 200, LABEL_TWO)]
 
 
@@ -52,7 +56,9 @@ def test_a_sweep_against_an_old_run_pools(tmp_path):
     new = sweep(tmp_path / "new", 10.0, 20.0)
     comparison = compare_runs([old], [new])
     assert "cpus" not in comparison.cells  # nothing matched by setting: the output looks as before
-    assert comparison.cells["otps_ratio"].tolist() == [pytest.approx(15.0 / 15.0)]  # median of 10,10,10,20,20,20
+    assert comparison.cells["otps_ratio"].tolist() == [
+        pytest.approx(15.0 / 15.0)
+    ]  # median of 10,10,10,20,20,20
     assert "cpus" not in render_text(comparison, None).splitlines()[0]
     result = CliRunner().invoke(cli, ["compare", str(old), str(new), "--fail-above", "10"])
     assert result.exit_code == 0, result.output
@@ -71,6 +77,8 @@ def test_a_run_without_measured_records_is_refused(tmp_path):
     from harness.errors import UserError
 
     before = sweep(tmp_path / "before", 10.0, 20.0)
-    failed = write_run(tmp_path / "failed", [record(200, 10.0, 0, status="failed", error="boom", **ONE)])
+    failed = write_run(
+        tmp_path / "failed", [record(200, 10.0, 0, status="failed", error="boom", **ONE)]
+    )
     with pytest.raises(UserError, match="has no measured records"):
         compare_runs([before], [failed])

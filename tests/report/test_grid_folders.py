@@ -16,7 +16,9 @@ MODELS = {"smollm2-135m-instruct": 134_515_008, "smollm-360m-instruct": 361_821_
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])  # drawn in test_plots
+    monkeypatch.setattr(
+        plots_module, "write_plots", lambda *args, **kwargs: []
+    )  # drawn in test_plots
 
 
 def test_a_grid_folder_is_its_cells_and_a_run_folder_is_itself(tmp_path):
@@ -53,7 +55,9 @@ def test_report_of_a_grid_folder_against_a_baseline_grid(tmp_path, no_plots):
     write_grid(tmp_path / "new", MODELS, otps=30.0)
     outputs = write_report([tmp_path / "new"], tmp_path / "out", baseline=tmp_path / "old")
     pooled = outputs.summary[outputs.summary["task"] == "all"]
-    assert list(pooled["otps_ratio"]) == pytest.approx([1.5] * len(pooled)) and len(pooled) == 2 * len(MODELS)
+    assert list(pooled["otps_ratio"]) == pytest.approx([1.5] * len(pooled)) and len(
+        pooled
+    ) == 2 * len(MODELS)
 
 
 def test_compare_two_grid_folders_matches_every_cell(tmp_path):

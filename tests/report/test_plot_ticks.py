@@ -13,8 +13,14 @@ import pytest
 from harness.report.logticks import ParamsLocator, label_digits, params_label
 from harness.report.plots import build_series, new_figure, plot_peak_memory, plot_tradeoff
 
-CLOSE_SIZES = {"smollm2-135m": 135e6, "smollm2-360m": 350e6, "smollm-360m": 360e6, "qwen2-0.5b": 400e6,
-               "llama-3.2-1b": 1e9, "llama-3.1-8b": 8e9}
+CLOSE_SIZES = {
+    "smollm2-135m": 135e6,
+    "smollm2-360m": 350e6,
+    "smollm-360m": 360e6,
+    "qwen2-0.5b": 400e6,
+    "llama-3.2-1b": 1e9,
+    "llama-3.1-8b": 8e9,
+}
 QUICK_GRID = {"smollm2-135m-instruct": 134_515_008, "smollm-360m-instruct": 361_821_120}
 SAVED_DPI = 120  # save_figure's
 
@@ -23,9 +29,22 @@ def overall(sizes: dict[str, float], length: int = 600) -> pd.DataFrame:
     """A per model x L summary as summarize_overall shapes it, one row per model."""
     rows = []
     for model, params in sizes.items():
-        row = {"model": model, "quantization": "q4f16_1", "weights": "real", "device": "phone", "engine": "tvm",
-               "L": length, "params": params, "n": 3}
-        values = {"otps": 2e9 / params, "itps": 4e11 / params, "ttft_s": params / 4e8, "peak_mem_bytes": params}
+        row = {
+            "model": model,
+            "quantization": "q4f16_1",
+            "weights": "real",
+            "device": "phone",
+            "engine": "tvm",
+            "L": length,
+            "params": params,
+            "n": 3,
+        }
+        values = {
+            "otps": 2e9 / params,
+            "itps": 4e11 / params,
+            "ttft_s": params / 4e8,
+            "peak_mem_bytes": params,
+        }
         for metric, value in values.items():
             row.update({f"{metric}_median": value, f"{metric}_p10": value, f"{metric}_p90": value})
         rows.append(row)
@@ -39,8 +58,15 @@ def tick_labels(fig, ax) -> list[tuple[str, object]]:
     renderer = fig.canvas.get_renderer()
     low, high = ax.get_xlim()
     ticks = zip(ax.xaxis.get_majorticklocs(), ax.xaxis.get_majorticklabels())
-    drawn = [(loc, label) for loc, label in ticks if low <= loc <= high and label.get_visible() and label.get_text()]
-    return [(label.get_text(), label.get_window_extent(renderer)) for _, label in sorted(drawn, key=lambda d: d[0])]
+    drawn = [
+        (loc, label)
+        for loc, label in ticks
+        if low <= loc <= high and label.get_visible() and label.get_text()
+    ]
+    return [
+        (label.get_text(), label.get_window_extent(renderer))
+        for _, label in sorted(drawn, key=lambda d: d[0])
+    ]
 
 
 def assert_apart(labels, fontsize_pt: float) -> None:
@@ -51,7 +77,7 @@ def assert_apart(labels, fontsize_pt: float) -> None:
     assert len(set(texts)) == len(texts), texts
     em_px = fontsize_pt * SAVED_DPI / 72
     for i, (text_a, box_a) in enumerate(labels):
-        for text_b, box_b in labels[i + 1:]:
+        for text_b, box_b in labels[i + 1 :]:
             assert not box_a.overlaps(box_b), (text_a, text_b)
     for (text_a, box_a), (text_b, box_b) in zip(labels, labels[1:]):
         assert box_b.x0 - box_a.x1 >= em_px, (text_a, text_b, box_b.x0 - box_a.x1)
@@ -64,7 +90,9 @@ def test_tradeoff_and_memory_plots_label_the_params_axis_apart(sizes):
         for ax in fig.axes:
             labels = tick_labels(fig, ax)
             assert_apart(labels, ax.xaxis.get_majorticklabels()[0].get_fontsize())
-            assert all(text[-1] in "MB" for text, _ in labels)  # parameters, as the tables count them
+            assert all(
+                text[-1] in "MB" for text, _ in labels
+            )  # parameters, as the tables count them
 
 
 def test_quick_grid_axis_has_round_readable_steps():
@@ -74,8 +102,11 @@ def test_quick_grid_axis_has_round_readable_steps():
 
 
 @pytest.mark.parametrize("width_in", [2.5, 4.0, 7.5])
-@pytest.mark.parametrize("xs", [(135e6, 350e6, 360e6, 400e6, 1e9, 8e9), (350e6, 360e6), (0.99e9, 1.01e9),
-                                (1e3, 1e12)], ids=["135M-8B", "350M-360M", "around-1B", "nine-decades"])
+@pytest.mark.parametrize(
+    "xs",
+    [(135e6, 350e6, 360e6, 400e6, 1e9, 8e9), (350e6, 360e6), (0.99e9, 1.01e9), (1e3, 1e12)],
+    ids=["135M-8B", "350M-360M", "around-1B", "nine-decades"],
+)
 def test_labels_fit_at_any_axis_width(xs, width_in):
     """Narrow and wide axes, spans of a few percent up to nine decades."""
     from harness.report.plots import _fit_log_x, _style_params_axis
@@ -89,7 +120,17 @@ def test_labels_fit_at_any_axis_width(xs, width_in):
 
 
 def test_labels_carry_the_digits_that_tell_ticks_apart():
-    assert [params_label(v) for v in (135e6, 1e9, 2.5e9, 999.99e6, 500)] == ["135M", "1B", "2.5B", "1B", "500"]
+    assert [params_label(v) for v in (135e6, 1e9, 2.5e9, 999.99e6, 500)] == [
+        "135M",
+        "1B",
+        "2.5B",
+        "1B",
+        "500",
+    ]
     assert label_digits([350.2e6, 350.4e6]) == 4
-    ticks = ParamsLocator().tick_values(350e6, 352e6)  # not attached to an axis: a 5-inch one assumed
-    assert len(ticks) >= 2 and len({params_label(t, label_digits(ticks)) for t in ticks}) == len(ticks)
+    ticks = ParamsLocator().tick_values(
+        350e6, 352e6
+    )  # not attached to an axis: a 5-inch one assumed
+    assert len(ticks) >= 2 and len({params_label(t, label_digits(ticks)) for t in ticks}) == len(
+        ticks
+    )

@@ -14,7 +14,17 @@ from harness.report.plots import (
     write_plots,
 )
 
-EXPECTED_STEMS = ["itps_vs_L", "otps_vs_L", "ttft_vs_L", "runtime_vs_L", "tradeoff_L1000", "peak_mem_vs_params", "heatmap_otps", "heatmap_ttft", "quality_vs_otps"]
+EXPECTED_STEMS = [
+    "itps_vs_L",
+    "otps_vs_L",
+    "ttft_vs_L",
+    "runtime_vs_L",
+    "tradeoff_L1000",
+    "peak_mem_vs_params",
+    "heatmap_otps",
+    "heatmap_ttft",
+    "quality_vs_otps",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +36,9 @@ def plots_dir(measured_run_dir, second_model_run_dir, tmp_path_factory):
 
 def test_every_plot_is_written_as_png_and_svg(plots_dir):
     out, written = plots_dir
-    assert sorted(p.name for p in written) == sorted(f"{s}.{ext}" for s in EXPECTED_STEMS for ext in ("png", "svg"))
+    assert sorted(p.name for p in written) == sorted(
+        f"{s}.{ext}" for s in EXPECTED_STEMS for ext in ("png", "svg")
+    )
     for path in written:
         head = path.read_bytes()[:8]
         assert head == b"\x89PNG\r\n\x1a\n" if path.suffix == ".png" else head.startswith(b"<?xml")
@@ -56,7 +68,9 @@ def test_ceiling_is_bandwidth_over_weight_bytes(measured_run_dir):
     (info,) = data.infos.values()
     ((key, ceiling),) = decode_ceilings(data).items()
     assert key[:2] == (info.spec.model, info.spec.quantization) and key[3] == info.spec.engine
-    assert ceiling == pytest.approx(info.device_profile["memory_bandwidth_gbps"] * 1e9 / info.bundle["weight_bytes"])
+    assert ceiling == pytest.approx(
+        info.device_profile["memory_bandwidth_gbps"] * 1e9 / info.bundle["weight_bytes"]
+    )
 
 
 def test_default_length_is_the_largest_common_one(measured_run_dir):
@@ -78,6 +92,8 @@ def test_the_question_alone_keeps_its_length_in_the_tradeoff_file_name(tmp_path)
     from harness.report.plots import write_plots
     from tests.conftest import make_engine_run
 
-    run = make_engine_run(tmp_path / "run", "dummy:tiny-llama", repeats=1, lengths=(0,), tasks=("qa",))
+    run = make_engine_run(
+        tmp_path / "run", "dummy:tiny-llama", repeats=1, lengths=(0,), tasks=("qa",)
+    )
     names = {p.name for p in write_plots([run], tmp_path / "plots")}
     assert "tradeoff_L0.png" in names and "tradeoff.png" not in names

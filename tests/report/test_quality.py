@@ -16,9 +16,21 @@ def with_quality(run_dir, tmp_path, scores: dict[str, float]):
     shutil.copytree(run_dir, run)
     records = load_runs([run]).df.iloc[0]
     lines = [
-        QualityRecord(model=records["model"], quantization=records["quantization"], engine=records["engine"], weights=records["weights"],
-                      task=task, dataset="docassist-tiny", dataset_hash="0" * 64, n=4, bleu=score / 2, rougeL=score, sts=score, intent_accuracy=1.0,
-                      avg_score=score).model_dump_json()
+        QualityRecord(
+            model=records["model"],
+            quantization=records["quantization"],
+            engine=records["engine"],
+            weights=records["weights"],
+            task=task,
+            dataset="docassist-tiny",
+            dataset_hash="0" * 64,
+            n=4,
+            bleu=score / 2,
+            rougeL=score,
+            sts=score,
+            intent_accuracy=1.0,
+            avg_score=score,
+        ).model_dump_json()
         for task, score in scores.items()
     ]
     (run / QUALITY_FILE).write_text("\n".join(lines) + "\n{not json\n")
@@ -28,7 +40,11 @@ def with_quality(run_dir, tmp_path, scores: dict[str, float]):
 def test_quality_is_tabled_and_plotted_against_speed(measured_run_dir, tmp_path):
     run = with_quality(measured_run_dir, tmp_path, {"summ": 0.2, "qs": 0.3, "qa": 0.4})
     quality, problems = load_quality([run])
-    assert len(quality) == 3 and len(problems) == 1 and problems[0].startswith(f"{run.name}/{QUALITY_FILE}:4:")
+    assert (
+        len(quality) == 3
+        and len(problems) == 1
+        and problems[0].startswith(f"{run.name}/{QUALITY_FILE}:4:")
+    )
     points = quality_points(quality, summarize_overall(load_runs([run]).df), 1000)
     assert len(points) == 1 and abs(points.iloc[0]["avg_score"] - 0.3) < 1e-9  # the mean over tasks
 
@@ -53,4 +69,6 @@ def test_reference_quality_sits_beside_ours(measured_run_dir, tmp_path, monkeypa
     monkeypatch.setattr(reference, "model_key", lambda model: "smollm-135m-instruct")
     markdown = write_report([run], tmp_path / "report", reference="slimlm-s24").markdown.read_text()
     assert "## Reference quality: slimlm-s24" in markdown
-    assert "| 0.300 | 0.369 |" in markdown  # ours (mean over tasks) | the paper's Table 5 for SmolLM-135M
+    assert (
+        "| 0.300 | 0.369 |" in markdown
+    )  # ours (mean over tasks) | the paper's Table 5 for SmolLM-135M

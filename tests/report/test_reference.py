@@ -15,7 +15,9 @@ def test_reference_table1_is_kept_with_its_device_label():
     assert set(ref["L"]) == {0, 200, 400, 600, 800} and "Galaxy S24" in row["device"]
     # The "question" rows (no document) stay, at L=0: three models have no other row.
     question = ref[ref["L"] == 0]
-    assert len(question) == 9 and {"phi-3.5-mini-instruct", "llama-3.1-8b-instruct"} <= set(question["model_key"])
+    assert len(question) == 9 and {"phi-3.5-mini-instruct", "llama-3.1-8b-instruct"} <= set(
+        question["model_key"]
+    )
     with pytest.raises(UserError, match="unknown reference 'nope'; available: slimlm-s24"):
         load_reference("nope")
 
@@ -39,7 +41,9 @@ def test_report_compares_measured_with_published(measured_run_dir, tmp_path, mon
 def test_no_matching_model_is_said_plainly(measured_run_dir, tmp_path):
     from harness.report.render import write_report
 
-    md = write_report([measured_run_dir], tmp_path / "rep", reference="slimlm-s24").markdown.read_text()
+    md = write_report(
+        [measured_run_dir], tmp_path / "rep", reference="slimlm-s24"
+    ).markdown.read_text()
     assert "No model and L of these runs appears in the reference slimlm-s24" in md
 
 

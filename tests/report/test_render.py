@@ -14,7 +14,9 @@ from harness.results.journal import RECORDS_FILE
 @pytest.fixture(scope="module")
 def compared(measured_run_dir, tmp_path_factory):
     """A report of the measured run against itself as baseline: every ratio is exactly 1."""
-    return write_report([measured_run_dir], tmp_path_factory.mktemp("report"), baseline=measured_run_dir)
+    return write_report(
+        [measured_run_dir], tmp_path_factory.mktemp("report"), baseline=measured_run_dir
+    )
 
 
 def test_all_outputs_are_written(compared):
@@ -35,7 +37,9 @@ def test_markdown_has_tables_ratios_and_definitions(compared):
 
 def test_html_is_self_contained(compared):
     page = compared.html.read_text()
-    assert page.count("data:image/png;base64,") == len([p for p in compared.plots if p.suffix == ".png"])
+    assert page.count("data:image/png;base64,") == len(
+        [p for p in compared.plots if p.suffix == ".png"]
+    )
     assert "<style>" in page
     assert "<link" not in page and 'src="http' not in page and "<script" not in page
     assert "Metric definitions" in page
@@ -51,7 +55,9 @@ def test_summary_csv_has_per_task_and_pooled_rows(compared, measured_run_dir):
 
 
 def test_corrupt_line_is_listed_first_with_file_and_line(measured_run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])  # plots are tested elsewhere
+    monkeypatch.setattr(
+        plots_module, "write_plots", lambda *args, **kwargs: []
+    )  # plots are tested elsewhere
     run = tmp_path / "damaged"
     shutil.copytree(measured_run_dir, run)
     lines = (run / RECORDS_FILE).read_text().splitlines(keepends=True)
@@ -77,9 +83,24 @@ def _run_with_otps(folder, otps_values):
     journal = Journal(folder)
     journal.write_run_info(RunInfo(run_id=folder.name, spec=RunSpec(model="m", quantization="q4")))
     for i, otps in enumerate(otps_values):
-        journal.append(Record(model="m", quantization="q4", engine="tvm", prompt_id="d01-summ-L200", task="summ",
-                              L=200, input_tokens=200, output_tokens=9, prefill_s=0.1, ttft_s=0.1, runtime_s=0.5,
-                              itps=2000.0, otps=otps, repeat=i))
+        journal.append(
+            Record(
+                model="m",
+                quantization="q4",
+                engine="tvm",
+                prompt_id="d01-summ-L200",
+                task="summ",
+                L=200,
+                input_tokens=200,
+                output_tokens=9,
+                prefill_s=0.1,
+                ttft_s=0.1,
+                runtime_s=0.5,
+                itps=2000.0,
+                otps=otps,
+                repeat=i,
+            )
+        )
     return folder
 
 
@@ -101,22 +122,43 @@ def test_estimated_ttft_is_marked(tmp_path):
 
     folder = tmp_path / "native"
     journal = Journal(folder)
-    journal.write_run_info(RunInfo(run_id="native", spec=RunSpec(model="m", quantization="q4", runner="llama-bench")))
+    journal.write_run_info(
+        RunInfo(run_id="native", spec=RunSpec(model="m", quantization="q4", runner="llama-bench"))
+    )
     for i in range(2):
-        journal.append(Record(model="m", quantization="q4", engine="llama.cpp", runner="llama-bench", prompt_id="d01-summ-L200", task="summ",
-                              L=200, input_tokens=200, output_tokens=9, prefill_s=0.1, ttft_s=0.12, runtime_s=0.5,
-                              itps=2000.0, otps=20.0, repeat=i, ttft_estimated=True))
+        journal.append(
+            Record(
+                model="m",
+                quantization="q4",
+                engine="llama.cpp",
+                runner="llama-bench",
+                prompt_id="d01-summ-L200",
+                task="summ",
+                L=200,
+                input_tokens=200,
+                output_tokens=9,
+                prefill_s=0.1,
+                ttft_s=0.12,
+                runtime_s=0.5,
+                itps=2000.0,
+                otps=20.0,
+                repeat=i,
+                ttft_estimated=True,
+            )
+        )
     markdown = write_report([folder], tmp_path / "report").markdown.read_text()
     assert "| ~0.12 [" in markdown and "~TTFT: estimated as prefill + one decode step" in markdown
 
 
-def test_runs_table_shows_the_run_id_only_where_the_folder_is_named_otherwise(measured_run_dir, tmp_path):
+def test_runs_table_shows_the_run_id_only_where_the_folder_is_named_otherwise(
+    measured_run_dir, tmp_path
+):
     import json
 
     run_id = json.loads((measured_run_dir / "run.json").read_text())["run_id"]
     named_by_id = tmp_path / run_id
     shutil.copytree(measured_run_dir, named_by_id)
-    runs = lambda md: md[md.index("## Runs"):].split("\n\n")[1]  # noqa: E731 - the section's first block
+    runs = lambda md: md[md.index("## Runs") :].split("\n\n")[1]  # noqa: E731 - the section's first block
     by_id = runs(write_report([named_by_id], tmp_path / "a").markdown.read_text())
     assert "| run id |" not in by_id and by_id.count(run_id) == 1
     renamed = runs(write_report([measured_run_dir], tmp_path / "b").markdown.read_text())
@@ -130,17 +172,43 @@ def test_quant_column_names_the_format_that_ran(tmp_path):
     from harness.results.schema import Record, RunInfo, RunSpec
 
     folders = []
-    for engine, fmt, activations in [("llama.cpp", "GGUF Q4_0", "int8"), ("tvm", "q4f16_1", "float32")]:
+    for engine, fmt, activations in [
+        ("llama.cpp", "GGUF Q4_0", "int8"),
+        ("tvm", "q4f16_1", "float32"),
+    ]:
         folder = tmp_path / engine
         journal = Journal(folder)
-        journal.write_run_info(RunInfo(run_id=engine, spec=RunSpec(model="m", quantization="q4f16_1", engine=engine), bundle={"format": fmt}))
-        journal.append(Record(model="m", quantization="q4f16_1", format=fmt, activations=activations, engine=engine, prompt_id="d01-summ-L200",
-                              task="summ", L=200, input_tokens=200, output_tokens=9, prefill_s=0.1, ttft_s=0.12, runtime_s=0.5, itps=2000.0, otps=20.0))
+        journal.write_run_info(
+            RunInfo(
+                run_id=engine,
+                spec=RunSpec(model="m", quantization="q4f16_1", engine=engine),
+                bundle={"format": fmt},
+            )
+        )
+        journal.append(
+            Record(
+                model="m",
+                quantization="q4f16_1",
+                format=fmt,
+                activations=activations,
+                engine=engine,
+                prompt_id="d01-summ-L200",
+                task="summ",
+                L=200,
+                input_tokens=200,
+                output_tokens=9,
+                prefill_s=0.1,
+                ttft_s=0.12,
+                runtime_s=0.5,
+                itps=2000.0,
+                otps=20.0,
+            )
+        )
         folders.append(folder)
     markdown = write_report(folders, tmp_path / "report").markdown.read_text()
-    overview = markdown[markdown.index("## Overview"):markdown.index("## Per task")]
+    overview = markdown[markdown.index("## Overview") : markdown.index("## Per task")]
     assert "| m | GGUF Q4_0 (as q4f16_1) |" in overview and "| m | q4f16_1 |" in overview
-    runs = markdown[markdown.index("## Runs"):].split("\n\n")[1]
+    runs = markdown[markdown.index("## Runs") :].split("\n\n")[1]
     assert "GGUF Q4_0 (as q4f16_1)" in runs
 
 
@@ -151,7 +219,9 @@ def test_every_html_table_scrolls_in_its_own_box(tmp_path, monkeypatch):
     from html.parser import HTMLParser
 
     monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
-    page = write_report([_run_with_otps(tmp_path / "run", [30.0, 31.0])], tmp_path / "out").html.read_text()
+    page = write_report(
+        [_run_with_otps(tmp_path / "run", [30.0, 31.0])], tmp_path / "out"
+    ).html.read_text()
 
     class Parents(HTMLParser):
         def __init__(self):
@@ -171,6 +241,8 @@ def test_every_html_table_scrolls_in_its_own_box(tmp_path, monkeypatch):
     parser.feed(page)
     assert len(parser.table_parents) >= 3  # runs, overview, per task
     assert set(parser.table_parents) == {("div", "table-wrap")}
-    css = page[page.index("<style>"):page.index("</style>")]
+    css = page[page.index("<style>") : page.index("</style>")]
     assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", css)
-    assert not re.search(r"(^|\n)table \{[^}]*width:", css)  # natural width: no table is squeezed to the box
+    assert not re.search(
+        r"(^|\n)table \{[^}]*width:", css
+    )  # natural width: no table is squeezed to the box

@@ -21,8 +21,23 @@ def phone_process(adb_server, tmp_path_factory):  # noqa: F811 (the imported fix
     while it waits for the reply, which would starve an in-process phone's threads."""
     root = tmp_path_factory.mktemp("phone-process")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.devices.emulated.adbd", "--profile", "galaxy-s24", "--port", str(port), "--root", str(root)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.devices.emulated.adbd",
+            "--profile",
+            "galaxy-s24",
+            "--port",
+            str(port),
+            "--root",
+            str(root),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert "emulated adbd" in proc.stdout.readline()  # printed once it listens
     serial = f"127.0.0.1:{port}"
     wait_online(adb_server, serial)

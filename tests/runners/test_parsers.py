@@ -24,12 +24,23 @@ from harness.runners.llama_cpp import (
 from harness.runners.mlc_cli import mlc_phases, parse_mlc_stats
 
 DATA = Path(__file__).parent / "data"
-TEMPLATE = {"model": "smollm2-135m-instruct", "quantization": "q4f16_1", "engine": "llama.cpp", "prompt_id": "d-summ-L200", "task": "summ", "L": 200}
+TEMPLATE = {
+    "model": "smollm2-135m-instruct",
+    "quantization": "q4f16_1",
+    "engine": "llama.cpp",
+    "prompt_id": "d-summ-L200",
+    "task": "summ",
+    "L": 200,
+}
 
 
 def llama_bin(name: str) -> Path | None:
     folder = os.environ.get("SLM_BENCH_LLAMA_BIN_DIR")
-    path = Path(folder) / name if folder else (Path(shutil.which(name)) if shutil.which(name) else None)
+    path = (
+        Path(folder) / name
+        if folder
+        else (Path(shutil.which(name)) if shutil.which(name) else None)
+    )
     return path if path is not None and path.is_file() else None
 
 
@@ -49,8 +60,14 @@ def check_schema_definitions(rec: Record) -> None:
 def test_llama_bench_jsonl_captured():
     results = parse_llama_bench_jsonl((DATA / "llama-bench-smollm2-135m.jsonl").read_text())
     pp, tg = results
-    assert (pp["n_prompt"], pp["n_gen"], pp["n_depth"]) == (32, 0, 0) and (tg["n_prompt"], tg["n_gen"], tg["n_depth"]) == (0, 8, 32)
-    assert pp["avg_ns"] == pytest.approx(statistics.mean(pp["samples_ns"]), abs=1)  # llama-bench's avg is the mean of its samples
+    assert (pp["n_prompt"], pp["n_gen"], pp["n_depth"]) == (32, 0, 0) and (
+        tg["n_prompt"],
+        tg["n_gen"],
+        tg["n_depth"],
+    ) == (0, 8, 32)
+    assert pp["avg_ns"] == pytest.approx(
+        statistics.mean(pp["samples_ns"]), abs=1
+    )  # llama-bench's avg is the mean of its samples
     phases = llama_bench_phases(results, 32, 8)
     step = tg["avg_ns"] * 1e-9 / 8
     assert phases.prefill_s == pytest.approx(pp["avg_ns"] * 1e-9)
@@ -60,12 +77,19 @@ def test_llama_bench_jsonl_captured():
     check_schema_definitions(rec)
     # OTPS by the schema's definition equals llama-bench's own tg rate (avg_ts is the mean of per-sample rates)
     assert rec.otps == pytest.approx(8 / (tg["avg_ns"] * 1e-9))
-    assert rec.ttft_estimated and rec.engine_version == "1 (0c1e570)" and rec.runner_stats["model_type"] == "llama 256M Q4_1"
+    assert (
+        rec.ttft_estimated
+        and rec.engine_version == "1 (0c1e570)"
+        and rec.runner_stats["model_type"] == "llama 256M Q4_1"
+    )
 
 
 def test_llama_bench_missing_test_or_key_is_one_line():
     results = parse_llama_bench_jsonl((DATA / "llama-bench-smollm2-135m.jsonl").read_text())
-    with pytest.raises(RunnerFailed, match=r"did not report the test pp200/tg0@d0 \(it reported: pp32/tg0@d0, pp0/tg8@d32\)"):
+    with pytest.raises(
+        RunnerFailed,
+        match=r"did not report the test pp200/tg0@d0 \(it reported: pp32/tg0@d0, pp0/tg8@d32\)",
+    ):
         llama_bench_phases(results, 200, 8)
     line = json.loads((DATA / "llama-bench-smollm2-135m.jsonl").read_text().splitlines()[0])
     del line["n_depth"]
@@ -76,27 +100,43 @@ def test_llama_bench_missing_test_or_key_is_one_line():
 def test_llama_bench_live_output_parses():
     bench = llama_bin("llama-bench")
     if bench is None:
-        pytest.skip("llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
+        pytest.skip(
+            "llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+        )
     from harness.models.sources.builtin import smollm2_gguf
 
     model = smollm2_gguf(log=lambda *_: None)
     out = ""
     for args in (["-p", "16", "-n", "0"], ["-p", "0", "-n", "3", "-d", "16"]):
-        proc = subprocess.run([str(bench), "-m", str(model), "-r", "1", "-o", "jsonl", "-t", "1", *args], capture_output=True, text=True, timeout=300, check=True)
+        proc = subprocess.run(
+            [str(bench), "-m", str(model), "-r", "1", "-o", "jsonl", "-t", "1", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         out += proc.stdout
     phases = llama_bench_phases(parse_llama_bench_jsonl(out), 16, 3)
     rec = as_record(phases, 16)
     check_schema_definitions(rec)
-    assert rec.output_tokens == 3 and phases.input_tokens == 16 and rec.runner_stats["n_threads"] == 1
+    assert (
+        rec.output_tokens == 3 and phases.input_tokens == 16 and rec.runner_stats["n_threads"] == 1
+    )
 
 
 # -- llama-completion / llama-cli perf lines ----------------------------------------------------
 def test_llama_completion_captured():
     text = (DATA / "llama-completion-smollm2-135m.txt").read_text()
     perf = parse_llama_perf(text)
-    assert perf["prompt eval"] == (158.65, 19) and perf["eval"] == (221.82, 7) and perf["total"] == (382.34, 26)
+    assert (
+        perf["prompt eval"] == (158.65, 19)
+        and perf["eval"] == (221.82, 7)
+        and perf["total"] == (382.34, 26)
+    )
     phases = llama_perf_phases(text)
-    assert phases.output_tokens == 8  # -n 8: 7 decode runs after the token sampled from the prompt's logits
+    assert (
+        phases.output_tokens == 8
+    )  # -n 8: 7 decode runs after the token sampled from the prompt's logits
     assert phases.input_tokens == 19 and phases.ttft_estimated
     check_schema_definitions(as_record(phases, 19))
 
@@ -104,12 +144,16 @@ def test_llama_completion_captured():
 def test_llama_perf_context_print_of_older_builds():
     # lines built from the printf formats of llama_perf_context_print in llama.cpp's src/llama-context.cpp
     fn = "llama_perf_context_print"
-    text = "".join([
-        "%s:        load time = %10.2f ms\n" % (fn, 812.5),  # noqa: UP031 (the C printf format, verbatim)
-        "%s: prompt eval time = %10.2f ms / %5d tokens (%8.2f ms per token, %8.2f tokens per second)\n" % (fn, 950.0, 251, 950.0 / 251, 251 / 0.95),  # noqa: UP031 (the C printf format, verbatim)
-        "%s:        eval time = %10.2f ms / %5d runs   (%8.2f ms per token, %8.2f tokens per second)\n" % (fn, 6350.0, 127, 50.0, 20.0),  # noqa: UP031 (the C printf format, verbatim)
-        "%s:       total time = %10.2f ms / %5d tokens\n" % (fn, 7400.1, 378),  # noqa: UP031 (the C printf format, verbatim)
-    ])
+    text = "".join(
+        [
+            "%s:        load time = %10.2f ms\n" % (fn, 812.5),  # noqa: UP031 (the C printf format, verbatim)
+            "%s: prompt eval time = %10.2f ms / %5d tokens (%8.2f ms per token, %8.2f tokens per second)\n"
+            % (fn, 950.0, 251, 950.0 / 251, 251 / 0.95),  # noqa: UP031 (the C printf format, verbatim)
+            "%s:        eval time = %10.2f ms / %5d runs   (%8.2f ms per token, %8.2f tokens per second)\n"
+            % (fn, 6350.0, 127, 50.0, 20.0),  # noqa: UP031 (the C printf format, verbatim)
+            "%s:       total time = %10.2f ms / %5d tokens\n" % (fn, 7400.1, 378),  # noqa: UP031 (the C printf format, verbatim)
+        ]
+    )
     rec = as_record(llama_perf_phases(text), 251)
     assert rec.output_tokens == 128 and (rec.prefill_s, rec.decode_s) == pytest.approx((0.95, 6.35))
     assert rec.otps == pytest.approx(20.0)  # 127 runs in 6.35 s
@@ -120,14 +164,39 @@ def test_llama_perf_context_print_of_older_builds():
 def test_llama_completion_live_output_parses(tmp_path):
     exe = llama_bin("llama-completion") or llama_bin("llama-cli")
     if exe is None:
-        pytest.skip("llama-completion is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)")
+        pytest.skip(
+            "llama-completion is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+        )
     from harness.models.sources.builtin import smollm2_gguf
 
     prompt = tmp_path / "p.txt"
     prompt.write_text("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n")
-    proc = subprocess.run([str(exe), "-m", str(smollm2_gguf(log=lambda *_: None)), "-f", str(prompt), "-n", "4", "-c", "128", "-t", "1",
-                           "--temp", "0", "-no-cnv", "--no-display-prompt", "--simple-io", "--ignore-eos"],
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=True)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "-m",
+            str(smollm2_gguf(log=lambda *_: None)),
+            "-f",
+            str(prompt),
+            "-n",
+            "4",
+            "-c",
+            "128",
+            "-t",
+            "1",
+            "--temp",
+            "0",
+            "-no-cnv",
+            "--no-display-prompt",
+            "--simple-io",
+            "--ignore-eos",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     phases = llama_perf_phases(proc.stdout + proc.stderr)
     assert phases.output_tokens == 4 and phases.input_tokens > 10
     check_schema_definitions(as_record(phases, phases.input_tokens))
@@ -137,9 +206,16 @@ def test_llama_completion_live_output_parses(tmp_path):
 def test_mlc_cli_stats_line():
     text = (DATA / "mlc-cli-chat-stats.txt").read_text()
     s = parse_mlc_stats(text)
-    assert (s["decode_tokens"], s["decode_s"], s["prefill_tokens"], s["prefill_s"]) == (127, 8.881, 251, 0.803)
+    assert (s["decode_tokens"], s["decode_s"], s["prefill_tokens"], s["prefill_s"]) == (
+        127,
+        8.881,
+        251,
+        0.803,
+    )
     phases = mlc_phases(text)
-    assert phases.ttft_estimated and phases.ttft_s == pytest.approx(0.803 + 8.881 / 127)  # prefill + one decode step
+    assert phases.ttft_estimated and phases.ttft_s == pytest.approx(
+        0.803 + 8.881 / 127
+    )  # prefill + one decode step
     rec = as_record(phases, 251)
     check_schema_definitions(rec)
     assert rec.otps == pytest.approx(127 / 8.881) and rec.runtime_s == pytest.approx(0.803 + 8.881)
@@ -154,12 +230,16 @@ def test_executorch_observer_line():
     phases = observer_phases(text)
     assert not phases.ttft_estimated  # llama_main times its first token
     assert phases.output_tokens == s["generated_tokens"] + 1 == 128
-    assert phases.prefill_s == pytest.approx((s["prompt_eval_end_ms"] - s["inference_start_ms"]) / 1000)
+    assert phases.prefill_s == pytest.approx(
+        (s["prompt_eval_end_ms"] - s["inference_start_ms"]) / 1000
+    )
     assert phases.ttft_s == pytest.approx((s["first_token_ms"] - s["inference_start_ms"]) / 1000)
     rec = as_record(phases, 251)
     check_schema_definitions(rec)
     assert rec.runtime_s == pytest.approx((s["inference_end_ms"] - s["inference_start_ms"]) / 1000)
-    assert rec.otps == pytest.approx(s["generated_tokens"] / ((s["inference_end_ms"] - s["first_token_ms"]) / 1000))
+    assert rec.otps == pytest.approx(
+        s["generated_tokens"] / ((s["inference_end_ms"] - s["first_token_ms"]) / 1000)
+    )
     broken = text.replace('"first_token_ms":1732363202104,', "")
     with pytest.raises(RunnerFailed, match="lacks first_token_ms"):
         parse_observer(broken)

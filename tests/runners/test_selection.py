@@ -19,26 +19,41 @@ def device(serial: str, emulated: bool, python: str | None = None):
     python = python or ("host" if emulated else None)
     if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
         python = "device"
-    return types.SimpleNamespace(serial=serial, profile=get_profile("galaxy-s24"), python_runner=lambda: python)
+    return types.SimpleNamespace(
+        serial=serial, profile=get_profile("galaxy-s24"), python_runner=lambda: python
+    )
 
 
 def test_profile_runner_applies_to_a_phone_without_any_python_only(monkeypatch):
     monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
     spec = RunSpec(model="m", quantization="q4f16_1", device="adb:R5CX")
     assert get_profile("galaxy-s24").runner == "llama-bench"
-    assert _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"  # no Python, no kit for its CPU
-    assert _with_runner(spec, device("127.0.0.1:5600", emulated=True)).runner == "python"  # the emulated one runs the host's
-    kit = _with_runner(spec, device("R5CX", emulated=False, python="kit"))  # a stock ARM64 S24: the TVM kit
-    assert kit.runner == "python" and _with_target(kit, device("R5CX", False, "kit")).target == "arm64-linux"
+    assert (
+        _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"
+    )  # no Python, no kit for its CPU
+    assert (
+        _with_runner(spec, device("127.0.0.1:5600", emulated=True)).runner == "python"
+    )  # the emulated one runs the host's
+    kit = _with_runner(
+        spec, device("R5CX", emulated=False, python="kit")
+    )  # a stock ARM64 S24: the TVM kit
+    assert (
+        kit.runner == "python"
+        and _with_target(kit, device("R5CX", False, "kit")).target == "arm64-linux"
+    )
     with pytest.raises(UserError, match="runs arm64-linux bundles, not android-cpu"):
         _with_target(kit.model_copy(update={"target": "android-cpu"}), device("R5CX", False, "kit"))
-    assert _with_target(spec, device("127.0.0.1:5600", emulated=True)).target == "llvm"  # host programs: host target
+    assert (
+        _with_target(spec, device("127.0.0.1:5600", emulated=True)).target == "llvm"
+    )  # host programs: host target
     monkeypatch.setenv("SLM_BENCH_DEVICE_PYTHON", "/data/data/com.termux/files/usr/bin/python")
     assert _with_runner(spec, device("R5CX", emulated=False)).runner == "python"
     chosen = RunSpec(model="m", quantization="q4f16_1", runner="tvm-rpc")
     assert _with_runner(chosen, device("R5CX", emulated=False)).runner == "tvm-rpc"  # --runner wins
     with pytest.raises(UserError, match="unknown runner 'mlc'; known runners: python, llama-bench"):
-        _with_runner(RunSpec(model="m", quantization="q4f16_1", runner="mlc"), device("R5CX", emulated=False))
+        _with_runner(
+            RunSpec(model="m", quantization="q4f16_1", runner="mlc"), device("R5CX", emulated=False)
+        )
 
 
 def test_a_run_journaled_before_a_spec_field_existed_still_resumes():
@@ -49,9 +64,14 @@ def test_a_run_journaled_before_a_spec_field_existed_still_resumes():
 
     spec = RunSpec(model="m", quantization="q4f16_1")
     legacy = json.loads(RunInfo(run_id=run_id_for(spec), spec=spec).model_dump_json())
-    del legacy["spec"]["runner"], legacy["runner_binary"]  # run.json as written before this field existed
+    del (
+        legacy["spec"]["runner"],
+        legacy["runner_binary"],
+    )  # run.json as written before this field existed
     old = RunInfo.model_validate(legacy)
-    assert old.spec.runner == "python" and not run_differences(old, RunInfo(run_id=run_id_for(spec), spec=spec))
+    assert old.spec.runner == "python" and not run_differences(
+        old, RunInfo(run_id=run_id_for(spec), spec=spec)
+    )
     # the id hashes what differs from the defaults, so the default output folder is the one it was
     assert run_id_for(old.spec) == run_id_for(RunSpec.model_validate(legacy["spec"]))
     assert run_id_for(spec.model_copy(update={"runner": "llama-bench"})) != run_id_for(spec)

@@ -48,7 +48,7 @@ class DemoStage(Stage):
         return model_dir
 '''
 
-PYPROJECT = '''
+PYPROJECT = """
 [build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
@@ -63,7 +63,7 @@ py-modules = ["slmb_demo_stage", "slmb_broken_stage"]
 [project.entry-points."slm_bench.stages"]
 demo = "slmb_demo_stage:DemoStage"
 broken = "slmb_broken_stage:Stage"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +72,49 @@ def plugin_site(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("plugin-src")
     (src / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     (src / "slmb_demo_stage.py").write_text(PLUGIN_MODULE)
-    (src / "slmb_broken_stage.py").write_text("import slmb_no_such_dependency  # a plugin whose dependency is missing\n")
+    (src / "slmb_broken_stage.py").write_text(
+        "import slmb_no_such_dependency  # a plugin whose dependency is missing\n"
+    )
     site = tmp_path_factory.mktemp("plugin-site")
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", "--target", str(site), str(src)],
-                         check=False, capture_output=True, text=True, timeout=300)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stderr
     assert (site / "slmb_demo_stage-0.3.0.dist-info" / "entry_points.txt").is_file()
     return site
 
 
 def _cli(site: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    return subprocess.run([sys.executable, "-m", "harness", *args], check=False, capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_installed_plugin_is_listed_beside_the_builtin_slimlm(plugin_site):
@@ -91,9 +122,17 @@ def test_installed_plugin_is_listed_beside_the_builtin_slimlm(plugin_site):
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["slimlm"]["package"].startswith("slm-bench ") and rows["slimlm"]["error"] is None
-    assert rows["demo"] == {"name": "demo", "target": "slmb_demo_stage:DemoStage", "package": "slmb-demo-stage 0.3.0",
-                            "summary": "demo: a seeded tiny Llama model directory", "error": None}
-    assert "failed to import: ModuleNotFoundError: No module named 'slmb_no_such_dependency'" in rows["broken"]["error"]
+    assert rows["demo"] == {
+        "name": "demo",
+        "target": "slmb_demo_stage:DemoStage",
+        "package": "slmb-demo-stage 0.3.0",
+        "summary": "demo: a seeded tiny Llama model directory",
+        "error": None,
+    }
+    assert (
+        "failed to import: ModuleNotFoundError: No module named 'slmb_no_such_dependency'"
+        in rows["broken"]["error"]
+    )
     table = _cli(plugin_site, "stages").stdout
     assert "demo: a seeded tiny Llama model directory" in table and "BROKEN" in table
 
@@ -113,10 +152,15 @@ def test_installed_plugin_runs_and_its_model_dir_is_readable(plugin_site, tmp_pa
 def test_broken_and_unknown_stages_fail_with_one_line(plugin_site, tmp_path):
     broken = _cli(plugin_site, "stages", "run", "broken", "--out", str(tmp_path))
     assert broken.returncode == 2
-    assert broken.stderr.startswith("error: stage 'broken' (slmb_broken_stage:Stage, from slmb-demo-stage 0.3.0) failed to import")
+    assert broken.stderr.startswith(
+        "error: stage 'broken' (slmb_broken_stage:Stage, from slmb-demo-stage 0.3.0) failed to import"
+    )
     assert len(broken.stderr.strip().splitlines()) == 1
     unknown = _cli(plugin_site, "stages", "run", "nope", "--out", str(tmp_path))
-    assert unknown.returncode == 2 and "unknown stage 'nope' (installed: broken, demo, slimlm)" in unknown.stderr
+    assert (
+        unknown.returncode == 2
+        and "unknown stage 'nope' (installed: broken, demo, slimlm)" in unknown.stderr
+    )
 
 
 def test_without_the_plugin_only_slimlm_is_installed():
@@ -132,7 +176,12 @@ def test_without_the_plugin_only_slimlm_is_installed():
 def test_stage_settings_parse_as_yaml_scalars():
     from harness.cli.stages import parse_sets
 
-    assert parse_sets(("steps=20", "lr=1e-3", "name=x", "corpus=[a, b]")) == {"steps": 20, "lr": 1e-3, "name": "x", "corpus": ["a", "b"]}
+    assert parse_sets(("steps=20", "lr=1e-3", "name=x", "corpus=[a, b]")) == {
+        "steps": 20,
+        "lr": 1e-3,
+        "name": "x",
+        "corpus": ["a", "b"],
+    }
     with pytest.raises(UserError, match="not key=value"):
         parse_sets(("steps",))
 
@@ -143,8 +192,14 @@ def test_slimlm_stage_without_the_train_extra_says_what_to_install(monkeypatch, 
     from harness.stages.slimlm.stage import SlimLMStage
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lion_pytorch" else real(name, *a))
-    with pytest.raises(UserError, match=r"the slimlm stage needs lion_pytorch; install the training extra"):
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "lion_pytorch" else real(name, *a),
+    )
+    with pytest.raises(
+        UserError, match=r"the slimlm stage needs lion_pytorch; install the training extra"
+    ):
         SlimLMStage().run({}, tmp_path)
 
 
@@ -157,8 +212,27 @@ def test_builtin_slimlm_stage_runs_through_stages_run(tmp_path):
 
     config = tmp_path / "stage.yaml"
     config.write_text("preset: micro\nseq_len: 64\npretrain_steps: 50\n")
-    result = CliRunner().invoke(cli, ["stages", "run", "slimlm", "--config", str(config), "--set", "pretrain_steps=4", "--set", "tokenizer_vocab=300", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "stages",
+            "run",
+            "slimlm",
+            "--config",
+            str(config),
+            "--set",
+            "pretrain_steps=4",
+            "--set",
+            "tokenizer_vocab=300",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     model_dir = tmp_path / "out" / "slimlm-micro"
     prov = json.loads((model_dir / "provenance.json").read_text())
-    assert prov["steps"] == {"pretrain": 4} and prov["settings"]["seq_len"] == 64 and "sft" not in prov["phases"]
+    assert (
+        prov["steps"] == {"pretrain": 4}
+        and prov["settings"]["seq_len"] == 64
+        and "sft" not in prov["phases"]
+    )

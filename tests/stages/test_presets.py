@@ -6,14 +6,28 @@ from __future__ import annotations
 import pytest
 
 # SlimLM, arXiv 2411.09944 (shared/reference/slimlm-configs.md): size -> (layers, heads).
-PUBLISHED = {"125m": (12, 12), "270m": (16, 64), "350m": (24, 16), "450m": (20, 64), "760m": (24, 12), "1b": (24, 16)}
+PUBLISHED = {
+    "125m": (12, 12),
+    "270m": (16, 64),
+    "350m": (24, 16),
+    "450m": (20, 64),
+    "760m": (24, 12),
+    "1b": (24, 16),
+}
 
 
 def _engine_config(preset):
     from harness.models.arch.slimlm import config_from_hf
     from harness.stages.slimlm.model import SlimLMConfig
 
-    cfg = SlimLMConfig(preset.vocab_size, preset.hidden_size, preset.intermediate_size, preset.num_layers, preset.num_heads, preset.context_window)
+    cfg = SlimLMConfig(
+        preset.vocab_size,
+        preset.hidden_size,
+        preset.intermediate_size,
+        preset.num_layers,
+        preset.num_heads,
+        preset.context_window,
+    )
     return config_from_hf(cfg.to_hf())
 
 
@@ -43,5 +57,14 @@ def test_pytorch_parameter_count_equals_the_engine_count():
     from harness.stages.slimlm.presets import get_preset
 
     p = get_preset("tiny")
-    model = SlimLM(SlimLMConfig(p.vocab_size, p.hidden_size, p.intermediate_size, p.num_layers, p.num_heads, p.context_window))
+    model = SlimLM(
+        SlimLMConfig(
+            p.vocab_size,
+            p.hidden_size,
+            p.intermediate_size,
+            p.num_layers,
+            p.num_heads,
+            p.context_window,
+        )
+    )
     assert model.num_params() == _engine_config(p).param_count()

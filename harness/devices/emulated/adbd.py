@@ -21,7 +21,6 @@ import threading
 from pathlib import Path
 
 from harness.devices.emulated.protocol import Connection, Stream
-from harness.errors import UserError
 from harness.devices.emulated.services import (
     ARCHES,
     DeviceState,
@@ -29,6 +28,7 @@ from harness.devices.emulated.services import (
     sync_service,
     tcp_service,
 )
+from harness.errors import UserError
 
 PROFILE_DIR = Path(__file__).resolve().parents[3] / "device_profiles"
 # What adb 29 (Debian's) understands and this device implements. Not advertised: abb/abb_exec/
@@ -50,13 +50,26 @@ def load_profile(name_or_path: str) -> dict:
 class EmulatedDevice:
     """One emulated phone listening on ``host:port`` (0 picks a free port)."""
 
-    def __init__(self, profile: dict, root: Path, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0,
-                 arch: str = "x86_64", log=print, charging: bool = False):
+    def __init__(
+        self,
+        profile: dict,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        time_scale: float = 1.0,
+        arch: str = "x86_64",
+        log=print,
+        charging: bool = False,
+    ):
         self.profile, self.host, self.port = profile, host, port
-        self.state = DeviceState(profile, Path(root), time_scale=time_scale, arch=arch, log=log, charging=charging)
+        self.state = DeviceState(
+            profile, Path(root), time_scale=time_scale, arch=arch, log=log, charging=charging
+        )
         props = self.state.props
-        self.banner = (f"device::ro.product.name={props.get('ro.product.name', '')};ro.product.model={props.get('ro.product.model', '')};"
-                       f"ro.product.device={props['ro.product.device']};features={','.join(FEATURES)}").encode()
+        self.banner = (
+            f"device::ro.product.name={props.get('ro.product.name', '')};ro.product.model={props.get('ro.product.model', '')};"
+            f"ro.product.device={props['ro.product.device']};features={','.join(FEATURES)}"
+        ).encode()
         self._listener: socket.socket | None = None
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
@@ -108,7 +121,7 @@ class EmulatedDevice:
         if name == "sync:":
             return sync_service(self.state)
         if name.startswith("tcp:"):  # adb forward tcp:LOCAL tcp:REMOTE
-            return tcp_service(name[len("tcp:"):])
+            return tcp_service(name[len("tcp:") :])
         return None  # refused with CLSE: the host reports "closed"
 
     def stop(self) -> None:
@@ -129,7 +142,7 @@ class EmulatedDevice:
             conn.shutdown()
         self.state.close()  # no program of the phone outlives it, none is left stopped
 
-    def __enter__(self) -> "EmulatedDevice":
+    def __enter__(self) -> EmulatedDevice:
         self.start()
         return self
 
@@ -138,28 +151,62 @@ class EmulatedDevice:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.devices.emulated.adbd", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="galaxy-s24", help="profile name in device_profiles/ or a YAML path")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.devices.emulated.adbd", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--profile", default="galaxy-s24", help="profile name in device_profiles/ or a YAML path"
+    )
     parser.add_argument("--port", type=int, default=5555, help="TCP port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--root", type=Path, default=Path("emulated-phone"), help="folder that holds the phone's storage")
-    parser.add_argument("--thermal-speedup", "--time-scale", dest="time_scale", type=float, default=1.0, metavar="N",
-                        help="run the thermal model N times faster than real time (device seconds per real second), "
-                             "so that a test heats and throttles the phone within seconds")
-    parser.add_argument("--charging", action="store_true",
-                        help="a plugged-in phone (status Charging); by default it discharges, as one on adb over Wi-Fi")
-    parser.add_argument("--arch", choices=ARCHES, default="x86_64", help="CPU of the phone's programs: host x86_64 ones, or aarch64 under qemu-user")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("emulated-phone"),
+        help="folder that holds the phone's storage",
+    )
+    parser.add_argument(
+        "--thermal-speedup",
+        "--time-scale",
+        dest="time_scale",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="run the thermal model N times faster than real time (device seconds per real second), "
+        "so that a test heats and throttles the phone within seconds",
+    )
+    parser.add_argument(
+        "--charging",
+        action="store_true",
+        help="a plugged-in phone (status Charging); by default it discharges, as one on adb over Wi-Fi",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=ARCHES,
+        default="x86_64",
+        help="CPU of the phone's programs: host x86_64 ones, or aarch64 under qemu-user",
+    )
     args = parser.parse_args(argv)
     try:
-        device = EmulatedDevice(load_profile(args.profile), args.root, host=args.host, port=args.port,
-                                time_scale=args.time_scale, arch=args.arch, charging=args.charging)
+        device = EmulatedDevice(
+            load_profile(args.profile),
+            args.root,
+            host=args.host,
+            port=args.port,
+            time_scale=args.time_scale,
+            arch=args.arch,
+            charging=args.charging,
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     port = device.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() still kills running shells
-    print(f"emulated adbd ({args.profile}, {args.arch}) on {args.host}:{port}, storage in {device.root}; "
-          f"adb connect {args.host}:{port}", flush=True)
+    print(
+        f"emulated adbd ({args.profile}, {args.arch}) on {args.host}:{port}, storage in {device.root}; "
+        f"adb connect {args.host}:{port}",
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -32,14 +32,18 @@ def populate(root: Path, log=print) -> None:
 
     require_arm64("the emulated ARM64 phone")
     if os.geteuid() != 0:
-        raise UserError("the emulated ARM64 phone runs its programs in a chroot, which needs root; run `slm-bench devices emulate --arch arm64` as root")
+        raise UserError(
+            "the emulated ARM64 phone runs its programs in a chroot, which needs root; run `slm-bench devices emulate --arch arm64` as root"
+        )
     system_bin = root / "system/bin"
     busybox = system_bin / "busybox"
     if not busybox.is_file():
         userland = prepare_userland(log)
         system_bin.mkdir(parents=True, exist_ok=True)
         shutil.copy2(userland / "bin/busybox", busybox)
-        applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+        applets = subprocess.run(
+            [str(busybox), "--list"], capture_output=True, text=True, check=True
+        ).stdout.split()
         for name in applets:
             link = system_bin / name
             if not link.exists() and not link.is_symlink():
@@ -61,8 +65,19 @@ def command(root: Path, command_line: str) -> tuple[list[str], dict[str, str]]:
     """argv and environment that run ``command_line`` with the phone's shell inside its root."""
     from harness.kits.userland import QEMU_CPU
 
-    env = {"PATH": "/system/bin", "HOME": "/", "TMPDIR": "/data/local/tmp", "ANDROID_DATA": "/data",
-           "EXTERNAL_STORAGE": "/sdcard", "ADBD_EMULATED_DIR": "/.emulated", "QEMU_CPU": QEMU_CPU}
+    env = {
+        "PATH": "/system/bin",
+        "HOME": "/",
+        "TMPDIR": "/data/local/tmp",
+        "ANDROID_DATA": "/data",
+        "EXTERNAL_STORAGE": "/sdcard",
+        "ADBD_EMULATED_DIR": "/.emulated",
+        "QEMU_CPU": QEMU_CPU,
+    }
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"  # the host's; PATH in env is the phone's
-    argv = [chroot, str(root), SHELL, "-c", command_line] if command_line else [chroot, str(root), SHELL]
+    argv = (
+        [chroot, str(root), SHELL, "-c", command_line]
+        if command_line
+        else [chroot, str(root), SHELL]
+    )
     return argv, env

@@ -42,12 +42,16 @@ class EmulatedCpu:
         self.cores: dict[int, tuple[str, int]] = {}  # core -> (part, max kHz)
         for cluster in spec["clusters"]:
             if cluster["part"] not in PART_NUMBERS:
-                raise ValueError(f"unknown CPU part {cluster['part']!r}; known: {', '.join(PART_NUMBERS)}")
+                raise ValueError(
+                    f"unknown CPU part {cluster['part']!r}; known: {', '.join(PART_NUMBERS)}"
+                )
             for core in parse_list(str(cluster["cores"])):
                 self.cores[core] = (cluster["part"], int(cluster["max_khz"]))
         self.n = len(self.cores)
         if sorted(self.cores) != list(range(self.n)) or self.n > MAX_CORES:
-            raise ValueError(f"the profile's clusters must number 0..N-1 once each, N <= {MAX_CORES}")
+            raise ValueError(
+                f"the profile's clusters must number 0..N-1 once each, N <= {MAX_CORES}"
+            )
         self.features = [str(f) for f in spec.get("features") or []]
         self.hosts = sorted(hosts)
         self.all_mask = (1 << self.n) - 1
@@ -64,8 +68,10 @@ class EmulatedCpu:
     def describe(self) -> str:
         """The mapping in words, for a run to say how its phone cores were emulated."""
         n = len(self.hosts)
-        return (f"{self.n} phone cores on host CPUs {format_list(self.hosts)}: phone core i runs on host CPU "
-                f"hosts[i mod {n}], hosts = {self.hosts} ({self.cpu_map()}); the timings are the host's")
+        return (
+            f"{self.n} phone cores on host CPUs {format_list(self.hosts)}: phone core i runs on host CPU "
+            f"hosts[i mod {n}], hosts = {self.hosts} ({self.cpu_map()}); the timings are the host's"
+        )
 
     def max_khz(self, core: int) -> int:
         return self.cores[core][1]
@@ -78,7 +84,8 @@ class EmulatedCpu:
             f"processor\t: {core}\nBogoMIPS\t: 52.00\nFeatures\t: {features}\n"
             f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
             f"CPU part\t: 0x{PART_NUMBERS[part]:03x}\nCPU revision\t: 0\n\n"
-            for core, (part, _) in sorted(self.cores.items()))
+            for core, (part, _) in sorted(self.cores.items())
+        )
 
     def write_files(self, root: Path) -> None:
         """The files that do not change: cpuinfo, the core lists, each core's clock range."""
@@ -87,20 +94,31 @@ class EmulatedCpu:
         base = root / CPU_DIR.lstrip("/")
         base.mkdir(parents=True, exist_ok=True)
         every = format_list(list(range(self.n))) + "\n"
-        for name, text in (("possible", every), ("present", every), ("online", every), ("offline", "\n")):
+        for name, text in (
+            ("possible", every),
+            ("present", every),
+            ("online", every),
+            ("offline", "\n"),
+        ):
             (base / name).write_text(text)
         for core, (_, max_khz) in self.cores.items():
             (base / f"cpu{core}/cpufreq").mkdir(parents=True, exist_ok=True)
             (base / f"cpu{core}/online").write_text("1\n")
-            for name, khz in (("cpuinfo_max_freq", max_khz), ("cpuinfo_min_freq", MIN_KHZ),
-                              ("scaling_max_freq", max_khz), ("scaling_min_freq", MIN_KHZ)):
+            for name, khz in (
+                ("cpuinfo_max_freq", max_khz),
+                ("cpuinfo_min_freq", MIN_KHZ),
+                ("scaling_max_freq", max_khz),
+                ("scaling_min_freq", MIN_KHZ),
+            ):
                 (base / f"cpu{core}/cpufreq/{name}").write_text(f"{khz}\n")
         (root / AFFINITY).mkdir(parents=True, exist_ok=True)
 
     def write_cur_freq(self, root: Path, core: int, khz: int) -> None:
         """scaling_cur_freq, rewritten only when it changed (refresh runs before every command)."""
         if self._written.get(core) != khz:
-            (root / CPU_DIR.lstrip("/") / f"cpu{core}/cpufreq/scaling_cur_freq").write_text(f"{khz}\n")
+            (root / CPU_DIR.lstrip("/") / f"cpu{core}/cpufreq/scaling_cur_freq").write_text(
+                f"{khz}\n"
+            )
             self._written[core] = khz
 
     # -- taskset -------------------------------------------------------------------------------
@@ -144,7 +162,10 @@ class EmulatedCpu:
             fields = _fields(status)
             for candidate in (pid, fields.get("Tgid")):
                 try:
-                    return int((root / AFFINITY / str(candidate)).read_text().strip(), 16) & self.all_mask
+                    return (
+                        int((root / AFFINITY / str(candidate)).read_text().strip(), 16)
+                        & self.all_mask
+                    )
                 except (OSError, ValueError):
                     pass
             try:
@@ -174,9 +195,13 @@ def free_busybox_taskset(root: Path, log=print) -> list[str]:
     the applet in busybox's table of names makes ``taskset`` an ordinary PATH command; the script
     calls the applet by its new name. Idempotent."""
     busybox = root / "system/bin/busybox"
-    names = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        [str(busybox), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
     if "taskset" in names and not _rename_applet(busybox, names, "taskset", BUSYBOX_TASKSET):
-        log("warning: could not rename busybox's taskset applet; the ARM64 phone's taskset pins host CPUs as given")
+        log(
+            "warning: could not rename busybox's taskset applet; the ARM64 phone's taskset pins host CPUs as given"
+        )
         return ["/system/bin/busybox", "taskset"]
     if "taskset" not in names and BUSYBOX_TASKSET not in names:
         log("warning: the ARM64 phone's busybox has no taskset applet; its taskset cannot pin")
@@ -198,9 +223,9 @@ def _rename_applet(busybox: Path, names: list[str], old: str, new: str) -> bool:
     data = busybox.read_bytes()
     if data.count(table) != 1:
         return False
-    at = data.find(table) + sum(len(n) + 1 for n in names[:names.index(old)])
+    at = data.find(table) + sum(len(n) + 1 for n in names[: names.index(old)])
     patched = busybox.with_name(".busybox.patched")
-    patched.write_bytes(data[:at] + new.encode() + data[at + len(old):])
+    patched.write_bytes(data[:at] + new.encode() + data[at + len(old) :])
     patched.chmod(busybox.stat().st_mode)
     os.replace(patched, busybox)  # never half-written: the phone's shell is this file
     return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 A_SYNC = 0x434E5953
 A_CNXN = 0x4E584E43
@@ -32,7 +32,10 @@ HEADER = struct.Struct("<6I")
 
 def pack_message(command: int, arg0: int, arg1: int, data: bytes = b"") -> bytes:
     # The checksum is optional at VERSION but costs little; older readers then accept it too.
-    return HEADER.pack(command, arg0, arg1, len(data), sum(data) & 0xFFFFFFFF, command ^ 0xFFFFFFFF) + data
+    return (
+        HEADER.pack(command, arg0, arg1, len(data), sum(data) & 0xFFFFFFFF, command ^ 0xFFFFFFFF)
+        + data
+    )
 
 
 class StreamClosed(Exception):
@@ -42,7 +45,7 @@ class StreamClosed(Exception):
 class Stream:
     """One ADB stream as a service sees it: blocking ``read``/``write`` with ADB flow control."""
 
-    def __init__(self, conn: "Connection", local_id: int, remote_id: int, service: str):
+    def __init__(self, conn: Connection, local_id: int, remote_id: int, service: str):
         self.conn, self.local_id, self.remote_id, self.service = conn, local_id, remote_id, service
         self.closed = False
         self._buf = bytearray()
@@ -135,7 +138,12 @@ class Connection:
     thread of its own) or None for an unknown service, which is refused with CLSE.
     """
 
-    def __init__(self, sock: socket.socket, banner: bytes, open_service: Callable[[Stream], Callable[[Stream], None] | None]):
+    def __init__(
+        self,
+        sock: socket.socket,
+        banner: bytes,
+        open_service: Callable[[Stream], Callable[[Stream], None] | None],
+    ):
         self.sock, self.banner, self.open_service = sock, banner, open_service
         self.max_payload = MAX_PAYLOAD
         self._send_lock = threading.Lock()
@@ -164,7 +172,9 @@ class Connection:
     def serve(self) -> None:
         try:
             while True:
-                command, arg0, arg1, length, _crc, magic = HEADER.unpack(self._recv_exact(HEADER.size))
+                command, arg0, arg1, length, _crc, magic = HEADER.unpack(
+                    self._recv_exact(HEADER.size)
+                )
                 if magic != command ^ 0xFFFFFFFF:
                     raise ConnectionError(f"bad magic in message {command:#x}")
                 data = self._recv_exact(length) if length else b""
@@ -209,7 +219,12 @@ class Connection:
             with self._streams_lock:
                 self._streams[local_id] = stream
             self.send(A_OKAY, local_id, arg0)
-            threading.Thread(target=_run_service, args=(handler, stream), name=f"adbd:{service[:40]}", daemon=True).start()
+            threading.Thread(
+                target=_run_service,
+                args=(handler, stream),
+                name=f"adbd:{service[:40]}",
+                daemon=True,
+            ).start()
         elif command == A_WRTE:
             stream = self._stream(arg1)
             if stream is None:

@@ -32,13 +32,20 @@ import time
 from pathlib import Path
 
 from harness.devices.emulated import arm64, cpu
-from harness.devices.emulated.thermal import DutyCycle, TripPoints
 from harness.devices.emulated.protocol import Stream, StreamClosed
+from harness.devices.emulated.thermal import DutyCycle, TripPoints
 from harness.errors import UserError
 
-ARCHES = ("x86_64", "aarch64")  # what the emulated phone's programs are: host ones, or ARM64 under qemu
+ARCHES = (
+    "x86_64",
+    "aarch64",
+)  # what the emulated phone's programs are: host ones, or ARM64 under qemu
 THERMAL_ZONES = ("BIG", "MID", "LITTLE", "G3D", "NPU", "battery")
-_ALIASES = {"/storage/emulated/0": "/sdcard", "/storage/self/primary": "/sdcard", "/mnt/sdcard": "/sdcard"}
+_ALIASES = {
+    "/storage/emulated/0": "/sdcard",
+    "/storage/self/primary": "/sdcard",
+    "/mnt/sdcard": "/sdcard",
+}
 _SANDBOXED = ("/data", "/sdcard", "/proc/meminfo", "/sys/class/thermal", "/sys/class/power_supply")
 # `cat /proc/PID/status`, as the harness reads a runner's back (AdbDevice.process_status)
 _STATUS_RE = re.compile(r"^\s*cat\s+/proc/(\d+)/status(\s+2>\s*/dev/null)?\s*$")
@@ -66,8 +73,16 @@ class ThermalModel:
 
     The battery level falls with load, or rises slowly while ``charging``."""
 
-    def __init__(self, cpu_seconds, ambient: float = 27.0, rise: float = 12.0, tau: float = 60.0, time_scale: float = 1.0,
-                 level: float = 85.0, charging: bool = False):
+    def __init__(
+        self,
+        cpu_seconds,
+        ambient: float = 27.0,
+        rise: float = 12.0,
+        tau: float = 60.0,
+        time_scale: float = 1.0,
+        level: float = 85.0,
+        charging: bool = False,
+    ):
         self.ambient, self.rise, self.tau, self.time_scale = ambient, rise, tau, time_scale
         self.cpu_seconds, self.charging = cpu_seconds, charging
         self.temp, self.level, self.busy = ambient, level, 0.0
@@ -123,27 +138,50 @@ class DeviceState:
     profile's ``emulated.throttle`` trips, a hot phone throttles: its clocks read lower and its
     programs really get that share of the CPU (``thermal.py``)."""
 
-    def __init__(self, profile: dict, root: Path, time_scale: float = 1.0, arch: str = "x86_64", log=print,
-                 charging: bool = False):
-        self.profile, self.root, self.arch, self.charging = profile, Path(root).resolve(), arch, charging
+    def __init__(
+        self,
+        profile: dict,
+        root: Path,
+        time_scale: float = 1.0,
+        arch: str = "x86_64",
+        log=print,
+        charging: bool = False,
+    ):
+        self.profile, self.root, self.arch, self.charging = (
+            profile,
+            Path(root).resolve(),
+            arch,
+            charging,
+        )
         if arch not in ARCHES:
             raise ValueError(f"unknown emulated CPU {arch!r}; choose one of {', '.join(ARCHES)}")
         emu = profile.get("emulated") or {}
         # The profile's RAM (8e9 bytes when it has none), as /proc/meminfo counts it: kB of 1024 bytes.
-        self.mem_total_kb = int(emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024))
-        self.thermal = ThermalModel(self._cpu_seconds, time_scale=time_scale, ambient=float(emu.get("ambient_c", 27.0)),
-                                    tau=float(emu.get("tau_s", 60.0)), charging=charging)
+        self.mem_total_kb = int(
+            emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024)
+        )
+        self.thermal = ThermalModel(
+            self._cpu_seconds,
+            time_scale=time_scale,
+            ambient=float(emu.get("ambient_c", 27.0)),
+            tau=float(emu.get("tau_s", 60.0)),
+            charging=charging,
+        )
         self.trips = TripPoints(emu)
         self.duty = DutyCycle(self.throttle_scale) if self.trips else None
         self.props = {str(k): str(v) for k, v in (profile.get("getprop") or {}).items()}
-        self.props.setdefault("ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated")))
+        self.props.setdefault(
+            "ro.product.device", self.props.get("ro.product.name", profile.get("name", "emulated"))
+        )
         self.props.setdefault("ro.serialno", "EMULATED0001")
         # Marks every record measured here as emulated: its timings are no phone's speed.
         self.props["ro.slm_bench.emulated"] = "1"
         if arch == "x86_64":  # runs host programs, the host's Python included (see AdbDevice)
             self.props["ro.slm_bench.host_python"] = "1"
         # The profile's CPU, if it has one, mapped onto the host CPUs the adbd may run on.
-        self.cpu = cpu.EmulatedCpu(profile["cpu"], os.sched_getaffinity(0)) if profile.get("cpu") else None
+        self.cpu = (
+            cpu.EmulatedCpu(profile["cpu"], os.sched_getaffinity(0)) if profile.get("cpu") else None
+        )
         self.sandboxed = _SANDBOXED + (cpu.SANDBOXED if self.cpu else ())
         self._path_re = _path_re(self.sandboxed)
         if self.cpu:
@@ -151,7 +189,13 @@ class DeviceState:
         self.processes: set[subprocess.Popen] = set()
         self._reaped_cpu = 0.0
         self._lock = threading.Lock()
-        for folder in ("data/local/tmp", "sdcard/Download", "proc", ".emulated/bin", "sys/class/power_supply/battery"):
+        for folder in (
+            "data/local/tmp",
+            "sdcard/Download",
+            "proc",
+            ".emulated/bin",
+            "sys/class/power_supply/battery",
+        ):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         for i, name in enumerate(THERMAL_ZONES):
             (self.root / f"sys/class/thermal/thermal_zone{i}").mkdir(parents=True, exist_ok=True)
@@ -162,9 +206,17 @@ class DeviceState:
             arm64.populate(self.root, log)
         bin_dir = self.root / ".emulated/bin"
         shell = arm64.SHELL if arch == "aarch64" else "/bin/sh"
-        _script(bin_dir / "getprop", shell, '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
-                'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" | grep . || echo "${2:-}"\n')
-        _script(bin_dir / "dumpsys", shell, '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n')
+        _script(
+            bin_dir / "getprop",
+            shell,
+            '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
+            'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" | grep . || echo "${2:-}"\n',
+        )
+        _script(
+            bin_dir / "dumpsys",
+            shell,
+            '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n',
+        )
         if self.cpu:
             self.cpu.write_files(self.root)
             _script(bin_dir / "taskset", shell, self.cpu.taskset_body(self._host_taskset(log)))
@@ -180,8 +232,10 @@ class DeviceState:
             return cpu.free_busybox_taskset(self.root, log)
         host = shutil.which("taskset")
         if host is None:
-            raise UserError("the emulated phone's taskset needs the host's (util-linux); "
-                            "install it: apt-get install -y util-linux")
+            raise UserError(
+                "the emulated phone's taskset needs the host's (util-linux); "
+                "install it: apt-get install -y util-linux"
+            )
         return [host]
 
     # -- answers -------------------------------------------------------------------------------
@@ -192,24 +246,39 @@ class DeviceState:
 
     def meminfo(self) -> str:
         total = self.mem_total_kb
-        rows = {"MemTotal": total, "MemFree": total * 15 // 100, "MemAvailable": total * 52 // 100, "Buffers": total // 200,
-                "Cached": total * 30 // 100, "SwapCached": 0, "SwapTotal": 8_388_604, "SwapFree": 6_291_452}
+        rows = {
+            "MemTotal": total,
+            "MemFree": total * 15 // 100,
+            "MemAvailable": total * 52 // 100,
+            "Buffers": total // 200,
+            "Cached": total * 30 // 100,
+            "SwapCached": 0,
+            "SwapTotal": 8_388_604,
+            "SwapFree": 6_291_452,
+        }
         return "".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in rows.items())
 
     def battery(self) -> str:
         """dumpsys battery: status 2 (BATTERY_STATUS_CHARGING) on USB, else 3 (DISCHARGING)."""
         temp, level, _ = self.thermal.snapshot()
-        usb, status, amps, volts = ("true", 2, 500000, 5000000) if self.charging else ("false", 3, 0, 0)
-        return (f"Current Battery Service state:\n  AC powered: false\n  USB powered: {usb}\n  Wireless powered: false\n"
-                f"  Dock powered: false\n  Max charging current: {amps}\n  Max charging voltage: {volts}\n"
-                f"  Charging counter: {int(level * 38870)}\n  status: {status}\n  health: 2\n  present: true\n"
-                f"  level: {int(level)}\n  scale: 100\n  voltage: {int(3700 + 5 * level)}\n"
-                f"  temperature: {round(temp * 10)}\n  technology: Li-ion\n")
+        usb, status, amps, volts = (
+            ("true", 2, 500000, 5000000) if self.charging else ("false", 3, 0, 0)
+        )
+        return (
+            f"Current Battery Service state:\n  AC powered: false\n  USB powered: {usb}\n  Wireless powered: false\n"
+            f"  Dock powered: false\n  Max charging current: {amps}\n  Max charging voltage: {volts}\n"
+            f"  Charging counter: {int(level * 38870)}\n  status: {status}\n  health: 2\n  present: true\n"
+            f"  level: {int(level)}\n  scale: 100\n  voltage: {int(3700 + 5 * level)}\n"
+            f"  temperature: {round(temp * 10)}\n  technology: Li-ion\n"
+        )
 
     def zone_temps(self) -> list[int]:
         temp, _, busy = self.thermal.snapshot()
         extra = {"BIG": 14.0, "MID": 11.0, "LITTLE": 8.0, "G3D": 6.0, "NPU": 4.0, "battery": 0.0}
-        return [round((temp + 2.0 + extra[z] * min(busy, 2) / 2 if z != "battery" else temp) * 1000) for z in THERMAL_ZONES]
+        return [
+            round((temp + 2.0 + extra[z] * min(busy, 2) / 2 if z != "battery" else temp) * 1000)
+            for z in THERMAL_ZONES
+        ]
 
     def cpu_emulation(self) -> str | None:
         """How the phone's cores are emulated, in words (None: the profile has no CPU)."""
@@ -245,8 +314,13 @@ class DeviceState:
         current_ua = -round(250_000 + 1_100_000 * min(busy, 2)) + (500_000 if self.charging else 0)
         voltage_uv = int(fields["voltage"]) * 1000
         status = "Charging" if self.charging else "Discharging"
-        for name, value in (("capacity", fields["level"]), ("temp", fields["temperature"]), ("status", status),
-                            ("current_now", str(current_ua)), ("voltage_now", str(voltage_uv))):
+        for name, value in (
+            ("capacity", fields["level"]),
+            ("temp", fields["temperature"]),
+            ("status", status),
+            ("current_now", str(current_ua)),
+            ("voltage_now", str(voltage_uv)),
+        ):
             (ps / name).write_text(value + "\n")
 
     # -- paths ---------------------------------------------------------------------------------
@@ -255,16 +329,20 @@ class DeviceState:
         p = posixpath.normpath("/" + path)
         for alias, canonical in _ALIASES.items():
             if p == alias or p.startswith(alias + "/"):
-                p = canonical + p[len(alias):]
+                p = canonical + p[len(alias) :]
         return self.root / p.lstrip("/")
 
     def rewrite(self, command: str) -> str:
-        return self._path_re.sub(lambda m: str(self.root) + _ALIASES.get(m.group(1), m.group(1)), command)
+        return self._path_re.sub(
+            lambda m: str(self.root) + _ALIASES.get(m.group(1), m.group(1)), command
+        )
 
     def builtin(self, command: str) -> str | None:
         """The answer to a command that needs no process, or None."""
         if self.cpu and (status := _STATUS_RE.match(command)):
-            return self.cpu.proc_status(self.root, int(status[1]))  # from the host: arm64 has no procfs
+            return self.cpu.proc_status(
+                self.root, int(status[1])
+            )  # from the host: arm64 has no procfs
         if counters := _STAT_RE.match(command):
             return _proc_stat(counters[1].split(), quiet=bool(counters[2]))
         try:
@@ -274,14 +352,22 @@ class DeviceState:
         if not words or any(c in command for c in ";|&<>`$()"):
             return None
         if words[0] == "getprop" and len(words) <= 3:
-            return self.getprop(words[1] if len(words) > 1 else None, words[2] if len(words) > 2 else "")
+            return self.getprop(
+                words[1] if len(words) > 1 else None, words[2] if len(words) > 2 else ""
+            )
         if words == ["dumpsys", "battery"]:
             return self.battery()
-        if words[0] == "cat" and len(words) > 1 and all(w.startswith(("/proc/", "/sys/")) for w in words[1:]):
+        if (
+            words[0] == "cat"
+            and len(words) > 1
+            and all(w.startswith(("/proc/", "/sys/")) for w in words[1:])
+        ):
             self.refresh()
             out = []
             for word in words[1:]:
-                matches = sorted(glob.glob(str(self.host_path(word)))) if self._in_sandbox(word) else []
+                matches = (
+                    sorted(glob.glob(str(self.host_path(word)))) if self._in_sandbox(word) else []
+                )
                 if not matches:
                     return None  # let the real cat produce the real error
                 out += [Path(m).read_text() for m in matches]
@@ -298,14 +384,29 @@ class DeviceState:
             env["PATH"] = f"/.emulated/bin:{env['PATH']}"
             return self._start(argv, env, merge_stderr)
         env = dict(os.environ)
-        env.update(PATH=f"{self.root}/.emulated/bin:{env.get('PATH', '/usr/bin:/bin')}", HOME=str(self.root),
-                   TMPDIR=f"{self.root}/data/local/tmp", EXTERNAL_STORAGE=f"{self.root}/sdcard",
-                   ANDROID_EMULATED_ROOT=str(self.root), ADBD_EMULATED_DIR=f"{self.root}/.emulated")
-        return self._start(["/bin/sh", "-c", self.rewrite(command)] if command else ["/bin/sh"], env, merge_stderr)
+        env.update(
+            PATH=f"{self.root}/.emulated/bin:{env.get('PATH', '/usr/bin:/bin')}",
+            HOME=str(self.root),
+            TMPDIR=f"{self.root}/data/local/tmp",
+            EXTERNAL_STORAGE=f"{self.root}/sdcard",
+            ANDROID_EMULATED_ROOT=str(self.root),
+            ADBD_EMULATED_DIR=f"{self.root}/.emulated",
+        )
+        return self._start(
+            ["/bin/sh", "-c", self.rewrite(command)] if command else ["/bin/sh"], env, merge_stderr
+        )
 
     def _start(self, argv: list[str], env: dict[str, str], merge_stderr: bool) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True, bufsize=0)
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            start_new_session=True,
+            bufsize=0,
+        )
         with self._lock:
             self.processes.add(proc)
         if self.duty:
@@ -360,7 +461,7 @@ def _proc_stat(pid_paths: list[str], quiet: bool) -> str | None:
 
 
 def _script(path: Path, shell: str, body: str) -> None:
-    path.write_text(f'#!{shell}\n' + 'D="${ADBD_EMULATED_DIR:-$(dirname "$0")/..}"\n' + body)
+    path.write_text(f"#!{shell}\n" + 'D="${ADBD_EMULATED_DIR:-$(dirname "$0")/..}"\n' + body)
     path.chmod(0o755)
 
 
@@ -492,14 +593,28 @@ def _shut(sock: socket.socket) -> None:
 # sync (adb push / pull / ls / stat)
 # ---------------------------------------------------------------------------------------------
 SYNC_DATA_MAX = 64 * 1024
-_STAT_V2 = struct.Struct("<4sIQQIIIIQqqq")  # id error dev ino mode nlink uid gid size atime mtime ctime
+_STAT_V2 = struct.Struct(
+    "<4sIQQIIIIQqqq"
+)  # id error dev ino mode nlink uid gid size atime mtime ctime
 
 
 def _stat_v2(ident: bytes, st: os.stat_result | None, error: int = 0) -> bytes:
     if st is None:
         return _STAT_V2.pack(ident, error, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    return _STAT_V2.pack(ident, 0, st.st_dev, st.st_ino, st.st_mode, st.st_nlink, 2000, 2000, st.st_size,
-                         int(st.st_atime), int(st.st_mtime), int(st.st_ctime))
+    return _STAT_V2.pack(
+        ident,
+        0,
+        st.st_dev,
+        st.st_ino,
+        st.st_mode,
+        st.st_nlink,
+        2000,
+        2000,
+        st.st_size,
+        int(st.st_atime),
+        int(st.st_mtime),
+        int(st.st_ctime),
+    )
 
 
 def _status(ok: bool, message: str = "") -> bytes:
@@ -523,7 +638,15 @@ def sync_service(state: DeviceState):
             if ident == b"STAT":  # v1 is an lstat; a missing file is all zeros
                 try:
                     st = os.lstat(state.host_path(path))
-                    stream.write(struct.pack("<4sIII", b"STAT", st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF))
+                    stream.write(
+                        struct.pack(
+                            "<4sIII",
+                            b"STAT",
+                            st.st_mode,
+                            st.st_size & 0xFFFFFFFF,
+                            int(st.st_mtime) & 0xFFFFFFFF,
+                        )
+                    )
                 except OSError:
                     stream.write(struct.pack("<4sIII", b"STAT", 0, 0, 0))
             elif ident in (b"STA2", b"LST2"):
@@ -572,8 +695,22 @@ def _list(folder: Path, v2: bool) -> bytes:
         if v2:
             out += _stat_v2(b"DNT2", st)[:] + struct.pack("<I", len(raw)) + raw
         else:
-            out += struct.pack("<4sIIII", b"DENT", st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF, len(raw)) + raw
-    out += (_stat_v2(b"DONE", None) + struct.pack("<I", 0)) if v2 else struct.pack("<4sIIII", b"DONE", 0, 0, 0, 0)
+            out += (
+                struct.pack(
+                    "<4sIIII",
+                    b"DENT",
+                    st.st_mode,
+                    st.st_size & 0xFFFFFFFF,
+                    int(st.st_mtime) & 0xFFFFFFFF,
+                    len(raw),
+                )
+                + raw
+            )
+    out += (
+        (_stat_v2(b"DONE", None) + struct.pack("<I", 0))
+        if v2
+        else struct.pack("<4sIIII", b"DONE", 0, 0, 0, 0)
+    )
     return bytes(out)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 PERIOD_S = 0.1  # short against a decode step's scale of seconds, long against a stop's cost
 
@@ -26,7 +26,9 @@ class TripPoints:
 
     def __init__(self, spec: dict | None):
         spec = spec or {}
-        self.trips = sorted((float(t["temp_c"]), float(t["scale"])) for t in spec.get("throttle") or [])
+        self.trips = sorted(
+            (float(t["temp_c"]), float(t["scale"])) for t in spec.get("throttle") or []
+        )
         self.release_c = float(spec.get("release_c", 3.0))
         self.level = 0  # how many trips are engaged
         self._lock = threading.Lock()
@@ -72,7 +74,9 @@ class DutyCycle:
                 return
             self._groups.add(pgid)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="emulated-throttle", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="emulated-throttle", daemon=True
+                )
                 self._thread.start()
 
     def forget(self, pgid: int) -> None:

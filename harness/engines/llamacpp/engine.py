@@ -19,7 +19,13 @@ from pathlib import Path
 
 from harness.cache import build_atomically
 from harness.engines import host_cores
-from harness.engines.bundle import base_manifest, cache_folder, verify_files, write_manifest, write_model_files
+from harness.engines.bundle import (
+    base_manifest,
+    cache_folder,
+    verify_files,
+    write_manifest,
+    write_model_files,
+)
 from harness.errors import UserError
 
 NAME = "llama.cpp"
@@ -28,7 +34,10 @@ GGUF_NAME = "model.gguf"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # preset -> (llama.cpp file type name, what it is)
 FILE_TYPES = {
-    "q4f16_1": ("MOSTLY_Q4_0", "GGUF Q4_0: 4-bit weights, groups of 32, one fp16 scale per group (llama.cpp's quantizer)"),
+    "q4f16_1": (
+        "MOSTLY_Q4_0",
+        "GGUF Q4_0: 4-bit weights, groups of 32, one fp16 scale per group (llama.cpp's quantizer)",
+    ),
     "q0f32": ("ALL_F32", "GGUF F32: unquantized"),
 }
 # What records call the format that ran, and its activations: llama.cpp's CPU backend quantizes
@@ -41,8 +50,10 @@ def llama_cpp():
     try:
         import llama_cpp as lib
     except ImportError:
-        raise UserError('the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores), '
-                        'or reuse the harness\'s build: slm-bench kit llama.cpp --arch x86_64 && CMAKE_ARGS="-DLLAMA_BUILD=OFF" pip install -e ".[llamacpp]"') from None
+        raise UserError(
+            'the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores), '
+            'or reuse the harness\'s build: slm-bench kit llama.cpp --arch x86_64 && CMAKE_ARGS="-DLLAMA_BUILD=OFF" pip install -e ".[llamacpp]"'
+        ) from None
     return lib
 
 
@@ -53,14 +64,18 @@ def _use_harness_built_library() -> None:
     if "llama_cpp" in sys.modules or os.environ.get("LLAMA_CPP_LIB_PATH"):
         return
     spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or any((Path(p) / "lib" / "libllama.so").exists() for p in spec.submodule_search_locations or ()):
+    if spec is None or any(
+        (Path(p) / "lib" / "libllama.so").exists() for p in spec.submodule_search_locations or ()
+    ):
         return  # not installed (said on import), or built with its own library
     from harness.kits.llamacpp import built_kit
 
     kit = built_kit(os.uname().machine)
     if kit is None or not (kit / "libllama.so").is_file():
-        raise UserError("llama-cpp-python is installed without its llama.cpp library (LLAMA_BUILD=OFF); "
-                        f"build it: slm-bench kit llama.cpp --arch {os.uname().machine} (or set LLAMA_CPP_LIB_PATH)")
+        raise UserError(
+            "llama-cpp-python is installed without its llama.cpp library (LLAMA_BUILD=OFF); "
+            f"build it: slm-bench kit llama.cpp --arch {os.uname().machine} (or set LLAMA_CPP_LIB_PATH)"
+        )
     os.environ["LLAMA_CPP_LIB_PATH"] = str(kit)  # read by llama_cpp when it is imported
 
 
@@ -70,9 +85,13 @@ def version() -> str:
 
 def build(model, preset, target: str = "llvm", *, log=print) -> Path:
     if target != "llvm":
-        raise UserError(f"the llama.cpp engine runs on this host's CPU (--target llvm), not {target}; for a phone use --runner llama-bench")
+        raise UserError(
+            f"the llama.cpp engine runs on this host's CPU (--target llvm), not {target}; for a phone use --runner llama-bench"
+        )
     if preset.name not in FILE_TYPES:
-        raise UserError(f"llama.cpp has no form of {preset.name}; use --quantization q4f16_1 (GGUF Q4_0, 4-bit group 32) or q0f32")
+        raise UserError(
+            f"llama.cpp has no form of {preset.name}; use --quantization q4f16_1 (GGUF Q4_0, 4-bit group 32) or q0f32"
+        )
     lib = llama_cpp()
     out = _bundle_path(model, preset, lib.__version__)
     if (out / "manifest.json").is_file():
@@ -83,9 +102,18 @@ def build(model, preset, target: str = "llvm", *, log=print) -> Path:
 
 def _bundle_path(model, preset, lib_version: str) -> Path:
     h = hashlib.sha256()
-    payload = {"format": BUNDLE_FORMAT, "weights": model.fingerprint, "config": model.config.model_dump(mode="json"), "preset": preset.name, "llama_cpp": lib_version}
+    payload = {
+        "format": BUNDLE_FORMAT,
+        "weights": model.fingerprint,
+        "config": model.config.model_dump(mode="json"),
+        "preset": preset.name,
+        "llama_cpp": lib_version,
+    }
     h.update(json.dumps(payload, sort_keys=True).encode())
-    for f in [*sorted(PACKAGE_DIR.glob("*.py")), PACKAGE_DIR.parent / "bundle.py"]:  # the code that shapes a bundle
+    for f in [
+        *sorted(PACKAGE_DIR.glob("*.py")),
+        PACKAGE_DIR.parent / "bundle.py",
+    ]:  # the code that shapes a bundle
         h.update(f.read_bytes())
     return cache_folder(model, preset, "llamacpp", h.hexdigest())
 
@@ -100,7 +128,9 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
         log(f"writing {model.name} as an fp16 GGUF for llama.cpp's quantizer")
         write_fp16_gguf(model, source)
     file_type, detail = FILE_TYPES[preset.name]
-    log(f"quantizing {source.name} to {file_type.split('_', 1)[1]} with llama.cpp {lib.__version__}")
+    log(
+        f"quantizing {source.name} to {file_type.split('_', 1)[1]} with llama.cpp {lib.__version__}"
+    )
     _quantize(lib, source, work / GGUF_NAME, file_type)
     if source.parent == work:
         source.unlink()
@@ -109,13 +139,24 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
     write_model_files(work, model)
     manifest = {
         "format": BUNDLE_FORMAT,
-        **base_manifest(NAME, lib.__version__, model, preset, detail, "llvm", fmt=FORMATS[file_type][0], activations=FORMATS[file_type][1]),
+        **base_manifest(
+            NAME,
+            lib.__version__,
+            model,
+            preset,
+            detail,
+            "llvm",
+            fmt=FORMATS[file_type][0],
+            activations=FORMATS[file_type][1],
+        ),
         "library": GGUF_NAME,
         "weight_bytes": gguf_tensor_bytes(work / GGUF_NAME),
         "timings_s": {"quantize": round(t_quant, 3)},
     }
     write_manifest(work, manifest)
-    log(f"bundle written: {manifest['weight_bytes'] / 1e6:.1f} MB of GGUF tensors in {t_quant:.1f}s")
+    log(
+        f"bundle written: {manifest['weight_bytes'] / 1e6:.1f} MB of GGUF tensors in {t_quant:.1f}s"
+    )
 
 
 def _quantize(lib, source: Path, out: Path, file_type: str) -> None:
@@ -125,7 +166,9 @@ def _quantize(lib, source: Path, out: Path, file_type: str) -> None:
     params.nthread = host_cores()
     rc = lib.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
     if rc != 0 or not out.is_file():
-        raise UserError(f"llama.cpp could not quantize {source.name} (code {rc}); the file may be damaged — check it with `slm-bench compile` or re-download it")
+        raise UserError(
+            f"llama.cpp could not quantize {source.name} (code {rc}); the file may be damaged — check it with `slm-bench compile` or re-download it"
+        )
 
 
 def gguf_tensor_bytes(path: Path) -> int:

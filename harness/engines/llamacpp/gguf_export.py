@@ -43,7 +43,9 @@ def write_fp16_gguf(model: LoadedModel, path: Path) -> None:
 
     cfg = model.config
     if cfg.arch not in SUPPORTED:
-        raise UserError(f"{model.name}: llama.cpp has no {cfg.arch!r} architecture here; use --engine tvm (llama.cpp side: {', '.join(SUPPORTED)})")
+        raise UserError(
+            f"{model.name}: llama.cpp has no {cfg.arch!r} architecture here; use --engine tvm (llama.cpp side: {', '.join(SUPPORTED)})"
+        )
     arch = cfg.arch
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(model.name)
@@ -67,7 +69,9 @@ def write_fp16_gguf(model: LoadedModel, path: Path) -> None:
             heads = cfg.num_heads if "q_proj" in hf_name else cfg.num_kv_heads
             array = permute_for_llama_rope(array, heads)
         if arch == "llama" and hf_name.endswith(("q_proj.bias", "k_proj.bias")):
-            raise UserError(f"{model.name}: a llama model with q/k biases cannot be written for llama.cpp")
+            raise UserError(
+                f"{model.name}: a llama model with q/k biases cannot be written for llama.cpp"
+            )
         # 2-D weights in fp16 (the quantizer's input); norms and biases stay fp32 as llama.cpp keeps them.
         data = array.astype(np.float16) if array.ndim == 2 else array.astype(np.float32)
         writer.add_tensor(gguf_tensor_name(hf_name), data)
@@ -82,11 +86,18 @@ def _add_placeholder_vocab(writer, vocab_size: int) -> None:
     """A SentencePiece-style vocabulary of the model's size: <unk>, <s>, </s>, the 256 byte
     tokens llama.cpp looks up when it loads one, then numbered filler tokens."""
     if vocab_size < 3 + N_BYTE_TOKENS:
-        raise UserError(f"vocabulary of {vocab_size} tokens is too small for a llama.cpp GGUF (needs >= {3 + N_BYTE_TOKENS})")
+        raise UserError(
+            f"vocabulary of {vocab_size} tokens is too small for a llama.cpp GGUF (needs >= {3 + N_BYTE_TOKENS})"
+        )
     import gguf
 
     tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(N_BYTE_TOKENS))]
-    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL, *([gguf.TokenType.BYTE] * N_BYTE_TOKENS)]
+    types = [
+        gguf.TokenType.UNKNOWN,
+        gguf.TokenType.CONTROL,
+        gguf.TokenType.CONTROL,
+        *([gguf.TokenType.BYTE] * N_BYTE_TOKENS),
+    ]
     tokens += [f"<tok{i}>" for i in range(len(tokens), vocab_size)]
     types += [gguf.TokenType.NORMAL] * (vocab_size - len(types))
     writer.add_tokenizer_model("llama")

@@ -27,8 +27,14 @@ class LlamaCppSession:
         self.max_seq_len = int(max_seq_len)
         self.threads = threads or host_cores()  # the process's affinity carries the core set
         self.llm = self.lib.Llama(
-            model_path=str(self.bundle / GGUF_NAME), n_ctx=self.max_seq_len, n_batch=self.max_seq_len, n_ubatch=self.max_seq_len,
-            n_threads=self.threads, n_threads_batch=self.threads, logits_all=False, verbose=False,
+            model_path=str(self.bundle / GGUF_NAME),
+            n_ctx=self.max_seq_len,
+            n_batch=self.max_seq_len,
+            n_ubatch=self.max_seq_len,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            logits_all=False,
+            verbose=False,
         )
         self.vocab_size = self.llm.n_vocab()
 
@@ -47,7 +53,9 @@ class LlamaCppSession:
     def _last_logits(self) -> np.ndarray:
         # A copy: the view points into llama.cpp's buffer, which the next step overwrites (TVM's
         # greedy pays the same copy when it reads its logits tensor back).
-        return np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab_size,)).copy()
+        return np.ctypeslib.as_array(
+            self.lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab_size,)
+        ).copy()
 
     @staticmethod
     def greedy(logits) -> int:

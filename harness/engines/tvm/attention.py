@@ -24,28 +24,53 @@ def _our_cpu_kernels(cfg: ModelConfig):
     also carry what TVM's lack: Gemma 2's score soft-capping, exact per-query sliding windows
     (``cpu_attention.WINDOWED``) and LongRoPE's short factors.
     """
-    orig_decode, orig_ragged = tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu
+    orig_decode, orig_ragged = (
+        tvm_kv_cache._attention_decode_cpu,
+        tvm_kv_cache._attention_prefill_ragged_cpu,
+    )
     orig_rope = tvm_kv_cache.llama_rope_with_position_map
     window = cfg.sliding_window if cfg.window_applies() else 0
     softcap = cfg.attn_softcap or 0.0
 
-    def decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw):
+    def decode(
+        num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw
+    ):
         if sliding_window:  # TVM's whole-cache sliding variant: never used by our models
-            return orig_decode(num_kv_heads, num_qo_heads, head_dim, dtype, sliding_window, rope_scaling, *args, **kw)
-        return cpu_attention.decode_paged(num_kv_heads, num_qo_heads, head_dim, dtype, window=window, softcap=softcap)
+            return orig_decode(
+                num_kv_heads,
+                num_qo_heads,
+                head_dim,
+                dtype,
+                sliding_window,
+                rope_scaling,
+                *args,
+                **kw,
+            )
+        return cpu_attention.decode_paged(
+            num_kv_heads, num_qo_heads, head_dim, dtype, window=window, softcap=softcap
+        )
 
     def ragged(h_kv, h_q, d_qk, d_v, dtype, rope_scaling):
-        return cpu_attention.prefill_ragged(h_kv, h_q, d_qk, d_v, dtype, window=window, softcap=softcap)
+        return cpu_attention.prefill_ragged(
+            h_kv, h_q, d_qk, d_v, dtype, window=window, softcap=softcap
+        )
 
-    def rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling, rotary_dim=None):
-        return cpu_attention.fused_rope(theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, dict(cfg.rope_scaling or {}))
+    def rope(
+        theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, rope_scaling, rotary_dim=None
+    ):
+        return cpu_attention.fused_rope(
+            theta, scale, head_dim, num_q_heads, num_kv_heads, dtype, dict(cfg.rope_scaling or {})
+        )
 
     tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = decode, ragged
     tvm_kv_cache.llama_rope_with_position_map = rope
     try:
         yield
     finally:
-        tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = orig_decode, orig_ragged
+        tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = (
+            orig_decode,
+            orig_ragged,
+        )
         tvm_kv_cache.llama_rope_with_position_map = orig_rope
 
 
@@ -60,14 +85,41 @@ def needs_cpu_kernels(cfg: ModelConfig) -> str | None:
     return None
 
 
-def create_kv_cache(cfg: ModelConfig, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window):
+def create_kv_cache(
+    cfg: ModelConfig,
+    target,
+    dtype,
+    max_batch_size,
+    max_total_seq_len,
+    prefill_chunk_size,
+    page_size,
+    support_sliding_window,
+):
     """RoPE is applied by the cache (NORMAL mode: to q and k before k is stored), llama3 scaling included."""
     hook = _our_cpu_kernels(cfg) if target.kind.name == "llvm" else contextlib.nullcontext()
     with hook:
-        return _declare(cfg, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
+        return _declare(
+            cfg,
+            target,
+            dtype,
+            max_batch_size,
+            max_total_seq_len,
+            prefill_chunk_size,
+            page_size,
+            support_sliding_window,
+        )
 
 
-def _declare(cfg, target, dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window):
+def _declare(
+    cfg,
+    target,
+    dtype,
+    max_batch_size,
+    max_total_seq_len,
+    prefill_chunk_size,
+    page_size,
+    support_sliding_window,
+):
     return TIRPagedKVCache(
         attn_kind="mha",
         max_batch_size=max_batch_size,

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from harness.cache import build_atomically
 from harness.engines import host_cores
-from harness.engines.bundle import base_manifest, cache_folder, verify_files, write_manifest, write_model_files
+from harness.engines.bundle import (
+    base_manifest,
+    cache_folder,
+    verify_files,
+    write_manifest,
+    write_model_files,
+)
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset
@@ -26,7 +32,13 @@ from . import targets
 
 BUNDLE_FORMAT = 1
 ENGINE_DIR = Path(__file__).resolve().parent
-LIB_NAMES = {"llvm": "model.so", "cuda": "model.so", "arm64-linux": "model.so", "android-cpu": "model.tar", "opencl": "model.tar"}
+LIB_NAMES = {
+    "llvm": "model.so",
+    "cuda": "model.so",
+    "arm64-linux": "model.so",
+    "android-cpu": "model.tar",
+    "opencl": "model.tar",
+}
 # Generated device code written next to the library for GPU targets, by device module kind.
 DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model.metal"}
 
@@ -34,7 +46,12 @@ DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model
 def engine_source_hash() -> str:
     """Hash of the code that shapes a bundle (engine, bundle layout, quantization, model config)."""
     h = hashlib.sha256()
-    roots = [ENGINE_DIR, ENGINE_DIR.parent / "bundle.py", ENGINE_DIR.parents[1] / "quantization.py", ENGINE_DIR.parents[1] / "models" / "config.py"]
+    roots = [
+        ENGINE_DIR,
+        ENGINE_DIR.parent / "bundle.py",
+        ENGINE_DIR.parents[1] / "quantization.py",
+        ENGINE_DIR.parents[1] / "models" / "config.py",
+    ]
     for root in roots:
         files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
         for f in files:
@@ -65,7 +82,9 @@ def bundle_path(model: LoadedModel, preset: QuantPreset, target: str) -> Path:
     return cache_folder(model, preset, target, bundle_key(model, preset, target))
 
 
-def compile_model(model: LoadedModel, preset: QuantPreset, target: str = "llvm", *, force: bool = False, log=print) -> Path:
+def compile_model(
+    model: LoadedModel, preset: QuantPreset, target: str = "llvm", *, force: bool = False, log=print
+) -> Path:
     """Compile (or find in the cache) the bundle for model x preset x target; returns its folder."""
     out = bundle_path(model, preset, target)
     if (out / "manifest.json").is_file() and not force:
@@ -79,8 +98,10 @@ def _check_gpu_support(model: LoadedModel, target, target_name: str) -> None:
 
     feature = needs_cpu_kernels(model.config) if target.kind.name != "llvm" else None
     if feature:
-        raise UserError(f"{model.name} needs {feature}, which only the engine's CPU attention kernels implement; "
-                        f"compile it for a CPU target (llvm, arm64-linux, android-cpu), not {target_name}")
+        raise UserError(
+            f"{model.name} needs {feature}, which only the engine's CPU attention kernels implement; "
+            f"compile it for a CPU target (llvm, arm64-linux, android-cpu), not {target_name}"
+        )
 
 
 def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name: str, log) -> None:
@@ -97,7 +118,9 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     module = DecoderLM(model.config, preset, target)
     mod, named_params = module.export_tvm(spec=module.get_default_spec())
     t_export = time.perf_counter() - t0
-    log(f"exported {model.name} ({len(named_params)} weight tensors) in {t_export:.1f}s; compiling for {target_name}")
+    log(
+        f"exported {model.name} ({len(named_params)} weight tensors) in {t_export:.1f}s; compiling for {target_name}"
+    )
 
     t0 = time.perf_counter()
     with target:
@@ -128,7 +151,11 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
         "weight_bytes": meta["total_bytes"],
         "tvm_version": tvm.__version__,  # run.json files of earlier runs name it so
         "engine_hash": engine_source_hash(),
-        "timings_s": {"export": round(t_export, 3), "compile": round(t_compile, 3), "pack": round(t_pack, 3)},
+        "timings_s": {
+            "export": round(t_export, 3),
+            "compile": round(t_compile, 3),
+            "pack": round(t_pack, 3),
+        },
     }
     write_manifest(work, manifest)
     log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
@@ -144,8 +171,10 @@ def _preset_for(preset: QuantPreset, target, target_name: str, log) -> QuantPres
     if preset.activations != "int8" or targets.matmul_kernels(target, preset) in ISAS:
         return preset
     twin = float_twin(preset)
-    log(f"{target_name} has no integer dot-product instructions the engine uses (x86 AVX2, ARM +dotprod): "
-        f"{preset.name} compiles as {twin.name} (same weights, float activations)")
+    log(
+        f"{target_name} has no integer dot-product instructions the engine uses (x86 AVX2, ARM +dotprod): "
+        f"{preset.name} compiles as {twin.name} (same weights, float activations)"
+    )
     return twin
 
 
@@ -183,7 +212,15 @@ def _relax_pipeline(target):
             passes = (
                 stages.library_dispatch_passes(target)
                 + stages.legalize_passes(target)
-                + [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
+                + [
+                    dl.ApplyDefaultSchedule(
+                        dl.gpu.Matmul(),
+                        dl.gpu.GEMV(),
+                        dl.gpu.Reduction(),
+                        dl.gpu.GeneralReduction(),
+                        dl.gpu.Fallback(),
+                    )
+                ]
                 + stages.dataflow_lower_passes(target)
                 + stages.finalize_passes(target)
             )
@@ -211,7 +248,9 @@ def _export_library(executable, path: Path, target_name: str, log=print) -> None
 
         executable.export_library(str(path.with_suffix(".so")), fcompile=ndk.create_shared)
     else:
-        log(f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so; to link one, set TVM_NDK_CC to the NDK's clang (e.g. $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android34-clang) and compile with --force")
+        log(
+            f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so; to link one, set TVM_NDK_CC to the NDK's clang (e.g. $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android34-clang) and compile with --force"
+        )
     executable.export_library(str(path), fcompile=tar_util.tar)
 
 
@@ -220,7 +259,9 @@ def _export_cross(executable, path: Path, compiler: str) -> None:
     from tvm.support import cc
 
     if not shutil.which(compiler):
-        raise UserError(f"{compiler} is missing, so the ARM64 model library cannot be linked; install it: apt-get install -y gcc-aarch64-linux-gnu")
+        raise UserError(
+            f"{compiler} is missing, so the ARM64 model library cannot be linked; install it: apt-get install -y gcc-aarch64-linux-gnu"
+        )
     executable.export_library(str(path), fcompile=cc.cross_compiler(compiler))
 
 
@@ -263,14 +304,27 @@ def _cuda_to_ptx(source: Path, target, log) -> None:
     nvcc = _find_nvcc()
     arch = str(target.attrs.get("arch", "sm_80"))
     if nvcc is None:
-        log("nvcc not found (PATH, CUDA_HOME): the cuda bundle holds model.so with the CUDA source, which a CUDA-enabled TVM runtime compiles when loading; no PTX written")
+        log(
+            "nvcc not found (PATH, CUDA_HOME): the cuda bundle holds model.so with the CUDA source, which a CUDA-enabled TVM runtime compiles when loading; no PTX written"
+        )
         return
     out = source.with_suffix(".ptx")
-    proc = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-w", "-o", str(out), str(source)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [nvcc, "--ptx", f"-arch={arch}", "-w", "-o", str(out), str(source)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
-        first = next((line for line in proc.stderr.splitlines() if "error" in line), proc.stderr.strip()[:200])
-        raise UserError(f"nvcc could not compile the generated CUDA for {arch} ({first.strip()}); set SLM_BENCH_CUDA_ARCH to an arch your CUDA toolkit supports")
-    log(f"cuda kernels compiled to {out.name} with {nvcc} for {arch} (codegen check; this TVM build has no CUDA runtime, so model.so runs only where TVM was built with CUDA)")
+        first = next(
+            (line for line in proc.stderr.splitlines() if "error" in line),
+            proc.stderr.strip()[:200],
+        )
+        raise UserError(
+            f"nvcc could not compile the generated CUDA for {arch} ({first.strip()}); set SLM_BENCH_CUDA_ARCH to an arch your CUDA toolkit supports"
+        )
+    log(
+        f"cuda kernels compiled to {out.name} with {nvcc} for {arch} (codegen check; this TVM build has no CUDA runtime, so model.so runs only where TVM was built with CUDA)"
+    )
 
 
 def verify_bundle(bundle: Path) -> dict:

@@ -37,7 +37,14 @@ def _rows(x: Tensor) -> tuple[Tensor, bool]:
 class Linear(nn.Module):
     """y = x W^T (+ b) with W stored tiled (and 4-bit group-quantized for q4 presets)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, preset: QuantPreset, kernels: str = "float"):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool,
+        preset: QuantPreset,
+        kernels: str = "float",
+    ):
         matmul.check_shape(out_features, in_features, preset.quantized)
         self.in_features, self.out_features, self.preset = in_features, out_features, preset
         # "float" (CPU), "gpu" (thread-bound: CUDA / OpenCL / Vulkan / Metal), or the ISA of the
@@ -48,7 +55,9 @@ class Linear(nn.Module):
             raise ValueError(f"{preset.name} needs integer dot-product kernels, not {kernels!r}")
         tiles = out_features // LANES
         if self.int8:
-            self.qweight = nn.Parameter((tiles, in_features // GROUP, matmul_int8.TILE_BYTES), "uint8")
+            self.qweight = nn.Parameter(
+                (tiles, in_features // GROUP, matmul_int8.TILE_BYTES), "uint8"
+            )
             self.qscale = nn.Parameter((tiles, in_features // GROUP, LANES), preset.scale_dtype)
         elif preset.quantized:
             self.qweight = nn.Parameter((tiles, in_features // PACK, LANES), "uint32")
@@ -62,7 +71,11 @@ class Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         *lead, k = x.shape
         x2, single_row = _rows(x)
-        bias = self.bias if self.bias is not None else Tensor.from_const(np.zeros(self.out_features, DTYPE))
+        bias = (
+            self.bias
+            if self.bias is not None
+            else Tensor.from_const(np.zeros(self.out_features, DTYPE))
+        )
         n, variant = self.out_features, "one" if single_row else "many"
         gpu = self.kernels == "gpu"
         if self.int8:
@@ -77,14 +90,18 @@ class Linear(nn.Module):
             func = f32(n, k, variant)
             weights, kind = [self.weight], "f32"
         name = ("gemv" if single_row else "gemm") + f"_{kind}_{n}x{k}"
-        y = op.tensor_ir_op(func, name, args=[x2, *weights, bias], out=Tensor.placeholder((x2.shape[0], n), DTYPE))
+        y = op.tensor_ir_op(
+            func, name, args=[x2, *weights, bias], out=Tensor.placeholder((x2.shape[0], n), DTYPE)
+        )
         return op.reshape(y, (*lead, n))
 
 
 class Embedding(nn.Module):
     """Token embedding stored like a Linear of shape [vocab, hidden], so a tied LM head reuses it."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, preset: QuantPreset, kernels: str = "float"):
+    def __init__(
+        self, vocab_size: int, hidden_size: int, preset: QuantPreset, kernels: str = "float"
+    ):
         self.table = Linear(hidden_size, vocab_size, bias=False, preset=preset, kernels=kernels)
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
 
@@ -94,7 +111,9 @@ class Embedding(nn.Module):
         hidden = self.hidden_size
 
         if table.int8:
-            return op.tensor_expr_op(_gather_a8(hidden), "embed_gather", [table.qweight, table.qscale, ids])
+            return op.tensor_expr_op(
+                _gather_a8(hidden), "embed_gather", [table.qweight, table.qscale, ids]
+            )
 
         if table.preset.quantized:
 
@@ -104,8 +123,13 @@ class Embedding(nn.Module):
                 def row_value(s, h):
                     tok = idx[s]
                     word = words[tok // LANES, h // PACK, tok % LANES]
-                    nibble = tirx.Cast("int32", (word >> tirx.Cast("uint32", (h % PACK) * 4)) & tirx.const(15, "uint32"))
-                    return tirx.Cast(DTYPE, nibble - 7) * tirx.Cast(DTYPE, scales[tok // LANES, h // GROUP, tok % LANES])
+                    nibble = tirx.Cast(
+                        "int32",
+                        (word >> tirx.Cast("uint32", (h % PACK) * 4)) & tirx.const(15, "uint32"),
+                    )
+                    return tirx.Cast(DTYPE, nibble - 7) * tirx.Cast(
+                        DTYPE, scales[tok // LANES, h // GROUP, tok % LANES]
+                    )
 
                 return te.compute((idx.shape[0], hidden), row_value, name="embed_gather")
 
@@ -114,7 +138,11 @@ class Embedding(nn.Module):
         def gather_f32(weight, idx):
             from tvm import te
 
-            return te.compute((idx.shape[0], hidden), lambda s, h: weight[idx[s] // LANES, h, idx[s] % LANES], name="embed_gather")
+            return te.compute(
+                (idx.shape[0], hidden),
+                lambda s, h: weight[idx[s] // LANES, h, idx[s] % LANES],
+                name="embed_gather",
+            )
 
         return op.tensor_expr_op(gather_f32, "embed_gather", [table.weight, ids])
 
@@ -132,9 +160,15 @@ def _gather_a8(hidden: int):
             tok = idx[s]
             col, k = tok % LANES, h % GROUP
             step, kk = k // 4, k % 4
-            byte = packed[tok // LANES, h // GROUP, (step % 4) * 64 + (col // 8) * 32 + (col % 8) * 4 + kk]
-            nibble = tirx.Cast("int32", (byte >> tirx.Cast("uint8", (step // 4) * 4)) & tirx.const(15, "uint8"))
-            return tirx.Cast(DTYPE, nibble - 7) * tirx.Cast(DTYPE, scales[tok // LANES, h // GROUP, col])
+            byte = packed[
+                tok // LANES, h // GROUP, (step % 4) * 64 + (col // 8) * 32 + (col % 8) * 4 + kk
+            ]
+            nibble = tirx.Cast(
+                "int32", (byte >> tirx.Cast("uint8", (step // 4) * 4)) & tirx.const(15, "uint8")
+            )
+            return tirx.Cast(DTYPE, nibble - 7) * tirx.Cast(
+                DTYPE, scales[tok // LANES, h // GROUP, col]
+            )
 
         return te.compute((idx.shape[0], hidden), row_value, name="embed_gather")
 
@@ -150,7 +184,12 @@ class RMSNorm(nn.Module):
         if not self.cpu:
             return op.rms_norm(x, self.weight, axes=[-1], epsilon=self.eps)
         x2, one = _rows(x)
-        y = op.tensor_ir_op(elementwise.rms_norm(x.shape[-1], self.eps, one), "rms_norm_cpu", args=[x2, self.weight], out=Tensor.placeholder(x2.shape, DTYPE))
+        y = op.tensor_ir_op(
+            elementwise.rms_norm(x.shape[-1], self.eps, one),
+            "rms_norm_cpu",
+            args=[x2, self.weight],
+            out=Tensor.placeholder(x2.shape, DTYPE),
+        )
         return op.reshape(y, x.shape)
 
 
@@ -161,11 +200,15 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        return op.layer_norm(x, normalized_shape=x.shape[-1], weight=self.weight, bias=self.bias, eps=self.eps)
+        return op.layer_norm(
+            x, normalized_shape=x.shape[-1], weight=self.weight, bias=self.bias, eps=self.eps
+        )
 
 
 def make_norm(cfg, size: int, kernels: str = "float") -> nn.Module:
-    return RMSNorm(size, cfg.norm_eps, kernels) if cfg.norm == "rms" else LayerNorm(size, cfg.norm_eps)
+    return (
+        RMSNorm(size, cfg.norm_eps, kernels) if cfg.norm == "rms" else LayerNorm(size, cfg.norm_eps)
+    )
 
 
 class Attention(nn.Module):
@@ -179,14 +222,24 @@ class Attention(nn.Module):
         # The sign tells our CPU kernels to mask this layer to the sliding window (the cache
         # passes them sm_scale and nothing else per layer; see kernels.attention).
         self.sm_scale = scale * (attention_kernels.WINDOWED if windowed else 1.0)
-        self.qkv_proj = Linear(cfg.hidden_size, (cfg.num_heads + 2 * cfg.num_kv_heads) * d, cfg.qkv_bias, preset, kernels)
+        self.qkv_proj = Linear(
+            cfg.hidden_size,
+            (cfg.num_heads + 2 * cfg.num_kv_heads) * d,
+            cfg.qkv_bias,
+            preset,
+            kernels,
+        )
         self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, kernels)
 
     def forward(self, x: Tensor, cache: PagedKVCache, layer_id: int) -> Tensor:
         b, s, _ = x.shape
-        qkv = op.reshape(self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim))
+        qkv = op.reshape(
+            self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        )
         # The cache stores keys/values in the preset's KV dtype; attention computes in fp32 inside.
-        out = cache.attention_with_fused_qkv(layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.sm_scale).astype(DTYPE)
+        out = cache.attention_with_fused_qkv(
+            layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.sm_scale
+        ).astype(DTYPE)
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))
 
 
@@ -194,11 +247,17 @@ class MLP(nn.Module):
     """SwiGLU (gate and up fused in one matmul) or a plain two-layer MLP, SiLU or GELU."""
 
     def __init__(self, cfg, preset: QuantPreset, kernels: str = "float"):
-        self.gated, self.activation, self.inter = cfg.gated_mlp, cfg.activation, cfg.intermediate_size
+        self.gated, self.activation, self.inter = (
+            cfg.gated_mlp,
+            cfg.activation,
+            cfg.intermediate_size,
+        )
         self.cpu = kernels != "gpu"
         width = (2 if cfg.gated_mlp else 1) * cfg.intermediate_size
         self.up_proj = Linear(cfg.hidden_size, width, cfg.linear_bias, preset, kernels)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset, kernels)
+        self.down_proj = Linear(
+            cfg.intermediate_size, cfg.hidden_size, cfg.linear_bias, preset, kernels
+        )
 
     def _act(self, x: Tensor) -> Tensor:
         return op.silu(x) if self.activation == "silu" else op.gelu(x, approximate="tanh")
@@ -207,7 +266,12 @@ class MLP(nn.Module):
         h = self.up_proj(x)
         if self.gated and self.activation == "silu" and self.cpu:
             h2, one = _rows(h)
-            out = op.tensor_ir_op(elementwise.swiglu(self.inter, one), "swiglu_cpu", args=[h2], out=Tensor.placeholder((h2.shape[0], self.inter), DTYPE))
+            out = op.tensor_ir_op(
+                elementwise.swiglu(self.inter, one),
+                "swiglu_cpu",
+                args=[h2],
+                out=Tensor.placeholder((h2.shape[0], self.inter), DTYPE),
+            )
             return self.down_proj(op.reshape(out, (*h.shape[:-1], self.inter)))
         if self.gated:
             gate, up = op.split(h, 2, axis=-1)

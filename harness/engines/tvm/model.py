@@ -26,9 +26,15 @@ class DecoderLM(nn.Module):
         self.cfg, self.target, self.kv_dtype = cfg, target, preset.kv_cache_dtype
         kernels = targets.matmul_kernels(target, preset)
         self.embed = Embedding(cfg.vocab_size, cfg.hidden_size, preset, kernels)
-        self.layers = nn.ModuleList([DecoderLayer(cfg, preset, i, kernels) for i in range(cfg.num_layers)])
+        self.layers = nn.ModuleList(
+            [DecoderLayer(cfg, preset, i, kernels) for i in range(cfg.num_layers)]
+        )
         self.final_norm = make_norm(cfg, cfg.hidden_size, kernels)
-        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, kernels)
+        self.lm_head = (
+            None
+            if cfg.tie_word_embeddings
+            else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, kernels)
+        )
 
     def _logits(self, hidden: Tensor) -> Tensor:
         hidden = self.final_norm(hidden)
@@ -63,8 +69,24 @@ class DecoderLM(nn.Module):
     def decode(self, input_embed: Tensor, paged_kv_cache: PagedKVCache):
         return self._logits(self._body(input_embed, paged_kv_cache)), paged_kv_cache
 
-    def create_paged_kv_cache(self, max_batch_size: tirx.Var, max_total_seq_len: tirx.Var, prefill_chunk_size: tirx.Var, page_size: tirx.Var, support_sliding_window: tirx.Var) -> PagedKVCache:
-        return attention.create_kv_cache(self.cfg, self.target, self.kv_dtype, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
+    def create_paged_kv_cache(
+        self,
+        max_batch_size: tirx.Var,
+        max_total_seq_len: tirx.Var,
+        prefill_chunk_size: tirx.Var,
+        page_size: tirx.Var,
+        support_sliding_window: tirx.Var,
+    ) -> PagedKVCache:
+        return attention.create_kv_cache(
+            self.cfg,
+            self.target,
+            self.kv_dtype,
+            max_batch_size,
+            max_total_seq_len,
+            prefill_chunk_size,
+            page_size,
+            support_sliding_window,
+        )
 
     def get_default_spec(self):
         h = self.cfg.hidden_size
@@ -72,8 +94,16 @@ class DecoderLM(nn.Module):
         return nn.spec.ModuleSpec.from_raw(
             {
                 "embed_tokens": {"input_ids": nn.spec.Tensor(["seq_len"], "int32"), "$": packed},
-                "prefill": {"input_embed": nn.spec.Tensor([1, "seq_len", h], DTYPE), "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache), "$": packed},
-                "decode": {"input_embed": nn.spec.Tensor([1, 1, h], DTYPE), "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache), "$": packed},
+                "prefill": {
+                    "input_embed": nn.spec.Tensor([1, "seq_len", h], DTYPE),
+                    "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache),
+                    "$": packed,
+                },
+                "decode": {
+                    "input_embed": nn.spec.Tensor([1, 1, h], DTYPE),
+                    "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache),
+                    "$": packed,
+                },
                 "create_paged_kv_cache": {
                     "max_batch_size": int,
                     "max_total_seq_len": int,
@@ -85,4 +115,3 @@ class DecoderLM(nn.Module):
             },
             self,
         )
-

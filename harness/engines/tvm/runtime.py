@@ -26,9 +26,17 @@ def set_threads(threads: int) -> None:
 
 
 class TVMSession:
-    def __init__(self, bundle: str | Path, max_seq_len: int | None = None, device: str = "cpu", threads: int | None = None):
+    def __init__(
+        self,
+        bundle: str | Path,
+        max_seq_len: int | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ):
         import tvm
-        from tvm.runtime.vm import VirtualMachine  # not tvm.relax: the phone kit has TVM's runtime only
+        from tvm.runtime.vm import (
+            VirtualMachine,
+        )  # not tvm.relax: the phone kit has TVM's runtime only
 
         from .weights import load_params
 
@@ -44,7 +52,9 @@ class TVMSession:
         try:
             lib = tvm.runtime.load_module(str(lib_path))
         except Exception as exc:
-            raise UserError(f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']}, run on a matching host or recompile") from None
+            raise UserError(
+                f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']}, run on a matching host or recompile"
+            ) from None
         self.vm = VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
         self.params = load_params(self.bundle / "params", order, self.device)
@@ -60,7 +70,11 @@ class TVMSession:
         self._tensor = tvm.runtime.tensor
         chunk = self.max_seq_len
         self.kv = self.vm["create_paged_kv_cache"](
-            self._shape([1]), self._shape([self.max_seq_len]), self._shape([chunk]), self._shape([PAGE_SIZE]), self._shape([0])
+            self._shape([1]),
+            self._shape([self.max_seq_len]),
+            self._shape([chunk]),
+            self._shape([PAGE_SIZE]),
+            self._shape([0]),
         )
         self._seq_open = False
         self.length = 0
@@ -83,7 +97,9 @@ class TVMSession:
     def _forward(self, fn, ids: np.ndarray):
         n = int(ids.shape[0])
         if self.length + n > self.max_seq_len:
-            raise UserError(f"sequence of {self.length + n} tokens exceeds the model's window of {self.max_seq_len}; use a shorter L or fewer output tokens")
+            raise UserError(
+                f"sequence of {self.length + n} tokens exceeds the model's window of {self.max_seq_len}; use a shorter L or fewer output tokens"
+            )
         hidden = self._embed(self._tensor(ids.astype(np.int32), self.device), self.params)
         self._begin(self.kv, self._shape([0]), self._shape([n]))
         logits, self.kv = fn(hidden, self.kv, self.params)

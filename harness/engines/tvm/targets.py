@@ -13,11 +13,10 @@ TARGETS = {
     "cuda": "NVIDIA GPU, SLM_BENCH_CUDA_ARCH (default sm_80); running needs a CUDA driver and a TVM built with CUDA (the pip wheel generates code only)",
     "android-cpu": "llvm -mtriple=aarch64-linux-android: the phone's ARM64 cores (linking needs the NDK: TVM_NDK_CC)",
     "arm64-linux": "llvm -mtriple=aarch64-linux-gnu: ARM64 cores running glibc programs, linked with Debian's "
-                   "aarch64-linux-gnu-gcc: a stock phone through the harness's TVM kit, or an ARM64 Linux board "
-                   "(Raspberry Pi 5, Jetson's CPU, Graviton)",
+    "aarch64-linux-gnu-gcc: a stock phone through the harness's TVM kit, or an ARM64 Linux board "
+    "(Raspberry Pi 5, Jetson's CPU, Graviton)",
     "opencl": "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the phone)",
 }
-
 
 
 def resolve(name: str):
@@ -26,17 +25,39 @@ def resolve(name: str):
     from tvm.target import codegen
 
     if name == "llvm":
-        return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": host_cores()})
+        return tvm.target.Target(
+            {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": host_cores()}
+        )
     if name == "cuda":
-        return tvm.target.Target({"kind": "cuda", "arch": os.environ.get("SLM_BENCH_CUDA_ARCH", "sm_80")}, host={"kind": "llvm"})
+        return tvm.target.Target(
+            {"kind": "cuda", "arch": os.environ.get("SLM_BENCH_CUDA_ARCH", "sm_80")},
+            host={"kind": "llvm"},
+        )
     if name == "android-cpu":
-        return tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-android", "mattr": ["+neon", "+fullfp16", "+dotprod"], "num-cores": 8})
+        return tvm.target.Target(
+            {
+                "kind": "llvm",
+                "mtriple": "aarch64-linux-android",
+                "mattr": ["+neon", "+fullfp16", "+dotprod"],
+                "num-cores": 8,
+            }
+        )
     if name == "arm64-linux":
         # Armv8.2-A with dotprod and fp16: every arm64 phone core since Cortex-A76 (2019), the
         # Galaxy S24's X4/A720/A520, and qemu's neoverse-n1 that emulates the phone here.
-        return tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+fullfp16", "+dotprod"], "num-cores": 8})
+        return tvm.target.Target(
+            {
+                "kind": "llvm",
+                "mtriple": "aarch64-linux-gnu",
+                "mattr": ["+neon", "+fullfp16", "+dotprod"],
+                "num-cores": 8,
+            }
+        )
     if name == "opencl":
-        return tvm.target.Target({"kind": "opencl", "device": "adreno"}, host={"kind": "llvm", "mtriple": "aarch64-linux-android"})
+        return tvm.target.Target(
+            {"kind": "opencl", "device": "adreno"},
+            host={"kind": "llvm", "mtriple": "aarch64-linux-android"},
+        )
     raise UserError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
 
 

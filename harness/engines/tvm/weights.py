@@ -24,25 +24,40 @@ SHARD_BYTES = 256 << 20
 # "post_attention_layernorm" is the norm on the attention output, not the one before the MLP.
 LAYER_NORMS = {
     2: (("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm")),
-    4: (("attn_norm", "input_layernorm"), ("post_attn_norm", "post_attention_layernorm"),
-        ("mlp_norm", "pre_feedforward_layernorm"), ("post_mlp_norm", "post_feedforward_layernorm")),
+    4: (
+        ("attn_norm", "input_layernorm"),
+        ("post_attn_norm", "post_attention_layernorm"),
+        ("mlp_norm", "pre_feedforward_layernorm"),
+        ("post_mlp_norm", "post_feedforward_layernorm"),
+    ),
 }
 
 
-def _take(model: LoadedModel, cache: dict, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+def _take(
+    model: LoadedModel, cache: dict, name: str, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     if name not in model.tensors:
-        raise UserError(f"{model.source}: tensor {name} is missing; the weights do not match architecture {model.config.arch}")
+        raise UserError(
+            f"{model.source}: tensor {name} is missing; the weights do not match architecture {model.config.arch}"
+        )
     arr = cache.pop(name) if name in cache else model.tensors[name]()
     if shape is not None and tuple(arr.shape) != tuple(shape):
-        raise UserError(f"{model.source}: tensor {name} has shape {tuple(arr.shape)}, expected {tuple(shape)} from the config")
+        raise UserError(
+            f"{model.source}: tensor {name} has shape {tuple(arr.shape)}, expected {tuple(shape)} from the config"
+        )
     return arr
 
 
-def _linear(prefix: str, w: np.ndarray, b: np.ndarray | None, preset: QuantPreset, want_bias: bool) -> Iterator[tuple[str, np.ndarray]]:
+def _linear(
+    prefix: str, w: np.ndarray, b: np.ndarray | None, preset: QuantPreset, want_bias: bool
+) -> Iterator[tuple[str, np.ndarray]]:
     for part, arr in pack_linear(w, preset).items():
         yield f"{prefix}.{part}", arr
     if want_bias:
-        yield f"{prefix}.bias", (b if b is not None else np.zeros(w.shape[0], np.float32)).astype(np.float32)
+        yield (
+            f"{prefix}.bias",
+            (b if b is not None else np.zeros(w.shape[0], np.float32)).astype(np.float32),
+        )
 
 
 def convert(model: LoadedModel, preset: QuantPreset) -> Iterator[tuple[str, np.ndarray]]:
@@ -54,7 +69,9 @@ def convert(model: LoadedModel, preset: QuantPreset) -> Iterator[tuple[str, np.n
     take = lambda name, shape=None: _take(model, cache, name, shape)  # noqa: E731
     opt = lambda name: model.tensors[name]() if name in model.tensors else None  # noqa: E731
 
-    yield from _linear("embed.table", take("model.embed_tokens.weight", (cfg.vocab_size, h)), None, preset, False)
+    yield from _linear(
+        "embed.table", take("model.embed_tokens.weight", (cfg.vocab_size, h)), None, preset, False
+    )
     for i in range(cfg.num_layers):
         p = f"model.layers.{i}"
         for ours, theirs in LAYER_NORMS[cfg.norms_per_layer]:
@@ -63,37 +80,76 @@ def convert(model: LoadedModel, preset: QuantPreset) -> Iterator[tuple[str, np.n
         if fused in model.tensors:
             qkv = take(fused, (q_rows + 2 * kv_rows, h))
         else:
-            qkv = np.concatenate([take(f"{p}.self_attn.{x}_proj.weight", (rows, h)) for x, rows in (("q", q_rows), ("k", kv_rows), ("v", kv_rows))])
+            qkv = np.concatenate(
+                [
+                    take(f"{p}.self_attn.{x}_proj.weight", (rows, h))
+                    for x, rows in (("q", q_rows), ("k", kv_rows), ("v", kv_rows))
+                ]
+            )
         qkv_b = None
         if cfg.qkv_bias:
             qkv_b = np.concatenate([take(f"{p}.self_attn.{x}_proj.bias") for x in "qkv"])
         yield from _linear(f"layers.{i}.attn.qkv_proj", qkv, qkv_b, preset, cfg.qkv_bias)
-        yield from _linear(f"layers.{i}.attn.o_proj", take(f"{p}.self_attn.o_proj.weight", (h, q_rows)), opt(f"{p}.self_attn.o_proj.bias"), preset, cfg.linear_bias)
+        yield from _linear(
+            f"layers.{i}.attn.o_proj",
+            take(f"{p}.self_attn.o_proj.weight", (h, q_rows)),
+            opt(f"{p}.self_attn.o_proj.bias"),
+            preset,
+            cfg.linear_bias,
+        )
         inter = cfg.intermediate_size
         if cfg.gated_mlp and f"{p}.mlp.gate_up_proj.weight" in model.tensors:
             up, up_b = take(f"{p}.mlp.gate_up_proj.weight", (2 * inter, h)), None
         elif cfg.gated_mlp:
-            up = np.concatenate([take(f"{p}.mlp.gate_proj.weight", (inter, h)), take(f"{p}.mlp.up_proj.weight", (inter, h))])
+            up = np.concatenate(
+                [
+                    take(f"{p}.mlp.gate_proj.weight", (inter, h)),
+                    take(f"{p}.mlp.up_proj.weight", (inter, h)),
+                ]
+            )
             up_b = None
             if cfg.linear_bias:
-                up_b = np.concatenate([take(f"{p}.mlp.gate_proj.bias"), take(f"{p}.mlp.up_proj.bias")])
+                up_b = np.concatenate(
+                    [take(f"{p}.mlp.gate_proj.bias"), take(f"{p}.mlp.up_proj.bias")]
+                )
         else:
             up, up_b = take(f"{p}.mlp.up_proj.weight", (inter, h)), opt(f"{p}.mlp.up_proj.bias")
         yield from _linear(f"layers.{i}.mlp.up_proj", up, up_b, preset, cfg.linear_bias)
-        yield from _linear(f"layers.{i}.mlp.down_proj", take(f"{p}.mlp.down_proj.weight", (h, inter)), opt(f"{p}.mlp.down_proj.bias"), preset, cfg.linear_bias)
+        yield from _linear(
+            f"layers.{i}.mlp.down_proj",
+            take(f"{p}.mlp.down_proj.weight", (h, inter)),
+            opt(f"{p}.mlp.down_proj.bias"),
+            preset,
+            cfg.linear_bias,
+        )
     yield from _norm("final_norm", "model.norm", cfg, take, opt)
     if not cfg.tie_word_embeddings:
-        yield from _linear("lm_head", take("lm_head.weight", (cfg.vocab_size, h)), None, preset, False)
+        yield from _linear(
+            "lm_head", take("lm_head.weight", (cfg.vocab_size, h)), None, preset, False
+        )
 
 
 def _norm(ours: str, theirs: str, cfg: ModelConfig, take, opt) -> Iterator[tuple[str, np.ndarray]]:
-    yield f"{ours}.weight", take(f"{theirs}.weight", (cfg.hidden_size,)).astype(np.float32) + np.float32(cfg.norm_weight_offset)
+    yield (
+        f"{ours}.weight",
+        take(f"{theirs}.weight", (cfg.hidden_size,)).astype(np.float32)
+        + np.float32(cfg.norm_weight_offset),
+    )
     if cfg.norm == "layer":
         bias = opt(f"{theirs}.bias")
-        yield f"{ours}.bias", (bias if bias is not None else np.zeros(cfg.hidden_size, np.float32)).astype(np.float32)
+        yield (
+            f"{ours}.bias",
+            (bias if bias is not None else np.zeros(cfg.hidden_size, np.float32)).astype(
+                np.float32
+            ),
+        )
 
 
-def write_shards(params: Iterator[tuple[str, np.ndarray]], expected: dict[str, tuple[tuple[int, ...], str]], out_dir: Path) -> dict:
+def write_shards(
+    params: Iterator[tuple[str, np.ndarray]],
+    expected: dict[str, tuple[tuple[int, ...], str]],
+    out_dir: Path,
+) -> dict:
     """Write params into shards under out_dir, checking each against the exported declaration."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index, shard, offset, handle = [], 0, 0, None
@@ -105,14 +161,25 @@ def write_shards(params: Iterator[tuple[str, np.ndarray]], expected: dict[str, t
             shape, dtype = expected[name]
             arr = np.ascontiguousarray(arr, dtype=dtype)
             if tuple(arr.shape) != tuple(shape):
-                raise UserError(f"parameter {name} has shape {arr.shape}, the model declares {shape}")
+                raise UserError(
+                    f"parameter {name} has shape {arr.shape}, the model declares {shape}"
+                )
             if handle is None or offset + arr.nbytes > SHARD_BYTES and offset > 0:
                 if handle:
                     handle.close()
                     shard += 1
                 handle, offset = open(out_dir / f"shard_{shard:03d}.bin", "wb"), 0
             handle.write(arr.tobytes())
-            index.append({"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype), "shard": f"shard_{shard:03d}.bin", "offset": offset, "nbytes": arr.nbytes})
+            index.append(
+                {
+                    "name": name,
+                    "shape": list(arr.shape),
+                    "dtype": str(arr.dtype),
+                    "shard": f"shard_{shard:03d}.bin",
+                    "offset": offset,
+                    "nbytes": arr.nbytes,
+                }
+            )
             offset += arr.nbytes
             seen.add(name)
     finally:
@@ -120,7 +187,9 @@ def write_shards(params: Iterator[tuple[str, np.ndarray]], expected: dict[str, t
             handle.close()
     missing = set(expected) - seen
     if missing:
-        raise UserError(f"weights lack parameters {sorted(missing)[:3]}...; the source does not match the architecture")
+        raise UserError(
+            f"weights lack parameters {sorted(missing)[:3]}...; the source does not match the architecture"
+        )
     meta = {"params": index, "total_bytes": sum(p["nbytes"] for p in index)}
     (out_dir / "index.json").write_text(json.dumps(meta, indent=1))
     return meta

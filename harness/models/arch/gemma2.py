@@ -30,30 +30,55 @@ def sliding_layers(hf: dict, num_layers: int) -> tuple[int, ...]:
         return tuple(range(0, num_layers, 2))
     unknown = set(kinds) - {"sliding_attention", "full_attention"}
     if unknown:
-        raise UnsupportedConfig(f"layer_types {sorted(unknown)} are not supported (supported: sliding_attention, full_attention)")
+        raise UnsupportedConfig(
+            f"layer_types {sorted(unknown)} are not supported (supported: sliding_attention, full_attention)"
+        )
     return tuple(i for i, kind in enumerate(kinds) if kind == "sliding_attention")
 
 
 def config_from_hf(hf: dict) -> ModelConfig:
     activation = hf.get("hidden_activation") or hf.get("hidden_act", "gelu_pytorch_tanh")
     if activation not in ("gelu_pytorch_tanh", "gelu_tanh"):
-        raise UnsupportedConfig(f"hidden_activation {activation!r} is not supported (supported: gelu_pytorch_tanh)")
+        raise UnsupportedConfig(
+            f"hidden_activation {activation!r} is not supported (supported: gelu_pytorch_tanh)"
+        )
     fields = common_fields({**hf, "tie_word_embeddings": hf.get("tie_word_embeddings", True)})
     fields["context_window"] = hf.get("max_position_embeddings", 8192)
     fields["norm_eps"] = hf.get("rms_norm_eps", 1e-6)
     window = hf.get("sliding_window")
     return ModelConfig(
-        arch=NAME, activation="gelu", norms_per_layer=4, norm_weight_offset=1.0,
+        arch=NAME,
+        activation="gelu",
+        norms_per_layer=4,
+        norm_weight_offset=1.0,
         embed_scale=fields["hidden_size"] ** 0.5,
         attn_scale=hf.get("query_pre_attn_scalar", fields["head_dim"]) ** -0.5,
-        attn_softcap=hf.get("attn_logit_softcapping"), final_softcap=hf.get("final_logit_softcapping"),
-        sliding_window=window, sliding_layers=sliding_layers(hf, fields["num_layers"]) if window else (),
+        attn_softcap=hf.get("attn_logit_softcapping"),
+        final_softcap=hf.get("final_logit_softcapping"),
+        sliding_window=window,
+        sliding_layers=sliding_layers(hf, fields["num_layers"]) if window else (),
         **fields,
     )
 
 
 TINY = ModelConfig(
-    arch=NAME, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=32, vocab_size=512, context_window=2048,
-    activation="gelu", norms_per_layer=4, norm_weight_offset=1.0, embed_scale=8.0, attn_scale=24 ** -0.5, attn_softcap=50.0, final_softcap=30.0,
-    sliding_window=64, sliding_layers=(0,), norm_eps=1e-6,
+    arch=NAME,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=32,
+    vocab_size=512,
+    context_window=2048,
+    activation="gelu",
+    norms_per_layer=4,
+    norm_weight_offset=1.0,
+    embed_scale=8.0,
+    attn_scale=24**-0.5,
+    attn_softcap=50.0,
+    final_softcap=30.0,
+    sliding_window=64,
+    sliding_layers=(0,),
+    norm_eps=1e-6,
 )

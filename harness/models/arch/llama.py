@@ -28,10 +28,14 @@ def rope_fields(hf: dict) -> tuple[float, dict | None]:
         return float(theta), None
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind not in ("llama3", "default"):
-        raise UnsupportedConfig(f"RoPE scaling {kind!r} is not supported (supported: default, llama3)")
+        raise UnsupportedConfig(
+            f"RoPE scaling {kind!r} is not supported (supported: default, llama3)"
+        )
     if kind == "default":
         return float(theta), None
-    return float(theta), {k: v for k, v in scaling.items() if k != "rope_theta"} | {"rope_type": kind}
+    return float(theta), {k: v for k, v in scaling.items() if k != "rope_theta"} | {
+        "rope_type": kind
+    }
 
 
 class UnsupportedConfig(ValueError):
@@ -63,4 +67,14 @@ def config_from_hf(hf: dict) -> ModelConfig:
     return ModelConfig(arch=NAME, **common_fields(hf))
 
 
-TINY = ModelConfig(arch=NAME, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, vocab_size=512, context_window=2048)
+TINY = ModelConfig(
+    arch=NAME,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    vocab_size=512,
+    context_window=2048,
+)

@@ -25,29 +25,46 @@ HF_MODEL_TYPES = ("phi3",)
 
 def longrope(hf: dict, params: dict, head_dim: int) -> dict:
     """The engine's rope_scaling for a LongRoPE config: short factors and the attention factor."""
-    original = hf.get("original_max_position_embeddings") or params.get("original_max_position_embeddings")
+    original = hf.get("original_max_position_embeddings") or params.get(
+        "original_max_position_embeddings"
+    )
     if not original:
         raise UnsupportedConfig("a longrope config needs original_max_position_embeddings")
     short = params.get("short_factor")
     if not short or len(short) != head_dim // 2:
-        raise UnsupportedConfig(f"longrope short_factor must hold head_dim / 2 = {head_dim // 2} values")
+        raise UnsupportedConfig(
+            f"longrope short_factor must hold head_dim / 2 = {head_dim // 2} values"
+        )
     # transformers' convention for Phi-3: the factor is the ratio of the extended to the trained
     # length, and the attention factor follows from it unless the config states one.
     factor = hf.get("max_position_embeddings", original) / original
     attention = params.get("attention_factor")
     if attention is None:
         attention = math.sqrt(1 + math.log(factor) / math.log(original)) if factor > 1 else 1.0
-    return {"rope_type": "longrope", "short_factor": [float(f) for f in short], "attention_factor": float(attention), "original_max_position_embeddings": int(original)}
+    return {
+        "rope_type": "longrope",
+        "short_factor": [float(f) for f in short],
+        "attention_factor": float(attention),
+        "original_max_position_embeddings": int(original),
+    }
 
 
 def config_from_hf(hf: dict) -> ModelConfig:
     if hf.get("partial_rotary_factor", 1.0) != 1.0:
-        raise UnsupportedConfig(f"partial_rotary_factor {hf['partial_rotary_factor']} is not supported (supported: 1.0)")
+        raise UnsupportedConfig(
+            f"partial_rotary_factor {hf['partial_rotary_factor']} is not supported (supported: 1.0)"
+        )
     params = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in ("default", "longrope", "su"):
-        raise UnsupportedConfig(f"RoPE scaling {kind!r} is not supported (supported: default, longrope)")
-    plain = {**hf, "rope_parameters": {"rope_theta": params.get("rope_theta", hf.get("rope_theta", 10000.0))}, "rope_scaling": None}
+        raise UnsupportedConfig(
+            f"RoPE scaling {kind!r} is not supported (supported: default, longrope)"
+        )
+    plain = {
+        **hf,
+        "rope_parameters": {"rope_theta": params.get("rope_theta", hf.get("rope_theta", 10000.0))},
+        "rope_scaling": None,
+    }
     fields = common_fields({**plain, "tie_word_embeddings": hf.get("tie_word_embeddings", False)})
     fields["context_window"] = hf.get("max_position_embeddings", 4096)
     if kind in ("longrope", "su"):
@@ -59,6 +76,20 @@ def config_from_hf(hf: dict) -> ModelConfig:
 
 
 TINY = ModelConfig(
-    arch=NAME, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=4, head_dim=16, vocab_size=512, context_window=512,
-    tie_word_embeddings=False, rope_scaling={"rope_type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)], "attention_factor": 1.2, "original_max_position_embeddings": 512},
+    arch=NAME,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=4,
+    head_dim=16,
+    vocab_size=512,
+    context_window=512,
+    tie_word_embeddings=False,
+    rope_scaling={
+        "rope_type": "longrope",
+        "short_factor": [1.0 + 0.1 * i for i in range(8)],
+        "attention_factor": 1.2,
+        "original_max_position_embeddings": 512,
+    },
 )

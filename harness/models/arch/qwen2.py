@@ -15,4 +15,16 @@ def config_from_hf(hf: dict) -> ModelConfig:
     return ModelConfig(arch=NAME, qkv_bias=True, **fields)
 
 
-TINY = ModelConfig(arch=NAME, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, vocab_size=512, context_window=2048, qkv_bias=True, rope_theta=1e6)
+TINY = ModelConfig(
+    arch=NAME,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    vocab_size=512,
+    context_window=2048,
+    qkv_bias=True,
+    rope_theta=1e6,
+)

@@ -18,10 +18,30 @@ HF_MODEL_TYPES = ("slimlm",)
 def config_from_hf(hf: dict) -> ModelConfig:
     fields = common_fields({**hf, "tie_word_embeddings": hf.get("tie_word_embeddings", True)})
     fields["norm_eps"] = hf.get("layer_norm_eps", 1e-5)
-    return ModelConfig(arch=NAME, norm="layer", activation="gelu", gated_mlp=False, qkv_bias=True, linear_bias=True, **fields)
+    return ModelConfig(
+        arch=NAME,
+        norm="layer",
+        activation="gelu",
+        gated_mlp=False,
+        qkv_bias=True,
+        linear_bias=True,
+        **fields,
+    )
 
 
 TINY = ModelConfig(
-    arch=NAME, hidden_size=64, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=4, head_dim=16, vocab_size=512, context_window=2048,
-    norm="layer", activation="gelu", gated_mlp=False, qkv_bias=True, linear_bias=True,
+    arch=NAME,
+    hidden_size=64,
+    intermediate_size=256,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=4,
+    head_dim=16,
+    vocab_size=512,
+    context_window=2048,
+    norm="layer",
+    activation="gelu",
+    gated_mlp=False,
+    qkv_bias=True,
+    linear_bias=True,
 )

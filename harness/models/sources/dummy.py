@@ -18,7 +18,10 @@ def hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """HF-style tensor names and shapes for a config (what a real checkpoint would hold)."""
     h, i, d = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     q, kv = cfg.num_heads * d, cfg.num_kv_heads * d
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (cfg.vocab_size, h), "model.norm.weight": (h,)}
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (cfg.vocab_size, h),
+        "model.norm.weight": (h,),
+    }
     if cfg.norm == "layer":
         shapes["model.norm.bias"] = (h,)
     for n in range(cfg.num_layers):
@@ -53,9 +56,15 @@ def load_dummy(name: str, cfg: ModelConfig, seed: int = 0) -> LoadedModel:
     def loader(tname: str, shape: tuple[int, ...]):
         def load() -> np.ndarray:
             # One generator per tensor, seeded by name: any tensor can be made alone, reproducibly.
-            rng = np.random.default_rng([seed, int(hashlib.sha256(tname.encode()).hexdigest()[:8], 16)])
+            rng = np.random.default_rng(
+                [seed, int(hashlib.sha256(tname.encode()).hexdigest()[:8], 16)]
+            )
             if len(shape) == 1:
-                return (1.0 + 0.02 * rng.standard_normal(shape)).astype(np.float32) if "norm" in tname else (0.02 * rng.standard_normal(shape)).astype(np.float32)
+                return (
+                    (1.0 + 0.02 * rng.standard_normal(shape)).astype(np.float32)
+                    if "norm" in tname
+                    else (0.02 * rng.standard_normal(shape)).astype(np.float32)
+                )
             # float32 from the start and scaled in place: an 8B model's embedding is 2 GB as is
             matrix = rng.standard_normal(shape, dtype=np.float32)
             matrix *= np.float32(1.0 / np.sqrt(shape[1]))
@@ -65,4 +74,12 @@ def load_dummy(name: str, cfg: ModelConfig, seed: int = 0) -> LoadedModel:
 
     tensors = {t: loader(t, s) for t, s in hf_shapes(cfg).items()}
     fp = hashlib.sha256(f"dummy:{GENERATOR}:{seed}:{cfg.model_dump_json()}".encode()).hexdigest()
-    return LoadedModel(name=name, config=cfg, tensors=tensors, tokenizer=None, weights="dummy", source=f"dummy weights, seed={seed}", fingerprint=fp)
+    return LoadedModel(
+        name=name,
+        config=cfg,
+        tensors=tensors,
+        tokenizer=None,
+        weights="dummy",
+        source=f"dummy weights, seed={seed}",
+        fingerprint=fp,
+    )

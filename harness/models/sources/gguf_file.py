@@ -31,7 +31,11 @@ _BLOCK_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
-_TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
+_TOP_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
 
 
 def _field(reader, key, default=None):
@@ -50,7 +54,9 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
 def config_from_gguf(reader, path: Path) -> ModelConfig:
     arch = _field(reader, "general.architecture")
     if arch not in ("llama", "qwen2"):
-        raise UserError(f"{path}: GGUF architecture {arch!r} is not supported; supported: llama, qwen2")
+        raise UserError(
+            f"{path}: GGUF architecture {arch!r} is not supported; supported: llama, qwen2"
+        )
     p = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
     hidden, heads = int(p("embedding_length")), int(p("attention.head_count"))
     names = {t.name for t in reader.tensors}
@@ -58,7 +64,9 @@ def config_from_gguf(reader, path: Path) -> ModelConfig:
     bos = _field(reader, "tokenizer.ggml.bos_token_id")
     scaling = None
     if p("rope.scaling.type") not in (None, "none"):
-        raise UserError(f"{path}: RoPE scaling {p('rope.scaling.type')!r} in GGUF is not supported yet; use the HF directory")
+        raise UserError(
+            f"{path}: RoPE scaling {p('rope.scaling.type')!r} in GGUF is not supported yet; use the HF directory"
+        )
     return ModelConfig(
         arch=arch,
         hidden_size=hidden,
@@ -88,7 +96,15 @@ def tokenizer_from_gguf(reader) -> TokenizerSpec | None:
     types = list(_field(reader, "tokenizer.ggml.token_type"))
     # token_type 3 = control: these are the special tokens that must never be split.
     added = [
-        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+        {
+            "id": i,
+            "content": t,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
         for i, (t, ty) in enumerate(zip(tokens, types))
         if ty == 3
     ]
@@ -102,11 +118,21 @@ def tokenizer_from_gguf(reader) -> TokenizerSpec | None:
             "type": "Sequence",
             "pretokenizers": [
                 {"type": "Digits", "individual_digits": True},
-                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+                {
+                    "type": "ByteLevel",
+                    "add_prefix_space": False,
+                    "trim_offsets": True,
+                    "use_regex": True,
+                },
             ],
         },
         "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "decoder": {
+            "type": "ByteLevel",
+            "add_prefix_space": True,
+            "trim_offsets": True,
+            "use_regex": True,
+        },
         "model": {
             "type": "BPE",
             "dropout": None,
@@ -122,8 +148,16 @@ def tokenizer_from_gguf(reader) -> TokenizerSpec | None:
     }
     if _field(reader, "tokenizer.ggml.pre") not in ("smollm", "gpt2", None):
         # Other pre-tokenizers (e.g. qwen2's) split differently; keep the plain byte-level one.
-        tok["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    bos, eos = _field(reader, "tokenizer.ggml.bos_token_id"), _field(reader, "tokenizer.ggml.eos_token_id")
+        tok["pre_tokenizer"] = {
+            "type": "ByteLevel",
+            "add_prefix_space": False,
+            "trim_offsets": True,
+            "use_regex": True,
+        }
+    bos, eos = (
+        _field(reader, "tokenizer.ggml.bos_token_id"),
+        _field(reader, "tokenizer.ggml.eos_token_id"),
+    )
     return TokenizerSpec(
         tokenizer_json=json.dumps(tok),
         chat_template=_field(reader, "tokenizer.chat_template"),
@@ -139,7 +173,9 @@ def _hf_name(gguf_name: str, path: Path) -> str | None:
     if gguf_name.startswith("blk."):
         _, idx, rest = gguf_name.split(".", 2)
         if rest not in _BLOCK_NAMES:
-            raise UserError(f"{path}: unexpected tensor {gguf_name}; this GGUF variant is not supported")
+            raise UserError(
+                f"{path}: unexpected tensor {gguf_name}; this GGUF variant is not supported"
+            )
         return f"model.layers.{idx}.{_BLOCK_NAMES[rest]}"
     return None  # e.g. rope_freqs: recomputed from the config
 
@@ -161,7 +197,9 @@ def _metadata(path: Path, sha256: str | None) -> dict:
     so an edited or replaced file is read again.
     """
     st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[
+        :24
+    ]
     entry = cache_dir("gguf-meta") / f"{key}.json"
     if entry.is_file():
         try:
@@ -173,7 +211,9 @@ def _metadata(path: Path, sha256: str | None) -> dict:
     meta = {
         "config": config_from_gguf(reader, path).model_dump(mode="json"),
         "tokenizer": None if tok is None else tok.__dict__,
-        "tensors": {t.name: hf for t in reader.tensors if (hf := _hf_name(t.name, path)) is not None},
+        "tensors": {
+            t.name: hf for t in reader.tensors if (hf := _hf_name(t.name, path)) is not None
+        },
         "file_type": int(_field(reader, "general.file_type", -1)),
         "sha256": sha256 or file_sha256(path),
     }
@@ -186,7 +226,9 @@ def _metadata(path: Path, sha256: str | None) -> dict:
 def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = None) -> LoadedModel:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"GGUF file not found: {path}; check the path or run `slm-bench models` for built-in names")
+        raise UserError(
+            f"GGUF file not found: {path}; check the path or run `slm-bench models` for built-in names"
+        )
     meta = _metadata(path, sha256)
     cfg = ModelConfig.model_validate(meta["config"])
     reader = functools.lru_cache(maxsize=1)(lambda: {t.name: t for t in _open(path).tensors})
@@ -199,9 +241,13 @@ def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = No
             try:
                 arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
             except Exception as exc:
-                raise UserError(f"{path}: tensor {t.name} is corrupt ({exc}); re-download the file") from None
+                raise UserError(
+                    f"{path}: tensor {t.name} is corrupt ({exc}); re-download the file"
+                ) from None
             if not np.isfinite(arr).all():
-                raise UserError(f"{path}: tensor {t.name} holds NaN/Inf values; the file is corrupt, re-download it")
+                raise UserError(
+                    f"{path}: tensor {t.name} holds NaN/Inf values; the file is corrupt, re-download it"
+                )
             # Only llama.cpp's "llama" architecture reorders q/k rows (adjacent-pair RoPE);
             # its "qwen2" keeps HF's order and rotates halves (NEOX style).
             if cfg.arch == "llama" and hf_name.endswith("q_proj.weight"):

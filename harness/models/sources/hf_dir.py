@@ -16,7 +16,13 @@ import numpy as np
 from harness.errors import UserError
 from harness.models.sources.base import LoadedModel, TokenizerSpec
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+_DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "F64": np.float64,
+    "I64": np.int64,
+    "I32": np.int32,
+}
 
 
 def _np_dtype(code: str, path: Path, name: str):
@@ -25,7 +31,9 @@ def _np_dtype(code: str, path: Path, name: str):
 
         return ml_dtypes.bfloat16
     if code not in _DTYPES:
-        raise UserError(f"{path}: tensor {name} has unsupported dtype {code}; convert the model to fp16/bf16/fp32")
+        raise UserError(
+            f"{path}: tensor {name} has unsupported dtype {code}; convert the model to fp16/bf16/fp32"
+        )
     return _DTYPES[code]
 
 
@@ -36,7 +44,9 @@ def read_safetensors_index(path: Path) -> dict[str, tuple]:
             (header_len,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(header_len))
     except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file ({exc}); re-download it") from None
+        raise UserError(
+            f"{path}: not a readable safetensors file ({exc}); re-download it"
+        ) from None
     size = path.stat().st_size
     out = {}
     for name, info in header.items():
@@ -44,7 +54,9 @@ def read_safetensors_index(path: Path) -> dict[str, tuple]:
             continue
         start, end = info["data_offsets"]
         if 8 + header_len + end > size:
-            raise UserError(f"{path}: tensor {name} runs past the end of the file (truncated); re-download it")
+            raise UserError(
+                f"{path}: tensor {name} runs past the end of the file (truncated); re-download it"
+            )
         out[name] = (info["dtype"], tuple(info["shape"]), 8 + header_len + start, end - start)
     return out
 
@@ -55,7 +67,9 @@ def load_hf_dir(path: str | Path, name: str | None = None) -> LoadedModel:
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
-        raise UserError(f"{path}: no config.json; a model directory needs config.json, *.safetensors and tokenizer.json")
+        raise UserError(
+            f"{path}: no config.json; a model directory needs config.json, *.safetensors and tokenizer.json"
+        )
     try:
         hf_config = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as exc:
@@ -63,7 +77,9 @@ def load_hf_dir(path: str | Path, name: str | None = None) -> LoadedModel:
     config = config_from_hf(hf_config, cfg_file)
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise UserError(f"{path}: no *.safetensors files; export the model with safetensors (save_pretrained(safe_serialization=True))")
+        raise UserError(
+            f"{path}: no *.safetensors files; export the model with safetensors (save_pretrained(safe_serialization=True))"
+        )
     fingerprint = hashlib.sha256(cfg_file.read_bytes())
     tensors = {}
     for f in files:
@@ -82,8 +98,22 @@ def load_hf_dir(path: str | Path, name: str | None = None) -> LoadedModel:
         ct_file = path / "chat_template.jinja"
         if template is None and ct_file.is_file():
             template = ct_file.read_text()
-        tok = TokenizerSpec(tj.read_text(), template, _token_str(tc.get("bos_token")), _token_str(tc.get("eos_token")), bool(tc.get("add_bos_token", False)))
-    return LoadedModel(name=name or path.name, config=config, tensors=tensors, tokenizer=tok, weights="real", source=str(path), fingerprint=fingerprint.hexdigest())
+        tok = TokenizerSpec(
+            tj.read_text(),
+            template,
+            _token_str(tc.get("bos_token")),
+            _token_str(tc.get("eos_token")),
+            bool(tc.get("add_bos_token", False)),
+        )
+    return LoadedModel(
+        name=name or path.name,
+        config=config,
+        tensors=tensors,
+        tokenizer=tok,
+        weights="real",
+        source=str(path),
+        fingerprint=fingerprint.hexdigest(),
+    )
 
 
 def _token_str(tok):
@@ -95,8 +125,14 @@ def _loader(f: Path, tname: str, code: str, shape, offset: int, nbytes: int):
         dtype = _np_dtype(code, f, tname)
         count = int(np.prod(shape)) if shape else 1
         if count * np.dtype(dtype).itemsize != nbytes:
-            raise UserError(f"{f}: tensor {tname} has {nbytes} bytes for shape {shape} {code}; the file is corrupt")
-        arr = np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=(count,)).reshape(shape).astype(np.float32)
+            raise UserError(
+                f"{f}: tensor {tname} has {nbytes} bytes for shape {shape} {code}; the file is corrupt"
+            )
+        arr = (
+            np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=(count,))
+            .reshape(shape)
+            .astype(np.float32)
+        )
         if not np.isfinite(arr).all():
             raise UserError(f"{f}: tensor {tname} holds NaN/Inf values; the file is corrupt")
         return arr
@@ -104,14 +140,24 @@ def _loader(f: Path, tname: str, code: str, shape, offset: int, nbytes: int):
     return load
 
 
-def save_hf_dir(out: Path, hf_config: dict, tensors: dict[str, np.ndarray], tokenizer_json: str | None = None, tokenizer_config: dict | None = None) -> None:
+def save_hf_dir(
+    out: Path,
+    hf_config: dict,
+    tensors: dict[str, np.ndarray],
+    tokenizer_json: str | None = None,
+    tokenizer_config: dict | None = None,
+) -> None:
     """Write a model directory in the same format (used by the training stage and tests)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(hf_config, indent=1))
     header, blobs, offset = {}, [], 0
     for name, arr in tensors.items():
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + arr.nbytes],
+        }
         blobs.append(arr.tobytes())
         offset += arr.nbytes
     raw = json.dumps(header).encode()

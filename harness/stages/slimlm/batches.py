@@ -27,9 +27,13 @@ def token_stream(docs, tokenizer, eos_id: int) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def pretrain_batch(stream: torch.Tensor, seed: int, step: int, rank: int, batch: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pretrain_batch(
+    stream: torch.Tensor, seed: int, step: int, rank: int, batch: int, seq_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch`` random windows of the stream: inputs and next-token targets."""
-    starts = torch.randint(0, len(stream) - seq_len - 1, (batch,), generator=_generator(seed, step, rank))
+    starts = torch.randint(
+        0, len(stream) - seq_len - 1, (batch,), generator=_generator(seed, step, rank)
+    )
     windows = torch.stack([stream[s : s + seq_len + 1] for s in starts.tolist()])
     return windows[:, :-1], windows[:, 1:]
 
@@ -48,10 +52,14 @@ def sft_example(chat, prompt: str, target: str, end_token: str) -> SFTExample:
     return SFTExample(prompt_ids + answer_ids, len(prompt_ids))
 
 
-def sft_batch(examples: list[SFTExample], seed: int, step: int, rank: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sft_batch(
+    examples: list[SFTExample], seed: int, step: int, rank: int, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded inputs and targets with the loss on answer tokens only. Right padding needs
     no attention mask: with causal attention no real token attends to the padding after it."""
-    picks = torch.randint(0, len(examples), (batch,), generator=_generator(seed, step, rank)).tolist()
+    picks = torch.randint(
+        0, len(examples), (batch,), generator=_generator(seed, step, rank)
+    ).tolist()
     chosen = [examples[i] for i in picks]
     width = max(len(e.ids) for e in chosen) - 1
     x = torch.zeros(batch, width, dtype=torch.long)
@@ -61,6 +69,8 @@ def sft_batch(examples: list[SFTExample], seed: int, step: int, rank: int, batch
         n = len(ids) - 1
         x[row, :n] = ids[:-1]
         targets = ids[1:].clone()
-        targets[: ex.answer_start - 1] = IGNORE  # position t predicts token t+1: answers start at answer_start-1
+        targets[: ex.answer_start - 1] = (
+            IGNORE  # position t predicts token t+1: answers start at answer_start-1
+        )
         y[row, :n] = targets
     return x, y

@@ -38,12 +38,18 @@ def corpus_files(paths: list[str | Path]) -> list[Path]:
             files += sorted(f for f in p.rglob("*") if f.is_file() and _kind(f))
         elif p.is_file():
             if not _kind(p):
-                raise UserError(f"{p}: not a corpus file; use .txt/.md, .jsonl or SlimPajama .jsonl.zst")
+                raise UserError(
+                    f"{p}: not a corpus file; use .txt/.md, .jsonl or SlimPajama .jsonl.zst"
+                )
             files.append(p)
         else:
-            raise UserError(f"corpus path {p} does not exist; pass files or folders of .txt/.md/.jsonl/.jsonl.zst")
+            raise UserError(
+                f"corpus path {p} does not exist; pass files or folders of .txt/.md/.jsonl/.jsonl.zst"
+            )
     if not files:
-        raise UserError(f"no corpus files under {', '.join(map(str, paths))}; add .txt/.md, .jsonl or .jsonl.zst files")
+        raise UserError(
+            f"no corpus files under {', '.join(map(str, paths))}; add .txt/.md, .jsonl or .jsonl.zst files"
+        )
     return files
 
 
@@ -54,9 +60,13 @@ def _jsonl_texts(lines: Iterator[str], path: Path) -> Iterator[str]:
         try:
             text = json.loads(line).get("text")
         except (json.JSONDecodeError, AttributeError):
-            raise UserError(f"{path}:{number}: not a JSON object; each line needs a \"text\" field (SlimPajama format)") from None
+            raise UserError(
+                f'{path}:{number}: not a JSON object; each line needs a "text" field (SlimPajama format)'
+            ) from None
         if not isinstance(text, str):
-            raise UserError(f"{path}:{number}: no string \"text\" field; each line needs one (SlimPajama format)")
+            raise UserError(
+                f'{path}:{number}: no string "text" field; each line needs one (SlimPajama format)'
+            )
         yield text
 
 
@@ -75,7 +85,9 @@ def read_file(path: Path) -> Iterator[str]:
             with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
                 yield from _jsonl_texts(io.TextIOWrapper(reader, encoding="utf-8"), path)
         except zstandard.ZstdError as exc:
-            raise UserError(f"{path}: not a readable zstd file ({exc}); re-download the shard") from None
+            raise UserError(
+                f"{path}: not a readable zstd file ({exc}); re-download the shard"
+            ) from None
 
 
 def iter_documents(paths: list[str | Path]) -> Iterator[str]:
@@ -97,4 +109,6 @@ def file_hashes(files: list[Path]) -> dict[str, str]:
 
 def corpus_hash(hashes: dict[str, str]) -> str:
     """One digest of the whole corpus (file names and contents)."""
-    return hashlib.sha256(json.dumps(sorted((Path(k).name, v) for k, v in hashes.items())).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(sorted((Path(k).name, v) for k, v in hashes.items())).encode()
+    ).hexdigest()

@@ -33,7 +33,13 @@ def export_model(model, tokenizer_json: str, out: Path, provenance: dict) -> Pat
     tc = tokenizer_config()
     (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=1))
     (out / "chat_template.jinja").write_text(tc["chat_template"])
-    record = {"model_type": "slimlm", "params": model.num_params(), "config": cfg.as_dict(), "code_version": code_version(), **provenance}
+    record = {
+        "model_type": "slimlm",
+        "params": model.num_params(),
+        "config": cfg.as_dict(),
+        "code_version": code_version(),
+        **provenance,
+    }
     (out / PROVENANCE).write_text(json.dumps(record, indent=1))
     return out
 
@@ -47,10 +53,14 @@ def load_exported(path: Path):
 
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        raise UserError(f"{path} is not an exported SlimLM directory (config.json, model.safetensors); export one with `slm-bench train slimlm ... --out DIR`")
+        raise UserError(
+            f"{path} is not an exported SlimLM directory (config.json, model.safetensors); export one with `slm-bench train slimlm ... --out DIR`"
+        )
     hf = json.loads((path / "config.json").read_text())
     if hf.get("model_type") != "slimlm":
-        raise UserError(f"{path}: model_type is {hf.get('model_type')!r}, not 'slimlm'; point at a SlimLM export")
+        raise UserError(
+            f"{path}: model_type is {hf.get('model_type')!r}, not 'slimlm'; point at a SlimLM export"
+        )
     model = SlimLM(SlimLMConfig.from_hf(hf))
     with torch.no_grad():
         model.load_state_dict(load_file(str(path / "model.safetensors")))

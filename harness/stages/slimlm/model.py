@@ -46,7 +46,9 @@ class SlimLMConfig:
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads or self.head_dim % 2:
-            raise ValueError(f"hidden_size {self.hidden_size} must split into {self.num_heads} heads of an even size (RoPE)")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must split into {self.num_heads} heads of an even size (RoPE)"
+            )
 
     def to_hf(self) -> dict:
         """config.json as ``harness.models.arch.slimlm.config_from_hf`` reads it."""
@@ -73,10 +75,16 @@ class SlimLMConfig:
     @classmethod
     def from_hf(cls, hf: dict) -> SlimLMConfig:
         return cls(
-            vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"], intermediate_size=hf["intermediate_size"],
-            num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"], context_window=hf.get("max_position_embeddings", 2048),
-            rope_theta=hf.get("rope_theta", 10000.0), layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-            bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=hf["num_attention_heads"],
+            context_window=hf.get("max_position_embeddings", 2048),
+            rope_theta=hf.get("rope_theta", 10000.0),
+            layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
+            bos_token_id=hf.get("bos_token_id"),
+            eos_token_id=hf.get("eos_token_id"),
         )
 
     def as_dict(self) -> dict:
@@ -97,7 +105,10 @@ class Rotary(nn.Module):
         self.head_dim, self.theta = head_dim, theta
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inv = self.theta ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=positions.device) / self.head_dim)
+        inv = self.theta ** (
+            -torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=positions.device)
+            / self.head_dim
+        )
         angles = positions.float()[:, None] * inv[None, :]
         angles = torch.cat((angles, angles), dim=-1)
         return angles.cos(), angles.sin()
@@ -108,11 +119,16 @@ class Attention(nn.Module):
         super().__init__()
         h = cfg.hidden_size
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(h, h, bias=True) for _ in range(4))
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
+            nn.Linear(h, h, bias=True) for _ in range(4)
+        )
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, s, _ = x.shape
-        q, k, v = (proj(x).view(b, s, self.num_heads, self.head_dim).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            proj(x).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -170,12 +186,18 @@ class SlimLM(nn.Module):
             elif "layernorm" in name or name.startswith("model.norm"):
                 nn.init.ones_(p)
             else:
-                std = 0.02 / (2 * self.config.num_layers) ** 0.5 if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+                std = (
+                    0.02 / (2 * self.config.num_layers) ** 0.5
+                    if name.endswith(("o_proj.weight", "down_proj.weight"))
+                    else 0.02
+                )
                 nn.init.normal_(p, 0.0, std)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.shape[1] > self.config.context_window:
-            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds the context window of {self.config.context_window}")
+            raise ValueError(
+                f"sequence of {ids.shape[1]} tokens exceeds the context window of {self.config.context_window}"
+            )
         cos, sin = self.rotary(torch.arange(ids.shape[1], device=ids.device))
         x = self.model.embed_tokens(ids)
         for layer in self.model.layers:
@@ -188,4 +210,6 @@ class SlimLM(nn.Module):
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross entropy; ``targets`` are already shifted, -100 marks ignored positions."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100
+    )

@@ -21,7 +21,9 @@ class SlimLMStage(Stage):
 
         model_dir = train_slimlm(parse_settings(config), Path(out_dir), log)
         if model_dir is None:
-            raise UserError(f"training stopped after stop_after={config.get('stop_after')} steps with a checkpoint in {out_dir}/checkpoints; rerun the same command to continue")
+            raise UserError(
+                f"training stopped after stop_after={config.get('stop_after')} steps with a checkpoint in {out_dir}/checkpoints; rerun the same command to continue"
+            )
         return model_dir
 
 
@@ -31,6 +33,12 @@ def _require_train_extra() -> None:
 
     from harness.errors import UserError
 
-    missing = [name for name in ("torch", "lion_pytorch", "safetensors", "zstandard") if importlib.util.find_spec(name) is None]
+    missing = [
+        name
+        for name in ("torch", "lion_pytorch", "safetensors", "zstandard")
+        if importlib.util.find_spec(name) is None
+    ]
     if missing:
-        raise UserError(f"the slimlm stage needs {', '.join(missing)}; install the training extra with `pip install -e \".[train]\"`")
+        raise UserError(
+            f'the slimlm stage needs {", ".join(missing)}; install the training extra with `pip install -e ".[train]"`'
+        )

@@ -32,7 +32,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> str:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok.to_str()
@@ -53,7 +56,14 @@ def padded_vocab(n: int, multiple: int = 64) -> int:
 
 def tokenizer_config() -> dict:
     """tokenizer_config.json: the chat template and the end-of-answer token."""
-    return {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE, "bos_token": None, "eos_token": IM_END, "add_bos": False, "add_bos_token": False}
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": CHAT_TEMPLATE,
+        "bos_token": None,
+        "eos_token": IM_END,
+        "add_bos": False,
+        "add_bos_token": False,
+    }
 
 
 def chat_tokenizer(tokenizer_json: str):

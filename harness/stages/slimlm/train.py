@@ -52,13 +52,21 @@ class TrainSettings(BaseModel):
     seed: int = 0
     ckpt_every: int = 50
     log_every: int = 10
-    stop_after: int | None = None  # steps to do in this invocation, then checkpoint and stop (rerun to continue)
+    stop_after: int | None = (
+        None  # steps to do in this invocation, then checkpoint and stop (rerun to continue)
+    )
     export_base: bool = False  # also export the pre-trained model before fine-tuning (OUT/slimlm-<preset>-base), a baseline for evaluation
 
     def fingerprint(self, phase: str) -> str:
         """What a checkpoint must agree on to be resumed (step counts may grow, the rest may not)."""
-        keep = {"preset", "corpus", "tokenizer_vocab", "seed", "seq_len", "batch_size", "lr_pretrain"} if phase == "pretrain" else {"docassist", "sft_batch_size", "lr_sft", "seed"}
-        return hashlib.sha256(json.dumps(self.model_dump(include=keep), sort_keys=True).encode()).hexdigest()[:16]
+        keep = (
+            {"preset", "corpus", "tokenizer_vocab", "seed", "seq_len", "batch_size", "lr_pretrain"}
+            if phase == "pretrain"
+            else {"docassist", "sft_batch_size", "lr_sft", "seed"}
+        )
+        return hashlib.sha256(
+            json.dumps(self.model_dump(include=keep), sort_keys=True).encode()
+        ).hexdigest()[:16]
 
 
 def parse_settings(config: dict) -> TrainSettings:
@@ -67,7 +75,9 @@ def parse_settings(config: dict) -> TrainSettings:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(map(str, err["loc"]))
-        raise UserError(f"training setting {where!r}: {err['msg']}; see the keys of examples/slimlm-tiny.yaml") from None
+        raise UserError(
+            f"training setting {where!r}: {err['msg']}; see the keys of examples/slimlm-tiny.yaml"
+        ) from None
 
 
 @dataclass
@@ -99,7 +109,12 @@ def setup_distributed() -> Dist:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if not tdist.is_initialized():
         tdist.init_process_group(backend=backend)
-    return Dist(rank=tdist.get_rank(), world=world, backend=backend, device=f"cuda:{local}" if cuda else "cpu")
+    return Dist(
+        rank=tdist.get_rank(),
+        world=world,
+        backend=backend,
+        device=f"cuda:{local}" if cuda else "cpu",
+    )
 
 
 def _barrier(dist: Dist) -> None:
@@ -121,9 +136,15 @@ class PhaseResult:
         head, tail = self.losses[:10], self.losses[-10:]
         every = max(1, len(self.losses) // 50)
         return {
-            "steps": self.steps, "optimizer": optimizer, "lr": lr, "tokens": self.tokens, "seconds": round(self.seconds, 2),
-            "loss_first": self.losses[0] if self.losses else None, "loss_last": self.losses[-1] if self.losses else None,
-            "loss_first10_mean": sum(head) / len(head) if head else None, "loss_last10_mean": sum(tail) / len(tail) if tail else None,
+            "steps": self.steps,
+            "optimizer": optimizer,
+            "lr": lr,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 2),
+            "loss_first": self.losses[0] if self.losses else None,
+            "loss_last": self.losses[-1] if self.losses else None,
+            "loss_first10_mean": sum(head) / len(head) if head else None,
+            "loss_last10_mean": sum(tail) / len(tail) if tail else None,
             "loss_curve": self.losses[::every],
         }
 
@@ -145,7 +166,19 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # a crash mid-write leaves the previous checkpoint intact
 
 
-def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float, s: TrainSettings, ckpt: Path, dist: Dist, log: Log, budget: list[int | None]) -> PhaseResult:
+def run_phase(
+    name: str,
+    model,
+    optimizer,
+    batch_fn,
+    steps: int,
+    peak_lr: float,
+    s: TrainSettings,
+    ckpt: Path,
+    dist: Dist,
+    log: Log,
+    budget: list[int | None],
+) -> PhaseResult:
     """Train ``model`` for ``steps`` steps of ``batch_fn(step) -> (x, y)``, resuming from ``ckpt``.
     ``budget[0]``: steps this invocation may still take (None: no limit); decremented here."""
     import torch
@@ -159,10 +192,17 @@ def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float,
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=dist.device, weights_only=False)
         if state["fingerprint"] != fingerprint:
-            raise UserError(f"{ckpt} is a checkpoint of different {name} settings; use a new --out, or delete it to start over")
+            raise UserError(
+                f"{ckpt} is a checkpoint of different {name} settings; use a new --out, or delete it to start over"
+            )
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, result.losses, result.tokens, result.seconds = state["step"], state["losses"], state["tokens"], state["seconds"]
+        start, result.losses, result.tokens, result.seconds = (
+            state["step"],
+            state["losses"],
+            state["tokens"],
+            state["seconds"],
+        )
         if start < steps and dist.main:
             log(f"{name}: resuming at step {start} of {steps} from {ckpt}")
     if start >= steps:
@@ -173,8 +213,19 @@ def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float,
 
     def save(step: int) -> None:
         if dist.main:
-            _save(ckpt, {"phase": name, "step": step, "fingerprint": fingerprint, "model": _unwrap(model).state_dict(),
-                         "optimizer": optimizer.state_dict(), "losses": result.losses, "tokens": result.tokens, "seconds": result.seconds})
+            _save(
+                ckpt,
+                {
+                    "phase": name,
+                    "step": step,
+                    "fingerprint": fingerprint,
+                    "model": _unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "losses": result.losses,
+                    "tokens": result.tokens,
+                    "seconds": result.seconds,
+                },
+            )
         _barrier(dist)
 
     model.train()
@@ -191,16 +242,22 @@ def run_phase(name: str, model, optimizer, batch_fn, steps: int, peak_lr: float,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            value, loss_tokens, positions = _across_ranks([float(loss.detach()), int((y != -100).sum()), x.numel()], dist)
+            value, loss_tokens, positions = _across_ranks(
+                [float(loss.detach()), int((y != -100).sum()), x.numel()], dist
+            )
             result.losses.append(value / dist.world)  # the mean of the ranks' losses
             result.tokens += int(loss_tokens)  # tokens that carried loss, all ranks
             result.seconds += time.perf_counter() - t0
-            window_tokens += int(positions)  # throughput counts every position run through the model
+            window_tokens += int(
+                positions
+            )  # throughput counts every position run through the model
             value /= dist.world
             done = step + 1
             if done % s.log_every == 0 or done == stop:
                 rate = window_tokens / max(1e-9, time.perf_counter() - window_start)
-                bar.advance(f"step {done}/{steps} loss {value:.3f} {rate:,.0f} tok/s", steps=done - reported)
+                bar.advance(
+                    f"step {done}/{steps} loss {value:.3f} {rate:,.0f} tok/s", steps=done - reported
+                )
                 window_tokens, window_start, reported = 0, time.perf_counter(), done
             if done % s.ckpt_every == 0 or done == stop:
                 save(done)
@@ -238,7 +295,9 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
-def _tokenizer(s: TrainSettings, files: list[Path], out: Path, vocab: int, dist: Dist, log: Log) -> str:
+def _tokenizer(
+    s: TrainSettings, files: list[Path], out: Path, vocab: int, dist: Dist, log: Log
+) -> str:
     """Train the BPE on the corpus once (rank 0); a rerun reuses the saved one."""
     from harness.stages.slimlm.data import read_file
     from harness.stages.slimlm.tokenizer import train_tokenizer
@@ -261,13 +320,23 @@ def sft_examples(folder: str, chat, max_len: int, log: Log) -> tuple[list, dict]
     from harness.stages.slimlm.data import file_hashes
     from harness.stages.slimlm.tokenizer import IM_END
 
-    examples = [sft_example(chat, ex.prompt, ex.target, IM_END) for ex in load_examples(folder, "train")]
+    examples = [
+        sft_example(chat, ex.prompt, ex.target, IM_END) for ex in load_examples(folder, "train")
+    ]
     fitting = [e for e in examples if len(e.ids) <= max_len]
     if len(fitting) < len(examples):
-        log(f"sft: {len(examples) - len(fitting)} of {len(examples)} examples exceed the {max_len}-token window and are left out")
+        log(
+            f"sft: {len(examples) - len(fitting)} of {len(examples)} examples exceed the {max_len}-token window and are left out"
+        )
     if not fitting:
-        raise UserError(f"{folder}: no DocAssist training example fits the model's {max_len}-token window; use a preset with a longer context")
-    return fitting, {"dir": str(folder), "train_sha256": file_hashes([split_path(folder, "train")]).popitem()[1], "examples": len(fitting)}
+        raise UserError(
+            f"{folder}: no DocAssist training example fits the model's {max_len}-token window; use a preset with a longer context"
+        )
+    return fitting, {
+        "dir": str(folder),
+        "train_sha256": file_hashes([split_path(folder, "train")]).popitem()[1],
+        "examples": len(fitting),
+    }
 
 
 def train_slimlm(s: TrainSettings, out: Path, log: Log = print) -> Path | None:
@@ -313,46 +382,116 @@ def _train(s: TrainSettings, out: Path, dist: Dist, log: Log) -> Path | None:
     tok_json = _tokenizer(s, files, out, s.tokenizer_vocab or preset.vocab_size, dist, log)
     chat = chat_tokenizer(tok_json)
     cfg = SlimLMConfig(
-        vocab_size=padded_vocab(vocab_size_of(tok_json)), hidden_size=preset.hidden_size, intermediate_size=preset.intermediate_size,
-        num_layers=preset.num_layers, num_heads=preset.num_heads, context_window=preset.context_window, eos_token_id=chat.token_id(IM_END),
+        vocab_size=padded_vocab(vocab_size_of(tok_json)),
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_layers=preset.num_layers,
+        num_heads=preset.num_heads,
+        context_window=preset.context_window,
+        eos_token_id=chat.token_id(IM_END),
     )
     if s.seq_len > cfg.context_window:
-        raise UserError(f"seq_len {s.seq_len} exceeds preset {preset.name}'s context window of {cfg.context_window}; use a smaller seq_len")
+        raise UserError(
+            f"seq_len {s.seq_len} exceeds preset {preset.name}'s context window of {cfg.context_window}; use a smaller seq_len"
+        )
     model = SlimLM(cfg, seed=s.seed).to(dist.device)
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     if dist.main:
-        log(f"slimlm-{preset.name}: {model.num_params():,} parameters, vocab {cfg.vocab_size}, world size {dist.world}" + (f" ({dist.backend})" if dist.backend else ""))
+        log(
+            f"slimlm-{preset.name}: {model.num_params():,} parameters, vocab {cfg.vocab_size}, world size {dist.world}"
+            + (f" ({dist.backend})" if dist.backend else "")
+        )
 
     stream = token_stream(iter_documents(files), chat, chat.token_id(EOS))
     if len(stream) <= s.seq_len + 1:
-        raise UserError(f"the corpus has {len(stream)} tokens, fewer than one seq_len={s.seq_len} window; add text or lower seq_len")
+        raise UserError(
+            f"the corpus has {len(stream)} tokens, fewer than one seq_len={s.seq_len} window; add text or lower seq_len"
+        )
     lr_pre = s.lr_pretrain or preset.lr_pretrain
     lion = lion_pytorch.Lion(model.parameters(), lr=lr_pre, weight_decay=s.weight_decay_pretrain)
     budget = [s.stop_after]
-    pre = run_phase("pretrain", wrapped, lion, lambda step: pretrain_batch(stream, s.seed, step, dist.rank, s.batch_size, s.seq_len),
-                    s.pretrain_steps, lr_pre, s, out / "checkpoints" / "pretrain.pt", dist, log, budget)
+    pre = run_phase(
+        "pretrain",
+        wrapped,
+        lion,
+        lambda step: pretrain_batch(stream, s.seed, step, dist.rank, s.batch_size, s.seq_len),
+        s.pretrain_steps,
+        lr_pre,
+        s,
+        out / "checkpoints" / "pretrain.pt",
+        dist,
+        log,
+        budget,
+    )
     phases = {"pretrain": pre.summary(f"Lion (lion-pytorch {version('lion-pytorch')})", lr_pre)}
     if not pre.finished:
         return None
     hashes = file_hashes(files)
-    data = {"corpus": {"files": {Path(k).name: v for k, v in hashes.items()}, "sha256": corpus_hash(hashes), "tokens": len(stream)}}
-    common = {"preset": preset.name, "settings": s.model_dump(), "tokenizer": {"vocab": vocab_size_of(tok_json), "sha256": hashlib.sha256(tok_json.encode()).hexdigest()},
-              "distributed": {"world_size": dist.world, "backend": dist.backend}, "torch": torch.__version__}
+    data = {
+        "corpus": {
+            "files": {Path(k).name: v for k, v in hashes.items()},
+            "sha256": corpus_hash(hashes),
+            "tokens": len(stream),
+        }
+    }
+    common = {
+        "preset": preset.name,
+        "settings": s.model_dump(),
+        "tokenizer": {
+            "vocab": vocab_size_of(tok_json),
+            "sha256": hashlib.sha256(tok_json.encode()).hexdigest(),
+        },
+        "distributed": {"world_size": dist.world, "backend": dist.backend},
+        "torch": torch.__version__,
+    }
     if s.export_base and dist.main:
-        base_dir = export_model(model, tok_json, out / f"slimlm-{preset.name}-base", {**common, "data": {"corpus": data["corpus"]}, "steps": {"pretrain": pre.steps}, "phases": dict(phases)})
+        base_dir = export_model(
+            model,
+            tok_json,
+            out / f"slimlm-{preset.name}-base",
+            {
+                **common,
+                "data": {"corpus": data["corpus"]},
+                "steps": {"pretrain": pre.steps},
+                "phases": dict(phases),
+            },
+        )
         log(f"exported the pre-trained model (no fine-tuning) to {base_dir}")
     if s.docassist and s.sft_steps > 0:
-        examples, data["docassist"] = sft_examples(s.docassist, chat, cfg.context_window, log if dist.main else lambda _: None)
+        examples, data["docassist"] = sft_examples(
+            s.docassist, chat, cfg.context_window, log if dist.main else lambda _: None
+        )
         adamw = torch.optim.AdamW(model.parameters(), lr=s.lr_sft, weight_decay=s.weight_decay_sft)
-        sft = run_phase("sft", wrapped, adamw, lambda step: sft_batch(examples, s.seed, step, dist.rank, s.sft_batch_size),
-                        s.sft_steps, s.lr_sft, s, out / "checkpoints" / "sft.pt", dist, log, budget)
+        sft = run_phase(
+            "sft",
+            wrapped,
+            adamw,
+            lambda step: sft_batch(examples, s.seed, step, dist.rank, s.sft_batch_size),
+            s.sft_steps,
+            s.lr_sft,
+            s,
+            out / "checkpoints" / "sft.pt",
+            dist,
+            log,
+            budget,
+        )
         phases["sft"] = sft.summary("AdamW", s.lr_sft)
         if not sft.finished:
             return None
     # Named after the model, not "model": the directory name is the model's name in bundles and reports.
     model_dir = out / f"slimlm-{preset.name}"
     if dist.main:
-        export_model(model, tok_json, model_dir, {**common, "data": data, "steps": {k: v["steps"] for k, v in phases.items()}, "phases": phases})
+        export_model(
+            model,
+            tok_json,
+            model_dir,
+            {
+                **common,
+                "data": data,
+                "steps": {k: v["steps"] for k, v in phases.items()},
+                "phases": phases,
+            },
+        )
         log(f"exported {model_dir}")
     _barrier(dist)
     return model_dir

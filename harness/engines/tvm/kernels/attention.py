@@ -36,7 +36,9 @@ import math
 
 from . import cpu_attrs
 
-CHUNK = 16  # keys scored per online-softmax step (QB x CHUNK scores stay under the 1 KiB stack limit)
+CHUNK = (
+    16  # keys scored per online-softmax step (QB x CHUNK scores stay under the 1 KiB stack limit)
+)
 DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
 KEYS = 8  # keys whose q.k a decode step computes side by side (page_size is a multiple)
 LOG2E = math.log2(math.e)
@@ -64,7 +66,10 @@ def tree(op, values: list):
     """op over values as a balanced tree: log2(n) dependent steps instead of n (a serial max or
     sum over a chunk of scores is latency-bound)."""
     while len(values) > 1:
-        values = [op(values[i], values[i + 1]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+        values = [
+            op(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+            for i in range(0, len(values), 2)
+        ]
     return values[0]
 
 
@@ -74,12 +79,29 @@ def fast_exp2(T, x):
     x = T.max(x, T.float32(-126.0))
     whole = T.floor(x)
     f = x - whole
-    poly = T.float32(1.0) + f * (T.float32(0.6931472) + f * (T.float32(0.2402265) + f * (T.float32(0.05550411) + f * (T.float32(0.009618129) + f * (T.float32(0.001333355) + f * T.float32(0.0001540353))))))
+    poly = T.float32(1.0) + f * (
+        T.float32(0.6931472)
+        + f
+        * (
+            T.float32(0.2402265)
+            + f
+            * (
+                T.float32(0.05550411)
+                + f
+                * (
+                    T.float32(0.009618129)
+                    + f * (T.float32(0.001333355) + f * T.float32(0.0001540353))
+                )
+            )
+        )
+    )
     return T.reinterpret("float32", T.shift_left(T.Cast("int32", whole) + 127, 23)) * poly
 
 
 SPLITS = 4  # cache ranges a decode step splits each head group's keys into (merged at the end)
-STACK_BYTES = 1024  # TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
+STACK_BYTES = (
+    1024  # TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
+)
 
 
 def decode_heads_per_item(group: int, head_dim: int) -> int:
@@ -101,7 +123,15 @@ def decode_keys_per_step(heads: int) -> int:
     return keys
 
 
-def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str, page_size: int = 16, window: int = 0, softcap: float = 0.0):
+def decode_paged(
+    num_kv_heads: int,
+    num_qo_heads: int,
+    head_dim: int,
+    dtype: str,
+    page_size: int = 16,
+    window: int = 0,
+    softcap: float = 0.0,
+):
     """One decode step's attention over the paged cache, in two parallel passes.
 
     1. Work items are (KV head, heads of its group, range of pages): G query heads of one GQA
@@ -149,10 +179,18 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
         len_off = T.int32()
         Q = T.match_buffer(Q_handle, (B, H_qo, D), dtype)
         pages = T.match_buffer(pages_handle, (max_num_pages, 2, H_kv, page_size, D), dtype)
-        page_indptr = T.match_buffer(page_table_indptr_handle, (B + 1,), "int32", elem_offset=indptr_off)
-        page_values = T.match_buffer(page_table_values_handle, (nnz_pages,), "int32", elem_offset=values_off)
-        k_rope_pos_offset = T.match_buffer(k_rope_pos_offset_handle, (B,), "int32", elem_offset=k_rope_off)
-        q_rope_position = T.match_buffer(q_rope_position_handle, (B,), "int32", elem_offset=q_rope_off)
+        page_indptr = T.match_buffer(
+            page_table_indptr_handle, (B + 1,), "int32", elem_offset=indptr_off
+        )
+        page_values = T.match_buffer(
+            page_table_values_handle, (nnz_pages,), "int32", elem_offset=values_off
+        )
+        k_rope_pos_offset = T.match_buffer(
+            k_rope_pos_offset_handle, (B,), "int32", elem_offset=k_rope_off
+        )
+        q_rope_position = T.match_buffer(
+            q_rope_position_handle, (B,), "int32", elem_offset=q_rope_off
+        )
         output = T.match_buffer(output_handle, (B, H_qo, D), dtype)
         lse = T.match_buffer(lse_handle, (B, H_qo), "float32")
         last_page_len = T.match_buffer(var_length_info, (B,), "int32", elem_offset=len_off)
@@ -192,7 +230,9 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                 for pi in T.serial(p1 - p0):
                     p: T.let[T.int32] = p0 + pi
                     page: T.let[T.int32] = page_values[first + p]
-                    used: T.let[T.int32] = T.if_then_else(p == npages - 1, last_page_len[b], page_size)
+                    used: T.let[T.int32] = T.if_then_else(
+                        p == npages - 1, last_page_len[b], page_size
+                    )
                     # KS keys x G heads at a time, each with its own accumulator: the FMA chains
                     # of one dot product would otherwise wait on each other (latency, not
                     # throughput); each K vector is loaded and converted once for the G heads.
@@ -204,15 +244,33 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                             for jj in T.unroll(KS):
                                 for g in T.unroll(G):
                                     for l in T.vectorized(DOT_LANES):
-                                        part[jj * G + g, l] = part[jj * G + g, l] + q[g, c * DOT_LANES + l] * T.Cast("float32", pages[page, 0, hk, kb * KS + jj, c * DOT_LANES + l])
+                                        part[jj * G + g, l] = part[jj * G + g, l] + q[
+                                            g, c * DOT_LANES + l
+                                        ] * T.Cast(
+                                            "float32",
+                                            pages[page, 0, hk, kb * KS + jj, c * DOT_LANES + l],
+                                        )
                         for jj in T.unroll(KS):
                             for g in T.unroll(G):
-                                score[g, kb * KS + jj] = tree(lambda a, z: a + z, [part[jj * G + g, l] for l in range(DOT_LANES)])
+                                score[g, kb * KS + jj] = tree(
+                                    lambda a, z: a + z,
+                                    [part[jj * G + g, l] for l in range(DOT_LANES)],
+                                )
                     for g in T.unroll(G):
                         # Keys past `used` (the end of the last page) read unwritten slots:
                         # masked after the fact, so that no branch serializes the dot products.
                         for j in T.vectorized(page_size):
-                            score[g, j] = T.if_then_else(key_visible(T, j < used, q_rope_position[b] - k_rope_pos_offset[b] - p * page_size - j, sm_scale, window), softcapped(T, score[g, j], softcap), T.float32(MASKED))
+                            score[g, j] = T.if_then_else(
+                                key_visible(
+                                    T,
+                                    j < used,
+                                    q_rope_position[b] - k_rope_pos_offset[b] - p * page_size - j,
+                                    sm_scale,
+                                    window,
+                                ),
+                                softcapped(T, score[g, j], softcap),
+                                T.float32(MASKED),
+                            )
                         tmp[0] = T.max(m[g], tree(T.max, [score[g, j] for j in range(page_size)]))
                         tmp[1] = fast_exp2(T, m[g] - tmp[0])
                         m[g] = tmp[0]
@@ -222,13 +280,21 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
                         # Masked keys weigh exactly 0, also on a page masked whole (window),
                         # where the running max is still MASKED and their exp would be 1.
                         for j in T.vectorized(page_size):
-                            score[g, j] = T.if_then_else(score[g, j] > T.float32(MASKED), fast_exp2(T, score[g, j] - tmp[0]), T.float32(0))
-                        lsum[g] = lsum[g] + tree(lambda a, z: a + z, [score[g, j] for j in range(page_size)])
+                            score[g, j] = T.if_then_else(
+                                score[g, j] > T.float32(MASKED),
+                                fast_exp2(T, score[g, j] - tmp[0]),
+                                T.float32(0),
+                            )
+                        lsum[g] = lsum[g] + tree(
+                            lambda a, z: a + z, [score[g, j] for j in range(page_size)]
+                        )
                     # Keys outer: each V row is loaded and converted once for the G heads.
                     for j in T.serial(used):
                         for g in T.unroll(G):
                             for d in T.vectorized(D):
-                                acc[g, d] = acc[g, d] + score[g, j] * T.Cast("float32", pages[page, 1, hk, j, d])
+                                acc[g, d] = acc[g, d] + score[g, j] * T.Cast(
+                                    "float32", pages[page, 1, hk, j, d]
+                                )
                 for g in T.unroll(G):
                     part_m[b, h0 + g, split] = m[g]
                     part_l[b, h0 + g, split] = lsum[g]
@@ -264,7 +330,9 @@ def decode_paged(num_kv_heads: int, num_qo_heads: int, head_dim: int, dtype: str
 QUERY_BLOCK = 8  # queries of one head per prefill work item; they share one transposed K chunk
 
 
-def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window: int = 0, softcap: float = 0.0):
+def prefill_ragged(
+    h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window: int = 0, softcap: float = 0.0
+):
     from tvm.script import tirx as T
 
     group = h_q // h_kv
@@ -298,12 +366,20 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
         q_rope_off = T.int32()
         k_rope_off = T.int32()
         q = T.match_buffer(var_q, (qo_len, h_q, d_qk), dtype)
-        q_indptr = T.match_buffer(var_q_indptr, (batch_size + 1,), "int32", elem_offset=q_indptr_off)
+        q_indptr = T.match_buffer(
+            var_q_indptr, (batch_size + 1,), "int32", elem_offset=q_indptr_off
+        )
         k = T.match_buffer(var_k, (kv_len, h_kv, d_qk), dtype)
         v = T.match_buffer(var_v, (kv_len, h_kv, d_v), dtype)
-        kv_indptr = T.match_buffer(var_kv_indptr, (batch_size + 1,), "int32", elem_offset=kv_indptr_off)
-        q_rope_position = T.match_buffer(var_q_rope_position, (qo_len,), "int32", elem_offset=q_rope_off)
-        k_rope_pos_offset = T.match_buffer(var_k_rope_pos_offset, (batch_size,), "int32", elem_offset=k_rope_off)
+        kv_indptr = T.match_buffer(
+            var_kv_indptr, (batch_size + 1,), "int32", elem_offset=kv_indptr_off
+        )
+        q_rope_position = T.match_buffer(
+            var_q_rope_position, (qo_len,), "int32", elem_offset=q_rope_off
+        )
+        k_rope_pos_offset = T.match_buffer(
+            var_k_rope_pos_offset, (batch_size,), "int32", elem_offset=k_rope_off
+        )
         output = T.match_buffer(var_output, (qo_len, h_q, d_v), dtype)
         lse = T.match_buffer(var_lse, (qo_len, h_q), "float32")
 
@@ -330,14 +406,28 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                     # gives every range a fair share of cheap and dear ones.
                     n_blocks: T.let[T.int32] = T.ceildiv(n_q, QB)
                     visit: T.let[T.int32] = item // h_q
-                    qi0: T.let[T.int32] = T.if_then_else(visit % 2 == 0, visit // 2, n_blocks - 1 - visit // 2) * QB
+                    qi0: T.let[T.int32] = (
+                        T.if_then_else(visit % 2 == 0, visit // 2, n_blocks - 1 - visit // 2) * QB
+                    )
                     rows: T.let[T.int32] = T.min(QB, n_q - qi0)
                     kv0: T.let[T.int32] = kv_indptr[b]
                     # keys visible to the block's last query (causal: the diagonal is aligned to the end)
-                    vis_last: T.let[T.int32] = T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + rows), n_kv)
+                    vis_last: T.let[T.int32] = T.if_then_else(
+                        causal > 0, T.min(n_kv, n_kv - n_q + qi0 + rows), n_kv
+                    )
                     for r in T.serial(QB):
                         for d in T.vectorized(d_qk):
-                            qv[r, d] = T.if_then_else(r < rows, T.Cast("float32", q[q_indptr[b] + T.min(qi0 + r, n_q - 1), h, d]), T.float32(0)) * T.fabs(sm_scale) * LOG2E
+                            qv[r, d] = (
+                                T.if_then_else(
+                                    r < rows,
+                                    T.Cast(
+                                        "float32", q[q_indptr[b] + T.min(qi0 + r, n_q - 1), h, d]
+                                    ),
+                                    T.float32(0),
+                                )
+                                * T.fabs(sm_scale)
+                                * LOG2E
+                            )
                         for d in T.vectorized(d_v):
                             acc[r, d] = T.float32(0)
                         m[r] = T.float32(MASKED)
@@ -346,7 +436,9 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                         for j in T.serial(CHUNK):
                             for d in T.serial(d_qk):
                                 # rows past the end are clamped; their scores are masked below
-                                kt[d, j] = T.Cast("float32", k[kv0 + T.min(c * CHUNK + j, n_kv - 1), hk, d])
+                                kt[d, j] = T.Cast(
+                                    "float32", k[kv0 + T.min(c * CHUNK + j, n_kv - 1), hk, d]
+                                )
                         # Scores with d outer and the block's queries inner: QB x CHUNK / lanes
                         # independent FMA chains (16 on AVX-512), where one query at a time
                         # made each chain wait on its previous FMA (latency-bound).
@@ -360,7 +452,20 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                         for r in T.serial(QB):
                             # keys are the chunk's own tokens: query r sits at key index n_kv - n_q + qi0 + r
                             for j in T.vectorized(CHUNK):
-                                sc[r, j] = T.if_then_else(key_visible(T, c * CHUNK + j < T.if_then_else(causal > 0, T.min(n_kv, n_kv - n_q + qi0 + r + 1), n_kv), n_kv - n_q + qi0 + r - c * CHUNK - j, sm_scale, window), softcapped(T, sc[r, j], softcap), T.float32(MASKED))
+                                sc[r, j] = T.if_then_else(
+                                    key_visible(
+                                        T,
+                                        c * CHUNK + j
+                                        < T.if_then_else(
+                                            causal > 0, T.min(n_kv, n_kv - n_q + qi0 + r + 1), n_kv
+                                        ),
+                                        n_kv - n_q + qi0 + r - c * CHUNK - j,
+                                        sm_scale,
+                                        window,
+                                    ),
+                                    softcapped(T, sc[r, j], softcap),
+                                    T.float32(MASKED),
+                                )
                             tmp[0] = T.max(m[r], tree(T.max, [sc[r, j] for j in range(CHUNK)]))
                             tmp[1] = fast_exp2(T, m[r] - tmp[0])
                             m[r] = tmp[0]
@@ -368,8 +473,14 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                             for d in T.vectorized(d_v):
                                 acc[r, d] = acc[r, d] * tmp[1]
                             for j in T.vectorized(CHUNK):
-                                sc[r, j] = T.if_then_else(sc[r, j] > T.float32(MASKED), fast_exp2(T, sc[r, j] - tmp[0]), T.float32(0))
-                            lsum[r] = lsum[r] + tree(lambda a, b: a + b, [sc[r, j] for j in range(CHUNK)])
+                                sc[r, j] = T.if_then_else(
+                                    sc[r, j] > T.float32(MASKED),
+                                    fast_exp2(T, sc[r, j] - tmp[0]),
+                                    T.float32(0),
+                                )
+                            lsum[r] = lsum[r] + tree(
+                                lambda a, b: a + b, [sc[r, j] for j in range(CHUNK)]
+                            )
                         # Keys outer: each V row is converted once for the whole block.
                         for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
                             for d in T.vectorized(d_v):
@@ -379,13 +490,25 @@ def prefill_ragged(h_kv: int, h_q: int, d_qk: int, d_v: int, dtype: str, window:
                                     acc[r, d] = acc[r, d] + sc[r, j] * vrow[d]
                     for r in T.serial(rows):
                         for d in T.vectorized(d_v):
-                            output[q_indptr[b] + qi0 + r, h, d] = T.Cast(dtype, acc[r, d] / T.max(lsum[r], T.float32(1e-30)))
-                        lse[q_indptr[b] + qi0 + r, h] = m[r] + T.log2(T.max(lsum[r], T.float32(1e-30)))
+                            output[q_indptr[b] + qi0 + r, h, d] = T.Cast(
+                                dtype, acc[r, d] / T.max(lsum[r], T.float32(1e-30))
+                            )
+                        lse[q_indptr[b] + qi0 + r, h] = m[r] + T.log2(
+                            T.max(lsum[r], T.float32(1e-30))
+                        )
 
     return batch_prefill_ragged_kv
 
 
-def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: str, rope_scaling: dict):
+def fused_rope(
+    theta: float,
+    scale: float,
+    head_dim: int,
+    num_q_heads: int,
+    num_kv_heads: int,
+    dtype: str,
+    rope_scaling: dict,
+):
     """Split fused QKV into q, k, v and rotate q and k (RoPE), in parallel over tokens.
 
     Same signature as TVM's ``llama_rope_with_position_map`` kernel, which evaluates pow, cos
@@ -404,7 +527,14 @@ def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_
     attrs = cpu_attrs(op_pattern=8)
 
     @T.prim_func(s_tir=True)
-    def fused_rope_cpu(var_qkv: T.handle, var_position_map: T.handle, var_q: T.handle, var_k: T.handle, var_v: T.handle, apply_rope: T.int64):
+    def fused_rope_cpu(
+        var_qkv: T.handle,
+        var_position_map: T.handle,
+        var_q: T.handle,
+        var_k: T.handle,
+        var_v: T.handle,
+        apply_rope: T.int64,
+    ):
         T.func_attr(attrs)
         seq_len = T.int32()
         pos_off = T.int32()
@@ -426,7 +556,15 @@ def fused_rope(theta: float, scale: float, head_dim: int, num_q_heads: int, num_
                 for h in T.serial(num_q_heads + num_kv_heads):
                     for d in T.serial(head_dim):
                         # rotate-half: x*cos + (d < half ? -x[d+half] : x[d-half]) * sin
-                        rotated: T.let[T.float32] = T.Cast("float32", qkv[s, h, d]) * cos_t[d] + T.if_then_else(d < half, -T.Cast("float32", qkv[s, h, d + half]), T.Cast("float32", qkv[s, h, d - half])) * sin_t[d]
+                        rotated: T.let[T.float32] = (
+                            T.Cast("float32", qkv[s, h, d]) * cos_t[d]
+                            + T.if_then_else(
+                                d < half,
+                                -T.Cast("float32", qkv[s, h, d + half]),
+                                T.Cast("float32", qkv[s, h, d - half]),
+                            )
+                            * sin_t[d]
+                        )
                         if h < num_q_heads:
                             q[s, h, d] = T.Cast(dtype, rotated)
                         else:
@@ -449,17 +587,26 @@ def _cos_sin(theta: float, scale: float, head_dim: int, rope_scaling: dict):
 
         def longrope(pos, d, which: int):
             i = d % (head_dim // 2)
-            divisor = _lookup(short, i) * tirx.power(tirx.const(theta, "float32"), tirx.Cast("float32", 2 * i) / tirx.const(head_dim, "float32"))
+            divisor = _lookup(short, i) * tirx.power(
+                tirx.const(theta, "float32"),
+                tirx.Cast("float32", 2 * i) / tirx.const(head_dim, "float32"),
+            )
             angle = pos * tirx.const(scale, "float32") / divisor
-            return (tirx.cos(angle) if which == 0 else tirx.sin(angle)) * tirx.const(attention, "float32")
+            return (tirx.cos(angle) if which == 0 else tirx.sin(angle)) * tirx.const(
+                attention, "float32"
+            )
 
         return longrope
     if kind not in ("default", "llama3"):
-        raise ValueError(f"RoPE scaling {kind!r} has no CPU kernel (supported: default, llama3, longrope)")
+        raise ValueError(
+            f"RoPE scaling {kind!r} has no CPU kernel (supported: default, llama3, longrope)"
+        )
     freq_func = switch_rope_freq_func(rope_scaling)
 
     def tvm_freq(pos, d, which: int):
-        cos_f, sin_f, var_map = freq_func(pos * tirx.const(scale, "float32"), d, head_dim, theta, "float32")
+        cos_f, sin_f, var_map = freq_func(
+            pos * tirx.const(scale, "float32"), d, head_dim, theta, "float32"
+        )
         expr = cos_f if which == 0 else sin_f
         for var, value in var_map.items():
             expr = tirx.Let(var, value, expr)

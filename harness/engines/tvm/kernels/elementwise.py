@@ -9,7 +9,7 @@ sigmoid with the polynomial ``exp2`` of the attention kernels.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 from . import cpu_attrs
 from .attention import fast_exp2
@@ -25,7 +25,7 @@ def _row_loop(T, one_row: bool):
     return T.serial if one_row else T.parallel
 
 
-@lru_cache(maxsize=None)
+@cache
 def rms_norm(size: int, eps: float, one_row: bool = False):
     """y[rows, size] = x / sqrt(mean(x^2) + eps) * weight."""
     from tvm.script import tirx as T
@@ -57,12 +57,14 @@ def rms_norm(size: int, eps: float, one_row: bool = False):
                 scale[0] = T.float32(1) / T.sqrt(scale[0] / T.float32(size) + T.float32(eps))
                 for c in T.serial(size // LANES):
                     for ln in T.vectorized(LANES):
-                        Y[r, c * LANES + ln] = X[r, c * LANES + ln] * scale[0] * weight[c * LANES + ln]
+                        Y[r, c * LANES + ln] = (
+                            X[r, c * LANES + ln] * scale[0] * weight[c * LANES + ln]
+                        )
 
     return rms_norm_cpu
 
 
-@lru_cache(maxsize=None)
+@cache
 def swiglu(inter: int, one_row: bool = False):
     """out[rows, inter] = silu(h[:, :inter]) * h[:, inter:], silu(x) = x / (1 + e^-x)."""
     from tvm.script import tirx as T
@@ -85,6 +87,18 @@ def swiglu(inter: int, one_row: bool = False):
                 for c in T.serial(inter // LANES):
                     for ln in T.vectorized(LANES):
                         # exp2 of up to +126 (x down to -87): 1 + e^-x saturates, silu -> -0
-                        O[r, c * LANES + ln] = H[r, c * LANES + ln] / (T.float32(1) + fast_exp2(T, T.min(H[r, c * LANES + ln] * T.float32(neg_log2e), T.float32(126)))) * H[r, inter + c * LANES + ln]
+                        O[r, c * LANES + ln] = (
+                            H[r, c * LANES + ln]
+                            / (
+                                T.float32(1)
+                                + fast_exp2(
+                                    T,
+                                    T.min(
+                                        H[r, c * LANES + ln] * T.float32(neg_log2e), T.float32(126)
+                                    ),
+                                )
+                            )
+                            * H[r, inter + c * LANES + ln]
+                        )
 
     return swiglu_cpu

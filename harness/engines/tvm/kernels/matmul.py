@@ -19,7 +19,7 @@ All knobs are the module constants below.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from . import CPU_ATTRS
 
@@ -54,20 +54,26 @@ def _stream_rows(T, k: int):
                         acc[r, lane] = acc[r, lane] + X[row0 + mo * ROWS + r, kk] * strip[kk, lane]
             for r in T.unroll(ROWS):
                 for lane in T.vectorized(LANES):
-                    Y[row0 + mo * ROWS + r, tile * LANES + lane] = acc[r, lane] + b_[tile * LANES + lane]
+                    Y[row0 + mo * ROWS + r, tile * LANES + lane] = (
+                        acc[r, lane] + b_[tile * LANES + lane]
+                    )
         for mt in T.serial(count % ROWS):
             for lane in T.vectorized(LANES):
                 acc[0, lane] = T.float32(0)
             for kk in T.serial(k):
                 for lane in T.vectorized(LANES):
-                    acc[0, lane] = acc[0, lane] + X[row0 + count - count % ROWS + mt, kk] * strip[kk, lane]
+                    acc[0, lane] = (
+                        acc[0, lane] + X[row0 + count - count % ROWS + mt, kk] * strip[kk, lane]
+                    )
             for lane in T.vectorized(LANES):
-                Y[row0 + count - count % ROWS + mt, tile * LANES + lane] = acc[0, lane] + b_[tile * LANES + lane]
+                Y[row0 + count - count % ROWS + mt, tile * LANES + lane] = (
+                    acc[0, lane] + b_[tile * LANES + lane]
+                )
 
     return stream
 
 
-@lru_cache(maxsize=None)
+@cache
 def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
     """y[M, N] = x[M, K] @ dequant(Wq, S).T + b. ``rows`` is "one" (decode GEMV) or "many" (GEMM)."""
     from tvm.script import tirx as T
@@ -79,7 +85,13 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
     if rows == "one":
 
         @T.prim_func(private=True, s_tir=True)
-        def gemv(x: T.handle, wq: T.Buffer((tiles, words, LANES), "uint32"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+        def gemv(
+            x: T.handle,
+            wq: T.Buffer((tiles, words, LANES), "uint32"),
+            sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+            b_: T.Buffer((n,), "float32"),
+            y: T.handle,
+        ):
             T.func_attr(CPU_ATTRS)
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
@@ -106,9 +118,24 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
                             for w in T.serial(words_per_group):
                                 for j in T.unroll(PACK):
                                     for lane in T.vectorized(LANES):
-                                        gacc[j % CHAINS, lane] = gacc[j % CHAINS, lane] + X[row, g * GROUP + w * PACK + j] * T.Cast("float32", T.shift_right(wq[tile, g * words_per_group + w, lane], T.uint32(j * 4)) & T.uint32(15))
+                                        gacc[j % CHAINS, lane] = gacc[j % CHAINS, lane] + X[
+                                            row, g * GROUP + w * PACK + j
+                                        ] * T.Cast(
+                                            "float32",
+                                            T.shift_right(
+                                                wq[tile, g * words_per_group + w, lane],
+                                                T.uint32(j * 4),
+                                            )
+                                            & T.uint32(15),
+                                        )
                             for lane in T.vectorized(LANES):
-                                acc[lane] = acc[lane] + (gacc[0, lane] + gacc[1, lane] + gacc[2, lane] + gacc[3, lane] - T.float32(ZERO) * xsum[g]) * T.Cast("float32", sc[tile, g, lane])
+                                acc[lane] = acc[lane] + (
+                                    gacc[0, lane]
+                                    + gacc[1, lane]
+                                    + gacc[2, lane]
+                                    + gacc[3, lane]
+                                    - T.float32(ZERO) * xsum[g]
+                                ) * T.Cast("float32", sc[tile, g, lane])
                         for lane in T.vectorized(LANES):
                             Y[row, tile * LANES + lane] = acc[lane] + b_[tile * LANES + lane]
 
@@ -117,7 +144,13 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
     stream = _stream_rows(T, k)
 
     @T.prim_func(private=True, s_tir=True)
-    def gemm(x: T.handle, wq: T.Buffer((tiles, words, LANES), "uint32"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+    def gemm(
+        x: T.handle,
+        wq: T.Buffer((tiles, words, LANES), "uint32"),
+        sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+        b_: T.Buffer((n,), "float32"),
+        y: T.handle,
+    ):
         T.func_attr(CPU_ATTRS)
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
@@ -137,13 +170,23 @@ def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
                     for w in T.serial(words_per_group):
                         for j in T.unroll(PACK):
                             for lane in T.vectorized(LANES):
-                                strip[g * GROUP + w * PACK + j, lane] = T.Cast("float32", T.Cast("int32", T.shift_right(wq[tile, g * words_per_group + w, lane], T.uint32(j * 4)) & T.uint32(15)) - ZERO) * T.Cast("float32", sc[tile, g, lane])
+                                strip[g * GROUP + w * PACK + j, lane] = T.Cast(
+                                    "float32",
+                                    T.Cast(
+                                        "int32",
+                                        T.shift_right(
+                                            wq[tile, g * words_per_group + w, lane], T.uint32(j * 4)
+                                        )
+                                        & T.uint32(15),
+                                    )
+                                    - ZERO,
+                                ) * T.Cast("float32", sc[tile, g, lane])
                 stream(X, strip, acc, b_, Y, tile, row0, T.min(T.int64(BLOCK_ROWS), m - row0))
 
     return gemm
 
 
-@lru_cache(maxsize=None)
+@cache
 def f32_matmul(n: int, k: int, rows: str):
     """y[M, N] = x[M, K] @ W.T + b for unquantized weights tiled as [N / LANES, K, LANES]."""
     from tvm.script import tirx as T
@@ -154,7 +197,12 @@ def f32_matmul(n: int, k: int, rows: str):
     if rows == "one":
 
         @T.prim_func(private=True, s_tir=True)
-        def gemv(x: T.handle, w: T.Buffer((tiles, k, LANES), "float32"), b_: T.Buffer((n,), "float32"), y: T.handle):
+        def gemv(
+            x: T.handle,
+            w: T.Buffer((tiles, k, LANES), "float32"),
+            b_: T.Buffer((n,), "float32"),
+            y: T.handle,
+        ):
             T.func_attr(CPU_ATTRS)
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
@@ -176,7 +224,12 @@ def f32_matmul(n: int, k: int, rows: str):
     stream = _stream_rows(T, k)
 
     @T.prim_func(private=True, s_tir=True)
-    def gemm(x: T.handle, w: T.Buffer((tiles, k, LANES), "float32"), b_: T.Buffer((n,), "float32"), y: T.handle):
+    def gemm(
+        x: T.handle,
+        w: T.Buffer((tiles, k, LANES), "float32"),
+        b_: T.Buffer((n,), "float32"),
+        y: T.handle,
+    ):
         T.func_attr(CPU_ATTRS)
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")

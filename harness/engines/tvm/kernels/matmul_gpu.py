@@ -29,7 +29,7 @@ shared memory.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from .matmul import GROUP, LANES, PACK, ZERO, check_shape
 
@@ -41,7 +41,7 @@ GEMM_THREADS = LANES * GEMM_ROW_GROUPS  # 256
 GEMM_BLOCK_ROWS = GEMM_THREAD_ROWS * GEMM_ROW_GROUPS  # 64 rows of x per GEMM block
 
 
-@lru_cache(maxsize=None)
+@cache
 def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
     """y[M, N] = x[M, K] @ dequant(Wq, S).T + b on a GPU. ``rows``: "one" (GEMV) or "many" (GEMM)."""
     from tvm.script import tirx as T
@@ -54,7 +54,13 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
     if rows == "one":
 
         @T.prim_func(private=True, s_tir=True)
-        def gemv(x: T.handle, wq: T.Buffer((tiles, words, LANES), "uint32"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+        def gemv(
+            x: T.handle,
+            wq: T.Buffer((tiles, words, LANES), "uint32"),
+            sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+            b_: T.Buffer((n,), "float32"),
+            y: T.handle,
+        ):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
@@ -72,9 +78,22 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
                                     w: T.let[T.int32] = step * GEMV_KSPLIT + t // LANES
                                     if w < words:
                                         word: T.let[T.uint32] = wq[tile, w, t % LANES]
-                                        s: T.let[T.float32] = T.Cast("float32", sc[tile, w // words_per_group, t % LANES])
+                                        s: T.let[T.float32] = T.Cast(
+                                            "float32", sc[tile, w // words_per_group, t % LANES]
+                                        )
                                         for j in T.unroll(PACK):
-                                            acc[0] = acc[0] + X[row, w * PACK + j] * (T.Cast("float32", T.Cast("int32", T.shift_right(word, T.uint32(j * 4)) & T.uint32(15)) - ZERO) * s)
+                                            acc[0] = acc[0] + X[row, w * PACK + j] * (
+                                                T.Cast(
+                                                    "float32",
+                                                    T.Cast(
+                                                        "int32",
+                                                        T.shift_right(word, T.uint32(j * 4))
+                                                        & T.uint32(15),
+                                                    )
+                                                    - ZERO,
+                                                )
+                                                * s
+                                            )
                                 partial[t] = acc[0]
                         # Second pass over the same threads; ThreadSync puts the barrier in between.
                         for t in T.thread_binding(GEMV_THREADS, thread="threadIdx.x"):
@@ -89,7 +108,13 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
         return gemv
 
     @T.prim_func(private=True, s_tir=True)
-    def gemm(x: T.handle, wq: T.Buffer((tiles, words, LANES), "uint32"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+    def gemm(
+        x: T.handle,
+        wq: T.Buffer((tiles, words, LANES), "uint32"),
+        sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+        b_: T.Buffer((n,), "float32"),
+        y: T.handle,
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
@@ -106,20 +131,41 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
                         for g in T.serial(groups):
                             s: T.let[T.float32] = T.Cast("float32", sc[tile, g, t % LANES])
                             for wg in T.serial(words_per_group):
-                                word: T.let[T.uint32] = wq[tile, g * words_per_group + wg, t % LANES]
+                                word: T.let[T.uint32] = wq[
+                                    tile, g * words_per_group + wg, t % LANES
+                                ]
                                 for j in T.unroll(PACK):
-                                    wv: T.let[T.float32] = T.Cast("float32", T.Cast("int32", T.shift_right(word, T.uint32(j * 4)) & T.uint32(15)) - ZERO) * s
+                                    wv: T.let[T.float32] = (
+                                        T.Cast(
+                                            "float32",
+                                            T.Cast(
+                                                "int32",
+                                                T.shift_right(word, T.uint32(j * 4)) & T.uint32(15),
+                                            )
+                                            - ZERO,
+                                        )
+                                        * s
+                                    )
                                     for r in T.unroll(GEMM_THREAD_ROWS):
                                         # Out-of-range rows read the last row (no branch); their result is dropped.
-                                        acc[r] = acc[r] + X[T.min(row0 + r * GEMM_ROW_GROUPS, m - 1), (g * words_per_group + wg) * PACK + j] * wv
+                                        acc[r] = (
+                                            acc[r]
+                                            + X[
+                                                T.min(row0 + r * GEMM_ROW_GROUPS, m - 1),
+                                                (g * words_per_group + wg) * PACK + j,
+                                            ]
+                                            * wv
+                                        )
                         for r in T.unroll(GEMM_THREAD_ROWS):
                             if row0 + r * GEMM_ROW_GROUPS < m:
-                                Y[row0 + r * GEMM_ROW_GROUPS, tile * LANES + t % LANES] = acc[r] + b_[tile * LANES + t % LANES]
+                                Y[row0 + r * GEMM_ROW_GROUPS, tile * LANES + t % LANES] = (
+                                    acc[r] + b_[tile * LANES + t % LANES]
+                                )
 
     return gemm
 
 
-@lru_cache(maxsize=None)
+@cache
 def f32_matmul_gpu(n: int, k: int, rows: str):
     """y[M, N] = x[M, K] @ W.T + b on a GPU for unquantized weights tiled as [N / LANES, K, LANES]."""
     from tvm.script import tirx as T
@@ -131,7 +177,12 @@ def f32_matmul_gpu(n: int, k: int, rows: str):
     if rows == "one":
 
         @T.prim_func(private=True, s_tir=True)
-        def gemv(x: T.handle, w: T.Buffer((tiles, k, LANES), "float32"), b_: T.Buffer((n,), "float32"), y: T.handle):
+        def gemv(
+            x: T.handle,
+            w: T.Buffer((tiles, k, LANES), "float32"),
+            b_: T.Buffer((n,), "float32"),
+            y: T.handle,
+        ):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
@@ -162,7 +213,12 @@ def f32_matmul_gpu(n: int, k: int, rows: str):
         return gemv
 
     @T.prim_func(private=True, s_tir=True)
-    def gemm(x: T.handle, w: T.Buffer((tiles, k, LANES), "float32"), b_: T.Buffer((n,), "float32"), y: T.handle):
+    def gemm(
+        x: T.handle,
+        w: T.Buffer((tiles, k, LANES), "float32"),
+        b_: T.Buffer((n,), "float32"),
+        y: T.handle,
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
@@ -178,9 +234,13 @@ def f32_matmul_gpu(n: int, k: int, rows: str):
                         for kk in T.serial(k):
                             wv: T.let[T.float32] = w[tile, kk, t % LANES]
                             for r in T.unroll(GEMM_THREAD_ROWS):
-                                acc[r] = acc[r] + X[T.min(row0 + r * GEMM_ROW_GROUPS, m - 1), kk] * wv
+                                acc[r] = (
+                                    acc[r] + X[T.min(row0 + r * GEMM_ROW_GROUPS, m - 1), kk] * wv
+                                )
                         for r in T.unroll(GEMM_THREAD_ROWS):
                             if row0 + r * GEMM_ROW_GROUPS < m:
-                                Y[row0 + r * GEMM_ROW_GROUPS, tile * LANES + t % LANES] = acc[r] + b_[tile * LANES + t % LANES]
+                                Y[row0 + r * GEMM_ROW_GROUPS, tile * LANES + t % LANES] = (
+                                    acc[r] + b_[tile * LANES + t % LANES]
+                                )
 
     return gemm

@@ -33,7 +33,7 @@ parallel loop), so a Linear stays one call with the float kernels' signature.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from . import CPU_ATTRS
 from .matmul import GROUP, LANES, ZERO, check_shape
@@ -53,14 +53,22 @@ ISAS = tuple(PART_COLUMNS)
 # accumulators would fill 1 KiB, and TVM moves a buffer of 1 KiB or more off the stack into a
 # workspace, where LLVM stores every accumulator back after each vpdpbusd (2.6x slower).
 GEMM_ROWS = {"avx512-vnni": 6}
-X86_FEATURES = {"avx512-vnni": ("avx512vnni", "avx512bw"), "avx-vnni": ("avxvnni",), "avx2": ("avx2",)}
+X86_FEATURES = {
+    "avx512-vnni": ("avx512vnni", "avx512bw"),
+    "avx-vnni": ("avxvnni",),
+    "avx2": ("avx2",),
+}
 
 
 def x86_isas(target) -> list[str]:
     """Every x86 integer dot-product ISA the target has, best first."""
     from tvm.target import codegen
 
-    return [isa for isa, features in X86_FEATURES.items() if all(codegen.target_has_features(f, target) for f in features)]
+    return [
+        isa
+        for isa, features in X86_FEATURES.items()
+        if all(codegen.target_has_features(f, target) for f in features)
+    ]
 
 
 def isa_for(target) -> str | None:
@@ -88,7 +96,15 @@ def _quantize_rows(T, k: int):
                 amax[0] = T.max(amax[0], T.fabs(X[row, g * GROUP + i]))
             total[0] = 0
             for i in T.serial(GROUP):
-                xq[row, g * GROUP + i] = T.Cast("int8", T.round(X[row, g * GROUP + i] * T.if_then_else(amax[0] > T.float32(0), T.float32(127) / amax[0], T.float32(0))))
+                xq[row, g * GROUP + i] = T.Cast(
+                    "int8",
+                    T.round(
+                        X[row, g * GROUP + i]
+                        * T.if_then_else(
+                            amax[0] > T.float32(0), T.float32(127) / amax[0], T.float32(0)
+                        )
+                    ),
+                )
             for i in T.serial(GROUP):
                 total[0] = total[0] + T.Cast("int32", xq[row, g * GROUP + i])
             xd[row, g] = amax[0] / T.float32(127)
@@ -99,11 +115,16 @@ def _quantize_rows(T, k: int):
 
 def _bcast4(T, xq, row, col, width: int = 32):
     """The 4 activation bytes xq[row, col : col + 4] repeated across ``width`` bytes."""
-    return T.reinterpret(f"int8x{width}", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), width // 4))
+    return T.reinterpret(
+        f"int8x{width}",
+        T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), width // 4),
+    )
 
 
 def _bcast4_16(T, xq, row, col):
-    return T.reinterpret("int8x16", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), 4))
+    return T.reinterpret(
+        "int8x16", T.broadcast(T.reinterpret("int32", xq.vload([row, col], "int8x4")), 4)
+    )
 
 
 def _tile_avx2(T, k: int, rows: int, halves: int):
@@ -123,26 +144,54 @@ def _tile_avx2(T, k: int, rows: int, halves: int):
                 acc16[T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
             for j in T.unroll(4):
                 for hh in T.unroll(halves):
-                    wbuf[T.ramp(hh * 64, 1, 32)] = wq.vload([t, g, j * 64 + (h0 + hh) * 32], "uint8x32")
-                    wbuf[T.ramp(hh * 64 + 32, 1, 32)] = T.shift_right(wbuf[T.ramp(hh * 64, 1, 32)], T.broadcast(T.uint8(4), 32))
-                    wbuf[T.ramp(hh * 64, 1, 32)] = wbuf[T.ramp(hh * 64, 1, 32)] & T.broadcast(T.uint8(15), 32)
+                    wbuf[T.ramp(hh * 64, 1, 32)] = wq.vload(
+                        [t, g, j * 64 + (h0 + hh) * 32], "uint8x32"
+                    )
+                    wbuf[T.ramp(hh * 64 + 32, 1, 32)] = T.shift_right(
+                        wbuf[T.ramp(hh * 64, 1, 32)], T.broadcast(T.uint8(4), 32)
+                    )
+                    wbuf[T.ramp(hh * 64, 1, 32)] = wbuf[T.ramp(hh * 64, 1, 32)] & T.broadcast(
+                        T.uint8(15), 32
+                    )
                     for r in T.unroll(rows):
-                        acc16[T.ramp((r * halves + hh) * 16, 1, 16)] = acc16[T.ramp((r * halves + hh) * 16, 1, 16)] + T.call_llvm_pure_intrin(
-                            "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(hh * 64, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4)
-                        ) + T.call_llvm_pure_intrin(
-                            "int16x16", "llvm.x86.avx2.pmadd.ub.sw", wbuf[T.ramp(hh * 64 + 32, 1, 32)], _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16)
+                        acc16[T.ramp((r * halves + hh) * 16, 1, 16)] = (
+                            acc16[T.ramp((r * halves + hh) * 16, 1, 16)]
+                            + T.call_llvm_pure_intrin(
+                                "int16x16",
+                                "llvm.x86.avx2.pmadd.ub.sw",
+                                wbuf[T.ramp(hh * 64, 1, 32)],
+                                _bcast4(T, xq, row0 + r, g * GROUP + j * 4),
+                            )
+                            + T.call_llvm_pure_intrin(
+                                "int16x16",
+                                "llvm.x86.avx2.pmadd.ub.sw",
+                                wbuf[T.ramp(hh * 64 + 32, 1, 32)],
+                                _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16),
+                            )
                         )
             for hh in T.unroll(halves):
-                swv[T.ramp(hh * HALF, 1, HALF)] = T.Cast("float32x8", sc[t, g, T.ramp((h0 + hh) * HALF, 1, HALF)])
+                swv[T.ramp(hh * HALF, 1, HALF)] = T.Cast(
+                    "float32x8", sc[t, g, T.ramp((h0 + hh) * HALF, 1, HALF)]
+                )
                 for r in T.unroll(rows):
-                    facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] = facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] + T.Cast(
+                    facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] = facc[
+                        T.ramp((r * halves + hh) * HALF, 1, HALF)
+                    ] + T.Cast(
                         "float32x8",
-                        T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", acc16[T.ramp((r * halves + hh) * 16, 1, 16)], T.broadcast(T.int16(1), 16))
+                        T.call_llvm_pure_intrin(
+                            "int32x8",
+                            "llvm.x86.avx2.pmadd.wd",
+                            acc16[T.ramp((r * halves + hh) * 16, 1, 16)],
+                            T.broadcast(T.int16(1), 16),
+                        )
                         - T.broadcast(xz[row0 + r, g], HALF),
                     ) * (swv[T.ramp(hh * HALF, 1, HALF)] * T.broadcast(xd[row0 + r, g], HALF))
         for r in T.unroll(rows):
             for hh in T.unroll(halves):
-                Y[row0 + r, T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)] = facc[T.ramp((r * halves + hh) * HALF, 1, HALF)] + b_[T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)]
+                Y[row0 + r, T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)] = (
+                    facc[T.ramp((r * halves + hh) * HALF, 1, HALF)]
+                    + b_[T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)]
+                )
 
     return tile
 
@@ -161,26 +210,45 @@ def _tile_neon(T, k: int, rows: int, halves: int):
                 acc32[T.ramp(r * 4, 1, 4)] = T.broadcast(T.int32(0), 4)
             for j in T.unroll(4):
                 for qtr in T.unroll(quarters):
-                    wbuf[T.ramp(qtr * 32, 1, 16)] = wq.vload([t, g, j * 64 + h0 * 32 + qtr * 16], "uint8x16") & T.broadcast(T.uint8(15), 16)
-                    wbuf[T.ramp(qtr * 32 + 16, 1, 16)] = T.shift_right(wq.vload([t, g, j * 64 + h0 * 32 + qtr * 16], "uint8x16"), T.broadcast(T.uint8(4), 16))
+                    wbuf[T.ramp(qtr * 32, 1, 16)] = wq.vload(
+                        [t, g, j * 64 + h0 * 32 + qtr * 16], "uint8x16"
+                    ) & T.broadcast(T.uint8(15), 16)
+                    wbuf[T.ramp(qtr * 32 + 16, 1, 16)] = T.shift_right(
+                        wq.vload([t, g, j * 64 + h0 * 32 + qtr * 16], "uint8x16"),
+                        T.broadcast(T.uint8(4), 16),
+                    )
                 for r in T.unroll(rows):
                     for qtr in T.unroll(quarters):
                         acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)] = T.call_llvm_pure_intrin(
-                            "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8",
+                            "int32x4",
+                            "llvm.aarch64.neon.sdot.v4i32.v16i8",
                             T.call_llvm_pure_intrin(
-                                "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)],
-                                T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32, 1, 16)]), _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4),
+                                "int32x4",
+                                "llvm.aarch64.neon.sdot.v4i32.v16i8",
+                                acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)],
+                                T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32, 1, 16)]),
+                                _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4),
                             ),
-                            T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32 + 16, 1, 16)]), _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4 + 16),
+                            T.reinterpret("int8x16", wbuf[T.ramp(qtr * 32 + 16, 1, 16)]),
+                            _bcast4_16(T, xq, row0 + r, g * GROUP + j * 4 + 16),
                         )
             for qtr in T.unroll(quarters):
-                swv[T.ramp(qtr * 4, 1, 4)] = T.Cast("float32x4", sc[t, g, T.ramp(h0 * HALF + qtr * 4, 1, 4)])
+                swv[T.ramp(qtr * 4, 1, 4)] = T.Cast(
+                    "float32x4", sc[t, g, T.ramp(h0 * HALF + qtr * 4, 1, 4)]
+                )
                 for r in T.unroll(rows):
-                    facc[T.ramp(r * halves * HALF + qtr * 4, 1, 4)] = facc[T.ramp(r * halves * HALF + qtr * 4, 1, 4)] + T.Cast(
-                        "float32x4", acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)] - T.broadcast(xz[row0 + r, g], 4)
+                    facc[T.ramp(r * halves * HALF + qtr * 4, 1, 4)] = facc[
+                        T.ramp(r * halves * HALF + qtr * 4, 1, 4)
+                    ] + T.Cast(
+                        "float32x4",
+                        acc32[T.ramp((r * quarters + qtr) * 4, 1, 4)]
+                        - T.broadcast(xz[row0 + r, g], 4),
                     ) * (swv[T.ramp(qtr * 4, 1, 4)] * T.broadcast(xd[row0 + r, g], 4))
         for r in T.unroll(rows):
-            Y[row0 + r, T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)] = facc[T.ramp(r * halves * HALF, 1, halves * HALF)] + b_[T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)]
+            Y[row0 + r, T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)] = (
+                facc[T.ramp(r * halves * HALF, 1, halves * HALF)]
+                + b_[T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)]
+            )
 
     return tile
 
@@ -202,33 +270,69 @@ def _tile_vnni(T, k: int, rows: int, parts: int, columns: int):
             for r in T.unroll(rows):
                 for pp in T.unroll(parts):
                     # -7 * sum(xq) seeds the low chain: the zero point, removed for free.
-                    acc32[T.ramp((2 * (r * parts + pp)) * columns, 1, columns)] = T.broadcast(-xz[row0 + r, g], columns)
-                    acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)] = T.broadcast(T.int32(0), columns)
+                    acc32[T.ramp((2 * (r * parts + pp)) * columns, 1, columns)] = T.broadcast(
+                        -xz[row0 + r, g], columns
+                    )
+                    acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)] = T.broadcast(
+                        T.int32(0), columns
+                    )
             for j in T.unroll(4):
                 for pp in T.unroll(parts):
-                    wbuf[T.ramp(pp * 2 * width, 1, width)] = wq.vload([t, g, j * STEP_BYTES + (p0 + pp) * width], u8)
-                    wbuf[T.ramp(pp * 2 * width + width, 1, width)] = T.shift_right(wbuf[T.ramp(pp * 2 * width, 1, width)], T.broadcast(T.uint8(4), width))
-                    wbuf[T.ramp(pp * 2 * width, 1, width)] = wbuf[T.ramp(pp * 2 * width, 1, width)] & T.broadcast(T.uint8(15), width)
+                    wbuf[T.ramp(pp * 2 * width, 1, width)] = wq.vload(
+                        [t, g, j * STEP_BYTES + (p0 + pp) * width], u8
+                    )
+                    wbuf[T.ramp(pp * 2 * width + width, 1, width)] = T.shift_right(
+                        wbuf[T.ramp(pp * 2 * width, 1, width)], T.broadcast(T.uint8(4), width)
+                    )
+                    wbuf[T.ramp(pp * 2 * width, 1, width)] = wbuf[
+                        T.ramp(pp * 2 * width, 1, width)
+                    ] & T.broadcast(T.uint8(15), width)
                     for r in T.unroll(rows):
                         # (no Python temporaries here: in a model library TVM keeps them in
                         # memory, and the accumulators with them)
-                        acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)] = T.call_llvm_pure_intrin(
-                            i32, dot, acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)],
-                            T.reinterpret(f"int8x{width}", wbuf[T.ramp(pp * 2 * width, 1, width)]), _bcast4(T, xq, row0 + r, g * GROUP + j * 4, width),
+                        acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)] = (
+                            T.call_llvm_pure_intrin(
+                                i32,
+                                dot,
+                                acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)],
+                                T.reinterpret(
+                                    f"int8x{width}", wbuf[T.ramp(pp * 2 * width, 1, width)]
+                                ),
+                                _bcast4(T, xq, row0 + r, g * GROUP + j * 4, width),
+                            )
                         )
-                        acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)] = T.call_llvm_pure_intrin(
-                            i32, dot, acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)],
-                            T.reinterpret(f"int8x{width}", wbuf[T.ramp(pp * 2 * width + width, 1, width)]), _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16, width),
+                        acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)] = (
+                            T.call_llvm_pure_intrin(
+                                i32,
+                                dot,
+                                acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)],
+                                T.reinterpret(
+                                    f"int8x{width}", wbuf[T.ramp(pp * 2 * width + width, 1, width)]
+                                ),
+                                _bcast4(T, xq, row0 + r, g * GROUP + j * 4 + 16, width),
+                            )
                         )
             for pp in T.unroll(parts):
-                swv[T.ramp(pp * columns, 1, columns)] = T.Cast(f32, sc[t, g, T.ramp((p0 + pp) * columns, 1, columns)])
+                swv[T.ramp(pp * columns, 1, columns)] = T.Cast(
+                    f32, sc[t, g, T.ramp((p0 + pp) * columns, 1, columns)]
+                )
                 for r in T.unroll(rows):
-                    facc[T.ramp((r * parts + pp) * columns, 1, columns)] = facc[T.ramp((r * parts + pp) * columns, 1, columns)] + T.Cast(
-                        f32, acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)] + acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)]
-                    ) * (swv[T.ramp(pp * columns, 1, columns)] * T.broadcast(xd[row0 + r, g], columns))
+                    facc[T.ramp((r * parts + pp) * columns, 1, columns)] = facc[
+                        T.ramp((r * parts + pp) * columns, 1, columns)
+                    ] + T.Cast(
+                        f32,
+                        acc32[T.ramp(2 * (r * parts + pp) * columns, 1, columns)]
+                        + acc32[T.ramp((2 * (r * parts + pp) + 1) * columns, 1, columns)],
+                    ) * (
+                        swv[T.ramp(pp * columns, 1, columns)]
+                        * T.broadcast(xd[row0 + r, g], columns)
+                    )
         for r in T.unroll(rows):
             for pp in T.unroll(parts):
-                Y[row0 + r, T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)] = facc[T.ramp((r * parts + pp) * columns, 1, columns)] + b_[T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)]
+                Y[row0 + r, T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)] = (
+                    facc[T.ramp((r * parts + pp) * columns, 1, columns)]
+                    + b_[T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)]
+                )
 
     return tile
 
@@ -252,7 +356,7 @@ def _acc_shape(isa: str, slots: int) -> tuple[tuple[int], str]:
     return (slots * 2 * PART_COLUMNS[isa],), "int32"
 
 
-@lru_cache(maxsize=None)
+@cache
 def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
     """y[M, N] = x[M, K] @ dequant(Wq, S).T + b with x quantized to int8 on the fly; ``rows`` is
     "one" (decode GEMV) or "many" (GEMM). Weights in the ``pack_q4_a8`` layout."""
@@ -273,7 +377,13 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
     if rows == "one":
 
         @T.prim_func(private=True, s_tir=True)
-        def gemv(x: T.handle, wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+        def gemv(
+            x: T.handle,
+            wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"),
+            sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+            b_: T.Buffer((n,), "float32"),
+            y: T.handle,
+        ):
             T.func_attr(CPU_ATTRS)
             m = T.int64()
             X = T.match_buffer(x, (m, k), "float32")
@@ -300,7 +410,13 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
         return gemv
 
     @T.prim_func(private=True, s_tir=True)
-    def gemm(x: T.handle, wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"), sc: T.Buffer((tiles, groups, LANES), scale_dtype), b_: T.Buffer((n,), "float32"), y: T.handle):
+    def gemm(
+        x: T.handle,
+        wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"),
+        sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+        b_: T.Buffer((n,), "float32"),
+        y: T.handle,
+    ):
         T.func_attr(CPU_ATTRS)
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
@@ -330,8 +446,25 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
                 row0: T.let[T.int64] = item // (tiles * parts) * BLOCK_ROWS
                 count: T.let[T.int64] = T.min(T.int64(BLOCK_ROWS), m - row0)
                 for mo in T.serial(count // tile_rows):
-                    many(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + mo * tile_rows, acc, facc, wbuf, swv)
+                    many(
+                        xq, xd, xz, wq, sc, b_, Y, t, h, row0 + mo * tile_rows, acc, facc, wbuf, swv
+                    )
                 for mt in T.serial(count % tile_rows):
-                    one(xq, xd, xz, wq, sc, b_, Y, t, h, row0 + count - count % tile_rows + mt, acc, facc, wbuf, swv)
+                    one(
+                        xq,
+                        xd,
+                        xz,
+                        wq,
+                        sc,
+                        b_,
+                        Y,
+                        t,
+                        h,
+                        row0 + count - count % tile_rows + mt,
+                        acc,
+                        facc,
+                        wbuf,
+                        swv,
+                    )
 
     return gemm
