@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -74,7 +74,7 @@ def parse_help(text: str) -> HelpPage:
     return page
 
 
-@lru_cache(maxsize=None)
+@cache
 def help_page(path: tuple[str, ...]) -> HelpPage | None:
     """The parsed ``slm-bench PATH... --help``; None when click refuses the path."""
     result = CliRunner().invoke(cli, [*path, "--help"])
@@ -160,8 +160,7 @@ def commands_in(line: str) -> list[list[str]]:
 
 def is_placeholder(word: str) -> bool:
     """COMMAND, M, RUN_DIR, DOCS..., PLACEHOLDER: stands for something, names nothing."""
-    core = word.rstrip(".")
-    return bool(core) and (core.upper() == core and re.fullmatch(r"[A-Z][A-Z0-9_]*", core) is not None)
+    return re.fullmatch(r"[A-Z][A-Z0-9_]*", word.rstrip(".")) is not None
 
 
 def check_command(args: list[str]) -> list[str]:
