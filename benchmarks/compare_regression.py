@@ -103,10 +103,12 @@ def main() -> int:
         load = {"baseline": median_load(baseline), "regressed": median_load(regressed)}
     for c in cells:
         print(
-            f"{c['task']:<5} L={c['L']}: OTPS {c['otps_a']:.1f} -> {c['otps_b']:.1f} tok/s, slowdown {c['otps_slowdown_pct']:.0f}%"
+            f"{c['task']:<5} L={c['L']}: OTPS {c['otps_a']:.1f} -> "
+            f"{c['otps_b']:.1f} tok/s, slowdown {c['otps_slowdown_pct']:.0f}%"
         )
     print(
-        f"flagged at --fail-above {args.fail_above:g}: {flagged} (expected: True; a tripled decode step is ~200% slower)"
+        f"flagged at --fail-above {args.fail_above:g}: {flagged} "
+        "(expected: True; a tripled decode step is ~200% slower)"
     )
     print(f"other processes' CPU share while measuring (median cpu_load_other): {load}")
     print(json.dumps({"cells": cells, "flagged": flagged, "load": load}, default=float))

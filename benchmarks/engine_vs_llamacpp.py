@@ -53,7 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--model",
         default="smollm2-135m-instruct",
-        help="built-in or catalog model (catalog models without weights run on dummy weights of their shapes)",
+        help=(
+            "built-in or catalog model (catalog models without "
+            "weights run on dummy weights of their shapes)"
+        ),
     )
     p.add_argument(
         "--ours",
@@ -80,7 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         or args.threads < 1
     ):
         p.error(
-            f"need 1+ lengths, repeats, decode tokens and threads, and L + decode tokens <= {N_CTX} (bad: {too_long})"
+            "need 1+ lengths, repeats, decode tokens and threads, "
+            f"and L + decode tokens <= {N_CTX} (bad: {too_long})"
         )
     return args
 
@@ -138,7 +142,8 @@ class OurEngine:
         # Without TVM_NUM_THREADS, TVM takes hardware_concurrency / 2 on x86 (1 on a 2-core VM).
         if (n := tvm.get_global_func("runtime.NumThreads")()) != threads:
             sys.exit(
-                f"TVM runs {n} threads, not {threads}: tvm was imported before TVM_NUM_THREADS was set"
+                f"TVM runs {n} threads, not {threads}: tvm "
+                "was imported before TVM_NUM_THREADS was set"
             )
         self.session = TVMSession(bundle, max_seq_len=N_CTX)
         self.vocab = self.session.vocab_size
@@ -151,7 +156,8 @@ class OurEngine:
 
 
 class RefEngine:
-    """llama.cpp through llama-cpp-python, whole prompt in one ubatch, logits for the last token only.
+    """llama.cpp through llama-cpp-python, whole prompt in one ubatch, logits for the last token
+    only.
 
     Logits are read with llama_get_logits_ith(ctx, -1): with logits_all=False, Llama.eval no longer
     copies them into Llama.scores (that row stays zero, and its argmax would always be token 0).
@@ -202,11 +208,14 @@ def run_once(engine, ids: np.ndarray, steps: int) -> tuple[float, float, list[in
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    # zip stops at the shorter list on purpose: no mismatch up to there, the prefix is that list.
+    mismatches = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return next(mismatches, min(len(a), len(b)))
 
 
 def measure(engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int) -> list[dict]:
-    """Warm each engine on the longest prompt, then per L interleave the engines and keep medians."""
+    """Warm each engine on the longest prompt, then per L interleave the engines and keep
+    medians."""
     longest = seqs[max(seqs)]
     for engine in engines.values():
         run_once(engine, longest, min(steps, 4))
@@ -230,8 +239,9 @@ def print_table(results: list[dict], ceiling: dict, steps: int, out) -> None:
     """Ratios are ours / llama.cpp: above 1 means our engine is faster. Decode is also shown as
     a share of each engine's bandwidth ceiling, prefill as a share of the int8-dot peak."""
     head = (
-        f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} {'% peak ours/ref':>16} | "
-        f"{'decode tok/s ours':>17} {'llama.cpp':>10} {'ratio':>6} {'% ceiling ours/ref':>19} | {'greedy agree':>12}"
+        f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} "
+        f"{'% peak ours/ref':>16} | {'decode tok/s ours':>17} {'llama.cpp':>10} "
+        f"{'ratio':>6} {'% ceiling ours/ref':>19} | {'greedy agree':>12}"
     )
     print(head, file=out)
     print("-" * len(head), file=out)
@@ -241,11 +251,16 @@ def print_table(results: list[dict], ceiling: dict, steps: int, out) -> None:
             if r.get("ours_prefill_peak_pct") is not None
             else "-"
         )
-        ceil = f"{100 * r['ours_decode_tps'] / ceiling['ours']:.0f}/{100 * r['ref_decode_tps'] / ceiling['ref']:.0f}"
+        ceil = (
+            f"{100 * r['ours_decode_tps'] / ceiling['ours']:.0f}/"
+            f"{100 * r['ref_decode_tps'] / ceiling['ref']:.0f}"
+        )
         print(
-            f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} {r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f} {peak:>16}"
-            f" | {r['ours_decode_tps']:>17.1f} {r['ref_decode_tps']:>10.1f} {r['ours_decode_tps'] / r['ref_decode_tps']:>6.2f} {ceil:>19}"
-            f" | {r['agree']:>5}/{steps + 1:<6}",
+            f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} "
+            f"{r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f} {peak:>16} | "
+            f"{r['ours_decode_tps']:>17.1f} {r['ref_decode_tps']:>10.1f} "
+            f"{r['ours_decode_tps'] / r['ref_decode_tps']:>6.2f} {ceil:>19} | "
+            f"{r['agree']:>5}/{steps + 1:<6}",
             file=out,
         )
 
@@ -316,7 +331,8 @@ def reference_gguf(args, model, log):
     if args.ref == "shipped":
         if args.model != "smollm2-135m-instruct":
             sys.exit(
-                f"--ref shipped needs a model that ships as GGUF (smollm2-135m-instruct), not {args.model}"
+                "--ref shipped needs a model that ships as "
+                f"GGUF (smollm2-135m-instruct), not {args.model}"
             )
         from harness.models.sources.builtin import smollm2_gguf
 
@@ -370,7 +386,8 @@ def main(argv=None) -> None:
     }
     if engines["ours"].vocab != engines["ref"].vocab:
         sys.exit(
-            f"vocab sizes differ: ours {engines['ours'].vocab}, llama.cpp {engines['ref'].vocab}; not the same model"
+            f"vocab sizes differ: ours {engines['ours'].vocab}, "
+            f"llama.cpp {engines['ref'].vocab}; not the same model"
         )
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     results = measure(
@@ -385,7 +402,8 @@ def main(argv=None) -> None:
     ref_format = gguf_format(gguf_path)
     system_info = llama_cpp.llama_print_system_info().decode().strip()
     print(
-        f"{model.name} ({model.weights} weights), {args.threads} threads, median of {args.repeats}, {args.decode_tokens} decode steps",
+        f"{model.name} ({model.weights} weights), {args.threads} threads, "
+        f"median of {args.repeats}, {args.decode_tokens} decode steps",
         file=out,
     )
     print(f"CPU: {cpu_description()}", file=out)
@@ -395,17 +413,22 @@ def main(argv=None) -> None:
         file=out,
     )
     print(
-        f"llama.cpp: llama-cpp-python {llama_cpp.__version__} on {gguf_path.name}: {ref_format}; {system_info}",
+        f"llama.cpp: llama-cpp-python {llama_cpp.__version__} "
+        f"on {gguf_path.name}: {ref_format}; {system_info}",
         file=out,
     )
     print(
-        f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
-        f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s",
+        f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight "
+        f"bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
+        f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); "
+        f"decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s",
         file=out,
     )
     print(
-        f"peaks ({args.threads} threads, peak.py): fp32 FMA {peaks['fp32_gflops']:.0f} GFLOP/s ({peaks['lanes']} lanes), "
-        f"int8 dot {peaks['int8_gops'] or 0:.0f} GOP/s ({peaks['isa'] or 'none'}); prefill counts {2 * linear_macs_per_token(model.config) / 1e6:.0f} MOP/token of linear layers",
+        f"peaks ({args.threads} threads, peak.py): fp32 FMA {peaks['fp32_gflops']:.0f} "
+        f"GFLOP/s ({peaks['lanes']} lanes), int8 dot {peaks['int8_gops'] or 0:.0f} "
+        f"GOP/s ({peaks['isa'] or 'none'}); prefill counts "
+        f"{2 * linear_macs_per_token(model.config) / 1e6:.0f} MOP/token of linear layers",
         file=out,
     )
     print(f"other processes used {foreign:.0%} of the CPUs during the timed runs", file=out)

@@ -100,7 +100,8 @@ def main(argv=None) -> None:
     kernels = manifest["kernels_detail"]
     if manifest["quantization"] != INT8:
         sys.exit(
-            f"this CPU has no integer dot-product kernels: {INT8} compiled as its float twin; nothing to compare"
+            f"this CPU has no integer dot-product kernels: {INT8} "
+            "compiled as its float twin; nothing to compare"
         )
     longest = max(args.lengths) + args.steps + 64
     sessions = {
@@ -131,15 +132,15 @@ def main(argv=None) -> None:
     change = ppl[INT8] / ppl[FLOAT] - 1
 
     print(
-        f"{model.name} ({model.weights} weights), {args.threads} threads, {time.perf_counter() - t0:.0f} s; "
-        f"{INT8} kernels: {kernels}"
+        f"{model.name} ({model.weights} weights), {args.threads} threads, "
+        f"{time.perf_counter() - t0:.0f} s; {INT8} kernels: {kernels}"
     )
     print(f"{'L':>5} | {'teacher-forced agreement':>24}")
     for r in rows:
         print(f"{r['L']:>5} | {r['agree']:>6}/{r['positions']:<6} {100 * r['rate']:>6.1f}%")
     print(
-        f"perplexity on {args.docs} corpus documents x {args.ppl_tokens} tokens: {FLOAT} {ppl[FLOAT]:.3f}, "
-        f"{INT8} {ppl[INT8]:.3f} ({100 * change:+.2f}%)"
+        f"perplexity on {args.docs} corpus documents x {args.ppl_tokens} tokens: "
+        f"{FLOAT} {ppl[FLOAT]:.3f}, {INT8} {ppl[INT8]:.3f} ({100 * change:+.2f}%)"
     )
     print(
         json.dumps(

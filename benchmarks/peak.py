@@ -99,7 +99,6 @@ def _int8_loop(threads: int, isa: str):
                 "int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", a, w, T.reinterpret("int8x16", a)
             )
 
-    vec = f"{acc_dtype}x{acc_lanes}"
     wdt = f"{'int8' if isa == 'neon-dot' else 'uint8'}x{bytes_}"
 
     @T.prim_func(s_tir=True)

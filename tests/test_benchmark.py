@@ -64,7 +64,8 @@ def test_runner_dying_mid_run_keeps_records_and_resume_finishes(tmp_path, monkey
         if command.get("op") == "run":
             calls["n"] += 1
             if calls["n"] == 4:
-                self.proc.terminate()  # the device disappears mid-run (SIGKILL would read as out of memory)
+                # the device disappears mid-run (SIGKILL would read as out of memory)
+                self.proc.terminate()
                 self.proc.wait()
         return original(self, command)
 
@@ -202,8 +203,8 @@ def test_over_budget_runs_and_says_so_in_records_run_info_and_report(tmp_path, m
     report = write_run_reports(out.out_dir, log=lambda *_: None)
     markdown = next(p for p in report if p.name == "report.md").read_text()
     assert (
-        f"{out.out_dir.name}: over budget: dummy:tiny-llama needs ~{info.memory_estimate_bytes / 1e9:.1f} GB, budget 0.0 GB of 1099.5 GB RAM"
-        in markdown
+        f"{out.out_dir.name}: over budget: dummy:tiny-llama needs "
+        f"~{info.memory_estimate_bytes / 1e9:.1f} GB, budget 0.0 GB of 1099.5 GB RAM" in markdown
     )
 
 
@@ -218,13 +219,19 @@ def test_strict_memory_refuses_over_budget_and_ram_refuses_always(tmp_path, monk
     plan_memory_as(monkeypatch, 1000, 1 << 40)
     with pytest.raises(
         UserError,
-        match=r"dummy:tiny-llama needs ~.* the device budget is 0.00 GB .*or leave out --strict-memory",
+        match=(
+            r"dummy:tiny-llama needs ~.* the device budget "
+            r"is 0.00 GB .*or leave out --strict-memory"
+        ),
     ):
         run_benchmark(spec(**SMALL), tmp_path / "strict", strict_memory=True, **QUIET)
     plan_memory_as(monkeypatch, 1000, 2000)
     with pytest.raises(
         UserError,
-        match=r"more than the device's 0.00 GB of RAM; pass a smaller --model or --quantization, or shorter --lengths$",
+        match=(
+            r"more than the device's 0.00 GB of RAM; pass a smaller "
+            r"--model or --quantization, or shorter --lengths$"
+        ),
     ):
         run_benchmark(spec(**SMALL), tmp_path / "ram", **QUIET)
     assert (
@@ -253,7 +260,10 @@ def test_runner_killed_by_signal_9_is_a_failed_request_out_of_memory(tmp_path, m
     monkeypatch.setattr(base.RunnerProcess, "request", killed_on_the_second)
     with pytest.raises(
         OutOfMemory,
-        match=r"^out of memory: the runner was killed by signal 9 .*estimate ~0\.\d\d GB vs .* GB RAM; try a smaller model",
+        match=(
+            r"^out of memory: the runner was killed by signal 9 "
+            r".*estimate ~0\.\d\d GB vs .* GB RAM; try a smaller model"
+        ),
     ):
         run_benchmark(spec(**SMALL), tmp_path / "run", **QUIET)
     records, _ = load(tmp_path / "run")
@@ -308,7 +318,10 @@ def test_native_runner_oom_evidence_from_exit_137_and_the_phone_log():
         runner_oom_evidence(SimpleNamespace(), quiet_phone, killed)
         == "the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer)"
     )
-    lmkd = "I lowmemorykiller: Kill 'llama-bench' (8812), uid 2000, oom_score_adj 0 to free 5123456kB rss"
+    lmkd = (
+        "I lowmemorykiller: Kill 'llama-bench' (8812), "
+        "uid 2000, oom_score_adj 0 to free 5123456kB rss"
+    )
     assert (
         runner_oom_evidence(SimpleNamespace(), SimpleNamespace(oom_evidence=lambda: lmkd), killed)
         == lmkd

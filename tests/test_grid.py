@@ -1,4 +1,5 @@
-"""Grids: validated YAML, memory-budget planning, skipped cells journaled, a real run that resumes."""
+"""Grids: validated YAML, memory-budget planning, skipped cells journaled, a real run that
+resumes."""
 
 from __future__ import annotations
 
@@ -111,8 +112,8 @@ def test_study_s24_plans_mistral_and_llama_8b_over_budget_not_skipped(monkeypatc
         assert 4e9 < cell.memory_estimate < 8e9
         assert cell.over_budget and cell.skip_reason is None
         assert (
-            f"needs ~{cell.memory_estimate / 1e9:.2f} GB, the device budget is 4.00 GB of 8.00 GB RAM"
-            in cell.memory_warning
+            f"needs ~{cell.memory_estimate / 1e9:.2f} GB, "
+            "the device budget is 4.00 GB of 8.00 GB RAM" in cell.memory_warning
         )
     for name in ("smollm2-135m-instruct", "llama-3.2-3b-instruct"):
         assert not cells[name].over_budget and cells[name].skip_reason is None
@@ -209,7 +210,10 @@ def fake_benchmark(monkeypatch, fail: dict):
 def test_a_failing_cell_is_journaled_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch):
     from harness.benchmark import OutOfMemory
 
-    oom = "out of memory: the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer); try a smaller model or quantization, or a shorter L"
+    oom = (
+        "out of memory: the runner was killed by signal 9 (SIGKILL: lmkd or "
+        "the OOM killer); try a smaller model or quantization, or a shorter L"
+    )
     calls = fake_benchmark(
         monkeypatch,
         {
@@ -278,7 +282,8 @@ def test_a_cell_an_earlier_plan_skipped_is_measured_once_the_plan_runs_it(tmp_pa
         not (run_dir / "records.jsonl").exists() and not (run_dir / "run.json").exists()
     )  # the fake wrote nothing back
     assert any("an earlier plan skipped this cell" in line for line in logs)
-    # said once, by the run itself (tests/test_benchmark.py), not again by the grid with its plan's estimate
+    # said once, by the run itself (tests/test_benchmark.py), not again by the grid with its
+    # plan's estimate
     assert not any("running anyway" in line for line in logs)
 
 
@@ -414,8 +419,8 @@ def test_a_grid_with_a_failed_cell_exits_3_so_ci_notices(tmp_path):
 
     path = tmp_path / "lost.yaml"
     path.write_text(
-        "models: [dummy:tiny-llama]\ndevices: ['adb:R5CX0000']\nadb_server: 127.0.0.1:1\nprofile: galaxy-s24\n"
-        "tasks: [qa]\nlengths: [200]\nrepeats: 1\n"
+        "models: [dummy:tiny-llama]\ndevices: ['adb:R5CX0000']\nadb_server: 127.0.0.1:1\n"
+        "profile: galaxy-s24\ntasks: [qa]\nlengths: [200]\nrepeats: 1\n"
     )
     result = CliRunner().invoke(cli, ["grid", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 3, result.output

@@ -66,9 +66,9 @@ def test_over_budget_runs_with_a_warning_and_strict_planning_skips_it():
         what="weights + KV cache at L=1000 + runtime",
     )
     assert strict.over_budget
-    assert (
-        strict.skip_reason
-        == "needs ~5.77 GB (weights + KV cache at L=1000 + runtime), the device budget is 4.00 GB (--strict-memory skips cells over budget)"
+    assert strict.skip_reason == (
+        "needs ~5.77 GB (weights + KV cache at L=1000 + runtime), the "
+        "device budget is 4.00 GB (--strict-memory skips cells over budget)"
     )
     assert strict.warning() is None  # skipped, so nothing runs over budget
 
@@ -101,8 +101,10 @@ def test_exit_by_signal_9_is_out_of_memory(returncode):
     "text, expected",
     [
         (
-            "04-12 10:01:02.345  1234  1234 I lowmemorykiller: Kill 'python3' (8812), uid 2000, oom_score_adj 0 to free 5123456kB",
-            "04-12 10:01:02.345  1234  1234 I lowmemorykiller: Kill 'python3' (8812), uid 2000, oom_score_adj 0 to free 5123456kB",
+            "04-12 10:01:02.345  1234  1234 I lowmemorykiller: Kill "
+            "'python3' (8812), uid 2000, oom_score_adj 0 to free 5123456kB",
+            "04-12 10:01:02.345  1234  1234 I lowmemorykiller: Kill "
+            "'python3' (8812), uid 2000, oom_score_adj 0 to free 5123456kB",
         ),
         (
             "loading\nOut of memory: Killed process 4242 (llama-bench) total-vm:6000000kB\ndone",
@@ -147,8 +149,8 @@ def test_oom_message_names_the_plan_and_the_fix():
         7_500_000_000,
     )
     assert message == (
-        "out of memory: the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer); estimate ~6.21 GB vs 7.50 GB RAM; "
-        "try a smaller model or quantization, or a shorter L"
+        "out of memory: the runner was killed by signal 9 (SIGKILL: lmkd or the OOM killer); "
+        "estimate ~6.21 GB vs 7.50 GB RAM; try a smaller model or quantization, or a shorter L"
     )
     assert "estimate" not in oom_message("MemoryError: x")
 

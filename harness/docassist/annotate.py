@@ -137,7 +137,8 @@ class OpenAIAnnotator(Annotator):
         key = os.environ.get("SLM_BENCH_ANNOTATOR_KEY") or os.environ.get("OPENAI_API_KEY")
         if not key and url == DEFAULT_URL:
             raise UserError(
-                "the openai annotator needs an API key; fix: export OPENAI_API_KEY=... (or SLM_BENCH_ANNOTATOR_URL for a local endpoint)"
+                "the openai annotator needs an API key; fix: export "
+                "OPENAI_API_KEY=... (or SLM_BENCH_ANNOTATOR_URL for a local endpoint)"
             )
         model = os.environ.get("SLM_BENCH_ANNOTATOR_MODEL") or DEFAULT_MODEL
         return cls(url, key, model, cache_dir, **kwargs)
@@ -185,14 +186,17 @@ class OpenAIAnnotator(Annotator):
                         else "check SLM_BENCH_ANNOTATOR_URL and SLM_BENCH_ANNOTATOR_MODEL"
                     )
                     raise UserError(
-                        f"annotator endpoint {endpoint} answered HTTP {exc.code} ({detail.strip()}); fix: {hint}, then rerun (answers so far are cached)"
+                        f"annotator endpoint {endpoint} answered HTTP {exc.code} "
+                        f"({detail.strip()}); fix: {hint}, then rerun (answers so far are cached)"
                     ) from None
                 wait = _retry_after(exc.headers.get("Retry-After"), wait)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt == self.retries:
                     reason = getattr(exc, "reason", exc)
                     raise UserError(
-                        f"cannot reach the annotator endpoint {endpoint} ({reason}); fix: check SLM_BENCH_ANNOTATOR_URL and the network, then rerun (answers so far are cached)"
+                        f"cannot reach the annotator endpoint {endpoint} "
+                        f"({reason}); fix: check SLM_BENCH_ANNOTATOR_URL and "
+                        "the network, then rerun (answers so far are cached)"
                     ) from None
             time.sleep(wait)
         raise AssertionError("unreachable")
@@ -211,7 +215,9 @@ def _answer_text(payload: dict, endpoint: str) -> str:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise UserError(
-            f"annotator endpoint {endpoint} did not answer in the chat-completions shape (choices[0].message.content); fix: point SLM_BENCH_ANNOTATOR_URL at an OpenAI-compatible /v1 base"
+            f"annotator endpoint {endpoint} did not answer in the "
+            "chat-completions shape (choices[0].message.content); fix: "
+            "point SLM_BENCH_ANNOTATOR_URL at an OpenAI-compatible /v1 base"
         ) from None
     return content or ""
 

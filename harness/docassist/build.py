@@ -56,14 +56,16 @@ GENERIC_QUESTIONS = (
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` -> (train, validation, test); UserError unless three non-negative parts summing to 1."""
+    """``"0.8,0.1,0.1"`` -> (train, validation, test); UserError unless three non-negative parts
+    summing to 1."""
     try:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
         parts = ()
     if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
         raise UserError(
-            f"--split '{text}' must be three non-negative fractions train,validation,test summing to 1; fix: e.g. --split 0.8,0.1,0.1"
+            f"--split '{text}' must be three non-negative fractions "
+            "train,validation,test summing to 1; fix: e.g. --split 0.8,0.1,0.1"
         )
     return parts  # type: ignore[return-value]
 
@@ -208,7 +210,7 @@ def build_docassist(
         "format_version": FORMAT_VERSION,
         "annotator": annotator.describe(),
         "seed": seed,
-        "split_fractions": dict(zip(SPLITS, fractions)),
+        "split_fractions": dict(zip(SPLITS, fractions, strict=True)),
         "construction": {
             "chunks": N_CHUNKS,
             "chunk_tokens": CHUNK_TOKENS,

@@ -37,7 +37,8 @@ def chunk_text(text: str, n_chunks: int = N_CHUNKS, max_tokens: int = CHUNK_TOKE
 
 
 def _clean_chunk(enc, tokens: list[int], start: int, end: int, max_tokens: int) -> tuple[str, int]:
-    """The text of tokens[start:end'] for the largest end' <= end that decodes and re-counts cleanly."""
+    """The text of tokens[start:end'] for the largest end' <= end that decodes and re-counts
+    cleanly."""
     cut = end
     while cut > start:
         try:

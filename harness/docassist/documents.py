@@ -1,9 +1,9 @@
 """Read source documents for DocAssist: plain text, Markdown, and PDF (text layer via pypdf).
 
 Markdown files may carry YAML front matter (the project's corpus does); it is metadata, not
-document text, so it is dropped and its ``title`` and ``question`` kept. A PDF is read page by page with
-pypdf's text extraction; a PDF without a text layer (a scan) is refused with the fix, since
-OCR is out of scope.
+document text, so it is dropped and its ``title`` and ``question`` kept. A PDF is read page by
+page with pypdf's text extraction; a PDF without a text layer (a scan) is refused with the fix,
+since OCR is out of scope.
 """
 
 from __future__ import annotations
@@ -44,14 +44,16 @@ def collect_files(paths: list[Path | str]) -> list[Path]:
         elif entry.is_file():
             if entry.suffix.lower() not in SUFFIXES:
                 raise UserError(
-                    f"{entry}: unsupported document type '{entry.suffix}'; fix: give .txt, .md or .pdf files"
+                    f"{entry}: unsupported document type "
+                    f"'{entry.suffix}'; fix: give .txt, .md or .pdf files"
                 )
             found.add(entry)
         else:
             raise UserError(f"{entry}: no such file or folder; fix: check the path")
     if not found:
         raise UserError(
-            f"no .txt, .md or .pdf documents in {', '.join(map(str, paths))}; fix: point at files or folders holding documents"
+            f"no .txt, .md or .pdf documents in {', '.join(map(str, paths))}; "
+            "fix: point at files or folders holding documents"
         )
     return sorted(found, key=lambda p: (p.name, str(p)))
 
@@ -73,7 +75,8 @@ def read_document(path: Path) -> SourceDoc:
         )
     if not text.strip():
         raise UserError(
-            f"{path}: the document has no text; fix: remove it or give it content (a scanned PDF needs OCR first)"
+            f"{path}: the document has no text; fix: remove it "
+            "or give it content (a scanned PDF needs OCR first)"
         )
     return SourceDoc(
         doc_id=_slug(path.stem),
@@ -98,7 +101,8 @@ def read_documents(paths: list[Path | str]) -> list[SourceDoc]:
 
 
 def _read_markdown(raw: str, path: Path) -> tuple[str, str, str | None]:
-    """(title, body, question) of a Markdown file; the project's corpus keeps title and question in front matter."""
+    """(title, body, question) of a Markdown file; the project's corpus keeps title and question
+    in front matter."""
     if raw.lstrip().startswith("---"):
         meta, body = split_front_matter(raw.lstrip(), str(path))
         question = str(meta.get("question") or "").strip() or None
@@ -116,7 +120,8 @@ def _read_pdf(path: Path) -> tuple[str, str]:
         title = (reader.metadata.title if reader.metadata else None) or ""
     except (PdfReadError, ValueError, KeyError) as exc:
         raise UserError(
-            f"{path}: cannot read the PDF ({exc}); fix: re-export it as a standard PDF or convert it to text"
+            f"{path}: cannot read the PDF ({exc}); fix: re-export "
+            "it as a standard PDF or convert it to text"
         ) from None
     return str(title).strip(), "\n\n".join(p.strip() for p in pages if p.strip())
 

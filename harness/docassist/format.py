@@ -1,4 +1,5 @@
-"""The DocAssist data format: one annotated document per JSONL line, and the task examples it yields.
+"""The DocAssist data format: one annotated document per JSONL line, and the task examples it
+yields.
 
 SlimLM (arXiv 2411.09944, Section 3) builds DocAssist by cutting each document into N=5
 chunks of at most 200 cl100k tokens and annotating it with one summary, three suggested
@@ -152,7 +153,8 @@ def load_split(folder: Path | str, split: str) -> list[DocRecord]:
     file = split_path(folder, split)
     if not file.is_file():
         raise UserError(
-            f"DocAssist split {file} not found; fix: pass the folder `slm-bench docassist build` wrote, or {BUILD_FIX}"
+            f"DocAssist split {file} not found; fix: pass the folder "
+            f"`slm-bench docassist build` wrote, or {BUILD_FIX}"
         )
     records = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
@@ -164,7 +166,8 @@ def load_split(folder: Path | str, split: str) -> list[DocRecord]:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"])) or "line"
             raise UserError(
-                f"{file}:{number}: not a DocAssist record ({where}: {first['msg']}); fix: {BUILD_FIX}"
+                f"{file}:{number}: not a DocAssist record "
+                f"({where}: {first['msg']}); fix: {BUILD_FIX}"
             ) from None
     return records
 

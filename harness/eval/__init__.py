@@ -1,1 +1,2 @@
-"""Quality evaluation on DocAssist (SlimLM, arXiv 2411.09944): BLEU, ROUGE, STS, Self-BLEU, intent accuracy."""
+"""Quality evaluation on DocAssist (SlimLM, arXiv 2411.09944): BLEU, ROUGE, STS, Self-BLEU,
+intent accuracy."""

@@ -42,7 +42,8 @@ from harness.results.schema import QualityRecord
 QUALITY_FILE = "quality.jsonl"
 EXAMPLES_FILE = "quality-examples.jsonl"
 
-GEVAL_PROMPT = """You are grading an assistant's answer to a document task.
+GEVAL_PROMPT = (
+    """You are grading an assistant's answer to a document task.
 
 Task given to the assistant:
 {prompt}
@@ -53,7 +54,10 @@ Reference answer:
 Assistant's answer:
 {output}
 
-Rate the assistant's answer for coherence, consistency with the document, fluency and relevance to the task, on a scale from 1 (poor) to 5 (excellent). Reply with the number only."""
+"""
+    "Rate the assistant's answer for coherence, consistency with the document, fluency and "
+    "relevance to the task, on a scale from 1 (poor) to 5 (excellent). Reply with the number only."
+)
 
 
 def judge_from_env(cache_dir: Path | str | None) -> OpenAIAnnotator | None:
@@ -88,7 +92,8 @@ def evaluate(
     weights: str = "real",
     engine: str = "tvm",
 ) -> tuple[list[QualityRecord], list[dict]]:
-    """Answer every example with ``generate(prompt) -> str`` and score; (per-task records, per-example rows)."""
+    """Answer every example with ``generate(prompt) -> str`` and score; (per-task records,
+    per-example rows)."""
     rows = []
     with progress(len(examples), "evaluating") as bar:
         for ex in examples:
@@ -119,7 +124,7 @@ def evaluate(
         if rows
         else []
     )
-    for row, sim in zip(rows, sims):
+    for row, sim in zip(rows, sims, strict=True):
         row.update(metrics.rouge(row["output"], row["reference"]))
         row["bleu"] = metrics.sentence_bleu(row["output"], [row["reference"]])
         row["sts"] = sim
@@ -193,7 +198,8 @@ def _task_record(task: str, rows: list[dict], **fields) -> QualityRecord:
 def write_results(
     out_dir: Path | str, records: list[QualityRecord], rows: list[dict]
 ) -> tuple[Path, Path]:
-    """Write ``quality.jsonl`` and ``quality-examples.jsonl`` into ``out_dir`` (replacing earlier ones)."""
+    """Write ``quality.jsonl`` and ``quality-examples.jsonl`` into ``out_dir`` (replacing earlier
+    ones)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     quality, examples = out / QUALITY_FILE, out / EXAMPLES_FILE
@@ -222,7 +228,8 @@ def examples_for(
     examples = load_examples(dataset, split)
     if not examples:
         raise UserError(
-            f"{split_path(dataset, split)} has no documents; fix: rebuild with a larger {split} fraction (--split)"
+            f"{split_path(dataset, split)} has no documents; fix: "
+            f"rebuild with a larger {split} fraction (--split)"
         )
     return examples[:limit] if limit else examples
 

@@ -29,7 +29,8 @@ class BundleGenerator:
         self.tokenizer = tokenizer_for_bundle(self.bundle, config["vocab_size"])
         if getattr(self.tokenizer, "name", "") != "model":
             raise UserError(
-                f"{self.bundle} has no tokenizer, so its outputs cannot be read as text; fix: evaluate a model with real weights and a tokenizer"
+                f"{self.bundle} has no tokenizer, so its outputs cannot be read "
+                "as text; fix: evaluate a model with real weights and a tokenizer"
             )
         self.max_new_tokens = max_new_tokens
         window = min(int(config["context_window"]), max_seq_len)
@@ -45,7 +46,9 @@ class BundleGenerator:
         budget = min(self.max_new_tokens, self.session.max_seq_len - len(ids) - 1)
         if budget < 1:
             raise PromptTooLong(
-                f"a prompt of {len(ids)} tokens leaves no room to answer in a window of {self.session.max_seq_len}; fix: use shorter documents or a model with a longer window"
+                f"a prompt of {len(ids)} tokens leaves no room to answer "
+                f"in a window of {self.session.max_seq_len}; fix: use "
+                "shorter documents or a model with a longer window"
             )
         logits = self.session.prefill(np.asarray(ids, dtype=np.int32))
         out: list[int] = []

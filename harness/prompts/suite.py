@@ -106,8 +106,9 @@ def encode_bodies(docs: list[Document]) -> dict[str, list[int]]:
     if short:
         names = ", ".join(f"{doc.path.name} ({n} tokens)" for doc, n in short)
         raise UserError(
-            f"corpus documents shorter than the {MIN_DOC_TOKENS} cl100k tokens a suite needs: {names}; "
-            "fix: lengthen them (or move unfinished ones out of the corpus folder) and rebuild"
+            f"corpus documents shorter than the {MIN_DOC_TOKENS} cl100k "
+            f"tokens a suite needs: {names}; fix: lengthen them (or "
+            "move unfinished ones out of the corpus folder) and rebuild"
         )
     return tokens
 
@@ -211,7 +212,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def load_suite(path: Path | str | None = None) -> list[PromptRecord]:
-    """Load and validate a built suite: a ``.jsonl`` file, or a folder holding ``docassist-v1.jsonl``.
+    """Load and validate a built suite: a ``.jsonl`` file, or a folder holding
+    ``docassist-v1.jsonl``.
 
     Checks every line against ``PromptRecord`` and that all prompts share one hash (and the
     meta file's, when present): a suite edited by hand or half-rebuilt is refused.
@@ -258,7 +260,8 @@ def _check_consistent(file: Path, records: list[PromptRecord]) -> None:
 
 
 def current_hash(corpus_dir: Path | str | None = None, templates: Path | str | None = None) -> str:
-    """The hash a suite built now from the corpus and templates would carry (cheap: no tokenizing)."""
+    """The hash a suite built now from the corpus and templates would carry (cheap: no
+    tokenizing)."""
     return prompt_set_hash(load_corpus(corpus_dir), load_templates(templates))
 
 
@@ -294,8 +297,9 @@ def select(
     ]
     if not chosen:
         raise UserError(
-            f"no prompt has task {', '.join(tasks or TASKS)} at L={','.join(map(str, lengths or []))}; "
-            f"L={QUESTION_L} (the question without a document) exists for task qa only"
+            f"no prompt has task {', '.join(tasks or TASKS)} at "
+            f"L={','.join(map(str, lengths or []))}; L={QUESTION_L} "
+            "(the question without a document) exists for task qa only"
         )
     return chosen
 
@@ -306,5 +310,6 @@ def _check_subset(what: str, wanted, available) -> None:
     unknown = [w for w in wanted if w not in available]
     if unknown:
         raise UserError(
-            f"unknown {what} {', '.join(map(str, unknown))}; the suite has {', '.join(map(str, available))}"
+            f"unknown {what} {', '.join(map(str, unknown))}; "
+            f"the suite has {', '.join(map(str, available))}"
         )

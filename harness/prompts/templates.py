@@ -87,7 +87,8 @@ class Templates(BaseModel):
         if task == "qa":
             if not question:
                 raise UserError(
-                    "the qa task needs a question; fix: set 'question' in the document's front matter"
+                    "the qa task needs a question; fix: set "
+                    "'question' in the document's front matter"
                 )
             values["question"] = question
         return self.get(task).template.format(**values)
@@ -96,7 +97,8 @@ class Templates(BaseModel):
         """The question-only prompt (the paper's "question" condition, L=0): no document."""
         if not question:
             raise UserError(
-                "the question-only prompt needs a question; fix: set 'question' in the document's front matter"
+                "the question-only prompt needs a question; fix: "
+                "set 'question' in the document's front matter"
             )
         return self.question.template.format(question=question)
 

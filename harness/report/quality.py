@@ -82,8 +82,9 @@ def quality_table(quality: pd.DataFrame) -> Table | None:
         "avg score",
     ]
     note = (
-        "Scores on 0..1 (`slm-bench eval`, definitions in harness/eval/metrics.py). avg score = mean of BLEU, "
-        "ROUGE-1/2/L, STS (and GEval when judged); Self-BLEU: lower is more diverse. * = dummy weights."
+        "Scores on 0..1 (`slm-bench eval`, definitions in "
+        "harness/eval/metrics.py). avg score = mean of BLEU, ROUGE-1/2/L, STS (and "
+        "GEval when judged); Self-BLEU: lower is more diverse. * = dummy weights."
     )
     return Table("Quality (DocAssist)", headers, rows, note)
 
@@ -109,7 +110,8 @@ def plot_quality_vs_speed(
     if points.empty:
         return empty_figure(
             title,
-            "no quality results in these runs; add them with `slm-bench eval --model M --docassist DIR --out RUN_DIR`",
+            "no quality results in these runs; add them with "
+            "`slm-bench eval --model M --docassist DIR --out RUN_DIR`",
         )
     fig, (ax,) = new_figure()
     for index, (_, p) in enumerate(points.iterrows()):

@@ -58,7 +58,8 @@ def load_reference(name: str):
 
 
 def model_key(model: str) -> str:
-    """Our model name -> the reference's (lower-cased catalog display name when it is a catalog model)."""
+    """Our model name -> the reference's (lower-cased catalog display name when it is a catalog
+    model)."""
     from harness.models.catalog import load_catalog
 
     entry = load_catalog().get(model)
@@ -66,7 +67,8 @@ def model_key(model: str) -> str:
 
 
 def compare(overall, reference):
-    """Rows of (model, L, measured device, metric: measured median, published, ratio) where both exist."""
+    """Rows of (model, L, measured device, metric: measured median, published, ratio) where both
+    exist."""
     rows = []
     ref = {(r.model_key, r.L): r for r in reference.itertuples()}
     for r in overall.itertuples():

@@ -52,7 +52,8 @@ METRIC_HEADERS: dict[str, str] = {
     "runtime_s": "runtime (s)",
     "input_tokens": "input tokens",
     "peak_mem_bytes": "peak mem (MiB)",
-    # Per processed (input + output) token, gross and above the idle draw (harness.devices.conditions).
+    # Per processed (input + output) token, gross and above the idle draw
+    # (harness.devices.conditions).
     "energy_j_per_token": "energy (mJ/token)",
     "energy_j_per_token_above_idle": "energy above idle (mJ/token)",
 }
@@ -195,8 +196,8 @@ def reference_table(data: RunData, ref, name: str) -> Table:
                 cells.append(shown if ratio else "n/a")
             rows.append(cells)
     note = (
-        f"measured / published ({device_label}); the paper's L counts cl100k tokens of context, as ours does; "
-        "L=0 is its one-line question without a document."
+        f"measured / published ({device_label}); the paper's L counts cl100k tokens "
+        "of context, as ours does; L=0 is its one-line question without a document."
     )
     if not rows:
         note = f"No model and L of these runs appears in the reference {name} ({device_label})."
@@ -209,7 +210,8 @@ def reference_table(data: RunData, ref, name: str) -> Table:
 
 
 def with_baseline(summary: pd.DataFrame, base: RunData | None) -> pd.DataFrame:
-    """Add ``<metric>_baseline`` (the baseline's median) and ``<metric>_ratio`` (this / baseline)."""
+    """Add ``<metric>_baseline`` (the baseline's median) and ``<metric>_ratio`` (this /
+    baseline)."""
     if base is None or summary.empty:
         return summary
     lookup = baseline_medians(base)
@@ -227,7 +229,7 @@ def with_baseline(summary: pd.DataFrame, base: RunData | None) -> pd.DataFrame:
         summary[f"{metric}_baseline"] = reference
         summary[f"{metric}_ratio"] = [
             value / ref if ref and not _missing(value) else math.nan
-            for value, ref in zip(summary[column], reference)
+            for value, ref in zip(summary[column], reference, strict=True)
         ]
     return summary
 
@@ -260,7 +262,8 @@ def _baseline_key(row, by_setting: bool) -> tuple:
 
 
 def reference_quality_table(quality, ref, name: str) -> Table:
-    """Our average quality score beside the published one, per model in both (different test sets)."""
+    """Our average quality score beside the published one, per model in both (different test
+    sets)."""
     from harness.report.reference import compare_quality
 
     rows = [
@@ -269,8 +272,8 @@ def reference_quality_table(quality, ref, name: str) -> Table:
     ]
     source = ref["source"].iloc[0] if len(ref) else name
     note = (
-        f"published: {source}. Not the same test set or annotator as ours, so compare the ordering of models "
-        "more than the values."
+        f"published: {source}. Not the same test set or annotator as "
+        "ours, so compare the ordering of models more than the values."
     )
     if not rows:
         note = f"No evaluated model of these runs appears in the quality reference {name}."
@@ -335,7 +338,10 @@ def memory_table(data: RunData) -> Table | None:
         rows.append([name, info.spec.model, f"{estimate / 2**20:,.1f}", measured_mib, ratio])
     if not rows:
         return None
-    note = "estimate = packed weights + KV cache for the longest prompt and output + runtime overhead; measured = the runner's peak RSS."
+    note = (
+        "estimate = packed weights + KV cache for the longest prompt and output + runtime "
+        "overhead; measured = the runner's peak RSS."
+    )
     return Table(
         "Memory: estimate vs measured peak",
         ["run", "model", "estimate (MiB)", "measured peak (MiB)", "measured / estimate"],
@@ -354,12 +360,16 @@ def result_tables(summary: pd.DataFrame, compared: bool) -> list[Table]:
         ]
     metrics = [m for m in METRIC_HEADERS if f"{m}_median" in summary]
     note = (
-        "Cells: value (ratio = this run / baseline). Ratio > 1 is faster for ITPS and OTPS, slower for TTFT and runtime."
+        "Cells: value (ratio = this run / baseline). Ratio > 1 is "
+        "faster for ITPS and OTPS, slower for TTFT and runtime."
         if compared
         else "Cells: median [p10-p90] over measured requests (warmups and failures excluded)."
     )
     if "ttft_estimated" in summary and summary["ttft_estimated"].fillna(False).astype(bool).any():
-        note += " ~TTFT: estimated as prefill + one decode step (the runner prints no first-token time)."
+        note += (
+            " ~TTFT: estimated as prefill + one decode step (the runner prints no first-token "
+            "time)."
+        )
     note += ENERGY_NOTE if MILLI & set(metrics) else ""
     # The noise column only when some cell is flagged: a clean report carries no empty column.
     noisy = any_flagged(summary)
@@ -434,7 +444,9 @@ def _cell(row, metric: str, compared: bool) -> str:
         ratio = row.get(f"{metric}_ratio", math.nan)
         return f"{text} ({'n/a' if _missing(ratio) else f'{ratio:.2f}×'})"
     if metric in RANGED and not _missing(value):
-        return f"{text} [{format_value(row[f'{metric}_p10'], metric)}-{format_value(row[f'{metric}_p90'], metric)}]"
+        low = format_value(row[f"{metric}_p10"], metric)
+        high = format_value(row[f"{metric}_p90"], metric)
+        return f"{text} [{low}-{high}]"
     return text
 
 
@@ -471,7 +483,8 @@ def over_budget_notes(data: RunData) -> list[str]:
             )
             ram = f" of {total / 1e9:.1f} GB RAM" if total else ""
             notes.append(
-                f"{name}: over budget: {info.spec.model} needs ~{(estimate or 0) / 1e9:.1f} GB, budget {(budget or 0) / 1e9:.1f} GB{ram} (ran anyway)"
+                f"{name}: over budget: {info.spec.model} needs ~{(estimate or 0) / 1e9:.1f} "
+                f"GB, budget {(budget or 0) / 1e9:.1f} GB{ram} (ran anyway)"
             )
     return notes
 
@@ -483,8 +496,8 @@ def list_problems(data: RunData, base: RunData | None) -> list[str]:
     hashes = sorted({info.prompt_set_hash for info in infos if info.prompt_set_hash})
     if len(hashes) > 1:
         problems.append(
-            f"the runs used {len(hashes)} different prompt sets ({', '.join(h[:12] for h in hashes)}); "
-            "their numbers are not directly comparable"
+            f"the runs used {len(hashes)} different prompt sets "
+            f"({', '.join(h[:12] for h in hashes)}); their numbers are not directly comparable"
         )
     if not data.df.empty:
         failed = data.df[data.df["status"] == "failed"]
@@ -567,7 +580,7 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 .table-wrap::-webkit-scrollbar-thumb { background: #bbb; border-radius: 5px; }
 .table-wrap::-webkit-scrollbar-track { background: #f0f0f0; border-radius: 5px; }
 pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: .85em; }
-"""
+"""  # noqa: E501 (the CSS goes into every report byte for byte; rewrapping it would change them)
 
 
 def render_html(
@@ -615,4 +628,7 @@ def _html_table(table: Table) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in table.rows
     )
-    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return (
+        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )

@@ -26,14 +26,15 @@ def write_soak_report(out_dir: Path, log=print) -> Path:
     if info is not None:
         placement = (getattr(info, "placements", None) or [{}])[0]
         where = (
-            f"{info.spec.model} ({info.spec.quantization}) on {info.device.model or info.device.serial}, "
-            f"{info.spec.tasks[0]} at L={info.spec.lengths[0]}, {placement.get('threads')} threads on "
+            f"{info.spec.model} ({info.spec.quantization}) on "
+            f"{info.device.model or info.device.serial}, {info.spec.tasks[0]} at "
+            f"L={info.spec.lengths[0]}, {placement.get('threads')} threads on "
             f"{'+'.join(placement.get('clusters') or [])} (cpu {placement.get('cores')})"
         )
     note = (
-        "peak: median OTPS of the first minute's requests; sustained: median of the last third; first drop: when 5 "
-        "requests in a row first decoded more than 10% below the peak (their median); peak temperature: the hottest zone or battery reading. "
-        + where
+        "peak: median OTPS of the first minute's requests; sustained: median of the last "
+        "third; first drop: when 5 requests in a row first decoded more than 10% below "
+        "the peak (their median); peak temperature: the hottest zone or battery reading. " + where
     )
     tables = [Table("Soak summary", ["metric", "value"], rows, note)]
     title = f"slm-bench soak: {out_dir.name}"

@@ -34,10 +34,10 @@ SWEPT: dict[str, str] = {"itps": "ITPS", "otps": "OTPS"}  # metric -> its name i
 STAR = "★"
 WARN = "⚠"
 NOTE = (
-    f"{STAR}: fastest setting at this L; default: the device's default core set, one thread per core. "
-    "default vs fastest = the default's median / the fastest's median - 1, per metric. "
-    "Medians over measured requests, all tasks pooled. The trade-off tables and the quality plot, which "
-    "rank models, take each build's default setting, else its fastest."
+    f"{STAR}: fastest setting at this L; default: the device's default core set, one thread "
+    "per core. default vs fastest = the default's median / the fastest's median - 1, per "
+    "metric. Medians over measured requests, all tasks pooled. The trade-off tables and the "
+    "quality plot, which rank models, take each build's default setting, else its fastest."
 )
 MISMATCH_NOTE = f" {WARN}: what the runner ran (read back from it) differs from what was asked."
 
@@ -88,7 +88,7 @@ def setting_facts(data: pd.DataFrame) -> pd.DataFrame:
         mask = int(masks[0], 16) if masks else 0
         rows.append(
             {
-                **dict(zip(SETTING_KEYS, key)),
+                **dict(zip(SETTING_KEYS, key, strict=True)),
                 "cpu_mask": ", ".join(masks),
                 "default": bool(part["placement_default"].fillna(False).astype(bool).any()),
                 "mismatch": "; ".join(_distinct(part["placement_mismatch"])),
@@ -105,7 +105,8 @@ def _distinct(values: pd.Series) -> list[str]:
 
 
 def default_distance(sweep: pd.DataFrame, metric: str) -> dict[tuple, float]:
-    """(build..., L) -> the default setting's median / the fastest's - 1 (0 when it is the fastest)."""
+    """(build..., L) -> the default setting's median / the fastest's - 1 (0 when it is the
+    fastest)."""
     column = f"{metric}_median"
     if column not in sweep:
         return {}
@@ -180,7 +181,7 @@ def sweep_table(df: pd.DataFrame) -> Table | None:
         + [noise.COLUMN] * with_noise
     )
     rows = []
-    for (_, row), why in zip(sweep.iterrows(), reasons):
+    for (_, row), why in zip(sweep.iterrows(), reasons, strict=True):
         cells = [_build_label(row), str(row["device"]), _setting_cell(row), row["cpu_mask"]]
         cells += [str(int(row["L"])), str(int(row["n"])), *(_metric_cell(row, m) for m in metrics)]
         cells += [_distance_cell(row, distances)] * with_default
@@ -246,7 +247,7 @@ def plot_thread_sweep(sweep: pd.DataFrame, scope: str) -> Figure:
     # Room for each setting's three-line tick label, within what a report page can still show.
     fig.set_size_inches(min(max(11.2, 1.3 * len(settings) * len(SWEPT)), 24.0), 5.6)
     several_builds = sweep.groupby(list(BUILD_KEYS), dropna=False).ngroups > 1
-    for ax, metric in zip(axes, SWEPT):
+    for ax, metric in zip(axes, SWEPT, strict=True):
         _draw_sweep_panel(ax, sweep, metric, [cpus for cpus, _ in settings], several_builds)
         ax.set_xticks(range(len(settings)), [tick for _, tick in settings], fontsize="x-small")
         ax.set_ylabel(VS_L[metric][1])

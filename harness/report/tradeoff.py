@@ -39,7 +39,7 @@ def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool) -> li
         return a >= b if higher_is_better else a <= b
 
     front = []
-    for i, (x, y) in enumerate(zip(xs, ys)):
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         beaten = any(
             xs[j] <= x and at_least_as_good(ys[j], y) and (xs[j] < x or ys[j] != y)
             for j in range(len(xs))
@@ -79,8 +79,9 @@ def pareto_table(overall: pd.DataFrame) -> Table:
             fronts.append(", ".join(f"{build_label(pts.iloc[i])} {fmt(pts.iloc[i])}" for i in idx))
         rows.append([str(device), str(length), *fronts])
     note = (
-        "A model is on a front when no other model is smaller (parameters; peak memory) and at least as fast "
-        "(TTFT; OTPS). Listed from small to large. * = dummy weights (speed real, output not)."
+        "A model is on a front when no other model is smaller (parameters; "
+        "peak memory) and at least as fast (TTFT; OTPS). Listed from small "
+        "to large. * = dummy weights (speed real, output not)."
     )
     return Table(
         "Pareto-optimal models per L",
@@ -121,8 +122,9 @@ def choose_model_table(
         rows.append(cells)
     headers = ["device", "L", "memory budget (MiB)", *(f"TTFT <= {b:g} s" for b in ttft_budgets_s)]
     note = (
-        "The largest model (parameters) whose median TTFT is within the budget and whose measured peak memory is "
-        "within the device profile's memory budget (the device's RAM where the profile sets none). * = dummy weights."
+        "The largest model (parameters) whose median TTFT is within the budget "
+        "and whose measured peak memory is within the device profile's memory "
+        "budget (the device's RAM where the profile sets none). * = dummy weights."
     )
     return Table("Choose a model", headers, rows, note)
 
@@ -158,8 +160,9 @@ def ceiling_table(overall: pd.DataFrame, ceilings: dict[tuple, float]) -> Table 
     if not rows:
         return None
     note = (
-        "ceiling = the device's memory bandwidth / the bundle's weight bytes (every weight is read once per decoded "
-        "token); cells = median OTPS / ceiling. KV-cache reads, which grow with L, are not in the ceiling."
+        "ceiling = the device's memory bandwidth / the bundle's weight bytes "
+        "(every weight is read once per decoded token); cells = median OTPS / "
+        "ceiling. KV-cache reads, which grow with L, are not in the ceiling."
     )
     return Table(
         "Decode vs the bandwidth ceiling",

@@ -34,7 +34,8 @@ def test_kit_llamacpp_prints_the_bin_dir_last(tmp_path, monkeypatch):
 def test_kit_errors_are_one_line(monkeypatch):
     def no_cross(arch, log=print):
         raise UserError(
-            "building llama.cpp for aarch64 needs the compiler aarch64-linux-gnu-gcc, which is not on PATH; install it"
+            "building llama.cpp for aarch64 needs the compiler "
+            "aarch64-linux-gnu-gcc, which is not on PATH; install it"
         )
 
     monkeypatch.setattr(llamacpp, "build_llamacpp", no_cross)

@@ -103,7 +103,10 @@ def test_compare_takes_two_grid_folders_and_warns_of_unreadable_lines(tmp_path):
     assert result.exit_code == 1, result.output  # OTPS halved in every cell
     cells = json.loads(result.stdout)
     assert len(cells) == 4 and {c["model"] for c in cells} == set(QUICK_GRID)
-    warning = f"warning: skipped unreadable journal line in RUN_B: {after[0].name}/records.jsonl:2: not valid JSON"
+    warning = (
+        "warning: skipped unreadable journal line in RUN_B: "
+        f"{after[0].name}/records.jsonl:2: not valid JSON"
+    )
     assert warning in result.stderr
     assert "REGRESSION: 4 of 4 cells" in result.stderr
 

@@ -13,7 +13,8 @@ import pytest
 from harness.devices.emulated.adbd import EmulatedDevice, load_profile
 
 ADB = shutil.which("adb")
-TIME_SCALE = 300.0  # one real second is five device minutes: the S24 profile's battery time constant (300 s) is 1 s
+# One real second is five device minutes: the S24 profile's battery time constant (300 s) is 1 s.
+TIME_SCALE = 300.0
 
 
 def free_port() -> int:

@@ -80,7 +80,8 @@ def test_benchmark_runs_on_the_emulated_phone_and_resumes(adb_server, phone, tmp
         assert (
             r.device.model == "SM-S921B" and r.device.profile == "galaxy-s24" and r.status == "ok"
         )
-        # the phone's default: every core but the A520s (cpu4-9), one thread each, read back from the runner
+        # the phone's default: every core but the A520s (cpu4-9), one thread each, read back from
+        # the runner
         assert (r.cpu_mask, r.threads, r.cpu_clusters, r.placement_default) == (
             "3f0",
             6,
@@ -273,7 +274,10 @@ def test_full_device_is_refused_before_pushing_and_clean_removes_everything(
     monkeypatch.setattr(AdbDevice, "free_bytes", lambda self: 1000)
     with pytest.raises(
         UserError,
-        match=r"has 0 MB free under /data/local/tmp/slm-bench, the bundle needs \d+ MB; free space or run `slm-bench devices clean",
+        match=(
+            r"has 0 MB free under /data/local/tmp/slm-bench, the bundle "
+            r"needs \d+ MB; free space or run `slm-bench devices clean"
+        ),
     ):
         dev.deploy(bundle)
     monkeypatch.undo()

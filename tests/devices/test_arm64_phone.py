@@ -215,4 +215,5 @@ def teacher_forced_agreement(adb_server, arm_phone, tmp_path, host_record: dict)
         )["choices"]
     finally:
         runner.close()
-    return sum(a == b for a, b in zip(choices, host_record["output_ids"])) / len(choices)
+    agreed = sum(a == b for a, b in zip(choices, host_record["output_ids"], strict=True))
+    return agreed / len(choices)

@@ -38,16 +38,16 @@ def device(adb_server, phone):
 
 def battery_temp(device) -> int:
     line = next(
-        l
-        for l in device.shell("dumpsys battery").splitlines()
-        if l.strip().startswith("temperature:")
+        entry
+        for entry in device.shell("dumpsys battery").splitlines()
+        if entry.strip().startswith("temperature:")
     )
     return int(line.split(":")[1])
 
 
 def test_listed_as_a_device_with_the_profile_model(adb_server, phone):
     out = adb(adb_server, "devices", "-l").stdout.decode()
-    line = next(l for l in out.splitlines() if l.startswith(phone.serial))
+    line = next(entry for entry in out.splitlines() if entry.startswith(phone.serial))
     assert line.split()[1] == "device" and "model:SM_S921B" in line and "product:e1sxxx" in line
 
 

@@ -207,7 +207,8 @@ def test_a_busy_phone_throttles_really_slows_down_and_recovers(adb_server, hot_p
         wait_for("lowered the X4's clock", lambda: read_int(dev, CUR_FREQ) < X4_MAX)
         assert time.monotonic() - t0 < 60
         # Hold the throttle's level while measuring: the control loop's load takes CPU from the
-        # phone, which could cool it out of the throttle within the window (a device minute a second).
+        # phone, which could cool it out of the throttle within the window (a device minute a
+        # second).
         trips = hot_phone.state.trips
         monkeypatch.setattr(trips, "update", lambda temp_c: trips.scale)
         throttled = share(pid, 2.0)

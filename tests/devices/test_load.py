@@ -5,7 +5,10 @@ from __future__ import annotations
 from harness.devices.load import Counters, other_load, parse_counters
 
 STAT = "cpu  {u} 0 {s} {i} 0 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\nintr 1 2 3\n"
-PID = "4242 (python3 -m harness) S 1 4242 4242 0 -1 4194560 100 0 0 0 {ut} {st} 0 0 20 0 3 0 100 1000 10\n"
+PID = (
+    "4242 (python3 -m harness) S 1 4242 4242 0 -1 4194560 "
+    "100 0 0 0 {ut} {st} 0 0 20 0 3 0 100 1000 10\n"
+)
 
 
 def counters(user: int, system: int, idle: int, utime: int, stime: int) -> Counters:
@@ -58,7 +61,8 @@ def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
         for proc in busy:
             proc.kill()
     assert waited > 1.5 and lines[0].startswith("waiting for the device to be quiet")
-    # back once the jobs end, unless something else keeps this machine busy: then it says so at the limit
+    # back once the jobs end, unless something else keeps this machine busy: then it says so at the
+    # limit
     assert waited < 10 or lines[-1].startswith("device still")
     assert wait_until_quiet(device, None, 20, lines.append) == 0.0
 

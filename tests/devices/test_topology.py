@@ -16,11 +16,13 @@ from harness.devices.topology import (
 )
 from harness.errors import UserError
 
-# An Exynos 2400 as its kernel numbers it: cpu0-3 A520, cpu4-6 A720 (2.6), cpu7-8 A720 (2.9), cpu9 X4.
+# An Exynos 2400 as its kernel numbers it: cpu0-3 A520, cpu4-6 A720 (2.6), cpu7-8 A720 (2.9),
+# cpu9 X4.
 PARTS = ["0xd80"] * 4 + ["0xd81"] * 5 + ["0xd82"]
 FREQS = dict(enumerate([1950000] * 4 + [2600000] * 3 + [2900000] * 2 + [3207000]))
 CPUINFO = "".join(
-    f"processor\t: {i}\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\nCPU part\t: {p}\n\n"
+    f"processor\t: {i}\nFeatures\t: fp asimd asimddp i8mm\n"
+    f"CPU implementer\t: 0x41\nCPU part\t: {p}\n\n"
     for i, p in enumerate(PARTS)
 )
 

@@ -75,7 +75,10 @@ class ChatServer:
     def answer(prompt: str) -> str:
         first_line = prompt.split("Document:\n", 1)[-1].strip().splitlines()[0]
         if "suggest three questions" in prompt:
-            return "1. What is described in the document?\n2. Which numbers does it give?\n3. Who is responsible?"
+            return (
+                "1. What is described in the document?\n"
+                "2. Which numbers does it give?\n3. Who is responsible?"
+            )
         if "Question:" in prompt:
             question = prompt.rsplit("Question:", 1)[1].strip()
             return f"The document answers '{question}' with: {first_line[:60]}."

@@ -13,7 +13,10 @@ def _annotator(server, tmp_path, **kw):
 def test_retries_500_and_429_then_caches_on_disk(chat_server, tmp_path):
     chat_server.failures = [500, 429]
     first = _annotator(chat_server, tmp_path)
-    prompt = "Read the document below and write a concise summary of its main points.\n\nDocument:\nPump report."
+    prompt = (
+        "Read the document below and write a concise summary of its main points.\n\n"
+        "Document:\nPump report."
+    )
     answer = first.complete(prompt)
     assert answer == "The document is about Pump report.."
     assert len(chat_server.requests) == 3  # 500, 429, then the answer
@@ -29,7 +32,8 @@ def test_retries_500_and_429_then_caches_on_disk(chat_server, tmp_path):
     assert (again.asked, again.cache_hits) == (0, 1)
     # a different request is not served from the cache
     again.complete(
-        "Read the document below and write a concise summary of its main points.\n\nDocument:\nOther."
+        "Read the document below and write a concise summary of its main points.\n\n"
+        "Document:\nOther."
     )
     assert len(chat_server.requests) == 4
 

@@ -35,7 +35,10 @@ def test_parse_fractions_and_pick_questions():
     for bad in ("0.5,0.5", "0.8,0.3,0.1", "a,b,c", "-0.1,0.6,0.5"):
         with pytest.raises(UserError, match="--split"):
             parse_fractions(bad)
-    text = "Here are some questions:\n1. What is X?\n2) Why Y?\n- What is X?\n* How does Z work?\n5. Another?"
+    text = (
+        "Here are some questions:\n1. What is X?\n2) Why Y?\n"
+        "- What is X?\n* How does Z work?\n5. Another?"
+    )
     assert pick_questions(text) == ["What is X?", "Why Y?", "How does Z work?"]
     assert pick_questions("### 5. Water Supply\nThe document covers pumps.\n1. Who pays?") == [
         "Who pays?"
@@ -84,9 +87,9 @@ def test_build_with_openai_endpoint_resumes_from_cache(chat_server, tmp_path):
     assert len(d01.chunks) == 5 and d01.title.startswith("Harlow Valley")
     examples = load_examples(out, d01.split)
     qs = next(e for e in examples if e.id == "d01-report-qs")
-    assert (
-        qs.target
-        == "1. What is described in the document?\n2. Which numbers does it give?\n3. Who is responsible?"
+    assert qs.target == (
+        "1. What is described in the document?\n"
+        "2. Which numbers does it give?\n3. Who is responsible?"
     )
     assert qs.prompt.endswith(d01.context) and "suggest three questions" in qs.prompt
 
@@ -129,7 +132,8 @@ def test_missing_questions_are_filled_from_front_matter_then_generic_ones(chat_s
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text(
-        '---\ntitle: "Gate"\nquestion: "When does the east gate close?"\n---\nThe east gate closes at 6 pm.',
+        '---\ntitle: "Gate"\nquestion: "When does the east gate close?"\n'
+        "---\nThe east gate closes at 6 pm.",
         encoding="utf-8",
     )
     (docs / "b.txt").write_text("The library reopens in June.", encoding="utf-8")
@@ -143,7 +147,11 @@ def test_missing_questions_are_filled_from_front_matter_then_generic_ones(chat_s
 
 
 def test_lead_paragraph_skips_headings_tables_and_lists():
-    text = "# Report\n\n| a | b |\n|---|---|\n\n- item one two three four five six seven\n\n1. Minutes of the previous meeting and matters arising\n2. Budget\n\nThe authority delivered 18.6 billion litres of water in 2023. Leaks fell.\n\nMore."
+    text = (
+        "# Report\n\n| a | b |\n|---|---|\n\n- item one two three four five six seven\n\n"
+        "1. Minutes of the previous meeting and matters arising\n2. Budget\n\n"
+        "The authority delivered 18.6 billion litres of water in 2023. Leaks fell.\n\nMore."
+    )
     assert (
         lead_paragraph(text)
         == "The authority delivered 18.6 billion litres of water in 2023. Leaks fell."

@@ -7,7 +7,8 @@ from harness.docassist.clean import trim_repetition
     "text",
     [
         "The authority delivered 18.6 billion litres. Leaks fell to 11.8%.",
-        "1. What did the authority deliver?\n2. Why did leaks fall?\n3. Who is the general manager?",
+        "1. What did the authority deliver?\n2. Why did leaks fall?\n"
+        "3. Who is the general manager?",
         "Dr. Osei chaired the meeting. The board approved the new bell schedule.",
     ],
 )
@@ -19,12 +20,14 @@ def test_phrase_loops_are_cut_to_one_pass():
     looped = "This document is about the supply chain, " + "supply chain, " * 40
     assert trim_repetition(looped) == "This document is about the supply chain."
     listing = (
-        "The document gives the shipment details, including the temperature excursion, the number of pallets, the time, "
-        + "the type of pallets, the number of pallets, " * 10
+        "The document gives the shipment details, including the "
+        "temperature excursion, the number of pallets, the time, "
+        + "the type of pallets, the number of pallets, "
+        * 10
     )
-    assert (
-        trim_repetition(listing)
-        == "The document gives the shipment details, including the temperature excursion, the number of pallets, the time."
+    assert trim_repetition(listing) == (
+        "The document gives the shipment details, including the "
+        "temperature excursion, the number of pallets, the time."
     )
 
 

@@ -15,7 +15,8 @@ def _pdf_with_text(lines: list[str]) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Title (Quarterly Pump Report) >>",
@@ -28,7 +29,10 @@ def _pdf_with_text(lines: list[str]) -> bytes:
     xref = len(out)
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\n"
+        f"startxref\n{xref}\n%%EOF\n"
+    ).encode()
     return bytes(out)
 
 
@@ -49,7 +53,8 @@ def test_pdf_text_layer_and_title_are_read(tmp_path):
 def test_markdown_front_matter_is_metadata_not_text(tmp_path):
     md = tmp_path / "n.md"
     md.write_text(
-        '---\ntitle: "Site Notes"\nkind: notes\nquestion: "When does the gate close?"\n---\n# Heading\n\nBody text.\n',
+        '---\ntitle: "Site Notes"\nkind: notes\n'
+        'question: "When does the gate close?"\n---\n# Heading\n\nBody text.\n',
         encoding="utf-8",
     )
     doc = read_document(md)

@@ -144,7 +144,10 @@ def test_gpu_targets_refuse_cpu_only_architectures(tmp_path, monkeypatch, target
 
     with pytest.raises(
         UserError,
-        match=rf"only the engine's CPU attention kernels implement; compile it for a CPU target .* not {target}",
+        match=(
+            r"only the engine's CPU attention kernels implement; "
+            rf"compile it for a CPU target .* not {target}"
+        ),
     ):
         _compile(tmp_path, monkeypatch, arch, target)
 

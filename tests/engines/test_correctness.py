@@ -120,7 +120,8 @@ def test_q4f16_1_next_token_agreement_is_reported(smollm2, reference, prompt_tex
         logits = session.decode(ref_tokens[step])
     rate = agree / STEPS
     print(
-        f"\nq4f16_1 next-token agreement with the fp32 reference (teacher-forced, {STEPS} steps): {rate:.0%}"
+        "\nq4f16_1 next-token agreement with the fp32 "
+        f"reference (teacher-forced, {STEPS} steps): {rate:.0%}"
     )
     # The GGUF is already 4-bit (Q4_1); re-quantizing to group-32 symmetric should mostly agree.
     assert rate >= 0.6

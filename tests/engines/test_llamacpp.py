@@ -67,7 +67,8 @@ def test_an_architecture_llama_cpp_lacks_is_refused(tmp_path):
 @needs_llama_cpp
 @pytest.mark.parametrize("name", ["dummy:tiny-llama", "dummy:tiny-qwen2"])
 def test_llama_cpp_and_tvm_compute_the_same_logits(name):
-    """Unquantized on both sides (TVM q0f32, GGUF F32 from an fp16 export): same model, same maths."""
+    """Unquantized on both sides (TVM q0f32, GGUF F32 from an fp16 export): same model, same
+    maths."""
     model = resolve_model(name, **QUIET)
     ids = np.arange(5, 45, dtype=np.int32)
     logits = {}
@@ -78,7 +79,7 @@ def test_llama_cpp_and_tvm_compute_the_same_logits(name):
         logits[engine_name] = [
             np.asarray(s.numpy() if hasattr(s, "numpy") else s).reshape(-1).copy() for s in steps
         ]
-    for ours, theirs in zip(logits["tvm"], logits["llama.cpp"]):
+    for ours, theirs in zip(logits["tvm"], logits["llama.cpp"], strict=True):
         span = ours.max() - ours.min()
         assert np.abs(ours - theirs).max() < 2e-3 * span  # the fp16 export is the only difference
         assert ours.argmax() == theirs.argmax()
@@ -158,7 +159,10 @@ def test_a_binding_without_its_library_borrows_the_host_kits(tmp_path, monkeypat
     monkeypatch.setattr(llamacpp, "built_kit", lambda arch: None)
     with pytest.raises(
         UserError,
-        match=r"installed without its llama.cpp library .*; build it: slm-bench kit llama.cpp --arch",
+        match=(
+            r"installed without its llama.cpp library .*; "
+            r"build it: slm-bench kit llama.cpp --arch"
+        ),
     ):
         engine._use_harness_built_library()
     monkeypatch.setattr(llamacpp, "built_kit", lambda arch: kit)

@@ -64,13 +64,15 @@ def test_sts_ranks_paraphrases_above_unrelated_sentences():
     [
         (
             "qs",
-            "1. What did the authority deliver?\n2. How much water was lost?\n3. Who is the manager?",
+            "1. What did the authority deliver?\n"
+            "2. How much water was lost?\n3. Who is the manager?",
             None,
             True,
         ),
         (
             "qs",
-            "Here are three questions:\n- Why did demand fall?\n- What is non-revenue water?\n- How much was invested?",
+            "Here are three questions:\n- Why did demand fall?\n"
+            "- What is non-revenue water?\n- How much was invested?",
             None,
             True,
         ),
@@ -85,7 +87,8 @@ def test_sts_ranks_paraphrases_above_unrelated_sentences():
         ),
         (
             "summ",
-            "1. What did the authority deliver?\n2. How much water was lost?\n3. Who is the manager?",
+            "1. What did the authority deliver?\n"
+            "2. How much water was lost?\n3. Who is the manager?",
             None,
             False,
         ),

@@ -36,7 +36,8 @@ def fake_cmake(built: list, fail_step: str | None = None):
         )
         if step == fail_step:
             raise UserError(
-                f"llama.cpp {step} failed (exit 2); see the last lines of {log_file} (rerun resumes the build)"
+                f"llama.cpp {step} failed (exit 2); see the last "
+                f"lines of {log_file} (rerun resumes the build)"
             )
         if step == "build":
             bin_dir = Path(cmd[2]) / "bin"
@@ -126,7 +127,10 @@ def test_missing_cross_compiler_and_cmake_are_one_line(cache, tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(
         UserError,
-        match=r"needs the compiler aarch64-linux-gnu-gcc and aarch64-linux-gnu-g\+\+, .*; install it: apt-get install -y gcc-aarch64-linux-gnu g\+\+-aarch64-linux-gnu$",
+        match=(
+            r"needs the compiler aarch64-linux-gnu-gcc and aarch64-linux-gnu-g\+\+, .*; "
+            r"install it: apt-get install -y gcc-aarch64-linux-gnu g\+\+-aarch64-linux-gnu$"
+        ),
     ):
         llamacpp.build_llamacpp("aarch64", **QUIET)
     for name in ("cc", "c++"):  # compilers, but no cmake
@@ -155,7 +159,10 @@ def test_the_sdist_is_checked_and_a_failed_download_says_so(cache, monkeypatch):
     monkeypatch.setattr(llamacpp.subprocess, "run", no_index)
     with pytest.raises(
         UserError,
-        match=r"could not download llama-cpp-python==0.3.36 with pip \(ERROR: No matching distribution .*\); check network",
+        match=(
+            r"could not download llama-cpp-python==0.3.36 with pip "
+            r"\(ERROR: No matching distribution .*\); check network"
+        ),
     ):
         llamacpp.llamacpp_source(**QUIET)
 
@@ -180,11 +187,17 @@ def elf_facts(path: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(
     not HAS_CROSS,
-    reason="aarch64 cross compiler absent (apt-get install -y gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)",
+    reason=(
+        "aarch64 cross compiler absent (apt-get install "
+        "-y gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)"
+    ),
 )
 @pytest.mark.skipif(
     QEMU is None,
-    reason="qemu-aarch64-static absent, so an aarch64 binary cannot run here (apt-get install -y qemu-user-static)",
+    reason=(
+        "qemu-aarch64-static absent, so an aarch64 binary "
+        "cannot run here (apt-get install -y qemu-user-static)"
+    ),
 )
 def test_the_aarch64_kit_is_static_and_runs_under_qemu():
     bin_dir = llamacpp.build_llamacpp("aarch64")  # minutes the first time, then cached
@@ -201,7 +214,8 @@ def test_the_aarch64_kit_is_static_and_runs_under_qemu():
             ["file", "-b", str(bin_dir / "llama-bench")], capture_output=True, text=True
         ).stdout
         assert "ARM aarch64" in described and "statically linked" in described
-    # neoverse-n1: Armv8.2-A + dotprod + fp16, the floor the kit targets (and the emulated phone's CPU)
+    # neoverse-n1: Armv8.2-A + dotprod + fp16, the floor the kit targets (and the emulated
+    # phone's CPU)
     bench = subprocess.run(
         [QEMU, "-cpu", "neoverse-n1", str(bin_dir / "llama-bench"), "--help"],
         capture_output=True,

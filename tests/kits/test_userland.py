@@ -35,7 +35,8 @@ def test_emulate_arm64_refuses_in_one_line(monkeypatch, tmp_path):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == [
-        "error: the emulated ARM64 phone: qemu-user is not installed; install it: apt-get install -y qemu-user-static"
+        "error: the emulated ARM64 phone: qemu-user is not "
+        "installed; install it: apt-get install -y qemu-user-static"
     ]
 
 

@@ -150,7 +150,10 @@ def test_wrong_shape_names_the_tensor(tmp_path):
     model.tensors["model.layers.0.self_attn.o_proj.weight"] = lambda: np.zeros((3, 3), np.float32)
     with pytest.raises(
         UserError,
-        match=r"tensor model.layers.0.self_attn.o_proj.weight has shape \(3, 3\), expected \(64, 64\)",
+        match=(
+            r"tensor model.layers.0.self_attn.o_proj.weight has shape \(3, 3\), "
+            r"expected \(64, 64\)"
+        ),
     ):
         list(convert(model, get_preset("q4f16_1")))
 

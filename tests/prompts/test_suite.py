@@ -71,7 +71,7 @@ def test_contexts_are_growing_prefixes_without_broken_characters(suite):
         if r.task == "summ":
             by_doc.setdefault(r.doc_id, []).append(r.context)
     for doc_id, contexts in by_doc.items():
-        for shorter, longer in zip(contexts, contexts[1:]):
+        for shorter, longer in zip(contexts, contexts[1:], strict=False):
             assert longer.startswith(shorter), doc_id
         assert all("\ufffd" not in c for c in contexts), doc_id
 

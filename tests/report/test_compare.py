@@ -2,7 +2,8 @@
 
 Two tasks at L=200, three repeats each. The "regressed" run decodes at a third of the baseline's
 OTPS (a step run three times) with prefill untouched. Whether a real regression of that kind shows
-through the noise of a real machine is a measurement, not a unit test: benchmarks/compare_regression.py.
+through the noise of a real machine is a measurement, not a unit test:
+benchmarks/compare_regression.py.
 """
 
 from __future__ import annotations

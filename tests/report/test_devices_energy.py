@@ -68,8 +68,8 @@ def test_devices_table_shows_clusters_source_and_settings(tmp_path):
     )
     devices = section(markdown(tmp_path, [run]), "Devices", "Overview")
     assert (
-        "prime 9 (Cortex-X4, 3.21 GHz), big 7-8 (Cortex-A720, 2.90 GHz), mid 4-6 (Cortex-A720, 2.60 GHz), "
-        "little 0-3 (Cortex-A520, 1.95 GHz)"
+        "prime 9 (Cortex-X4, 3.21 GHz), big 7-8 (Cortex-A720, 2.90 GHz), "
+        "mid 4-6 (Cortex-A720, 2.60 GHz), little 0-3 (Cortex-A520, 1.95 GHz)"
     ) in devices
     assert EMULATED in devices
     assert "1 thread · big (7-8); 6 threads · prime+big+mid (4-9) (default)" in devices

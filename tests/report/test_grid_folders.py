@@ -71,7 +71,8 @@ def test_compare_two_grid_folders_matches_every_cell(tmp_path):
 
 
 def test_grid_cells_of_the_same_model_in_two_grids_stay_apart(tmp_path, no_plots):
-    """One report over two grids that ran the same cell: both are listed, neither overwrites the other."""
+    """One report over two grids that ran the same cell: both are listed, neither overwrites the
+    other."""
     first = write_cell(tmp_path / "g1", "smollm2-135m-instruct", MODELS["smollm2-135m-instruct"])
     second = write_cell(tmp_path / "g2", "smollm2-135m-instruct", MODELS["smollm2-135m-instruct"])
     data = load_runs([tmp_path / "g1", tmp_path / "g2"])

@@ -90,8 +90,8 @@ def test_cells_under_load_and_wide_are_flagged_with_problems(noisy_run, tmp_path
     md = outputs.markdown.read_text()
     problems = section(md, "Problems", "Runs")
     assert (
-        "m (q4) on Pixel 8 L=400 summ: measured under load (other processes used 30% of the CPU, median) "
-        "— rerun with --max-load 0.1"
+        "m (q4) on Pixel 8 L=400 summ: measured under load (other "
+        "processes used 30% of the CPU, median) — rerun with --max-load 0.1"
     ) in problems
     assert "m (q4) on Pixel 8 L=800 summ: wide spread (OTPS p10-p90 17.8-105, 5.9×)" in problems
     assert "L=200" not in problems  # the quiet, tight cell

@@ -57,7 +57,7 @@ def tick_labels(fig, ax) -> list[tuple[str, object]]:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     low, high = ax.get_xlim()
-    ticks = zip(ax.xaxis.get_majorticklocs(), ax.xaxis.get_majorticklabels())
+    ticks = zip(ax.xaxis.get_majorticklocs(), ax.xaxis.get_majorticklabels(), strict=True)
     drawn = [
         (loc, label)
         for loc, label in ticks
@@ -79,7 +79,7 @@ def assert_apart(labels, fontsize_pt: float) -> None:
     for i, (text_a, box_a) in enumerate(labels):
         for text_b, box_b in labels[i + 1 :]:
             assert not box_a.overlaps(box_b), (text_a, text_b)
-    for (text_a, box_a), (text_b, box_b) in zip(labels, labels[1:]):
+    for (text_a, box_a), (text_b, box_b) in zip(labels, labels[1:], strict=False):
         assert box_b.x0 - box_a.x1 >= em_px, (text_a, text_b, box_b.x0 - box_a.x1)
 
 

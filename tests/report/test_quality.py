@@ -11,7 +11,8 @@ from harness.results.schema import QualityRecord
 
 
 def with_quality(run_dir, tmp_path, scores: dict[str, float]):
-    """A copy of a measured run with one quality record per task, as `slm-bench eval --out` journals them."""
+    """A copy of a measured run with one quality record per task, as `slm-bench eval --out`
+    journals them."""
     run = tmp_path / run_dir.name
     shutil.copytree(run_dir, run)
     records = load_runs([run]).df.iloc[0]

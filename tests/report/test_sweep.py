@@ -1,4 +1,5 @@
-"""Thread and core sweeps: the `cpus` label, the "Threads and cores" table and the thread_sweep plot.
+"""Thread and core sweeps: the `cpus` label, the "Threads and cores" table and the thread_sweep
+plot.
 
 The sweep run is built from Records with known ITPS/OTPS, two settings on a two-core big cluster:
 
@@ -75,7 +76,8 @@ def sweep_run(tmp_path):
     for (name, length), (itps, otps) in VALUES.items():
         placement = ONE if name == "one" else TWO
         records += [
-            record(length, i, o, repeat, placement) for repeat, (i, o) in enumerate(zip(itps, otps))
+            record(length, i, o, repeat, placement)
+            for repeat, (i, o) in enumerate(zip(itps, otps, strict=True))
         ]
         records.append(
             record(length, 9999.0, 9999.0, 0, placement, warmup=True)
@@ -90,7 +92,7 @@ def old_run(tmp_path):
         record(length, i, o, repeat)
         for (name, length), (itps, otps) in VALUES.items()
         if name == "one"
-        for repeat, (i, o) in enumerate(zip(itps, otps))
+        for repeat, (i, o) in enumerate(zip(itps, otps, strict=True))
     ]
     return write_run(tmp_path / "old", records)
 

@@ -28,7 +28,8 @@ def test_pareto_front():
 
 
 def summary_rows(rows: list[tuple]) -> pd.DataFrame:
-    """A per model x L summary as summarize_overall shapes it (model, params, L, TTFT, OTPS, peak)."""
+    """A per model x L summary as summarize_overall shapes it (model, params, L, TTFT, OTPS,
+    peak)."""
     return pd.DataFrame(
         [
             {

@@ -67,19 +67,26 @@ def no_runner_env(monkeypatch, tmp_path):
 def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env, monkeypatch):
     with pytest.raises(
         UserError,
-        match=r"runner binary mlc_cli_chat not found \(looked at --runner-bin, SLM_BENCH_MLC_CLI, PATH\); download Qualcomm's mlc_llm-utils",
+        match=(
+            r"runner binary mlc_cli_chat not found \(looked at --runner-bin, "
+            r"SLM_BENCH_MLC_CLI, PATH\); download Qualcomm's mlc_llm-utils"
+        ),
     ):
         MlcCli(context(tmp_path)).setup()
     with pytest.raises(
         UserError,
-        match=r"runner binary llama_main not found .*SLM_BENCH_EXECUTORCH_MAIN.*; build ExecuTorch's llama_main for android-arm64",
+        match=(
+            r"runner binary llama_main not found .*SLM_BENCH_EXECUTORCH_MAIN.*; "
+            r"build ExecuTorch's llama_main for android-arm64"
+        ),
     ):
         ExecuTorch(context(tmp_path)).setup()
     from harness.kits import llamacpp
 
     def no_cmake(arch, log=print):
         raise UserError(
-            "building llama.cpp needs cmake, which is not on PATH; install it: apt-get install -y cmake"
+            "building llama.cpp needs cmake, which is not "
+            "on PATH; install it: apt-get install -y cmake"
         )
 
     monkeypatch.setattr(
@@ -87,8 +94,11 @@ def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env, m
     )  # nothing configured: the kit is tried last
     with pytest.raises(
         UserError,
-        match=r"runner binary llama-completion not found .*SLM_BENCH_LLAMA_CLI, SLM_BENCH_LLAMA_BIN_DIR, PATH\) "
-        r"and the harness could not build it: building llama.cpp needs cmake",
+        match=(
+            r"runner binary llama-completion not found "
+            r".*SLM_BENCH_LLAMA_CLI, SLM_BENCH_LLAMA_BIN_DIR, PATH\) "
+            r"and the harness could not build it: building llama.cpp needs cmake"
+        ),
     ):
         LlamaCli(context(tmp_path)).setup()
 
@@ -123,7 +133,8 @@ def test_without_a_configured_binary_the_runners_use_the_harness_built_kit(
     gguf.write_bytes(b"GGUF")
     model = types.SimpleNamespace(name="m", source=str(gguf))
     logs = []
-    # an ARM64 phone: the static aarch64 kit (a llama.cpp on this host's PATH would be for this host)
+    # an ARM64 phone: the static aarch64 kit (a llama.cpp on this host's PATH would be for this
+    # host)
     monkeypatch.setattr(Target, "arch", lambda self: "aarch64")
     provenance = LlamaBench(context(tmp_path, model=model, log=logs.append)).setup()
     assert built == ["aarch64"] and provenance["binary"]["path"] == str(
@@ -134,7 +145,8 @@ def test_without_a_configured_binary_the_runners_use_the_harness_built_kit(
         == f"harness-built llama.cpp {llamacpp.VERSION} static aarch64"
     )
     assert "building llama.cpp for aarch64 once" in logs[0]
-    # an x86_64 device (the desktop, the emulated x86 phone): the host kit, llama-completion for llama-cli
+    # an x86_64 device (the desktop, the emulated x86 phone): the host kit, llama-completion for
+    # llama-cli
     monkeypatch.setattr(Target, "arch", lambda self: "x86_64")
     binary, source = LlamaCli(context(tmp_path, model=model))._find("x86_64")
     assert (
@@ -171,7 +183,10 @@ def test_models_the_native_runners_need_are_asked_for(tmp_path, no_runner_env, m
     not_gguf = types.SimpleNamespace(name="dummy:tiny-llama", source="dummy weights, seed=0")
     with pytest.raises(
         UserError,
-        match=r"the llama.cpp runners need a GGUF file and dummy:tiny-llama did not come from one; add --engine llama.cpp",
+        match=(
+            r"the llama.cpp runners need a GGUF file and dummy:tiny-llama "
+            r"did not come from one; add --engine llama.cpp"
+        ),
     ):
         LlamaBench(context(tmp_path, model=not_gguf)).setup()
     with pytest.raises(
@@ -184,7 +199,8 @@ def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
     bench = llama_bin("llama-bench")
     if bench is None:
         pytest.skip(
-            "llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+            "llama-bench is not built here (slm-bench kit llama.cpp "
+            "--arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
         )
     from harness.models.resolve import resolve_model
 
@@ -229,7 +245,8 @@ def test_llama_bench_runs_the_llama_cpp_engines_q4_0_bundle(tmp_path, monkeypatc
     bench = llama_bin("llama-bench")
     if bench is None:
         pytest.skip(
-            "llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+            "llama-bench is not built here (slm-bench kit llama.cpp "
+            "--arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
         )
     from tests.engines.test_llamacpp import WHY_NOT
 

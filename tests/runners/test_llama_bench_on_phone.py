@@ -34,7 +34,8 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     bench = llama_bin("llama-bench")
     if bench is None:
         pytest.skip(
-            "llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+            "llama-bench is not built here (slm-bench kit llama.cpp "
+            "--arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
         )
     monkeypatch.setenv("SLM_BENCH_LLAMA_BIN_DIR", str(bench.parent))
     out = tmp_path / "run"
@@ -98,7 +99,8 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     )
     assert rec.runner_stats["cpu_mask"] == "0xf"
     assert 0 <= rec.cpu_load_other <= 1  # other processes' share, less llama-bench's own ticks
-    # binary, libraries and model really went to the phone's storage, and their hashes are in run.json
+    # binary, libraries and model really went to the phone's storage, and their hashes are in
+    # run.json
     info = json.loads((out / "run.json").read_text())
     assert (
         info["spec"]["runner"] == "llama-bench"
@@ -111,12 +113,14 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     pushed = phone.root / "data/local/tmp/slm-bench/runners"
     assert (pushed / f"llama.cpp-{bench.parent.name}" / "llama-bench").is_file()
     assert list((pushed / "models").glob("*.gguf")) and info["deploy"]["bytes_pushed"] > 50_000_000
-    # a second run finds the binary, libraries and model on the phone by their sha256: nothing is pushed again
+    # a second run finds the binary, libraries and model on the phone by their sha256: nothing is
+    # pushed again
     again = _cli(*args[:-1], str(tmp_path / "run2"))
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "run2" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
     assert load(tmp_path / "run2")[0][0].status == "ok"
-    # llama-cli (llama-completion) on the same phone runs the real prompt text through its chat template
+    # llama-cli (llama-completion) on the same phone runs the real prompt text through its chat
+    # template
     if llama_bin("llama-completion") is not None:
         cli_run = _cli(
             *[a if a != "llama-bench" else "llama-cli" for a in args[:-1]], str(tmp_path / "run3")
@@ -152,14 +156,18 @@ def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, 
     )
     runner = LlamaBench(ctx)
     assert runner.target.arch() == os.uname().machine  # the emulated phone runs host programs
-    # an arm64 build (what a real S24 needs) is refused on this x86 "phone", before anything is pushed
+    # an arm64 build (what a real S24 needs) is refused on this x86 "phone", before anything is
+    # pushed
     arm = tmp_path / "llama-bench"
     host = Path(sys.executable).resolve().read_bytes()[:64]
     arm.write_bytes(host[:18] + (0xB7).to_bytes(2, "little") + host[20:])
     assert elf_machine(arm) == "aarch64"
     with pytest.raises(
         UserError,
-        match=r"llama-bench is built for aarch64 but galaxy-s24 .* is x86_64; build llama.cpp for that CPU",
+        match=(
+            r"llama-bench is built for aarch64 but galaxy-s24 "
+            r".* is x86_64; build llama.cpp for that CPU"
+        ),
     ):
         check_abi(arm, runner.target.arch(), runner.target.name, "build llama.cpp for that CPU")
     monkeypatch.setenv("SLM_BENCH_LLAMA_BENCH", str(tmp_path / "nope"))
@@ -174,17 +182,22 @@ def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, 
 
     def no_cmake(arch, log=print):
         raise UserError(
-            "building llama.cpp needs cmake, which is not on PATH; install it: apt-get install -y cmake"
+            "building llama.cpp needs cmake, which is not "
+            "on PATH; install it: apt-get install -y cmake"
         )
 
     monkeypatch.setattr(
         llamacpp, "build_llamacpp", no_cmake
     )  # configured nothing: the harness's own build is tried last
-    # (PATH= hides the phone's `uname` too, so it reports its ABI property: arm64, then PATH is not searched)
+    # (PATH= hides the phone's `uname` too, so it reports its ABI property: arm64, then PATH is
+    # not searched)
     with pytest.raises(
         UserError,
-        match=r"runner binary llama-bench not found \(looked at --runner-bin, SLM_BENCH_LLAMA_BENCH, SLM_BENCH_LLAMA_BIN_DIR(, PATH)?\) "
-        r"and the harness could not build it: building llama.cpp needs cmake",
+        match=(
+            r"runner binary llama-bench not found \(looked at --runner-bin, "
+            r"SLM_BENCH_LLAMA_BENCH, SLM_BENCH_LLAMA_BIN_DIR(, PATH)?\) "
+            r"and the harness could not build it: building llama.cpp needs cmake"
+        ),
     ):
         runner.setup()
 
@@ -206,7 +219,10 @@ def test_a_runner_exiting_non_zero_is_one_line(adb_server, phone, tmp_path):
     )
     with pytest.raises(
         RunnerFailed,
-        match=r"llama-bench exited with code 3 on galaxy-s24 .* \(error: failed to load model\); see runner.log",
+        match=(
+            r"llama-bench exited with code 3 on galaxy-s24 .* "
+            r"\(error: failed to load model\); see runner.log"
+        ),
     ):
         runner.shell(
             "echo 'error: failed to load model' >&2; exit 3", "llama-bench", "see runner.log"
@@ -219,7 +235,10 @@ def test_unknown_runner_lists_the_known_ones():
 
     with pytest.raises(
         UserError,
-        match=r"unknown runner 'mlc'; known runners: python, llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc",
+        match=(
+            r"unknown runner 'mlc'; known runners: python, "
+            r"llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc"
+        ),
     ):
         get_runner("mlc")
 
@@ -239,7 +258,8 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(
         pytest.skip(f"no ARM64 emulation here: {blocker}")
     if llamacpp.built_kit("aarch64") is None and not shutil.which("aarch64-linux-gnu-g++"):
         pytest.skip(
-            "no aarch64 llama.cpp kit and no cross compiler to build it (apt-get install -y g++-aarch64-linux-gnu)"
+            "no aarch64 llama.cpp kit and no cross compiler to "
+            "build it (apt-get install -y g++-aarch64-linux-gnu)"
         )
     if WHY_NOT:
         pytest.skip(WHY_NOT)  # the Q4_0 bundle is quantized on the host by llama-cpp-python

@@ -75,7 +75,8 @@ def test_llama_bench_jsonl_captured():
     assert phases.decode_s == pytest.approx(7 * step) and phases.output_tokens == 8
     rec = as_record(phases, 32)
     check_schema_definitions(rec)
-    # OTPS by the schema's definition equals llama-bench's own tg rate (avg_ts is the mean of per-sample rates)
+    # OTPS by the schema's definition equals llama-bench's own tg rate (avg_ts is the mean of
+    # per-sample rates)
     assert rec.otps == pytest.approx(8 / (tg["avg_ns"] * 1e-9))
     assert (
         rec.ttft_estimated
@@ -101,7 +102,8 @@ def test_llama_bench_live_output_parses():
     bench = llama_bin("llama-bench")
     if bench is None:
         pytest.skip(
-            "llama-bench is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+            "llama-bench is not built here (slm-bench kit llama.cpp "
+            "--arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
         )
     from harness.models.sources.builtin import smollm2_gguf
 
@@ -142,16 +144,17 @@ def test_llama_completion_captured():
 
 
 def test_llama_perf_context_print_of_older_builds():
-    # lines built from the printf formats of llama_perf_context_print in llama.cpp's src/llama-context.cpp
+    # lines built from the printf formats of llama_perf_context_print in llama.cpp's
+    # src/llama-context.cpp, each C conversion as its format spec (%10.2f as :10.2f, %5d as :5d)
     fn = "llama_perf_context_print"
     text = "".join(
         [
-            "%s:        load time = %10.2f ms\n" % (fn, 812.5),  # noqa: UP031 (the C printf format, verbatim)
-            "%s: prompt eval time = %10.2f ms / %5d tokens (%8.2f ms per token, %8.2f tokens per second)\n"
-            % (fn, 950.0, 251, 950.0 / 251, 251 / 0.95),  # noqa: UP031 (the C printf format, verbatim)
-            "%s:        eval time = %10.2f ms / %5d runs   (%8.2f ms per token, %8.2f tokens per second)\n"
-            % (fn, 6350.0, 127, 50.0, 20.0),  # noqa: UP031 (the C printf format, verbatim)
-            "%s:       total time = %10.2f ms / %5d tokens\n" % (fn, 7400.1, 378),  # noqa: UP031 (the C printf format, verbatim)
+            f"{fn}:        load time = {812.5:10.2f} ms\n",
+            f"{fn}: prompt eval time = {950.0:10.2f} ms / {251:5d} tokens "
+            f"({950.0 / 251:8.2f} ms per token, {251 / 0.95:8.2f} tokens per second)\n",
+            f"{fn}:        eval time = {6350.0:10.2f} ms / {127:5d} runs   "
+            f"({50.0:8.2f} ms per token, {20.0:8.2f} tokens per second)\n",
+            f"{fn}:       total time = {7400.1:10.2f} ms / {378:5d} tokens\n",
         ]
     )
     rec = as_record(llama_perf_phases(text), 251)
@@ -165,7 +168,8 @@ def test_llama_completion_live_output_parses(tmp_path):
     exe = llama_bin("llama-completion") or llama_bin("llama-cli")
     if exe is None:
         pytest.skip(
-            "llama-completion is not built here (slm-bench kit llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
+            "llama-completion is not built here (slm-bench kit "
+            "llama.cpp --arch x86_64, or set SLM_BENCH_LLAMA_BIN_DIR)"
         )
     from harness.models.sources.builtin import smollm2_gguf
 

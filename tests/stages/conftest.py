@@ -18,7 +18,10 @@ def write_docassist(folder: Path, n_docs: int = 6) -> Path:
     splits = {"train": [], "validation": [], "test": []}
     for i in range(n_docs):
         topic = TOPICS[i % len(TOPICS)]
-        text = f"The team reviewed the {topic}. It was approved on day {i + 1} by the board. The owner is Sam {i}."
+        text = (
+            f"The team reviewed the {topic}. It was approved on "
+            f"day {i + 1} by the board. The owner is Sam {i}."
+        )
         split = "train" if i < n_docs - 2 else ("validation" if i == n_docs - 2 else "test")
         rec = DocRecord(
             doc_id=f"doc{i}",
@@ -53,7 +56,8 @@ def corpus_dir(tmp_path) -> Path:
     for i, topic in enumerate(TOPICS):
         (folder / f"{i}.md").write_text(
             " ".join(
-                f"The {topic} note {j}: the team met, reviewed the plan and agreed on the next steps."
+                f"The {topic} note {j}: the team met, reviewed "
+                "the plan and agreed on the next steps."
                 for j in range(30)
             )
         )

@@ -1,4 +1,5 @@
-"""`slm-bench pipeline`: train -> export -> compile (q4f16_1) -> benchmark (the run path) -> evaluate."""
+"""`slm-bench pipeline`: train -> export -> compile (q4f16_1) -> benchmark (the run path) ->
+evaluate."""
 
 from __future__ import annotations
 

@@ -33,14 +33,35 @@ class DemoStage(Stage):
         h, inter, layers, vocab = 32, 64, int(config.get("layers", 1)), 128
         rng = np.random.default_rng(int(config.get("seed", 0)))
         w = lambda *shape: rng.standard_normal(shape).astype(np.float32) * 0.02
-        tensors = {"model.embed_tokens.weight": w(vocab, h), "model.norm.weight": np.ones(h, np.float32)}
+        tensors = {
+            "model.embed_tokens.weight": w(vocab, h),
+            "model.norm.weight": np.ones(h, np.float32),
+        }
         for i in range(layers):
             p = f"model.layers.{i}."
-            tensors.update({p + "input_layernorm.weight": np.ones(h, np.float32), p + "post_attention_layernorm.weight": np.ones(h, np.float32)})
+            tensors.update(
+                {
+                    p + "input_layernorm.weight": np.ones(h, np.float32),
+                    p + "post_attention_layernorm.weight": np.ones(h, np.float32),
+                }
+            )
             tensors.update({p + f"self_attn.{x}_proj.weight": w(h, h) for x in "qkvo"})
-            tensors.update({p + "mlp.gate_proj.weight": w(inter, h), p + "mlp.up_proj.weight": w(inter, h), p + "mlp.down_proj.weight": w(h, inter)})
-        cfg = {"model_type": "llama", "hidden_size": h, "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": 4,
-               "vocab_size": vocab, "tie_word_embeddings": True}
+            tensors.update(
+                {
+                    p + "mlp.gate_proj.weight": w(inter, h),
+                    p + "mlp.up_proj.weight": w(inter, h),
+                    p + "mlp.down_proj.weight": w(h, inter),
+                }
+            )
+        cfg = {
+            "model_type": "llama",
+            "hidden_size": h,
+            "intermediate_size": inter,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "vocab_size": vocab,
+            "tie_word_embeddings": True,
+        }
         model_dir = out_dir / "model"
         save_hf_dir(model_dir, cfg, tensors)
         (model_dir / "provenance.json").write_text('{"stage": "demo"}')
@@ -153,7 +174,8 @@ def test_broken_and_unknown_stages_fail_with_one_line(plugin_site, tmp_path):
     broken = _cli(plugin_site, "stages", "run", "broken", "--out", str(tmp_path))
     assert broken.returncode == 2
     assert broken.stderr.startswith(
-        "error: stage 'broken' (slmb_broken_stage:Stage, from slmb-demo-stage 0.3.0) failed to import"
+        "error: stage 'broken' (slmb_broken_stage:Stage, "
+        "from slmb-demo-stage 0.3.0) failed to import"
     )
     assert len(broken.stderr.strip().splitlines()) == 1
     unknown = _cli(plugin_site, "stages", "run", "nope", "--out", str(tmp_path))
@@ -204,7 +226,8 @@ def test_slimlm_stage_without_the_train_extra_says_what_to_install(monkeypatch, 
 
 
 def test_builtin_slimlm_stage_runs_through_stages_run(tmp_path):
-    """The generic `stages run` path with the built-in stage: settings from a YAML file and --set."""
+    """The generic `stages run` path with the built-in stage: settings from a YAML file and
+    --set."""
     pytest.importorskip("lion_pytorch")
     from click.testing import CliRunner
 

@@ -170,7 +170,8 @@ def test_pretraining_loss_falls_on_the_repo_corpus(tmp_path):
     )
     pre = json.loads((model_dir / "provenance.json").read_text())["phases"]["pretrain"]
     print(
-        f"\npretrain loss: first10 {pre['loss_first10_mean']:.3f} -> last10 {pre['loss_last10_mean']:.3f}"
+        f"\npretrain loss: first10 {pre['loss_first10_mean']:.3f} "
+        f"-> last10 {pre['loss_last10_mean']:.3f}"
     )
     assert pre["loss_last10_mean"] < pre["loss_first10_mean"] - 0.5
 
