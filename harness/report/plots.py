@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.report.aggregate import RunData, format_labels, load_runs, summarize_overall
+from harness.report.labels import place_labels
 from harness.report.quality import load_quality, plot_quality_vs_speed
 from harness.report.sweep import one_setting_per_build, plot_thread_sweep, sweep_summary
 from harness.report.tradeoff import pareto_front
@@ -356,13 +357,6 @@ def _draw_tradeoff_panel(ax: Axes, points, metric: str, higher_is_better: bool) 
             capsize=3,
             label=s.label,
         )
-        ax.annotate(
-            short_model_name(s.key[0]),
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, 6),
-            fontsize="x-small",
-        )
     front = pareto_front(xs, ys, higher_is_better)
     ax.plot(
         [xs[i] for i in front],
@@ -380,6 +374,8 @@ def _draw_tradeoff_panel(ax: Axes, points, metric: str, higher_is_better: bool) 
         edgecolors="0.35",
         zorder=0,
     )
+    names = [short_model_name(s.key[0]) for s, _ in points]
+    place_labels(ax, list(zip(xs, ys, strict=True)), names)
     ax.legend(fontsize="x-small")
 
 
@@ -394,19 +390,13 @@ def plot_peak_memory(series: list[Series], length: int, scope: str) -> Figure:
     fig, (ax,) = new_figure()
     _style_params_axis(ax, "peak memory (MiB)")
     _fit_log_x(ax, [float(row["params"]) for _, row in points])
-    for s, row in points:
-        x, y = float(row["params"]), float(row["peak_mem_bytes_median"]) / 2**20
+    xys = [(float(row["params"]), float(row["peak_mem_bytes_median"]) / 2**20) for _, row in points]
+    for (s, _), (x, y) in zip(points, xys, strict=True):
         ax.plot(
             x, y, "o", color=s.color, markerfacecolor=s.marker_face, markersize=8, label=s.label
         )
-        ax.annotate(
-            short_model_name(s.key[0]),
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, 6),
-            fontsize="x-small",
-        )
     ax.set_ylim(bottom=0)
+    place_labels(ax, xys, [short_model_name(s.key[0]) for s, _ in points])
     ax.set_title(title)
     ax.legend(fontsize="small")
     return fig
