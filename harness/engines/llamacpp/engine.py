@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cache import build_atomically, code_fingerprint, mark_used
-from harness.engines import host_cores
+from harness.cache import build_atomically, mark_used
+from harness.engines import engine_code_hash, host_cores
 from harness.engines.bundle import (
     base_manifest,
     cache_folder,
@@ -31,7 +31,6 @@ from harness.errors import UserError
 NAME = "llama.cpp"
 BUNDLE_FORMAT = 1
 GGUF_NAME = "model.gguf"
-PACKAGE_DIR = Path(__file__).resolve().parent
 # preset -> (llama.cpp file type name, what it is)
 FILE_TYPES = {
     "q4f16_1": (
@@ -102,9 +101,9 @@ def build(model, preset, target: str = "llvm", *, log=print) -> Path:
 
 
 def engine_source_hash() -> str:
-    """Fingerprint of the code that shapes a bundle (this package and the bundle layout), by its
-    syntax (``harness.cache.code_fingerprint``); bundles record it as ``engine_hash``."""
-    return code_fingerprint([*sorted(PACKAGE_DIR.glob("*.py")), PACKAGE_DIR.parent / "bundle.py"])
+    """Fingerprint of the code that shapes a bundle (this package and the bundle layout;
+    ``harness.engines.ENGINE_CODE``) by its syntax; bundles record it as ``engine_hash``."""
+    return engine_code_hash(NAME)
 
 
 def _bundle_path(model, preset, lib_version: str) -> Path:

@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.cache import build_atomically, code_fingerprint, mark_used
-from harness.engines import host_cores
+from harness.cache import build_atomically, mark_used
+from harness.engines import engine_code_hash, host_cores
 from harness.engines.bundle import (
     base_manifest,
     cache_folder,
@@ -32,7 +32,6 @@ from harness.quantization import QuantPreset
 from . import targets
 
 BUNDLE_FORMAT = 1
-ENGINE_DIR = Path(__file__).resolve().parent
 LIB_NAMES = {
     "llvm": "model.so",
     "cuda": "model.so",
@@ -46,16 +45,9 @@ DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model
 
 def engine_source_hash() -> str:
     """Fingerprint of the code that shapes a bundle (engine, bundle layout, quantization, model
-    config): its syntax, so a comment, docstring or reformat keeps every bundle
-    (``harness.cache.code_fingerprint``). Bundles record it as ``engine_hash``."""
-    return code_fingerprint(
-        [
-            ENGINE_DIR,
-            ENGINE_DIR.parent / "bundle.py",
-            ENGINE_DIR.parents[1] / "quantization.py",
-            ENGINE_DIR.parents[1] / "models" / "config.py",
-        ]
-    )
+    config; ``harness.engines.ENGINE_CODE``) by its syntax, so a comment, docstring or reformat
+    keeps every bundle. Bundles record it as ``engine_hash``."""
+    return engine_code_hash("tvm")
 
 
 def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
