@@ -76,6 +76,7 @@ def cache(ctx, as_json):
 
 @cache.command(
     "prune",
+    short_help="Remove stale kits and bundles; with --older-than, anything unused that long.",
     epilog=f"""\b
 Examples:
   slm-bench cache prune --dry-run                  # list what would go; remove nothing
