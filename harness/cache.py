@@ -1,14 +1,19 @@
 """Where downloaded weights, compiled bundles and device kits live: ~/.cache/slm-bench or
-$SLM_BENCH_CACHE; and how a folder is put there whole or not at all."""
+$SLM_BENCH_CACHE; how a folder is put there whole or not at all; when it was last used; and the
+fingerprint of the code that built it."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import FunctionType, ModuleType
 
 from harness.errors import UserError
 
@@ -43,10 +48,93 @@ def build_atomically(out: Path, build_into: Callable[[Path], None]) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         if exc.errno == 28:
             raise UserError(
-                f"disk full while writing {out.name} under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere"
+                f"disk full while writing {out.name} under {out.parent}; "
+                "free space or set SLM_BENCH_CACHE elsewhere"
             ) from None
         raise
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out
+
+
+def mark_used(path: Path) -> None:
+    """Record that a cached kit, bundle or layer was used now: its mtime is its last use
+    (``slm-bench cache`` shows it, ``cache prune --older-than`` reads it; atime is unreliable).
+    A finished entry's files never change, so its mtime is otherwise when it was made."""
+    try:
+        os.utime(path)
+    except OSError:  # read-only cache, or removed meanwhile: the use itself goes on
+        pass
+
+
+class _Unshaped(ast.NodeTransformer):
+    """Drops what does not change what code does: docstrings, and statements that are only a
+    call to one of ``calls`` (``log(...)``: what a build says, not what it makes)."""
+
+    def __init__(self, calls: frozenset[str]):
+        self.calls = calls
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, field, None)
+            if not isinstance(stmts, list) or not stmts or not isinstance(stmts[0], ast.stmt):
+                continue
+            if field == "body" and isinstance(node, DOCSTRING_OWNERS) and _is_docstring(stmts[0]):
+                stmts = stmts[1:]
+            setattr(node, field, [s for s in stmts if not self._dropped(s)] or [ast.Pass()])
+        return node
+
+    def _dropped(self, stmt: ast.stmt) -> bool:
+        return (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id in self.calls
+        )
+
+
+DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def code_fingerprint(
+    sources: Iterable[Path | str | FunctionType | type | ModuleType],
+    *,
+    ignore_calls: Iterable[str] = (),
+) -> str:
+    """sha256 of what Python code does, not how it is written: each source (a file, a folder's
+    ``*.py`` files, a function, class or module, or source text) is parsed and its syntax tree
+    hashed with comments, formatting and docstrings gone. A comment, a reformat (``ruff
+    format``), a rewrapped string (``"a" "b"`` parses to one constant) or a docstring edit keeps
+    the fingerprint; any change to code changes it. Statements that only call a name in
+    ``ignore_calls`` (logging) are dropped too. Cache keys use this, so a lint pass over the
+    tree does not rebuild every kit and bundle. (The tree's printed form is Python's, so a new
+    Python version may change fingerprints: a rebuild, never a wrong hit.)"""
+    h = hashlib.sha256()
+    unshaped = _Unshaped(frozenset(ignore_calls))
+    for name, text in _source_texts(sources):
+        tree = unshaped.visit(ast.parse(textwrap.dedent(text)))
+        h.update(f"{name}\0{ast.dump(tree)}\0".encode())
+    return h.hexdigest()
+
+
+def _source_texts(sources) -> Iterable[tuple[str, str]]:
+    for src in sources:
+        if isinstance(src, str):
+            yield "<text>", src
+        elif isinstance(src, Path):
+            files = sorted(src.rglob("*.py")) if src.is_dir() else [src]
+            for f in files:
+                rel = f.relative_to(src).as_posix() if src.is_dir() else f.name
+                yield rel, f.read_text(encoding="utf-8")
+        else:  # a function, class or module: its own source only
+            yield "<def>", inspect.getsource(src)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from types import ModuleType
 
 from harness.errors import UserError
@@ -29,6 +30,22 @@ ENGINES: dict[str, tuple[str, str]] = {
         'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores; README: llama.cpp side by side)',
     ),
 }
+
+# The code that shapes each engine's bundles (paths under harness/): its fingerprint is part of
+# the bundle key and the manifest's ``engine_hash``, which ``slm-bench cache prune`` compares.
+# Kept here, not in the engine, so computing it imports no engine (TVM takes seconds).
+ENGINE_CODE: dict[str, tuple[str, ...]] = {
+    "tvm": ("engines/tvm", "engines/bundle.py", "quantization.py", "models/config.py"),
+    "llama.cpp": ("engines/llamacpp", "engines/bundle.py"),
+}
+
+
+def engine_code_hash(name: str) -> str:
+    """Fingerprint (syntax, not bytes: ``harness.cache.code_fingerprint``) of an engine's code."""
+    from harness.cache import code_fingerprint
+
+    package = Path(__file__).resolve().parents[1]
+    return code_fingerprint([package / rel for rel in ENGINE_CODE[name]])
 
 
 def host_cores() -> int:

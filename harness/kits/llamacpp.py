@@ -13,8 +13,9 @@ its sha256, so the phone's ``llama-bench`` and the host's ``llama_cpp`` engine r
 - ``x86_64``: a shared Release build tuned for this CPU (``GGML_NATIVE``); the folder also holds
   ``libllama.so`` and ``libggml*.so`` for llama-cpp-python (``LLAMA_CPP_LIB_PATH=<bin dir>``).
 
-Each kit lives in ``cache_dir("kits")/llamacpp-<arch>-<key>``, the key a sha256 over the sdist's
-hash, the cmake flags, the compiler's version and this file. A build runs in ``<name>.partial``
+Each kit lives in ``cache_dir("kits")/llamacpp-<arch>-<key>``, the key a sha256 over what shapes
+the build: the sdist's hash, the cmake flags, the compiler's version, the targets built and the
+build recipe's code (``kit_key``), not this file's bytes. A build runs in ``<name>.partial``
 under a lock and is renamed into place when complete, so a killed build never looks finished (and
 the next call resumes it incrementally).
 """
@@ -34,7 +35,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.cache import cache_dir, file_sha256
+from harness.cache import cache_dir, code_fingerprint, file_sha256, mark_used
 from harness.errors import UserError
 
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -113,7 +114,8 @@ def _locked(path: Path):
 
 
 def llamacpp_source(log=print) -> Path:
-    """vendor/llama.cpp of the pinned sdist: downloaded with pip once, sha256-checked, extracted once."""
+    """vendor/llama.cpp of the pinned sdist: downloaded with pip once, sha256-checked, extracted
+    once."""
     src = cache_dir("kits", "src")
     top = f"llama_cpp_python-{LLAMA_CPP_PYTHON}"
     tree = src / top / "vendor" / "llama.cpp"
@@ -185,7 +187,7 @@ def _compilers(arch: str) -> tuple[str, str]:
         names = (os.environ.get("CC") or "cc", os.environ.get("CXX") or "c++")
     found = tuple(shutil.which(n) for n in names)
     if not all(found):
-        missing = " and ".join(n for n, f in zip(names, found) if not f)
+        missing = " and ".join(n for n, f in zip(names, found, strict=True) if not f)
         fix = CROSS_FIX if arch == "aarch64" else "install it: apt-get install -y build-essential"
         raise UserError(
             f"building llama.cpp for {arch} needs the compiler {missing}, which is not on PATH; "
@@ -215,18 +217,33 @@ def kit_flags(arch: str, cc: str, cxx: str) -> list[str]:
     return flags
 
 
+def kit_targets(arch: str) -> list[str]:
+    """The CMake targets built: the tools, and for the host the libraries llama_cpp loads."""
+    return [*TOOLS, *(HOST_LIBS if arch == "x86_64" else ())]
+
+
+def recipe_fingerprint() -> str:
+    """The build recipe's code: ``_build``, which writes the toolchain file, configures, builds
+    and installs (copies the tools and libraries into the kit and writes kit.json). Not the
+    module: ``_run`` only runs a step and shows its progress, the download/extract is covered by
+    the sdist's sha256, and the flags, targets and toolchain template are keyed as values. Its
+    ``log(...)`` lines say what happens and are left out, so rewording one, a comment or a
+    reformat rebuilds nothing (20 minutes on 2 cores); a code change to ``_build`` does."""
+    return code_fingerprint([_build], ignore_calls={"log"})
+
+
 def kit_key(arch: str, flags: list[str], compiler_version: str) -> str:
-    h = hashlib.sha256()
     payload = {
         "sdist": SDIST_SHA256,
         "arch": arch,
         "flags": flags,
         "compiler": compiler_version,
         "cpu": _cpu_identity() if arch == "x86_64" else ARM_ARCH,
+        "targets": kit_targets(arch),
+        "toolchain": TOOLCHAIN if arch == "aarch64" else None,
+        "recipe": recipe_fingerprint(),
     }
-    h.update(json.dumps(payload, sort_keys=True).encode())
-    h.update(Path(__file__).read_bytes())  # the code that shapes the build
-    return h.hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def kit_path(arch: str) -> tuple[Path, list[str], tuple[str, str]]:
@@ -249,12 +266,16 @@ def built_kit(arch: str) -> Path | None:
     return folder / "bin" if (folder / "kit.json").is_file() else None
 
 
-def build_llamacpp(arch: str, log=print) -> Path:
+def build_llamacpp(arch: str, log=print, *, announce: str | None = None) -> Path:
     """The bin dir of llama.cpp's ``llama-bench`` and ``llama-completion`` for ``arch`` (x86_64
-    also has ``libllama.so`` and ``libggml*.so``): from the cache, else built (minutes)."""
+    also has ``libllama.so`` and ``libggml*.so``): from the cache, else built (minutes), after
+    logging ``announce`` if given."""
     folder, flags, (cc, cxx) = kit_path(arch)
     if (folder / "kit.json").is_file():
+        mark_used(folder)
         return folder / "bin"
+    if announce:
+        log(announce)
     if not shutil.which("cmake"):
         raise UserError(
             "building llama.cpp needs cmake, which is not on PATH; "
@@ -279,7 +300,7 @@ def _build(folder: Path, arch: str, flags: list[str], cc: str, cxx: str, source:
     if arch == "aarch64":
         (partial / "toolchain.cmake").write_text(TOOLCHAIN.format(cc=cc, cxx=cxx))
         flags = [f"-DCMAKE_TOOLCHAIN_FILE={partial / 'toolchain.cmake'}", *flags]
-    targets = [*TOOLS, *(HOST_LIBS if arch == "x86_64" else ())]
+    targets = kit_targets(arch)
     t0 = time.perf_counter()
     what = f"static {ARM_ARCH}" if arch == "aarch64" else "shared, -march=native"
     log(f"configuring llama.cpp {VERSION} for {arch} ({what}) in {partial}")
@@ -312,6 +333,8 @@ def _build(folder: Path, arch: str, flags: list[str], cc: str, cxx: str, source:
         "source": f"{SDIST} sha256:{SDIST_SHA256}",
         "flags": flags,
         "compilers": [cc, cxx],
+        "targets": targets,
+        "recipe": recipe_fingerprint(),  # the build code's fingerprint, part of the folder's key
         "build_s": round(seconds, 1),
         "files": sizes,
     }

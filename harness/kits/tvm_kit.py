@@ -31,7 +31,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from harness.cache import build_atomically
+from harness.cache import build_atomically, code_fingerprint, mark_used
 from harness.errors import UserError
 
 ABI = "arm64-v8a"
@@ -121,20 +121,10 @@ def build_kit(log=print) -> Path:
 
     userland = prepare_userland(log)
     pins = site_pins()
-    base_key = _digest(
-        [
-            userland.name,
-            PYTHON,
-            *WHEEL_PLATFORMS,
-            *pins,
-            *SITE_DROP,
-            *STDLIB_DROP,
-            _source_hash(Path(__file__)),
-        ]
-    )
-    base = cache_dir("kits") / f"tvm-kit-{ABI}-{base_key}"
+    base = base_folder(userland, pins)
     if not (base / BASE_DIGESTS).is_file():
         _build_base(base, userland, pins, log)
+    mark_used(base)
     app_tar = _app_layer(cache_dir("kits", "tvm-kit-app"), log)
     # The base layers' digests were taken once when they were built (190 MB: not on every run).
     digests = {**json.loads((base / BASE_DIGESTS).read_text()), "app": _sha256(app_tar)}
@@ -148,6 +138,23 @@ def build_kit(log=print) -> Path:
     }
     (base / "kit.json").write_text(json.dumps(kit, indent=1))
     return base
+
+
+def base_folder(userland: Path, pins: list[str]) -> Path:
+    """Where the python and site layers for this userland and these pins are (built or not): keyed
+    by their inputs and by the code of the recipe that makes them (``_BASE_RECIPE``, by syntax:
+    comments, docstrings, log lines and formatting do not count)."""
+    from harness.cache import cache_dir
+
+    recipe = code_fingerprint(_BASE_RECIPE, ignore_calls={"log"})
+    parts = [userland.name, PYTHON, *WHEEL_PLATFORMS, *pins, *SITE_DROP, *STDLIB_DROP, recipe]
+    return cache_dir("kits") / f"tvm-kit-{ABI}-{_digest(parts)}"
+
+
+def app_layer_name() -> str:
+    """The app layer's file name for the harness as it is now: keyed by the files' bytes, not
+    their syntax, since the layer carries the files themselves to the phone."""
+    return f"app-{_digest([f'{rel}:{_sha256(p)}' for rel, p in _app_files()])}.tar"
 
 
 def load_kit(folder: Path) -> dict:
@@ -270,22 +277,15 @@ def _compile(folder: Path) -> None:
 
 def _app_layer(folder: Path, log) -> Path:
     """The harness package as a layer, keyed by its source (a code change re-pushes only this)."""
-    package = Path(__file__).resolve().parents[1]
-    files = sorted(
-        p
-        for p in package.rglob("*")
-        if p.is_file()
-        and p.suffix in (".py", ".yaml", ".json", ".md")
-        and "__pycache__" not in p.parts
-    )
-    key = _digest([f"{p.relative_to(package)}:{_sha256(p)}" for p in files])
-    out = folder / f"app-{key}.tar"
+    files = _app_files()
+    out = folder / app_layer_name()
     if out.is_file():
+        mark_used(out)
         return out
-    work = folder / f"app-{key}.partial"
+    work = out.with_suffix(".partial")
     shutil.rmtree(work, ignore_errors=True)
-    for p in files:
-        dst = work / "harness" / p.relative_to(package)
+    for rel, p in files:
+        dst = work / "harness" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, dst)
     _compile(work)
@@ -297,6 +297,19 @@ def _app_layer(folder: Path, log) -> Path:
     for old in sorted(folder.glob("app-*.tar"), key=lambda p: p.stat().st_mtime)[:-APP_LAYERS_KEPT]:
         old.unlink(missing_ok=True)
     return out
+
+
+def _app_files() -> list[tuple[Path, Path]]:
+    """(path relative to the package, path) of each file the app layer carries."""
+    package = Path(__file__).resolve().parents[1]
+    files = sorted(
+        p
+        for p in package.rglob("*")
+        if p.is_file()
+        and p.suffix in (".py", ".yaml", ".json", ".md")
+        and "__pycache__" not in p.parts
+    )
+    return [(p.relative_to(package), p) for p in files]
 
 
 def _write_tar(path: Path, folder: Path) -> None:
@@ -321,13 +334,15 @@ def _sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def _source_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _digest(parts: list[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 def _size_mb(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.tar")) // 1_000_000
+
+
+# The code that makes the python and site layers, part of their key (``base_folder``): the whole
+# module would rebuild 190 MB of layers (minutes) for an edit of the app layer or the phone's
+# environment; these functions and the constants keyed beside them are all the base layers are.
+_BASE_RECIPE = (_base_layers, _python_tree, _needed_closure, _needed, _compile, _write_tar)

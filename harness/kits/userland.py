@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.cache import build_atomically, cache_dir
+from harness.cache import build_atomically, cache_dir, mark_used
 from harness.errors import UserError
 
 SUITE = "bookworm"  # Debian 12: Python 3.11, the same minor version as the cp311 wheels we pin
@@ -131,6 +131,7 @@ def prepare_userland(log=print) -> Path:
     """The cached arm64 userland (made on first use; a crash never leaves a half-made one)."""
     out = userland_path()
     if (out / "usr/bin/python3.11").is_file() and (out / "bin/busybox").is_file():
+        mark_used(out)
         return out
     if not shutil.which("mmdebstrap"):
         raise UserError(

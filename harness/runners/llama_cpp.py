@@ -244,14 +244,14 @@ class _LlamaCppRunner(NativeRunner):
     def _kit_binary(self, arch: str, looked: str) -> tuple[Path, str]:
         from harness.kits import llamacpp
 
-        log = self.ctx.log or print
-        if llamacpp.built_kit(arch) is None:
-            log(
-                f"no llama.cpp binary configured ({looked}): building llama.cpp for {arch} once "
-                f"(minutes; cached after; `slm-bench kit llama.cpp --arch {arch}` prepares it ahead)"
-            )
+        # one lookup of the kit's path (a compiler run and a hash): build_llamacpp returns the
+        # cached kit, or says why it builds and builds it
+        announce = (
+            f"no llama.cpp binary configured ({looked}): building llama.cpp for {arch} once "
+            f"(minutes; cached after; `slm-bench kit llama.cpp --arch {arch}` prepares it ahead)"
+        )
         try:
-            bin_dir = llamacpp.build_llamacpp(arch, log=log)
+            bin_dir = llamacpp.build_llamacpp(arch, log=self.ctx.log or print, announce=announce)
         except UserError as exc:
             raise UserError(
                 f"runner binary {self.binaries[0]} not found (looked at {looked}) and the harness could not build it: {exc}"

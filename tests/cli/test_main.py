@@ -39,7 +39,15 @@ def imported_after(argv: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["report", "--help"], ["plot", "--help"], ["prompts", "--help"]]
+    "argv",
+    [
+        ["--help"],
+        ["report", "--help"],
+        ["plot", "--help"],
+        ["prompts", "--help"],
+        ["cache", "--help"],
+        ["cache", "prune", "--help"],
+    ],
 )
 def test_help_imports_nothing_heavy(argv):
     assert imported_after(argv) == []

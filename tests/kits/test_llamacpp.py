@@ -3,6 +3,7 @@ static aarch64 build run under qemu-user."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -67,9 +68,11 @@ def test_a_second_call_is_a_cache_hit_and_the_key_follows_the_inputs(cache, monk
     assert not list(
         cache.glob("kits/*.partial")
     )  # built aside, renamed into place, work tree removed
+    os.utime(bin_dir.parent, (0, 0))
     t0 = time.perf_counter()
     assert llamacpp.build_llamacpp("x86_64", **QUIET) == bin_dir and len(built) == 1
     assert time.perf_counter() - t0 < 1.0
+    assert bin_dir.parent.stat().st_mtime > time.time() - 60  # a hit is a use: its last use moves
     assert llamacpp.built_kit("x86_64") == bin_dir
     # the key: same inputs -> same key; any flag, the compiler or the arch -> another kit
     flags = llamacpp.kit_flags("x86_64", "cc", "c++")

@@ -83,7 +83,7 @@ def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env, m
         ExecuTorch(context(tmp_path)).setup()
     from harness.kits import llamacpp
 
-    def no_cmake(arch, log=print):
+    def no_cmake(arch, log=print, announce=None):
         raise UserError(
             "building llama.cpp needs cmake, which is not "
             "on PATH; install it: apt-get install -y cmake"
@@ -125,10 +125,13 @@ def test_without_a_configured_binary_the_runners_use_the_harness_built_kit(
 
     built = []
     kits = {"aarch64": fake_kit(tmp_path, 0xB7), "x86_64": fake_kit(tmp_path, 0x3E)}
-    monkeypatch.setattr(llamacpp, "built_kit", lambda arch: None)
-    monkeypatch.setattr(
-        llamacpp, "build_llamacpp", lambda arch, log=print: built.append(arch) or kits[arch]
-    )
+
+    def build(arch, log=print, announce=None):  # not built yet: says why it builds, then builds
+        log(announce)
+        built.append(arch)
+        return kits[arch]
+
+    monkeypatch.setattr(llamacpp, "build_llamacpp", build)
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     model = types.SimpleNamespace(name="m", source=str(gguf))
@@ -298,3 +301,25 @@ def test_an_openmp_build_is_detected_the_harness_built_one_is_not(tmp_path):
         assert not uses_openmp(
             [bench, *bench.parent.glob("lib*.so*")]
         )  # the harness builds without OpenMP
+
+
+def test_a_runner_looks_the_kit_up_once_per_setup(tmp_path, no_runner_env, monkeypatch):
+    """The kit's path costs a compiler run and a hash: a setup finding a built kit computes it
+    once, and says nothing about building."""
+    from harness.kits import llamacpp
+    from harness.runners.base import Target
+
+    bin_dir = fake_kit(tmp_path, 0xB7)
+    (bin_dir.parent / "kit.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(
+        llamacpp, "kit_path", lambda arch: calls.append(arch) or (bin_dir.parent, [], ("cc", "c++"))
+    )
+    monkeypatch.setattr(Target, "arch", lambda self: "aarch64")
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    model = types.SimpleNamespace(name="m", source=str(gguf))
+    logs = []
+    provenance = LlamaBench(context(tmp_path, model=model, log=logs.append)).setup()
+    assert provenance["binary"]["path"] == str(bin_dir / "llama-bench")
+    assert calls == ["aarch64"] and not any("building" in line for line in logs)

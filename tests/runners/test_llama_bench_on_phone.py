@@ -180,7 +180,7 @@ def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, 
     monkeypatch.setenv("PATH", str(tmp_path))
     from harness.kits import llamacpp
 
-    def no_cmake(arch, log=print):
+    def no_cmake(arch, log=print, announce=None):
         raise UserError(
             "building llama.cpp needs cmake, which is not "
             "on PATH; install it: apt-get install -y cmake"

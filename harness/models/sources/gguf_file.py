@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cache import cache_dir, file_sha256
+from harness.cache import cache_dir, file_sha256, mark_used
 from harness.errors import UserError
 from harness.models.config import ModelConfig
 from harness.models.sources.base import LoadedModel, TokenizerSpec
@@ -203,7 +203,9 @@ def _metadata(path: Path, sha256: str | None) -> dict:
     entry = cache_dir("gguf-meta") / f"{key}.json"
     if entry.is_file():
         try:
-            return json.loads(entry.read_text())
+            meta = json.loads(entry.read_text())
+            mark_used(entry)
+            return meta
         except json.JSONDecodeError:
             pass  # a torn write: rebuild it
     reader = _open(path)
