@@ -113,7 +113,8 @@ def _locked(path: Path):
 
 
 def llamacpp_source(log=print) -> Path:
-    """vendor/llama.cpp of the pinned sdist: downloaded with pip once, sha256-checked, extracted once."""
+    """vendor/llama.cpp of the pinned sdist: downloaded
+    with pip once, sha256-checked, extracted once."""
     src = cache_dir("kits", "src")
     top = f"llama_cpp_python-{LLAMA_CPP_PYTHON}"
     tree = src / top / "vendor" / "llama.cpp"
@@ -185,7 +186,7 @@ def _compilers(arch: str) -> tuple[str, str]:
         names = (os.environ.get("CC") or "cc", os.environ.get("CXX") or "c++")
     found = tuple(shutil.which(n) for n in names)
     if not all(found):
-        missing = " and ".join(n for n, f in zip(names, found) if not f)
+        missing = " and ".join(n for n, f in zip(names, found, strict=True) if not f)
         fix = CROSS_FIX if arch == "aarch64" else "install it: apt-get install -y build-essential"
         raise UserError(
             f"building llama.cpp for {arch} needs the compiler {missing}, which is not on PATH; "
