@@ -43,7 +43,8 @@ def build_atomically(out: Path, build_into: Callable[[Path], None]) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         if exc.errno == 28:
             raise UserError(
-                f"disk full while writing {out.name} under {out.parent}; free space or set SLM_BENCH_CACHE elsewhere"
+                f"disk full while writing {out.name} under {out.parent}; free space or set"
+                " SLM_BENCH_CACHE elsewhere"
             ) from None
         raise
     except BaseException:
