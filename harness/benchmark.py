@@ -59,13 +59,15 @@ def run_id_for(spec: RunSpec) -> str:
     engine = (
         "" if spec.engine == "tvm" else f"-{spec.engine}"
     )  # the default engine adds nothing to the name
-    return f"{model}-{spec.quantization}{engine}-{spec.target}-{spec.device.replace(':', '_')}-{digest}"
+    device = spec.device.replace(":", "_")
+    return f"{model}-{spec.quantization}{engine}-{spec.target}-{device}-{digest}"
 
 
 def plan_requests(
     prompt_ids: list[str], spec: RunSpec, done: set[tuple], key_of
 ) -> list[tuple[str, int, bool]]:
-    """(prompt_id, repeat, warmup) still to run. A prompt whose repeats are all done needs no warm-up."""
+    """(prompt_id, repeat, warmup) still to run. A prompt whose repeats are all done needs no
+    warm-up."""
     plan = []
     for pid in prompt_ids:
         todo = [r for r in range(spec.repeats) if key_of(pid, r, False) not in done]
@@ -90,8 +92,9 @@ def check_context(prompts, bundle: Path, spec: RunSpec, context_window: int) -> 
             {p.L for p in prompts if lengths[p.id] + spec.max_new_tokens <= context_window}
         )
         raise UserError(
-            f"L={','.join(map(str, too_long))} does not fit the model's context window of {context_window} tokens "
-            f"with {spec.max_new_tokens} output tokens; use --lengths {','.join(map(str, fits)) or '(none fit)'} or fewer --max-new-tokens"
+            f"L={','.join(map(str, too_long))} does not fit the model's context window of"
+            f" {context_window} tokens with {spec.max_new_tokens} output tokens; use --lengths"
+            f" {','.join(map(str, fits)) or '(none fit)'} or fewer --max-new-tokens"
         )
     return lengths
 
@@ -130,7 +133,8 @@ def run_benchmark(
     )  # a bad --cores fails before any compile
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
         raise UserError(
-            f"target {spec.target} builds for a phone and cannot run on this desktop; use --target llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone"
+            f"target {spec.target} builds for a phone and cannot run on this desktop; use --target"
+            f" llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone"
         )
     prompts = select(load_suite(), spec.tasks, spec.lengths, spec.docs)
     out_dir = Path(out_dir) if out_dir else results_dir() / run_id_for(spec)
@@ -219,7 +223,8 @@ def _with_target(spec: RunSpec, device) -> RunSpec:
     if spec.target == "llvm":
         return spec.model_copy(update={"target": "arm64-linux"})
     raise UserError(
-        f"the TVM kit on {device.serial} runs arm64-linux bundles, not {spec.target}; use --target arm64-linux (or leave --target out), or --runner tvm-rpc for {spec.target}"
+        f"the TVM kit on {device.serial} runs arm64-linux bundles, not {spec.target}; use --target"
+        f" arm64-linux (or leave --target out), or --runner tvm-rpc for {spec.target}"
     )
 
 
@@ -234,7 +239,8 @@ def _native_runner(
     if cls is None:
         if runner_bin:
             raise UserError(
-                "--runner-bin is for native runners; add --runner llama-bench (or mlc-cli, executorch, llama-cli, tvm-rpc)"
+                "--runner-bin is for native runners; add --runner llama-bench (or mlc-cli,"
+                " executorch, llama-cli, tvm-rpc)"
             )
         return None
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -265,7 +271,8 @@ def plan_device_placements(device, spec: RunSpec, log):
     for p in placements:
         if p.oversubscribed:
             log(
-                f"note: {p.label()}: more threads than cores, measured as asked and flagged oversubscribed"
+                f"note: {p.label()}: more threads than cores, measured as asked and flagged"
+                " oversubscribed"
             )
     return placements, topology
 
@@ -374,7 +381,8 @@ def _deploy_measure_report(
         log(f"nothing to measure: all {total} measurements are already in {out_dir}")
     else:
         log(
-            f"measuring {sum(len(plan) for *_, plan in plans)} requests ({outcome.skipped_done} already done) -> {out_dir}"
+            f"measuring {sum(len(plan) for *_, plan in plans)} requests ({outcome.skipped_done}"
+            f" already done) -> {out_dir}"
         )
     for placement, asked, plan in plans:
         if not plan:
@@ -522,7 +530,9 @@ def _measure(
                     if record.status == "ok":
                         outcome.measured += 0 if warmup else 1
                         bar.advance(
-                            f"{pid} r{repeat}{' (warm-up)' if warmup else ''}: ITPS {record.itps:.0f} OTPS {record.otps or 0:.1f} TTFT {record.ttft_s:.2f}s"
+                            f"{pid} r{repeat}{' (warm-up)' if warmup else ''}: ITPS"
+                            f" {record.itps:.0f} OTPS {record.otps or 0:.1f} TTFT"
+                            f" {record.ttft_s:.2f}s"
                         )
                     else:
                         outcome.failed += 1

@@ -25,7 +25,8 @@ from harness.yamlfile import load_validated
 
 
 class GridQuality(BaseModel):
-    """Score every real-weights cell (on its engine) with ``slm-bench eval`` after its speed run (quality.jsonl in its run dir)."""
+    """Score every real-weights cell (on its engine) with ``slm-bench eval`` after its speed
+    run (quality.jsonl in its run dir)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -93,7 +94,8 @@ def with_overrides(grid: GridSpec, overrides: dict, source) -> GridSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(
-            f"{source}: override {'.'.join(str(x) for x in first['loc'])}: {first['msg']}; fix the command-line option"
+            f"{source}: override {'.'.join(str(x) for x in first['loc'])}: {first['msg']}; fix the"
+            " command-line option"
         ) from None
 
 
@@ -196,7 +198,8 @@ def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
 
 
 def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
-    """From earlier runs of the same model, quantization and device: median runtime per L x requests."""
+    """From earlier runs of the same model, quantization
+    and device: median runtime per L x requests."""
     per_L: dict[int, list[float]] = {}
     for records in results_root.glob("*/records.jsonl"):
         for line in records.read_text(errors="replace").splitlines():
@@ -273,7 +276,8 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
                 adb_server=grid.adb_server,
                 strict_memory=strict_memory,
             )
-        except Exception as exc:  # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
+        except Exception as exc:
+            # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             run_dirs.failed += 1
             _journal_cell(
@@ -290,7 +294,8 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
             evaluate_cell(cell, grid.quality, run_dir, log=lambda msg: log(f"  {msg}"))
     if run_dirs.failed:
         log(
-            f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun the same command to retry them"
+            f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun"
+            " the same command to retry them"
         )
     return run_dirs
 
@@ -333,7 +338,8 @@ def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) ->
     )
     write_results(run_dir, records, rows)
     log(
-        f"quality: {len(rows)} examples scored, avg score {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}"
+        f"quality: {len(rows)} examples scored, avg score"
+        f" {sum(r.avg_score or 0 for r in records) / max(len(records), 1):.3f}"
     )
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from harness.errors import UserError
 
-RUNTIME_OVERHEAD_BYTES = (
-    320 << 20
-)  # Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at 76 MB of weights)
+# Python + TVM runtime + activations of a 135M model at L=1000 (measured: ~380 MB peak RSS at
+# 76 MB of weights)
+RUNTIME_OVERHEAD_BYTES = 320 << 20
 ACTIVATION_BUFFERS = 4  # live fp32 prefill buffers of the widest layer, with the VM's memory pool
 LOCAL_BUDGET_FRACTION = (
     0.8  # of the RAM available on the desktop now: the rest stays for the OS and the harness
@@ -133,8 +133,9 @@ class MemoryPlan:
             return None
         ram = f" of {self.total_ram / GB:.2f} GB RAM" if self.total_ram else " (total RAM unknown)"
         return (
-            f"over budget: needs ~{self.estimate / GB:.2f} GB, the device budget is {self.budget / GB:.2f} GB{ram}; "
-            "running anyway (Android frees memory for it; an out-of-memory kill is recorded as failed)"
+            f"over budget: needs ~{self.estimate / GB:.2f} GB, the device budget is"
+            f" {self.budget / GB:.2f} GB{ram}; running anyway (Android frees memory for it; an"
+            " out-of-memory kill is recorded as failed)"
         )
 
 
@@ -155,7 +156,10 @@ def plan_memory(
     if total_ram is not None and estimate > total_ram:
         reason = f"{needs}, more than the device's {total_ram / GB:.2f} GB of RAM"
     elif strict and over:
-        reason = f"{needs}, the device budget is {budget / GB:.2f} GB (--strict-memory skips cells over budget)"
+        reason = (
+            f"{needs}, the device budget is {budget / GB:.2f} GB (--strict-memory skips cells over"
+            " budget)"
+        )
     return MemoryPlan(estimate, budget, total_ram, over, reason)
 
 
@@ -163,7 +167,8 @@ def plan_memory(
 
 SIGKILL_CODES = (-9, 137)  # Popen's -SIGKILL; a shell's 128 + 9 (adb shell v2, sh -c)
 OOM_TEXT = re.compile(
-    r"lowmemorykiller|\blmkd\b|out of memory|\boom[-_ ]?(?:kill(?:er|ed)?|reaper)?\b|memoryerror|std::bad_alloc|cannot allocate memory|\benomem\b",
+    r"lowmemorykiller|\blmkd\b|out of memory|\boom[-_ ]?(?:kill(?:er|ed)?|reaper)?\b"
+    r"|memoryerror|std::bad_alloc|cannot allocate memory|\benomem\b",
     re.IGNORECASE,
 )
 

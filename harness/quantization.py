@@ -64,7 +64,8 @@ PRESETS: dict[str, QuantPreset] = {
         4,
         GROUP,
         "float16",
-        "int4 symmetric, group 32, fp16 scales; int8 activations per group of 32 (integer dot products)",
+        "int4 symmetric, group 32, fp16 scales; int8 activations per group of 32 (integer dot"
+        " products)",
         "int8",
     ),
     "q4f32_1": QuantPreset(

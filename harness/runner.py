@@ -110,7 +110,8 @@ class Runner:
             ids = np.asarray(self.encode(prompt_id), dtype=np.int32)
             if len(ids) + self.max_new_tokens > self.session.max_seq_len:
                 raise ValueError(
-                    f"{len(ids)} input + {self.max_new_tokens} output tokens exceed the model's window of {self.session.max_seq_len}"
+                    f"{len(ids)} input + {self.max_new_tokens} output tokens exceed the model's"
+                    f" window of {self.session.max_seq_len}"
                 )
             session, argmax = self.session, self.session.greedy
             out: list[int] = []

@@ -59,7 +59,8 @@ def run_soak(
     device = open_device(spec.device, spec.target, adb_server)
     if device.python_runner() is None or spec.runner != "python":
         raise UserError(
-            "slm-bench soak drives the python runner (harness.runner); this device has none: see README, phones"
+            "slm-bench soak drives the python runner (harness.runner); this device has none: see"
+            " README, phones"
         )
     placements, topology = plan_device_placements(device, spec, log)
     if len(placements) != 1:
@@ -78,8 +79,10 @@ def run_soak(
         soak.run(minutes)
     summary = summarize(Path(out_dir))
     log(
-        f"soak: peak {summary['peak_otps'] or 0:.1f} tok/s, sustained {summary['sustained_otps'] or 0:.1f} tok/s "
-        f"(ratio {summary['sustained_ratio'] or 0:.2f}); first drop {summary['seconds_to_first_drop']} s; peak {summary['peak_temp_c']} °C"
+        f"soak: peak {summary['peak_otps'] or 0:.1f} tok/s, sustained"
+        f" {summary['sustained_otps'] or 0:.1f} tok/s (ratio"
+        f" {summary['sustained_ratio'] or 0:.2f}); first drop {summary['seconds_to_first_drop']} s;"
+        f" peak {summary['peak_temp_c']} °C"
     )
     return summary
 
@@ -155,7 +158,8 @@ class Soak:
         end = minutes * 60
         if self.offset >= end:
             self.log(
-                f"nothing to measure: the soak in {self.out_dir} already lasted {self.offset:.0f} s of {end:.0f}"
+                f"nothing to measure: the soak in {self.out_dir} already lasted {self.offset:.0f} s"
+                f" of {end:.0f}"
             )
             return
         with tempfile.TemporaryDirectory(prefix="slm-bench-soak-") as tmp:
@@ -178,13 +182,15 @@ class Soak:
                 )
                 if warm.get("status") == "ok" and warm["runtime_s"] > end - self.offset:
                     raise UserError(
-                        f"a soak of {minutes:g} min is shorter than one request ({warm['runtime_s']:.1f} s at L={self.prompt.L}); "
-                        "use more --minutes or a shorter --L"
+                        f"a soak of {minutes:g} min is shorter than one request"
+                        f" ({warm['runtime_s']:.1f} s at L={self.prompt.L}); use more --minutes or"
+                        " a shorter --L"
                     )
                 start, said = time.monotonic() - self.offset, -float("inf")
                 sampler.start(start)
                 self.log(
-                    f"soaking {self.prompt.id} for {minutes:g} min ({self.placement.label()}) -> {self.out_dir}"
+                    f"soaking {self.prompt.id} for {minutes:g} min ({self.placement.label()}) ->"
+                    f" {self.out_dir}"
                 )
                 while (elapsed := time.monotonic() - start) < end:
                     with (
@@ -212,14 +218,18 @@ class Soak:
                     self.journal.append(record)
                     self.next_repeat += 1
                     if elapsed - said < self.interval_s:
-                        continue  # a line per sampling interval, not per request (a tiny model makes hundreds a second)
+                        # a line per sampling interval, not per request (a tiny model makes
+                        # hundreds a second)
+                        continue
                     said = elapsed
                     temp = (
                         state.cpu_temp_c if state.cpu_temp_c is not None else state.battery_temp_c
                     )
                     self.log(
-                        f"soak {elapsed:6.0f} s: OTPS {record.otps or 0:6.1f} ITPS {record.itps or 0:7.0f} "
-                        f"temp {temp if temp is not None else float('nan'):.1f} °C freq {record.cpu_freq_khz or '-'}"
+                        f"soak {elapsed:6.0f} s: OTPS {record.otps or 0:6.1f} ITPS"
+                        f" {record.itps or 0:7.0f} temp"
+                        f" {temp if temp is not None else float('nan'):.1f} °C freq"
+                        f" {record.cpu_freq_khz or '-'}"
                     )
             finally:
                 sampler.stop()
@@ -227,7 +237,8 @@ class Soak:
 
 
 class Sampler:
-    """The device every ``interval_s`` seconds, in a thread, journaled to samples.jsonl (fsync'd)."""
+    """The device every ``interval_s`` seconds, in a
+    thread, journaled to samples.jsonl (fsync'd)."""
 
     def __init__(self, device, topology, out_dir: Path, interval_s: float):
         self.device, self.topology, self.path, self.interval_s = (
@@ -293,7 +304,8 @@ def read_samples(out_dir: Path) -> list[dict]:
 
 
 def first_drop(points: list[tuple[float, float]], peak: float) -> float | None:
-    """The time of the first request that starts DROP_RUN in a row whose median OTPS is below DROP x peak."""
+    """The time of the first request that starts DROP_RUN
+    in a row whose median OTPS is below DROP x peak."""
     for i in range(len(points) - DROP_RUN + 1):
         if median(otps for _, otps in points[i : i + DROP_RUN]) < DROP * peak:
             return points[i][0]

@@ -33,7 +33,10 @@ Exit status: 0 no cell slower than PCT (or no --fail-above), 1 some cell is, 2 b
     type=click.FloatRange(min=0),
     default=None,
     metavar="PCT",
-    help="Exit 1 when any cell's ITPS, OTPS, TTFT or runtime is more than PCT percent slower in RUN_B.",
+    help=(
+        "Exit 1 when any cell's ITPS, OTPS, TTFT or runtime is more than PCT percent slower in"
+        " RUN_B."
+    ),
 )
 @click.option(
     "--json",
@@ -69,8 +72,9 @@ def compare(run_a: Path, run_b: Path, fail_above: float | None, as_json: bool) -
         return
     worst = flagged.sort_values("worst_slowdown_pct", ascending=False).iloc[0]
     click.echo(
-        f"REGRESSION: {len(flagged)} of {len(comparison.cells)} cells more than {fail_above:g}% slower; worst: "
-        f"{worst['model']} {worst['task']} L={worst['L']} {worst['worst_metric']} {worst['worst_slowdown_pct']:+.1f}%",
+        f"REGRESSION: {len(flagged)} of {len(comparison.cells)} cells more than {fail_above:g}%"
+        f" slower; worst: {worst['model']} {worst['task']} L={worst['L']} {worst['worst_metric']}"
+        f" {worst['worst_slowdown_pct']:+.1f}%",
         err=True,
     )
     sys.exit(EXIT_REGRESSION)

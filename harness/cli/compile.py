@@ -9,7 +9,8 @@ import click
 EPILOG = """\b
 Examples:
   slm-bench compile --model smollm2-135m-instruct                      # host CPU, q4f16_1
-  slm-bench compile --model smollm2-135m-instruct --target arm64-linux # ARM64 library: phone kit, ARM64 boards
+  # ARM64 library: phone kit, ARM64 boards
+  slm-bench compile --model smollm2-135m-instruct --target arm64-linux
   slm-bench compile --model smollm2-135m-instruct --target android-cpu # ARM64 objects for a phone
   slm-bench compile --model smollm2-135m-instruct --target opencl      # Adreno OpenCL kernels
   slm-bench compile --model dummy:tiny-qwen2 --quantization q0f32 --force
@@ -57,5 +58,6 @@ def compile_cmd(model, quantization, target, force, as_json):
         click.echo(json.dumps({"bundle": str(bundle), **manifest}, indent=1))
     else:
         click.echo(
-            f"{bundle}\n  {manifest['params'] / 1e6:.1f}M parameters, {manifest['weight_bytes'] / 1e6:.1f} MB of weights, library {manifest['library']}"
+            f"{bundle}\n  {manifest['params'] / 1e6:.1f}M parameters,"
+            f" {manifest['weight_bytes'] / 1e6:.1f} MB of weights, library {manifest['library']}"
         )

@@ -13,7 +13,8 @@ Examples:
   slm-bench devices emulate --profile galaxy-s24 --port 5600 --root ./phone
   slm-bench devices emulate --profile galaxy-s24 --arch arm64 --port 5601 --root ./arm-phone
   slm-bench devices emulate --profile galaxy-s24 --thermal-speedup 60   # throttles within a minute
-  adb connect 127.0.0.1:5600 && slm-bench run --model smollm2-135m-instruct --device adb:127.0.0.1:5600"""
+  adb connect 127.0.0.1:5600 \\
+      && slm-bench run --model smollm2-135m-instruct --device adb:127.0.0.1:5600"""
 
 
 @click.group("devices", invoke_without_command=True, epilog=EPILOG)
@@ -48,7 +49,8 @@ def devices(ctx, adb_server, as_json):
         ram = f"{r['ram_bytes'] / 2**30:.1f} GiB" if r.get("ram_bytes") else "?"
         cpu = (r.get("machine") or "?") + (" (emulated)" if r.get("emulated") else "")
         click.echo(
-            f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28} RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}"
+            f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28}"
+            f" RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}"
         )
         click.echo(f"{'':<22} {r['topology']['summary']}; default: {r['topology']['default']}")
 
@@ -92,9 +94,12 @@ def _row(device) -> dict:
     type=click.Choice(["x86_64", "arm64", "aarch64"]),
     default="x86_64",
     show_default=True,
-    help="CPU of the phone's programs. arm64: a stock phone whose shell and every pushed binary are "
-    "aarch64, run by qemu-user (needs root; the ARM64 userland is made on first use). Its timings "
-    "are emulation, never phone speed. x86_64: host programs, the host's Python offered.",
+    help=(
+        "CPU of the phone's programs. arm64: a stock phone whose shell and every pushed binary are"
+        " aarch64, run by qemu-user (needs root; the ARM64 userland is made on first use). Its"
+        " timings are emulation, never phone speed. x86_64: host programs, the host's Python"
+        " offered."
+    ),
 )
 @click.option(
     "--thermal-speedup",
@@ -102,15 +107,19 @@ def _row(device) -> dict:
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     metavar="N",
-    help="Run the phone's thermal model N times faster than real time (its battery's time constant is a "
-    "device minute): with 60, a sustained load heats the phone past its profile's trip points and "
-    "throttles it within seconds, so a test can watch the throttling.",
+    help=(
+        "Run the phone's thermal model N times faster than real time (its battery's time constant"
+        " is a device minute): with 60, a sustained load heats the phone past its profile's trip"
+        " points and throttles it within seconds, so a test can watch the throttling."
+    ),
 )
 @click.option(
     "--charging",
     is_flag=True,
-    help="Emulate a plugged-in phone (dumpsys battery status 2, power_supply Charging). By default it "
-    "discharges, as a phone on adb over Wi-Fi does, so its energy figures mean something.",
+    help=(
+        "Emulate a plugged-in phone (dumpsys battery status 2, power_supply Charging). By default"
+        " it discharges, as a phone on adb over Wi-Fi does, so its energy figures mean something."
+    ),
 )
 def emulate(profile, port, root, arch, thermal_speedup, charging):
     """Run an emulated phone (a Python adbd speaking the real ADB protocol) in the foreground.

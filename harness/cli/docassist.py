@@ -36,7 +36,8 @@ Answers are cached on disk (--cache); rerun the same command to resume an interr
 \b
 Examples:
   slm-bench docassist build prompts/corpus --out examples/data/docassist-tiny --annotator local
-  slm-bench docassist build report.pdf notes/ --out /tmp/da --annotator openai --split 0.7,0.15,0.15"""
+  slm-bench docassist build report.pdf notes/ --out /tmp/da --annotator openai \\
+      --split 0.7,0.15,0.15"""
 )
 @click.argument("docs", nargs=-1, required=True, type=PATH)
 @click.option(
@@ -104,10 +105,15 @@ def build(
     counts = manifest["counts"]
     by_split = ", ".join(f"{s} {n}" for s, n in counts["docs_by_split"].items())
     click.echo(
-        f"wrote {counts['docs']} documents ({by_split}) to {out} in {time.perf_counter() - started:.1f} s"
+        f"wrote {counts['docs']} documents ({by_split}) to {out} in"
+        f" {time.perf_counter() - started:.1f} s"
     )
     click.echo(
-        f"annotator {annot.name}: {manifest['last_build']['annotator_requests']} requests, {manifest['last_build']['annotator_cache_hits']} cached, {sum(counts['fallbacks'].values())} fallbacks ({', '.join(f'{k} {v}' for k, v in counts['fallbacks'].items())}), {counts['trimmed_loops']} loops trimmed"
+        f"annotator {annot.name}: {manifest['last_build']['annotator_requests']} requests,"
+        f" {manifest['last_build']['annotator_cache_hits']} cached,"
+        f" {sum(counts['fallbacks'].values())} fallbacks"
+        f" ({', '.join(f'{k} {v}' for k, v in counts['fallbacks'].items())}),"
+        f" {counts['trimmed_loops']} loops trimmed"
     )
 
 

@@ -1,4 +1,5 @@
-"""``slm-bench eval``: quality of a model on a DocAssist split (BLEU, ROUGE, STS, Self-BLEU, intent)."""
+"""``slm-bench eval``: quality of a model on a DocAssist split (BLEU, ROUGE, STS, Self-BLEU,
+intent)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ PATH = click.Path(path_type=Path)
     epilog="""\b
 Examples:
   slm-bench eval --model smollm2-135m-instruct --docassist examples/data/docassist-tiny
-  slm-bench eval --model out/slimlm-tiny/model --docassist examples/data/docassist-tiny --out results/RUN_DIR
+  slm-bench eval --model out/slimlm-tiny/model --docassist examples/data/docassist-tiny \\
+      --out results/RUN_DIR
   slm-bench eval --model smollm2-135m-instruct --docassist DIR --limit 5 --max-new-tokens 64
 \b
 GEval judging runs only when SLM_BENCH_JUDGE_URL (and SLM_BENCH_JUDGE_MODEL, OPENAI_API_KEY)
@@ -105,7 +107,8 @@ def eval_cmd(
             != loaded.fingerprint
         ):
             raise UserError(
-                f"{out} is a run of {info.spec.model}, not {model}; fix: pass --out a folder of its own, or that run's model"
+                f"{out} is a run of {info.spec.model}, not {model}; fix: pass --out a folder of its"
+                " own, or that run's model"
             )
         model, run_id = info.spec.model, run_id or info.run_id
     bundle = compile_model(loaded, get_preset(quant), "llvm", log=log)
@@ -128,7 +131,8 @@ def eval_cmd(
     quality, per_example = write_results(out, records, rows)
     _print_table(records)
     click.echo(
-        f"wrote {quality} and {per_example} ({len(rows)} examples{', GEval by ' + judge.model if judge else ''})"
+        f"wrote {quality} and {per_example} ({len(rows)}"
+        f" examples{', GEval by ' + judge.model if judge else ''})"
     )
 
 
@@ -149,9 +153,12 @@ def _print_table(records) -> None:
         "avg_score": "avg",
     }
     table = Table(
-        title=f"{records[0].model} {records[0].quantization} on {records[0].dataset}/{records[0].split}"
-        if records
-        else "quality"
+        title=(
+            f"{records[0].model} {records[0].quantization} on"
+            f" {records[0].dataset}/{records[0].split}"
+            if records
+            else "quality"
+        )
     )
     table.add_column("task")
     for label in columns.values():

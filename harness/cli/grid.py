@@ -85,7 +85,11 @@ Exit status: 0 every cell measured (or skipped by the plan: memory); 2 bad input
 @click.option(
     "--strict-memory",
     is_flag=True,
-    help="Skip cells whose memory estimate exceeds the device's budget (the profile's planning figure) instead of running them with a warning; cells over the device's total RAM are skipped either way.",
+    help=(
+        "Skip cells whose memory estimate exceeds the device's budget (the profile's planning"
+        " figure) instead of running them with a warning; cells over the device's total RAM are"
+        " skipped either way."
+    ),
 )
 def grid(
     grid_file,
@@ -101,7 +105,8 @@ def grid(
     max_new_tokens,
     strict_memory,
 ):
-    """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks, repeats, ...).
+    """Run every cell of GRID_FILE (YAML: models, quantizations, devices, lengths, tasks,
+    repeats, ...).
 
     Options given on the command line override the file's fields of the same name, so one
     grid file serves a quick pass and the full measurement.
@@ -132,7 +137,8 @@ def grid(
     if dry_run:
         cells = plan_grid(spec, strict_memory)
         click.echo(
-            f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7} {'bundle':>8} {'memory':>8} {'budget':>8}  plan"
+            f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7}"
+            f" {'bundle':>8} {'memory':>8} {'budget':>8}  plan"
         )
         total, unknown = 0.0, 0
         for c in cells:
@@ -153,32 +159,40 @@ def grid(
                 plan += ", OVER BUDGET"
             params = f"{c.params / 1e6:.0f}M" if c.params else "?"
             click.echo(
-                f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9} {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8} {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}"
+                f"{c.spec.model:<26} {c.spec.quantization:<8} {c.spec.engine:<9}"
+                f" {c.spec.device:<20} {params:>7} {c.weights:<7} {mb(c.bundle_bytes):>8}"
+                f" {mb(c.memory_estimate):>8} {mb(c.budget):>8}  {plan}"
             )
         click.echo(
-            f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated {total / 60:.1f} min"
+            f"{len(cells)} cells, {sum(1 for c in cells if c.skip_reason)} skipped; estimated"
+            f" {total / 60:.1f} min"
             + (f" plus {unknown} cell(s) without earlier results" if unknown else "")
         )
         for c in cells:
             if c.memory_warning:
                 click.echo(
-                    f"warning: {c.spec.model} {c.spec.quantization} on {c.spec.device}: {c.memory_warning}",
+                    f"warning: {c.spec.model} {c.spec.quantization} on {c.spec.device}:"
+                    f" {c.memory_warning}",
                     err=True,
                 )
         if spec.threads or spec.cores:
             settings = len(spec.threads or [0]) * len(spec.cores or [""])
             click.echo(
-                f"placement: each cell sweeps threads {spec.threads or 'one per core'} x cores {spec.cores or 'the device default'} "
-                f"({settings} settings, each its own runner; the estimate counts them)"
+                f"placement: each cell sweeps threads {spec.threads or 'one per core'} x cores"
+                f" {spec.cores or 'the device default'} ({settings} settings, each its own runner;"
+                " the estimate counts them)"
             )
         if spec.quality is not None:
             q = spec.quality
             click.echo(
-                f"quality: each real-weights cell is then scored (on its engine) on {q.docassist} ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed above)"
+                f"quality: each real-weights cell is then scored (on its engine) on {q.docassist}"
+                f" ({q.split} split{f', first {q.limit} examples' if q.limit else ''}; not timed"
+                " above)"
             )
         if spec.reference is not None:
             click.echo(
-                f"reference: the report sets the published {spec.reference} figures beside the measured ones"
+                f"reference: the report sets the published {spec.reference} figures beside the"
+                " measured ones"
             )
         return
     run_dirs = run_grid(spec, out_dir, log=click.echo, strict_memory=strict_memory)
@@ -191,8 +205,8 @@ def grid(
         from harness.grid import EXIT_CELLS_FAILED
 
         click.echo(
-            f"error: {run_dirs.failed} cell(s) failed (see the report's Problems); exit status {EXIT_CELLS_FAILED}; "
-            "rerun the same command to retry them",
+            f"error: {run_dirs.failed} cell(s) failed (see the report's Problems); exit status"
+            f" {EXIT_CELLS_FAILED}; rerun the same command to retry them",
             err=True,
         )
         raise SystemExit(EXIT_CELLS_FAILED)

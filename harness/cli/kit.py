@@ -36,14 +36,17 @@ Examples:
   export LLAMA_CPP_LIB_PATH=$SLM_BENCH_LLAMA_BIN_DIR                    # ... using these libraries
 \b
 Needs cmake and a C/C++ compiler; for aarch64 Debian's cross compiler
-(apt-get install -y cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu). Takes minutes on 2 cores.""",
+(apt-get install -y cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu).
+Takes minutes on 2 cores.""",
 )
 @click.option(
     "--arch",
     type=click.Choice(["aarch64", "x86_64"]),
     required=True,
-    help="aarch64: fully static, -march=armv8.2-a+dotprod+fp16, runs on any arm64 phone since "
-    "2019 (no NDK). x86_64: shared build tuned to this CPU, with libllama.so and libggml*.so.",
+    help=(
+        "aarch64: fully static, -march=armv8.2-a+dotprod+fp16, runs on any arm64 phone since "
+        "2019 (no NDK). x86_64: shared build tuned to this CPU, with libllama.so and libggml*.so."
+    ),
 )
 def llamacpp(arch):
     """llama.cpp's llama-bench and llama-completion, from the pinned llama-cpp-python 0.3.36 sdist.

@@ -1,4 +1,4 @@
-"""``slm-bench pipeline FILE.yaml``: train a model with a stage, compile, benchmark and evaluate it."""
+"""``slm-bench pipeline FILE.yaml``: train a model with a stage, compile, benchmark, evaluate it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import click
 Examples:
   slm-bench pipeline examples/slimlm-tiny.yaml                  # a few minutes on a laptop CPU
   slm-bench pipeline examples/slimlm-tiny.yaml --out build/mine
-  slm-bench report build/slimlm-tiny/runs/*                     # speed and quality, beside other runs
+  # speed and quality, beside other runs
+  slm-bench report build/slimlm-tiny/runs/*
 Rerun the same command to resume (training checkpoints, the benchmark journal).""",
 )
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False))
@@ -25,9 +26,9 @@ Rerun the same command to resume (training checkpoints, the benchmark journal)."
     help="Output folder [default: the file's `out`, else build/<file name>].",
 )
 def pipeline(spec_file, out_dir):
-    """Run the stage in SPEC_FILE (pre-train, fine-tune, export), compile the model to the benchmark's
-    quantization, measure it through the same path as `slm-bench run`, evaluate it on DocAssist,
-    and write OUT/pipeline.json."""
+    """Run the stage in SPEC_FILE (pre-train, fine-tune, export), compile the model to the
+    benchmark's quantization, measure it through the same path as `slm-bench run`, evaluate it on
+    DocAssist, and write OUT/pipeline.json."""
     from harness.paths import REPO_ROOT
     from harness.stages.pipeline import load_pipeline, run_pipeline
 

@@ -143,7 +143,8 @@ def show(tasks, lengths, docs, suite, full_text: bool, as_json: bool) -> None:
 def _print_prompt(record) -> None:
     question = f", question: {record.question}" if record.question else ""
     click.echo(
-        f"== {record.id} (task {record.task}, L={record.L}, {record.context_tokens} context tokens{question})"
+        f"== {record.id} (task {record.task}, L={record.L}, {record.context_tokens} context"
+        f" tokens{question})"
     )
     click.echo(record.text)
     click.echo()

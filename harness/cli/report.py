@@ -28,7 +28,10 @@ Examples:
     "--baseline",
     type=RUN_DIR,
     default=None,
-    help="Run dir (or grid folder) to compare against; cells match on model, quantization, task and L.",
+    help=(
+        "Run dir (or grid folder) to compare against; cells match on model, quantization, task"
+        " and L."
+    ),
 )
 @click.option(
     "--out",
@@ -104,8 +107,9 @@ Examples:
     help="Context length of the trade-off and memory plots [default: largest common L].",
 )
 def plot(run_dirs: tuple[Path, ...], out: Path | None, length: int | None) -> None:
-    """Draw the plots (PNG + SVG) of run folders or grid folders: speed vs L, size/speed trade-off, peak memory, OTPS and TTFT
-    heat maps over model x L, and quality vs OTPS (from `slm-bench eval` results in the runs).
+    """Draw the plots (PNG + SVG) of run folders or grid folders: speed vs L, size/speed
+    trade-off, peak memory, OTPS and TTFT heat maps over model x L, and quality vs OTPS (from
+    `slm-bench eval` results in the runs).
 
     Lines are medians with a p10-p90 band; hollow markers mean dummy weights. The OTPS
     plot shows a decode ceiling (bandwidth / weight bytes) when run.json has both.

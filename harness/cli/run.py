@@ -16,9 +16,12 @@ Examples:
   slm-bench run --model path/to/model.gguf --quantization q4f32_1
   slm-bench run --model path/to/hf-model-dir --out results/my-run
   slm-bench run --model dummy:tiny-llama --repeats 1          # a seconds-long smoke run
-  slm-bench run --model smollm2-135m-instruct --device adb --runner llama-bench   # a stock phone (README: runners)
-  slm-bench run --model smollm2-135m-instruct --tasks summ --lengths 200 --threads 1,2   # a thread sweep
-  slm-bench run --model smollm2-135m-instruct --device adb --cores little,prime+big        # core sets on a phone
+  # a stock phone (README: runners)
+  slm-bench run --model smollm2-135m-instruct --device adb --runner llama-bench
+  # a thread sweep
+  slm-bench run --model smollm2-135m-instruct --tasks summ --lengths 200 --threads 1,2
+  # core sets on a phone
+  slm-bench run --model smollm2-135m-instruct --device adb --cores little,prime+big
 
 \b
 Metrics (per request; raw perf_counter_ns stamps are kept in each record):
@@ -43,27 +46,40 @@ sweep's report has a table and plot per setting with the fastest marked."""
     "--model",
     "-m",
     required=True,
-    help="Built-in name (smollm2-135m-instruct), a .gguf file, a HF model directory, or dummy:tiny-<arch>.",
+    help=(
+        "Built-in name (smollm2-135m-instruct), a .gguf file, a HF model directory, or"
+        " dummy:tiny-<arch>."
+    ),
 )
 @click.option(
     "--quantization",
     "-q",
     default="q4f16_1",
     show_default=True,
-    help="q4f16_1 (4-bit, group 32, fp16 scales; MLC's float activations), q4f16_1a8 (the same weights, int8 activations on integer dot products), q4f32_1, or q0f32.",
+    help=(
+        "q4f16_1 (4-bit, group 32, fp16 scales; MLC's float activations), q4f16_1a8 (the same"
+        " weights, int8 activations on integer dot products), q4f32_1, or q0f32."
+    ),
 )
 @click.option(
     "--engine",
     type=click.Choice(["tvm", "llama.cpp"]),
     default="tvm",
     show_default=True,
-    help="tvm: the embedded MLC-style engine (q4f16_1 = 4-bit group 32). llama.cpp: the same prompts through llama.cpp as GGUF Q4_0 (also 4-bit group 32), side by side; needs pip install -e '.[llamacpp]'.",
+    help=(
+        "tvm: the embedded MLC-style engine (q4f16_1 = 4-bit group 32). llama.cpp: the same prompts"
+        " through llama.cpp as GGUF Q4_0 (also 4-bit group 32), side by side; needs pip install -e"
+        " '.[llamacpp]'."
+    ),
 )
 @click.option(
     "--target",
     default="llvm",
     show_default=True,
-    help="Compile target: llvm (host CPU), cuda, arm64-linux, android-cpu, opencl. An ARM64 phone without Python gets arm64-linux (the harness's TVM kit).",
+    help=(
+        "Compile target: llvm (host CPU), cuda, arm64-linux, android-cpu, opencl. An ARM64 phone"
+        " without Python gets arm64-linux (the harness's TVM kit)."
+    ),
 )
 @click.option(
     "--device",
@@ -72,7 +88,10 @@ sweep's report has a table and plot per setting with the fastest marked."""
     multiple=True,
     default=("local",),
     show_default=True,
-    help="local, adb (the only attached phone) or adb:SERIAL; repeat to run on several devices in parallel.",
+    help=(
+        "local, adb (the only attached phone) or adb:SERIAL; repeat to run on several devices in"
+        " parallel."
+    ),
 )
 @click.option(
     "--adb-server",
@@ -92,7 +111,10 @@ sweep's report has a table and plot per setting with the fastest marked."""
     default="200,400,600,800,1000",
     show_default=True,
     callback=csv_ints,
-    help="Context lengths L in cl100k tokens; 0 is the paper's question alone, no document (qa only).",
+    help=(
+        "Context lengths L in cl100k tokens; 0 is the paper's question alone, no document (qa"
+        " only)."
+    ),
 )
 @click.option(
     "--docs",
@@ -135,7 +157,10 @@ sweep's report has a table and plot per setting with the fastest marked."""
     default=None,
     type=float,
     metavar="C",
-    help="Before each measured request, wait until the battery (else the hottest thermal zone) is at or below C degrees.",
+    help=(
+        "Before each measured request, wait until the battery (else the hottest thermal zone) is at"
+        " or below C degrees."
+    ),
 )
 @click.option(
     "--max-wait",
@@ -149,7 +174,10 @@ sweep's report has a table and plot per setting with the fastest marked."""
     default=None,
     type=click.FloatRange(0, 1),
     metavar="SHARE",
-    help="Before each measured request, wait until other processes use at most this share of the device's CPU (0.1 = 10%%); each record keeps cpu_load_other either way.",
+    help=(
+        "Before each measured request, wait until other processes use at most this share of the"
+        " device's CPU (0.1 = 10%%); each record keeps cpu_load_other either way."
+    ),
 )
 @click.option(
     "--idle-seconds",
@@ -157,7 +185,10 @@ sweep's report has a table and plot per setting with the fastest marked."""
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Before measuring, sample the fuel gauge this long at idle (phones; the desktop has none) to report energy above idle; 0 skips.",
+    help=(
+        "Before measuring, sample the fuel gauge this long at idle (phones; the desktop has none)"
+        " to report energy above idle; 0 skips."
+    ),
 )
 @click.option(
     "--mode",
@@ -181,34 +212,50 @@ sweep's report has a table and plot per setting with the fastest marked."""
     "--runner",
     default=None,
     metavar="NAME",
-    help="What measures on the device: python (harness.runner), llama-bench, llama-cli, mlc-cli, executorch, tvm-rpc [default: the device profile's, else python].",
+    help=(
+        "What measures on the device: python (harness.runner), llama-bench, llama-cli, mlc-cli,"
+        " executorch, tvm-rpc [default: the device profile's, else python]."
+    ),
 )
 @click.option(
     "--runner-bin",
     default=None,
     metavar="PATH",
-    help="A native runner's binary (or its folder); hashed into run.json. Else its SLM_BENCH_* variable, else PATH.",
+    help=(
+        "A native runner's binary (or its folder); hashed into run.json. Else its SLM_BENCH_*"
+        " variable, else PATH."
+    ),
 )
 @click.option(
     "--threads",
     callback=csv_ints,
     default=None,
     metavar="N[,N...]",
-    help="Engine threads; several values are a sweep, each measured in turn [default: one per core of the set].",
+    help=(
+        "Engine threads; several values are a sweep, each measured in turn [default: one per core"
+        " of the set]."
+    ),
 )
 @click.option(
     "--cores",
     callback=csv_words,
     default=None,
     metavar="SET[,SET...]",
-    help="Cores to pin the runner to: all, a cluster (prime, big, mid, little), a + of clusters (prime+big) or a "
-    "core list (4-9, 0-1+4); several sets are a sweep [default: a phone's cores but its slowest cluster, "
-    "a desktop's every core]. `slm-bench devices` shows the clusters.",
+    help=(
+        "Cores to pin the runner to: all, a cluster (prime, big, mid, little), a + of clusters"
+        " (prime+big) or a core list (4-9, 0-1+4); several sets are a sweep [default: a phone's"
+        " cores but its slowest cluster, a desktop's every core]. `slm-bench devices` shows the"
+        " clusters."
+    ),
 )
 @click.option(
     "--strict-memory",
     is_flag=True,
-    help="Refuse a run whose memory estimate exceeds the device's budget (the profile's planning figure); without it such a run goes ahead with a warning, flagged over_budget. A run over the device's total RAM is refused either way.",
+    help=(
+        "Refuse a run whose memory estimate exceeds the device's budget (the profile's planning"
+        " figure); without it such a run goes ahead with a warning, flagged over_budget. A run over"
+        " the device's total RAM is refused either way."
+    ),
 )
 def run(
     model,

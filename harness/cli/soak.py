@@ -12,16 +12,19 @@ from harness.cli.options import csv_ints, csv_words
 EPILOG = """\b
 Examples:
   slm-bench soak --model smollm2-135m-instruct --minutes 10 --out results/soak-desktop
-  slm-bench soak --model smollm2-135m-instruct --device adb --minutes 15 --L 1000 --out results/soak-s24
-  slm-bench soak --model qwen2-0.5b-instruct --device adb:R5CX --cores prime+big --minutes 5 --out results/soak-big
+  slm-bench soak --model smollm2-135m-instruct --device adb --minutes 15 --L 1000 \\
+      --out results/soak-s24
+  slm-bench soak --model qwen2-0.5b-instruct --device adb:R5CX --cores prime+big --minutes 5 \\
+      --out results/soak-big
 
 \b
 Every request is journaled (DIR/records.jsonl) and the device is sampled every --interval seconds
 between and during them (DIR/samples.jsonl: each thermal zone, the battery, each cluster's
 scaling_cur_freq). A killed soak keeps both; rerun the same command to continue until it has
 lasted --minutes. DIR/soak.json: peak_otps (median of the first minute), sustained_otps (median
-of the last third), sustained_ratio, seconds_to_first_drop (when 5 requests in a row first decode >10% below the peak, median),
-peak_temp_c. DIR/report/ has the summary and a plot of OTPS, temperature and clocks over time."""
+of the last third), sustained_ratio, seconds_to_first_drop (when 5 requests in a row first
+decode >10% below the peak, median), peak_temp_c. DIR/report/ has the summary and a plot of
+OTPS, temperature and clocks over time."""
 
 
 @click.command("soak", epilog=EPILOG)

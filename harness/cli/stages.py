@@ -11,7 +11,8 @@ from harness.errors import UserError
 
 
 def parse_sets(pairs: tuple[str, ...]) -> dict:
-    """``key=value`` pairs, values read as YAML scalars (``steps=20`` is an int, ``lr=1e-3`` a float)."""
+    """``key=value`` pairs, values read as YAML scalars (``steps=20`` is an int, ``lr=1e-3`` a
+    float)."""
     import yaml
 
     out = {}
@@ -42,13 +43,15 @@ def read_config(path: str | None) -> dict:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise UserError(
-            f"{path}: cannot read the stage config ({str(exc).splitlines()[0]}); pass a readable YAML mapping"
+            f"{path}: cannot read the stage config ({str(exc).splitlines()[0]}); pass a readable"
+            " YAML mapping"
         ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(
-            f"{path}: a stage config must be a YAML mapping of settings, not a {type(data).__name__}"
+            f"{path}: a stage config must be a YAML mapping of settings, not a"
+            f" {type(data).__name__}"
         )
     return data
 

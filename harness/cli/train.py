@@ -17,9 +17,11 @@ def train():
     "slimlm",
     epilog="""\b
 Examples:
-  slm-bench train slimlm --preset tiny --corpus prompts/corpus --docassist examples/data/docassist-tiny --out build/slimlm-tiny
+  slm-bench train slimlm --preset tiny --corpus prompts/corpus \\
+      --docassist examples/data/docassist-tiny --out build/slimlm-tiny
   slm-bench run --model build/slimlm-tiny/slimlm-tiny --lengths 200 --repeats 1
-  torchrun --nproc_per_node=2 -m harness train slimlm --preset tiny --out build/ddp   # DDP: gloo on CPU, nccl on GPUs
+  # DDP: gloo on CPU, nccl on GPUs
+  torchrun --nproc_per_node=2 -m harness train slimlm --preset tiny --out build/ddp
 Rerun the same command to resume from the checkpoints in OUT/checkpoints.""",
 )
 @click.option(
@@ -31,7 +33,10 @@ Rerun the same command to resume from the checkpoints in OUT/checkpoints.""",
 @click.option(
     "--corpus",
     multiple=True,
-    help="Pre-training text: files or folders of .txt/.md, .jsonl, SlimPajama .jsonl.zst (repeatable). Default: prompts/corpus.",
+    help=(
+        "Pre-training text: files or folders of .txt/.md, .jsonl, SlimPajama .jsonl.zst"
+        " (repeatable). Default: prompts/corpus."
+    ),
 )
 @click.option(
     "--docassist",
@@ -75,8 +80,9 @@ def slimlm(
     sets,
     out_dir,
 ):
-    """Pre-train a SlimLM on a corpus (Lion), fine-tune it on DocAssist (AdamW, loss on answers only),
-    and export config.json + model.safetensors + tokenizer + provenance.json to OUT/slimlm-PRESET."""
+    """Pre-train a SlimLM on a corpus (Lion), fine-tune it on DocAssist (AdamW, loss on answers
+    only), and export config.json + model.safetensors + tokenizer + provenance.json to
+    OUT/slimlm-PRESET."""
     from harness.cli.stages import parse_sets
     from harness.stages.slimlm.stage import SlimLMStage
 

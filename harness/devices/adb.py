@@ -66,12 +66,14 @@ def list_serials(adb_server: str | None) -> list[str]:
     except (adbutils.AdbError, OSError) as exc:
         where = adb_server or "127.0.0.1:5037"
         raise UserError(
-            f"cannot reach the adb server at {where} ({exc}); start it with `adb start-server` or pass --adb-server HOST:PORT"
+            f"cannot reach the adb server at {where} ({exc}); start it with `adb start-server` or"
+            " pass --adb-server HOST:PORT"
         ) from None
 
 
 class _ShellPipe:
-    """The Popen surface RunnerProcess uses (stdin, stdout, poll, wait, kill) over an adb shell stream."""
+    """The Popen surface RunnerProcess uses (stdin, stdout, poll, wait, kill) over an adb shell
+    stream."""
 
     def __init__(self, connection):
         self._conn = connection
@@ -108,12 +110,14 @@ class AdbDevice(Device):
             if len(serials) != 1:
                 found = ", ".join(serials) or "none"
                 raise UserError(
-                    f"--device adb needs exactly one attached device (found: {found}); pass --device adb:SERIAL"
+                    f"--device adb needs exactly one attached device (found: {found}); pass"
+                    " --device adb:SERIAL"
                 )
             serial = serials[0]
         elif serial not in serials:
             raise UserError(
-                f"device {serial} is not attached (attached: {', '.join(serials) or 'none'}); check `adb devices` or `adb connect HOST:PORT`"
+                f"device {serial} is not attached (attached: {', '.join(serials) or 'none'}); check"
+                " `adb devices` or `adb connect HOST:PORT`"
             )
         self.serial, self.adb_server = serial, adb_server
         self.device = adb_client(adb_server).device(serial)
@@ -133,15 +137,18 @@ class AdbDevice(Device):
                 return self.device.shell(cmd, timeout=timeout)
             except adbutils.AdbTimeout:
                 raise DeviceGone(
-                    f"device {self.serial} did not answer `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume"
+                    f"device {self.serial} did not answer `{cmd.split()[0]}` within {timeout:.0f}"
+                    " s; check it and rerun the same command to resume"
                 ) from None
             except (adbutils.AdbError, OSError) as exc:
                 if attempt == RETRIES:
                     raise DeviceGone(
-                        f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume"
+                        f"device {self.serial} stopped answering ({exc}); reconnect it and rerun"
+                        " the same command to resume"
                     ) from None
                 print(
-                    f"adb: {self.serial} did not answer ({exc}); reconnecting ({attempt + 1}/{RETRIES})",
+                    f"adb: {self.serial} did not answer ({exc}); reconnecting"
+                    f" ({attempt + 1}/{RETRIES})",
                     file=sys.stderr,
                 )
                 time.sleep(RETRY_DELAY_S)
@@ -172,7 +179,10 @@ class AdbDevice(Device):
             model=p.get("ro.product.model", ""),
             brand=p.get("ro.product.brand", ""),
             soc=p.get("ro.soc.model", ""),
-            os=f"Android {p.get('ro.build.version.release', '?')} (SDK {p.get('ro.build.version.sdk', '?')})",
+            os=(
+                f"Android {p.get('ro.build.version.release', '?')} (SDK"
+                f" {p.get('ro.build.version.sdk', '?')})"
+            ),
             ram_bytes=mem.get("MemTotal"),
             profile=self.profile.name,
             abi=p.get("ro.product.cpu.abi", ""),
@@ -204,7 +214,8 @@ class AdbDevice(Device):
 
     def topology(self) -> Topology:
         """Read from the phone: /sys/devices/system/cpu/{possible,online}, /proc/cpuinfo and each
-        core's cpuinfo_max_freq (``grep .`` prints PATH:VALUE, so the glob's order does not matter)."""
+        core's cpuinfo_max_freq (``grep .`` prints PATH:VALUE, so the glob's order does not
+        matter)."""
         from harness.devices.topology import build_topology, freqs_from_grep
 
         base = "/sys/devices/system/cpu"
@@ -214,8 +225,9 @@ class AdbDevice(Device):
         source = "read from the device"
         if self.props.get("ro.slm_bench.cpu_map"):
             source = (
-                f"emulated from the {self.profile.name} profile: phone core:host CPU {self.props['ro.slm_bench.cpu_map']} "
-                "(its taskset pins to those host CPUs; timings are the host's)"
+                f"emulated from the {self.profile.name} profile: phone core:host CPU"
+                f" {self.props['ro.slm_bench.cpu_map']} (its taskset pins to those host CPUs;"
+                " timings are the host's)"
             )
         return build_topology(
             self._shell(f"cat {base}/possible"),
@@ -251,13 +263,15 @@ class AdbDevice(Device):
         if code != 0:
             tail = (err.strip().splitlines() or [f"exit {code}"])[-1][:200]
             raise UserError(
-                f"{self.serial} refused `taskset {placement.mask}` for cores {'+'.join(placement.clusters)} ({tail}); "
-                "pick cores it has online (`slm-bench devices` lists them) with --cores"
+                f"{self.serial} refused `taskset {placement.mask}` for cores"
+                f" {'+'.join(placement.clusters)} ({tail}); pick cores it has online (`slm-bench"
+                " devices` lists them) with --cores"
             )
 
     def power_watts(self) -> float | None:
         out = self._shell(
-            "cat /sys/class/power_supply/battery/current_now /sys/class/power_supply/battery/voltage_now 2>/dev/null"
+            "cat /sys/class/power_supply/battery/current_now"
+            " /sys/class/power_supply/battery/voltage_now 2>/dev/null"
         ).split()
         if len(out) != 2 or not all(v.lstrip("-").isdigit() for v in out):
             return None
@@ -269,8 +283,8 @@ class AdbDevice(Device):
         writes "Kill 'PROCESS' ... to free ..." to logcat, readable without root (dmesg is not)."""
         q = shlex.quote
         cmd = (
-            f"tail -n 20 {q(REMOTE_ROOT + '/run/runner.log')} 2>/dev/null; "
-            "logcat -d -t 2000 2>/dev/null | grep -i -E 'lowmemorykiller|lmkd|out of memory|oom' | tail -n 5"
+            f"tail -n 20 {q(REMOTE_ROOT + '/run/runner.log')} 2>/dev/null; logcat -d -t 2000"
+            " 2>/dev/null | grep -i -E 'lowmemorykiller|lmkd|out of memory|oom' | tail -n 5"
         )
         import adbutils
 
@@ -298,7 +312,9 @@ class AdbDevice(Device):
         free = self.free_bytes()
         if free is not None and needed > free:
             raise UserError(
-                f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`"
+                f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the bundle"
+                f" needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device"
+                f" adb:{self.serial}`"
             )
         from harness.progress import progress
 
@@ -319,7 +335,8 @@ class AdbDevice(Device):
             manifest["files"]
         ):
             raise DeviceGone(
-                f"bundle files on {self.serial} do not match their sha256 after pushing ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again"
+                f"bundle files on {self.serial} do not match their sha256 after pushing"
+                f" ({', '.join(mismatched[:3]) or 'missing files'}); rerun to push again"
             )
         return remote
 
@@ -333,7 +350,9 @@ class AdbDevice(Device):
 
         if self.machine != "aarch64":
             raise UserError(
-                f"the TVM kit is built for {ABI} (aarch64) but {self.serial} runs {self.machine or 'an unknown CPU'} programs; use a native runner built for it (--runner-bin)"
+                f"the TVM kit is built for {ABI} (aarch64) but {self.serial} runs"
+                f" {self.machine or 'an unknown CPU'} programs; use a native runner built for it"
+                " (--runner-bin)"
             )
         kit = load_kit(build_kit())
         q = shlex.quote
@@ -347,7 +366,9 @@ class AdbDevice(Device):
         free = self.free_bytes()
         if todo and free is not None and needed > free:
             raise UserError(
-                f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the TVM kit needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device adb:{self.serial}`"
+                f"device {self.serial} has {free / 1e6:.0f} MB free under {REMOTE_ROOT}, the TVM"
+                f" kit needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean"
+                f" --device adb:{self.serial}`"
             )
         sent = 0
         with progress(len(todo), f"installing the TVM kit on {self.serial}") as bar:
@@ -357,15 +378,18 @@ class AdbDevice(Device):
                 sent += Path(kit["paths"][name]).stat().st_size
                 if self._remote_hashes(KIT_ROOT, [f"{name}.tar"]).get(f"{name}.tar") != digest:
                     raise DeviceGone(
-                        f"the kit layer {name}.tar on {self.serial} does not match its sha256 after pushing; rerun to push it again"
+                        f"the kit layer {name}.tar on {self.serial} does not match its sha256 after"
+                        " pushing; rerun to push it again"
                     )
                 code, _, err = self.run(
-                    f"rm -rf {q(folder)} && mkdir -p {q(folder)} && tar -xf {q(tar)} -C {q(folder)} && rm {q(tar)} && echo {digest} > {q(folder + '/.sha256')}",
+                    f"rm -rf {q(folder)} && mkdir -p {q(folder)} && tar -xf {q(tar)} -C {q(folder)}"
+                    f" && rm {q(tar)} && echo {digest} > {q(folder + '/.sha256')}",
                     timeout=900,
                 )
                 if code != 0:
                     raise UserError(
-                        f"unpacking the kit layer {name} on {self.serial} failed ({err.strip()[:200] or f'exit {code}'}); free space and rerun"
+                        f"unpacking the kit layer {name} on {self.serial} failed"
+                        f" ({err.strip()[:200] or f'exit {code}'}); free space and rerun"
                     )
                 bar.advance(name)
         return sent
@@ -405,7 +429,8 @@ class AdbDevice(Device):
         except (adbutils.AdbError, OSError) as exc:
             if "No space" in str(exc) or "ENOSPC" in str(exc):
                 raise UserError(
-                    f"device {self.serial} is full while pushing {src.name}; free space under {REMOTE_ROOT}"
+                    f"device {self.serial} is full while pushing {src.name}; free space under"
+                    f" {REMOTE_ROOT}"
                 ) from None
             raise DeviceGone(
                 f"pushing {src.name} to {self.serial} failed ({exc}); reconnect and rerun to resume"
@@ -421,11 +446,13 @@ class AdbDevice(Device):
             result = self.device.shell2(cmd, timeout=timeout, v2=True)
         except adbutils.AdbTimeout:
             raise DeviceGone(
-                f"device {self.serial} did not finish `{cmd.split()[0]}` within {timeout:.0f} s; check it and rerun the same command to resume"
+                f"device {self.serial} did not finish `{cmd.split()[0]}` within {timeout:.0f} s;"
+                " check it and rerun the same command to resume"
             ) from None
         except (adbutils.AdbError, OSError) as exc:
             raise DeviceGone(
-                f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same command to resume"
+                f"device {self.serial} stopped answering ({exc}); reconnect it and rerun the same"
+                " command to resume"
             ) from None
         return result.returncode, result.stdout, result.stderr
 
@@ -450,7 +477,8 @@ class AdbDevice(Device):
             return self.device.forward_port(remote_port)
         except (adbutils.AdbError, OSError) as exc:
             raise DeviceGone(
-                f"adb forward to port {remote_port} on {self.serial} failed ({exc}); reconnect the device and rerun"
+                f"adb forward to port {remote_port} on {self.serial} failed ({exc}); reconnect the"
+                " device and rerun"
             ) from None
 
     def unforward(self, local_port: int) -> None:
@@ -470,7 +498,8 @@ class AdbDevice(Device):
             return self.device.shell(cmd, stream=True)
         except (adbutils.AdbError, OSError) as exc:
             raise DeviceGone(
-                f"cannot start `{cmd.split()[0]}` on {self.serial} ({exc}); reconnect the device and rerun"
+                f"cannot start `{cmd.split()[0]}` on {self.serial} ({exc}); reconnect the device"
+                " and rerun"
             ) from None
 
     def python_runner(self) -> str | None:
@@ -491,16 +520,18 @@ class AdbDevice(Device):
 
     def runner_python(self) -> str:
         """The Python that runs harness.runner on this device: SLM_BENCH_DEVICE_PYTHON, else the
-        host's for the emulated x86_64 phone (it runs host programs in its sandbox), else the profile's."""
+        host's for the emulated x86_64 phone (it runs host programs in its sandbox), else the
+        profile's."""
         kind = self.python_runner()
         if kind == "device":
             return os.environ.get("SLM_BENCH_DEVICE_PYTHON") or self.profile.device_python
         if kind == "host":
             return sys.executable
         raise UserError(
-            f"{self.serial} ({self.profile.name}) has no Python runner configured: install Python on the phone "
-            "(e.g. Termux) and set SLM_BENCH_DEVICE_PYTHON (and SLM_BENCH_DEVICE_PYTHONPATH to a pushed copy of harness/), "
-            "or use a native runner (README: phones)"
+            f"{self.serial} ({self.profile.name}) has no Python runner configured: install Python"
+            " on the phone (e.g. Termux) and set SLM_BENCH_DEVICE_PYTHON (and"
+            " SLM_BENCH_DEVICE_PYTHONPATH to a pushed copy of harness/), or use a native runner"
+            " (README: phones)"
         )
 
     def start_runner(
@@ -529,9 +560,10 @@ class AdbDevice(Device):
         self.check_pinning(placement)
         assignments = " ".join(f"{k}={q(v)}" for k, v in {**env, **placement.env()}.items())
         cmd = (
-            f"cd {q(work)} && {assignments} {self.pin(python, placement)} -m harness.runner {q(bundle_path)} {q(work + '/prompts.jsonl')} "
-            f"--template {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)} "
-            f"--threads {placement.threads} --serve 2>>{q(work + '/runner.log')}"
+            f"cd {q(work)} && {assignments} {self.pin(python, placement)} -m harness.runner"
+            f" {q(bundle_path)} {q(work + '/prompts.jsonl')} --template"
+            f" {q(work + '/template.json')} --max-new-tokens {int(max_new_tokens)} --mode {q(mode)}"
+            f" --threads {placement.threads} --serve 2>>{q(work + '/runner.log')}"
         )
         return RunnerProcess(
             _ShellPipe(self.device.shell(cmd, stream=True)), f"{self.profile.name} {self.serial}"

@@ -72,7 +72,10 @@ class RunnerProcess:
         if self.stderr_path is not None and self.stderr_path.is_file():
             tail = self.stderr_path.read_text(errors="replace").strip().splitlines()[-1:]
             err = f" ({tail[0][:200]})" if tail else ""
-        return f"the runner on {self.describe} stopped (exit code {code}){err}; records so far are journaled, rerun the same command to resume"
+        return (
+            f"the runner on {self.describe} stopped (exit code {code}){err}; records so far are"
+            " journaled, rerun the same command to resume"
+        )
 
 
 class Device(ABC):
@@ -110,7 +113,8 @@ class Device(ABC):
 
     @property
     def phone(self) -> bool:
-        """A phone picks its default core set differently from a desktop (``Topology.default_cores``)."""
+        """A phone picks its default core set differently from a desktop
+        (``Topology.default_cores``)."""
         return self.profile.kind == "adb"
 
     @abstractmethod
@@ -126,7 +130,8 @@ class Device(ABC):
         return ""
 
     def cur_freqs(self) -> dict[int, int]:
-        """Each core's ``cpufreq/scaling_cur_freq`` now, in kHz (empty where there is no cpufreq)."""
+        """Each core's ``cpufreq/scaling_cur_freq`` now, in kHz (empty where there is no
+        cpufreq)."""
         return {}
 
     @abstractmethod

@@ -44,13 +44,15 @@ def idle_power(device, seconds: float, log, sleep=time.sleep) -> dict:
     charging = device.state().charging
     if charging:
         log(
-            "warning: the device is charging: its fuel gauge measures the charger's current, so energy figures are meaningless; "
-            "unplug it (adb over Wi-Fi) or switch the hub's power off for energy, the speed figures are unaffected"
+            "warning: the device is charging: its fuel gauge measures the charger's current, so"
+            " energy figures are meaningless; unplug it (adb over Wi-Fi) or switch the hub's power"
+            " off for energy, the speed figures are unaffected"
         )
     if seconds <= 0 or device.power_watts() is None:
         return {"idle_power_w": None, "charging": charging}
     log(
-        f"sampling idle power for {seconds:.0f} s (fuel gauge, nothing running) for energy above idle"
+        f"sampling idle power for {seconds:.0f} s (fuel gauge, nothing running) for energy above"
+        " idle"
     )
     readings, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
@@ -78,12 +80,14 @@ def wait_until_cool(device, spec: RunSpec, log, sleep=time.sleep):
             return waited, True, state
         if not announced:  # a wait of minutes must not look like a hang
             log(
-                f"waiting for the device to cool: {temp:.1f} °C > {spec.max_temp_c} °C (at most {spec.max_wait_s:.0f} s)"
+                f"waiting for the device to cool: {temp:.1f} °C > {spec.max_temp_c} °C (at most"
+                f" {spec.max_wait_s:.0f} s)"
             )
             announced = True
         if waited >= spec.max_wait_s:
             log(
-                f"device still at {temp:.1f} °C after {waited:.0f} s (limit {spec.max_temp_c} °C); measuring anyway, recorded as cooled=false"
+                f"device still at {temp:.1f} °C after {waited:.0f} s (limit {spec.max_temp_c} °C);"
+                " measuring anyway, recorded as cooled=false"
             )
             return waited, False, state
         sleep(min(POLL_S, max(0.0, spec.max_wait_s - waited)))

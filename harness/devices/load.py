@@ -145,11 +145,13 @@ def wait_until_quiet(device, max_load: float | None, max_wait_s: float, log, sle
             return waited
         if not announced:
             log(
-                f"waiting for the device to be quiet: other processes use {load:.0%} of its CPU > {max_load:.0%} (at most {max_wait_s:.0f} s)"
+                f"waiting for the device to be quiet: other processes use {load:.0%} of its CPU >"
+                f" {max_load:.0%} (at most {max_wait_s:.0f} s)"
             )
             announced = True
         if waited >= max_wait_s:
             log(
-                f"device still {load:.0%} busy after {waited:.0f} s (limit {max_load:.0%}); measuring anyway, its cpu_load_other records it"
+                f"device still {load:.0%} busy after {waited:.0f} s (limit {max_load:.0%});"
+                " measuring anyway, its cpu_load_other records it"
             )
             return waited

@@ -30,7 +30,8 @@ def _cpu_name() -> str:
 
 
 def measure_bandwidth_gbps() -> float:
-    """Host memory bandwidth now: best of 5 copies of a 256 MiB array (read + write bytes / time)."""
+    """Host memory bandwidth now: best of 5 copies of
+    a 256 MiB array (read + write bytes / time)."""
     import time
 
     import numpy as np
@@ -154,7 +155,8 @@ class LocalDevice(Device):
         return out
 
     def pin(self, command: str, placement: Placement) -> str:
-        """util-linux ``taskset`` (Debian's, always there) takes the same bare hex mask as toybox's."""
+        """util-linux ``taskset`` (Debian's, always there)
+        takes the same bare hex mask as toybox's."""
         return f"taskset {placement.mask} {command}"
 
     def start_runner(

@@ -12,7 +12,8 @@ from harness.errors import UserError
 
 @contextlib.contextmanager
 def device_lock(serial: str):
-    """An exclusive advisory lock (flock) on a per-device file; released when the run ends or dies."""
+    """An exclusive advisory lock (flock) on a per-device
+    file; released when the run ends or dies."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in serial)
     path = cache_dir("locks") / f"{safe}.lock"
     handle = open(path, "a+")
@@ -23,7 +24,8 @@ def device_lock(serial: str):
         holder = handle.read().strip() or "another process"
         handle.close()
         raise UserError(
-            f"device {serial} is in use by another slm-bench run ({holder}); wait for it to finish or stop it"
+            f"device {serial} is in use by another slm-bench run ({holder}); wait for it to finish"
+            " or stop it"
         ) from None
     handle.seek(0)
     handle.truncate()

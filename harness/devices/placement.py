@@ -61,10 +61,14 @@ class Placement:
         """``2 threads on big (cpu 0-1)``: what progress lines and logs say."""
         where = "+".join(self.clusters) or "cpu"
         extra = ", oversubscribed" if self.oversubscribed else ""
-        return f"{self.threads} thread{'s' * (self.threads != 1)} on {where} (cpu {format_list(list(self.cores))}{extra})"
+        return (
+            f"{self.threads} thread{'s' * (self.threads != 1)} on {where} (cpu"
+            f" {format_list(list(self.cores))}{extra})"
+        )
 
     def asked(self) -> dict:
-        """The record fields that say what was asked (the journal's resume key holds the first two)."""
+        """The record fields that say what was asked (the
+        journal's resume key holds the first two)."""
         return {
             "threads_asked": self.threads_asked,
             "cores_asked": self.cores_asked,
@@ -90,11 +94,13 @@ class Placement:
 def plan_placements(
     threads: list[int] | None, cores: list[str] | None, topology: Topology, phone: bool, where: str
 ) -> list[Placement]:
-    """Every (threads, cores) pair of a run, cores outer (a core set's thread counts run side by side)."""
+    """Every (threads, cores) pair of a run, cores outer
+    (a core set's thread counts run side by side)."""
     default = topology.default_cores(phone)
     if not default:
         raise UserError(
-            f"{where} reports no online core; check `slm-bench devices` and the device's /sys/devices/system/cpu/online"
+            f"{where} reports no online core; check `slm-bench devices` and the device's"
+            " /sys/devices/system/cpu/online"
         )
     for count in threads or []:
         if count < 1:
@@ -120,7 +126,8 @@ def plan_placements(
 
 
 def status_fields(status: str) -> dict[str, str]:
-    """``/proc/PID/status`` -> its fields (``Cpus_allowed``, ``Cpus_allowed_list``, ``Threads``...)."""
+    """``/proc/PID/status`` -> its fields (``Cpus_allowed``,
+    ``Cpus_allowed_list``, ``Threads``...)."""
     out = {}
     for line in status.splitlines():
         key, sep, value = line.partition(":")
@@ -152,7 +159,8 @@ def readback(
         )
         if sorted(allowed) != sorted(placement.cores):
             problems.append(
-                f"asked cores {format_list(list(placement.cores))}, the runner was allowed {format_list(allowed)}"
+                f"asked cores {format_list(list(placement.cores))}, the runner was allowed"
+                f" {format_list(allowed)}"
             )
     else:
         problems.append("the runner's allowed cores could not be read back")

@@ -54,7 +54,8 @@ class CpuSpec(BaseModel):
 
 
 class TripPoint(BaseModel):
-    """Past ``temp_c`` in its hottest CPU zone, the emulated phone's CPU runs at ``scale`` of its speed."""
+    """Past ``temp_c`` in its hottest CPU zone, the
+    emulated phone's CPU runs at ``scale`` of its speed."""
 
     model_config = ConfigDict(extra="forbid")
 

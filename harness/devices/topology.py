@@ -176,7 +176,8 @@ def parse_cpuinfo(text: str) -> dict[int, dict[str, str]]:
 
 
 def part_name(fields: dict[str, str]) -> str:
-    """A core's part: Arm's name for its ``CPU part`` (``0xd82`` -> Cortex-X4), else x86's model name."""
+    """A core's part: Arm's name for its ``CPU part``
+    (``0xd82`` -> Cortex-X4), else x86's model name."""
     part = fields.get("cpu part", "")
     if part:
         try:
@@ -223,13 +224,15 @@ def cluster_cores(cores: list[Core], hybrid: dict[str, str] | None = None) -> di
     for core in cores:
         by_freq.setdefault(core.max_khz or 0, []).append(core.id)
     groups = [by_freq[f] for f in sorted(by_freq, reverse=True)]
+    if not groups:  # no cores: no clusters (the generated names below need at least one group)
+        return {}
     names = RANK_NAMES.get(len(groups)) or [
         "prime",
         "big",
         *(f"mid{i}" for i in range(1, len(groups) - 2)),
         "little",
     ]
-    return dict(zip(names, groups))
+    return dict(zip(names, groups, strict=True))  # a name per rank, by construction
 
 
 # -- core sets -----------------------------------------------------------------------------
@@ -243,7 +246,8 @@ def parse_core_set(text: str, topology: Topology, where: str) -> list[int]:
     text = text.strip()
     if not text:
         raise UserError(
-            f"--cores: an empty core set; use all, a cluster ({', '.join(topology.clusters)}) or a list like 0-3"
+            f"--cores: an empty core set; use all, a cluster ({', '.join(topology.clusters)}) or a"
+            " list like 0-3"
         )
     known = {c.id for c in topology.cores}
     chosen: set[int] = set()
@@ -257,19 +261,20 @@ def parse_core_set(text: str, topology: Topology, where: str) -> list[int]:
             lo, hi = int(m[1]), int(m[2] or m[1])
             if hi < lo:
                 raise UserError(
-                    f"--cores {text}: the range {term} runs backwards; write it low-high, like {hi}-{lo}"
+                    f"--cores {text}: the range {term} runs backwards; write it low-high, like"
+                    f" {hi}-{lo}"
                 )
             missing = [c for c in range(lo, hi + 1) if c not in known]
             if missing:
                 raise UserError(
-                    f"--cores {text}: {where} has no core {format_list(missing)} (its cores: {format_list(sorted(known))}); "
-                    "pick cores from that list or a cluster name"
+                    f"--cores {text}: {where} has no core {format_list(missing)} (its cores:"
+                    f" {format_list(sorted(known))}); pick cores from that list or a cluster name"
                 )
             chosen |= set(range(lo, hi + 1))
         else:
             raise UserError(
-                f"--cores {text}: {where} has no cluster {term!r} (its clusters: {', '.join(topology.clusters)}); "
-                "use one of those, all, or a core list like 0-3"
+                f"--cores {text}: {where} has no cluster {term!r} (its clusters:"
+                f" {', '.join(topology.clusters)}); use one of those, all, or a core list like 0-3"
             )
     offline = sorted(chosen - set(topology.online))
     if offline:
@@ -285,7 +290,8 @@ def parse_core_set(text: str, topology: Topology, where: str) -> list[int]:
 
 def local_topology() -> Topology:
     """This host's topology. Cores outside this process's affinity (``sched_getaffinity``: a
-    container's cpuset, a ``taskset`` around the harness) count as offline: a run cannot use them."""
+    container's cpuset, a ``taskset`` around the harness) count as offline: a run cannot use them.
+    """
     import glob
     import os
     from pathlib import Path

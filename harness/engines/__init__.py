@@ -27,7 +27,10 @@ ENGINES: dict[str, tuple[str, str]] = {
     "tvm": ("harness.engines.tvm.engine", "pip install -e ."),
     "llama.cpp": (
         "harness.engines.llamacpp.engine",
-        'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores; README: llama.cpp side by side)',
+        (
+            'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores;'
+            " README: llama.cpp side by side)"
+        ),
     ),
 }
 

@@ -55,7 +55,8 @@ SITE_PACKAGES = (
     "markupsafe",
     "pyyaml",
 )
-# Debian 12's glibc 2.36 in the python layer satisfies each; pip does not widen one tag to older ones.
+# Debian 12's glibc 2.36 in the python layer satisfies
+# each; pip does not widen one tag to older ones.
 WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 # Parts of TVM and the stdlib a runner never touches (the compiler alone is 250 MB).
 # (tvm_ffi/core links libtvm_ffi_testing.so, so that one stays.)
@@ -107,7 +108,8 @@ def site_pins() -> list[str]:
             pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             raise UserError(
-                f"{name} is not installed on this host, so the phone kit cannot pin it; run `pip install -e .` first"
+                f"{name} is not installed on this host, so the phone kit cannot pin it; run `pip"
+                " install -e .` first"
             ) from None
     return pins
 
@@ -193,7 +195,8 @@ def _base_layers(work: Path, userland: Path, pins: list[str], log) -> None:
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(
-            f"pip could not fetch the aarch64 wheels for the phone kit ({tail}); check the package index, then rerun"
+            f"pip could not fetch the aarch64 wheels for the phone kit ({tail}); check the package"
+            " index, then rerun"
         )
     for rel in (*SITE_DROP, "bin"):
         path = site / rel
@@ -243,7 +246,8 @@ def _needed_closure(elves: list[Path], search: list[Path], provided: set[str]) -
             src = next((d / name for d in search if (d / name).exists()), None)
             if src is None:
                 raise UserError(
-                    f"the phone kit needs {name}, which the arm64 userland lacks; remove the userland from the cache and rerun"
+                    f"the phone kit needs {name}, which the arm64 userland lacks; remove the"
+                    " userland from the cache and rerun"
                 )
             found.add(name)
             todo.append(src.resolve())
@@ -254,7 +258,8 @@ def _needed(path: Path) -> list[str]:
     readelf = shutil.which("readelf") or shutil.which("aarch64-linux-gnu-readelf")
     if not readelf:
         raise UserError(
-            "readelf is missing (it lists the libraries the phone kit must carry); install it: apt-get install -y binutils"
+            "readelf is missing (it lists the libraries the phone kit must carry); install it:"
+            " apt-get install -y binutils"
         )
     out = subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True).stdout
     return [

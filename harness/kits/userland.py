@@ -59,7 +59,10 @@ def arm64_blocker() -> str | None:
             f"qemu-user is not installed, so ARM64 programs cannot run here; install it: {APT_FIX}"
         )
     if os.geteuid() != 0:
-        return "running ARM64 programs needs qemu-user registered with binfmt_misc, which only root can do; run `slm-bench kit userland` once as root"
+        return (
+            "running ARM64 programs needs qemu-user registered with binfmt_misc, which only root"
+            " can do; run `slm-bench kit userland` once as root"
+        )
     if not os.path.ismount(BINFMT_DIR):
         result = subprocess.run(
             ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)],
@@ -67,13 +70,19 @@ def arm64_blocker() -> str | None:
             text=True,
         )
         if result.returncode != 0:
-            return f"cannot mount {BINFMT_DIR} ({result.stderr.strip() or 'mount failed'}); ARM64 emulation needs a kernel with binfmt_misc (a container must allow it)"
+            return (
+                f"cannot mount {BINFMT_DIR} ({result.stderr.strip() or 'mount failed'}); ARM64"
+                " emulation needs a kernel with binfmt_misc (a container must allow it)"
+            )
     if not _binfmt_enabled() and shutil.which("update-binfmts"):
         subprocess.run(
             ["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True
         )
     if not _binfmt_enabled():
-        return f"qemu-aarch64 is not registered with binfmt_misc; install Debian's handlers: {APT_FIX.replace('mmdebstrap', 'binfmt-support')}"
+        return (
+            "qemu-aarch64 is not registered with binfmt_misc; install Debian's handlers:"
+            f" {APT_FIX.replace('mmdebstrap', 'binfmt-support')}"
+        )
     return None
 
 
@@ -100,7 +109,8 @@ def _mirror() -> str:
         except OSError:
             continue
     raise UserError(
-        "no Debian mirror configured for apt here (the ARM64 userland is made from Debian 12's arm64 packages); set SLM_BENCH_DEBIAN_MIRROR to a Debian mirror's URL"
+        "no Debian mirror configured for apt here (the ARM64 userland is made from Debian 12's"
+        " arm64 packages); set SLM_BENCH_DEBIAN_MIRROR to a Debian mirror's URL"
     )
 
 

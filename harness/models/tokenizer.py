@@ -39,7 +39,8 @@ class ChatTokenizer:
         tj = bundle / "tokenizer.json"
         if not tj.is_file():
             raise UserError(
-                f"{bundle} has no tokenizer.json; this model's inputs can only be counted in cl100k (dummy weights)"
+                f"{bundle} has no tokenizer.json; this model's inputs can only be counted in cl100k"
+                " (dummy weights)"
             )
         cfg_path = bundle / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}

@@ -127,7 +127,8 @@ def check_abi(binary: Path, device_arch: str, where: str, fix: str) -> None:
 
 
 def find_binary(name: str, option: str | None, env_var: str, dir_env: str | None, fix: str) -> Path:
-    """A runner binary: the --runner-bin option, else ``env_var``, else ``dir_env``/name, else PATH."""
+    """A runner binary: the --runner-bin option, else
+    ``env_var``, else ``dir_env``/name, else PATH."""
     candidates = [(option, "--runner-bin"), (os.environ.get(env_var), env_var)]
     if dir_env and os.environ.get(dir_env):
         candidates.append((str(Path(os.environ[dir_env]) / name), dir_env))
@@ -143,12 +144,14 @@ def find_binary(name: str, option: str | None, env_var: str, dir_env: str | None
     if found:
         return Path(found).resolve()
     raise UserError(
-        f"runner binary {name} not found (looked at --runner-bin, {env_var}{', ' + dir_env if dir_env else ''}, PATH); {fix}"
+        f"runner binary {name} not found (looked at --runner-bin,"
+        f" {env_var}{', ' + dir_env if dir_env else ''}, PATH); {fix}"
     )
 
 
 def path_from_env(runner: str, env_var: str, what: str, *, file: bool = False) -> Path:
-    """A user-supplied model file or folder a native runner needs, named by an environment variable."""
+    """A user-supplied model file or folder a native
+    runner needs, named by an environment variable."""
     value = os.environ.get(env_var)
     if not value:
         raise UserError(
@@ -157,7 +160,8 @@ def path_from_env(runner: str, env_var: str, what: str, *, file: bool = False) -
     path = Path(value).expanduser()
     if not (path.is_file() if file else path.exists()):
         raise UserError(
-            f"{env_var} points at {path}, which is not {'a file' if file else 'there'}; fix the path"
+            f"{env_var} points at {path}, which is not {'a file' if file else 'there'}; fix the"
+            " path"
         )
     return path.resolve()
 
@@ -207,7 +211,8 @@ class Target:
 
     @property
     def shares_host_loopback(self) -> bool:
-        """This host, or the emulated phone (its programs run here): a free port here is free there."""
+        """This host, or the emulated phone (its programs
+        run here): a free port here is free there."""
         return self.local or getattr(self.device, "props", {}).get("ro.slm_bench.emulated") == "1"
 
     def arch(self) -> str:
@@ -221,8 +226,9 @@ class Target:
         return getattr(self.device, "props", {}).get("ro.product.cpu.abi", "unknown")
 
     def place(self, files: dict[str, Path], folder: str) -> tuple[str, int]:
-        """Make ``name -> file`` available in one folder on the target; returns (folder, bytes sent).
-        Symlinked names (libfoo.so.0 -> libfoo.so.0.1) are pushed once and linked on the device."""
+        """Make ``name -> file`` available in one folder on the target; returns (folder, bytes
+        sent). Symlinked names (libfoo.so.0 -> libfoo.so.0.1) are pushed once and linked on the
+        device."""
         if self.local:
             return _local_folder(files, folder), 0
         remote = posixpath.join(REMOTE_RUNNERS, folder)
@@ -286,7 +292,8 @@ class _LocalProcess:
 
 
 def _local_folder(files: dict[str, Path], folder: str) -> str:
-    """On this host the files are used where they are if they share a folder, else linked into one."""
+    """On this host the files are used where they are
+    if they share a folder, else linked into one."""
     parents = {p.parent for p in files.values()}
     if len(parents) == 1 and all(name == p.name for name, p in files.items()):
         return str(parents.pop())
@@ -397,7 +404,8 @@ class NativeRunner:
         return {"runner": self.name, "requests": self.requests, "timed_s": self.timed_s}
 
     def shell(self, cmd: str, what: str, fix: str) -> str:
-        """Run ``cmd`` on the target; a non-zero exit is a one-line error with the last stderr line."""
+        """Run ``cmd`` on the target; a non-zero exit is
+        a one-line error with the last stderr line."""
         code, out, err = self.target.run(cmd, timeout=self.timeout_s)
         if self.ctx.log_path is not None and err:
             with open(self.ctx.log_path, "a", encoding="utf-8") as log:
@@ -407,7 +415,8 @@ class NativeRunner:
                 "no output"
             ]
             failed = RunnerFailed(
-                f"{what} exited with code {code} on {self.target.name} ({tail[0].strip()[:200]}); {fix}"
+                f"{what} exited with code {code} on {self.target.name} ({tail[0].strip()[:200]});"
+                f" {fix}"
             )
             failed.returncode, failed.output = code, (err or out)[-4000:]
             raise failed

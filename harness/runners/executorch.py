@@ -27,7 +27,10 @@ from harness.runners.base import (
     path_from_env,
 )
 
-FIX = "build ExecuTorch's llama_main for android-arm64 (README: On a real phone: runners) and set SLM_BENCH_EXECUTORCH_MAIN"
+FIX = (
+    "build ExecuTorch's llama_main for android-arm64 (README: On a real phone: runners) and set"
+    " SLM_BENCH_EXECUTORCH_MAIN"
+)
 OBSERVER_KEYS = (
     "prompt_tokens",
     "generated_tokens",
@@ -47,7 +50,8 @@ def parse_observer(text: str) -> dict:
     ]
     if not lines:
         raise RunnerFailed(
-            "no `PyTorchObserver {...}` line in llama_main's output; did it fail to load the model? see runner.log"
+            "no `PyTorchObserver {...}` line in llama_main's output; did it fail to load the model?"
+            " see runner.log"
         )
     try:
         stats = json.loads(lines[-1])
@@ -58,7 +62,8 @@ def parse_observer(text: str) -> dict:
     missing = [k for k in OBSERVER_KEYS if k not in stats]
     if missing:
         raise RunnerFailed(
-            f"the PyTorchObserver line lacks {', '.join(missing)}; use an ExecuTorch release with extension/llm/runner (0.4 or later)"
+            f"the PyTorchObserver line lacks {', '.join(missing)}; use an ExecuTorch release with"
+            " extension/llm/runner (0.4 or later)"
         )
     return stats
 
@@ -72,7 +77,8 @@ def observer_phases(text: str) -> Phases:
     )
     if not t0 <= t_prefill <= t_last or not t0 <= t_first <= t_last:
         raise RunnerFailed(
-            f"PyTorchObserver stamps are out of order (start {t0}, prompt eval end {t_prefill}, first token {t_first}, end {t_last}); see runner.log"
+            f"PyTorchObserver stamps are out of order (start {t0}, prompt eval end {t_prefill},"
+            f" first token {t_first}, end {t_last}); see runner.log"
         )
     return Phases(
         prefill_s=(t_prefill - t0) * unit,
@@ -130,10 +136,12 @@ class ExecuTorch(NativeRunner):
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
         q = shlex.quote
         seq_len = input_tokens + self.ctx.max_new_tokens + 16
+        threads = f" --cpu_threads {self.placement.threads}" if self.placement else ""
         cmd = (
-            f"cd {q(self.folder)} && LD_LIBRARY_PATH={q(self.folder)} {q(self.exe)} --model_path {q(self.pte)} --tokenizer_path {q(self.tokenizer)} "
-            f"--prompt {q(self.rendered[prompt_id])} --temperature 0 --seq_len {seq_len} --max_new_tokens {self.ctx.max_new_tokens}"
-            f"{f' --cpu_threads {self.placement.threads}' if self.placement else ''} </dev/null"
+            f"cd {q(self.folder)} && LD_LIBRARY_PATH={q(self.folder)} {q(self.exe)}"
+            f" --model_path {q(self.pte)} --tokenizer_path {q(self.tokenizer)}"
+            f" --prompt {q(self.rendered[prompt_id])} --temperature 0 --seq_len {seq_len}"
+            f" --max_new_tokens {self.ctx.max_new_tokens}{threads} </dev/null"
         )
         out = self.shell(self.pinned(cmd), "llama_main", FIX)
         self.note_affinity(out)

@@ -8,9 +8,10 @@ Each invocation runs llama-bench's own untimed warm-up first, so every measureme
 
 ``llama-completion`` (``llama-cli`` before llama.cpp split the chat UI off) runs the real prompt
 text, rendered with the model's chat template on the host, and prints ``llama_perf_context_print``
-lines on stderr (``common_perf_print`` in 2025+ builds): prompt eval time over the prompt's tokens, eval time over the decode runs. The
-first output token is sampled from the prompt's logits, so there are runs + 1 output tokens and
-TTFT is the prompt eval time (sampling not included: labelled estimated).
+lines on stderr (``common_perf_print`` in 2025+ builds): prompt eval time over the prompt's
+tokens, eval time over the decode runs. The first output token is sampled from the prompt's logits,
+so there are runs + 1 output tokens and TTFT is the prompt eval time (sampling not included:
+labelled estimated).
 
 The binary: ``--runner-bin``, the runner's variable or ``SLM_BENCH_LLAMA_BIN_DIR``; where none
 names one, the llama.cpp the harness builds itself (``harness.kits.llamacpp``): static aarch64 for
@@ -42,7 +43,10 @@ from harness.runners.base import (
 )
 
 BENCH_KEYS = ("n_prompt", "n_gen", "n_depth", "avg_ns", "stddev_ns", "samples_ns")
-BUILD_FIX = "build llama.cpp for the phone (README: On a real phone: runners) and pass --runner-bin or SLM_BENCH_LLAMA_BIN_DIR"
+BUILD_FIX = (
+    "build llama.cpp for the phone (README: On a real phone: runners) and pass --runner-bin or"
+    " SLM_BENCH_LLAMA_BIN_DIR"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,12 +63,14 @@ def parse_llama_bench_jsonl(text: str) -> list[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RunnerFailed(
-                f"llama-bench printed a line that is not JSON ({exc.msg}): {line[:80]}; run it by hand with -o jsonl to see why"
+                f"llama-bench printed a line that is not JSON ({exc.msg}): {line[:80]}; run it by"
+                " hand with -o jsonl to see why"
             ) from None
         missing = [k for k in BENCH_KEYS if k not in obj]
         if missing:
             raise RunnerFailed(
-                f"llama-bench result lacks {', '.join(missing)}; this llama.cpp is too old for -o jsonl with -d, use a build from 2025 or later"
+                f"llama-bench result lacks {', '.join(missing)}; this llama.cpp is too old for -o"
+                " jsonl with -d, use a build from 2025 or later"
             )
         results.append(obj)
     return results
@@ -76,7 +82,8 @@ def bench_test(results: list[dict], n_prompt: int, n_gen: int, n_depth: int) -> 
             return r
     have = ", ".join(f"pp{r['n_prompt']}/tg{r['n_gen']}@d{r['n_depth']}" for r in results) or "none"
     raise RunnerFailed(
-        f"llama-bench did not report the test pp{n_prompt}/tg{n_gen}@d{n_depth} (it reported: {have}); check its stderr in runner.log"
+        f"llama-bench did not report the test pp{n_prompt}/tg{n_gen}@d{n_depth} (it reported:"
+        f" {have}); check its stderr in runner.log"
     )
 
 
@@ -108,9 +115,12 @@ def llama_bench_phases(results: list[dict], input_tokens: int, output_tokens: in
     )
 
 
-# llama_perf_context_print (src/llama-context.cpp) in older builds; common_perf_print (common/) in newer ones
+# llama_perf_context_print (src/llama-context.cpp) in
+# older builds; common_perf_print (common/) in newer ones
 _PERF = re.compile(
-    r"(?:llama_perf_context_print|common_perf_print):\s+(?P<what>load|prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms(?: /\s+(?P<n>\d+) (?:tokens|runs))?"
+    r"(?:llama_perf_context_print|common_perf_print):\s+"
+    r"(?P<what>load|prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms"
+    r"(?: /\s+(?P<n>\d+) (?:tokens|runs))?"
 )
 
 
@@ -127,7 +137,8 @@ def llama_perf_phases(text: str) -> Phases:
     perf = parse_llama_perf(text)
     if "prompt eval" not in perf or "eval" not in perf:
         raise RunnerFailed(
-            "no llama_perf_context_print lines (prompt eval time / eval time) in the runner's output; is it llama-completion (or an older llama-cli)?"
+            "no llama_perf_context_print lines (prompt eval time / eval time) in the runner's"
+            " output; is it llama-completion (or an older llama-cli)?"
         )
     prompt_ms, prompt_tokens = perf["prompt eval"]
     eval_ms, runs = perf["eval"]
@@ -156,7 +167,8 @@ def gguf_path(model, bundle: Path | None = None) -> Path:
         return source
     name = getattr(model, "name", "the model")
     raise UserError(
-        f"the llama.cpp runners need a GGUF file and {name} did not come from one; add --engine llama.cpp (GGUF Q4_0 from any model) or pass --model path/to/model.gguf"
+        f"the llama.cpp runners need a GGUF file and {name} did not come from one; add --engine"
+        " llama.cpp (GGUF Q4_0 from any model) or pass --model path/to/model.gguf"
     )
 
 
@@ -178,7 +190,8 @@ class _LlamaCppRunner(NativeRunner):
             binary,
             device_arch,
             self.target.name,
-            f"build llama.cpp for that CPU (README: On a real phone: runners) and pass it with --runner-bin or {self.env_var}",
+            "build llama.cpp for that CPU (README: On a real phone: runners) and pass it with"
+            f" --runner-bin or {self.env_var}",
         )
         libs = libraries_beside(binary)
         # a harness-built kit is named by its content key, so two kits never share a folder there
@@ -203,8 +216,9 @@ class _LlamaCppRunner(NativeRunner):
         )
         if provenance["openmp"]:
             self.ctx.log(
-                f"note: {binary.name} is built with OpenMP, which ignores llama.cpp's -C mask; the taskset around it still pins "
-                "the process to the chosen cores (build with -DGGML_OPENMP=OFF for llama.cpp's own affinity)"
+                f"note: {binary.name} is built with OpenMP, which ignores llama.cpp's -C mask; the"
+                " taskset around it still pins the process to the chosen cores (build with"
+                " -DGGML_OPENMP=OFF for llama.cpp's own affinity)"
             )
         return provenance
 
@@ -254,7 +268,8 @@ class _LlamaCppRunner(NativeRunner):
             bin_dir = llamacpp.build_llamacpp(arch, log=self.ctx.log or print, announce=announce)
         except UserError as exc:
             raise UserError(
-                f"runner binary {self.binaries[0]} not found (looked at {looked}) and the harness could not build it: {exc}"
+                f"runner binary {self.binaries[0]} not found (looked at {looked}) and the harness"
+                f" could not build it: {exc}"
             ) from None
         kind = "static" if arch == "aarch64" else "shared"
         return bin_dir / self.binaries[
@@ -268,7 +283,8 @@ class _LlamaCppRunner(NativeRunner):
         still pins the process)."""
         if os.environ.get("SLM_BENCH_LLAMA_THREADS"):
             raise UserError(
-                "SLM_BENCH_LLAMA_THREADS is replaced by `slm-bench run --threads N` (and --cores), which every runner obeys; unset it"
+                "SLM_BENCH_LLAMA_THREADS is replaced by `slm-bench run --threads N` (and --cores),"
+                " which every runner obeys; unset it"
             )
         if self.placement is None:
             return ""
@@ -287,7 +303,8 @@ class LlamaBench(_LlamaCppRunner):
     def setup(self) -> dict:
         if self.ctx.mode == "quality":
             raise UserError(
-                "llama-bench measures speed on random prompt tokens and keeps no answers; use --runner llama-cli for --mode quality"
+                "llama-bench measures speed on random prompt tokens and keeps no answers; use"
+                " --runner llama-cli for --mode quality"
             )
         return super().setup()
 
@@ -295,7 +312,10 @@ class LlamaBench(_LlamaCppRunner):
         q = shlex.quote
         run = f"{self._env()}{q(self.exe)} -m {q(self.model_path)} -r 1 -o jsonl{self._threads()}"
         # two invocations, because n_depth applies to every test of one invocation
-        return f"{run} -p {input_tokens} -n 0 && {run} -p 0 -n {self.ctx.max_new_tokens} -d {input_tokens}"
+        return (
+            f"{run} -p {input_tokens} -n 0 && "
+            f"{run} -p 0 -n {self.ctx.max_new_tokens} -d {input_tokens}"
+        )
 
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
         out = self.shell(
@@ -318,7 +338,8 @@ class LlamaCli(_LlamaCppRunner):
         provenance = super().setup()
         from harness.models.tokenizer import ChatTokenizer
 
-        # The prompt as the model sees it: chat template applied here, so llama.cpp gets the same text.
+        # The prompt as the model sees it: chat template
+        # applied here, so llama.cpp gets the same text.
         tok = ChatTokenizer.from_bundle(self.ctx.bundle)
         folder = Path(self.ctx.log_path).parent / "runner-prompts"
         folder.mkdir(parents=True, exist_ok=True)
@@ -335,9 +356,11 @@ class LlamaCli(_LlamaCppRunner):
             input_tokens + self.ctx.max_new_tokens + 64
         )  # headroom: llama.cpp may add a BOS the template already has
         cmd = (
-            f"{self._env()}{q(self.exe)} -m {q(self.model_path)} -f {q(posixpath.join(self.prompt_folder, prompt_id + '.txt'))} "
-            f"-n {self.ctx.max_new_tokens} -c {n_ctx}{self._threads()} --temp 0 -no-cnv --no-display-prompt --simple-io "
-            f"{'--ignore-eos ' if self.ctx.mode == 'speed' else ''}</dev/null 2>&1"
+            f"{self._env()}{q(self.exe)} -m {q(self.model_path)}"
+            f" -f {q(posixpath.join(self.prompt_folder, prompt_id + '.txt'))}"
+            f" -n {self.ctx.max_new_tokens} -c {n_ctx}{self._threads()} --temp 0 -no-cnv"
+            " --no-display-prompt --simple-io"
+            f" {'--ignore-eos ' if self.ctx.mode == 'speed' else ''}</dev/null 2>&1"
         )
         out = self.shell(self.pinned(cmd), "llama-completion", f"see runner.log; {BUILD_FIX}")
         self.note_affinity(out)

@@ -28,10 +28,15 @@ from harness.runners.base import (
     phases_from_steps,
 )
 
-FIX = "download Qualcomm's mlc_llm-utils-linux-arm64 (README: On a real phone: runners) and set SLM_BENCH_MLC_CLI to its bin/mlc_cli_chat"
+FIX = (
+    "download Qualcomm's mlc_llm-utils-linux-arm64 (README: On a real phone: runners) and set"
+    " SLM_BENCH_MLC_CLI to its bin/mlc_cli_chat"
+)
 _STATS = re.compile(
-    r"decode\s*:\s*(?P<d_rate>[\d.]+)\s*tok/sec\s*\((?P<d_n>\d+)\s*tokens in\s*(?P<d_s>[\d.]+)\s*sec\)\s*,\s*"
-    r"prefill\s*:\s*(?P<p_rate>[\d.]+)\s*tok/sec\s*\((?P<p_n>\d+)\s*tokens in\s*(?P<p_s>[\d.]+)\s*sec\)"
+    r"decode\s*:\s*(?P<d_rate>[\d.]+)\s*tok/sec\s*"
+    r"\((?P<d_n>\d+)\s*tokens in\s*(?P<d_s>[\d.]+)\s*sec\)\s*,\s*"
+    r"prefill\s*:\s*(?P<p_rate>[\d.]+)\s*tok/sec\s*"
+    r"\((?P<p_n>\d+)\s*tokens in\s*(?P<p_s>[\d.]+)\s*sec\)"
 )
 
 
@@ -40,7 +45,8 @@ def parse_mlc_stats(text: str) -> dict:
     found = list(_STATS.finditer(text))
     if not found:
         raise RunnerFailed(
-            "no `decode : X tok/sec (N tokens in T sec), prefill : ...` line in mlc_cli_chat's output; is it a build with PR #3114's stats?"
+            "no `decode : X tok/sec (N tokens in T sec), prefill : ...` line in mlc_cli_chat's"
+            " output; is it a build with PR #3114's stats?"
         )
     m = found[-1]
     return {
@@ -104,7 +110,8 @@ class MlcCli(NativeRunner):
         return provenance
 
     def _place_prompts(self) -> str:
-        # mlc_cli_chat applies the model's conversation template itself: the raw user message goes in.
+        # mlc_cli_chat applies the model's conversation
+        # template itself: the raw user message goes in.
         folder = Path(self.ctx.log_path).parent / "runner-prompts"
         folder.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -116,8 +123,11 @@ class MlcCli(NativeRunner):
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
         q = shlex.quote
         cmd = (
-            f"cd {q(self.bin_dir)} && LD_LIBRARY_PATH={q(self.lib_dir)} ./mlc_cli_chat --model {q(self.model_dir)} --model-lib {q(self.model_lib)} "
-            f"--device {q(self.device_kind)} --max-tokens {self.ctx.max_new_tokens} --with-prompt-file {q(posixpath.join(self.prompt_dir, prompt_id + '.txt'))} </dev/null"
+            f"cd {q(self.bin_dir)} && LD_LIBRARY_PATH={q(self.lib_dir)} ./mlc_cli_chat"
+            f" --model {q(self.model_dir)} --model-lib {q(self.model_lib)}"
+            f" --device {q(self.device_kind)} --max-tokens {self.ctx.max_new_tokens}"
+            f" --with-prompt-file {q(posixpath.join(self.prompt_dir, prompt_id + '.txt'))}"
+            " </dev/null"
         )
         out = self.shell(
             self.pinned(cmd), "mlc_cli_chat", FIX

@@ -42,7 +42,10 @@ PAGE_SIZE = 16
 KV_HEADROOM = 16
 DEVICE_PORT = 9090  # the TVM RPC server's usual port on a real phone
 CONNECT_TIMEOUT_S = 90.0  # importing tvm on a phone's Python takes a while
-FIX = "build TVM's apps/cpp_rpc with the Android NDK (README: On a real phone: runners) and pass --runner-bin or SLM_BENCH_TVM_RPC"
+FIX = (
+    "build TVM's apps/cpp_rpc with the Android NDK (README: On a real phone: runners) and pass"
+    " --runner-bin or SLM_BENCH_TVM_RPC"
+)
 
 
 def _free_port() -> int:
@@ -152,7 +155,8 @@ class TvmRpc(NativeRunner):
         self.manifest = json.loads((bundle / "manifest.json").read_text())
         if engine_of(self.manifest) != "tvm":
             raise UserError(
-                f"--runner tvm-rpc runs TVM bundles, not {self.manifest['engine']} ones; use --engine tvm (or --runner llama-bench for llama.cpp)"
+                f"--runner tvm-rpc runs TVM bundles, not {self.manifest['engine']} ones; use"
+                " --engine tvm (or --runner llama-bench for llama.cpp)"
             )
         config = json.loads((bundle / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])
@@ -169,7 +173,8 @@ class TvmRpc(NativeRunner):
             longest + self.ctx.max_new_tokens + KV_HEADROOM, int(config["context_window"])
         )
         self.ctx.log(
-            f"tvm-rpc: uploading {self.manifest['library']} and {self.manifest.get('weight_bytes', 0) / 1e6:.1f} MB of weights to {self.target.name}"
+            f"tvm-rpc: uploading {self.manifest['library']} and"
+            f" {self.manifest.get('weight_bytes', 0) / 1e6:.1f} MB of weights to {self.target.name}"
         )
         self.session = RemoteSession(self.rpc, bundle, max_seq)
         self.rtt_s = self._round_trip()
@@ -194,7 +199,10 @@ class TvmRpc(NativeRunner):
             check_abi(binary, self.target.arch(), self.target.name, FIX)
             libs = libraries_beside(binary)
             folder, sent = self.target.place({binary.name: binary, **libs}, "tvm-rpc")
-            cmd = f"cd {q(folder)} && LD_LIBRARY_PATH={q(folder)} exec ./{q(binary.name)} server --host=127.0.0.1 --port={self.port} --port-end={self.port + 1}"
+            cmd = (
+                f"cd {q(folder)} && LD_LIBRARY_PATH={q(folder)} exec ./{q(binary.name)} server"
+                f" --host=127.0.0.1 --port={self.port} --port-end={self.port + 1}"
+            )
             return cmd, {
                 **binary_provenance(binary, libs, "--runner-bin / SLM_BENCH_TVM_RPC"),
                 "bytes_pushed": sent,
@@ -202,8 +210,12 @@ class TvmRpc(NativeRunner):
         python = self._device_python()
         import tvm
 
-        # --no-fork: a forked session child inherits a TVM thread pool it cannot use (segfaults on real-size models)
-        cmd = f"exec {q(python)} -m tvm.exec.rpc_server --host 127.0.0.1 --port {self.port} --port-end {self.port + 1} --no-fork"
+        # --no-fork: a forked session child inherits a TVM thread
+        # pool it cannot use (segfaults on real-size models)
+        cmd = (
+            f"exec {q(python)} -m tvm.exec.rpc_server --host 127.0.0.1 --port {self.port}"
+            f" --port-end {self.port + 1} --no-fork"
+        )
         return cmd, {
             "server": f"{python} -m tvm.exec.rpc_server (apache-tvm {tvm.__version__} on the host)"
         }
@@ -230,7 +242,8 @@ class TvmRpc(NativeRunner):
         self.close()
         reason = str(last).strip().splitlines()[-1][:160] if last else "no answer"
         raise UserError(
-            f"the TVM RPC server on {self.target.name} did not answer on port {self.port} within {CONNECT_TIMEOUT_S:.0f} s ({reason}); {FIX}"
+            f"the TVM RPC server on {self.target.name} did not answer on port {self.port} within"
+            f" {CONNECT_TIMEOUT_S:.0f} s ({reason}); {FIX}"
         )
 
     def _round_trip(self, n: int = 20) -> float:
@@ -248,8 +261,8 @@ class TvmRpc(NativeRunner):
             return
         if self.placement.cores != self.server_cores:
             raise UserError(
-                "--runner tvm-rpc pins its RPC server once, to the first --cores set; sweep --threads within one set, "
-                "or run each --cores set as its own run"
+                "--runner tvm-rpc pins its RPC server once, to the first --cores set; sweep"
+                " --threads within one set, or run each --cores set as its own run"
             )
         if self.threads_seen != self.placement.threads:
             self.rpc.get_function("runtime.config_threadpool")(1, self.placement.threads)
@@ -263,7 +276,8 @@ class TvmRpc(NativeRunner):
         ids = np.asarray(self.tokenizer.encode_chat(prompt["text"]), dtype=np.int32)
         if len(ids) + self.ctx.max_new_tokens > self.session.max_seq_len:
             raise RunnerFailed(
-                f"{len(ids)} input + {self.ctx.max_new_tokens} output tokens exceed the KV cache of {self.session.max_seq_len}; use a shorter L"
+                f"{len(ids)} input + {self.ctx.max_new_tokens} output tokens exceed the KV cache of"
+                f" {self.session.max_seq_len}; use a shorter L"
             )
         session, out = self.session, []
         try:
@@ -285,7 +299,8 @@ class TvmRpc(NativeRunner):
             if isinstance(exc, UserError):
                 raise
             raise RunnerFailed(
-                f"the TVM RPC session with {self.target.name} failed ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}); rerun the same command to resume"
+                f"the TVM RPC session with {self.target.name} failed ({type(exc).__name__}:"
+                f" {str(exc).strip().splitlines()[-1][:160]}); rerun the same command to resume"
             ) from None
         ns = 1e-9
         return Phases(

@@ -70,12 +70,14 @@ def _instantiate(ep: EntryPoint) -> Stage:
     except Exception as exc:  # noqa: BLE001 - any import failure of third-party code is reported, not raised
         first = (str(exc).splitlines() or [""])[0]
         raise UserError(
-            f"stage {ep.name!r} ({ep.value}, from {_package(ep)}) failed to import: {type(exc).__name__}: {first}; fix or reinstall that package"
+            f"stage {ep.name!r} ({ep.value}, from {_package(ep)}) failed to import:"
+            f" {type(exc).__name__}: {first}; fix or reinstall that package"
         ) from None
     stage = obj() if isinstance(obj, type) else obj
     if not callable(getattr(stage, "run", None)):
         raise UserError(
-            f"stage {ep.name!r} ({ep.value}) is not a Stage (it has no run method); fix the entry point in that package"
+            f"stage {ep.name!r} ({ep.value}) is not a Stage (it has no run method); fix the entry"
+            " point in that package"
         )
     if not getattr(stage, "name", ""):
         stage.name = ep.name
@@ -100,6 +102,7 @@ def load_stage(name: str) -> Stage:
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
         raise UserError(
-            f"unknown stage {name!r} (installed: {known}); install the package that provides it, or `pip install -e .` for the built-in ones"
+            f"unknown stage {name!r} (installed: {known}); install the package that provides it, or"
+            " `pip install -e .` for the built-in ones"
         )
     return _instantiate(eps[name])

@@ -1,7 +1,8 @@
 """``slm-bench pipeline FILE.yaml``: a stage's model, from training to a benchmarked, evaluated run.
 
     stage (train, export)  ->  OUT/train/<model dir>
-    compile + benchmark    ->  OUT/runs/<model>-<quant>/   (the same ``run_benchmark`` as `slm-bench run`)
+    compile + benchmark    ->  OUT/runs/<model>-<quant>/
+                               (the same ``run_benchmark`` as `slm-bench run`)
     evaluate (DocAssist)   ->  quality.jsonl in that run folder, so reports join speed and quality
     summary                ->  OUT/pipeline.json (losses, run folder, quality; the baseline's too)
 
@@ -42,7 +43,8 @@ class EvaluateStep(BaseModel):
     split: str = "test"
     max_new_tokens: int = 64
     limit: int | None = None
-    baseline: bool = True  # also evaluate the pre-trained model before fine-tuning (needs a stage that exports it)
+    # also evaluate the pre-trained model before fine-tuning (needs a stage that exports it)
+    baseline: bool = True
 
 
 class PipelineSpec(BaseModel):
@@ -67,7 +69,8 @@ def load_pipeline(path: Path) -> PipelineSpec:
 
 
 def _rel(path: str | None) -> str | None:
-    """Paths in the YAML are relative to the repository root (where the example lives), else as given."""
+    """Paths in the YAML are relative to the repository
+    root (where the example lives), else as given."""
     from harness.paths import REPO_ROOT
 
     if path is None or Path(path).is_absolute() or Path(path).exists():
@@ -101,7 +104,8 @@ def run_pipeline(spec: PipelineSpec, out: Path, log: Log = print) -> dict:
         dataset = _rel(spec.evaluate.docassist or train_cfg.get("docassist"))
         if not dataset:
             raise UserError(
-                "the pipeline's evaluate step needs a DocAssist folder; set evaluate.docassist or train.docassist, or set evaluate: null"
+                "the pipeline's evaluate step needs a DocAssist folder; set evaluate.docassist or"
+                " train.docassist, or set evaluate: null"
             )
         summary["quality"] = evaluate(
             str(model_dir), spec.benchmark.quantization, Path(dataset), spec.evaluate, run_dir, log
@@ -204,6 +208,7 @@ def evaluate(
         "intent_accuracy": sum(r["intent_ok"] for r in rows) / len(rows) if rows else None,
     }
     log(
-        f"quality of {Path(model).name} on {dataset.name}/{step.split}: intent accuracy {result['all']['intent_accuracy']:.2f} over {len(rows)} examples"
+        f"quality of {Path(model).name} on {dataset.name}/{step.split}: intent accuracy"
+        f" {result['all']['intent_accuracy']:.2f} over {len(rows)} examples"
     )
     return result

@@ -7,8 +7,9 @@ The real adb server talks to it as to a phone over TCP::
 
 or in-process: ``port = EmulatedDevice(profile, root).start()``. Services: ``shell:`` /
 ``exec:`` (raw), ``shell,v2,...:`` (shell protocol v2, exit codes, separate stderr),
-``sync:`` (push/pull/stat/ls, v1 and v2 stat/list) and ``tcp:PORT`` (``adb forward``). The phone's storage is the ``root``
-folder, so a restarted device keeps what was pushed. No AUTH, no TLS.
+``sync:`` (push/pull/stat/ls, v1 and v2 stat/list) and ``tcp:PORT`` (``adb forward``). The
+phone's storage is the ``root`` folder, so a restarted device keeps what was pushed. No AUTH, no
+TLS.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class EmulatedDevice:
         )
         props = self.state.props
         self.banner = (
-            f"device::ro.product.name={props.get('ro.product.name', '')};ro.product.model={props.get('ro.product.model', '')};"
+            f"device::ro.product.name={props.get('ro.product.name', '')};"
+            f"ro.product.model={props.get('ro.product.model', '')};"
             f"ro.product.device={props['ro.product.device']};features={','.join(FEATURES)}"
         ).encode()
         self._listener: socket.socket | None = None
@@ -172,13 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=1.0,
         metavar="N",
-        help="run the thermal model N times faster than real time (device seconds per real second), "
-        "so that a test heats and throttles the phone within seconds",
+        help=(
+            "run the thermal model N times faster than real time (device seconds per real second), "
+            "so that a test heats and throttles the phone within seconds"
+        ),
     )
     parser.add_argument(
         "--charging",
         action="store_true",
-        help="a plugged-in phone (status Charging); by default it discharges, as one on adb over Wi-Fi",
+        help=(
+            "a plugged-in phone (status Charging); by default it discharges, as one on adb over"
+            " Wi-Fi"
+        ),
     )
     parser.add_argument(
         "--arch",
@@ -203,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     port = device.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() still kills running shells
     print(
-        f"emulated adbd ({args.profile}, {args.arch}) on {args.host}:{port}, storage in {device.root}; "
-        f"adb connect {args.host}:{port}",
+        f"emulated adbd ({args.profile}, {args.arch}) on {args.host}:{port}, storage in"
+        f" {device.root}; adb connect {args.host}:{port}",
         flush=True,
     )
     try:

@@ -33,7 +33,8 @@ def populate(root: Path, log=print) -> None:
     require_arm64("the emulated ARM64 phone")
     if os.geteuid() != 0:
         raise UserError(
-            "the emulated ARM64 phone runs its programs in a chroot, which needs root; run `slm-bench devices emulate --arch arm64` as root"
+            "the emulated ARM64 phone runs its programs in a chroot, which needs root; run"
+            " `slm-bench devices emulate --arch arm64` as root"
         )
     system_bin = root / "system/bin"
     busybox = system_bin / "busybox"

@@ -69,8 +69,9 @@ class EmulatedCpu:
         """The mapping in words, for a run to say how its phone cores were emulated."""
         n = len(self.hosts)
         return (
-            f"{self.n} phone cores on host CPUs {format_list(self.hosts)}: phone core i runs on host CPU "
-            f"hosts[i mod {n}], hosts = {self.hosts} ({self.cpu_map()}); the timings are the host's"
+            f"{self.n} phone cores on host CPUs {format_list(self.hosts)}: phone core i runs on"
+            f" host CPU hosts[i mod {n}], hosts = {self.hosts} ({self.cpu_map()}); the timings are"
+            " the host's"
         )
 
     def max_khz(self, core: int) -> int:
@@ -200,7 +201,8 @@ def free_busybox_taskset(root: Path, log=print) -> list[str]:
     ).stdout.split()
     if "taskset" in names and not _rename_applet(busybox, names, "taskset", BUSYBOX_TASKSET):
         log(
-            "warning: could not rename busybox's taskset applet; the ARM64 phone's taskset pins host CPUs as given"
+            "warning: could not rename busybox's taskset applet; the ARM64 phone's taskset pins"
+            " host CPUs as given"
         )
         return ["/system/bin/busybox", "taskset"]
     if "taskset" not in names and BUSYBOX_TASKSET not in names:

@@ -2,15 +2,15 @@
 forward), and its state.
 
 The phone's storage is a folder on the host (``root`` stands for the phone's ``/``). On the x86_64
-phone, shell commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the phone
-paths that live in the sandbox (``/data``, ``/sdcard``, ``/storage/emulated/0``, the emulated
+phone, shell commands run with the host's /bin/sh, in ``root``, after a plain prefix rewrite of the
+phone paths that live in the sandbox (``/data``, ``/sdcard``, ``/storage/emulated/0``, the emulated
 ``/proc/meminfo`` and ``/sys/class/{thermal,power_supply}``; with a profile ``cpu:``, also
 ``/proc/cpuinfo`` and ``/sys/devices/system/cpu``: see ``cpu.py``). On the aarch64 phone they run
-with its own ARM64 shell chrooted into ``root`` (``arm64.py``), so phone paths need no rewrite. ``getprop``, ``dumpsys battery``
-and ``cat`` of /proc or /sys files are answered from the device profile and a thermal model
-without starting a process (so polling them is not load; /proc/stat and /proc/PID/stat from the
-host's, which the aarch64 phone's chroot lacks); the same answers are also on the
-shell's PATH as small scripts, so pipelines such as ``getprop | grep model`` work.
+with its own ARM64 shell chrooted into ``root`` (``arm64.py``), so phone paths need no rewrite.
+``getprop``, ``dumpsys battery`` and ``cat`` of /proc or /sys files are answered from the device
+profile and a thermal model without starting a process (so polling them is not load; /proc/stat and
+/proc/PID/stat from the host's, which the aarch64 phone's chroot lacks); the same answers are also
+on the shell's PATH as small scripts, so pipelines such as ``getprop | grep model`` work.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ class DeviceState:
         if arch not in ARCHES:
             raise ValueError(f"unknown emulated CPU {arch!r}; choose one of {', '.join(ARCHES)}")
         emu = profile.get("emulated") or {}
-        # The profile's RAM (8e9 bytes when it has none), as /proc/meminfo counts it: kB of 1024 bytes.
+        # The profile's RAM (8e9 bytes when it has none),
+        # as /proc/meminfo counts it: kB of 1024 bytes.
         self.mem_total_kb = int(
             emu.get("mem_total_kb", (profile.get("memory_total_bytes") or 8_000_000_000) // 1024)
         )
@@ -210,12 +211,14 @@ class DeviceState:
             bin_dir / "getprop",
             shell,
             '[ $# -eq 0 ] && exec cat "$D/getprop.txt"\n'
-            'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" | grep . || echo "${2:-}"\n',
+            'grep -F "[$1]: [" "$D/getprop.txt" | sed "s/^[^:]*: \\[\\(.*\\)\\]$/\\1/" '
+            '| grep . || echo "${2:-}"\n',
         )
         _script(
             bin_dir / "dumpsys",
             shell,
-            '[ "$1" = battery ] && exec cat "$D/battery.txt"\necho "Can\'t find service: $1"; exit 1\n',
+            '[ "$1" = battery ] && exec cat "$D/battery.txt"\n'
+            'echo "Can\'t find service: $1"; exit 1\n',
         )
         if self.cpu:
             self.cpu.write_files(self.root)
@@ -265,10 +268,11 @@ class DeviceState:
             ("true", 2, 500000, 5000000) if self.charging else ("false", 3, 0, 0)
         )
         return (
-            f"Current Battery Service state:\n  AC powered: false\n  USB powered: {usb}\n  Wireless powered: false\n"
-            f"  Dock powered: false\n  Max charging current: {amps}\n  Max charging voltage: {volts}\n"
-            f"  Charging counter: {int(level * 38870)}\n  status: {status}\n  health: 2\n  present: true\n"
-            f"  level: {int(level)}\n  scale: 100\n  voltage: {int(3700 + 5 * level)}\n"
+            f"Current Battery Service state:\n  AC powered: false\n  USB powered: {usb}\n"
+            f"  Wireless powered: false\n  Dock powered: false\n  Max charging current: {amps}\n"
+            f"  Max charging voltage: {volts}\n  Charging counter: {int(level * 38870)}\n"
+            f"  status: {status}\n  health: 2\n  present: true\n  level: {int(level)}\n"
+            f"  scale: 100\n  voltage: {int(3700 + 5 * level)}\n"
             f"  temperature: {round(temp * 10)}\n  technology: Li-ion\n"
         )
 
@@ -309,7 +313,8 @@ class DeviceState:
         fields = dict(line.strip().split(": ", 1) for line in text.splitlines()[1:])
         ps = self.root / "sys/class/power_supply/battery"
         _, _, busy = self.thermal.snapshot()
-        # Discharge current (uA, negative = draining) grows with load, as a phone's fuel gauge reports.
+        # Discharge current (uA, negative = draining) grows
+        # with load, as a phone's fuel gauge reports.
         # Plugged in, the charger's 500 mA (dumpsys's maximum) comes in on top.
         current_ua = -round(250_000 + 1_100_000 * min(busy, 2)) + (500_000 if self.charging else 0)
         voltage_uv = int(fields["voltage"]) * 1000

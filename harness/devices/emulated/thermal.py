@@ -42,7 +42,8 @@ class TripPoints:
         return self.trips[self.level - 1][1] if self.level else 1.0
 
     def update(self, temp_c: float) -> float:
-        """Engage the trips ``temp_c`` passed, release those it fell ``release_c`` below; the scale."""
+        """Engage the trips ``temp_c`` passed, release
+        those it fell ``release_c`` below; the scale."""
         with self._lock:
             while self.level < len(self.trips) and temp_c >= self.trips[self.level][0]:
                 self.level += 1
@@ -80,7 +81,8 @@ class DutyCycle:
                 self._thread.start()
 
     def forget(self, pgid: int) -> None:
-        """Before ``pgid``'s leader is reaped: continue every group (the one leaving too), drop it."""
+        """Before ``pgid``'s leader is reaped: continue
+        every group (the one leaving too), drop it."""
         with self._lock:
             self._resume()
             self._groups.discard(pgid)

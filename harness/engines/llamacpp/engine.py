@@ -50,8 +50,10 @@ def llama_cpp():
         import llama_cpp as lib
     except ImportError:
         raise UserError(
-            'the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores), '
-            'or reuse the harness\'s build: slm-bench kit llama.cpp --arch x86_64 && CMAKE_ARGS="-DLLAMA_BUILD=OFF" pip install -e ".[llamacpp]"'
+            'the llama.cpp engine needs llama-cpp-python: pip install -e ".[llamacpp]" (builds'
+            " llama.cpp from source, ~20 min on 2 cores), or reuse the harness's build: slm-bench"
+            ' kit llama.cpp --arch x86_64 && CMAKE_ARGS="-DLLAMA_BUILD=OFF" pip install -e'
+            ' ".[llamacpp]"'
         ) from None
     return lib
 
@@ -72,8 +74,8 @@ def _use_harness_built_library() -> None:
     kit = built_kit(os.uname().machine)
     if kit is None or not (kit / "libllama.so").is_file():
         raise UserError(
-            "llama-cpp-python is installed without its llama.cpp library (LLAMA_BUILD=OFF); "
-            f"build it: slm-bench kit llama.cpp --arch {os.uname().machine} (or set LLAMA_CPP_LIB_PATH)"
+            "llama-cpp-python is installed without its llama.cpp library (LLAMA_BUILD=OFF); build"
+            f" it: slm-bench kit llama.cpp --arch {os.uname().machine} (or set LLAMA_CPP_LIB_PATH)"
         )
     os.environ["LLAMA_CPP_LIB_PATH"] = str(kit)  # read by llama_cpp when it is imported
 
@@ -85,11 +87,13 @@ def version() -> str:
 def build(model, preset, target: str = "llvm", *, log=print) -> Path:
     if target != "llvm":
         raise UserError(
-            f"the llama.cpp engine runs on this host's CPU (--target llvm), not {target}; for a phone use --runner llama-bench"
+            f"the llama.cpp engine runs on this host's CPU (--target llvm), not {target}; for a"
+            " phone use --runner llama-bench"
         )
     if preset.name not in FILE_TYPES:
         raise UserError(
-            f"llama.cpp has no form of {preset.name}; use --quantization q4f16_1 (GGUF Q4_0, 4-bit group 32) or q0f32"
+            f"llama.cpp has no form of {preset.name}; use --quantization q4f16_1 (GGUF Q4_0, 4-bit"
+            " group 32) or q0f32"
         )
     lib = llama_cpp()
     out = _bundle_path(model, preset, lib.__version__)
@@ -169,7 +173,8 @@ def _quantize(lib, source: Path, out: Path, file_type: str) -> None:
     rc = lib.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
     if rc != 0 or not out.is_file():
         raise UserError(
-            f"llama.cpp could not quantize {source.name} (code {rc}); the file may be damaged — check it with `slm-bench compile` or re-download it"
+            f"llama.cpp could not quantize {source.name} (code {rc}); the file may be damaged —"
+            " check it with `slm-bench compile` or re-download it"
         )
 
 

@@ -30,7 +30,8 @@ def gguf_tensor_name(hf_name: str) -> str:
 
 
 def permute_for_llama_rope(w: np.ndarray, n_head: int) -> np.ndarray:
-    """HF's rotate-half row order -> llama.cpp's adjacent-pair order (inverse of gguf_file._unpermute).
+    """HF's rotate-half row order -> llama.cpp's adjacent-pair order (inverse of
+    gguf_file._unpermute).
 
     llama.cpp's "llama" architecture rotates adjacent pairs (x0, x1), (x2, x3)...; HF checkpoints
     rotate the two halves of each head. Reordering the q/k rows makes both compute the same."""
@@ -44,7 +45,8 @@ def write_fp16_gguf(model: LoadedModel, path: Path) -> None:
     cfg = model.config
     if cfg.arch not in SUPPORTED:
         raise UserError(
-            f"{model.name}: llama.cpp has no {cfg.arch!r} architecture here; use --engine tvm (llama.cpp side: {', '.join(SUPPORTED)})"
+            f"{model.name}: llama.cpp has no {cfg.arch!r} architecture here; use --engine tvm"
+            f" (llama.cpp side: {', '.join(SUPPORTED)})"
         )
     arch = cfg.arch
     writer = gguf.GGUFWriter(str(path), arch)
@@ -72,7 +74,8 @@ def write_fp16_gguf(model: LoadedModel, path: Path) -> None:
             raise UserError(
                 f"{model.name}: a llama model with q/k biases cannot be written for llama.cpp"
             )
-        # 2-D weights in fp16 (the quantizer's input); norms and biases stay fp32 as llama.cpp keeps them.
+        # 2-D weights in fp16 (the quantizer's input); norms
+        # and biases stay fp32 as llama.cpp keeps them.
         data = array.astype(np.float16) if array.ndim == 2 else array.astype(np.float32)
         writer.add_tensor(gguf_tensor_name(hf_name), data)
 
@@ -87,7 +90,8 @@ def _add_placeholder_vocab(writer, vocab_size: int) -> None:
     tokens llama.cpp looks up when it loads one, then numbered filler tokens."""
     if vocab_size < 3 + N_BYTE_TOKENS:
         raise UserError(
-            f"vocabulary of {vocab_size} tokens is too small for a llama.cpp GGUF (needs >= {3 + N_BYTE_TOKENS})"
+            f"vocabulary of {vocab_size} tokens is too small for a llama.cpp GGUF (needs >="
+            f" {3 + N_BYTE_TOKENS})"
         )
     import gguf
 

@@ -95,7 +95,8 @@ def create_kv_cache(
     page_size,
     support_sliding_window,
 ):
-    """RoPE is applied by the cache (NORMAL mode: to q and k before k is stored), llama3 scaling included."""
+    """RoPE is applied by the cache (NORMAL mode: to q and
+    k before k is stored), llama3 scaling included."""
     hook = _our_cpu_kernels(cfg) if target.kind.name == "llvm" else contextlib.nullcontext()
     with hook:
         return _declare(

@@ -90,8 +90,9 @@ def _check_gpu_support(model: LoadedModel, target, target_name: str) -> None:
     feature = needs_cpu_kernels(model.config) if target.kind.name != "llvm" else None
     if feature:
         raise UserError(
-            f"{model.name} needs {feature}, which only the engine's CPU attention kernels implement; "
-            f"compile it for a CPU target (llvm, arm64-linux, android-cpu), not {target_name}"
+            f"{model.name} needs {feature}, which only the engine's CPU attention kernels"
+            " implement; compile it for a CPU target (llvm, arm64-linux, android-cpu), not"
+            f" {target_name}"
         )
 
 
@@ -110,7 +111,8 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     mod, named_params = module.export_tvm(spec=module.get_default_spec())
     t_export = time.perf_counter() - t0
     log(
-        f"exported {model.name} ({len(named_params)} weight tensors) in {t_export:.1f}s; compiling for {target_name}"
+        f"exported {model.name} ({len(named_params)} weight tensors) in {t_export:.1f}s; compiling"
+        f" for {target_name}"
     )
 
     t0 = time.perf_counter()
@@ -163,8 +165,8 @@ def _preset_for(preset: QuantPreset, target, target_name: str, log) -> QuantPres
         return preset
     twin = float_twin(preset)
     log(
-        f"{target_name} has no integer dot-product instructions the engine uses (x86 AVX2, ARM +dotprod): "
-        f"{preset.name} compiles as {twin.name} (same weights, float activations)"
+        f"{target_name} has no integer dot-product instructions the engine uses (x86 AVX2, ARM"
+        f" +dotprod): {preset.name} compiles as {twin.name} (same weights, float activations)"
     )
     return twin
 
@@ -240,7 +242,10 @@ def _export_library(executable, path: Path, target_name: str, log=print) -> None
         executable.export_library(str(path.with_suffix(".so")), fcompile=ndk.create_shared)
     else:
         log(
-            f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so; to link one, set TVM_NDK_CC to the NDK's clang (e.g. $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android34-clang) and compile with --force"
+            f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so;"
+            " to link one, set TVM_NDK_CC to the NDK's clang (e.g."
+            " $NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/aarch64-linux-android34-clang) and"
+            " compile with --force"
         )
     executable.export_library(str(path), fcompile=tar_util.tar)
 
@@ -251,7 +256,8 @@ def _export_cross(executable, path: Path, compiler: str) -> None:
 
     if not shutil.which(compiler):
         raise UserError(
-            f"{compiler} is missing, so the ARM64 model library cannot be linked; install it: apt-get install -y gcc-aarch64-linux-gnu"
+            f"{compiler} is missing, so the ARM64 model library cannot be linked; install it:"
+            " apt-get install -y gcc-aarch64-linux-gnu"
         )
     executable.export_library(str(path), fcompile=cc.cross_compiler(compiler))
 
@@ -296,7 +302,8 @@ def _cuda_to_ptx(source: Path, target, log) -> None:
     arch = str(target.attrs.get("arch", "sm_80"))
     if nvcc is None:
         log(
-            "nvcc not found (PATH, CUDA_HOME): the cuda bundle holds model.so with the CUDA source, which a CUDA-enabled TVM runtime compiles when loading; no PTX written"
+            "nvcc not found (PATH, CUDA_HOME): the cuda bundle holds model.so with the CUDA source,"
+            " which a CUDA-enabled TVM runtime compiles when loading; no PTX written"
         )
         return
     out = source.with_suffix(".ptx")
@@ -311,10 +318,12 @@ def _cuda_to_ptx(source: Path, target, log) -> None:
             proc.stderr.strip()[:200],
         )
         raise UserError(
-            f"nvcc could not compile the generated CUDA for {arch} ({first.strip()}); set SLM_BENCH_CUDA_ARCH to an arch your CUDA toolkit supports"
+            f"nvcc could not compile the generated CUDA for {arch} ({first.strip()}); set"
+            " SLM_BENCH_CUDA_ARCH to an arch your CUDA toolkit supports"
         )
     log(
-        f"cuda kernels compiled to {out.name} with {nvcc} for {arch} (codegen check; this TVM build has no CUDA runtime, so model.so runs only where TVM was built with CUDA)"
+        f"cuda kernels compiled to {out.name} with {nvcc} for {arch} (codegen check; this TVM build"
+        " has no CUDA runtime, so model.so runs only where TVM was built with CUDA)"
     )
 
 

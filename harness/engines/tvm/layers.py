@@ -5,9 +5,10 @@ produces arrays under exactly these names. Linears call the hand-scheduled kerne
 ``kernels.matmul`` (GEMV when the traced sequence length is the static 1 of ``decode``, GEMM
 otherwise), their thread-bound twins in ``kernels.matmul_gpu`` when the module is built with
 ``kernels="gpu"`` (same signatures and weight layouts), or the integer dot-product kernels of
-``kernels.matmul_int8`` (``kernels="avx512-vnni"`` / ``"avx-vnni"`` / ``"avx2"`` / ``"neon-dot"``, for presets with int8
-activations, over their own weight layout); everything else is ordinary relax ops that the
-default lowering (plus dlight's GPU schedules on GPU targets) handles.
+``kernels.matmul_int8`` (``kernels="avx512-vnni"`` / ``"avx-vnni"`` / ``"avx2"`` /
+``"neon-dot"``, for presets with int8 activations, over their own weight layout); everything else
+is ordinary relax ops that the default lowering (plus dlight's GPU schedules on GPU targets)
+handles.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class Linear(nn.Module):
 
 
 class Embedding(nn.Module):
-    """Token embedding stored like a Linear of shape [vocab, hidden], so a tied LM head reuses it."""
+    """Token embedding stored like a Linear of shape
+    [vocab, hidden], so a tied LM head reuses it."""
 
     def __init__(
         self, vocab_size: int, hidden_size: int, preset: QuantPreset, kernels: str = "float"

@@ -53,7 +53,8 @@ class TVMSession:
             lib = tvm.runtime.load_module(str(lib_path))
         except Exception as exc:
             raise UserError(
-                f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']}, run on a matching host or recompile"
+                f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']},"
+                " run on a matching host or recompile"
             ) from None
         self.vm = VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
@@ -98,7 +99,8 @@ class TVMSession:
         n = int(ids.shape[0])
         if self.length + n > self.max_seq_len:
             raise UserError(
-                f"sequence of {self.length + n} tokens exceeds the model's window of {self.max_seq_len}; use a shorter L or fewer output tokens"
+                f"sequence of {self.length + n} tokens exceeds the model's window of"
+                f" {self.max_seq_len}; use a shorter L or fewer output tokens"
             )
         hidden = self._embed(self._tensor(ids.astype(np.int32), self.device), self.params)
         self._begin(self.kv, self._shape([0]), self._shape([n]))

@@ -10,12 +10,23 @@ from harness.errors import UserError
 # name -> (description, whether a runnable library can be linked on this host)
 TARGETS = {
     "llvm": "the host CPU, features detected (the desktop reference)",
-    "cuda": "NVIDIA GPU, SLM_BENCH_CUDA_ARCH (default sm_80); running needs a CUDA driver and a TVM built with CUDA (the pip wheel generates code only)",
-    "android-cpu": "llvm -mtriple=aarch64-linux-android: the phone's ARM64 cores (linking needs the NDK: TVM_NDK_CC)",
-    "arm64-linux": "llvm -mtriple=aarch64-linux-gnu: ARM64 cores running glibc programs, linked with Debian's "
-    "aarch64-linux-gnu-gcc: a stock phone through the harness's TVM kit, or an ARM64 Linux board "
-    "(Raspberry Pi 5, Jetson's CPU, Graviton)",
-    "opencl": "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the phone)",
+    "cuda": (
+        "NVIDIA GPU, SLM_BENCH_CUDA_ARCH (default sm_80); running needs a CUDA driver and a TVM"
+        " built with CUDA (the pip wheel generates code only)"
+    ),
+    "android-cpu": (
+        "llvm -mtriple=aarch64-linux-android: the phone's ARM64 cores (linking needs the NDK:"
+        " TVM_NDK_CC)"
+    ),
+    "arm64-linux": (
+        "llvm -mtriple=aarch64-linux-gnu: ARM64 cores running glibc programs, linked with Debian's"
+        " aarch64-linux-gnu-gcc: a stock phone through the harness's TVM kit, or an ARM64 Linux"
+        " board (Raspberry Pi 5, Jetson's CPU, Graviton)"
+    ),
+    "opencl": (
+        "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the"
+        " phone)"
+    ),
 }
 
 

@@ -2,8 +2,8 @@
 
 Fusions (fewer, larger kernels; what MLC-LLM does too): q/k/v -> ``attn.qkv_proj``,
 gate/up -> ``mlp.up_proj`` (gate rows first); checkpoints that store them fused already (Phi-3's
-``qkv_proj`` and ``gate_up_proj``, same row order) pass through. Shards are flat little-endian binaries with a
-JSON index, loaded with ``np.fromfile`` — no pickle, no extra dependency.
+``qkv_proj`` and ``gate_up_proj``, same row order) pass through. Shards are flat little-endian
+binaries with a JSON index, loaded with ``np.fromfile`` — no pickle, no extra dependency.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ def _take(
 ) -> np.ndarray:
     if name not in model.tensors:
         raise UserError(
-            f"{model.source}: tensor {name} is missing; the weights do not match architecture {model.config.arch}"
+            f"{model.source}: tensor {name} is missing; the weights do not match architecture"
+            f" {model.config.arch}"
         )
     arr = cache.pop(name) if name in cache else model.tensors[name]()
     if shape is not None and tuple(arr.shape) != tuple(shape):
         raise UserError(
-            f"{model.source}: tensor {name} has shape {tuple(arr.shape)}, expected {tuple(shape)} from the config"
+            f"{model.source}: tensor {name} has shape {tuple(arr.shape)}, expected {tuple(shape)}"
+            " from the config"
         )
     return arr
 
@@ -188,7 +190,8 @@ def write_shards(
     missing = set(expected) - seen
     if missing:
         raise UserError(
-            f"weights lack parameters {sorted(missing)[:3]}...; the source does not match the architecture"
+            f"weights lack parameters {sorted(missing)[:3]}...; the source does not match the"
+            " architecture"
         )
     meta = {"params": index, "total_bytes": sum(p["nbytes"] for p in index)}
     (out_dir / "index.json").write_text(json.dumps(meta, indent=1))

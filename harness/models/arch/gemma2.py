@@ -31,7 +31,8 @@ def sliding_layers(hf: dict, num_layers: int) -> tuple[int, ...]:
     unknown = set(kinds) - {"sliding_attention", "full_attention"}
     if unknown:
         raise UnsupportedConfig(
-            f"layer_types {sorted(unknown)} are not supported (supported: sliding_attention, full_attention)"
+            f"layer_types {sorted(unknown)} are not supported (supported: sliding_attention,"
+            " full_attention)"
         )
     return tuple(i for i, kind in enumerate(kinds) if kind == "sliding_attention")
 

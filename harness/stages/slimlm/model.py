@@ -47,7 +47,8 @@ class SlimLMConfig:
     def __post_init__(self):
         if self.hidden_size % self.num_heads or self.head_dim % 2:
             raise ValueError(
-                f"hidden_size {self.hidden_size} must split into {self.num_heads} heads of an even size (RoPE)"
+                f"hidden_size {self.hidden_size} must split into {self.num_heads} heads of an even"
+                " size (RoPE)"
             )
 
     def to_hf(self) -> dict:
@@ -196,7 +197,8 @@ class SlimLM(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.shape[1] > self.config.context_window:
             raise ValueError(
-                f"sequence of {ids.shape[1]} tokens exceeds the context window of {self.config.context_window}"
+                f"sequence of {ids.shape[1]} tokens exceeds the context window of"
+                f" {self.config.context_window}"
             )
         cos, sin = self.rotary(torch.arange(ids.shape[1], device=ids.device))
         x = self.model.embed_tokens(ids)
@@ -209,7 +211,8 @@ class SlimLM(nn.Module):
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross entropy; ``targets`` are already shifted, -100 marks ignored positions."""
+    """Mean next-token cross entropy; ``targets`` are
+    already shifted, -100 marks ignored positions."""
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100
     )

@@ -9,11 +9,15 @@ from harness.stages import Stage
 
 class SlimLMStage(Stage):
     name = "slimlm"
-    summary = "SlimLM (MPT-style, biases, RoPE): BPE tokenizer, Lion pre-training, DocAssist SFT (AdamW), export"
+    summary = (
+        "SlimLM (MPT-style, biases, RoPE): BPE tokenizer, Lion pre-training, DocAssist SFT (AdamW),"
+        " export"
+    )
 
     def run(self, config: dict, out_dir: Path, log=print) -> Path:
         """``config`` keys are those of ``TrainSettings`` (preset, corpus, docassist, steps ...).
-        Returns ``out_dir/slimlm-<preset>``; raises a UserError when ``stop_after`` left training unfinished."""
+        Returns ``out_dir/slimlm-<preset>``; raises a UserError when ``stop_after`` left training
+        unfinished."""
         from harness.errors import UserError
 
         _require_train_extra()
@@ -22,7 +26,8 @@ class SlimLMStage(Stage):
         model_dir = train_slimlm(parse_settings(config), Path(out_dir), log)
         if model_dir is None:
             raise UserError(
-                f"training stopped after stop_after={config.get('stop_after')} steps with a checkpoint in {out_dir}/checkpoints; rerun the same command to continue"
+                f"training stopped after stop_after={config.get('stop_after')} steps with a"
+                f" checkpoint in {out_dir}/checkpoints; rerun the same command to continue"
             )
         return model_dir
 
@@ -40,5 +45,6 @@ def _require_train_extra() -> None:
     ]
     if missing:
         raise UserError(
-            f'the slimlm stage needs {", ".join(missing)}; install the training extra with `pip install -e ".[train]"`'
+            f"the slimlm stage needs {', '.join(missing)}; install the training extra with `pip"
+            ' install -e ".[train]"`'
         )

@@ -25,7 +25,8 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> str:
-    """Train a byte-level BPE of ``vocab_size`` entries (specials included); returns tokenizer.json text."""
+    """Train a byte-level BPE of ``vocab_size`` entries
+    (specials included); returns tokenizer.json text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())

@@ -55,10 +55,13 @@ class TrainSettings(BaseModel):
     stop_after: int | None = (
         None  # steps to do in this invocation, then checkpoint and stop (rerun to continue)
     )
-    export_base: bool = False  # also export the pre-trained model before fine-tuning (OUT/slimlm-<preset>-base), a baseline for evaluation
+    # also export the pre-trained model before fine-tuning (OUT/slimlm-<preset>-base), a baseline
+    # for evaluation
+    export_base: bool = False
 
     def fingerprint(self, phase: str) -> str:
-        """What a checkpoint must agree on to be resumed (step counts may grow, the rest may not)."""
+        """What a checkpoint must agree on to be resumed
+        (step counts may grow, the rest may not)."""
         keep = (
             {"preset", "corpus", "tokenizer_vocab", "seed", "seq_len", "batch_size", "lr_pretrain"}
             if phase == "pretrain"
@@ -193,7 +196,8 @@ def run_phase(
         state = torch.load(ckpt, map_location=dist.device, weights_only=False)
         if state["fingerprint"] != fingerprint:
             raise UserError(
-                f"{ckpt} is a checkpoint of different {name} settings; use a new --out, or delete it to start over"
+                f"{ckpt} is a checkpoint of different {name} settings; use a new --out, or delete"
+                " it to start over"
             )
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -326,11 +330,13 @@ def sft_examples(folder: str, chat, max_len: int, log: Log) -> tuple[list, dict]
     fitting = [e for e in examples if len(e.ids) <= max_len]
     if len(fitting) < len(examples):
         log(
-            f"sft: {len(examples) - len(fitting)} of {len(examples)} examples exceed the {max_len}-token window and are left out"
+            f"sft: {len(examples) - len(fitting)} of {len(examples)} examples exceed the"
+            f" {max_len}-token window and are left out"
         )
     if not fitting:
         raise UserError(
-            f"{folder}: no DocAssist training example fits the model's {max_len}-token window; use a preset with a longer context"
+            f"{folder}: no DocAssist training example fits the model's {max_len}-token window; use"
+            " a preset with a longer context"
         )
     return fitting, {
         "dir": str(folder),
@@ -392,20 +398,22 @@ def _train(s: TrainSettings, out: Path, dist: Dist, log: Log) -> Path | None:
     )
     if s.seq_len > cfg.context_window:
         raise UserError(
-            f"seq_len {s.seq_len} exceeds preset {preset.name}'s context window of {cfg.context_window}; use a smaller seq_len"
+            f"seq_len {s.seq_len} exceeds preset {preset.name}'s context window of"
+            f" {cfg.context_window}; use a smaller seq_len"
         )
     model = SlimLM(cfg, seed=s.seed).to(dist.device)
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     if dist.main:
         log(
-            f"slimlm-{preset.name}: {model.num_params():,} parameters, vocab {cfg.vocab_size}, world size {dist.world}"
-            + (f" ({dist.backend})" if dist.backend else "")
+            f"slimlm-{preset.name}: {model.num_params():,} parameters, vocab {cfg.vocab_size},"
+            f" world size {dist.world}" + (f" ({dist.backend})" if dist.backend else "")
         )
 
     stream = token_stream(iter_documents(files), chat, chat.token_id(EOS))
     if len(stream) <= s.seq_len + 1:
         raise UserError(
-            f"the corpus has {len(stream)} tokens, fewer than one seq_len={s.seq_len} window; add text or lower seq_len"
+            f"the corpus has {len(stream)} tokens, fewer than one seq_len={s.seq_len} window; add"
+            " text or lower seq_len"
         )
     lr_pre = s.lr_pretrain or preset.lr_pretrain
     lion = lion_pytorch.Lion(model.parameters(), lr=lr_pre, weight_decay=s.weight_decay_pretrain)
@@ -478,7 +486,8 @@ def _train(s: TrainSettings, out: Path, dist: Dist, log: Log) -> Path | None:
         phases["sft"] = sft.summary("AdamW", s.lr_sft)
         if not sft.finished:
             return None
-    # Named after the model, not "model": the directory name is the model's name in bundles and reports.
+    # Named after the model, not "model": the directory
+    # name is the model's name in bundles and reports.
     model_dir = out / f"slimlm-{preset.name}"
     if dist.main:
         export_model(

@@ -75,7 +75,8 @@ def _stream_rows(T, k: int):
 
 @cache
 def q4_matmul(n: int, k: int, scale_dtype: str, rows: str):
-    """y[M, N] = x[M, K] @ dequant(Wq, S).T + b. ``rows`` is "one" (decode GEMV) or "many" (GEMM)."""
+    """y[M, N] = x[M, K] @ dequant(Wq, S).T + b.
+    ``rows`` is "one" (decode GEMV) or "many" (GEMM)."""
     from tvm.script import tirx as T
 
     check_shape(n, k, True)

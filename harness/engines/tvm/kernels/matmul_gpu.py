@@ -43,7 +43,8 @@ GEMM_BLOCK_ROWS = GEMM_THREAD_ROWS * GEMM_ROW_GROUPS  # 64 rows of x per GEMM bl
 
 @cache
 def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
-    """y[M, N] = x[M, K] @ dequant(Wq, S).T + b on a GPU. ``rows``: "one" (GEMV) or "many" (GEMM)."""
+    """y[M, N] = x[M, K] @ dequant(Wq, S).T + b on a GPU.
+    ``rows``: "one" (GEMV) or "many" (GEMM)."""
     from tvm.script import tirx as T
 
     check_shape(n, k, True)
@@ -124,7 +125,8 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
                 for t in T.thread_binding(GEMM_THREADS, thread="threadIdx.x"):
                     with T.sblock("gemm"):
                         acc = T.sblock_alloc_buffer((GEMM_THREAD_ROWS,), "float32", scope="local")
-                        # Thread t: rows row0, row0 + ROW_GROUPS, ... (a warp covers 2 rows x 16 columns).
+                        # Thread t: rows row0, row0 + ROW_GROUPS, ...
+                        # (a warp covers 2 rows x 16 columns).
                         row0: T.let[T.int64] = rb * GEMM_BLOCK_ROWS + t // LANES
                         for r in T.unroll(GEMM_THREAD_ROWS):
                             acc[r] = T.float32(0)
@@ -147,7 +149,8 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
                                         * s
                                     )
                                     for r in T.unroll(GEMM_THREAD_ROWS):
-                                        # Out-of-range rows read the last row (no branch); their result is dropped.
+                                        # Out-of-range rows read the last row
+                                        # (no branch); their result is dropped.
                                         acc[r] = (
                                             acc[r]
                                             + X[
@@ -167,7 +170,8 @@ def q4_matmul_gpu(n: int, k: int, scale_dtype: str, rows: str):
 
 @cache
 def f32_matmul_gpu(n: int, k: int, rows: str):
-    """y[M, N] = x[M, K] @ W.T + b on a GPU for unquantized weights tiled as [N / LANES, K, LANES]."""
+    """y[M, N] = x[M, K] @ W.T + b on a GPU for
+    unquantized weights tiled as [N / LANES, K, LANES]."""
     from tvm.script import tirx as T
 
     check_shape(n, k, False)
