@@ -355,9 +355,8 @@ def add_peak_shares(results: list[dict], macs: int, peaks: dict, ours_activation
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.environ["TVM_NUM_THREADS"] = str(
-        args.threads
-    )  # read when tvm's thread pool starts: set before importing tvm
+    # read when tvm's thread pool starts: set before importing tvm
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
     llama_cpp = import_llama_cpp()
     out = sys.stderr if args.json_only else sys.stdout
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - keeps stdout for the table and JSON

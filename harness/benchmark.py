@@ -56,9 +56,8 @@ def run_id_for(spec: RunSpec) -> str:
     model = "".join(
         c if c.isalnum() or c in "-_." else "_" for c in Path(spec.model).name or spec.model
     )
-    engine = (
-        "" if spec.engine == "tvm" else f"-{spec.engine}"
-    )  # the default engine adds nothing to the name
+    # the default engine adds nothing to the name
+    engine = "" if spec.engine == "tvm" else f"-{spec.engine}"
     device = spec.device.replace(":", "_")
     return f"{model}-{spec.quantization}{engine}-{spec.target}-{device}-{digest}"
 
@@ -128,9 +127,8 @@ def run_benchmark(
     engine = get_engine(spec.engine)
     device = open_device(spec.device, spec.target, adb_server)
     spec = _with_target(_with_runner(spec, device), device)
-    placements, topology = plan_device_placements(
-        device, spec, log
-    )  # a bad --cores fails before any compile
+    # a bad --cores fails before any compile
+    placements, topology = plan_device_placements(device, spec, log)
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
         raise UserError(
             f"target {spec.target} builds for a phone and cannot run on this desktop; use --target"
@@ -298,15 +296,13 @@ def _deploy_measure_report(
     from harness.versioning import code_version
 
     if native is not None:
-        native.placement = where[0][
-            0
-        ]  # a server a runner starts once is pinned to the first setting
+        # a server a runner starts once is pinned to the first setting
+        native.placement = where[0][0]
     runner_binary = native.setup() if native is not None else {}
     remote_bundle = device.deploy(bundle) if native is None else None
     journal = Journal(out_dir)
-    idle = idle_power(
-        device, spec.idle_s, log
-    )  # after the push, before any runner: the phone at rest
+    # after the push, before any runner: the phone at rest
+    idle = idle_power(device, spec.idle_s, log)
     info = RunInfo(
         run_id=run_id_for(spec),
         spec=spec,
@@ -472,9 +468,8 @@ def _measure(
                             raw = runner.request(
                                 {"op": "run", "prompt_id": pid, "repeat": repeat, "warmup": warmup}
                             )
-                    except (
-                        UserError
-                    ) as exc:  # the runner died or a native one failed: out of memory?
+                    # the runner died or a native one failed: out of memory?
+                    except UserError as exc:
                         evidence = runner_oom_evidence(runner, device, exc)
                         if evidence is None:
                             raise
@@ -507,10 +502,11 @@ def _measure(
                         raw.get("status") == "failed"
                         and (evidence := out_of_memory(text=raw.get("error"))) is not None
                     ):
+                        # a MemoryError in the runner: the runner lives on
                         raw = {
                             **raw,
                             "error": _oom_error(evidence, memory),
-                        }  # a MemoryError in the runner: the runner lives on
+                        }
                     record = Record.model_validate(
                         {
                             **raw,

@@ -41,22 +41,18 @@ class GridSpec(BaseModel):
 
     models: list[str] = Field(min_length=1)
     quantizations: list[str] = ["q4f16_1"]
-    engines: list[Literal["tvm", "llama.cpp"]] = [
-        "tvm"
-    ]  # llama.cpp side by side needs the llamacpp extra
+    # llama.cpp side by side needs the llamacpp extra
+    engines: list[Literal["tvm", "llama.cpp"]] = ["tvm"]
     devices: list[str] = ["local"]
     target: str = "llvm"
     tasks: list[Task] = ["summ", "qs", "qa"]
     lengths: list[int] = [200, 400, 600, 800, 1000]
-    threads: list[int] | None = (
-        None  # a sweep inside every cell, like lengths (harness.devices.placement)
-    )
-    cores: list[str] | None = (
-        None  # core sets: all, a cluster, prime+big, 4-9; None: the device's default
-    )
-    idle_s: float = Field(
-        default=10.0, ge=0
-    )  # idle fuel-gauge sampling before each cell (phones), for energy above idle
+    # a sweep inside every cell, like lengths (harness.devices.placement)
+    threads: list[int] | None = None
+    # core sets: all, a cluster, prime+big, 4-9; None: the device's default
+    cores: list[str] | None = None
+    # idle fuel-gauge sampling before each cell (phones), for energy above idle
+    idle_s: float = Field(default=10.0, ge=0)
     repeats: int = Field(default=5, ge=1)
     warmup: int = Field(default=1, ge=0)
     max_new_tokens: int = Field(default=128, ge=1)
@@ -64,9 +60,8 @@ class GridSpec(BaseModel):
     max_temp_c: float | None = None
     docs: int = Field(default=1, ge=1)
     adb_server: str | None = None
-    profile: str | None = (
-        None  # plan phones with this device profile when they cannot be reached (dry runs)
-    )
+    # plan phones with this device profile when they cannot be reached (dry runs)
+    profile: str | None = None
     quality: GridQuality | None = None
     reference: str | None = None  # overlay published figures in the report, e.g. slimlm-s24
 
@@ -109,9 +104,8 @@ class Cell:
     budget: int | None
     skip_reason: str | None = None
     total_ram: int | None = None  # the device's RAM, where known
-    over_budget: bool = (
-        False  # runs anyway (only --strict-memory skips it); flagged in the journal and report
-    )
+    # runs anyway (only --strict-memory skips it); flagged in the journal and report
+    over_budget: bool = False
     memory_warning: str | None = None  # the dry run's line for an over-budget cell
 
 
@@ -149,9 +143,8 @@ def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
                     idle_s=grid.idle_s,
                 )
                 entry = catalog.get(model)
-                if (
-                    entry is None
-                ):  # a file or directory: known only once loaded (the run plans it then)
+                # a file or directory: known only once loaded (the run plans it then)
+                if entry is None:
                     cells.append(
                         Cell(
                             spec,
@@ -264,9 +257,8 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
             )
             log(f"  skipped: {cell.skip_reason}")
             continue
-        _forget_earlier_skip(
-            run_dir, log
-        )  # an over-budget cell is said once, by its run (its estimate counts the real prompts)
+        # an over-budget cell is said once, by its run (its estimate counts the real prompts)
+        _forget_earlier_skip(run_dir, log)
         try:
             run_benchmark(
                 cell.spec,
@@ -373,9 +365,8 @@ def _journal_cell(
 
     journal = Journal(run_dir)
     existing = journal.read_run_info()
-    if status == "skipped" and (
-        existing is None or getattr(existing, "skipped", None)
-    ):  # never over a run's own run.json
+    # never over a run's own run.json
+    if status == "skipped" and (existing is None or getattr(existing, "skipped", None)):
         journal.write_run_info(
             RunInfo(
                 run_id=run_id,

@@ -26,9 +26,8 @@ from harness.errors import UserError
 # 76 MB of weights)
 RUNTIME_OVERHEAD_BYTES = 320 << 20
 ACTIVATION_BUFFERS = 4  # live fp32 prefill buffers of the widest layer, with the VM's memory pool
-LOCAL_BUDGET_FRACTION = (
-    0.8  # of the RAM available on the desktop now: the rest stays for the OS and the harness
-)
+# of the RAM available on the desktop now: the rest stays for the OS and the harness
+LOCAL_BUDGET_FRACTION = 0.8
 GB = 1e9
 
 

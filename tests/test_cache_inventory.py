@@ -95,6 +95,7 @@ def states(entries) -> dict[str, str]:
 
 def test_the_listing_says_what_the_current_code_would_use(cache):
     entries = inv.scan()
+    # the kits' .lock files go with their kits, not in rows of their own
     assert states(entries) == {
         f"kits/{CURRENT_KIT}": "current",
         "kits/llamacpp-x86_64-" + "b" * 16: "stale",
@@ -109,7 +110,7 @@ def test_the_listing_says_what_the_current_code_would_use(cache):
         "weights/smollm2": "data",
         "weights/fresh": "data",
         "locks": "locks",
-    }  # the kits' .lock files go with their kits, not in rows of their own
+    }
     by_name = {e.name: e for e in entries}
     assert by_name["weights/smollm2"].bytes >= 5000
     assert NOW - by_name["weights/smollm2"].last_used == pytest.approx(40 * DAY, abs=60)

@@ -241,13 +241,11 @@ def test_a_failing_cell_is_journaled_as_failed_and_the_grid_goes_on(tmp_path, mo
     }
     assert load(slimlm) == ([], [])  # the fake measured nothing and failed nothing
     assert f"  failed: {oom}" in logs and logs[-1].startswith("2 cell(s) failed")
-    assert not (
-        llama / "run.json"
-    ).exists()  # the retried run writes the run.json of what it really runs
+    # the retried run writes the run.json of what it really runs
+    assert not (llama / "run.json").exists()
     calls.clear()
-    run_grid(
-        grid, tmp_path, log=lambda *_: None
-    )  # failed cells are tried again, the same failure not journaled twice
+    # failed cells are tried again, the same failure not journaled twice
+    run_grid(grid, tmp_path, log=lambda *_: None)
     assert calls == ["dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-slimlm"]
     assert len(load(llama)[0]) == 2
 
@@ -278,9 +276,8 @@ def test_a_cell_an_earlier_plan_skipped_is_measured_once_the_plan_runs_it(tmp_pa
     logs = []
     run_grid(grid, tmp_path, log=logs.append)
     assert calls == ["qwen2-1.5b-instruct"]
-    assert (
-        not (run_dir / "records.jsonl").exists() and not (run_dir / "run.json").exists()
-    )  # the fake wrote nothing back
+    # the fake wrote nothing back
+    assert not (run_dir / "records.jsonl").exists() and not (run_dir / "run.json").exists()
     assert any("an earlier plan skipped this cell" in line for line in logs)
     # said once, by the run itself (tests/test_benchmark.py), not again by the grid with its
     # plan's estimate

@@ -44,11 +44,12 @@ def test_a_thread_sweep_records_what_each_runner_ran(tmp_path):
     again = run_benchmark(sweep(), tmp_path / "run", **QUIET)
     assert again.measured == 0 and again.skipped_done == 4
     more = run_benchmark(sweep(threads=[1, 2, 3]), tmp_path / "more", **QUIET)
+    # 3 > cores: oversubscribed, measured
     assert {r.threads for r in load(more.out_dir)[0]} == {
         1,
         2,
         3,
-    }  # 3 > cores: oversubscribed, measured
+    }
     assert {r.oversubscribed for r in load(more.out_dir)[0] if r.threads == 3} == {
         len(os.sched_getaffinity(0)) < 3
     }

@@ -55,9 +55,8 @@ def test_q4_round_trip_error_is_at_most_half_a_step(name):
     err = np.abs(dequantize_q4(q2, scale2) - w).reshape(N, K // GROUP, GROUP)
     step = scale.astype(np.float32)[:, :, None]
     assert (err <= 0.5 * step * (1 + 1e-6) + 1e-7).all(), float((err - 0.5 * step).max())
-    assert (
-        err[0, 0].max() == 0.0 and err[1, 1].max() == 0.0
-    )  # the zero and on-grid groups are exact
+    # the zero and on-grid groups are exact
+    assert err[0, 0].max() == 0.0 and err[1, 1].max() == 0.0
 
 
 @pytest.mark.parametrize("name", Q4)

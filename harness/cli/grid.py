@@ -130,9 +130,8 @@ def grid(
     if spec.reference is not None:
         from harness.report.reference import check_reference
 
-        check_reference(
-            spec.reference, where=str(grid_file)
-        )  # before any cell runs, dry run or not
+        # before any cell runs, dry run or not
+        check_reference(spec.reference, where=str(grid_file))
     out_dir = Path(out) if out else results_dir() / f"grid-{Path(grid_file).stem}"
     if dry_run:
         cells = plan_grid(spec, strict_memory)

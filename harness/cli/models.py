@@ -32,9 +32,8 @@ def models(as_json):
         f" {'q4f16_1':>9} {'q0f32':>9}"
     )
     for r in rows:
-        check = (
-            ("ok" if r["published_exact"] else "~ok") if r["params_match"] else "DIFF"
-        )  # ~: within 3% of a nominal size
+        # ~: within 3% of a nominal size
+        check = ("ok" if r["published_exact"] else "~ok") if r["params_match"] else "DIFF"
         click.echo(
             f"{r['name']:<26} {r['params'] / 1e6:>7.0f}M {check:>6} {r['arch']:<7}"
             f" {'yes' if r['supported'] else 'no':<9} {r['weights']:<7}"

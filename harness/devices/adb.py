@@ -160,9 +160,8 @@ class AdbDevice(Device):
 
         client = adb_client(self.adb_server)
         try:
-            if (
-                ":" in self.serial
-            ):  # a TCP device (Wi-Fi phone, emulated phone) must be re-connected
+            # a TCP device (Wi-Fi phone, emulated phone) must be re-connected
+            if ":" in self.serial:
                 client.connect(self.serial, timeout=5)
         except (adbutils.AdbError, OSError):
             pass  # the next attempt reports it
@@ -360,9 +359,8 @@ class AdbDevice(Device):
             f"cat {' '.join(q(f'{KIT_ROOT}/{n}/.sha256') for n in kit['layers'])} 2>/dev/null"
         ).split()
         todo = {n: d for n, d in kit["layers"].items() if d not in markers}
-        needed = sum(
-            Path(kit["paths"][n]).stat().st_size * 2 for n in todo
-        )  # the tar and what it unpacks to
+        # the tar and what it unpacks to
+        needed = sum(Path(kit["paths"][n]).stat().st_size * 2 for n in todo)
         free = self.free_bytes()
         if todo and free is not None and needed > free:
             raise UserError(

@@ -33,13 +33,11 @@ def parse_counters(text: str) -> Counters | None:
             total = sum(ticks[:8])
             busy = total - idle
         elif ") " in line and line.split(" ", 1)[0].isdigit():
-            fields = line.rsplit(") ", 1)[
-                1
-            ].split()  # after the command name, which may hold spaces
+            # after the command name, which may hold spaces
+            fields = line.rsplit(") ", 1)[1].split()
             if len(fields) > 12:
-                runner = int(fields[11]) + int(
-                    fields[12]
-                )  # utime, stime (fields 14 and 15 of the line)
+                # utime, stime (fields 14 and 15 of the line)
+                runner = int(fields[11]) + int(fields[12])
     if busy is None:
         return None
     return Counters(busy, total, runner)
@@ -50,9 +48,8 @@ def other_load(before: Counters | None, after: Counters | None) -> float | None:
     if before is None or after is None or before.runner is None or after.runner is None:
         return None
     total = after.total - before.total
-    if (
-        total < MIN_TICKS
-    ):  # a request of a few ticks: the counters' granularity (10 ms) is the answer
+    # a request of a few ticks: the counters' granularity (10 ms) is the answer
+    if total < MIN_TICKS:
         return None
     others = (after.busy - before.busy) - (after.runner - before.runner)
     return round(min(max(others / total, 0.0), 1.0), 4)
@@ -106,9 +103,8 @@ class RequestLoad:
             if any(c in self.freqs for c in ids)
         }
         before, after = self.before, self.after
-        if (
-            self.pid is None and before is not None and after is not None
-        ):  # the runner's ticks came from its shell
+        # the runner's ticks came from its shell
+        if self.pid is None and before is not None and after is not None:
             before, after = (
                 Counters(before.busy, before.total, 0),
                 Counters(after.busy, after.total, runner_ticks),

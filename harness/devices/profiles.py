@@ -38,9 +38,8 @@ class CpuSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     clusters: list[CpuCluster] = Field(min_length=1)
-    features: list[str] = Field(
-        default_factory=list
-    )  # /proc/cpuinfo "Features" (asimddp, i8mm, sve2, ...)
+    # /proc/cpuinfo "Features" (asimddp, i8mm, sve2, ...)
+    features: list[str] = Field(default_factory=list)
     source: str  # where the layout and clocks come from
 
     @model_validator(mode="after")
@@ -74,9 +73,8 @@ class EmulatedSpec(BaseModel):
     throttle_source: str | None = None
     ambient_c: float | None = None  # the thermal model's resting temperature (27 when unset)
     tau_s: float = Field(default=60.0, gt=0)  # the battery's thermal time constant, device seconds
-    mem_total_kb: int | None = Field(
-        default=None, gt=0
-    )  # /proc/meminfo's MemTotal (else memory_total_bytes)
+    # /proc/meminfo's MemTotal (else memory_total_bytes)
+    mem_total_kb: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _trips_rise_and_slow(self) -> EmulatedSpec:
@@ -94,26 +92,22 @@ class DeviceProfile(BaseModel):
     kind: str = Field(pattern="^(local|adb)$")
     match: dict[str, str] = Field(default_factory=dict)  # device properties -> required values
     compile_target: str
-    memory_budget_bytes: int | None = (
-        None  # what a run is planned to use of the RAM; over it: a warning, not a skip
-    )
+    # what a run is planned to use of the RAM; over it: a warning, not a skip
+    memory_budget_bytes: int | None = None
     memory_budget_source: str | None = None
-    memory_total_bytes: int | None = (
-        None  # the device's RAM: a cell above it is skipped (a reachable phone's MemTotal wins)
-    )
+    # the device's RAM: a cell above it is skipped (a reachable phone's MemTotal wins)
+    memory_total_bytes: int | None = None
     memory_total_source: str | None = None
     memory_bandwidth_gbps: float | None = None  # peak DRAM bandwidth, for the decode ceiling
     bandwidth_source: str | None = None
     soc: str | None = None
     gpu: str | None = None  # what the GPU is (ro.hardware.egl only names its driver)
     getprop: dict[str, str] = Field(default_factory=dict)  # used by the emulated device
-    device_python: str | None = (
-        None  # a Python on the phone that can run harness.runner (e.g. Termux's)
-    )
+    # a Python on the phone that can run harness.runner (e.g. Termux's)
+    device_python: str | None = None
     runner: str | None = None  # the default runner there (harness.runners); None: python
-    cpu: CpuSpec | None = (
-        None  # the CPU layout (phones): what the emulated phone shows; a real one is read
-    )
+    # the CPU layout (phones): what the emulated phone shows; a real one is read
+    cpu: CpuSpec | None = None
     emulated: EmulatedSpec | None = None  # the emulated phone's thermal throttling and overrides
     notes: str | None = None
 

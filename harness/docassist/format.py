@@ -54,9 +54,8 @@ class DocRecord(BaseModel):
     source: str  # the file name the document was read from
     title: str = ""
     source_sha256: str  # of the source file's bytes
-    chunks: list[str] = Field(
-        min_length=1, max_length=N_CHUNKS
-    )  # each <= CHUNK_TOKENS cl100k tokens
+    # each <= CHUNK_TOKENS cl100k tokens
+    chunks: list[str] = Field(min_length=1, max_length=N_CHUNKS)
     summary: str
     questions: list[str] = Field(min_length=N_QUESTIONS, max_length=N_QUESTIONS)
     qa: list[QAPair] = Field(min_length=N_QA, max_length=N_QA)

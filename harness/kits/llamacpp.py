@@ -138,9 +138,8 @@ def llamacpp_source(log=print) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         # the "data" filter refuses links and paths leaving the folder (Python >= 3.11.4)
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        with tarfile.open(
-            tarball
-        ) as tar:  # the binding's Python code is not needed: only llama.cpp
+        # the binding's Python code is not needed: only llama.cpp
+        with tarfile.open(tarball) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/vendor/llama.cpp/")]
             tar.extractall(tmp, members=members, **safe)
         shutil.rmtree(src / top, ignore_errors=True)

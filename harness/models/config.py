@@ -32,12 +32,10 @@ class ModelConfig(BaseModel):
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = None
     embed_scale: float | None = None  # Gemma: embeddings times sqrt(hidden_size)
-    attn_scale: float | None = (
-        None  # softmax scale; None: head_dim ** -0.5 (Gemma 2: query_pre_attn_scalar ** -0.5)
-    )
-    attn_softcap: float | None = (
-        None  # Gemma 2: scores -> cap * tanh(scores / cap) before the softmax
-    )
+    # softmax scale; None: head_dim ** -0.5 (Gemma 2: query_pre_attn_scalar ** -0.5)
+    attn_scale: float | None = None
+    # Gemma 2: scores -> cap * tanh(scores / cap) before the softmax
+    attn_softcap: float | None = None
     final_softcap: float | None = None  # Gemma 2: the same on the output logits
     # Keys further back than the window are not attended to, in the layers listed (Gemma 2:
     # every other layer; Phi-3: all). None: full causal attention everywhere.

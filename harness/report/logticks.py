@@ -111,9 +111,8 @@ class ParamsLocator(LogLocator):
             return 500.0 / max(decades, 1e-9), 10.0 * 100 / 72
         box = axis.axes.bbox
         length = box.width if axis.axis_name == "x" else box.height
-        size_pt = axis.majorTicks[
-            0
-        ].label1.get_fontsize()  # the tick label font, as tick_params set it
+        # the tick label font, as tick_params set it
+        size_pt = axis.majorTicks[0].label1.get_fontsize()
         return length / max(decades, 1e-9), size_pt * axis.axes.figure.dpi / 72
 
 

@@ -103,10 +103,11 @@ def write_plots(
             plot_vs_L(series, metric, scope, ceilings if metric == "otps" else {}, reference),
             out / stem,
         )
+    # L=0 is a length
     written += save_figure(
         plot_tradeoff(series, length, scope),
         out / (f"tradeoff_L{length}" if series else "tradeoff"),
-    )  # L=0 is a length
+    )
     written += save_figure(plot_peak_memory(series, length, scope), out / "peak_mem_vs_params")
     for metric, stem in HEATMAPS.items():
         written += save_figure(plot_heatmap(series, metric, scope), out / stem)

@@ -86,9 +86,8 @@ class ReportOutputs:
     csv: Path
     plots: list[Path]
     summary: pd.DataFrame = field(repr=False)
-    unreadable: list[str] = field(
-        default_factory=list
-    )  # journal lines skipped: "<run>/records.jsonl:LINE: reason"
+    # journal lines skipped: "<run>/records.jsonl:LINE: reason"
+    unreadable: list[str] = field(default_factory=list)
 
     def files(self) -> list[Path]:
         return [self.markdown, self.html, self.csv, *self.plots]
@@ -133,9 +132,8 @@ def write_report(
     shown = with_format_labels(summary, data.df)
     ref = load_reference(reference) if reference else None
     quality, quality_problems = load_quality(run_dirs_of(data))
-    plots = write_plots(
-        data, out / "plots", L=L, reference=ref, quality=quality
-    )  # first: a bad --L fails before anything is written
+    # first: a bad --L fails before anything is written
+    plots = write_plots(data, out / "plots", L=L, reference=ref, quality=quality)
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
     tables = [

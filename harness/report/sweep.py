@@ -56,9 +56,8 @@ def sweep_summary(df: pd.DataFrame) -> pd.DataFrame:
     data = measured(df)
     if data.empty or "cpus" not in data:
         return data.iloc[0:0]
-    data = data[
-        data["cpus"].fillna("").astype(str) != ""
-    ]  # records made before placement was recorded
+    # records made before placement was recorded
+    data = data[data["cpus"].fillna("").astype(str) != ""]
     settings = data.groupby(list(BUILD_KEYS), dropna=False)["cpus"].transform("nunique")
     data = data[settings > 1]
     if data.empty:

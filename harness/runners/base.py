@@ -27,9 +27,8 @@ from pathlib import Path
 from harness.errors import UserError
 
 REMOTE_RUNNERS = "/data/local/tmp/slm-bench/runners"
-AFFINITY_MARK = (
-    "slm-bench-affinity:"  # the pinned shell's own ``taskset -p`` line in a runner's output
-)
+# the pinned shell's own ``taskset -p`` line in a runner's output
+AFFINITY_MARK = "slm-bench-affinity:"
 TICKS_MARK = "slm-bench-ticks:"  # ... and its /proc/$$/stat at the end (its children's CPU ticks)
 
 # ELF e_machine -> the names a device reports for it (uname -m and ro.product.cpu.abi)
@@ -44,12 +43,10 @@ ELF_MACHINES = {
 class RunnerFailed(UserError):
     """The native runner ran but did not produce a measurement."""
 
-    returncode: int | None = (
-        None  # the program's exit status, where it exited (137: killed by signal 9)
-    )
-    output: str = (
-        ""  # its stderr (else stdout) tail: what tells an out-of-memory kill (harness.memory)
-    )
+    # the program's exit status, where it exited (137: killed by signal 9)
+    returncode: int | None = None
+    # its stderr (else stdout) tail: what tells an out-of-memory kill (harness.memory)
+    output: str = ""
 
 
 @dataclass
@@ -238,9 +235,8 @@ class Target:
             for name, path in files.items()
             if path.is_symlink()
         }
-        for name, target in list(
-            links.items()
-        ):  # a link to a file outside the set: push its content
+        # a link to a file outside the set: push its content
+        for name, target in list(links.items()):
             if target not in real:
                 real[name] = Path(os.path.realpath(files[name]))
                 del links[name]
@@ -330,9 +326,8 @@ class NativeRunner:
 
     name = ""
     engine = ""  # what the records' ``engine`` field says (llama.cpp, mlc-llm, executorch, tvm)
-    timeout_s = (
-        1800.0  # one request on a phone at L=1000 takes tens of seconds; a hang is not a result
-    )
+    # one request on a phone at L=1000 takes tens of seconds; a hang is not a result
+    timeout_s = 1800.0
 
     def __init__(self, ctx: RunnerContext):
         self.ctx, self.target = ctx, Target(ctx.device)

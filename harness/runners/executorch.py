@@ -123,9 +123,8 @@ class ExecuTorch(NativeRunner):
         )
         from harness.models.tokenizer import ChatTokenizer
 
-        tok = ChatTokenizer.from_bundle(
-            self.ctx.bundle
-        )  # llama_main takes the prompt as given: render the chat template here
+        # llama_main takes the prompt as given: render the chat template here
+        tok = ChatTokenizer.from_bundle(self.ctx.bundle)
         self.rendered = {pid: tok.render(p["text"]) for pid, p in self.ctx.prompts.items()}
         provenance = binary_provenance(binary, libs, "SLM_BENCH_EXECUTORCH_MAIN / --runner-bin")
         provenance.update(
@@ -145,7 +144,6 @@ class ExecuTorch(NativeRunner):
         )
         out = self.shell(self.pinned(cmd), "llama_main", FIX)
         self.note_affinity(out)
-        self.threads_seen = (
-            self.placement.threads if self.placement else None
-        )  # llama_main prints no thread count: as passed
+        # llama_main prints no thread count: as passed
+        self.threads_seen = self.placement.threads if self.placement else None
         return observer_phases(out)

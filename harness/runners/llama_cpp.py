@@ -352,9 +352,8 @@ class LlamaCli(_LlamaCppRunner):
 
     def measure(self, prompt_id: str, prompt: dict, input_tokens: int) -> Phases:
         q = shlex.quote
-        n_ctx = (
-            input_tokens + self.ctx.max_new_tokens + 64
-        )  # headroom: llama.cpp may add a BOS the template already has
+        # headroom: llama.cpp may add a BOS the template already has
+        n_ctx = input_tokens + self.ctx.max_new_tokens + 64
         cmd = (
             f"{self._env()}{q(self.exe)} -m {q(self.model_path)}"
             f" -f {q(posixpath.join(self.prompt_folder, prompt_id + '.txt'))}"

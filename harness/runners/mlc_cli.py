@@ -77,9 +77,8 @@ class MlcCli(NativeRunner):
     def setup(self) -> dict:
         binary = find_binary("mlc_cli_chat", self.ctx.runner_bin, "SLM_BENCH_MLC_CLI", None, FIX)
         check_abi(binary, self.target.arch(), self.target.name, FIX)
-        libs = {
-            p.name: p for p in sorted((binary.parent.parent / "lib").glob("*.so"))
-        }  # the utils layout: bin/ and lib/
+        # the utils layout: bin/ and lib/
+        libs = {p.name: p for p in sorted((binary.parent.parent / "lib").glob("*.so"))}
         model_dir = path_from_env(
             self.name,
             "SLM_BENCH_MLC_MODEL",
@@ -129,8 +128,7 @@ class MlcCli(NativeRunner):
             f" --with-prompt-file {q(posixpath.join(self.prompt_dir, prompt_id + '.txt'))}"
             " </dev/null"
         )
-        out = self.shell(
-            self.pinned(cmd), "mlc_cli_chat", FIX
-        )  # it has no thread option: its TVM pool follows the pinned cores
+        # it has no thread option: its TVM pool follows the pinned cores
+        out = self.shell(self.pinned(cmd), "mlc_cli_chat", FIX)
         self.note_affinity(out)
         return mlc_phases(out)

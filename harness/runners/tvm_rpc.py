@@ -101,9 +101,8 @@ class RemoteSession:
         from harness.engines.tvm.weights import load_params
 
         update = self.sess.get_function("vm.builtin.tensor_cache.update")
-        for i, name in enumerate(
-            order
-        ):  # one tensor at a time: the phone holds at most one extra copy
+        # one tensor at a time: the phone holds at most one extra copy
+        for i, name in enumerate(order):
             update(f"param_{i}", load_params(self.bundle / "params", [name], self.device)[0], True)
         params = self.sess.get_function("vm.builtin.param_array_from_cache")("param", len(order))
         self.sess.get_function("vm.builtin.tensor_cache.clear")()  # the Array keeps its tensors

@@ -26,9 +26,8 @@ def test_kit_llamacpp_prints_the_bin_dir_last(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == str(tmp_path / "llamacpp-aarch64-0123" / "bin")
     assert "building llama.cpp for aarch64" in result.output  # progress goes to stderr
-    assert (
-        CliRunner().invoke(cli, ["kit", "llama.cpp", "--arch", "armv7"]).exit_code == 2
-    )  # a choice
+    # a choice
+    assert CliRunner().invoke(cli, ["kit", "llama.cpp", "--arch", "armv7"]).exit_code == 2
 
 
 def test_kit_errors_are_one_line(monkeypatch):

@@ -9,9 +9,8 @@ from harness.report import plots as plots_module
 
 
 def test_report_writes_files_and_prints_json(measured_run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        plots_module, "write_plots", lambda *args, **kwargs: []
-    )  # rendered in tests/report
+    # rendered in tests/report
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
     result = CliRunner().invoke(
         cli, ["report", str(measured_run_dir), "--out", str(tmp_path), "--json"]
     )
@@ -30,9 +29,8 @@ def test_plot_writes_png_and_svg(measured_run_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tradeoff_L400.png").is_file() and (tmp_path / "tradeoff_L400.svg").is_file()
-    assert (
-        result.output.count("wrote ") == 18
-    )  # 9 plots: 4 vs L, trade-off, memory, 2 heat maps, quality
+    # 9 plots: 4 vs L, trade-off, memory, 2 heat maps, quality
+    assert result.output.count("wrote ") == 18
 
 
 def test_report_refuses_a_missing_run_dir(tmp_path):
@@ -164,6 +162,5 @@ def test_grid_reference_puts_the_paper_in_the_grid_report(tmp_path, monkeypatch)
     md = (out / "report" / "report.md").read_text()
     assert "## Reference: slimlm-s24" in md and "Galaxy S24, SlimLM paper" in md
     reference = md.split("## Reference: slimlm-s24", 1)[1]
-    assert (
-        "| smollm-135m-instruct | 200 |" in reference
-    )  # measured beside published, L=200 is in both
+    # measured beside published, L=200 is in both
+    assert "| smollm-135m-instruct | 200 |" in reference

@@ -202,9 +202,8 @@ def test_phone_vanishing_mid_run_loses_nothing_and_rerun_completes(
     assert len(records) == 3 and not problems
 
     monkeypatch.setattr(base.RunnerProcess, "request", original)
-    phone = EmulatedDevice(
-        load_profile("galaxy-s24"), root, port=port
-    )  # plugged in again, same storage
+    # plugged in again, same storage
+    phone = EmulatedDevice(load_profile("galaxy-s24"), root, port=port)
     phone.start()
     wait_online(adb_server, phone.serial)
     try:
@@ -214,9 +213,8 @@ def test_phone_vanishing_mid_run_loses_nothing_and_rerun_completes(
     assert resumed.measured == 2  # only the two missing measurements
     records, _ = load(tmp_path / "run")
     assert len({r.key for r in records if not r.warmup}) == 4
-    assert (
-        json.loads((tmp_path / "run" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
-    )  # storage kept
+    # storage kept
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["deploy"]["bytes_pushed"] == 0
 
 
 def test_thermal_wait_is_bounded_and_recorded(adb_server, phone):
@@ -237,9 +235,8 @@ def test_thermal_wait_is_bounded_and_recorded(adb_server, phone):
     spec_ok = RunSpec(model="m", quantization="q4f16_1", max_temp_c=now + 30)
     waited_ok, cooled_ok, _ = wait_until_cool(dev, spec_ok, log=lambda *_: None)
     assert cooled_ok and waited_ok < 1.0
-    assert (
-        state.charging is False and len(state.thermal_zones_c) == 6
-    )  # discharging unless --charging
+    # discharging unless --charging
+    assert state.charging is False and len(state.thermal_zones_c) == 6
 
 
 def test_device_lock_keeps_two_runs_apart(phone):
@@ -350,9 +347,8 @@ def test_adb_server_restart_is_retried_then_works(tmp_path, monkeypatch, capsys)
         wait_online(server, phone.serial)
         dev = AdbDevice(phone.serial, f"127.0.0.1:{server}")
         adb(server, "kill-server")
-        assert (
-            adb(server, "start-server").returncode == 0
-        )  # a fresh server knows no TCP devices yet
+        # a fresh server knows no TCP devices yet
+        assert adb(server, "start-server").returncode == 0
         assert dev.info().model == "SM-S921B"  # reconnected by the retry
         assert "reconnecting (1/3)" in capsys.readouterr().err
     finally:
@@ -401,9 +397,8 @@ def test_two_phones_in_parallel_each_with_its_own_journal(adb_server, phone, tmp
 
 def test_a_real_phone_without_python_gets_a_clear_error(adb_server, phone, monkeypatch):
     dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
-    assert (
-        dev.runner_python() == __import__("sys").executable
-    )  # the emulated phone runs the host's Python
+    # the emulated phone runs the host's Python
+    assert dev.runner_python() == __import__("sys").executable
     dev.props["ro.slm_bench.host_python"] = ""  # as on a stock Galaxy S24
     monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
     with pytest.raises(
@@ -504,9 +499,8 @@ def test_a_mask_the_phone_refuses_is_a_one_line_error_before_any_runner(adb_serv
         UserError,
         match=r"refused `taskset 400` .*failed to set pid \d+'s affinity.*pick cores it has online",
     ):
-        dev.check_pinning(
-            Placement(1, (10,), ())
-        )  # no cpu10 on an S24: the phone's taskset says no
+        # no cpu10 on an S24: the phone's taskset says no
+        dev.check_pinning(Placement(1, (10,), ()))
 
 
 def test_devices_lists_the_phones_ten_cores_in_four_clusters(adb_server, phone):

@@ -182,9 +182,8 @@ def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phon
         on_arm["device"]["machine"],
         on_arm["device"]["emulated"],
     ) == ("aarch64", True)
-    assert (
-        on_arm["input_tokens"] == on_host["input_tokens"]
-    )  # the same prompt, tokenized on the phone
+    # the same prompt, tokenized on the phone
+    assert on_arm["input_tokens"] == on_host["input_tokens"]
     if on_arm["output_ids"] != on_host["output_ids"]:
         assert teacher_forced_agreement(adb_server, arm_phone, tmp_path, on_host) >= 0.9
     else:

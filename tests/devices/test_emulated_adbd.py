@@ -54,9 +54,8 @@ def test_listed_as_a_device_with_the_profile_model(adb_server, phone):
 def test_getprop(device):
     assert device.shell("getprop ro.product.model") == "SM-S921B"
     assert "[ro.product.brand]: [samsung]" in device.shell("getprop").splitlines()
-    assert (
-        device.shell("getprop ro.build.version.sdk | tr -d x") == "34"
-    )  # the PATH script, through sh
+    # the PATH script, through sh
+    assert device.shell("getprop ro.build.version.sdk | tr -d x") == "34"
     assert "shell_v2" in device.get_features().split(",")
 
 
@@ -71,13 +70,11 @@ def test_shell_v2_exit_codes_and_stderr(adb_server, phone, device):
 
 def test_stdin_reaches_a_running_process(adb_server, phone, device):
     data = bytes(range(256)) * 64
-    real = adb(
-        adb_server, "-s", phone.serial, "shell", "cat", input=data
-    )  # shell v2: stdin, then close-stdin
+    # shell v2: stdin, then close-stdin
+    real = adb(adb_server, "-s", phone.serial, "shell", "cat", input=data)
     assert real.returncode == 0 and real.stdout == data
-    conn = device.shell(
-        "cat", stream=True
-    )  # raw shell: a long-running process echoes what it reads
+    # raw shell: a long-running process echoes what it reads
+    conn = device.shell("cat", stream=True)
     try:
         for line in (b"ping\n", b"pong\n"):
             conn.conn.send(line)
@@ -92,9 +89,8 @@ def test_paths_rewritten_into_the_sandbox(phone, device):
     assert (phone.root / "sdcard/models").is_dir()
     device.shell("cp /data/local/tmp/hello.txt /sdcard/models/")
     assert device.shell("cat /storage/emulated/0/models/hello.txt") == "hi"  # the alias of /sdcard
-    assert (
-        device.shell("echo /database /data") == f"/database {phone.root}/data"
-    )  # whole path words only
+    # whole path words only
+    assert device.shell("echo /database /data") == f"/database {phone.root}/data"
 
 
 def test_sync_push_pull_roundtrip_1mb(device, phone, tmp_path):

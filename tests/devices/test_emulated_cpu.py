@@ -53,9 +53,8 @@ def check_cpuinfo(text: str) -> None:
 def test_cpuinfo_shows_the_profiles_ten_cores(device):
     text = device.shell("cat /proc/cpuinfo")
     check_cpuinfo(text)
-    assert (
-        device.shell("grep -c '^processor' /proc/cpuinfo") == "10"
-    )  # the sandboxed file, through sh
+    # the sandboxed file, through sh
+    assert device.shell("grep -c '^processor' /proc/cpuinfo") == "10"
 
 
 def test_topology_read_over_adb_is_the_exynos_2400(device):
@@ -115,9 +114,8 @@ def test_proc_status_shows_the_phone_cores_of_a_pinned_program(device, phone):
     finally:
         conn.close()
     deadline = time.monotonic() + 10
-    while (
-        os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline
-    ):  # closing the stream kills it
+    # closing the stream kills it
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.1)
     device.shell("true")  # a command refreshes the phone, which drops records of ended programs
     assert str(pid) not in os.listdir(phone.root / ".emulated/affinity")
@@ -137,9 +135,8 @@ def test_bad_masks_are_refused_as_toybox_does(device, mask, message):
     err = result.stderr.strip()
     pid = re.search(r"pid (\d+)", err)[1] if "{pid}" in message else ""
     assert err == "taskset: " + message.format(pid=pid), err
-    assert (
-        device.shell2("taskset 7ff true", v2=True).returncode == 0
-    )  # the kernel keeps cores 0-9 of it
+    # the kernel keeps cores 0-9 of it
+    assert device.shell2("taskset 7ff true", v2=True).returncode == 0
     absent = device.shell2("taskset -p 999999999", v2=True)
     assert absent.returncode == 1 and "No such process" in absent.stderr
 
@@ -188,9 +185,8 @@ def test_the_arm64_phone_pins_and_shows_the_cpu(arm_device):
         line = b""
         while not line.endswith(b"\n"):
             line += conn.read_exact(1)
-        status = arm_device.shell(
-            f"cat /proc/{int(line)}/status"
-        )  # no procfs in the chroot: adbd answers
+        # no procfs in the chroot: adbd answers
+        status = arm_device.shell(f"cat /proc/{int(line)}/status")
         assert "Cpus_allowed:\t380" in status and "Cpus_allowed_list:\t7-9" in status
     finally:
         conn.close()

@@ -29,9 +29,8 @@ if ADB is None:
 
 import adbutils  # noqa: E402
 
-THERMAL_SPEEDUP = (
-    300.0  # the S24 profile's battery time constant (five device minutes) is one real second
-)
+# the S24 profile's battery time constant (five device minutes) is one real second
+THERMAL_SPEEDUP = 300.0
 X4_MAX = 3_207_000  # galaxy-s24's cpu9, kHz
 CUR_FREQ = "/sys/devices/system/cpu/cpu9/cpufreq/scaling_cur_freq"
 BIG_ZONE = "/sys/class/thermal/thermal_zone0/temp"  # THERMAL_ZONES[0]
@@ -214,9 +213,8 @@ def test_a_busy_phone_throttles_really_slows_down_and_recovers(adb_server, hot_p
         throttled = share(pid, 2.0)
         assert throttled < 0.85 * unthrottled, (unthrottled, throttled)
         clocks = {read_int(dev, CUR_FREQ) for _ in range(20) if not time.sleep(0.05)}
-        assert clocks <= {round(X4_MAX * 0.7), round(X4_MAX * 0.45)}, (
-            clocks
-        )  # the trips' levels only
+        # the trips' levels only
+        assert clocks <= {round(X4_MAX * 0.7), round(X4_MAX * 0.45)}, clocks
         assert wait_for("stopped the busy program", lambda: stopped(pid), timeout=5)
         monkeypatch.undo()  # the trips follow the temperature again
     finally:
@@ -307,9 +305,8 @@ def test_the_arm64_phone_answers_proc_stat(arm_phone):
     from harness.devices.load import parse_counters
 
     assert re.search(r"^cpu  \d+", arm_phone.shell("cat /proc/stat"), re.M)
-    assert (
-        arm_phone.shell2("ls /proc/stat", v2=True).returncode != 0
-    )  # really no procfs in the chroot
+    # really no procfs in the chroot
+    assert arm_phone.shell2("ls /proc/stat", v2=True).returncode != 0
     conn = arm_phone.shell("taskset 380 sh -c 'echo $$; exec sleep 30'", stream=True)
     try:
         pid = read_pid(conn)
@@ -317,9 +314,8 @@ def test_the_arm64_phone_answers_proc_stat(arm_phone):
         assert both.startswith("cpu ") and re.search(rf"^{pid} \(.+\) [RS] ", both, re.M), both[
             -300:
         ]
-        harness_form = arm_phone.shell(
-            f"cat /proc/stat /proc/{pid}/stat 2>/dev/null"
-        )  # AdbDevice.cpu_counters
+        # AdbDevice.cpu_counters
+        harness_form = arm_phone.shell(f"cat /proc/stat /proc/{pid}/stat 2>/dev/null")
         counters = parse_counters(harness_form)
         assert counters is not None and counters.total > 0 and counters.runner is not None
     finally:

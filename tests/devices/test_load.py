@@ -27,9 +27,8 @@ def test_another_job_on_one_of_two_cores_reads_half():
 
 
 def test_too_short_or_unknown_is_no_answer():
-    assert (
-        other_load(counters(0, 0, 0, 0, 0), counters(5, 0, 5, 5, 0)) is None
-    )  # 10 ticks: granularity
+    # 10 ticks: granularity
+    assert other_load(counters(0, 0, 0, 0, 0), counters(5, 0, 5, 5, 0)) is None
     assert other_load(parse_counters(STAT.format(u=1, s=1, i=1)), None) is None
     assert parse_counters("no proc here") is None
 
@@ -43,6 +42,7 @@ def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
     from harness.devices.local import LocalDevice
 
     device, lines = LocalDevice(), []
+    # both cores of a 2-core host: another job, as a user would start one
     busy = [
         subprocess.Popen(
             [
@@ -52,7 +52,7 @@ def test_max_load_waits_while_another_job_keeps_the_desktop_busy():
             ]
         )
         for _ in range(2)
-    ]  # both cores of a 2-core host: another job, as a user would start one
+    ]
     try:
         time.sleep(0.3)
         assert device_load(device, 0.5) > 0.6

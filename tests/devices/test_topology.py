@@ -83,9 +83,10 @@ def test_bad_core_sets_name_the_fix(exynos, text, message):
 
 
 def test_an_offline_core_is_refused():
+    # cpu3: no block
     blocks = "".join(
         f"processor\t: {i}\nCPU implementer\t: 0x41\nCPU part\t: 0xd80\n\n" for i in range(3)
-    )  # cpu3: no block
+    )
     topo = build_topology("0-3", "0-2", blocks, {})
     assert [(c.online, c.part) for c in topo.cores] == [(True, "Cortex-A520")] * 3 + [(False, "")]
     with pytest.raises(UserError, match="core 3 of phone is offline"):

@@ -16,9 +16,8 @@ class ChatServer:
         self.requests: list[dict] = []
         self.failures: list[int] = []  # statuses to answer the next requests with
         self.reply: str | None = None  # a fixed answer to every prompt (e.g. a judge's grade)
-        self.fail_after: int | None = (
-            None  # answer 400 to every request after this many (an outage)
-        )
+        # answer 400 to every request after this many (an outage)
+        self.fail_after: int | None = None
         self.lock = threading.Lock()
         server = self
 

@@ -121,10 +121,11 @@ def test_an_interrupted_build_resumes_without_asking_again(chat_server, tmp_path
     assert len(chat_server.requests) == 8 and not (tmp_path / "da" / "manifest.json").exists()
     chat_server.fail_after = None
     manifest = build()
+    # 15 answers, 7 kept from before
     assert manifest["last_build"] == {
         "annotator_requests": 8,
         "annotator_cache_hits": 7,
-    }  # 15 answers, 7 kept from before
+    }
     assert len(chat_server.requests) == 16
 
 

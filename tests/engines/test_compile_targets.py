@@ -102,9 +102,8 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
         _run_one_step(bundle, vocab)
 
     if target == "arm64-linux":  # a loadable library for the phone kit (run there by tests/devices)
-        assert (
-            _elf_machine(lib.read_bytes()[:20]) == EM_AARCH64 and lib.read_bytes()[16] == 3
-        )  # ET_DYN
+        # ET_DYN
+        assert _elf_machine(lib.read_bytes()[:20]) == EM_AARCH64 and lib.read_bytes()[16] == 3
 
     if target in ("android-cpu", "opencl"):
         objects = _tar_objects(lib)
@@ -116,13 +115,11 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
     if target == "opencl":
         source = (bundle / "model.cl").read_text()
         assert "__kernel" in source
-        assert re.search(
-            r"__kernel void gemv_q4_\d+x\d+_kernel", source
-        )  # our thread-bound matmuls
+        # our thread-bound matmuls
+        assert re.search(r"__kernel void gemv_q4_\d+x\d+_kernel", source)
         assert re.search(r"__kernel void gemm_q4_\d+x\d+_kernel", source)
-        assert any(
-            b"__kernel" in data for data in _tar_objects(lib).values()
-        )  # packed into the tar
+        # packed into the tar
+        assert any(b"__kernel" in data for data in _tar_objects(lib).values())
 
     if target == "cuda":
         source = (bundle / "model.cu").read_text()

@@ -47,10 +47,11 @@ def test_fp16_gguf_export_reads_back_as_the_same_model(name, tmp_path):
     back = load_gguf(tmp_path / "m.gguf", name="back")
     original = dict(model.iter_tensors())
     assert set(back.tensors) == set(original)
+    # q/k rows come back in HF order after the llama permutation
     for (
         tensor,
         values,
-    ) in original.items():  # q/k rows come back in HF order after the llama permutation
+    ) in original.items():
         np.testing.assert_allclose(
             back.tensors[tensor](), values, atol=2e-3, rtol=1e-3, err_msg=tensor
         )

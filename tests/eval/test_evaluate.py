@@ -61,9 +61,8 @@ def test_a_model_that_echoes_the_reference_scores_top_marks(dataset):
         assert r.intent_accuracy == 1.0 and r.geval is None
         assert r.avg_score == pytest.approx(1.0, abs=1e-4)
         assert r.dataset == "da" and len(r.dataset_hash) == 64
-    assert (
-        by_task["qs"].self_bleu is not None and by_task["qs"].self_bleu < 0.5
-    )  # three distinct questions
+    # three distinct questions
+    assert by_task["qs"].self_bleu is not None and by_task["qs"].self_bleu < 0.5
     assert rows[1]["output"] == format_questions(
         ["What does the document report?", "Which figure is given?", "Who is named?"]
     )
@@ -81,9 +80,8 @@ def test_a_model_that_answers_with_questions_misses_the_intent(dataset, tmp_path
     by_task = {r.task: r for r in records}
     assert by_task["summ"].intent_accuracy == 0.0 and by_task["qa"].intent_accuracy == 0.0
     assert by_task["qs"].intent_accuracy == 0.0  # two questions, not three
-    assert (
-        by_task["summ"].bleu < 0.2 and by_task["summ"].self_bleu is None
-    )  # one summ output: no diversity score
+    # one summ output: no diversity score
+    assert by_task["summ"].bleu < 0.2 and by_task["summ"].self_bleu is None
     assert by_task["qa"].self_bleu == pytest.approx(1.0)  # the same answer to every question
 
     out = tmp_path / "run"

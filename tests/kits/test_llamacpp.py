@@ -65,9 +65,8 @@ def test_a_second_call_is_a_cache_hit_and_the_key_follows_the_inputs(cache, monk
         "llama-bench",
         "llama-completion",
     ]
-    assert not list(
-        cache.glob("kits/*.partial")
-    )  # built aside, renamed into place, work tree removed
+    # built aside, renamed into place, work tree removed
+    assert not list(cache.glob("kits/*.partial"))
     os.utime(bin_dir.parent, (0, 0))
     t0 = time.perf_counter()
     assert llamacpp.build_llamacpp("x86_64", **QUIET) == bin_dir and len(built) == 1
@@ -109,9 +108,8 @@ def test_a_killed_or_failed_build_never_looks_complete(cache, monkeypatch):
         and not partial.exists()
     )
     assert "$ cmake" in (bin_dir.parent / "build.log").read_text()
-    log_file = (
-        partial.parent / "step.log"
-    )  # the real step runner: output kept, failure names the log
+    # the real step runner: output kept, failure names the log
+    log_file = partial.parent / "step.log"
     with pytest.raises(
         UserError, match=r"llama.cpp build failed \(exit 2\); see the last lines of .*step.log"
     ):
@@ -206,12 +204,10 @@ def test_the_aarch64_kit_is_static_and_runs_under_qemu():
     bin_dir = llamacpp.build_llamacpp("aarch64")  # minutes the first time, then cached
     for tool in llamacpp.TOOLS:
         facts = elf_facts(bin_dir / tool)
-        assert facts == {"machine": 0xB7, "interp": False, "dynamic": False}, (
-            tool
-        )  # AArch64, no loader, no .so
-    assert sorted(p.name for p in bin_dir.iterdir()) == sorted(
-        llamacpp.TOOLS
-    )  # nothing else to push
+        # AArch64, no loader, no .so
+        assert facts == {"machine": 0xB7, "interp": False, "dynamic": False}, tool
+    # nothing else to push
+    assert sorted(p.name for p in bin_dir.iterdir()) == sorted(llamacpp.TOOLS)
     if shutil.which("file"):
         described = subprocess.run(
             ["file", "-b", str(bin_dir / "llama-bench")], capture_output=True, text=True

@@ -16,9 +16,8 @@ def test_a_layer_tar_depends_only_on_its_contents(tmp_path):
         (tmp_path / name / "pkg" / "mod.py").write_text("x = 1\n")
         os.utime(tmp_path / name / "pkg" / "mod.py", (time.time() - 1000 * (name == "b"),) * 2)
         tvm_kit._write_tar(tmp_path / f"{name}.tar", tmp_path / name)
-    assert file_sha256(tmp_path / "a.tar") == file_sha256(
-        tmp_path / "b.tar"
-    )  # times and owners do not count
+    # times and owners do not count
+    assert file_sha256(tmp_path / "a.tar") == file_sha256(tmp_path / "b.tar")
 
 
 def test_the_app_layer_is_cached_by_source_and_old_ones_are_pruned(tmp_path):

@@ -60,9 +60,8 @@ def test_lengths_are_200k_and_counts_are_fresh_reencodings(suite):
     for r in suite:
         assert r.L == 200 * r.k
         assert r.context_tokens == len(enc.encode(r.context)), r.id
-        assert abs(r.context_tokens - r.L) <= 3, (
-            r.id
-        )  # re-encoding differs by a token or two at most
+        # re-encoding differs by a token or two at most
+        assert abs(r.context_tokens - r.L) <= 3, r.id
 
 
 def test_contexts_are_growing_prefixes_without_broken_characters(suite):

@@ -53,9 +53,8 @@ def test_a_3x_decode_regression_is_flagged(baseline_and_regressed):
     baseline, regressed = baseline_and_regressed
     comparison = compare_runs([baseline], [regressed])
     assert len(comparison.cells) == 2  # summ and qa at L=200
-    assert (
-        comparison.cells["otps_slowdown_pct"].tolist() == [pytest.approx(200.0)] * 2
-    )  # 30 -> 10 tok/s
+    # 30 -> 10 tok/s
+    assert comparison.cells["otps_slowdown_pct"].tolist() == [pytest.approx(200.0)] * 2
     assert comparison.cells["otps_ratio"].tolist() == [pytest.approx(1 / 3)] * 2
     assert comparison.cells["itps_ratio"].tolist() == [pytest.approx(1.0)] * 2  # prefill untouched
     result = CliRunner().invoke(

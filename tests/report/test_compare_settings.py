@@ -56,9 +56,8 @@ def test_a_sweep_against_an_old_run_pools(tmp_path):
     new = sweep(tmp_path / "new", 10.0, 20.0)
     comparison = compare_runs([old], [new])
     assert "cpus" not in comparison.cells  # nothing matched by setting: the output looks as before
-    assert comparison.cells["otps_ratio"].tolist() == [
-        pytest.approx(15.0 / 15.0)
-    ]  # median of 10,10,10,20,20,20
+    # median of 10,10,10,20,20,20
+    assert comparison.cells["otps_ratio"].tolist() == [pytest.approx(15.0 / 15.0)]
     assert "cpus" not in render_text(comparison, None).splitlines()[0]
     result = CliRunner().invoke(cli, ["compare", str(old), str(new), "--fail-above", "10"])
     assert result.exit_code == 0, result.output

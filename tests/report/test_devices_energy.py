@@ -49,9 +49,8 @@ PLACEMENTS = [
 
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
-    monkeypatch.setattr(
-        plots_module, "write_plots", lambda *args, **kwargs: []
-    )  # plots: test_plots
+    # plots: test_plots
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
 
 
 def markdown(tmp_path, runs) -> str:
@@ -109,9 +108,8 @@ def test_energy_columns_appear_only_with_energy(tmp_path):
     run = write_run(tmp_path / "gauge", [record(200, 20.0, i, **energy) for i in range(3)])
     overview = section(markdown(tmp_path, [run]), "Overview", "Per task")
     assert "| energy (mJ/token) | energy above idle (mJ/token) |" in overview
-    assert overview.splitlines()[-2].endswith(
-        "| 12 | 8 |"
-    )  # J -> mJ, medians of the three requests
+    # J -> mJ, medians of the three requests
+    assert overview.splitlines()[-2].endswith("| 12 | 8 |")
     assert "per processed (input + output) token" in overview
     plain = write_run(tmp_path / "plain", [record(200, 20.0, i) for i in range(3)])
     md = write_report([plain], tmp_path / "plain-report").markdown.read_text()

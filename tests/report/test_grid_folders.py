@@ -16,9 +16,8 @@ MODELS = {"smollm2-135m-instruct": 134_515_008, "smollm-360m-instruct": 361_821_
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    monkeypatch.setattr(
-        plots_module, "write_plots", lambda *args, **kwargs: []
-    )  # drawn in test_plots
+    # drawn in test_plots
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
 
 
 def test_a_grid_folder_is_its_cells_and_a_run_folder_is_itself(tmp_path):

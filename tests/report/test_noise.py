@@ -63,9 +63,8 @@ def write_run(folder, records: list[Record], **info) -> object:
 
 
 def report(tmp_path, monkeypatch, runs):
-    monkeypatch.setattr(
-        plots_module, "write_plots", lambda *args, **kwargs: []
-    )  # plots: test_plots
+    # plots: test_plots
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
     return write_report(runs, tmp_path / "report")
 
 
@@ -99,11 +98,12 @@ def test_cells_under_load_and_wide_are_flagged_with_problems(noisy_run, tmp_path
     assert "| noise |" in overview and "p90/p10 of ITPS or OTPS above 1.25" in overview
     assert "more than 10% of the CPU" in overview
     rows = [line for line in overview.splitlines() if line.startswith("| m |")]
+    # by L
     assert [row.rsplit("|", 2)[-2].strip() for row in rows] == [
         "",
         "⚠ under load",
         "⚠ wide spread",
-    ]  # by L
+    ]
     per_task_md = section(md, "Per task", "Plots")
     assert "| ⚠ under load |" in per_task_md and "| ⚠ wide spread |" in per_task_md
     assert "⚠ wide spread" in outputs.html.read_text()
@@ -143,9 +143,8 @@ def test_a_pooled_row_takes_its_tasks_flags():
     ]
     flagged = with_noise(pd.DataFrame(cells))
     assert list(flagged["noise"]) == ["", UNDER_LOAD, UNDER_LOAD]
-    assert (
-        len(noise_problems(flagged)) == 1
-    )  # the task cell; the pooled row adds no line of its own
+    # the task cell; the pooled row adds no line of its own
+    assert len(noise_problems(flagged)) == 1
 
 
 @pytest.mark.parametrize(

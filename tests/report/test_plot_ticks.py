@@ -90,9 +90,8 @@ def test_tradeoff_and_memory_plots_label_the_params_axis_apart(sizes):
         for ax in fig.axes:
             labels = tick_labels(fig, ax)
             assert_apart(labels, ax.xaxis.get_majorticklabels()[0].get_fontsize())
-            assert all(
-                text[-1] in "MB" for text, _ in labels
-            )  # parameters, as the tables count them
+            # parameters, as the tables count them
+            assert all(text[-1] in "MB" for text, _ in labels)
 
 
 def test_quick_grid_axis_has_round_readable_steps():
@@ -128,9 +127,8 @@ def test_labels_carry_the_digits_that_tell_ticks_apart():
         "500",
     ]
     assert label_digits([350.2e6, 350.4e6]) == 4
-    ticks = ParamsLocator().tick_values(
-        350e6, 352e6
-    )  # not attached to an axis: a 5-inch one assumed
+    # not attached to an axis: a 5-inch one assumed
+    ticks = ParamsLocator().tick_values(350e6, 352e6)
     assert len(ticks) >= 2 and len({params_label(t, label_digits(ticks)) for t in ticks}) == len(
         ticks
     )

@@ -55,9 +55,8 @@ def test_summary_csv_has_per_task_and_pooled_rows(compared, measured_run_dir):
 
 
 def test_corrupt_line_is_listed_first_with_file_and_line(measured_run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        plots_module, "write_plots", lambda *args, **kwargs: []
-    )  # plots are tested elsewhere
+    # plots are tested elsewhere
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
     run = tmp_path / "damaged"
     shutil.copytree(measured_run_dir, run)
     lines = (run / RECORDS_FILE).read_text().splitlines(keepends=True)
@@ -243,6 +242,5 @@ def test_every_html_table_scrolls_in_its_own_box(tmp_path, monkeypatch):
     assert set(parser.table_parents) == {("div", "table-wrap")}
     css = page[page.index("<style>") : page.index("</style>")]
     assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", css)
-    assert not re.search(
-        r"(^|\n)table \{[^}]*width:", css
-    )  # natural width: no table is squeezed to the box
+    # natural width: no table is squeezed to the box
+    assert not re.search(r"(^|\n)table \{[^}]*width:", css)

@@ -22,9 +22,8 @@ from harness.results.schema import DeviceInfo, Record, RunInfo, RunSpec
 
 BIG = dict(cpu_mask="3", cpu_list="0-1", cpu_clusters=["big"], cpu_mask_asked="3")
 ONE = dict(BIG, threads=1, threads_asked=1, os_threads=2)
-TWO = dict(
-    BIG, threads=2, threads_asked=None, os_threads=3, placement_default=True
-)  # one thread per core
+# one thread per core
+TWO = dict(BIG, threads=2, threads_asked=None, os_threads=3, placement_default=True)
 # (placement, L) -> (ITPS of each repeat, OTPS of each repeat)
 VALUES = {
     ("one", 200): ([100.0, 110.0, 120.0], [20.0, 21.0, 22.0]),
@@ -79,9 +78,8 @@ def sweep_run(tmp_path):
             record(length, i, o, repeat, placement)
             for repeat, (i, o) in enumerate(zip(itps, otps, strict=True))
         ]
-        records.append(
-            record(length, 9999.0, 9999.0, 0, placement, warmup=True)
-        )  # never enters a median
+        # never enters a median
+        records.append(record(length, 9999.0, 9999.0, 0, placement, warmup=True))
     return write_run(tmp_path / "sweep", records)
 
 
@@ -153,12 +151,13 @@ def test_table_stars_the_fastest_and_states_the_rule(sweep_run):
     )
     rows = {(row[2], row[4]): row for row in table.rows}
     default = f"{LABEL_TWO} (default)"
+    # by L
     assert list(rows) == [
         (LABEL_ONE, "200"),
         (default, "200"),
         (LABEL_ONE, "400"),
         (default, "400"),
-    ]  # by L
+    ]
     headers = ("ITPS median (tok/s)", "OTPS median (tok/s)", "default vs fastest")
     itps, otps, distance = (table.headers.index(h) for h in headers)
     one_200, two_200 = rows[(LABEL_ONE, "200")], rows[(default, "200")]
@@ -170,9 +169,8 @@ def test_table_stars_the_fastest_and_states_the_rule(sweep_run):
     )
     assert two_200[distance] == "ITPS 0% · OTPS -24%" and one_200[distance] == ""
     assert rows[(default, "400")][distance] == "ITPS -19% · OTPS 0%"
-    assert (
-        one_200[3] == "3" and one_200[5] == "3"
-    )  # cpu_mask read back; n = 3 repeats (the warmup left out)
+    # cpu_mask read back; n = 3 repeats (the warmup left out)
+    assert one_200[3] == "3" and one_200[5] == "3"
     assert "read back" not in table.headers  # nothing differs from what was asked
 
 
@@ -207,9 +205,8 @@ def test_report_includes_the_table_and_the_plot(sweep_run, tmp_path):
     svg = plot.read_text()
     assert "L=200" in svg and "L=400" in svg and "fastest at this L" in svg and "(default)" in svg
     assert "Threads and cores" in outputs.html.read_text()
-    assert (
-        LABEL_ONE in (outputs.out_dir / "plots" / "otps_vs_L.svg").read_text()
-    )  # the legend names the setting
+    # the legend names the setting
+    assert LABEL_ONE in (outputs.out_dir / "plots" / "otps_vs_L.svg").read_text()
 
 
 def test_run_without_placement_renders_as_before(old_run, tmp_path):
@@ -225,9 +222,8 @@ def test_run_without_placement_renders_as_before(old_run, tmp_path):
 def test_baseline_matches_the_same_setting(sweep_run, old_run, tmp_path, monkeypatch):
     from harness.report import plots as plots_module
 
-    monkeypatch.setattr(
-        plots_module, "write_plots", lambda *args, **kwargs: []
-    )  # plots are tested above
+    # plots are tested above
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
     against_itself = write_report([sweep_run], tmp_path / "self", baseline=sweep_run).summary
     assert (against_itself["otps_ratio"] == 1.0).all()  # each setting against its own, not the pool
     # A baseline that recorded no placement is one pooled reference for every setting.

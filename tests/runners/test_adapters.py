@@ -89,9 +89,8 @@ def test_missing_runner_binaries_name_their_variables(tmp_path, no_runner_env, m
             "on PATH; install it: apt-get install -y cmake"
         )
 
-    monkeypatch.setattr(
-        llamacpp, "build_llamacpp", no_cmake
-    )  # nothing configured: the kit is tried last
+    # nothing configured: the kit is tried last
+    monkeypatch.setattr(llamacpp, "build_llamacpp", no_cmake)
     with pytest.raises(
         UserError,
         match=(
@@ -213,9 +212,8 @@ def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
     )
     runner.placement = one_thread()  # this host's 2 cores are shared
     provenance = runner.setup()
-    assert (
-        provenance["binary"]["path"] == str(bench.resolve()) and provenance["bytes_pushed"] == 0
-    )  # used in place
+    # used in place
+    assert provenance["binary"]["path"] == str(bench.resolve()) and provenance["bytes_pushed"] == 0
     raw = runner.request({"op": "run", "prompt_id": "d01-qa-L200", "repeat": 0, "warmup": False})
     rec = Record.model_validate(raw)
     assert (rec.runner, rec.input_tokens, rec.runner_input_tokens, rec.output_tokens) == (
@@ -236,9 +234,8 @@ def test_llama_bench_adapter_on_this_host(tmp_path, monkeypatch):
         runner.placement.mask,
         None,
     )
-    assert (
-        runner.ticks_seen > 0
-    )  # llama-bench's own CPU time, from its pinned shell's /proc/$$/stat
+    # llama-bench's own CPU time, from its pinned shell's /proc/$$/stat
+    assert runner.ticks_seen > 0
     assert runner.close() == {"runner": "llama-bench", "requests": 1, "timed_s": rec.runtime_s}
 
 
@@ -298,9 +295,8 @@ def test_an_openmp_build_is_detected_the_harness_built_one_is_not(tmp_path):
     assert uses_openmp([tmp_path / "omp"]) and not uses_openmp([tmp_path / "plain"])
     bench = llama_bin("llama-bench")
     if bench is not None:
-        assert not uses_openmp(
-            [bench, *bench.parent.glob("lib*.so*")]
-        )  # the harness builds without OpenMP
+        # the harness builds without OpenMP
+        assert not uses_openmp([bench, *bench.parent.glob("lib*.so*")])
 
 
 def test_a_runner_looks_the_kit_up_once_per_setup(tmp_path, no_runner_env, monkeypatch):

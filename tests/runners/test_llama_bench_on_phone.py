@@ -86,9 +86,8 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
     assert (
         rec.output_tokens == 4 and rec.ttft_estimated and rec.prefill_s < rec.ttft_s < rec.runtime_s
     )
-    assert (
-        rec.runner_input_tokens == rec.input_tokens > 150
-    )  # llama-bench ran a prompt of the request's length
+    # llama-bench ran a prompt of the request's length
+    assert rec.runner_input_tokens == rec.input_tokens > 150
     assert rec.runner_stats["n_threads"] == 1 and rec.engine_version.endswith(")")
     # pinned through the phone's taskset, read back from the pinned shell; -C carries the same mask
     assert (rec.threads, rec.cpu_mask, rec.cpu_clusters, rec.placement_mismatch) == (
@@ -133,9 +132,8 @@ def test_cli_run_with_llama_bench_on_the_emulated_s24(adb_server, phone, tmp_pat
             4,
             rec3.prefill_s,
         )
-        assert (
-            abs(rec3.runner_input_tokens - rec3.input_tokens) <= 2
-        )  # llama.cpp's tokenizer vs the harness's, same text
+        # llama.cpp's tokenizer vs the harness's, same text
+        assert abs(rec3.runner_input_tokens - rec3.input_tokens) <= 2
 
 
 def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, monkeypatch):
@@ -186,9 +184,8 @@ def test_wrong_abi_and_missing_binary_are_one_line(adb_server, phone, tmp_path, 
             "on PATH; install it: apt-get install -y cmake"
         )
 
-    monkeypatch.setattr(
-        llamacpp, "build_llamacpp", no_cmake
-    )  # configured nothing: the harness's own build is tried last
+    # configured nothing: the harness's own build is tried last
+    monkeypatch.setattr(llamacpp, "build_llamacpp", no_cmake)
     # (PATH= hides the phone's `uname` too, so it reports its ABI property: arm64, then PATH is
     # not searched)
     with pytest.raises(
@@ -317,12 +314,13 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(
         rec.runner_stats["model_type"].endswith("Q4_0")
         and rec.engine_version == "0 (llama-cpp-python-0.3.36)"
     )
+    # the ARM phone's own taskset
     assert (rec.threads, rec.cpu_mask, rec.cpu_list, rec.cpu_clusters) == (
         1,
         "380",
         "7-9",
         ["prime", "big"],
-    )  # the ARM phone's own taskset
+    )
     binary = json.loads((out / "run.json").read_text())["runner_binary"]
     assert (
         binary["binary"]["source"] == f"harness-built llama.cpp {llamacpp.VERSION} static aarch64"
@@ -335,6 +333,5 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(
         / f"llama.cpp-{kit.parent.name}"
         / "llama-bench"
     )
-    assert (
-        pushed.read_bytes() == (kit / "llama-bench").read_bytes()
-    )  # the static file itself, nothing beside it
+    # the static file itself, nothing beside it
+    assert pushed.read_bytes() == (kit / "llama-bench").read_bytes()

@@ -65,9 +65,8 @@ def test_llama_bench_jsonl_captured():
         tg["n_gen"],
         tg["n_depth"],
     ) == (0, 8, 32)
-    assert pp["avg_ns"] == pytest.approx(
-        statistics.mean(pp["samples_ns"]), abs=1
-    )  # llama-bench's avg is the mean of its samples
+    # llama-bench's avg is the mean of its samples
+    assert pp["avg_ns"] == pytest.approx(statistics.mean(pp["samples_ns"]), abs=1)
     phases = llama_bench_phases(results, 32, 8)
     step = tg["avg_ns"] * 1e-9 / 8
     assert phases.prefill_s == pytest.approx(pp["avg_ns"] * 1e-9)
@@ -136,9 +135,8 @@ def test_llama_completion_captured():
         and perf["total"] == (382.34, 26)
     )
     phases = llama_perf_phases(text)
-    assert (
-        phases.output_tokens == 8
-    )  # -n 8: 7 decode runs after the token sampled from the prompt's logits
+    # -n 8: 7 decode runs after the token sampled from the prompt's logits
+    assert phases.output_tokens == 8
     assert phases.input_tokens == 19 and phases.ttft_estimated
     check_schema_definitions(as_record(phases, 19))
 
@@ -217,9 +215,8 @@ def test_mlc_cli_stats_line():
         0.803,
     )
     phases = mlc_phases(text)
-    assert phases.ttft_estimated and phases.ttft_s == pytest.approx(
-        0.803 + 8.881 / 127
-    )  # prefill + one decode step
+    # prefill + one decode step
+    assert phases.ttft_estimated and phases.ttft_s == pytest.approx(0.803 + 8.881 / 127)
     rec = as_record(phases, 251)
     check_schema_definitions(rec)
     assert rec.otps == pytest.approx(127 / 8.881) and rec.runtime_s == pytest.approx(0.803 + 8.881)

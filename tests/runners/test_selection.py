@@ -28,24 +28,20 @@ def test_profile_runner_applies_to_a_phone_without_any_python_only(monkeypatch):
     monkeypatch.delenv("SLM_BENCH_DEVICE_PYTHON", raising=False)
     spec = RunSpec(model="m", quantization="q4f16_1", device="adb:R5CX")
     assert get_profile("galaxy-s24").runner == "llama-bench"
-    assert (
-        _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"
-    )  # no Python, no kit for its CPU
-    assert (
-        _with_runner(spec, device("127.0.0.1:5600", emulated=True)).runner == "python"
-    )  # the emulated one runs the host's
-    kit = _with_runner(
-        spec, device("R5CX", emulated=False, python="kit")
-    )  # a stock ARM64 S24: the TVM kit
+    # no Python, no kit for its CPU
+    assert _with_runner(spec, device("R5CX", emulated=False)).runner == "llama-bench"
+    # the emulated one runs the host's
+    assert _with_runner(spec, device("127.0.0.1:5600", emulated=True)).runner == "python"
+    # a stock ARM64 S24: the TVM kit
+    kit = _with_runner(spec, device("R5CX", emulated=False, python="kit"))
     assert (
         kit.runner == "python"
         and _with_target(kit, device("R5CX", False, "kit")).target == "arm64-linux"
     )
     with pytest.raises(UserError, match="runs arm64-linux bundles, not android-cpu"):
         _with_target(kit.model_copy(update={"target": "android-cpu"}), device("R5CX", False, "kit"))
-    assert (
-        _with_target(spec, device("127.0.0.1:5600", emulated=True)).target == "llvm"
-    )  # host programs: host target
+    # host programs: host target
+    assert _with_target(spec, device("127.0.0.1:5600", emulated=True)).target == "llvm"
     monkeypatch.setenv("SLM_BENCH_DEVICE_PYTHON", "/data/data/com.termux/files/usr/bin/python")
     assert _with_runner(spec, device("R5CX", emulated=False)).runner == "python"
     chosen = RunSpec(model="m", quantization="q4f16_1", runner="tvm-rpc")
@@ -64,10 +60,11 @@ def test_a_run_journaled_before_a_spec_field_existed_still_resumes():
 
     spec = RunSpec(model="m", quantization="q4f16_1")
     legacy = json.loads(RunInfo(run_id=run_id_for(spec), spec=spec).model_dump_json())
+    # run.json as written before this field existed
     del (
         legacy["spec"]["runner"],
         legacy["runner_binary"],
-    )  # run.json as written before this field existed
+    )
     old = RunInfo.model_validate(legacy)
     assert old.spec.runner == "python" and not run_differences(
         old, RunInfo(run_id=run_id_for(spec), spec=spec)

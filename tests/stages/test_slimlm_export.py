@@ -30,9 +30,8 @@ def _model(vocab: int, seed: int = 0):
         ),
         seed=seed,
     )
-    with (
-        torch.no_grad()
-    ):  # larger than the init's 0.02 so a wrong RoPE or bias would show in the logits
+    # larger than the init's 0.02 so a wrong RoPE or bias would show in the logits
+    with torch.no_grad():
         gen = torch.Generator().manual_seed(seed)
         for p in model.parameters():
             p.mul_(4.0) if p.dim() > 1 else p.add_(0.1 * torch.randn(p.shape, generator=gen))

@@ -107,9 +107,8 @@ def test_sft_loss_is_on_answer_tokens_only():
     for row in range(8):
         ex = long if drawn(row, long) else short
         kept = y[row][y[row] != IGNORE].tolist()
-        assert (
-            kept == ex.ids[ex.answer_start :]
-        )  # the answer and the end-of-answer token, nothing of the prompt
+        # the answer and the end-of-answer token, nothing of the prompt
+        assert kept == ex.ids[ex.answer_start :]
         assert chat.decode(kept) == ("The board approved it." if ex is long else "Approved.")
         assert kept[-1] == chat.token_id(IM_END)
     prompt_only = chat.encode_chat("Summarize.")
@@ -128,18 +127,20 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path, corpus_dir, do
     cfg = {**MICRO, "corpus": [str(corpus_dir)], "docassist": str(docassist_dir)}
     whole = train_slimlm(parse_settings(cfg), tmp_path / "whole", log=lambda _: None)
     logs = []
+    # mid pre-training
     assert (
         train_slimlm(parse_settings({**cfg, "stop_after": 5}), tmp_path / "sliced", log=logs.append)
         is None
-    )  # mid pre-training
+    )
     assert (
         torch.load(tmp_path / "sliced" / "checkpoints" / "pretrain.pt", weights_only=False)["step"]
         == 5
     )
+    # 3 more pre-training steps, 2 of fine-tuning
     assert (
         train_slimlm(parse_settings({**cfg, "stop_after": 5}), tmp_path / "sliced", log=logs.append)
         is None
-    )  # 3 more pre-training steps, 2 of fine-tuning
+    )
     assert (
         torch.load(tmp_path / "sliced" / "checkpoints" / "sft.pt", weights_only=False)["step"] == 2
     )

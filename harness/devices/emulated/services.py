@@ -36,10 +36,11 @@ from harness.devices.emulated.protocol import Stream, StreamClosed
 from harness.devices.emulated.thermal import DutyCycle, TripPoints
 from harness.errors import UserError
 
+# what the emulated phone's programs are: host ones, or ARM64 under qemu
 ARCHES = (
     "x86_64",
     "aarch64",
-)  # what the emulated phone's programs are: host ones, or ARM64 under qemu
+)
 THERMAL_ZONES = ("BIG", "MID", "LITTLE", "G3D", "NPU", "battery")
 _ALIASES = {
     "/storage/emulated/0": "/sdcard",
@@ -345,9 +346,8 @@ class DeviceState:
     def builtin(self, command: str) -> str | None:
         """The answer to a command that needs no process, or None."""
         if self.cpu and (status := _STATUS_RE.match(command)):
-            return self.cpu.proc_status(
-                self.root, int(status[1])
-            )  # from the host: arm64 has no procfs
+            # from the host: arm64 has no procfs
+            return self.cpu.proc_status(self.root, int(status[1]))
         if counters := _STAT_RE.match(command):
             return _proc_stat(counters[1].split(), quiet=bool(counters[2]))
         try:
@@ -598,9 +598,8 @@ def _shut(sock: socket.socket) -> None:
 # sync (adb push / pull / ls / stat)
 # ---------------------------------------------------------------------------------------------
 SYNC_DATA_MAX = 64 * 1024
-_STAT_V2 = struct.Struct(
-    "<4sIQQIIIIQqqq"
-)  # id error dev ino mode nlink uid gid size atime mtime ctime
+# id error dev ino mode nlink uid gid size atime mtime ctime
+_STAT_V2 = struct.Struct("<4sIQQIIIIQqqq")
 
 
 def _stat_v2(ident: bytes, st: os.stat_result | None, error: int = 0) -> bytes:

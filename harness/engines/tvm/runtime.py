@@ -34,9 +34,11 @@ class TVMSession:
         threads: int | None = None,
     ):
         import tvm
+
+        # not tvm.relax: the phone kit has TVM's runtime only
         from tvm.runtime.vm import (
             VirtualMachine,
-        )  # not tvm.relax: the phone kit has TVM's runtime only
+        )
 
         from .weights import load_params
 

@@ -69,8 +69,7 @@ def sft_batch(
         n = len(ids) - 1
         x[row, :n] = ids[:-1]
         targets = ids[1:].clone()
-        targets[: ex.answer_start - 1] = (
-            IGNORE  # position t predicts token t+1: answers start at answer_start-1
-        )
+        # position t predicts token t+1: answers start at answer_start-1
+        targets[: ex.answer_start - 1] = IGNORE
         y[row, :n] = targets
     return x, y

@@ -52,9 +52,8 @@ class TrainSettings(BaseModel):
     seed: int = 0
     ckpt_every: int = 50
     log_every: int = 10
-    stop_after: int | None = (
-        None  # steps to do in this invocation, then checkpoint and stop (rerun to continue)
-    )
+    # steps to do in this invocation, then checkpoint and stop (rerun to continue)
+    stop_after: int | None = None
     # also export the pre-trained model before fine-tuning (OUT/slimlm-<preset>-base), a baseline
     # for evaluation
     export_base: bool = False
@@ -252,9 +251,8 @@ def run_phase(
             result.losses.append(value / dist.world)  # the mean of the ranks' losses
             result.tokens += int(loss_tokens)  # tokens that carried loss, all ranks
             result.seconds += time.perf_counter() - t0
-            window_tokens += int(
-                positions
-            )  # throughput counts every position run through the model
+            # throughput counts every position run through the model
+            window_tokens += int(positions)
             value /= dist.world
             done = step + 1
             if done % s.log_every == 0 or done == stop:

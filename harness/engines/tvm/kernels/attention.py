@@ -36,9 +36,8 @@ import math
 
 from . import cpu_attrs
 
-CHUNK = (
-    16  # keys scored per online-softmax step (QB x CHUNK scores stay under the 1 KiB stack limit)
-)
+# keys scored per online-softmax step (QB x CHUNK scores stay under the 1 KiB stack limit)
+CHUNK = 16
 DOT_LANES = 8  # partial sums in a q.k dot product (decode sums exactly 8)
 KEYS = 8  # keys whose q.k a decode step computes side by side (page_size is a multiple)
 LOG2E = math.log2(math.e)
@@ -99,9 +98,8 @@ def fast_exp2(T, x):
 
 
 SPLITS = 4  # cache ranges a decode step splits each head group's keys into (merged at the end)
-STACK_BYTES = (
-    1024  # TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
-)
+# TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
+STACK_BYTES = 1024
 
 
 def decode_heads_per_item(group: int, head_dim: int) -> int:
