@@ -60,7 +60,7 @@ def run_soak(
     if device.python_runner() is None or spec.runner != "python":
         raise UserError(
             "slm-bench soak drives the python runner (harness.runner); this device has none: see"
-            " README, phones"
+            " docs/phones.md"
         )
     placements, topology = plan_device_placements(device, spec, log)
     if len(placements) != 1:

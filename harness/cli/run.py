@@ -16,7 +16,7 @@ Examples:
   slm-bench run --model path/to/model.gguf --quantization q4f32_1
   slm-bench run --model path/to/hf-model-dir --out results/my-run
   slm-bench run --model dummy:tiny-llama --repeats 1          # a seconds-long smoke run
-  # a stock phone (README: runners)
+  # a stock phone (docs/phones.md: Other runners)
   slm-bench run --model smollm2-135m-instruct --device adb --runner llama-bench
   # a thread sweep
   slm-bench run --model smollm2-135m-instruct --tasks summ --lengths 200 --threads 1,2

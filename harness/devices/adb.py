@@ -529,7 +529,7 @@ class AdbDevice(Device):
             f"{self.serial} ({self.profile.name}) has no Python runner configured: install Python"
             " on the phone (e.g. Termux) and set SLM_BENCH_DEVICE_PYTHON (and"
             " SLM_BENCH_DEVICE_PYTHONPATH to a pushed copy of harness/), or use a native runner"
-            " (README: phones)"
+            " (docs/phones.md)"
         )
 
     def start_runner(

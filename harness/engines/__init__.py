@@ -29,7 +29,7 @@ ENGINES: dict[str, tuple[str, str]] = {
         "harness.engines.llamacpp.engine",
         (
             'pip install -e ".[llamacpp]" (builds llama.cpp from source, ~20 min on 2 cores;'
-            " README: llama.cpp side by side)"
+            " docs/engine.md: llama.cpp side by side)"
         ),
     ),
 }

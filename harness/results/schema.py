@@ -1,6 +1,6 @@
 """The one result schema. Every output (journal, CSV, Markdown, HTML, plots) is rendered from it.
 
-Metric definitions (stated once, here and in the README). All durations come from
+Metric definitions (stated once, here and in docs/metrics.md). All durations come from
 ``time.perf_counter_ns`` stamps taken around the exact engine calls and kept in ``stamps_ns``:
 
 - ``t_start``  request start: just before the prefill call (tokenization happens before it).

@@ -152,7 +152,7 @@ def path_from_env(runner: str, env_var: str, what: str, *, file: bool = False) -
     value = os.environ.get(env_var)
     if not value:
         raise UserError(
-            f"runner {runner} needs {what}: set {env_var} (README: On a real phone: runners)"
+            f"runner {runner} needs {what}: set {env_var} (docs/phones.md: Other runners)"
         )
     path = Path(value).expanduser()
     if not (path.is_file() if file else path.exists()):

@@ -28,7 +28,7 @@ from harness.runners.base import (
 )
 
 FIX = (
-    "build ExecuTorch's llama_main for android-arm64 (README: On a real phone: runners) and set"
+    "build ExecuTorch's llama_main for android-arm64 (docs/phones.md: Other runners) and set"
     " SLM_BENCH_EXECUTORCH_MAIN"
 )
 OBSERVER_KEYS = (

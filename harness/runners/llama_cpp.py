@@ -44,7 +44,7 @@ from harness.runners.base import (
 
 BENCH_KEYS = ("n_prompt", "n_gen", "n_depth", "avg_ns", "stddev_ns", "samples_ns")
 BUILD_FIX = (
-    "build llama.cpp for the phone (README: On a real phone: runners) and pass --runner-bin or"
+    "build llama.cpp for the phone (docs/phones.md: Other runners) and pass --runner-bin or"
     " SLM_BENCH_LLAMA_BIN_DIR"
 )
 
@@ -190,7 +190,7 @@ class _LlamaCppRunner(NativeRunner):
             binary,
             device_arch,
             self.target.name,
-            "build llama.cpp for that CPU (README: On a real phone: runners) and pass it with"
+            "build llama.cpp for that CPU (docs/phones.md: Other runners) and pass it with"
             f" --runner-bin or {self.env_var}",
         )
         libs = libraries_beside(binary)

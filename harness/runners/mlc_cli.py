@@ -29,7 +29,7 @@ from harness.runners.base import (
 )
 
 FIX = (
-    "download Qualcomm's mlc_llm-utils-linux-arm64 (README: On a real phone: runners) and set"
+    "download Qualcomm's mlc_llm-utils-linux-arm64 (docs/phones.md: Other runners) and set"
     " SLM_BENCH_MLC_CLI to its bin/mlc_cli_chat"
 )
 _STATS = re.compile(

@@ -43,7 +43,7 @@ KV_HEADROOM = 16
 DEVICE_PORT = 9090  # the TVM RPC server's usual port on a real phone
 CONNECT_TIMEOUT_S = 90.0  # importing tvm on a phone's Python takes a while
 FIX = (
-    "build TVM's apps/cpp_rpc with the Android NDK (README: On a real phone: runners) and pass"
+    "build TVM's apps/cpp_rpc with the Android NDK (docs/phones.md: Other runners) and pass"
     " --runner-bin or SLM_BENCH_TVM_RPC"
 )
 
