@@ -69,11 +69,14 @@ class Journal:
             differences = run_differences(existing, info)
             if differences:
                 raise UserError(
-                    f"{self.out_dir} already holds a run with a different spec ({'; '.join(differences)}); "
-                    "fix: pass a new --out directory, or rerun with the original options to resume it"
+                    f"{self.out_dir} already holds a run with a different spec"
+                    f" ({'; '.join(differences)}); fix: pass a new --out directory, or rerun with"
+                    " the original options to resume it"
                 )
             resumed = list(getattr(existing, "resumed", None) or []) + [now_rfc3339()]
-            info = info.model_copy(update={"run_id": existing.run_id, "created": existing.created, "resumed": resumed})
+            info = info.model_copy(
+                update={"run_id": existing.run_id, "created": existing.created, "resumed": resumed}
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.run_path, info.model_dump_json(indent=2) + "\n")
         return info
@@ -102,8 +105,8 @@ class Journal:
                     raise
                 fh.truncate(size)
                 raise UserError(
-                    f"no space left on the device while writing {self.records_path}; "
-                    "fix: free disk space and rerun the same command (records already written are kept)"
+                    f"no space left on the device while writing {self.records_path}; fix: free"
+                    " disk space and rerun the same command (records already written are kept)"
                 ) from None
 
     def load(self) -> tuple[list[Record], list[str]]:
@@ -160,7 +163,9 @@ def load(out_dir: Path | str) -> tuple[list[Record], list[str]]:
             except ValidationError as exc:
                 reason = _reason(exc)
                 if not raw.endswith(b"\n"):
-                    reason = f"half-written line, the run was interrupted while writing it ({reason})"
+                    reason = (
+                        f"half-written line, the run was interrupted while writing it ({reason})"
+                    )
                 problems.append(f"{RECORDS_FILE}:{number}: {reason}")
     return records, problems
 
@@ -172,7 +177,11 @@ def run_differences(old: RunInfo, new: RunInfo) -> list[str]:
     fields = type(new.spec).model_fields
     for name in sorted(set(old_spec) | set(new_spec)):
         # a field the stored spec predates counts at its default
-        before = old_spec[name] if name in old_spec else (fields[name].default if name in fields else None)
+        before = (
+            old_spec[name]
+            if name in old_spec
+            else (fields[name].default if name in fields else None)
+        )
         if before != new_spec.get(name):
             differences.append(f"{name}: {before!r} -> {new_spec.get(name)!r}")
     for name in ("prompt_set", "prompt_set_hash"):
@@ -215,7 +224,9 @@ def _atomic_write(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno in _DISK_FULL:
-            raise UserError(f"no space left on the device while writing {path}; fix: free disk space and rerun") from None
+            raise UserError(
+                f"no space left on the device while writing {path}; fix: free disk space and rerun"
+            ) from None
         raise
     _fsync_dir(path.parent)
 

@@ -21,7 +21,7 @@ applied, which is what the engine really processes; ``L`` is the nominal cl100k 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,7 +45,8 @@ class DeviceInfo(BaseModel):
     ram_bytes: int | None = None
     profile: str = ""
     machine: str = ""  # the CPU that executed the runner (uname -m there): x86_64, aarch64
-    emulated: bool = False  # an emulated phone: its timings are the emulator's, never a phone's speed
+    # an emulated phone: its timings are the emulator's, never a phone's speed
+    emulated: bool = False
 
 
 class DeviceState(BaseModel):
@@ -71,7 +72,7 @@ class Stamps(BaseModel):
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class Record(BaseModel):
@@ -109,20 +110,26 @@ class Record(BaseModel):
     status: Status = "ok"
     error: str | None = None
     output_text: str | None = None
-    output_ids: list[int] | None = None  # the generated token ids (same text on two devices = same ids)
+    # the generated token ids (same text on two devices = same ids)
+    output_ids: list[int] | None = None
     device_state_before: DeviceState | None = None
     device_state_after: DeviceState | None = None
     stamps_ns: Stamps | None = None
-    runner: str = "python"  # which runner measured it (harness.runners): python, llama-bench, tvm-rpc, ...
-    ttft_estimated: bool = False  # TTFT derived (prefill + one decode step), not timed, by a runner that does not print it
-    over_budget: bool = False  # the run's memory estimate exceeded the device's budget (harness.memory); it ran anyway
+    # which runner measured it (harness.runners): python, llama-bench, tvm-rpc, ...
+    runner: str = "python"
+    # TTFT derived (prefill + one decode step), not timed, by a runner that does not print it
+    ttft_estimated: bool = False
+    # the run's memory estimate exceeded the device's budget (harness.memory); it ran anyway
+    over_budget: bool = False
     # Where it ran (harness.devices.placement): what was asked, and what the running runner
     # reported back. ``threads`` and ``cpu_mask`` are read by other tools: keep these names.
     threads: int | None = None  # worker threads that ran (TVM's pool size, llama.cpp's n_threads)
-    cpu_mask: str | None = None  # cores the runner was allowed, hex as taskset takes it (no 0x): "380"
+    # cores the runner was allowed, hex as taskset takes it (no 0x): "380"
+    cpu_mask: str | None = None
     cpu_list: str | None = None  # the same cores as a kernel list: "7-9"
     cpu_clusters: list[str] | None = None  # the clusters those cores belong to, fastest first
-    os_threads: int | None = None  # Threads of the runner's /proc/PID/status (its pool plus its own)
+    # Threads of the runner's /proc/PID/status (its pool plus its own)
+    os_threads: int | None = None
     threads_asked: int | None = None  # --threads; None: one per core of the set
     cores_asked: str | None = None  # --cores as given; None: the device's default set
     cpu_mask_asked: str | None = None  # the mask that set resolved to on this device
@@ -134,7 +141,8 @@ class Record(BaseModel):
     cpu_load_other: float | None = None
     cpu_freq_khz: dict[str, int] | None = None
     load_wait_s: float | None = None  # waited for --max-load before the request
-    soak_elapsed_s: float | None = None  # a soak's request: when it started, seconds into the soak (harness.soak)
+    # a soak's request: when it started, seconds into the soak (harness.soak)
+    soak_elapsed_s: float | None = None
     # Energy (phones with a fuel gauge): gross, and above the idle power sampled before the run.
     energy_j: float | None = None
     energy_j_per_token: float | None = None
@@ -145,11 +153,18 @@ class Record(BaseModel):
     timestamp: str = Field(default_factory=now_rfc3339)
 
     @model_validator(mode="after")
-    def _ok_records_carry_metrics(self) -> "Record":
+    def _ok_records_carry_metrics(self) -> Record:
         if self.status == "ok":
             missing = [
                 name
-                for name in ("input_tokens", "output_tokens", "prefill_s", "ttft_s", "runtime_s", "itps")
+                for name in (
+                    "input_tokens",
+                    "output_tokens",
+                    "prefill_s",
+                    "ttft_s",
+                    "runtime_s",
+                    "itps",
+                )
                 if getattr(self, name) is None
             ]
             if missing:
@@ -159,10 +174,21 @@ class Record(BaseModel):
     @property
     def key(self) -> tuple:
         """Identity of a measurement within a run: what a resumed run checks for."""
-        return (self.model, self.quantization, self.device.serial, self.prompt_id, self.repeat, self.warmup, self.threads_asked, self.cores_asked)
+        return (
+            self.model,
+            self.quantization,
+            self.device.serial,
+            self.prompt_id,
+            self.repeat,
+            self.warmup,
+            self.threads_asked,
+            self.cores_asked,
+        )
 
 
-def metrics_from_stamps(stamps: Stamps, input_tokens: int, output_tokens: int) -> dict[str, float | None]:
+def metrics_from_stamps(
+    stamps: Stamps, input_tokens: int, output_tokens: int
+) -> dict[str, float | None]:
     """Apply the definitions in the module docstring to raw stamps."""
     ns = 1e-9
     prefill_s = (stamps.t_prefill_end - stamps.t_start) * ns
@@ -195,10 +221,14 @@ class RunSpec(BaseModel):
     warmup: int = 1
     max_new_tokens: int = 128
     cooldown_s: float = 0.0
-    max_temp_c: float | None = None  # wait before each measured request until the device is this cool
+    # wait before each measured request until the device is this cool
+    max_temp_c: float | None = None
     max_wait_s: float = 600.0  # ... but never longer than this (the wait is recorded)
-    max_load: float | None = None  # wait before each measured request until other processes use at most this share of the CPU
-    idle_s: float = 10.0  # seconds of idle fuel-gauge sampling before measuring (devices with a gauge), for energy above idle
+    # wait before each measured request until other processes use at most this share of the CPU
+    max_load: float | None = None
+    # seconds of idle fuel-gauge sampling before measuring (devices with a gauge), for energy
+    # above idle
+    idle_s: float = 10.0
     docs: int | None = None  # how many corpus documents; None = all of them
     runner: str = "python"  # harness.runners name; "python" is harness.runner on the device
     # A sweep (harness.devices.placement): each thread count x core set is measured in turn;
@@ -221,7 +251,8 @@ class RunInfo(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     code_version: str = ""
     bundle: dict = Field(default_factory=dict)
-    runner_binary: dict = Field(default_factory=dict)  # a native runner's files and their sha256 (provenance)
+    # a native runner's files and their sha256 (provenance)
+    runner_binary: dict = Field(default_factory=dict)
     # Memory planning (harness.memory): the estimate, the device's budget and total RAM it was
     # judged against, and whether it ran over the budget (a warning, not a skip).
     memory_estimate_bytes: int | None = None

@@ -19,14 +19,30 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_info(**spec_changes) -> RunInfo:
-    return RunInfo(run_id="run-1", spec=RunSpec(model="m", quantization="q4", **spec_changes), prompt_set_hash="abc")
+    return RunInfo(
+        run_id="run-1",
+        spec=RunSpec(model="m", quantization="q4", **spec_changes),
+        prompt_set_hash="abc",
+    )
 
 
 def record(i: int, **changes) -> Record:
     values = dict(
-        model="m", quantization="q4", engine="tvm", prompt_id=f"d01-summ-L200-{i}", task="summ", L=200,
-        input_tokens=210, output_tokens=32, prefill_s=0.1, ttft_s=0.11, decode_s=0.5, runtime_s=0.61,
-        itps=2100.0, otps=62.0, repeat=i,
+        model="m",
+        quantization="q4",
+        engine="tvm",
+        prompt_id=f"d01-summ-L200-{i}",
+        task="summ",
+        L=200,
+        input_tokens=210,
+        output_tokens=32,
+        prefill_s=0.1,
+        ttft_s=0.11,
+        decode_s=0.5,
+        runtime_s=0.61,
+        itps=2100.0,
+        otps=62.0,
+        repeat=i,
     )
     values.update(changes)
     return Record(**values)
@@ -101,7 +117,10 @@ def test_half_written_last_line_is_called_that(tmp_path):
     with open(tmp_path / RECORDS_FILE, "a") as fh:
         fh.write('{"model": "m", "quanti')
     _, problems = j.load()
-    assert problems == ["records.jsonl:2: half-written line, the run was interrupted while writing it (not valid JSON)"]
+    assert problems == [
+        "records.jsonl:2: half-written line, the run was interrupted while writing it"
+        " (not valid JSON)"
+    ]
 
 
 def test_done_keys_skip_warmups_and_failures(tmp_path):
@@ -155,9 +174,9 @@ WRITER = textwrap.dedent(
     journal = Journal(sys.argv[1])
     i = 0
     while True:
-        journal.append(Record(model="m", quantization="q4", engine="tvm", prompt_id=f"p{i}", task="qa", L=200,
-                              input_tokens=200, output_tokens=8, prefill_s=0.1, ttft_s=0.1, runtime_s=0.2,
-                              itps=2000.0, output_text="x" * 2000))
+        journal.append(Record(model="m", quantization="q4", engine="tvm", prompt_id=f"p{i}",
+                              task="qa", L=200, input_tokens=200, output_tokens=8, prefill_s=0.1,
+                              ttft_s=0.1, runtime_s=0.2, itps=2000.0, output_text="x" * 2000))
         print(i, flush=True)  # only after append returned: this record is durable
         i += 1
     """
@@ -187,10 +206,20 @@ def test_sigkill_mid_run_keeps_every_finished_record(tmp_path):
     journal = Journal(out)
     done = journal.done_keys()
     last = max(int(r.prompt_id[1:]) for r in records)
-    planned = [("m", "q4", "local", f"p{i}", 0, False, None, None) for i in range(last + 10)]  # default threads and cores
+    # default threads and cores
+    planned = [("m", "q4", "local", f"p{i}", 0, False, None, None) for i in range(last + 10)]
     todo = [key for key in planned if key not in done]
     assert all(key[3] not in {f"p{i}" for i in finished} for key in todo)
     assert len(todo) == len(planned) - len(loaded)
-    journal.append(Record(model="m", quantization="q4", engine="tvm", prompt_id="after-crash", task="qa", L=200,
-                          status="skipped"))
+    journal.append(
+        Record(
+            model="m",
+            quantization="q4",
+            engine="tvm",
+            prompt_id="after-crash",
+            task="qa",
+            L=200,
+            status="skipped",
+        )
+    )
     assert "after-crash" in {r.prompt_id for r in load(out)[0]}
