@@ -158,8 +158,9 @@ class Meter:
 
 
 class PlainMeter(Meter):
-    """A line every ``every_fraction`` of the total and ``every_s`` seconds (both), then a
-    summary line; with no total, a line every ``every_s`` seconds."""
+    """A line once the amount passes the next multiple of ``every_fraction`` of the total, if
+    ``every_s`` seconds have passed since the last (so whichever is rarer), then a summary
+    line; with no total, a line every ``every_s`` seconds."""
 
     def __init__(self, *args, every_s: float, every_fraction: float):
         super().__init__(*args)
@@ -171,11 +172,11 @@ class PlainMeter(Meter):
         if now - self._last[0] < self._every_s:
             return
         if self.total is not None:
-            if (
-                self.done >= self.total
-                or self.done - self._last[1] < self._every_fraction * self.total
-            ):
+            if self.done >= self.total:
                 return  # the summary line says it is done
+            step = self._every_fraction * self.total  # lines on its multiples: 10%, 20%, ...
+            if self.done < (self._last[1] // step + 1) * step:
+                return
         self._last = (now, self.done)
         self.log(f"{self.label}: {self.status(now)}")
 
@@ -219,13 +220,16 @@ def meter(
     *,
     stream: TextIO | None = None,
     min_total: float = 0,
-    every_s: float = EVERY_S,
-    every_fraction: float = EVERY_FRACTION,
+    every_s: float | None = None,
+    every_fraction: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Meter]:
     """Yield a :class:`Meter` (callable: ``advance(n)``) for ``total`` of ``unit``: a rich bar on a
-    terminal, plain lines otherwise, nothing when ``total`` is below ``min_total``."""
+    terminal, plain lines otherwise, nothing when ``total`` is below ``min_total``. Plain lines
+    come every ``every_fraction`` of the total and ``every_s`` seconds (default: EVERY_*)."""
     stream = stream if stream is not None else sys.stderr
+    every_s = EVERY_S if every_s is None else every_s
+    every_fraction = EVERY_FRACTION if every_fraction is None else every_fraction
     args = (total, label, unit, stream, clock)
     if total is not None and total < min_total:
         yield SilentMeter(*args)
