@@ -256,13 +256,18 @@ def _finishing(m: Meter) -> Iterator[None]:
 
 
 def _status(
-    done: float, total: float | None, unit: str, rate: float | None, left: float | None
+    done: float,
+    total: float | None,
+    unit: str,
+    rate: float | None,
+    left: float | None,
+    percent: bool = True,  # off beside a bar, which shows it
 ) -> str:
     if unit == "%":
         parts = [f"{done:.0f}%"]
     elif total:
         of = _amount(done, unit) if unit == "B" else f"{done:.0f}"  # 61.2 MB of, 240 of
-        parts = [f"{of} of {_amount(total, unit)} ({done / total:.0%})"]
+        parts = [f"{of} of {_amount(total, unit)}" + (f" ({done / total:.0%})" if percent else "")]
     else:
         parts = [_amount(done, unit)]
     if rate and unit != "%":
@@ -310,7 +315,7 @@ def _shared_bar(stream: TextIO, clock: Callable[[], float] = time.monotonic):
     with _live_lock:
         entry = _live.get(id(stream))
         if entry is None:
-            columns = (TextColumn("{task.description}"), BarColumn(), _detail_column())
+            columns = (TextColumn("{task.description}"), BarColumn(24), _detail_column())
             console = Console(file=stream)
             bar = Progress(*columns, console=console, transient=False, get_time=clock)
             bar.start()
@@ -336,7 +341,7 @@ def _detail(task) -> str:
         return f"{task.completed:.0f}{of} {clock}"
     speed = task.speed  # rich's, over its recent samples: follows a rate that changes
     left = (m.total - m.done) / speed if speed and m.total is not None else None
-    return _status(m.done, m.total, m.unit, speed, left)
+    return _status(m.done, m.total, m.unit, speed, left, percent=False)
 
 
 def _detail_column():
