@@ -175,7 +175,7 @@ class PlainMeter(Meter):
             if self.done >= self.total:
                 return  # the summary line says it is done
             step = self._every_fraction * self.total  # lines on its multiples: 10%, 20%, ...
-            if self.done < (self._last[1] // step + 1) * step:
+            if step > 0 and self.done < (self._last[1] // step + 1) * step:
                 return
         self._last = (now, self.done)
         self.log(f"{self.label}: {self.status(now)}")
