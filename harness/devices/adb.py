@@ -28,6 +28,7 @@ REMOTE_ROOT = "/data/local/tmp/slm-bench"
 KIT_ROOT = f"{REMOTE_ROOT}/kit"  # the TVM kit's layers, one folder each (harness.kits.tvm_kit)
 RETRIES = 3  # reconnect attempts for a shell command before the device counts as gone
 RETRY_DELAY_S = 1.0
+PUSH_PROGRESS_MIN_BYTES = 8_000_000  # pushes smaller than this show no progress
 REPO = Path(__file__).resolve().parents[2]
 PROPS = (
     "ro.slm_bench.emulated",
@@ -69,6 +70,23 @@ def list_serials(adb_server: str | None) -> list[str]:
             f"cannot reach the adb server at {where} ({exc}); start it with `adb start-server` or"
             " pass --adb-server HOST:PORT"
         ) from None
+
+
+class _CountingReader:
+    """A file for ``sync.push`` to read that tells ``advance`` how many bytes each read gave:
+    the bytes on the wire are the file's, unchanged."""
+
+    def __init__(self, file, advance):
+        self._file, self._advance = file, advance
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        if chunk:
+            self._advance(len(chunk))
+        return chunk
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class _ShellPipe:
@@ -315,15 +333,11 @@ class AdbDevice(Device):
                 f" needs {needed / 1e6:.0f} MB; free space or run `slm-bench devices clean --device"
                 f" adb:{self.serial}`"
             )
-        from harness.progress import progress
-
         todo = [n for n, d in sorted(manifest["files"].items()) if on_device.get(n) != d]
-        if todo:
-            with progress(len(todo), f"pushing {needed / 1e6:.1f} MB to {self.serial}") as bar:
-                for name in todo:
-                    self._push(bundle / name, posixpath.join(remote, name))
-                    self.bytes_pushed += (bundle / name).stat().st_size
-                    bar.advance(name)
+        with self._pushing(needed, f"the bundle ({len(todo)} files)") as advance:
+            for name in todo:
+                self._push(bundle / name, posixpath.join(remote, name), advance)
+                self.bytes_pushed += (bundle / name).stat().st_size
         self._push(bundle / "manifest.json", posixpath.join(remote, "manifest.json"))
         mismatched = [
             n
@@ -345,7 +359,6 @@ class AdbDevice(Device):
         unpacked; a layer counts as installed only once its marker holds that sha256, so an
         interrupted push or unpack is redone, never trusted."""
         from harness.kits.tvm_kit import ABI, build_kit, load_kit
-        from harness.progress import progress
 
         if self.machine != "aarch64":
             raise UserError(
@@ -369,10 +382,11 @@ class AdbDevice(Device):
                 f" --device adb:{self.serial}`"
             )
         sent = 0
-        with progress(len(todo), f"installing the TVM kit on {self.serial}") as bar:
+        tars = sum(Path(kit["paths"][n]).stat().st_size for n in todo)
+        with self._pushing(tars, "the TVM kit", "installing") as advance:  # push and unpack
             for name, digest in todo.items():
                 tar, folder = f"{KIT_ROOT}/{name}.tar", f"{KIT_ROOT}/{name}"
-                self._push(Path(kit["paths"][name]), tar)
+                self._push(Path(kit["paths"][name]), tar, advance)
                 sent += Path(kit["paths"][name]).stat().st_size
                 if self._remote_hashes(KIT_ROOT, [f"{name}.tar"]).get(f"{name}.tar") != digest:
                     raise DeviceGone(
@@ -389,7 +403,6 @@ class AdbDevice(Device):
                         f"unpacking the kit layer {name} on {self.serial} failed"
                         f" ({err.strip()[:200] or f'exit {code}'}); free space and rerun"
                     )
-                bar.advance(name)
         return sent
 
     def free_bytes(self) -> int | None:
@@ -418,12 +431,25 @@ class AdbDevice(Device):
                     break
         return found
 
-    def _push(self, src: Path, dst: str) -> None:
+    def _pushing(self, total: int, what: str, doing: str = "pushing"):
+        """A meter for pushes of ``total`` bytes (``_push``'s ``advance``): a bar or plain lines
+        from PUSH_PROGRESS_MIN_BYTES up, silent below."""
+        from harness.progress import meter
+
+        to = "to" if doing == "pushing" else "on"
+        return meter(total, f"{doing} {what} {to} {self.serial}", min_total=PUSH_PROGRESS_MIN_BYTES)
+
+    def _push(self, src: Path, dst: str, advance=None) -> None:
+        """Push one file; ``advance(n)`` (a progress meter) hears of each chunk sent."""
         import adbutils
 
         self._shell(f"mkdir -p {shlex.quote(posixpath.dirname(dst))}")
         try:
-            self.device.sync.push(str(src), dst)
+            if advance is None:
+                self.device.sync.push(str(src), dst)
+            else:  # adbutils' push takes no callback: it reads a file object we count from
+                with open(src, "rb") as f:
+                    self.device.sync.push(_CountingReader(f, advance), dst)
         except (adbutils.AdbError, OSError) as exc:
             if "No space" in str(exc) or "ENOSPC" in str(exc):
                 raise UserError(
@@ -460,10 +486,11 @@ class AdbDevice(Device):
         from harness.cache import file_sha256
 
         on_device = self._remote_hashes(remote, list(files))
+        todo = {n: src for n, src in sorted(files.items()) if on_device.get(n) != file_sha256(src)}
         sent = 0
-        for name, src in sorted(files.items()):
-            if on_device.get(name) != file_sha256(src):
-                self._push(src, posixpath.join(remote, name))
+        with self._pushing(sum(src.stat().st_size for src in todo.values()), "files") as advance:
+            for name, src in todo.items():
+                self._push(src, posixpath.join(remote, name), advance)
                 sent += src.stat().st_size
         return sent
 

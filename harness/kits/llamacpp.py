@@ -344,21 +344,25 @@ def _build(folder: Path, arch: str, flags: list[str], cc: str, cxx: str, source:
 
 
 def _run(cmd: list[str], log_file: Path, step: str, log) -> None:
-    """Run a cmake step, its output appended to the build log; progress every 10% of the build."""
-    with open(log_file, "a", encoding="utf-8", buffering=1) as f:  # line-buffered: tail -f works
+    """Run a cmake step, its output appended to the build log; the build's percent (make's
+    ``[ 45%]``) goes to a progress meter: a bar with time left, or a line every 10%."""
+    from contextlib import nullcontext
+
+    from harness.progress import meter
+
+    pct = meter(100, "building llama.cpp", "%") if step == "build" else nullcontext()
+    with open(log_file, "a", encoding="utf-8", buffering=1) as f, pct as done:  # line-buffered
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        shown = 0
         for line in proc.stdout:
             f.write(line)
             m = re.match(r"\[\s*(\d+)%\]", line)
-            if m and int(m[1]) >= shown + 10:
-                shown = int(m[1]) // 10 * 10
-                log(f"  building llama.cpp: {shown}%")
+            if m and done is not None:
+                done.update(int(m[1]))
         code = proc.wait()
-    if code != 0:
-        raise UserError(
-            f"llama.cpp {step} failed (exit {code}); see the last lines of {log_file} "
-            "(rerun resumes the build)"
-        )
+        if code != 0:  # raised inside the meter: it ends with where the build stopped
+            raise UserError(
+                f"llama.cpp {step} failed (exit {code}); see the last lines of {log_file} "
+                "(rerun resumes the build)"
+            )

@@ -535,3 +535,35 @@ def test_devices_lists_the_phones_ten_cores_in_four_clusters(adb_server, phone):
         "part": "Cortex-A520",
     }
     assert "i8mm" in mine["topology"]["features"] and "emulated" in mine["topology"]["source"]
+
+
+def test_a_large_push_shows_progress_and_arrives_intact(
+    adb_server, phone, tmp_path, monkeypatch, capsys
+):
+    import os
+    import re
+
+    from harness import progress
+    from harness.devices import adb as adb_mod
+
+    monkeypatch.setattr(adb_mod, "PUSH_PROGRESS_MIN_BYTES", 1_000_000)  # 3 MB counts as large
+    monkeypatch.setattr(progress, "EVERY_S", 0)  # a line every 10%, however fast the push
+    blob, small = tmp_path / "blob.bin", tmp_path / "small.bin"
+    blob.write_bytes(os.urandom(3_000_000))
+    small.write_bytes(b"x" * 1000)
+    dev = AdbDevice(phone.serial, f"127.0.0.1:{adb_server}")
+    remote = "/data/local/tmp/slm-bench/progress-test"
+    assert dev.stage({"blob.bin": blob}, remote) == 3_000_000
+    assert (phone.root / remote.lstrip("/") / "blob.bin").read_bytes() == blob.read_bytes()
+    lines = capsys.readouterr().err.splitlines()
+    label = re.escape(f"pushing files to {phone.serial}")
+    steps = [
+        re.fullmatch(
+            rf"{label}: [\d.]+ [kM]B of 3\.0 MB \((\d+)%\), [\d.]+ [kMG]B/s, .* left", line
+        )
+        for line in lines[:-1]
+    ]
+    assert [int(m[1]) for m in steps] == [10, 20, 30, 40, 50, 60, 70, 80, 90]
+    assert re.fullmatch(rf"{label}: 3\.0 MB in [\d.]+ s \([\d.]+ [kMG]B/s\)", lines[-1])
+    assert dev.stage({"small.bin": small}, remote) == 1000  # under the threshold: silent
+    assert capsys.readouterr().err == ""

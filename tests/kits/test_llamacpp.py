@@ -229,3 +229,26 @@ def test_the_aarch64_kit_is_static_and_runs_under_qemu():
         timeout=120,
     )
     assert version.returncode == 0 and "llama-cpp-python-0.3.36" in version.stdout + version.stderr
+
+
+def test_the_build_step_shows_its_percent_on_a_progress_meter(tmp_path, monkeypatch, capsys):
+    import re
+
+    from harness import progress
+
+    monkeypatch.setattr(progress, "EVERY_S", 0)  # a line every 10%, however fast the build
+    # make -j prints its percents a little out of order (47 then 45): the meter never goes back
+    percents = [5, 12, 25, 31, 47, 45, 52, 68, 77, 83, 95, 100]
+    script = "".join(f"echo '[{p:3d}%] Building CXX object'; " for p in percents)
+    REAL_RUN(["sh", "-c", script], tmp_path / "build.log", "build", QUIET["log"])
+    lines = capsys.readouterr().err.splitlines()
+    shown = [re.fullmatch(r"building llama\.cpp: (\d+)%(, .* left)?", line) for line in lines[:-1]]
+    assert [int(m[1]) for m in shown] == [12, 25, 31, 47, 52, 68, 77, 83, 95]
+    assert re.fullmatch(r"building llama\.cpp: 100% in [\d.]+ s", lines[-1])
+    assert "[ 47%] Building CXX object" in (tmp_path / "build.log").read_text()
+    with pytest.raises(UserError, match="llama.cpp build failed"):  # where it stopped is said
+        REAL_RUN(["sh", "-c", "echo '[ 50%] x'; exit 2"], tmp_path / "b.log", "build", print)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(r"building llama\.cpp: stopped at 50% after [\d.]+ s", last)
+    REAL_RUN(["sh", "-c", "echo configured"], tmp_path / "c.log", "configure", print)
+    assert capsys.readouterr().err == ""  # configuring has no percent to show

@@ -99,6 +99,8 @@ def _check_gpu_support(model: LoadedModel, target, target_name: str) -> None:
 def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name: str, log) -> None:
     import tvm
 
+    from harness.progress import meter
+
     from .model import DecoderLM
     from .weights import convert, write_shards
 
@@ -127,7 +129,8 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
 
     t0 = time.perf_counter()
     expected = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in named_params}
-    meta = write_shards(convert(model, preset), expected, work / "params")
+    with meter(_packed_bytes(expected), f"packing weights ({preset.name})", min_total=8e6) as done:
+        meta = write_shards(convert(model, preset), expected, work / "params", done)
     t_pack = time.perf_counter() - t0
     (work / "params" / "order.json").write_text(json.dumps([name for name, _ in named_params]))
 
@@ -152,6 +155,13 @@ def _build_into(work: Path, model: LoadedModel, preset: QuantPreset, target_name
     }
     write_manifest(work, manifest)
     log(f"bundle written: {meta['total_bytes'] / 1e6:.1f} MB of weights, packed in {t_pack:.1f}s")
+
+
+def _packed_bytes(expected: dict[str, tuple[tuple[int, ...], str]]) -> int:
+    """The bytes the weight shards will hold: every declared parameter, shape x dtype."""
+    import numpy as np
+
+    return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in expected.values())
 
 
 def _preset_for(preset: QuantPreset, target, target_name: str, log) -> QuantPreset:

@@ -151,8 +151,10 @@ def write_shards(
     params: Iterator[tuple[str, np.ndarray]],
     expected: dict[str, tuple[tuple[int, ...], str]],
     out_dir: Path,
+    advance=None,
 ) -> dict:
-    """Write params into shards under out_dir, checking each against the exported declaration."""
+    """Write params into shards under out_dir, checking each against the exported declaration;
+    ``advance(nbytes)`` (a progress meter) hears of each parameter written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index, shard, offset, handle = [], 0, 0, None
     seen = set()
@@ -184,6 +186,8 @@ def write_shards(
             )
             offset += arr.nbytes
             seen.add(name)
+            if advance is not None:
+                advance(arr.nbytes)
     finally:
         if handle:
             handle.close()
