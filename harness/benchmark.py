@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.devices.lab import is_pool
 from harness.errors import UserError
 from harness.results.schema import Record, RunInfo, RunSpec
 
@@ -112,7 +113,10 @@ def run_benchmark(
     adb_server: str | None = None,
     runner_bin: str | None = None,
     strict_memory: bool = False,
+    member: str | None = None,
 ) -> RunOutcome:
+    """Measure ``spec`` into ``out_dir``. ``member`` is the device to run on when
+    ``spec.device`` names a pool (a grid's cell goes to whichever member is free)."""
     from harness.devices import open_device
     from harness.devices.lock import device_lock
     from harness.engines import get_engine
@@ -125,7 +129,7 @@ def run_benchmark(
 
     preset = get_preset(spec.quantization)
     engine = get_engine(spec.engine)
-    device = open_device(spec.device, spec.target, adb_server)
+    device = open_device(member or spec.device, spec.target, adb_server)
     spec = _with_target(_with_runner(spec, device), device)
     # a bad --cores fails before any compile
     placements, topology = plan_device_placements(device, spec, log)
@@ -158,7 +162,7 @@ def run_benchmark(
     native = _native_runner(
         spec, device, model, bundle, prompts, input_lengths, mode, out_dir, runner_bin, log
     )
-    with device_lock(device.serial):  # two harness processes never interleave on one device
+    with device_lock(device.lock_name):  # two harness processes never interleave on one device
         return _deploy_measure_report(
             device,
             device_info,
@@ -351,13 +355,14 @@ def _deploy_measure_report(
     }
 
     placements, topology = where
-    done = journal.done_keys()
+    pooled = is_pool(spec.device)  # a pool's cell: any member's measurement counts
+    done = journal.done_keys(pooled)
     plans = []
     for placement in placements:
         asked = {**template, **placement.asked()}
 
         def key_of(pid: str, repeat: int, warmup: bool, asked=asked) -> tuple:
-            return Record(
+            record = Record(
                 **asked,
                 prompt_id=pid,
                 task="summ",
@@ -365,7 +370,8 @@ def _deploy_measure_report(
                 repeat=repeat,
                 warmup=warmup,
                 status="skipped",
-            ).key
+            )
+            return record.pool_key if pooled else record.key
 
         plans.append((placement, asked, plan_requests([p.id for p in prompts], spec, done, key_of)))
     total = len(prompts) * spec.repeats * len(placements)

@@ -5,6 +5,8 @@ fingerprint of the code that built it."""
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import hashlib
 import inspect
 import os
@@ -56,6 +58,20 @@ def build_atomically(out: Path, build_into: Callable[[Path], None]) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path):
+    """Hold an flock on ``lock``: one holder at a time across threads (each opens the file
+    anew), processes and, on a cache shared over NFS (where Linux maps flock to POSIX locks),
+    hosts. A builder takes it, then looks again whether the thing is already built."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def mark_used(path: Path) -> None:

@@ -88,7 +88,9 @@ def scan(root: Path | None = None) -> list[Entry]:
         elif top.name == "kits":
             entries += _kits(root, top, current)
         elif top.name == "bundles":
-            entries += [_bundle(root, p, current) for p in sorted(top.iterdir())]
+            # a bundle's build lock (name.lock, harness.engines.tvm.compile) goes with its bundle
+            bundles = [p for p in sorted(top.iterdir()) if not p.name.endswith(".lock")]
+            entries += [_bundle(root, p, current) for p in bundles]
         else:
             entries += [_entry(top.name, root, p, DATA) for p in sorted(top.iterdir())]
     return entries
@@ -299,7 +301,8 @@ def _compare(root: Path, path: Path, want, what: str, lock: Path | None = None) 
 def _bundle(root: Path, path: Path, current: _CurrentKeys) -> Entry:
     manifest = path / "manifest.json"
     if UNFINISHED.fullmatch(path.name) or not manifest.is_file():
-        return _entry("bundles", root, path, PARTIAL)
+        lock = path.with_name(path.name.rsplit(".", 1)[0] + ".lock")
+        return _entry("bundles", root, path, BUILDING if _locked(lock) else PARTIAL, lock=lock)
     try:
         info = json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError):

@@ -11,6 +11,7 @@ memory, a runner error) is journaled as ``failed`` and the grid goes on with the
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -60,10 +61,19 @@ class GridSpec(BaseModel):
     max_temp_c: float | None = None
     docs: int = Field(default=1, ge=1)
     adb_server: str | None = None
+    # more adb servers (HOST:PORT, one per host of a phone lab): pools span all of them
+    adb_servers: list[str] = []
     # plan phones with this device profile when they cannot be reached (dry runs)
     profile: str | None = None
     quality: GridQuality | None = None
     reference: str | None = None  # overlay published figures in the report, e.g. slimlm-s24
+
+    @property
+    def servers(self) -> list[str]:
+        """Every adb server the grid names (none: the local one)."""
+        return list(
+            dict.fromkeys([*self.adb_servers, *([self.adb_server] if self.adb_server else [])])
+        )
 
 
 def load_grid(path: str | Path) -> GridSpec:
@@ -107,6 +117,7 @@ class Cell:
     # runs anyway (only --strict-memory skips it); flagged in the journal and report
     over_budget: bool = False
     memory_warning: str | None = None  # the dry run's line for an over-budget cell
+    title: str = ""  # "cell 3: model quantization", as the grid's log names it
 
 
 def plan_grid(grid: GridSpec, strict_memory: bool = False) -> list[Cell]:
@@ -234,62 +245,120 @@ EXIT_CELLS_FAILED = 3
 
 
 def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = False) -> RunDirs:
-    """Run every cell into ``out_dir/<run-id>``; skipped cells are journaled as such, and a cell
-    that fails is journaled as failed while the grid goes on (Ctrl-C still stops it). Returns
-    the run dirs."""
-    from harness.benchmark import run_benchmark, run_id_for
-    from harness.prompts.suite import load_suite, select
+    """Run every cell into ``out_dir/<run-id>``, every device busy at once (``harness.schedule``):
+    one cell at a time per device, a pool's cells on whichever member is free. Skipped cells are
+    journaled as such; a cell that fails is journaled as failed while the grid goes on (Ctrl-C
+    still stops it), and one whose device disappears is retried once on another pool member.
+    Returns the run dirs, in plan order."""
+    from harness.benchmark import run_id_for
+    from harness.schedule import Job, Outcome, Scheduler
 
-    run_dirs = RunDirs()
-    for i, cell in enumerate(plan_grid(grid, strict_memory), start=1):
-        run_dir = out_dir / run_id_for(cell.spec)
-        run_dirs.append(run_dir)
+    cells = plan_grid(grid, strict_memory)
+    run_dirs = RunDirs(out_dir / run_id_for(cell.spec) for cell in cells)
+    members = grid_members(grid, [c for c in cells if not c.skip_reason])
+    jobs = []
+    for i, (cell, run_dir) in enumerate(zip(cells, run_dirs, strict=True), start=1):
         engine = "" if cell.spec.engine == "tvm" else f" [{cell.spec.engine}]"
-        log(f"cell {i}: {cell.spec.model} {cell.spec.quantization}{engine} on {cell.spec.device}")
+        cell.title = f"cell {i}: {cell.spec.model} {cell.spec.quantization}{engine}"
         if cell.skip_reason:
-            _journal_cell(
-                cell,
-                run_dir,
-                select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs),
-                run_id_for(cell.spec),
-                "skipped",
-                cell.skip_reason,
-            )
+            log(f"{cell.title} on {cell.spec.device}")
+            _journal_cell(cell, run_dir, "skipped", cell.skip_reason)
             log(f"  skipped: {cell.skip_reason}")
-            continue
-        # an over-budget cell is said once, by its run (its estimate counts the real prompts)
-        _forget_earlier_skip(run_dir, log)
-        try:
-            run_benchmark(
-                cell.spec,
-                run_dir,
-                log=lambda msg: log(f"  {msg}"),
-                write_reports=False,
-                adb_server=grid.adb_server,
-                strict_memory=strict_memory,
-            )
-        except Exception as exc:
-            # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
-            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        else:
+            jobs.append(Job((cell, run_dir), members[cell.spec.device]))
+    devices = list(dict.fromkeys(d for job in jobs for d in job.members))
+    if len(devices) > 1:
+        log(f"{len(jobs)} cells on {len(devices)} devices at once: {', '.join(devices)}")
+    lock = threading.Lock()
+
+    def run(job, device: str):
+        cell, run_dir = job.cell
+        say = _device_log(log, device if len(devices) > 1 else None)
+        outcome = _run_cell(grid, cell, run_dir, device, say, strict_memory)
+        if outcome == "failed":  # journaled with its reason; a lost device's cell may be retried
+            with lock:
+                run_dirs.failed += 1
+        return Outcome.DEVICE_LOST if outcome == "lost" else Outcome.DONE
+
+    def give_up(job, reason: str) -> None:
+        cell, run_dir = job.cell
+        _journal_cell(cell, run_dir, "failed", reason)
+        log(f"{cell.title}: failed: {reason}")
+        with lock:
             run_dirs.failed += 1
-            _journal_cell(
-                cell,
-                run_dir,
-                select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs),
-                run_id_for(cell.spec),
-                "failed",
-                reason,
-            )
-            log(f"  failed: {reason}")
-            continue
-        if grid.quality is not None:
-            evaluate_cell(cell, grid.quality, run_dir, log=lambda msg: log(f"  {msg}"))
+
+    Scheduler(jobs, run, give_up).run()
     if run_dirs.failed:
         log(
             f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun"
             " the same command to retry them"
         )
     return run_dirs
+
+
+def grid_members(grid: GridSpec, cells: list[Cell]) -> dict[str, list[str]]:
+    """Each device entry of the cells -> the devices that may run its cells: itself, or every
+    reachable member of a pool (found once, on every adb server of the grid)."""
+    from harness.devices.lab import expand_pool, is_pool
+
+    members: dict[str, list[str]] = {}
+    for device in dict.fromkeys(c.spec.device for c in cells):
+        members[device] = expand_pool(device, grid.servers) if is_pool(device) else [device]
+    return members
+
+
+def _device_log(log, device: str | None):
+    if device is None:
+        return lambda msg: log(f"  {msg}")
+    return lambda msg: log(f"  [{device}] {msg}")
+
+
+def _run_cell(grid, cell, run_dir: Path, device: str, log, strict_memory: bool) -> str | None:
+    """Measure one cell on ``device``: None when measured, "failed" (journaled with its reason)
+    or "lost" (the device left: journaled nothing, the scheduler may retry it elsewhere)."""
+    from harness.benchmark import run_benchmark
+
+    where = "" if device == cell.spec.device else f" ({cell.spec.device})"
+    log(f"{cell.title} on {device}{where}")
+    # an over-budget cell is said once, by its run (its estimate counts the real prompts)
+    _forget_earlier_skip(run_dir, log)
+    try:
+        run_benchmark(
+            cell.spec,
+            run_dir,
+            log=log,
+            write_reports=False,
+            adb_server=grid.adb_server,
+            strict_memory=strict_memory,
+            member=device if device != cell.spec.device else None,
+        )
+    except Exception as exc:
+        # one cell's failure must not cost the cells after it; KeyboardInterrupt is no Exception
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        if not device_reachable(device, grid.adb_server):
+            log(f"failed: {device} is gone ({reason})")
+            return "lost"
+        _journal_cell(cell, run_dir, "failed", reason, device)
+        log(f"failed: {reason}")
+        return "failed"
+    if grid.quality is not None:
+        evaluate_cell(cell, grid.quality, run_dir, log=log)
+    return None
+
+
+def device_reachable(device: str, adb_server: str | None) -> bool:
+    """Whether the device still answers: a phone on its adb server's list, online. The desktop
+    always does."""
+    from harness.devices.lab import DEFAULT_SERVER, online_serials, parse_device
+
+    parsed = parse_device(device)
+    if parsed.kind == "local":
+        return True
+    try:
+        serials = online_serials(parsed.server or adb_server or DEFAULT_SERVER)
+    except UserError:
+        return False
+    return parsed.serial is None or parsed.serial in serials
 
 
 def evaluate_cell(cell: Cell, quality: GridQuality, run_dir: Path, log=print) -> None:
@@ -353,16 +422,20 @@ def _forget_earlier_skip(run_dir: Path, log) -> None:
 
 
 def _journal_cell(
-    cell: Cell, run_dir: Path, prompts, run_id: str, status: str, reason: str
+    cell: Cell, run_dir: Path, status: str, reason: str, device: str | None = None
 ) -> None:
     """One ``status`` record (skipped or failed) per request of the cell that has none yet.
 
     A skipped cell also gets its run.json (nothing else will write one). A failed cell does not:
     its run, when retried, writes the run.json of the spec it really ran (runner and target as
     the device resolved them), which one written here could contradict."""
+    from harness.benchmark import run_id_for
+    from harness.prompts.suite import load_suite, select
     from harness.results.journal import DONE_STATUSES, Journal
     from harness.results.schema import Record, RunInfo
 
+    prompts = select(load_suite(), cell.spec.tasks, cell.spec.lengths, cell.spec.docs)
+    run_id = run_id_for(cell.spec)
     journal = Journal(run_dir)
     existing = journal.read_run_info()
     # never over a run's own run.json
@@ -394,7 +467,7 @@ def _journal_cell(
             record = Record(
                 model=cell.spec.model,
                 params=cell.params,
-                device=DeviceInfo(serial=cell.spec.device.removeprefix("adb:")),
+                device=DeviceInfo(serial=(device or cell.spec.device).removeprefix("adb:")),
                 weights=cell.weights,
                 quantization=cell.spec.quantization,
                 engine=cell.spec.engine,

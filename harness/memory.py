@@ -100,10 +100,14 @@ def device_memory(
 ) -> DeviceMemory:
     """Budget and RAM of a device by name, for planning. A phone that cannot be reached is
     planned with ``fallback_profile`` (a grid's ``profile``); without one both are unknown."""
+    from harness.devices.lab import is_pool, pool_profile
     from harness.devices.profiles import get_profile
 
     if device == "local":
         return local_memory()
+    if is_pool(device):  # planned for the pool's profile: its members are alike
+        profile = get_profile(pool_profile(device))
+        return DeviceMemory(profile.memory_budget_bytes, profile.memory_total_bytes)
     try:
         from harness.devices import open_device
 

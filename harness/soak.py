@@ -73,7 +73,7 @@ def run_soak(
     bundle = engine.build(model, get_preset(spec.quantization), spec.target, log=log)
     manifest = engine.verify(bundle)
     check_context([prompt], bundle, spec, model.config.context_window)
-    with device_lock(device.serial):
+    with device_lock(device.lock_name):
         soak = Soak(device, spec, placements[0], topology, Path(out_dir), interval_s, log)
         soak.prepare(bundle, manifest, prompt, minutes)
         soak.run(minutes)

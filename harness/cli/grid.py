@@ -14,6 +14,8 @@ Examples:
   slm-bench grid examples/quick.yaml               # run it (resumable), then report + plots
   slm-bench grid examples/study-s24.yaml --dry-run # the study's efficiency table on a Galaxy S24
   slm-bench grid examples/study-s24.yaml --dry-run --strict-memory   # only cells within the budget
+  slm-bench grid examples/lab.yaml --devices pool:galaxy-s24 \
+      --adb-server 10.0.0.2:5037 --adb-server 10.0.0.3:5037   # every S24 of two hosts at once
   slm-bench grid examples/study-s24.yaml --devices adb:127.0.0.1:5600 --target llvm \
       --lengths 0,200 --repeats 1 --max-new-tokens 8   # every Table 1 model once, emulated S24
 
@@ -42,7 +44,20 @@ Exit status: 0 every cell measured (or skipped by the plan: memory); 2 bad input
     "--devices",
     callback=csv_words,
     default=None,
-    help="Override the file's devices (comma-separated).",
+    help=(
+        "Override the file's devices (comma-separated): local, adb:SERIAL, adb:SERIAL@HOST:PORT,"
+        " or pool:PROFILE (every reachable phone of that profile; a cell runs on whichever is"
+        " free)."
+    ),
+)
+@click.option(
+    "--adb-server",
+    "adb_servers",
+    multiple=True,
+    help=(
+        "An adb server HOST:PORT to find phones on (repeat it for each host of a lab; each runs"
+        " `adb -a nodaemon server`); overrides the file's adb_servers [default: 127.0.0.1:5037]."
+    ),
 )
 @click.option(
     "--target",
@@ -96,6 +111,7 @@ def grid(
     out,
     dry_run,
     devices,
+    adb_servers,
     target,
     tasks,
     lengths,
@@ -116,6 +132,7 @@ def grid(
 
     overrides = {
         "devices": devices,
+        "adb_servers": list(adb_servers) or None,
         "target": target,
         "tasks": tasks,
         "lengths": lengths,

@@ -188,6 +188,13 @@ class AdbDevice(Device):
     def _getprops(self) -> dict[str, str]:
         return {p: self._shell(f"getprop {shlex.quote(p)}").strip() for p in PROPS}
 
+    @property
+    def lock_name(self) -> str:
+        """Serial and adb server: two hosts' emulated phones may both be 127.0.0.1:5600."""
+        from harness.devices.lab import DEFAULT_SERVER
+
+        return f"{self.serial}@{self.adb_server or DEFAULT_SERVER}"
+
     def info(self) -> DeviceInfo:
         p = self.props
         mem = _meminfo(self._shell("cat /proc/meminfo"))

@@ -84,6 +84,11 @@ class Device(ABC):
     serial: str
     profile: DeviceProfile
 
+    @property
+    def lock_name(self) -> str:
+        """What the per-device lock is named by: the serial, unique on one host."""
+        return self.serial
+
     @abstractmethod
     def info(self) -> DeviceInfo:
         """Static facts: model, brand, SoC, OS, RAM, matched profile."""

@@ -113,15 +113,17 @@ class Journal:
         """All valid records, and a problem string per unreadable line (see ``load``)."""
         return load(self.out_dir)
 
-    def done_keys(self) -> set[tuple]:
-        """``Record.key`` of every finished measurement: non-warmup, status ok or skipped."""
+    def done_keys(self, pooled: bool = False) -> set[tuple]:
+        """``Record.key`` (``pool_key`` when ``pooled``) of every finished measurement:
+        non-warmup, status ok or skipped."""
         records, _ = self.load()
-        return done_keys(records)
+        return done_keys(records, pooled)
 
 
-def done_keys(records: list[Record]) -> set[tuple]:
+def done_keys(records: list[Record], pooled: bool = False) -> set[tuple]:
     """Keys a resumed run must not measure again (warmups are redone: they warm *this* process)."""
-    return {r.key for r in records if not r.warmup and r.status in DONE_STATUSES}
+    done = [r for r in records if not r.warmup and r.status in DONE_STATUSES]
+    return {r.pool_key if pooled else r.key for r in done}
 
 
 def read_run_info(out_dir: Path | str) -> RunInfo | None:

@@ -185,6 +185,13 @@ class Record(BaseModel):
             self.cores_asked,
         )
 
+    @property
+    def pool_key(self) -> tuple:
+        """``key`` without the device: a cell aimed at a pool of like phones counts a measurement
+        whichever member made it, so a resumed cell measures only what is missing, on any."""
+        model, quantization, _serial, *rest = self.key
+        return (model, quantization, *rest)
+
 
 def metrics_from_stamps(
     stamps: Stamps, input_tokens: int, output_tokens: int

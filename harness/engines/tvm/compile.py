@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from harness.cache import build_atomically, mark_used
+from harness.cache import build_atomically, exclusive, mark_used
 from harness.engines import engine_code_hash, host_cores
 from harness.engines.bundle import (
     base_manifest,
@@ -81,7 +82,18 @@ def compile_model(
         log(f"bundle cache hit: {out}")
         mark_used(out)
         return out
-    return build_atomically(out, lambda work: _build_into(work, model, preset, target, log))
+    # One compile at a time in this process (a grid's devices run in threads; an 8B compile peaks
+    # near 4 GB), and one builder per bundle across processes and hosts sharing the cache: a
+    # waiter finds the bundle built.
+    with _ONE_COMPILE, exclusive(out.with_name(out.name + ".lock")):
+        if (out / "manifest.json").is_file() and not force:
+            log(f"bundle built meanwhile by another run: {out}")
+            mark_used(out)
+            return out
+        return build_atomically(out, lambda work: _build_into(work, model, preset, target, log))
+
+
+_ONE_COMPILE = threading.Lock()
 
 
 def _check_gpu_support(model: LoadedModel, target, target_name: str) -> None:
