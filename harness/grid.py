@@ -244,12 +244,15 @@ class RunDirs(list):
 EXIT_CELLS_FAILED = 3
 
 
-def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = False) -> RunDirs:
+def run_grid(
+    grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = False, view=None
+) -> RunDirs:
     """Run every cell into ``out_dir/<run-id>``, every device busy at once (``harness.schedule``):
     one cell at a time per device, a pool's cells on whichever member is free. Skipped cells are
     journaled as such; a cell that fails is journaled as failed while the grid goes on (Ctrl-C
     still stops it), and one whose device disappears is retried once on another pool member.
-    Returns the run dirs, in plan order."""
+    Returns the run dirs, in plan order. ``view`` (``harness.grid_view``) is told when each cell
+    starts and ends, on which device."""
     from harness.benchmark import run_id_for
     from harness.schedule import Job, Outcome, Scheduler
 
@@ -274,7 +277,11 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
     def run(job, device: str):
         cell, run_dir = job.cell
         say = _device_log(log, device if len(devices) > 1 else None)
+        if view is not None:
+            view.started(cell, device)
         outcome = _run_cell(grid, cell, run_dir, device, say, strict_memory)
+        if view is not None:
+            view.finished(cell, device, outcome or "done")
         if outcome == "failed":  # journaled with its reason; a lost device's cell may be retried
             with lock:
                 run_dirs.failed += 1
@@ -284,6 +291,8 @@ def run_grid(grid: GridSpec, out_dir: Path, log=print, strict_memory: bool = Fal
         cell, run_dir = job.cell
         _journal_cell(cell, run_dir, "failed", reason)
         log(f"{cell.title}: failed: {reason}")
+        if view is not None:
+            view.finished(cell, None, "failed")
         with lock:
             run_dirs.failed += 1
 
