@@ -130,7 +130,7 @@ def run_benchmark(
     preset = get_preset(spec.quantization)
     engine = get_engine(spec.engine)
     device = open_device(member or spec.device, spec.target, adb_server)
-    spec = _with_target(_with_runner(spec, device), device)
+    spec = resolved_spec(spec, device)
     # a bad --cores fails before any compile
     placements, topology = plan_device_placements(device, spec, log)
     if spec.device == "local" and spec.target not in ("llvm", "cuda"):
@@ -210,6 +210,12 @@ def _with_runner(spec: RunSpec, device) -> RunSpec:
         spec = spec.model_copy(update={"runner": device.profile.runner})
     check_runner(spec.runner)
     return spec
+
+
+def resolved_spec(spec: RunSpec, device) -> RunSpec:
+    """The spec as it runs on ``device``: the runner its profile names when none was asked, and
+    the target that runner loads."""
+    return _with_target(_with_runner(spec, device), device)
 
 
 def _with_target(spec: RunSpec, device) -> RunSpec:

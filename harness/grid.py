@@ -253,6 +253,7 @@ def run_grid(
     still stops it), and one whose device disappears is retried once on another pool member.
     Returns the run dirs, in plan order. ``view`` (``harness.grid_view``) is told when each cell
     starts and ends, on which device."""
+    from harness import compile_ahead
     from harness.benchmark import run_id_for
     from harness.schedule import Job, Outcome, Scheduler
 
@@ -272,6 +273,8 @@ def run_grid(
     devices = list(dict.fromkeys(d for job in jobs for d in job.members))
     if len(devices) > 1:
         log(f"{len(jobs)} cells on {len(devices)} devices at once: {', '.join(devices)}")
+    runnable = [c for c in cells if not c.skip_reason]
+    stop_compiling = compile_ahead.start(runnable, members, grid.adb_server, log)
     lock = threading.Lock()
 
     def run(job, device: str):
@@ -296,7 +299,11 @@ def run_grid(
         with lock:
             run_dirs.failed += 1
 
-    Scheduler(jobs, run, give_up).run()
+    try:
+        Scheduler(jobs, run, give_up).run()
+    finally:
+        if stop_compiling is not None:
+            stop_compiling()
     if run_dirs.failed:
         log(
             f"{run_dirs.failed} cell(s) failed (journaled as failed, listed in the report); rerun"

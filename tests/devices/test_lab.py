@@ -97,6 +97,38 @@ def test_lab_mistakes_are_one_line_errors(lab):
 
 
 @pytest.mark.slow
+def test_queued_cells_bundles_are_compiled_while_the_first_cell_measures(
+    lab, tmp_path, monkeypatch
+):
+    """One phone, three cells, an empty bundle cache: the second and third bundles are built
+    ahead, so their cells find them."""
+    monkeypatch.setenv("SLM_BENCH_CACHE", str(tmp_path / "cache"))
+    server, phones = next(iter(lab.items()))
+    grid = GridSpec(
+        models=["dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-slimlm"],
+        devices=[f"adb:{phones[0].serial}@{server}"],
+        target="llvm",
+        tasks=["summ"],
+        lengths=[200],
+        repeats=1,
+        warmup=0,
+        max_new_tokens=4,
+        idle_s=0,
+    )
+    lines: list[str] = []
+    run_dirs = run_grid(grid, tmp_path / "grid", log=lines.append)
+    assert run_dirs.failed == 0, "\n".join(lines)
+    ready = [line for line in lines if line.startswith("compile ahead:")]
+    assert ready == [
+        "compile ahead: dummy:tiny-qwen2 q4f16_1 for llvm is ready",
+        "compile ahead: dummy:tiny-slimlm q4f16_1 for llvm is ready",
+    ], "\n".join(lines)
+    # each later cell found its bundle built (or waited for the build in progress)
+    hits = [line for line in lines if "bundle cache hit" in line or "built meanwhile" in line]
+    assert len(hits) >= 2, "\n".join(lines)
+
+
+@pytest.mark.slow
 def test_a_grid_over_the_pool_keeps_every_phone_busy_and_survives_a_lost_one(lab, tmp_path):
     """Three tiny models on a pool of four phones: the cells run at once (their records
     interleave in time); one phone stopped mid-cell hands its cell to another, nothing lost."""
