@@ -10,6 +10,7 @@ EPILOG = """\b
 Examples:
   slm-bench devices                                   # this desktop and every adb device
   slm-bench devices --adb-server 192.168.1.20:5037    # phones on another host's adb server
+  slm-bench devices --adb-server 10.0.0.2:5037 --adb-server 10.0.0.3:5037   # a lab of two hosts
   slm-bench devices emulate --profile galaxy-s24 --port 5600 --root ./phone
   slm-bench devices emulate --profile galaxy-s24 --arch arm64 --port 5601 --root ./arm-phone
   slm-bench devices emulate --profile galaxy-s24 --thermal-speedup 60   # throttles within a minute
@@ -20,28 +21,38 @@ Examples:
 @click.group("devices", invoke_without_command=True, epilog=EPILOG)
 @click.option(
     "--adb-server",
-    default=None,
+    "adb_servers",
+    multiple=True,
     metavar="HOST:PORT",
-    help="adb server to ask [default: 127.0.0.1:5037].",
+    help=(
+        "adb server to ask; repeat it for each host of a lab (each runs `adb -a nodaemon"
+        " server`) [default: 127.0.0.1:5037]."
+    ),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @click.pass_context
-def devices(ctx, adb_server, as_json):
-    """List the desktop and every device the adb server sees, with the matched profile and the
-    CPU's cores and clusters as read from each (the names --cores takes) and the default set."""
+def devices(ctx, adb_servers, as_json):
+    """List the desktop and every device the adb servers see, each by the name --device takes
+    (adb:SERIAL, or adb:SERIAL@HOST:PORT when servers are named), with the matched profile (the
+    name pool:PROFILE takes) and the CPU's cores and clusters as read from each (the names
+    --cores takes) and the default set."""
     if ctx.invoked_subcommand is not None:
         return
     from harness.devices.local import LocalDevice
 
-    rows = [_row(LocalDevice())]
-    try:
-        from harness.devices.adb import AdbDevice, list_serials
+    local = LocalDevice()
+    rows = [{**_row(local), "device": "local"}]
+    for server in adb_servers or [None]:
+        try:
+            from harness.devices.adb import AdbDevice, list_serials
 
-        rows += [_row(AdbDevice(serial, adb_server)) for serial in list_serials(adb_server)]
-    except click.ClickException:
-        raise
-    except Exception as exc:  # no adb server is not an error for listing: say so and go on
-        click.echo(f"(no adb devices: {exc})", err=True)
+            for serial in list_serials(server):
+                device = f"adb:{serial}@{server}" if server else f"adb:{serial}"
+                rows.append({**_row(AdbDevice(serial, server)), "device": device})
+        except click.ClickException:
+            raise
+        except Exception as exc:  # no adb server is not an error for listing: say so and go on
+            click.echo(f"(no adb devices on {server or '127.0.0.1:5037'}: {exc})", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -49,7 +60,7 @@ def devices(ctx, adb_server, as_json):
         ram = f"{r['ram_bytes'] / 2**30:.1f} GiB" if r.get("ram_bytes") else "?"
         cpu = (r.get("machine") or "?") + (" (emulated)" if r.get("emulated") else "")
         click.echo(
-            f"{r['serial']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28}"
+            f"{r['device']:<22} {r['model']:<20} {r['brand']:<10} {r['soc'][:28]:<28} {r['os']:<28}"
             f" RAM {ram:<9} CPU {cpu:<19} profile {r['profile']}"
         )
         click.echo(f"{'':<22} {r['topology']['summary']}; default: {r['topology']['default']}")

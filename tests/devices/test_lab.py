@@ -77,6 +77,20 @@ def test_a_pool_covers_the_phones_of_every_server(lab):
     assert device.lock_name == f"{phone.serial}@{servers[1]}"
 
 
+def test_devices_lists_every_servers_phones_by_the_name_device_takes(lab):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    servers = list(lab)
+    args = ["devices", "--adb-server", servers[0], "--adb-server", servers[1], "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {r["device"]: r for r in json.loads(result.output)}
+    assert set(rows) == {"local"} | {f"adb:{p.serial}@{s}" for s, ps in lab.items() for p in ps}
+    assert {r["profile"] for name, r in rows.items() if name != "local"} == {"galaxy-s24"}
+
+
 def test_lab_mistakes_are_one_line_errors(lab):
     servers = list(lab)
     with pytest.raises(UserError, match="matches no reachable phone .* attach one"):
