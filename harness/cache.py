@@ -23,7 +23,16 @@ from harness.errors import UserError
 def cache_dir(*parts: str) -> Path:
     root = Path(os.environ.get("SLM_BENCH_CACHE") or Path.home() / ".cache" / "slm-bench")
     path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "not writable", str(path))
+    except OSError as exc:  # a read-only mount, a foreign owner, a file in the way
+        raise UserError(
+            f"the cache folder {path} cannot be written ({exc.strerror or exc}); point"
+            " SLM_BENCH_CACHE at a writable folder (a lab's shared cache must be writable by"
+            " every host that builds)"
+        ) from None
     return path
 
 

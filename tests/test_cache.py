@@ -6,6 +6,8 @@ import os
 import textwrap
 import time
 
+import pytest
+
 from harness.cache import code_fingerprint, mark_used
 
 SOURCE = '''\
@@ -105,3 +107,15 @@ def test_mark_used_moves_the_last_use(tmp_path):
     mark_used(entry)
     assert entry.stat().st_mtime > old + 3600
     mark_used(tmp_path / "gone")  # a removed entry is no error
+
+
+def test_a_cache_that_cannot_be_written_is_a_one_line_error(monkeypatch):
+    from harness.cache import cache_dir
+    from harness.errors import UserError
+
+    # /sys refuses new folders even to root, as a read-only mount would
+    monkeypatch.setenv("SLM_BENCH_CACHE", "/sys/slm-bench-cache")
+    with pytest.raises(
+        UserError, match="cache folder /sys/slm-bench-cache/bundles cannot be written"
+    ):
+        cache_dir("bundles")
