@@ -78,8 +78,9 @@ def report(
     outputs = write_report(list(run_dirs), out, baseline=baseline, L=length, reference=reference)
     for problem in outputs.unreadable:  # on the console too, not only inside report.md
         click.echo(f"warning: skipped unreadable journal line {problem}", err=True)
-    for path in (outputs.markdown, outputs.html, outputs.csv):
-        click.echo(f"wrote {path}", err=as_json)
+    for path in (outputs.markdown, outputs.html, outputs.csv, outputs.units_csv):
+        if path is not None:
+            click.echo(f"wrote {path}", err=as_json)
     click.echo(f"wrote {len(outputs.plots)} plot files to {outputs.out_dir / 'plots'}", err=as_json)
     if as_json:
         click.echo(outputs.summary.to_json(orient="records", indent=2))

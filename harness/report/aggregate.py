@@ -2,9 +2,11 @@
 
 One row per Record, with ``device.*`` flattened into columns (``device.serial``,
 ``device.model``...) and a ``device`` label column (the device model, else its serial)
-used for grouping. Statistics use only measured records: ``warmup == False`` and
-``status == "ok"``; warmups, failures and skipped cells are kept in the frame for the
-report's bookkeeping but never enter a median.
+used for grouping: the phones of a pool (``pool:galaxy-s24``), one device model, share one row of
+the tables, however many of them measured a cell (harness.report.units gives each phone its own
+rows). Statistics use only measured records: ``warmup == False`` and ``status == "ok"``;
+warmups, failures and skipped cells are kept in the frame for the report's bookkeeping but never
+enter a median.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ GROUP_KEYS: tuple[str, ...] = (
     "L",
 )
 OVERALL_KEYS: tuple[str, ...] = tuple(k for k in GROUP_KEYS if k != "task")
+# The hottest thermal zone before each request (device_state_before.cpu_temp_c), as a column.
+TEMP_BEFORE = "cpu_temp_c_before"
 # Bulky per-record fields that no table or plot needs.
 _DROPPED = {"output_text", "output_ids", "stamps_ns", "device_state_before", "device_state_after"}
 
@@ -203,6 +207,9 @@ def records_frame(records: list[Record], run: str, run_dir: Path) -> pd.DataFram
         device = row.pop("device") or {}
         row.update({f"device.{key}": value for key, value in device.items()})
         row["device"] = device_label(device)
+        # the one condition of device_state_before a table shows (harness.report.units)
+        state = record.device_state_before
+        row[TEMP_BEFORE] = state.cpu_temp_c if state is not None else None
         row["cpus"] = placement_label(record)
         row["run"] = run
         row["run_dir"] = str(run_dir)

@@ -9,7 +9,9 @@ compare-llama-bench reports a speedup. Where a phone's fuel gauge measured it, e
 (gross and above idle) joins the metrics. Problems (unreadable journal lines, failed cells, mixed
 prompt sets, cells measured under load or with a wide spread (harness.report.noise), a device that
 was charging) are listed first; a "Devices" table (harness.report.devices) gives each device's
-clusters and the settings measured; the metric definitions close the report.
+clusters and the settings measured; where a device model was measured by two or more phones (a
+pool), a "Unit-to-unit variation" table (harness.report.units) gives each phone's medians and
+their spread; the metric definitions close the report.
 """
 
 from __future__ import annotations
@@ -88,9 +90,12 @@ class ReportOutputs:
     summary: pd.DataFrame = field(repr=False)
     # journal lines skipped: "<run>/records.jsonl:LINE: reason"
     unreadable: list[str] = field(default_factory=list)
+    # units.csv: each phone's rows where a device model was measured by two or more phones
+    units_csv: Path | None = None
 
     def files(self) -> list[Path]:
-        return [self.markdown, self.html, self.csv, *self.plots]
+        units = [self.units_csv] if self.units_csv else []
+        return [self.markdown, self.html, self.csv, *units, *self.plots]
 
 
 def default_out_dir(run_dirs: list[Path | str]) -> Path:
@@ -119,6 +124,8 @@ def write_report(
     from harness.report.reference import load_quality_reference, load_reference
     from harness.report.sweep import one_setting_per_build, sweep_table
     from harness.report.tradeoff import tradeoff_tables
+    from harness.report.units import FILE as UNITS_FILE
+    from harness.report.units import unit_rows, units_table
 
     data = load_runs(list(run_dirs))
     base = (
@@ -145,6 +152,9 @@ def write_report(
         tables.append(sweep)
     if (memory := memory_table(data)) is not None:
         tables.append(memory)
+    units = unit_rows(data.df)  # empty unless a device model was measured by two phones
+    if (table := units_table(units, data.df)) is not None:
+        tables.append(table)
     # Trade-offs rank models, not settings: a sweep's build enters them once.
     ranked = one_setting_per_build(summarize_overall(data.df), data.df)
     tables += tradeoff_tables(data, ranked, decode_ceilings(data))
@@ -168,8 +178,14 @@ def write_report(
         render_html(title, baseline_note, problems, tables, plots), encoding="utf-8"
     )
     summary.to_csv(csv_path, index=False)
+    units_csv = out / UNITS_FILE
+    if units.empty:
+        units_csv.unlink(missing_ok=True)  # an earlier report's, into the same folder
+        units_csv = None
+    else:
+        units.to_csv(units_csv, index=False)
     unreadable = data.problems + [f"baseline {p}" for p in (base.problems if base else [])]
-    return ReportOutputs(out, md_path, html_path, csv_path, plots, summary, unreadable)
+    return ReportOutputs(out, md_path, html_path, csv_path, plots, summary, unreadable, units_csv)
 
 
 # -- content ----------------------------------------------------------------------------

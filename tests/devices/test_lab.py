@@ -7,6 +7,7 @@ import json
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from harness.devices import open_device
@@ -14,6 +15,8 @@ from harness.devices.emulated.adbd import EmulatedDevice, load_profile
 from harness.devices.lab import expand_pool, parse_device, survey
 from harness.errors import UserError
 from harness.grid import GridSpec, run_grid
+from harness.report import plots as plots_module
+from harness.report.render import write_report
 from harness.results.journal import load
 
 from .conftest import ADB, TIME_SCALE, adb, free_port, wait_online
@@ -143,9 +146,12 @@ def test_queued_cells_bundles_are_compiled_while_the_first_cell_measures(
 
 
 @pytest.mark.slow
-def test_a_grid_over_the_pool_keeps_every_phone_busy_and_survives_a_lost_one(lab, tmp_path):
+def test_a_grid_over_the_pool_keeps_every_phone_busy_and_survives_a_lost_one(
+    lab, tmp_path, monkeypatch
+):
     """Three tiny models on a pool of four phones: the cells run at once (their records
-    interleave in time); one phone stopped mid-cell hands its cell to another, nothing lost."""
+    interleave in time); one phone stopped mid-cell hands its cell to another, nothing lost. The
+    grid's report has one row per device model and each phone's own rows beside them."""
     servers = list(lab)
     grid = GridSpec(
         models=["dummy:tiny-llama", "dummy:tiny-qwen2", "dummy:tiny-slimlm"],
@@ -200,3 +206,11 @@ def test_a_grid_over_the_pool_keeps_every_phone_busy_and_survives_a_lost_one(lab
     (phone, server), *_ = victim
     assert by_victim >= 1
     assert any(f"adb:{phone.serial}@{server} is gone" in line for line in lines), "\n".join(lines)
+    # the report (as `slm-bench grid` renders it, without plots)
+    monkeypatch.setattr(plots_module, "write_plots", lambda *args, **kwargs: [])
+    outputs = write_report(list(run_dirs), tmp_path / "report")
+    md = outputs.markdown.read_text()
+    assert "## Unit-to-unit variation" in md
+    units = pd.read_csv(outputs.units_csv, dtype={"serial": str})
+    assert set(units["serial"]) == serials and units["device"].nunique() == 1
+    assert set(outputs.summary["device"]) == set(units["device"])  # one device model
