@@ -198,7 +198,8 @@ class GridView:
         with self._lock:
             began = self._began
         wall = _duration(self._clock() - began) if began is not None else "0.0 s"
-        parts = [f"{counts[DONE]} cells done", f"{counts[FAILED]} failed"]
+        done = counts[DONE]
+        parts = [f"{done} cell{'' if done == 1 else 's'} done", f"{counts[FAILED]} failed"]
         if counts[SKIPPED]:
             parts.append(f"{counts[SKIPPED]} skipped")
         left = counts[QUEUED] + counts[RUNNING]
