@@ -273,6 +273,8 @@ def run_grid(
     devices = list(dict.fromkeys(d for job in jobs for d in job.members))
     if len(devices) > 1:
         log(f"{len(jobs)} cells on {len(devices)} devices at once: {', '.join(devices)}")
+    if view is not None and hasattr(view, "planned"):  # every cell, before any starts
+        view.planned(cells, devices)
     runnable = [c for c in cells if not c.skip_reason]
     stop_compiling = compile_ahead.start(runnable, members, grid.adb_server, log)
     lock = threading.Lock()

@@ -307,17 +307,51 @@ _live_lock = threading.Lock()
 
 
 @contextmanager
+def live_panel(render: Callable[[], object], stream: TextIO | None = None):
+    """Show ``render()`` (a rich renderable, drawn anew on each refresh: about 10 a second) on
+    the live display of ``stream``, above the bars of :func:`progress` and :func:`meter`, so
+    neither draws over the other; gone when the block ends. Yields the display (a rich Progress:
+    ``.console.print`` writes above it, ``.refresh()`` redraws it now), or None when ``stream``
+    is not a terminal (then nothing is drawn). ``render`` runs on rich's refresh thread: it must
+    be thread-safe."""
+    stream = stream if stream is not None else sys.stderr
+    if not _is_tty(stream):
+        yield None
+        return
+    with _shared_bar(stream) as bar:
+        bar.panels.append(render)
+        try:
+            yield bar
+        finally:
+            bar.panels.remove(render)
+            bar.refresh()
+
+
+@contextmanager
 def _shared_bar(stream: TextIO, clock: Callable[[], float] = time.monotonic):
     """The rich Progress drawing on ``stream``, started by its first user, stopped by its last."""
     from rich.console import Console  # imported here: only interactive runs draw a bar
     from rich.progress import BarColumn, Progress, TextColumn
+
+    class Display(Progress):
+        """The bars, below the panels of :func:`live_panel`."""
+
+        def __init__(self, *args, **kwargs):
+            self.panels: list[Callable[[], object]] = []
+            super().__init__(*args, **kwargs)
+
+        def get_renderables(self):
+            for render in list(self.panels):
+                yield render()
+            if self.tasks or not self.panels:  # no empty line below a panel
+                yield from super().get_renderables()
 
     with _live_lock:
         entry = _live.get(id(stream))
         if entry is None:
             columns = (TextColumn("{task.description}"), BarColumn(24), _detail_column())
             console = Console(file=stream)
-            bar = Progress(*columns, console=console, transient=False, get_time=clock)
+            bar = Display(*columns, console=console, transient=False, get_time=clock)
             bar.start()
             entry = _live[id(stream)] = [bar, 0]
         entry[1] += 1

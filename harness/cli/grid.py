@@ -156,10 +156,11 @@ def grid(
             f"{'model':<26} {'quant':<8} {'engine':<9} {'device':<20} {'params':>7} {'weights':<7}"
             f" {'bundle':>8} {'memory':>8} {'budget':>8}  plan"
         )
-        total, unknown = 0.0, 0
+        total, unknown, estimates = 0.0, 0, {}
         for c in cells:
             mb = lambda b: f"{b / 1e6:.0f}MB" if b else "?"  # noqa: E731
             secs = None if c.skip_reason else estimate_seconds(c, results_dir())
+            estimates[id(c)] = secs
             if not c.skip_reason:
                 total, unknown = total + (secs or 0), unknown + (secs is None)
             plan = (
@@ -184,6 +185,11 @@ def grid(
             f" {total / 60:.1f} min"
             + (f" plus {unknown} cell(s) without earlier results" if unknown else "")
         )
+        from harness.grid_view import plan_entries, schedule_lines
+
+        # which cells run at once (device entries in parallel, a pool's members too)
+        for line in schedule_lines(plan_entries(spec, cells, estimates)):
+            click.echo(line)
         for c in cells:
             if c.memory_warning:
                 click.echo(
@@ -211,7 +217,11 @@ def grid(
                 " measured ones"
             )
         return
-    run_dirs = run_grid(spec, out_dir, log=click.echo, strict_memory=strict_memory)
+    from harness.grid_view import GridView
+
+    # a live table of the cells on a terminal (the log lines above it); a summary line at the end
+    with GridView() as view:
+        run_dirs = run_grid(spec, out_dir, log=view.log, strict_memory=strict_memory, view=view)
     from harness.report.render import write_report
 
     title = f"slm-bench grid: {Path(grid_file).stem}"
