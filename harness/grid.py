@@ -205,7 +205,8 @@ def estimate_seconds(cell: Cell, results_root: Path) -> float | None:
     """From earlier runs of the same model, quantization
     and device: median runtime per L x requests."""
     per_L: dict[int, list[float]] = {}
-    for records in results_root.glob("*/records.jsonl"):
+    # run folders, and the cells inside grid folders (results/grid-NAME/RUN)
+    for records in results_root.rglob("records.jsonl"):
         for line in records.read_text(errors="replace").splitlines():
             try:
                 r = json.loads(line)

@@ -427,3 +427,20 @@ def test_a_grid_with_a_failed_cell_exits_3_so_ci_notices(tmp_path):
     )
     [run_dir] = [d for d in (tmp_path / "out").iterdir() if d.name != "report"]
     assert {r.status for r in load(run_dir)[0]} == {"failed"}
+
+
+def test_estimates_read_the_cells_of_earlier_grids(tmp_path):
+    """A grid's cells live in results/grid-NAME/RUN: their runtimes estimate the next plan."""
+    from harness.grid import estimate_seconds
+
+    cell_dir = tmp_path / "grid-lab" / "dummy_tiny-llama-run"
+    cell_dir.mkdir(parents=True)
+    record = {"model": "dummy:tiny-llama", "quantization": "q4f16_1", "engine": "tvm"}
+    lines = [{**record, "status": "ok", "L": 200, "runtime_s": s} for s in (1.0, 2.0, 3.0)]
+    (cell_dir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    grid = GridSpec(
+        models=["dummy:tiny-llama"], tasks=["summ"], lengths=[200], repeats=2, warmup=1, docs=1
+    )
+    [cell] = plan_grid(grid)
+    # the median runtime x (repeats + warm-up) x one prompt
+    assert estimate_seconds(cell, tmp_path) == pytest.approx(2.0 * 3)
