@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from harness.progress import _duration, _is_tty, live_panel
+from harness.progress import format_duration, is_tty, live_panel
 
 # Row states. LOST: its device left mid-cell; the scheduler queues it again for another member
 # (or gives it up: then FAILED).
@@ -139,7 +139,7 @@ class GridView:
     # Opening and closing.
 
     def open(self) -> GridView:
-        self._stdout_tty = _is_tty(sys.stdout)  # before the live display takes sys.stdout over
+        self._stdout_tty = is_tty(sys.stdout)  # before the live display takes sys.stdout over
         self._display = self._stack.enter_context(live_panel(self._render, self.stream))
         return self
 
@@ -189,7 +189,7 @@ class GridView:
         parts.append(f"{n(FAILED)} failed")
         if n(SKIPPED):
             parts.append(f"{n(SKIPPED)} skipped")
-        elapsed = _duration(now - began) if began is not None else "0.0 s"
+        elapsed = format_duration(now - began) if began is not None else "0.0 s"
         return f"{', '.join(parts)} | elapsed {elapsed} | {_left(rows, now, devices)}"
 
     def summary(self, interrupted: bool = False) -> str:
@@ -197,7 +197,7 @@ class GridView:
         counts = self.counts()
         with self._lock:
             began = self._began
-        wall = _duration(self._clock() - began) if began is not None else "0.0 s"
+        wall = format_duration(self._clock() - began) if began is not None else "0.0 s"
         done = counts[DONE]
         parts = [f"{done} cell{'' if done == 1 else 's'} done", f"{counts[FAILED]} failed"]
         if counts[SKIPPED]:
@@ -266,11 +266,11 @@ class GridView:
         if row.started is None or row.state in (QUEUED, SKIPPED, LOST):
             elapsed = ""
         else:
-            elapsed = _duration((row.ended if row.ended is not None else now) - row.started)
+            elapsed = format_duration((row.ended if row.ended is not None else now) - row.started)
         if row.state == SKIPPED:
             estimate = ""
         else:
-            estimate = f"~{_duration(row.estimate)}" if row.estimate is not None else "?"
+            estimate = f"~{format_duration(row.estimate)}" if row.estimate is not None else "?"
         return row.title, device, row.state, elapsed, estimate
 
     def _refresh(self) -> None:
@@ -293,7 +293,7 @@ def _left(rows: list[Row], now: float, devices: int) -> str:
         for r in known
     )
     on = f" on {devices} devices" if devices > 1 else ""
-    line = f"~{_duration(seconds / devices)} left{on}"
+    line = f"~{format_duration(seconds / devices)} left{on}"
     if len(known) < len(remaining):
         line += f" + {len(remaining) - len(known)} cell(s) without an estimate"
     return line
@@ -382,10 +382,10 @@ def schedule_lines(entries: list[EntryPlan]) -> list[str]:
     known = [e.wall_seconds() for e in entries if len(e.estimates) > e.unknown]
     serial = sum(s for e in entries for s in e.estimates if s is not None)
     unknown = sum(e.unknown for e in entries)
-    wall = f"~{_duration(max(known))}" if known else "unknown"
+    wall = f"~{format_duration(max(known))}" if known else "unknown"
     line = f"estimated wall time with {devices} device{'s' if devices != 1 else ''}: {wall}"
     if known:
-        line += f" (one cell after another: ~{_duration(serial)})"
+        line += f" (one cell after another: ~{format_duration(serial)})"
     if unknown:
         line += f" plus {unknown} cell(s) without earlier results"
     lines.append(line)
@@ -393,7 +393,7 @@ def schedule_lines(entries: list[EntryPlan]) -> list[str]:
 
 
 def _estimate_text(seconds: float | None, unknown: int) -> str:
-    text = f"~{_duration(seconds)}" if seconds is not None else "no estimate"
+    text = f"~{format_duration(seconds)}" if seconds is not None else "no estimate"
     if unknown and seconds is not None:
         text += f" plus {unknown} cell(s) without earlier results"
     elif unknown:

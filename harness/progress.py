@@ -85,7 +85,7 @@ def progress(
 ) -> Iterator[PlainProgress | RichProgress]:
     """Yield an object with ``advance(message="", steps=1)`` and ``log(message)``."""
     stream = stream if stream is not None else sys.stderr
-    if not _is_tty(stream):
+    if not is_tty(stream):
         yield PlainProgress(total, description, stream)
         return
     with _shared_bar(stream) as bar:
@@ -144,8 +144,8 @@ class Meter:
         """The last line: ``190.0 MB in 6.2 s (30.6 MB/s)``, or where it stopped."""
         elapsed, done = now - self.started, _amount(self.done, self.unit)
         if not finished:
-            return f"{self.label}: stopped at {done} after {_duration(elapsed)}"
-        line = f"{self.label}: {done} in {_duration(elapsed)}"
+            return f"{self.label}: stopped at {done} after {format_duration(elapsed)}"
+        line = f"{self.label}: {done} in {format_duration(elapsed)}"
         if self.unit != "%" and elapsed > 0:
             line += f" ({_rate(self.done / elapsed, self.unit)})"
         return line
@@ -234,7 +234,7 @@ def meter(
     if total is not None and total < min_total:
         yield SilentMeter(*args)
         return
-    if not _is_tty(stream):
+    if not is_tty(stream):
         m = PlainMeter(*args, every_s=every_s, every_fraction=every_fraction)
         with _finishing(m):
             yield m
@@ -273,7 +273,7 @@ def _status(
     if rate and unit != "%":
         parts.append(_rate(rate, unit))
     if left is not None:
-        parts.append(f"{_duration(left)} left")
+        parts.append(f"{format_duration(left)} left")
     return ", ".join(parts)
 
 
@@ -292,7 +292,7 @@ def _rate(per_s: float, unit: str) -> str:
     return f"{_amount(per_s, unit)}/s" if unit == "B" else f"{per_s:.1f} {unit}/s"
 
 
-def _duration(s: float) -> str:
+def format_duration(s: float) -> str:
     if s < 10:
         return f"{s:.1f} s"
     if s < 60:
@@ -315,7 +315,7 @@ def live_panel(render: Callable[[], object], stream: TextIO | None = None):
     is not a terminal (then nothing is drawn). ``render`` runs on rich's refresh thread: it must
     be thread-safe."""
     stream = stream if stream is not None else sys.stderr
-    if not _is_tty(stream):
+    if not is_tty(stream):
         yield None
         return
     with _shared_bar(stream) as bar:
@@ -389,7 +389,7 @@ def _detail_column():
     return DetailColumn()
 
 
-def _is_tty(stream: TextIO) -> bool:
+def is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # closed or not a real stream
