@@ -214,3 +214,58 @@ def test_a_grid_over_the_pool_keeps_every_phone_busy_and_survives_a_lost_one(
     units = pd.read_csv(outputs.units_csv, dtype={"serial": str})
     assert set(units["serial"]) == serials and units["device"].nunique() == 1
     assert set(outputs.summary["device"]) == set(units["device"])  # one device model
+
+
+@pytest.mark.slow
+def test_a_host_whose_adb_server_dies_hands_its_cells_to_the_other_host(tmp_path):
+    """Two hosts with one phone each; one host's adb server is killed while its phone measures:
+    that cell finishes on the other host's phone, nothing lost."""
+    hosts = []
+    for i in range(2):
+        port = free_port()
+        assert adb(port, "start-server").returncode == 0
+        phone = EmulatedDevice(load_profile("galaxy-s24"), tmp_path / f"phone{i}")
+        phone.start()
+        wait_online(port, phone.serial)
+        hosts.append((port, phone))
+    (port_a, phone_a), (port_b, phone_b) = hosts
+    grid = GridSpec(
+        models=["dummy:tiny-llama", "dummy:tiny-qwen2"],
+        devices=["pool:galaxy-s24"],
+        adb_servers=[f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"],
+        target="llvm",
+        tasks=["summ", "qa"],
+        lengths=[200, 400],
+        repeats=2,
+        warmup=1,
+        max_new_tokens=4,
+        idle_s=0,
+    )
+    lines: list[str] = []
+
+    def kill_host_b_once_its_phone_measures():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            for records in (tmp_path / "grid").glob("*/records.jsonl"):
+                for line in records.read_text().splitlines():
+                    record = json.loads(line)
+                    ok = not record["warmup"] and record["status"] == "ok"
+                    if ok and record["device"]["serial"] == phone_b.serial:
+                        adb(port_b, "kill-server")
+                        return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_host_b_once_its_phone_measures, daemon=True)
+    watcher.start()
+    try:
+        run_dirs = run_grid(grid, tmp_path / "grid", log=lines.append)
+    finally:
+        for port, phone in hosts:
+            phone.stop()
+            adb(port, "kill-server")
+    assert run_dirs.failed == 0, "\n".join(lines)
+    assert any(f"adb:{phone_b.serial}@127.0.0.1:{port_b} is gone" in x for x in lines)
+    for run_dir in run_dirs:
+        records, _ = load(run_dir)
+        measured = {(r.prompt_id, r.repeat) for r in records if not r.warmup and r.status == "ok"}
+        assert len(measured) == 2 * 2 * 2
