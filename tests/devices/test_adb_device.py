@@ -514,7 +514,8 @@ def test_devices_lists_the_phones_ten_cores_in_four_clusters(adb_server, phone):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     cores = lines[
-        next(i for i, line in enumerate(lines) if line.startswith(phone.serial)) + 1
+        # each phone is named as --device takes it, with the server asked
+        next(i for i, line in enumerate(lines) if line.startswith(f"adb:{phone.serial}@")) + 1
     ].strip()
     assert cores.startswith(
         "10 cores: prime 9 (Cortex-X4, 3.21 GHz), big 7-8 (Cortex-A720, 2.90 GHz), mid 4-6"
