@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import textwrap
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FunctionType, ModuleType
@@ -147,9 +148,16 @@ def code_fingerprint(
     h = hashlib.sha256()
     unshaped = _Unshaped(frozenset(ignore_calls))
     for name, text in _source_texts(sources):
-        tree = unshaped.visit(ast.parse(textwrap.dedent(text)))
-        h.update(f"{name}\0{ast.dump(tree)}\0".encode())
+        with _AST_LOCK:
+            tree = unshaped.visit(ast.parse(textwrap.dedent(text)))
+            h.update(f"{name}\0{ast.dump(tree)}\0".encode())
     return h.hexdigest()
+
+
+# CPython 3.11's ast module keeps its recursion-depth check in interpreter-wide state, so two
+# threads parsing at once can fail with "SystemError: AST constructor recursion depth mismatch"
+# (it did: a grid's devices compute bundle keys in their own threads). One parse at a time.
+_AST_LOCK = threading.Lock()
 
 
 def _source_texts(sources) -> Iterable[tuple[str, str]]:

@@ -256,6 +256,7 @@ def run_grid(
     starts and ends, on which device."""
     from harness import compile_ahead
     from harness.benchmark import run_id_for
+    from harness.engines import engine_code_hash
     from harness.schedule import Job, Outcome, Scheduler
 
     cells = plan_grid(grid, strict_memory)
@@ -277,6 +278,10 @@ def run_grid(
     if view is not None and hasattr(view, "planned"):  # every cell, before any starts
         view.planned(cells, devices)
     runnable = [c for c in cells if not c.skip_reason]
+    # Bundle keys fingerprint the engine's code by parsing it; parsing in several threads at once
+    # can trip CPython 3.11's ast module (harness.cache._AST_LOCK), so it is done once, here.
+    for engine in dict.fromkeys(c.spec.engine for c in runnable):
+        engine_code_hash(engine)
     stop_compiling = compile_ahead.start(runnable, members, grid.adb_server, log)
     lock = threading.Lock()
 

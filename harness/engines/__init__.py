@@ -15,6 +15,7 @@ serves every engine. Adding an engine is one such module and one line below.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from pathlib import Path
@@ -43,6 +44,7 @@ ENGINE_CODE: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.cache  # the code a process runs does not change under it; parsed once, not per thread
 def engine_code_hash(name: str) -> str:
     """Fingerprint (syntax, not bytes: ``harness.cache.code_fingerprint``) of an engine's code."""
     from harness.cache import code_fingerprint

@@ -22,6 +22,7 @@ the next call resumes it incrementally).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -208,6 +209,7 @@ def kit_targets(arch: str) -> list[str]:
     return [*TOOLS, *(HOST_LIBS if arch == "x86_64" else ())]
 
 
+@functools.cache  # the code a process runs does not change under it
 def recipe_fingerprint() -> str:
     """The build recipe's code: ``_build``, which writes the toolchain file, configures, builds
     and installs (copies the tools and libraries into the kit and writes kit.json). Not the
