@@ -37,12 +37,18 @@ def start(cells: list, members: dict[str, list[str]], adb_server: str | None, lo
 
 
 def _compile_all(cells, members, adb_server, log, stopping: threading.Event) -> None:
+    from harness.devices import open_device
+
     done: set[tuple] = set()
+    opened: dict[str, object] = {}  # a pool's cells share its first member: asked once
     for cell in cells[1:]:  # the first cells start at once: their own runs compile them
         if stopping.is_set():
             return
         try:
-            key = _bundle_of(cell, members[cell.spec.device][0], adb_server)
+            spec = members[cell.spec.device][0]
+            if spec not in opened:
+                opened[spec] = open_device(spec, cell.spec.target, adb_server)
+            key = _bundle_of(cell, opened[spec])
             if key is None or key in done:
                 continue
             done.add(key)
@@ -53,16 +59,15 @@ def _compile_all(cells, members, adb_server, log, stopping: threading.Event) -> 
             log(f"compile ahead: {cell.title}: {type(exc).__name__}: {exc} (its run retries)")
 
 
-def _bundle_of(cell, device_spec: str, adb_server: str | None) -> tuple | None:
-    """(model, quantization, target) of the TVM bundle the cell's run will load on a device
-    like ``device_spec``, or None when its run needs no TVM bundle (another engine or runner)."""
+def _bundle_of(cell, device) -> tuple | None:
+    """(model, quantization, target) of the TVM bundle the cell's run will load on ``device``
+    (or one like it), or None when its run needs no TVM bundle (another engine or runner)."""
     from harness.benchmark import resolved_spec
-    from harness.devices import open_device
 
     spec = cell.spec
     if spec.engine != "tvm":
         return None
-    resolved = resolved_spec(spec, open_device(device_spec, spec.target, adb_server))
+    resolved = resolved_spec(spec, device)
     if resolved.runner != "python":
         return None
     return (resolved.model, resolved.quantization, resolved.target)
