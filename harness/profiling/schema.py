@@ -53,6 +53,7 @@ class PhaseProfile(BaseModel):
     kernel_s: float  # every kernel call's time in the profiled run (VM builtins excluded)
     overhead_s: float  # wall_s - kernel_s: the VM and host work between kernels
     calls: int  # VM call instructions the instrument saw (kernels and builtins)
+    hook_floor_ns: float = 0.0  # the hook's own time per call, taken off every kernel call
     kernels: list[KernelStat]
     groups: list[GroupStat]  # GROUPS that ran, then OVERHEAD; their time_s sum to wall_s
 
