@@ -15,14 +15,16 @@ Examples:
   slm-bench profile --model dummy:tiny-llama --lengths 200 --out /tmp/prof
 
 \b
-For each L: a warm-up, then one plain pass and one profiled pass, each a prefill of the suite's
-L-token summarization prompt and --decode-steps greedy decode steps. The profiled pass times
-every call the Relax VM makes (its instrument hook) and works out the bytes and operations of
-each from its argument shapes. Kernels are grouped (linear layers, attention with RoPE and the
-KV append, norms, LM head + sampling, embedding, elementwise); the VM and host overhead is the
-plain pass's phase time minus the kernels' time, so each table's groups add up to the measured
-phase time, and the total row shows it. The heading of each table gives the profiled pass's
-time against the plain one: the profiler's own cost.
+For each L: a warm-up, then --rounds rounds, each a plain and a profiled prefill of the suite's
+L-token summarization prompt, then --decode-steps plain decode steps interleaved with as many
+profiled ones (neighbouring steps see the same machine; whole passes drift by 10% on a shared
+one). The profiled runs time every call the Relax VM makes (its instrument hook), less the
+hook's own cost calibrated at the start, and work out the bytes and operations of each call from
+its argument shapes. Kernels are grouped (linear layers, attention with RoPE and the KV append,
+norms, LM head + sampling, embedding, elementwise); the VM and host overhead is the plain runs'
+phase time minus the kernels' time, so each table's groups add up to the measured phase time.
+The check line under each table is the independent test: kernel times plus the VM dispatch
+cost the calibration predicts, against the measured time (ok within 5%).
 
 \b
 Columns: GB/s and GOP/s achieved; %BW of the host's measured memory bandwidth (cached, as
@@ -64,7 +66,14 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     default=16,
     show_default=True,
     type=click.IntRange(1),
-    help="Decode steps after each prefill.",
+    help="Plain decode steps a round (as many profiled ones are interleaved).",
+)
+@click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rounds of plain and profiled runs; prefill keeps the medians, decode adds them up.",
 )
 @click.option("--threads", type=int, default=None, help="TVM threads (default: every core).")
 @click.option(
@@ -74,7 +83,7 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     default=None,
     help="Output folder [default: results/profile-MODEL-QUANT].",
 )
-def profile(model, device, lengths, quantization, decode_steps, threads, out):
+def profile(model, device, lengths, quantization, decode_steps, rounds, threads, out):
     """Profile MODEL's prefill and decode per kernel: time shares and roofline percentages."""
     from harness.errors import UserError
 
@@ -86,7 +95,9 @@ def profile(model, device, lengths, quantization, decode_steps, threads, out):
     from harness.profiling.render import text_table, write_outputs
 
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    result = profile_local(model, quantization, lengths, decode_steps, threads, log=log)
+    result = profile_local(
+        model, quantization, lengths, decode_steps, threads, rounds=rounds, log=log
+    )
     click.echo(text_table(result))
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name or model)
     out_dir = Path(out) if out else Path("results") / f"profile-{name}-{quantization}"

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import costs
+from .calibrate import HookCost, measure_hook_cost
 from .schema import OVERHEAD, Ceilings, GroupStat, KernelStat, PhaseProfile, ProfileResult, Rates
 
 WARMUP_DECODE_STEPS = 2
+ROUNDS = 5
 KV_HEADROOM = 16
 NULL_CALL = "vm.builtin.null_value"
 
@@ -38,7 +40,7 @@ class Recorder:
     """
 
     def __init__(self) -> None:
-        self.stats: dict[str, list[float]] = {}  # name -> [calls, ns, bytes, ops]
+        self.stats: dict[str, list[float]] = {}  # name -> [calls, ns, bytes, ops, arguments]
         self.calls = 0
         self._cost: dict[str, tuple[float, float]] = {}
         self._context = 0
@@ -66,7 +68,7 @@ class Recorder:
         cost = self._cost.get(name)
         if cost is None:
             cost = self._cost[name] = costs.call_cost(name, _tensors(args), self._context)
-        entry = self.stats.setdefault(name, [0, 0, 0.0, 0.0])
+        entry = self.stats.setdefault(name, [0, 0, 0.0, 0.0, len(args)])
         entry[0] += 1
         entry[1] += elapsed
         entry[2] += cost[0]
@@ -85,85 +87,150 @@ def _tensors(args) -> list[costs.Tensor]:
 
 
 @dataclass
-class PassTimes:
-    """One pass (prefill + N decode steps): wall nanoseconds per phase and, when profiled, what
-    the hook recorded per phase."""
+class PhaseTimes:
+    """One phase over a profile's rounds: the plain runs' wall times (what the table adds up to)
+    and what the hook recorded in the profiled runs."""
 
-    wall_ns: dict[str, int] = field(default_factory=dict)
-    stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
+    plain_ns: list[int] = field(default_factory=list)
+    hooked_ns: list[int] = field(default_factory=list)
+    stats: list[dict[str, list[float]]] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)
 
 
-def run_pass(session, ids, steps: int, recorder: Recorder | None = None) -> PassTimes:
-    """Prefill ``ids`` then ``steps`` greedy decode steps, timed per phase like the runner does
-    (prefill: the prefill call; decode: each decode call plus sampling its logits)."""
-    out = PassTimes()
+def hooked(session, recorder: Recorder, context: int, call):
+    """``call()`` with the hook on: its wall nanoseconds, result, per-symbol stats and calls."""
+    recorder.take()
+    recorder.forward(context)
+    session.vm.set_instrument(recorder)
+    try:
+        t0 = time.perf_counter_ns()
+        result = call()
+        elapsed = time.perf_counter_ns() - t0
+    finally:
+        session.vm.set_instrument(None)
+    stats, calls = recorder.take()
+    return elapsed, result, stats, calls
+
+
+def profile_prefill(session, ids, recorder: Recorder, out: PhaseTimes):
+    """One plain prefill of ``ids`` then one profiled; returns the profiled run's logits."""
+    t0 = time.perf_counter_ns()
+    session.prefill(ids)
+    out.plain_ns.append(time.perf_counter_ns() - t0)
+    elapsed, logits, stats, calls = hooked(
+        session, recorder, len(ids), lambda: session.prefill(ids)
+    )
+    out.hooked_ns.append(elapsed)
+    out.stats.append(stats)
+    out.calls.append(calls)
+    return logits
+
+
+def profile_decode(session, token: int, pairs: int, recorder: Recorder, out: PhaseTimes):
+    """``pairs`` pairs of greedy decode steps, the first of each plain and the second profiled.
+
+    Steps alternate rather than passes: on a shared machine a pass's speed drifts by 10% from one
+    pass to the next, while two neighbouring steps see the same conditions and a context one token
+    apart. A step is what the runner times: the decode call, then sampling its logits (host work
+    the VM never sees, so it is timed here and recorded as its own kernel)."""
     clock = time.perf_counter_ns
-    if recorder is not None:
-        recorder.take()
-        recorder.forward(len(ids))
-    t0 = clock()
-    logits = session.prefill(ids)
-    out.wall_ns["prefill"] = clock() - t0
-    if recorder is not None:
-        out.stats["prefill"], out.calls["prefill"] = recorder.take()
-    token = session.greedy(logits)
-    wall = sampling = 0
-    for _ in range(steps):
-        if recorder is not None:
-            recorder.forward(session.length + 1)
+    plain = hooked_wall = sampling = calls = 0
+    step_stats = []
+    for _ in range(pairs):
         t0 = clock()
-        logits = session.decode(token)
+        token = session.greedy(session.decode(token))
+        plain += clock() - t0
+        elapsed, logits, stats, n = hooked(
+            session, recorder, session.length + 1, lambda t=token: session.decode(t)
+        )
         t1 = clock()
         token = session.greedy(logits)
-        t2 = clock()
-        wall += t2 - t0
-        sampling += t2 - t1
-    out.wall_ns["decode"] = wall
-    if recorder is not None:
-        stats, calls = recorder.take()
-        vocab = session.vocab_size
-        # greedy sampling is host work the VM never sees: the logits copied out, then argmax
-        stats["sampling"] = [steps, sampling, steps * vocab * 4.0 * 2, steps * float(vocab)]
-        out.stats["decode"], out.calls["decode"] = stats, calls
-    return out
+        spent = clock() - t1
+        hooked_wall += elapsed + spent
+        sampling += spent
+        calls += n
+        step_stats.append(stats)
+    merged = _merge(step_stats)
+    vocab = session.vocab_size
+    merged["sampling"] = [pairs, sampling, pairs * vocab * 4.0 * 2, pairs * float(vocab), 0]
+    out.plain_ns.append(plain)
+    out.hooked_ns.append(hooked_wall)
+    out.stats.append(merged)
+    out.calls.append(calls)
+    return token
 
 
 def profile_session(
-    session, prompts: dict[int, list[int]], steps: int, ceilings: Ceilings, log=print
+    session,
+    prompts: dict[int, list[int]],
+    steps: int,
+    ceilings: Ceilings,
+    log=print,
+    rounds: int = ROUNDS,
 ) -> list[PhaseProfile]:
-    """Profile an open engine session (a TVMSession) at each L of ``prompts`` (L -> token ids)."""
+    """Profile an open engine session (a TVMSession) at each L of ``prompts`` (L -> token ids).
+
+    Each of ``rounds`` rounds prefills plain then profiled, and decodes ``steps`` plain steps
+    interleaved with ``steps`` profiled ones. Prefill keeps the median plain time and the
+    profiled run of median length; decode adds every round up."""
     import numpy as np
 
     recorder = Recorder()
+    hook = measure_hook_cost(Recorder)
+    log(
+        f"hook cost: {hook.base_ns:.0f} ns + {hook.per_arg_ns:.0f} ns per argument a call;"
+        f" the VM's own {hook.dispatch_ns:.0f} ns a call instruction"
+    )
     phases = []
     for L, ids in prompts.items():
         ids = np.asarray(ids, dtype=np.int32)
-        log(f"L={L}: {len(ids)} input tokens, {steps} decode steps")
-        session.vm.set_instrument(None)
-        run_pass(session, ids, WARMUP_DECODE_STEPS)
-        plain = run_pass(session, ids, steps)
-        session.vm.set_instrument(recorder)
-        try:
-            profiled = run_pass(session, ids, steps, recorder)
-        finally:
-            session.vm.set_instrument(None)
-        for phase, n_steps in (("prefill", 1), ("decode", steps)):
-            phases.append(
-                summarize(
-                    L,
-                    phase,
-                    len(ids),
-                    n_steps,
-                    plain.wall_ns[phase],
-                    profiled.wall_ns[phase],
-                    profiled.stats[phase],
-                    profiled.calls[phase],
-                    session.vocab_size,
-                    ceilings,
-                )
+        log(f"L={L}: {len(ids)} input tokens, {rounds} rounds of {steps} + {steps} decode steps")
+        warm = session.prefill(ids)
+        for _ in range(WARMUP_DECODE_STEPS):
+            warm = session.decode(session.greedy(warm))
+        prefill, decode = PhaseTimes(), PhaseTimes()
+        for _ in range(rounds):
+            logits = profile_prefill(session, ids, recorder, prefill)
+            profile_decode(session, session.greedy(logits), steps, recorder, decode)
+        chosen = sorted(range(rounds), key=lambda i: prefill.hooked_ns[i])[rounds // 2]
+        common = dict(L=L, input_tokens=len(ids), vocab_size=session.vocab_size)
+        phases.append(
+            summarize(
+                phase="prefill",
+                steps=1,
+                wall_ns=sorted(prefill.plain_ns)[rounds // 2],
+                profiled_ns=prefill.hooked_ns[chosen],
+                stats=prefill.stats[chosen],
+                calls=prefill.calls[chosen],
+                ceilings=ceilings,
+                hook=hook,
+                **common,
             )
+        )
+        phases.append(
+            summarize(
+                phase="decode",
+                steps=rounds * steps,
+                wall_ns=sum(decode.plain_ns),
+                profiled_ns=sum(decode.hooked_ns),
+                stats=_merge(decode.stats),
+                calls=sum(decode.calls),
+                ceilings=ceilings,
+                hook=hook,
+                **common,
+            )
+        )
     return phases
+
+
+def _merge(stats: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    merged: dict[str, list[float]] = {}
+    for one in stats:
+        for name, entry in one.items():
+            mine = merged.setdefault(name, [0, 0, 0.0, 0.0, entry[4]])
+            for i in range(4):
+                mine[i] += entry[i]
+    return merged
 
 
 def summarize(
@@ -177,26 +244,30 @@ def summarize(
     calls: int,
     vocab_size: int,
     ceilings: Ceilings,
+    hook: HookCost,
 ) -> PhaseProfile:
     """Kernels and groups of one phase. Groups add up to the plain run's wall time: every group
     is its kernels' measured time, and the overhead is what remains of the wall time.
 
-    Each call's time includes the hook's own round trip (VM -> Python -> VM); the in-situ floor
-    of that, the mean time of the VM's do-nothing ``vm.builtin.null_value`` calls in the same
-    pass, is taken off every kernel call (sampling, timed in Python, excepted)."""
+    Each call's time includes the hook's own round trip (VM -> Python -> VM). Its charge for a
+    call without arguments is taken in situ, as the mean time of the VM's do-nothing
+    ``vm.builtin.null_value`` calls in the same pass, and each argument adds the calibrated
+    ``hook.per_arg_ns``; that is taken off every kernel call (sampling, timed in Python, excepted).
+    The overhead expected from the calibration (the VM's dispatch per call instruction) is kept
+    beside the remainder, so the check compares two measurements, not a sum with itself."""
     wall = wall_ns / 1e9
-    floor = hook_floor_ns(stats)
+    base = hook_floor_ns(stats) or hook.base_ns
     kernels = []
-    for name, (n, ns, nbytes, ops) in stats.items():
+    for name, (n, ns, nbytes, ops, args) in stats.items():
         group = costs.group_of(name, vocab_size)
         if group is None:
             continue  # VM bookkeeping: part of the overhead
-        hooked = name != "sampling"
+        charge = n * (base + hook.per_arg_ns * args) if name != "sampling" else 0.0
         kernel = KernelStat(
             name=name,
             group=group,
             calls=int(n),
-            time_s=max(0.0, ns - (n * floor if hooked else 0)) / 1e9,
+            time_s=max(0.0, ns - charge) / 1e9,
             bytes=nbytes,
             ops=ops,
             int8=costs.is_int8(name),
@@ -237,7 +308,9 @@ def summarize(
         kernel_s=kernel_s,
         overhead_s=wall - kernel_s,
         calls=calls,
-        hook_floor_ns=floor,
+        hook_floor_ns=base,
+        hook_per_arg_ns=hook.per_arg_ns,
+        expected_overhead_s=calls * hook.dispatch_ns / 1e9,
         kernels=kernels,
         groups=groups,
     )
@@ -295,6 +368,7 @@ def profile_local(
     lengths: list[int],
     steps: int,
     threads: int | None = None,
+    rounds: int = ROUNDS,
     log: Callable[[str], None] = print,
 ) -> ProfileResult:
     """Compile (or find) the desktop bundle of ``model``, profile it at each L; the function a
@@ -312,10 +386,10 @@ def profile_local(
     prompts = prompt_ids(bundle, lengths)
     longest = max(len(ids) for ids in prompts.values())
     session = TVMSession(
-        bundle, max_seq_len=longest + steps + WARMUP_DECODE_STEPS + KV_HEADROOM, threads=threads
+        bundle, max_seq_len=longest + 2 * steps + WARMUP_DECODE_STEPS + KV_HEADROOM, threads=threads
     )
     ceilings = local_ceilings(session.num_threads(), "llvm", log)
-    phases = profile_session(session, prompts, steps, ceilings, log)
+    phases = profile_session(session, prompts, steps, ceilings, log, rounds)
     return ProfileResult(
         model=session.manifest.get("model", model),
         quantization=quantization,

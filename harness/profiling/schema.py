@@ -53,7 +53,11 @@ class PhaseProfile(BaseModel):
     kernel_s: float  # every kernel call's time in the profiled run (VM builtins excluded)
     overhead_s: float  # wall_s - kernel_s: the VM and host work between kernels
     calls: int  # VM call instructions the instrument saw (kernels and builtins)
-    hook_floor_ns: float = 0.0  # the hook's own time per call, taken off every kernel call
+    hook_floor_ns: float = 0.0  # the hook's charge for a call without arguments
+    hook_per_arg_ns: float = 0.0  # and per argument; both are taken off every kernel call
+    # the VM's dispatch cost per call instruction (calibrated) times the calls: what the
+    # overhead should be, measured apart from the remainder overhead_s
+    expected_overhead_s: float = 0.0
     kernels: list[KernelStat]
     groups: list[GroupStat]  # GROUPS that ran, then OVERHEAD; their time_s sum to wall_s
 
@@ -61,6 +65,12 @@ class PhaseProfile(BaseModel):
     def profiler_cost(self) -> float:
         """How much slower the profiled run was than the plain one (0.1 = 10%)."""
         return self.profiled_wall_s / self.wall_s - 1 if self.wall_s else 0.0
+
+    @property
+    def explained(self) -> float:
+        """Kernel times plus the expected overhead, as a share of the measured phase: 1.0 when
+        the per-call times account for the plain run exactly."""
+        return (self.kernel_s + self.expected_overhead_s) / self.wall_s if self.wall_s else 0.0
 
 
 class Ceilings(BaseModel):

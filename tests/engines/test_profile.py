@@ -15,7 +15,7 @@ from harness.profiling.schema import GROUPS, OVERHEAD
 def tiny_profile():
     from harness.profiling.collect import profile_local
 
-    return profile_local("dummy:tiny-llama", "q4f16_1", [200], 4, log=lambda *_: None)
+    return profile_local("dummy:tiny-llama", "q4f16_1", [200], 4, rounds=3, log=lambda *_: None)
 
 
 def test_groups_and_overhead_add_up_to_the_measured_phase(tiny_profile):
@@ -26,6 +26,27 @@ def test_groups_and_overhead_add_up_to_the_measured_phase(tiny_profile):
         assert sum(g.share for g in p.groups) == pytest.approx(1.0)
         assert p.kernel_s + p.overhead_s == pytest.approx(p.wall_s)
         assert p.profiled_wall_s > 0 and p.calls > 0
+
+
+def test_decode_adds_up_every_round_and_prefill_keeps_one(tiny_profile):
+    prefill, decode = tiny_profile.phases
+    assert (prefill.steps, decode.steps) == (1, 3 * 4)
+    kernels = {k.name: k for k in decode.kernels}
+    assert kernels["sampling"].calls == 12
+    # every profiled decode step calls each layer's kernels once: the counts are whole steps
+    assert all(k.calls % 12 == 0 for k in decode.kernels), {k.name: k.calls for k in decode.kernels}
+    assert decode.expected_overhead_s > 0 and prefill.hook_per_arg_ns == decode.hook_per_arg_ns
+
+
+def test_the_hook_charges_more_for_more_arguments():
+    from harness.profiling.calibrate import HookCost, _fit_line, measure_hook_cost
+    from harness.profiling.collect import Recorder
+
+    assert _fit_line([(1, 5.0), (2, 7.0), (3, 9.0)]) == pytest.approx((3.0, 2.0))
+    assert HookCost(100.0, 10.0, 50.0).floor_ns(4) == 140.0
+    cost = measure_hook_cost(Recorder)  # a real compile of empty kernels, run hooked and plain
+    # the VM wraps each argument for Python and back: never free, and dearer than dispatch
+    assert cost.per_arg_ns > 0 and cost.base_ns > cost.dispatch_ns > 0
 
 
 def test_every_known_kernel_has_a_group(tiny_profile):
