@@ -63,6 +63,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "harness.cli.kit:kit",
         "Build device programs ahead of use (ARM64 userland, TVM kit, llama.cpp).",
     ),
+    "profile": (
+        "harness.cli.profile:profile",
+        "Per-kernel time shares and roofline % of prefill and decode (desktop).",
+    ),
     "cache": (
         "harness.cli.cache:cache",
         "List the cache (kits, bundles, weights): size, last use; prune the stale.",

@@ -47,6 +47,7 @@ def imported_after(argv: list[str]) -> list[str]:
         ["prompts", "--help"],
         ["cache", "--help"],
         ["cache", "prune", "--help"],
+        ["profile", "--help"],
     ],
 )
 def test_help_imports_nothing_heavy(argv):
