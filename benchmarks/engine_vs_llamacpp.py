@@ -8,10 +8,12 @@ float-activation path MLC defines).
 
 Both engines get the same token ids, the same thread count and the same protocol, interleaved
 (ours, ref, ours, ref, ...) so that drift in the machine's state (thermal, another process) hits
-both alike. Measured in the same run: the memory bandwidth, for each engine's decode ceiling
-(bandwidth / weight bytes read per token), and the compute peaks (``peak.py``: fp32 FMA and
-int8-dot loops), for prefill as a share of what the CPU can do. The last stdout line is one
-JSON object.
+both alike. Measured in the same run, by ``peak.py`` on the engines' threads: the read
+bandwidth, for each engine's decode ceiling at each L (read bandwidth / the bytes a decode step
+reads: every weight once, plus the KV cache at the step's mean context), and the compute peaks
+(fp32 FMA and int8-dot loops), for prefill as a share of what the CPU can do. The last stdout
+line is one JSON object; per L it has ``ours_decode_ceiling_pct`` and ``ours_prefill_peak_pct``
+(and the ``ref_`` twins).
 
     python benchmarks/engine_vs_llamacpp.py [--model M] [--lengths 200,400] [--repeats 3]
 """
@@ -235,9 +237,10 @@ def measure(engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int
     return results
 
 
-def print_table(results: list[dict], ceiling: dict, steps: int, out) -> None:
-    """Ratios are ours / llama.cpp: above 1 means our engine is faster. Decode is also shown as
-    a share of each engine's bandwidth ceiling, prefill as a share of the int8-dot peak."""
+def print_table(results: list[dict], steps: int, out) -> None:
+    """Ratios are ours / llama.cpp: above 1 means our engine is faster. Decode is also shown as a
+    share of each engine's bandwidth ceiling at that L, prefill as a share of the int8-dot peak."""
+
     head = (
         f"{'L':>5} | {'prefill tok/s ours':>18} {'llama.cpp':>10} {'ratio':>6} "
         f"{'% peak ours/ref':>16} | {'decode tok/s ours':>17} {'llama.cpp':>10} "
@@ -251,10 +254,7 @@ def print_table(results: list[dict], ceiling: dict, steps: int, out) -> None:
             if r.get("ours_prefill_peak_pct") is not None
             else "-"
         )
-        ceil = (
-            f"{100 * r['ours_decode_tps'] / ceiling['ours']:.0f}/"
-            f"{100 * r['ref_decode_tps'] / ceiling['ref']:.0f}"
-        )
+        ceil = f"{r['ours_decode_ceiling_pct']:.0f}/{r['ref_decode_ceiling_pct']:.0f}"
         print(
             f"{r['L']:>5} | {r['ours_prefill_tps']:>18.1f} {r['ref_prefill_tps']:>10.1f} "
             f"{r['ours_prefill_tps'] / r['ref_prefill_tps']:>6.2f} {peak:>16} | "
@@ -272,6 +272,24 @@ def linear_macs_per_token(cfg) -> int:
     per_layer = h * (cfg.num_heads + 2 * cfg.num_kv_heads) * d + cfg.num_heads * d * h
     per_layer += h * cfg.intermediate_size * (2 if cfg.gated_mlp else 1) + cfg.intermediate_size * h
     return per_layer * cfg.num_layers
+
+
+def kv_bytes_per_token(cfg, kv_dtype_bytes: int = 2) -> int:
+    """Bytes of K and V one cached token holds across the layers: what every decode step reads
+    again for each token of its context (both engines keep the cache in fp16 here)."""
+    return 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * kv_dtype_bytes
+
+
+def add_ceiling_shares(
+    results: list[dict], read_gbps: float, weight_bytes: dict, kv_per_token: int, steps: int
+) -> None:
+    """Decode tokens/s as % of each engine's ceiling at that L: read bandwidth over the bytes a
+    step reads (its weights, and the KV cache at the decode's mean context L + steps / 2)."""
+    for r in results:
+        kv = kv_per_token * (r["L"] + steps / 2)
+        for name, weights in weight_bytes.items():
+            ceiling_tps = read_gbps * 1e9 / (weights + kv)
+            r[f"{name}_decode_ceiling_pct"] = round(100 * r[f"{name}_decode_tps"] / ceiling_tps, 1)
 
 
 def cpu_description() -> str:
@@ -397,6 +415,8 @@ def main(argv=None) -> None:
     )
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
     add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest["activations"])
+    kv_per_token = kv_bytes_per_token(model.config)
+    add_ceiling_shares(results, peaks["read_gbps"], weight_bytes, kv_per_token, args.decode_tokens)
 
     ref_format = gguf_format(gguf_path)
     system_info = llama_cpp.llama_print_system_info().decode().strip()
@@ -417,10 +437,12 @@ def main(argv=None) -> None:
         file=out,
     )
     print(
-        f"bandwidth {bandwidth:.1f} GB/s (numpy copy, 1 thread); weight "
-        f"bytes/token: ours {weight_bytes['ours'] / 1e6:.1f} MB (manifest), "
-        f"llama.cpp {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); "
-        f"decode ceilings {ceiling['ours']:.0f}/{ceiling['ref']:.0f} tok/s",
+        f"bandwidth: read {peaks['read_gbps']:.1f} GB/s ({args.threads} threads, peak.py), copy"
+        f" {bandwidth:.1f} GB/s (numpy, 1 thread); weight bytes/token: ours"
+        f" {weight_bytes['ours'] / 1e6:.1f} MB (manifest), llama.cpp"
+        f" {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); KV cache"
+        f" {kv_per_token / 1e3:.1f} kB per context token; % ceiling = decode tok/s over read"
+        f" bandwidth / (weights + KV at L + {args.decode_tokens // 2})",
         file=out,
     )
     print(
@@ -433,7 +455,7 @@ def main(argv=None) -> None:
     print(f"other processes used {foreign:.0%} of the CPUs during the timed runs", file=out)
     if foreign > 0.05:
         log("WARNING: the machine was not idle; these numbers are not comparable, rerun when it is")
-    print_table(results, ceiling, args.decode_tokens, out)
+    print_table(results, args.decode_tokens, out)
     print(
         json.dumps(
             {
@@ -446,6 +468,10 @@ def main(argv=None) -> None:
                             "ref_prefill_tps",
                             "ours_decode_tps",
                             "ref_decode_tps",
+                            "ours_decode_ceiling_pct",
+                            "ref_decode_ceiling_pct",
+                            "ours_prefill_peak_pct",
+                            "ref_prefill_peak_pct",
                         )
                     }
                     for r in results
@@ -455,6 +481,8 @@ def main(argv=None) -> None:
                 "model": model.name,
                 "threads": args.threads,
                 "bandwidth_gbps": round(bandwidth, 2),
+                "read_bandwidth_gbps": peaks["read_gbps"],
+                "kv_bytes_per_token": kv_per_token,
                 "decode_ceiling_tps": ceiling,
                 "peaks": peaks,
                 "cpu": cpu_description(),

@@ -27,9 +27,9 @@ The check line under each table is the independent test: kernel times plus the V
 cost the calibration predicts, against the measured time (ok within 5%).
 
 \b
-Columns: GB/s and GOP/s achieved; %BW of the host's measured memory bandwidth (cached, as
-`slm-bench run` measures it); %peak of the compute peak benchmarks/peak.py measures (fp32 FMA,
-or int8 dot for q4a8 kernels; cached); %roof of the roofline min(peak, bandwidth x ops/byte).
+Columns: GB/s and GOP/s achieved; %BW of the read bandwidth and %peak of the compute peak
+(fp32 FMA, or int8 dot for q4a8 kernels) that benchmarks/peak.py measures on the same threads
+(cached per host); %roof of the roofline min(peak, bandwidth x ops/byte).
 
 \b
 Writes DIR/profile.json (every kernel and group of every phase), DIR/profile.md and

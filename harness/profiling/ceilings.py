@@ -1,5 +1,6 @@
-"""The desktop's ceilings: memory bandwidth (measured and cached by the local device) and compute
-peaks (``benchmarks/peak.py``, measured once per machine and thread count, cached here too)."""
+"""The desktop's ceilings: read bandwidth and compute peaks on the profile's threads
+(``benchmarks/peak.py``, measured once per machine and thread count, cached); the local device's
+cached copy bandwidth stands in for the first when peak.py cannot be imported."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def local_ceilings(threads: int, target: str = "llvm", log=print) -> Ceilings:
         bandwidth_source="measured on this host: numpy copy of 256 MiB, best of 5 (cached)",
     )
     peaks = _cached_peaks(threads, target, log)
+    if peaks is not None:
+        ceilings.bandwidth_gbps = peaks["read_gbps"]
+        ceilings.bandwidth_source = (
+            f"benchmarks/peak.py: {threads} threads reading 256 MiB, best of 5 (cached)"
+        )
     if peaks is None:
         ceilings.compute_source = (
             "not measured: benchmarks/peak.py is not importable (run from a checkout of the"
@@ -40,7 +46,7 @@ def _cached_peaks(threads: int, target: str, log) -> dict | None:
     path = cache_dir() / "host-peaks.json"
     key = f"{platform.node()}/{target}/{threads}"
     known = json.loads(path.read_text()) if path.is_file() else {}
-    if key in known:
+    if "read_gbps" in known.get(key, {}):
         return known[key]
     try:
         from benchmarks.peak import measure_peaks
