@@ -13,6 +13,7 @@ import numpy as np
 from harness.errors import UserError
 
 PAGE_SIZE = 16
+CPU_DEVICE_TYPE = 1  # DLPack's kDLCPU
 BIG_MODE = 1  # threading::ThreadGroup::kBig: the mode config_threadpool keeps, with our count
 
 
@@ -60,7 +61,9 @@ class TVMSession:
             ) from None
         self.vm = VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
-        self.params = load_params(self.bundle / "params", order, self.device)
+        # One FFI array for every call: a Python list would be converted (a new array of ~300
+        # objects) on each of the two VM calls of every decode step.
+        self.params = tvm.runtime.convert(load_params(self.bundle / "params", order, self.device))
         self._embed = self.vm["embed_tokens"]
         self._prefill = self.vm["prefill"]
         self._decode = self.vm["decode"]
@@ -70,6 +73,7 @@ class TVMSession:
         self._begin = get("vm.builtin.kv_state_begin_forward")
         self._end = get("vm.builtin.kv_state_end_forward")
         self._shape = tvm.runtime.ShapeTuple
+        self._first_seq = self._shape([0])
         self._tensor = tvm.runtime.tensor
         chunk = self.max_seq_len
         self.kv = self.vm["create_paged_kv_cache"](
@@ -105,7 +109,7 @@ class TVMSession:
                 f" {self.max_seq_len}; use a shorter L or fewer output tokens"
             )
         hidden = self._embed(self._tensor(ids.astype(np.int32), self.device), self.params)
-        self._begin(self.kv, self._shape([0]), self._shape([n]))
+        self._begin(self.kv, self._first_seq, self._shape([n]))
         logits, self.kv = fn(hidden, self.kv, self.params)
         self._end(self.kv)
         self.length += n
@@ -121,4 +125,8 @@ class TVMSession:
 
     @staticmethod
     def greedy(logits) -> int:
-        return int(np.argmax(logits.numpy().reshape(-1)))
+        """The argmax of the logits, read in place on the CPU: ``.numpy()`` would copy 200 kB
+        (SmolLM2's 49k floats) into a fresh array, page faults included, every step."""
+        on_host = logits.device.dlpack_device_type() == CPU_DEVICE_TYPE
+        values = np.from_dlpack(logits) if on_host else logits.numpy()
+        return int(np.argmax(values.reshape(-1)))
