@@ -14,7 +14,8 @@ def run_decode(
 ):
     import tvm
 
-    from harness.engines.tvm.kernels.attention import WINDOWED, decode_paged
+    from harness.engines.tvm.kernels.attention import WINDOWED
+    from harness.engines.tvm.kernels.decode_attention import decode_paged
     from harness.engines.tvm.targets import resolve
 
     rng = np.random.default_rng(seed)
@@ -82,7 +83,10 @@ def test_decode_attention_with_window_and_softcap(window, softcap):
 
 
 def test_heads_share_an_item_while_their_accumulators_fit_the_stack():
-    from harness.engines.tvm.kernels.attention import decode_heads_per_item, decode_keys_per_step
+    from harness.engines.tvm.kernels.decode_attention import (
+        decode_heads_per_item,
+        decode_keys_per_step,
+    )
 
     assert decode_heads_per_item(3, 64) == 3  # SmolLM2: a whole group per item (768 B of fp32)
     assert decode_heads_per_item(7, 64) == 1  # Qwen2-0.5B: 7 x 256 B would leave the stack

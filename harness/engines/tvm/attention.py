@@ -11,6 +11,7 @@ from tvm.relax.frontend.nn.llm.kv_cache import RopeMode, TIRPagedKVCache
 from harness.models.config import ModelConfig
 
 from .kernels import attention as cpu_attention
+from .kernels import decode_attention
 
 
 @contextlib.contextmanager
@@ -46,7 +47,7 @@ def _our_cpu_kernels(cfg: ModelConfig):
                 *args,
                 **kw,
             )
-        return cpu_attention.decode_paged(
+        return decode_attention.decode_paged(
             num_kv_heads, num_qo_heads, head_dim, dtype, window=window, softcap=softcap
         )
 

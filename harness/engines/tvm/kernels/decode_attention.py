@@ -1,0 +1,237 @@
+"""Decode attention over TVM's paged KV cache: one query token per sequence, every cached key.
+
+Same signature as TVM's ``batch_decode_paged_kv`` (the cache calls it unchanged); the shared
+pieces (online softmax in log2 units, masks, soft-capping) live in :mod:`.attention`.
+"""
+
+from __future__ import annotations
+
+from . import cpu_attrs
+from .attention import DOT_LANES, LOG2E, MASKED, fast_exp2, key_visible, softcapped, tree
+
+SPLITS = 4  # cache ranges a decode step splits each head group's keys into (merged at the end)
+# TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
+STACK_BYTES = 1024
+
+
+def decode_heads_per_item(group: int, head_dim: int) -> int:
+    """Query heads of one GQA group that a decode work item serves together: they share every
+    K/V row it loads and converts. As many as divide the group while their fp32 accumulators
+    stay below the stack limit (in registers); at least one."""
+    fits = [g for g in range(1, group + 1) if group % g == 0 and g * head_dim * 4 < STACK_BYTES]
+    return max(fits, default=1)
+
+
+def decode_keys_per_step(heads: int) -> int:
+    """Keys scored side by side: enough independent FMA chains (keys x heads >= 8) to hide the
+    FMA latency, few enough that their partial sums stay below the stack limit."""
+    keys = 8
+    while keys > 1 and (keys // 2) * heads >= 8:
+        keys //= 2
+    while keys > 1 and keys * heads * DOT_LANES * 4 >= STACK_BYTES:
+        keys //= 2
+    return keys
+
+
+def decode_paged(
+    num_kv_heads: int,
+    num_qo_heads: int,
+    head_dim: int,
+    dtype: str,
+    page_size: int = 16,
+    window: int = 0,
+    softcap: float = 0.0,
+):
+    """One decode step's attention over the paged cache, in two parallel passes.
+
+    1. Work items are (KV head, heads of its group, range of pages): G query heads of one GQA
+       group score each key row together (one load and fp16 conversion for G dot products), and
+       each head's pages are cut into SPLITS ranges so that even 3 KV heads keep every thread
+       busy. Each item leaves its online-softmax state (max, sum, weighted V sum) per head.
+    2. Per query head, the SPLITS partial states are merged into the output and its lse.
+    """
+    from tvm.script import tirx as T
+
+    H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
+    group = H_qo // H_kv
+    parts = D // DOT_LANES
+    G = decode_heads_per_item(group, D)
+    KS = decode_keys_per_step(G)
+    NG = group // G  # items per KV head and split
+    S = SPLITS
+
+    attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
+
+    @T.prim_func(s_tir=True)
+    def batch_decode_paged_kv(
+        Q_handle: T.handle,
+        pages_handle: T.handle,
+        page_table_indptr_handle: T.handle,
+        page_table_values_handle: T.handle,
+        var_length_info: T.handle,
+        k_rope_pos_offset_handle: T.handle,
+        q_rope_position_handle: T.handle,
+        output_handle: T.handle,
+        lse_handle: T.handle,
+        rotary_mode: T.int32,
+        rope_scale: T.float32,
+        rope_theta: T.float32,
+        sm_scale: T.float32,
+    ):
+        T.func_attr(attrs)
+        B = T.int32()
+        nnz_pages = T.int32()
+        max_num_pages = T.int32()
+        indptr_off = T.int32()
+        values_off = T.int32()
+        k_rope_off = T.int32()
+        q_rope_off = T.int32()
+        len_off = T.int32()
+        Q = T.match_buffer(Q_handle, (B, H_qo, D), dtype)
+        pages = T.match_buffer(pages_handle, (max_num_pages, 2, H_kv, page_size, D), dtype)
+        page_indptr = T.match_buffer(
+            page_table_indptr_handle, (B + 1,), "int32", elem_offset=indptr_off
+        )
+        page_values = T.match_buffer(
+            page_table_values_handle, (nnz_pages,), "int32", elem_offset=values_off
+        )
+        k_rope_pos_offset = T.match_buffer(
+            k_rope_pos_offset_handle, (B,), "int32", elem_offset=k_rope_off
+        )
+        q_rope_position = T.match_buffer(
+            q_rope_position_handle, (B,), "int32", elem_offset=q_rope_off
+        )
+        output = T.match_buffer(output_handle, (B, H_qo, D), dtype)
+        lse = T.match_buffer(lse_handle, (B, H_qo), "float32")
+        last_page_len = T.match_buffer(var_length_info, (B,), "int32", elem_offset=len_off)
+        # each (batch, query head, split)'s partial state: running max, sum, weighted V sum
+        part_m = T.alloc_buffer((B, H_qo, S), "float32")
+        part_l = T.alloc_buffer((B, H_qo, S), "float32")
+        part_acc = T.alloc_buffer((B, H_qo, S, D), "float32")
+
+        for item in T.parallel(B * H_kv * NG * S):
+            with T.sblock("attn"):
+                T.reads()
+                T.writes()
+                q = T.sblock_alloc_buffer((G, D), "float32")
+                acc = T.sblock_alloc_buffer((G, D), "float32")
+                part = T.sblock_alloc_buffer((KS * G, DOT_LANES), "float32")
+                score = T.sblock_alloc_buffer((G, page_size), "float32")
+                m = T.sblock_alloc_buffer((G,), "float32")
+                lsum = T.sblock_alloc_buffer((G,), "float32")
+                tmp = T.sblock_alloc_buffer((2,), "float32")  # page max, rescale
+                # splits innermost: a thread's contiguous range of items covers whole head groups
+                b: T.let[T.int32] = item // (H_kv * NG * S)
+                hk: T.let[T.int32] = item // (NG * S) % H_kv
+                h0: T.let[T.int32] = hk * group + item // S % NG * G
+                split: T.let[T.int32] = item % S
+                first: T.let[T.int32] = page_indptr[b]
+                npages: T.let[T.int32] = page_indptr[b + 1] - first
+                per: T.let[T.int32] = T.ceildiv(npages, S)
+                p0: T.let[T.int32] = T.min(npages, split * per)
+                p1: T.let[T.int32] = T.min(npages, p0 + per)
+                for g in T.unroll(G):
+                    for d in T.vectorized(D):
+                        q[g, d] = T.Cast("float32", Q[b, h0 + g, d]) * T.fabs(sm_scale) * LOG2E
+                        acc[g, d] = T.float32(0)
+                    m[g] = T.float32(MASKED)
+                    lsum[g] = T.float32(0)
+                # One page per online-softmax step: the page-table lookup happens once per page.
+                for pi in T.serial(p1 - p0):
+                    p: T.let[T.int32] = p0 + pi
+                    page: T.let[T.int32] = page_values[first + p]
+                    used: T.let[T.int32] = T.if_then_else(
+                        p == npages - 1, last_page_len[b], page_size
+                    )
+                    # KS keys x G heads at a time, each with its own accumulator: the FMA chains
+                    # of one dot product would otherwise wait on each other (latency, not
+                    # throughput); each K vector is loaded and converted once for the G heads.
+                    for kb in T.serial(page_size // KS):
+                        for x in T.unroll(KS * G):
+                            for lane in T.vectorized(DOT_LANES):
+                                part[x, lane] = T.float32(0)
+                        for c in T.serial(parts):
+                            for jj in T.unroll(KS):
+                                for g in T.unroll(G):
+                                    for lane in T.vectorized(DOT_LANES):
+                                        part[jj * G + g, lane] = part[jj * G + g, lane] + q[
+                                            g, c * DOT_LANES + lane
+                                        ] * T.Cast(
+                                            "float32",
+                                            pages[page, 0, hk, kb * KS + jj, c * DOT_LANES + lane],
+                                        )
+                        for jj in T.unroll(KS):
+                            for g in T.unroll(G):
+                                score[g, kb * KS + jj] = tree(
+                                    lambda a, z: a + z,
+                                    [part[jj * G + g, lane] for lane in range(DOT_LANES)],
+                                )
+                    for g in T.unroll(G):
+                        # Keys past `used` (the end of the last page) read unwritten slots:
+                        # masked after the fact, so that no branch serializes the dot products.
+                        for j in T.vectorized(page_size):
+                            score[g, j] = T.if_then_else(
+                                key_visible(
+                                    T,
+                                    j < used,
+                                    q_rope_position[b] - k_rope_pos_offset[b] - p * page_size - j,
+                                    sm_scale,
+                                    window,
+                                ),
+                                softcapped(T, score[g, j], softcap),
+                                T.float32(MASKED),
+                            )
+                        tmp[0] = T.max(m[g], tree(T.max, [score[g, j] for j in range(page_size)]))
+                        tmp[1] = fast_exp2(T, m[g] - tmp[0])
+                        m[g] = tmp[0]
+                        lsum[g] = lsum[g] * tmp[1]
+                        for d in T.vectorized(D):
+                            acc[g, d] = acc[g, d] * tmp[1]
+                        # Masked keys weigh exactly 0, also on a page masked whole (window),
+                        # where the running max is still MASKED and their exp would be 1.
+                        for j in T.vectorized(page_size):
+                            score[g, j] = T.if_then_else(
+                                score[g, j] > T.float32(MASKED),
+                                fast_exp2(T, score[g, j] - tmp[0]),
+                                T.float32(0),
+                            )
+                        lsum[g] = lsum[g] + tree(
+                            lambda a, z: a + z, [score[g, j] for j in range(page_size)]
+                        )
+                    # Keys outer: each V row is loaded and converted once for the G heads.
+                    for j in T.serial(used):
+                        for g in T.unroll(G):
+                            for d in T.vectorized(D):
+                                acc[g, d] = acc[g, d] + score[g, j] * T.Cast(
+                                    "float32", pages[page, 1, hk, j, d]
+                                )
+                for g in T.unroll(G):
+                    part_m[b, h0 + g, split] = m[g]
+                    part_l[b, h0 + g, split] = lsum[g]
+                    for d in T.vectorized(D):
+                        part_acc[b, h0 + g, split, d] = acc[g, d]
+
+        for bh in T.parallel(B * H_qo):
+            with T.sblock("merge"):
+                T.reads()
+                T.writes()
+                out = T.sblock_alloc_buffer((D,), "float32")
+                w = T.sblock_alloc_buffer((S,), "float32")
+                tot = T.sblock_alloc_buffer((2,), "float32")  # max over splits, rescaled sum
+                b: T.let[T.int32] = bh // H_qo
+                h: T.let[T.int32] = bh % H_qo
+                tot[0] = tree(T.max, [part_m[b, h, s] for s in range(S)])
+                tot[1] = T.float32(0)
+                for d in T.vectorized(D):
+                    out[d] = T.float32(0)
+                # An empty split (fewer pages than splits) holds sum 0 and weighs nothing.
+                for s in T.unroll(S):
+                    w[s] = fast_exp2(T, part_m[b, h, s] - tot[0])
+                    tot[1] = tot[1] + part_l[b, h, s] * w[s]
+                    for d in T.vectorized(D):
+                        out[d] = out[d] + part_acc[b, h, s, d] * w[s]
+                for d in T.vectorized(D):
+                    output[b, h, d] = T.Cast(dtype, out[d] / T.max(tot[1], T.float32(1e-30)))
+                lse[b, h] = tot[0] + T.log2(T.max(tot[1], T.float32(1e-30)))
+
+    return batch_decode_paged_kv
