@@ -62,7 +62,15 @@ def run_decode(
 
 
 @pytest.mark.parametrize(
-    "h_kv,h_qo,d,length", [(3, 9, 64, 200), (2, 14, 64, 37), (4, 4, 32, 5), (1, 3, 16, 300)]
+    "h_kv,h_qo,d,length",
+    [
+        (3, 9, 64, 200),  # SmolLM2: the group's accumulators stay in registers
+        (2, 14, 64, 37),  # Qwen2-0.5B's groups of 7: streamed, 7 sub-blocks of one head
+        (8, 32, 128, 300),  # 7B/8B: groups of 4 heads of 128, streamed
+        (4, 8, 256, 100),  # Gemma 2's 256-wide heads: V accumulated 128 dimensions at a time
+        (4, 4, 32, 5),
+        (1, 3, 16, 300),
+    ],
 )
 def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
     """GQA groups of 3, 7 and 1, one page or many, a partial last page whose unwritten slots
@@ -73,11 +81,12 @@ def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("heads", [(3, 9, 64), (2, 14, 64)])
 @pytest.mark.parametrize("window,softcap", [(40, 0.0), (0, 2.0), (23, 2.0)])
-def test_decode_attention_with_window_and_softcap(window, softcap):
+def test_decode_attention_with_window_and_softcap(heads, window, softcap):
     """Windows of 40 and 23 keys over 200 leave whole pages (and parts of one) masked; a cap of
-    2 bends most scores of these random inputs, so a missing tanh would show."""
-    out, lse, ref, ref_lse = run_decode(3, 9, 64, 200, window=window, softcap=softcap)
+    2 bends most scores of these random inputs, so a missing tanh would show. Both layouts."""
+    out, lse, ref, ref_lse = run_decode(*heads, 200, window=window, softcap=softcap)
     np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
 
@@ -86,11 +95,14 @@ def test_heads_share_an_item_while_their_accumulators_fit_the_stack():
     from harness.engines.tvm.kernels.decode_attention import (
         decode_heads_per_item,
         decode_keys_per_step,
+        decode_value_chunk,
     )
 
     assert decode_heads_per_item(3, 64) == 3  # SmolLM2: a whole group per item (768 B of fp32)
     assert decode_heads_per_item(7, 64) == 1  # Qwen2-0.5B: 7 x 256 B would leave the stack
     assert decode_heads_per_item(4, 128) == 1 and decode_heads_per_item(2, 256) == 1
     assert decode_heads_per_item(6, 32) == 6
+    # a 256-wide head's accumulator alone is 1 KiB: V is folded in 128 dimensions at a time
+    assert decode_value_chunk(1, 256) == 128 and decode_value_chunk(3, 64) == 64
     # keys x heads >= 8 independent FMA chains, partial sums under 1 KiB
     assert [decode_keys_per_step(g) for g in (1, 2, 3, 4, 6)] == [8, 4, 4, 2, 2]
