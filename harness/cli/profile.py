@@ -32,6 +32,12 @@ Columns: GB/s and GOP/s achieved; %BW of the read bandwidth and %peak of the com
 (cached per host); %roof of the roofline min(peak, bandwidth x ops/byte).
 
 \b
+Memory: per L, a fresh process does what the runner does (TVM's runtime library only) and reads
+its own VmRSS after each stage: interpreter and numpy, TVM's runtime, the tokenizer, the model
+library, the weights and KV cache (beside the bytes they should take), the prefill's workspace,
+the decode steps; and VmHWM, the peak a record's peak_mem_bytes reports. --no-memory skips it.
+
+\b
 Writes DIR/profile.json (every kernel and group of every phase), DIR/profile.md and
 DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODEL-QUANT/."""
 
@@ -75,6 +81,12 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     type=click.IntRange(1),
     help="Rounds of plain and profiled runs; prefill keeps the medians, decode adds them up.",
 )
+@click.option(
+    "--memory/--no-memory",
+    default=True,
+    show_default=True,
+    help="Also the memory view: a fresh runner-like process per L, RSS stage by stage.",
+)
 @click.option("--threads", type=int, default=None, help="TVM threads (default: every core).")
 @click.option(
     "--out",
@@ -83,7 +95,7 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     default=None,
     help="Output folder [default: results/profile-MODEL-QUANT].",
 )
-def profile(model, device, lengths, quantization, decode_steps, rounds, threads, out):
+def profile(model, device, lengths, quantization, decode_steps, rounds, memory, threads, out):
     """Profile MODEL's prefill and decode per kernel: time shares and roofline percentages."""
     from harness.errors import UserError
 
@@ -96,7 +108,14 @@ def profile(model, device, lengths, quantization, decode_steps, rounds, threads,
 
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     result = profile_local(
-        model, quantization, lengths, decode_steps, threads, rounds=rounds, log=log
+        model,
+        quantization,
+        lengths,
+        decode_steps,
+        threads,
+        rounds=rounds,
+        log=log,
+        with_memory=memory,
     )
     click.echo(text_table(result))
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name or model)

@@ -370,6 +370,7 @@ def profile_local(
     threads: int | None = None,
     rounds: int = ROUNDS,
     log: Callable[[str], None] = print,
+    with_memory: bool = True,
 ) -> ProfileResult:
     """Compile (or find) the desktop bundle of ``model``, profile it at each L; the function a
     runner calls on the desktop (a phone's runner would call :func:`profile_session`)."""
@@ -390,6 +391,13 @@ def profile_local(
     )
     ceilings = local_ceilings(session.num_threads(), "llvm", log)
     phases = profile_session(session, prompts, steps, ceilings, log, rounds)
+    memory = []
+    if with_memory:
+        from .memory import memory_view
+
+        for L, ids in prompts.items():
+            log(f"memory view at L={L}: a fresh runner-like process")
+            memory.append(memory_view(bundle, len(ids), steps))
     return ProfileResult(
         model=session.manifest.get("model", model),
         quantization=quantization,
@@ -407,4 +415,5 @@ def profile_local(
             " VM instructions, allocations, host calls between kernels",
         ],
         phases=phases,
+        memory=memory,
     )

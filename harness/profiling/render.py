@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .schema import OVERHEAD, PhaseProfile, ProfileResult
+from .schema import OVERHEAD, MemoryView, PhaseProfile, ProfileResult
 
 LABELS = {
     "linear": "linear layers",
@@ -90,6 +90,7 @@ def text_table(result: ProfileResult) -> str:
                 + "".join(f"  {c.rjust(w)}" for c, w in zip(r[1:], widths[1:], strict=True))
             )
         lines += ["  " + check_line(p), ""]
+    lines += memory_text(result.memory)
     return "\n".join(lines)
 
 
@@ -110,6 +111,48 @@ def header(result: ProfileResult) -> str:
     )
 
 
+MEMORY_COLUMNS = ("stage", "RSS MiB", "+MiB", "expected MiB")
+
+
+def memory_rows(view: MemoryView) -> list[list[str]]:
+    mib = lambda n: f"{n / 2**20:.1f}"  # noqa: E731
+    rows = [
+        [
+            s.stage,
+            mib(s.rss_bytes),
+            mib(s.grew_bytes),
+            mib(s.expected_bytes) if s.expected_bytes else "",
+        ]
+        for s in view.stages
+    ]
+    rows.append(["peak (VmHWM: a record's peak_mem_bytes)", mib(view.peak_bytes), "", ""])
+    return rows
+
+
+def memory_heading(view: MemoryView) -> str:
+    return (
+        f"Memory at L={view.L}: a fresh process doing what the runner does (TVM's runtime library"
+        f" only); weights {view.weight_bytes / 2**20:.1f} MiB, KV cache"
+        f" {view.kv_bytes / 2**20:.1f} MiB as allocated (its pages count once written)"
+    )
+
+
+def memory_text(views: list[MemoryView]) -> list[str]:
+    lines = []
+    for view in views:
+        rows = [list(MEMORY_COLUMNS), *memory_rows(view)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(MEMORY_COLUMNS))]
+        lines.append(memory_heading(view))
+        for r in rows:
+            lines.append(
+                "  "
+                + r[0].ljust(widths[0])
+                + "".join(f"  {c.rjust(w)}" for c, w in zip(r[1:], widths[1:], strict=True))
+            )
+        lines.append("")
+    return lines
+
+
 def markdown(result: ProfileResult) -> str:
     out = [f"# Profile: {result.model} {result.quantization}", "", *header(result).split("\n")]
     out = [out[0], "", *(f"{line}  " for line in out[2:]), ""]
@@ -122,6 +165,11 @@ def markdown(result: ProfileResult) -> str:
         out += ["", check_line(p), "", "Top kernels:", "", "| " + " | ".join(COLUMNS) + " |"]
         out.append("|" + "---|" * len(COLUMNS))
         out += ["| " + " | ".join(c.strip() for c in r) + " |" for r in kernels]
+        out.append("")
+    for view in result.memory:
+        out += [f"## {memory_heading(view)}", "", "| " + " | ".join(MEMORY_COLUMNS) + " |"]
+        out.append("|" + "---|" * len(MEMORY_COLUMNS))
+        out += ["| " + " | ".join(r) + " |" for r in memory_rows(view)]
         out.append("")
     out += ["Notes:", "", *(f"- {n}" for n in result.notes), ""]
     return "\n".join(out)

@@ -83,6 +83,25 @@ class Ceilings(BaseModel):
     compute_source: str = ""
 
 
+class MemoryStage(BaseModel):
+    """Resident memory after one stage of a runner's start and first request."""
+
+    stage: str
+    rss_bytes: int  # VmRSS after the stage
+    grew_bytes: int  # what the stage added
+    expected_bytes: int | None = None  # what it should take, where the bundle says
+
+
+class MemoryView(BaseModel):
+    """Where a runner's memory goes at one L (``harness.profiling.memory``)."""
+
+    L: int
+    stages: list[MemoryStage]
+    peak_bytes: int  # VmHWM: what a record's peak_mem_bytes says
+    weight_bytes: int
+    kv_bytes: int
+
+
 class ProfileResult(BaseModel):
     model: str
     quantization: str
@@ -94,3 +113,4 @@ class ProfileResult(BaseModel):
     ceilings: Ceilings
     notes: list[str] = []
     phases: list[PhaseProfile]
+    memory: list[MemoryView] = []

@@ -49,6 +49,23 @@ def test_the_hook_charges_more_for_more_arguments():
     assert cost.per_arg_ns > 0 and cost.base_ns > cost.dispatch_ns > 0
 
 
+def test_the_memory_view_follows_a_runner_stage_by_stage(tiny_profile):
+    (view,) = tiny_profile.memory
+    names = [s.stage for s in view.stages]
+    assert names[:5] == [
+        "interpreter + numpy",
+        "TVM runtime library",
+        "tokenizer",
+        "model library",
+        "weights + KV cache",
+    ]
+    assert names[5].startswith(f"prefill of {view.L} tokens")
+    assert view.peak_bytes >= max(s.rss_bytes for s in view.stages)
+    assert sum(s.grew_bytes for s in view.stages) == view.stages[-1].rss_bytes
+    weights = view.stages[4]
+    assert weights.expected_bytes == view.weight_bytes + view.kv_bytes > 0
+
+
 def test_every_known_kernel_has_a_group(tiny_profile):
     for p in tiny_profile.phases:
         groups = {k.name: k.group for k in p.kernels}
@@ -97,6 +114,7 @@ def test_cli_writes_the_files(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "VM + host overhead" in result.output and "check: kernels" in result.output
+    assert "Memory at L=" in result.output and "peak (VmHWM" in result.output
     data = json.loads((out / "profile.json").read_text())
     assert [p["phase"] for p in data["phases"]] == ["prefill", "decode"]
     assert (out / "profile.md").read_text().startswith("# Profile:")
