@@ -350,6 +350,31 @@ def with_rates(stat: Rates, wall_s: float, ceilings: Ceilings):
     return stat
 
 
+NOTES = [
+    "per-call times from the Relax VM's instrument hook (TVM 0.27 has no VM profiler)",
+    "attention includes RoPE and the KV append: the paged KV cache runs them inside one VM builtin",
+    "overhead = the plain run's phase wall time minus the profiled run's kernel times:"
+    " VM instructions, allocations, host calls between kernels",
+]
+BUSY = 0.05  # other processes' share of the CPUs above which a profile's times are suspect
+
+
+def _counters():
+    """This host's /proc/stat and this process's own ticks (``harness.devices.load``)."""
+    from harness.devices.load import parse_counters
+
+    with open("/proc/stat") as stat, open("/proc/self/stat") as own:
+        return parse_counters(stat.read() + own.read())
+
+
+def busy_warning(share: float) -> str:
+    return (
+        f"other processes used {share:.0%} of the CPUs while this profiled: a kernel whose worker"
+        " thread is preempted waits for it, so times (and the check) are not reliable; profile"
+        " on an idle machine"
+    )
+
+
 def prompt_ids(bundle: Path, lengths: list[int]) -> dict[int, list[int]]:
     """The model's token ids of the suite's first document's summarization prompt at each L (what
     ``slm-bench run`` feeds at that L, chat template applied)."""
@@ -390,7 +415,15 @@ def profile_local(
         bundle, max_seq_len=longest + 2 * steps + WARMUP_DECODE_STEPS + KV_HEADROOM, threads=threads
     )
     ceilings = local_ceilings(session.num_threads(), "llvm", log)
+    from harness.devices.load import other_load
+
+    before = _counters()
     phases = profile_session(session, prompts, steps, ceilings, log, rounds)
+    busy = other_load(before, _counters())
+    notes = list(NOTES)
+    if busy is not None and busy > BUSY:
+        notes.insert(0, busy_warning(busy))
+        log(f"WARNING: {busy_warning(busy)}")
     memory = []
     if with_memory:
         from .memory import memory_view
@@ -407,13 +440,7 @@ def profile_local(
         threads=session.num_threads(),
         decode_steps=steps,
         ceilings=ceilings,
-        notes=[
-            "per-call times from the Relax VM's instrument hook (TVM 0.27 has no VM profiler)",
-            "attention includes RoPE and the KV append: the paged KV cache runs them inside one"
-            " VM builtin",
-            "overhead = the plain run's phase wall time minus the profiled run's kernel times:"
-            " VM instructions, allocations, host calls between kernels",
-        ],
+        notes=notes,
         phases=phases,
         memory=memory,
     )
