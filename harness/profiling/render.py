@@ -76,6 +76,28 @@ def check_line(p: PhaseProfile) -> str:
     )
 
 
+def gap_line(p: PhaseProfile, bandwidth_gbps: float | None) -> str | None:
+    """Decode against its bandwidth ceiling: a step could take no less than the bytes it moves
+    over the read bandwidth; each group's time beyond its own bytes' share is what stands
+    between the two (the overhead moves no bytes, so all of its time counts)."""
+    if p.phase != "decode" or not bandwidth_gbps or not p.steps:
+        return None
+    rate = bandwidth_gbps * 1e9
+    moved = sum(g.bytes for g in p.groups)
+    ideal_ms = moved / rate / p.steps * 1e3
+    step_ms = p.wall_s / p.steps * 1e3
+    excess = sorted(
+        ((g.time_s - g.bytes / rate) / p.steps * 1e3, LABELS.get(g.group, g.group))
+        for g in p.groups
+    )[::-1]
+    parts = ", ".join(f"{name} {ms:+.2f}" for ms, name in excess if abs(ms) >= 0.005)
+    return (
+        f"gap to the bandwidth ceiling: {step_ms:.2f} ms a step against {ideal_ms:.2f} ms for its"
+        f" {moved / p.steps / 1e6:.1f} MB ({ideal_ms / step_ms:.0%} of the ceiling); ms a step"
+        f" beyond each group's own bytes: {parts}"
+    )
+
+
 def text_table(result: ProfileResult) -> str:
     lines = [header(result), ""]
     for p in result.phases:
@@ -89,7 +111,10 @@ def text_table(result: ProfileResult) -> str:
                 + r[0].ljust(widths[0])
                 + "".join(f"  {c.rjust(w)}" for c, w in zip(r[1:], widths[1:], strict=True))
             )
-        lines += ["  " + check_line(p), ""]
+        lines += ["  " + check_line(p)]
+        gap = gap_line(p, result.ceilings.bandwidth_gbps)
+        lines += [f"  {gap}"] if gap else []
+        lines.append("")
     lines += memory_text(result.memory)
     return "\n".join(lines)
 
@@ -162,7 +187,9 @@ def markdown(result: ProfileResult) -> str:
         out.append("|" + "---|" * len(COLUMNS))
         for r in [*groups, [f"**{total[0]}**", *total[1:]]]:
             out.append("| " + " | ".join(r) + " |")
-        out += ["", check_line(p), "", "Top kernels:", "", "| " + " | ".join(COLUMNS) + " |"]
+        gap = gap_line(p, result.ceilings.bandwidth_gbps)
+        out += ["", check_line(p), *(["", gap] if gap else [])]
+        out += ["", "Top kernels:", "", "| " + " | ".join(COLUMNS) + " |"]
         out.append("|" + "---|" * len(COLUMNS))
         out += ["| " + " | ".join(c.strip() for c in r) + " |" for r in kernels]
         out.append("")

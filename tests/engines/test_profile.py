@@ -126,3 +126,31 @@ def test_phones_are_refused_for_now():
 
     result = CliRunner().invoke(cli, ["profile", "--model", "x", "--device", "adb"])
     assert result.exit_code != 0
+
+
+def test_the_gap_to_the_ceiling_names_each_groups_excess():
+    from harness.profiling.render import gap_line
+    from harness.profiling.schema import GroupStat, PhaseProfile
+
+    groups = [  # 2 decode steps on a 10 GB/s machine
+        GroupStat(group="linear", calls=8, time_s=0.004, bytes=30e6),  # 3 ms of bytes: +1 ms
+        GroupStat(group="attention", calls=4, time_s=0.002, bytes=2e6),  # 0.2 ms: +1.8 ms
+        GroupStat(group=OVERHEAD, calls=50, time_s=0.0004),  # no bytes: all of it
+    ]
+    phase = PhaseProfile(
+        L=200,
+        phase="decode",
+        input_tokens=200,
+        steps=2,
+        wall_s=0.0064,
+        profiled_wall_s=0.01,
+        kernel_s=0.006,
+        overhead_s=0.0004,
+        calls=62,
+        kernels=[],
+        groups=groups,
+    )
+    line = gap_line(phase, 10.0)
+    assert "3.20 ms a step against 1.60 ms for its 16.0 MB (50% of the ceiling)" in line
+    assert line.endswith("KV append) +0.90, linear layers +0.50, VM + host overhead +0.20")
+    assert gap_line(phase.model_copy(update={"phase": "prefill"}), 10.0) is None
