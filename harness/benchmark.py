@@ -39,6 +39,7 @@ BUNDLE_INFO_KEYS = (
     "quantization_detail",
     "format",
     "activations",
+    "kernels",
     "kernels_detail",
     "target",
     "weight_bytes",
@@ -363,6 +364,10 @@ def _deploy_measure_report(
         "quantization": spec.quantization,
         "format": manifest["format"],
         "activations": manifest["activations"],
+        # a native runner of another engine ran its own kernels, not the bundle's
+        "kernels": manifest.get("kernels", "")
+        if native is None or native.engine == spec.engine
+        else "",
         "engine": native.engine if native is not None else spec.engine,
         "engine_version": manifest["engine_version"]
         if native is None or native.engine == spec.engine
