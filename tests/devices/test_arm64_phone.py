@@ -24,19 +24,44 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def arm_phone(adb_server, tmp_path_factory):
-    device = EmulatedDevice(
-        load_profile("galaxy-s24"),
-        tmp_path_factory.mktemp("arm-phone"),
-        time_scale=TIME_SCALE,
-        arch="aarch64",
-    )
+def start_arm_phone(adb_server, folder, profile: dict):
+    device = EmulatedDevice(profile, folder, time_scale=TIME_SCALE, arch="aarch64")
     device.start()
     wait_online(adb_server, device.serial)
+    return device
+
+
+@pytest.fixture(scope="module")
+def arm_phone(adb_server, tmp_path_factory):
+    """The Galaxy S24: i8mm in its Features line, its programs on qemu's max with SVE off."""
+    device = start_arm_phone(
+        adb_server, tmp_path_factory.mktemp("arm-phone"), load_profile("galaxy-s24")
+    )
     yield device
     adb(adb_server, "disconnect", device.serial)
     device.stop()
+
+
+@pytest.fixture(scope="module")
+def older_phone(adb_server, tmp_path_factory):
+    """An S24 whose cores lack i8mm, as a 2019-2021 phone's (Armv8.2-A: sdot, no smmla): its
+    programs run on qemu's neoverse-n1."""
+    profile = load_profile("galaxy-s24")
+    profile["cpu"]["features"] = [f for f in profile["cpu"]["features"] if f != "i8mm"]
+    device = start_arm_phone(adb_server, tmp_path_factory.mktemp("older-phone"), profile)
+    yield device
+    adb(adb_server, "disconnect", device.serial)
+    device.stop()
+
+
+def test_each_phone_says_what_its_cores_execute(adb_server, arm_phone, older_phone):
+    s24, older = (AdbDevice(p.serial, f"127.0.0.1:{adb_server}") for p in (arm_phone, older_phone))
+    assert "i8mm" in s24.cpu_features() and "sve" not in s24.cpu_features()
+    assert "asimddp" in older.cpu_features() and "i8mm" not in older.cpu_features()
+    assert [d.run("getprop ro.slm_bench.qemu_cpu")[1].strip() for d in (s24, older)] == [
+        "max,sve=off",
+        "neoverse-n1",
+    ]
 
 
 def test_the_phone_runs_aarch64_programs_and_offers_no_python(adb_server, arm_phone):
@@ -57,14 +82,26 @@ def run_records(out_dir) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,activations", [("q0f32", "float32"), ("q4f16_1a8", "int8")])
+@pytest.mark.parametrize(
+    "preset,phone,target,kernels",
+    [
+        ("q0f32", "arm_phone", "arm64-linux-i8mm", "float"),
+        ("q4f16_1a8", "arm_phone", "arm64-linux-i8mm", "neon-i8mm"),
+        ("q4f16_1a8", "older_phone", "arm64-linux", "neon-dot"),
+    ],
+)
 def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
-    adb_server, arm_phone, tmp_path, preset, activations
+    adb_server, request, tmp_path, preset, phone, target, kernels
 ):
     """The ARM64 build's greedy tokens equal the host's exactly (16 of them): q0f32, and
-    q4f16_1a8, whose int8 matmuls are sdot on ARM and vpmaddubsw on x86 (the same integers)."""
+    q4f16_1a8, whose int8 matmuls are smmla (prefill) and sdot (decode) on the S24, sdot alone
+    on a phone without i8mm, and vpmaddubsw or vpdpbusd on x86: the same integers. The build is
+    picked from each phone's /proc/cpuinfo, and its records say which."""
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
+
+    arm_phone = request.getfixturevalue(phone)
+    activations = "int8" if preset.endswith("a8") else "float32"
 
     # pinned to the phone's X4 and A720 2.9 GHz cores (cpu7-9) through its own ARM64 taskset
     spec = RunSpec(
@@ -88,7 +125,9 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
     assert arm.measured == host.measured == 1
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
     assert on_arm["device"]["machine"] == "aarch64" and on_arm["device"]["emulated"] is True
-    assert on_arm["target"] == "arm64-linux" and on_arm["runner"] == "python"
+    assert on_arm["target"] == target and on_arm["runner"] == "python"
+    # the host's own integer ISA where the phone's is one
+    assert on_arm["kernels"] == kernels and (on_host["kernels"] == "float") == (kernels == "float")
     assert on_arm["format"] == on_host["format"] == preset and on_arm["activations"] == activations
     assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
     assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
@@ -101,7 +140,10 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
     ) == (3, "380", "7-9", None)
     run_info = json.loads((tmp_path / "arm" / "run.json").read_text())
     assert run_info["deploy"]["bytes_pushed"] > 0
-    if activations == "int8":
+    assert run_info["bundle"]["kernels"] == kernels
+    if kernels == "neon-i8mm":
+        assert "smmla" in run_info["bundle"]["kernels_detail"]
+    if kernels == "neon-dot":
         assert "sdot" in run_info["bundle"]["kernels_detail"]
     # the kit and the bundle are on the phone now, checked by sha256: nothing is pushed again
     again = run_benchmark(spec, tmp_path / "arm-again", **quiet)
