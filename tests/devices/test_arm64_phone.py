@@ -196,17 +196,21 @@ def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(
 
 
 @pytest.mark.slow
-def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phone, tmp_path):
+@pytest.mark.parametrize("preset", ["q4f16_1", "q4f16_1a8"])
+def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(
+    adb_server, arm_phone, tmp_path, preset
+):
     """The whole path with real weights: one SmolLM2-135M request (L=200, 4 tokens) compiled for
-    arm64-linux and run by the kit as aarch64 code. Its greedy tokens are the host's; where the
-    two builds' rounding differs, teacher-forced next-token agreement must still be >= 90%.
-    (About 6 minutes: qemu computes floating point in software.)"""
+    the S24 (arm64-linux-i8mm: q4f16_1a8's prefill on smmla) and run by the kit as aarch64 code.
+    Its greedy tokens are the host's; where the two builds' rounding differs, teacher-forced
+    next-token agreement must still be >= 90%. (About 6 minutes each: qemu computes floating
+    point in software.)"""
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
     spec = RunSpec(
         model="smollm2-135m-instruct",
-        quantization="q4f16_1",
+        quantization=preset,
         device=f"adb:{arm_phone.serial}",
         idle_s=0,
         tasks=["summ"],
@@ -220,6 +224,7 @@ def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phon
     run_benchmark(spec, tmp_path / "arm", **quiet)
     run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
+    assert on_arm["target"] == "arm64-linux-i8mm" and on_arm["format"] == preset
     assert on_arm["status"] == "ok" and (
         on_arm["device"]["machine"],
         on_arm["device"]["emulated"],
@@ -240,7 +245,7 @@ def teacher_forced_agreement(adb_server, arm_phone, tmp_path, host_record: dict)
     dev = AdbDevice(arm_phone.serial, f"127.0.0.1:{adb_server}")
     bundle = next(
         (arm_phone.root / "data/local/tmp/slm-bench/bundles").glob(
-            "smollm2-135m-instruct-q4f16_1-arm64-linux-*"
+            f"smollm2-135m-instruct-{host_record['format']}-arm64-linux-i8mm-*"
         )
     )
     prompt = next(p for p in load_suite() if p.id == host_record["prompt_id"])

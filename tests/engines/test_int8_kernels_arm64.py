@@ -31,9 +31,16 @@ pytestmark = [
         reason=f"no {CROSS_GCC} to link ARM64 code (apt-get install -y gcc-aarch64-linux-gnu)",
     ),
 ]
-# (n, k, m): GEMMs with every tail of the 4-row tile (m % 4 = 1, 2, 3) and of the 64-row block,
-# one with an odd M (the padding row of the last pair), and a GEMV.
-CASES = [(32, 64, 2), (32, 64, 7), (32, 64, 13), (48, 160, 70), (48, 96, 1)]
+# (n, k, m, rows): GEMMs with every tail of the 4-row tile (m % 4 = 1, 2, 3) and of the 64-row
+# block, odd M (the padding row of the last pair) down to a prefill of one row, and a GEMV.
+CASES = [
+    (32, 64, 1, "many"),
+    (32, 64, 2, "many"),
+    (32, 64, 7, "many"),
+    (32, 64, 13, "many"),
+    (48, 160, 70, "many"),
+    (48, 96, 1, "one"),
+]
 # What runs on the ARM side: every kernel of lib.so on its saved inputs, its outputs saved.
 CALLS = """
 import sys, numpy as np, tvm
@@ -82,9 +89,8 @@ def build_cases(folder) -> dict[str, np.ndarray]:
     from harness.engines.tvm.targets import resolve
 
     funcs, expected = {}, {}
-    for n, k, m in CASES:
-        name = f"mm_{n}_{k}_{m}"
-        rows = "one" if m == 1 else "many"
+    for n, k, m, rows in CASES:
+        name = f"{rows}_{n}_{k}_{m}"
         func = q4_matmul_a8(n, k, "float16", rows, "neon-i8mm")
         funcs[name] = func.with_attr("global_symbol", name)
         rng = np.random.default_rng(n + k + m)
@@ -123,6 +129,6 @@ def test_i8mm_kernels_match_numpy_as_arm64_code_and_need_an_i8mm_cpu(kit_python,
         ours = np.load(tmp_path / f"{name}.out.npy")
         assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max(), name
     # neoverse-n1 (the emulated phone without i8mm): smmla is an illegal instruction there
-    gemm = next(name for name in expected if not name.endswith("_1"))
+    gemm = next(name for name in expected if name.startswith("many"))
     died = run_on_arm(kit_python, QEMU_CPU, tmp_path, [gemm])
     assert died.returncode != 0 and "Illegal instruction" in died.stderr, died.stderr[-2000:]
