@@ -39,6 +39,7 @@ BUNDLE_INFO_KEYS = (
     "quantization_detail",
     "format",
     "activations",
+    "kernels",
     "kernels_detail",
     "target",
     "weight_bytes",
@@ -220,7 +221,12 @@ def resolved_spec(spec: RunSpec, device) -> RunSpec:
 
 def _with_target(spec: RunSpec, device) -> RunSpec:
     """A stock ARM64 phone runs our bundles in the TVM kit, which loads ``arm64-linux``
-    libraries: the default ``llvm`` (this host's CPU) becomes that; another target is refused."""
+    libraries: the default ``llvm`` (this host's CPU) becomes the build for the phone's cores,
+    ``arm64-linux-i8mm`` where every core lists i8mm in /proc/cpuinfo, else ``arm64-linux``
+    (sdot). Either asked for with --target stays (the i8mm one only where the cores have i8mm:
+    elsewhere it would die of an illegal instruction); another target is refused."""
+    from harness.engines.tvm.targets import ARM64_LINUX_FEATURE, ARM64_LINUX_MATTR, arm64_linux_for
+
     if (
         spec.runner != "python"
         or spec.device == "local"
@@ -229,7 +235,17 @@ def _with_target(spec: RunSpec, device) -> RunSpec:
     ):
         return spec
     if spec.target == "llvm":
-        return spec.model_copy(update={"target": "arm64-linux"})
+        return spec.model_copy(update={"target": arm64_linux_for(device.cpu_features())})
+    if spec.target in ARM64_LINUX_MATTR:
+        feature = ARM64_LINUX_FEATURE[spec.target]
+        features = device.cpu_features()
+        if features and feature not in features:
+            raise UserError(
+                f"{device.serial}'s cores do not list {feature} in /proc/cpuinfo, so a"
+                f" {spec.target} bundle would stop at its first {feature} instruction; use"
+                " --target arm64-linux (or leave --target out)"
+            )
+        return spec
     raise UserError(
         f"the TVM kit on {device.serial} runs arm64-linux bundles, not {spec.target}; use --target"
         f" arm64-linux (or leave --target out), or --runner tvm-rpc for {spec.target}"
@@ -348,6 +364,10 @@ def _deploy_measure_report(
         "quantization": spec.quantization,
         "format": manifest["format"],
         "activations": manifest["activations"],
+        # a native runner of another engine ran its own kernels, not the bundle's
+        "kernels": manifest.get("kernels", "")
+        if native is None or native.engine == spec.engine
+        else "",
         "engine": native.engine if native is not None else spec.engine,
         "engine_version": manifest["engine_version"]
         if native is None or native.engine == spec.engine

@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         template.setdefault("quantization", manifest["quantization"])
         template.setdefault("format", manifest["format"])
         template.setdefault("activations", manifest["activations"])
+        template.setdefault("kernels", manifest.get("kernels", ""))
         template.setdefault("engine", engine_of(manifest))
         runner = Runner(
             args.bundle, prompts, template, args.max_new_tokens, args.mode, args.threads

@@ -139,6 +139,7 @@ class Soak:
             "quantization": self.spec.quantization,
             "format": manifest["format"],
             "activations": manifest["activations"],
+            "kernels": manifest.get("kernels", ""),
             "engine": self.spec.engine,
             "engine_version": manifest["engine_version"],
             "runner": "python",

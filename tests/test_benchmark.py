@@ -43,6 +43,7 @@ def test_records_obey_the_metric_definitions(tmp_path):
         assert r.runtime_s == pytest.approx((s.t_last - s.t_start) / 1e9)
         assert r.output_tokens == 4 and r.weights == "dummy" and r.input_tokenizer == "cl100k"
         assert r.device.profile == "desktop-cpu" and r.device_state_before is not None
+        assert r.kernels == "float" and r.activations == "float32"  # what q4f16_1 ran on
 
 
 def test_rerun_measures_nothing_new(tmp_path):

@@ -261,6 +261,12 @@ class AdbDevice(Device):
             source=source,
         )
 
+    def cpu_features(self) -> set[str]:
+        """One shell instead of topology()'s four: only /proc/cpuinfo counts here."""
+        from harness.devices.topology import common_features
+
+        return common_features(self._shell("cat /proc/cpuinfo"))
+
     def process_status(self, pid: int) -> str | None:
         out = self._shell(f"cat /proc/{int(pid)}/status 2>/dev/null")
         return out if "Cpus_allowed" in out else None

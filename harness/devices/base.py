@@ -126,6 +126,12 @@ class Device(ABC):
     def topology(self) -> Topology:
         """The CPU's cores and clusters, read from the device (``harness.devices.topology``)."""
 
+    def cpu_features(self) -> set[str]:
+        """The feature flags every online core lists in /proc/cpuinfo (empty when none are
+        known): which ARM64 build of a bundle its cores execute."""
+        cores = [set(c.features) for c in self.topology().cores if c.online]
+        return set.intersection(*cores) if cores else set()
+
     @abstractmethod
     def process_status(self, pid: int) -> str | None:
         """``/proc/PID/status`` of a process on the device (None: gone or unreadable)."""

@@ -175,6 +175,16 @@ def parse_cpuinfo(text: str) -> dict[int, dict[str, str]]:
     return out
 
 
+def common_features(cpuinfo: str) -> set[str]:
+    """The feature flags every core of ``/proc/cpuinfo`` lists (``Features`` on ARM, ``flags`` on
+    x86): what code may use wherever the scheduler puts it. Empty when no core lists any."""
+    lists = [
+        set((fields.get("features") or fields.get("flags") or "").split())
+        for fields in parse_cpuinfo(cpuinfo).values()
+    ]
+    return set.intersection(*lists) if lists else set()
+
+
 def part_name(fields: dict[str, str]) -> str:
     """A core's part: Arm's name for its ``CPU part``
     (``0xd82`` -> Cortex-X4), else x86's model name."""

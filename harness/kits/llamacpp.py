@@ -7,9 +7,9 @@ its sha256, so the phone's ``llama-bench`` and the host's ``llama_cpp`` engine r
 - ``aarch64``: cross-compiled with Debian's ``aarch64-linux-gnu-gcc`` (no Android NDK) and linked
   fully static, so the binary needs nothing from the phone: no loader, no libc++, no libgomp.
   ``-march=armv8.2-a+dotprod+fp16`` (llama.cpp's ``GGML_CPU_ARM_ARCH``): every arm64 phone since
-  2019's Cortex-A76 / Snapdragon 855 has it, the Galaxy S24's Cortex-X4/A720/A520 too, and qemu's
-  ``neoverse-n1`` model that the emulated phone runs executes it. ``+i8mm`` would be faster on the
-  S24 but would exclude older phones.
+  2019's Cortex-A76 / Snapdragon 855 has it, the Galaxy S24's Cortex-X4/A720/A520 too, and both
+  qemu models the emulated phone runs (``neoverse-n1``, and ``max,sve=off`` for the S24) execute
+  it. ``+i8mm`` would be faster on the S24 but would exclude older phones.
 - ``x86_64``: a shared Release build tuned for this CPU (``GGML_NATIVE``); the folder also holds
   ``libllama.so`` and ``libggml*.so`` for llama-cpp-python (``LLAMA_CPP_LIB_PATH=<bin dir>``).
 

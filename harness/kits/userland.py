@@ -31,9 +31,41 @@ PACKAGES = ("busybox-static", "python3", "libstdc++6")
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_ENTRY = BINFMT_DIR / "qemu-aarch64"
 APT_FIX = "apt-get install -y qemu-user-static binfmt-support mmdebstrap"
-# qemu's CPU model for everything the emulated phone runs: Armv8.2-A with dotprod and fp16, the
-# floor our ARM builds target. (qemu's default "max" trips false floating-point warnings in numpy.)
+# qemu's CPU models for everything the emulated phone runs (qemu_cpu_for picks one):
+# - neoverse-n1: Armv8.2-A with dotprod and fp16, the floor our ARM builds target.
+# - i8mm (Armv8.6-A) is in no named model of qemu 7.2 (Debian 12's), only in "max"; "max" with
+#   its SVE off, because numpy's OpenBLAS takes SVE paths under it that raise false
+#   floating-point warnings ("divide by zero encountered in matmul"), and with SVE on but SME off
+#   even return a wrong x @ x.T. With sve=off both are gone and i8mm stays.
 QEMU_CPU = "neoverse-n1"
+QEMU_CPU_I8MM = "max,sve=off"
+# The /proc/cpuinfo features each model executes: its AT_HWCAP and AT_HWCAP2 bits under
+# qemu-aarch64 7.2, by the kernel's names (read with getauxval in the ARM64 userland's Python).
+QEMU_FEATURES = {
+    QEMU_CPU: frozenset(
+        "fp asimd aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop"
+        " asimddp".split()
+    ),
+    QEMU_CPU_I8MM: frozenset(
+        "fp asimd aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc"
+        " dcpop sha3 sm3 sm4 asimddp sha512 asimdfhm ilrcpc flagm sb paca pacg dcpodp flagm2"
+        " frint i8mm bf16 rng bti mte".split()
+    ),
+}
+
+
+def qemu_cpu_for(features) -> str:
+    """The qemu CPU model for a phone with these /proc/cpuinfo features: the i8mm-capable one
+    where it lists i8mm (so that the harness's i8mm build runs), else neoverse-n1."""
+    return QEMU_CPU_I8MM if "i8mm" in features else QEMU_CPU
+
+
+def executable_features(features, model: str) -> list[str]:
+    """Of a phone's /proc/cpuinfo features, those qemu's ``model`` executes: what the emulated
+    phone's Features line may claim (a feature it lacks would have a program that trusts
+    /proc/cpuinfo die of SIGILL). Kernel-only flags the model does not report (evtstrm, ssbs,
+    dit, uscat) drop out too; nothing here reads them."""
+    return [f for f in features if f in QEMU_FEATURES[model]]
 
 
 def _binfmt_enabled() -> bool:

@@ -88,6 +88,9 @@ class Record(BaseModel):
     quantization: str  # the preset asked for (what a resumed run matches on)
     format: str = ""  # what really ran: the compiled preset, or the engine's own (GGUF Q4_0)
     activations: str = ""  # the linear layers' inputs: float32, or int8 (integer dot products)
+    # the linear layers' kernels, the bundle manifest's "kernels": float, gpu, or the integer ISA
+    # (avx512-vnni, avx-vnni, avx2, neon-dot: sdot, neon-i8mm: smmla); "" where the engine's own
+    kernels: str = ""
     engine: str
     engine_version: str = ""
     target: str = ""

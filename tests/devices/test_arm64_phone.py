@@ -24,19 +24,44 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def arm_phone(adb_server, tmp_path_factory):
-    device = EmulatedDevice(
-        load_profile("galaxy-s24"),
-        tmp_path_factory.mktemp("arm-phone"),
-        time_scale=TIME_SCALE,
-        arch="aarch64",
-    )
+def start_arm_phone(adb_server, folder, profile: dict):
+    device = EmulatedDevice(profile, folder, time_scale=TIME_SCALE, arch="aarch64")
     device.start()
     wait_online(adb_server, device.serial)
+    return device
+
+
+@pytest.fixture(scope="module")
+def arm_phone(adb_server, tmp_path_factory):
+    """The Galaxy S24: i8mm in its Features line, its programs on qemu's max with SVE off."""
+    device = start_arm_phone(
+        adb_server, tmp_path_factory.mktemp("arm-phone"), load_profile("galaxy-s24")
+    )
     yield device
     adb(adb_server, "disconnect", device.serial)
     device.stop()
+
+
+@pytest.fixture(scope="module")
+def older_phone(adb_server, tmp_path_factory):
+    """An S24 whose cores lack i8mm, as a 2019-2021 phone's (Armv8.2-A: sdot, no smmla): its
+    programs run on qemu's neoverse-n1."""
+    profile = load_profile("galaxy-s24")
+    profile["cpu"]["features"] = [f for f in profile["cpu"]["features"] if f != "i8mm"]
+    device = start_arm_phone(adb_server, tmp_path_factory.mktemp("older-phone"), profile)
+    yield device
+    adb(adb_server, "disconnect", device.serial)
+    device.stop()
+
+
+def test_each_phone_says_what_its_cores_execute(adb_server, arm_phone, older_phone):
+    s24, older = (AdbDevice(p.serial, f"127.0.0.1:{adb_server}") for p in (arm_phone, older_phone))
+    assert "i8mm" in s24.cpu_features() and "sve" not in s24.cpu_features()
+    assert "asimddp" in older.cpu_features() and "i8mm" not in older.cpu_features()
+    assert [d.run("getprop ro.slm_bench.qemu_cpu")[1].strip() for d in (s24, older)] == [
+        "max,sve=off",
+        "neoverse-n1",
+    ]
 
 
 def test_the_phone_runs_aarch64_programs_and_offers_no_python(adb_server, arm_phone):
@@ -57,14 +82,26 @@ def run_records(out_dir) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,activations", [("q0f32", "float32"), ("q4f16_1a8", "int8")])
+@pytest.mark.parametrize(
+    "preset,phone,target,kernels",
+    [
+        ("q0f32", "arm_phone", "arm64-linux-i8mm", "float"),
+        ("q4f16_1a8", "arm_phone", "arm64-linux-i8mm", "neon-i8mm"),
+        ("q4f16_1a8", "older_phone", "arm64-linux", "neon-dot"),
+    ],
+)
 def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
-    adb_server, arm_phone, tmp_path, preset, activations
+    adb_server, request, tmp_path, preset, phone, target, kernels
 ):
     """The ARM64 build's greedy tokens equal the host's exactly (16 of them): q0f32, and
-    q4f16_1a8, whose int8 matmuls are sdot on ARM and vpmaddubsw on x86 (the same integers)."""
+    q4f16_1a8, whose int8 matmuls are smmla (prefill) and sdot (decode) on the S24, sdot alone
+    on a phone without i8mm, and vpmaddubsw or vpdpbusd on x86: the same integers. The build is
+    picked from each phone's /proc/cpuinfo, and its records say which."""
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
+
+    arm_phone = request.getfixturevalue(phone)
+    activations = "int8" if preset.endswith("a8") else "float32"
 
     # pinned to the phone's X4 and A720 2.9 GHz cores (cpu7-9) through its own ARM64 taskset
     spec = RunSpec(
@@ -88,7 +125,9 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
     assert arm.measured == host.measured == 1
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
     assert on_arm["device"]["machine"] == "aarch64" and on_arm["device"]["emulated"] is True
-    assert on_arm["target"] == "arm64-linux" and on_arm["runner"] == "python"
+    assert on_arm["target"] == target and on_arm["runner"] == "python"
+    # the host's own integer ISA where the phone's is one
+    assert on_arm["kernels"] == kernels and (on_host["kernels"] == "float") == (kernels == "float")
     assert on_arm["format"] == on_host["format"] == preset and on_arm["activations"] == activations
     assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
     assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
@@ -101,7 +140,10 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
     ) == (3, "380", "7-9", None)
     run_info = json.loads((tmp_path / "arm" / "run.json").read_text())
     assert run_info["deploy"]["bytes_pushed"] > 0
-    if activations == "int8":
+    assert run_info["bundle"]["kernels"] == kernels
+    if kernels == "neon-i8mm":
+        assert "smmla" in run_info["bundle"]["kernels_detail"]
+    if kernels == "neon-dot":
         assert "sdot" in run_info["bundle"]["kernels_detail"]
     # the kit and the bundle are on the phone now, checked by sha256: nothing is pushed again
     again = run_benchmark(spec, tmp_path / "arm-again", **quiet)
@@ -154,17 +196,21 @@ def test_kit_layers_are_checked_by_sha256_and_never_trusted_half_installed(
 
 
 @pytest.mark.slow
-def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phone, tmp_path):
+@pytest.mark.parametrize("preset", ["q4f16_1", "q4f16_1a8"])
+def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(
+    adb_server, arm_phone, tmp_path, preset
+):
     """The whole path with real weights: one SmolLM2-135M request (L=200, 4 tokens) compiled for
-    arm64-linux and run by the kit as aarch64 code. Its greedy tokens are the host's; where the
-    two builds' rounding differs, teacher-forced next-token agreement must still be >= 90%.
-    (About 6 minutes: qemu computes floating point in software.)"""
+    the S24 (arm64-linux-i8mm: q4f16_1a8's prefill on smmla) and run by the kit as aarch64 code.
+    Its greedy tokens are the host's; where the two builds' rounding differs, teacher-forced
+    next-token agreement must still be >= 90%. (About 6 minutes each: qemu computes floating
+    point in software.)"""
     from harness.benchmark import run_benchmark
     from harness.results.schema import RunSpec
 
     spec = RunSpec(
         model="smollm2-135m-instruct",
-        quantization="q4f16_1",
+        quantization=preset,
         device=f"adb:{arm_phone.serial}",
         idle_s=0,
         tasks=["summ"],
@@ -178,6 +224,7 @@ def test_smollm2_q4_on_the_arm64_phone_agrees_with_the_host(adb_server, arm_phon
     run_benchmark(spec, tmp_path / "arm", **quiet)
     run_benchmark(spec.model_copy(update={"device": "local"}), tmp_path / "host", **quiet)
     (on_arm,), (on_host,) = run_records(tmp_path / "arm"), run_records(tmp_path / "host")
+    assert on_arm["target"] == "arm64-linux-i8mm" and on_arm["format"] == preset
     assert on_arm["status"] == "ok" and (
         on_arm["device"]["machine"],
         on_arm["device"]["emulated"],
@@ -198,7 +245,7 @@ def teacher_forced_agreement(adb_server, arm_phone, tmp_path, host_record: dict)
     dev = AdbDevice(arm_phone.serial, f"127.0.0.1:{adb_server}")
     bundle = next(
         (arm_phone.root / "data/local/tmp/slm-bench/bundles").glob(
-            "smollm2-135m-instruct-q4f16_1-arm64-linux-*"
+            f"smollm2-135m-instruct-{host_record['format']}-arm64-linux-i8mm-*"
         )
     )
     prompt = next(p for p in load_suite() if p.id == host_record["prompt_id"])

@@ -173,6 +173,11 @@ def arm_device(adb_server, tmp_path_factory):
 
 def test_the_arm64_phone_pins_and_shows_the_cpu(arm_device):
     check_cpuinfo(arm_device.shell("cat /proc/cpuinfo"))
+    # the S24 lists i8mm, so its programs run on qemu's max without SVE, and its cpuinfo shows
+    # only what that model executes: i8mm, no SVE
+    features = parse_cpuinfo(arm_device.shell("cat /proc/cpuinfo"))[0]["features"].split()
+    assert "i8mm" in features and "sve" not in features and "sve2" not in features
+    assert arm_device.shell("getprop ro.slm_bench.qemu_cpu") == "max,sve=off"
     assert arm_device.shell("grep -c '^processor' /proc/cpuinfo") == "10"  # inside the chroot
     # busybox's ash runs its own applets before PATH: the phone's script must still be the one found
     assert arm_device.shell("type taskset") == "taskset is /.emulated/bin/taskset"

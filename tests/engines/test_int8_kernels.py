@@ -85,6 +85,16 @@ def test_isa_choice_follows_the_target_features():
     assert isa_for(arm) is None
 
 
+def test_arm64_linux_i8mm_picks_smmla_and_the_plain_build_keeps_sdot():
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for
+    from harness.engines.tvm.targets import CROSS_COMPILERS, KERNEL_DESCRIPTIONS, resolve
+
+    assert isa_for(resolve("arm64-linux-i8mm")) == "neon-i8mm"
+    assert isa_for(resolve("arm64-linux")) == "neon-dot"
+    assert "smmla" in KERNEL_DESCRIPTIONS["neon-i8mm"]
+    assert CROSS_COMPILERS["arm64-linux-i8mm"] == CROSS_COMPILERS["arm64-linux"]
+
+
 @pytest.mark.parametrize(
     "n,k,m", [(32, 64, 1), (48, 96, 1), (32, 64, 7), (48, 160, 70), (32, 64, 13)]
 )
@@ -123,6 +133,25 @@ def test_neon_kernels_compile_to_sdot_for_arm64():
     func = q4_matmul_a8(32, 64, "float16", "many", "neon-dot").with_attr("global_symbol", "main")
     asm = tvm.tirx.build(tvm.IRModule({"main": func}), target=target).inspect_source("asm")
     assert "sdot" in asm
+
+
+def test_i8mm_gemm_compiles_to_smmla_and_its_gemv_to_sdot():
+    """The i8mm build (run under qemu in test_int8_kernels_arm64.py): smmla for many rows, sdot
+    for one (kernels.matmul_i8mm says why)."""
+    import tvm
+
+    from harness.engines.tvm.kernels.matmul_int8 import q4_matmul_a8
+    from harness.engines.tvm.targets import resolve
+
+    target = resolve("arm64-linux-i8mm")
+
+    def asm(rows):
+        func = q4_matmul_a8(32, 64, "float16", rows, "neon-i8mm").with_attr("global_symbol", "f")
+        return tvm.tirx.build(tvm.IRModule({"f": func}), target=target).inspect_source("asm")
+
+    gemm, gemv = asm("many"), asm("one")
+    assert "smmla" in gemm and "sdot" not in gemm
+    assert "sdot" in gemv and "smmla" not in gemv
 
 
 def test_a8_preset_packs_its_own_layout_and_says_what_it_needs():

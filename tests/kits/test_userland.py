@@ -58,3 +58,22 @@ def test_the_debian_mirror_comes_from_the_user_or_apt(monkeypatch, tmp_path):
     )
     with pytest.raises(UserError, match="set SLM_BENCH_DEBIAN_MIRROR"):
         userland._mirror()
+
+
+def test_the_emulated_phones_qemu_cpu_and_cpuinfo_follow_its_profile():
+    """A profile with i8mm gets qemu's only i8mm model (max, SVE off); one without gets
+    neoverse-n1; the Features line keeps only what the chosen model executes."""
+    from harness.devices.emulated.adbd import load_profile
+    from harness.devices.emulated.cpu import EmulatedCpu
+    from harness.kits.userland import QEMU_CPU, executable_features, qemu_cpu_for
+
+    s24 = load_profile("galaxy-s24")["cpu"]
+    assert qemu_cpu_for(s24["features"]) == "max,sve=off"
+    shown = executable_features(s24["features"], "max,sve=off")
+    assert {"asimddp", "i8mm", "bf16"} <= set(shown) and not {"sve", "sve2", "svei8mm"} & set(shown)
+    older = [f for f in s24["features"] if f != "i8mm"]
+    assert qemu_cpu_for(older) == QEMU_CPU == "neoverse-n1"
+    assert "asimddp" in executable_features(older, QEMU_CPU)
+    assert "bf16" not in executable_features(older, QEMU_CPU)  # neoverse-n1 has no bf16
+    cpuinfo = EmulatedCpu(s24, [0], shown).cpuinfo()
+    assert f"Features\t: {' '.join(shown)}\n" in cpuinfo and " sve" not in cpuinfo

@@ -245,7 +245,7 @@ def test_llama_bench_on_the_emulated_arm64_s24_is_the_harness_built_static_kit(
     adb_server, tmp_path_factory, monkeypatch
 ):
     """Nothing configured and an ARM64 phone: the harness builds (or finds) its static aarch64
-    llama.cpp, pushes that one file, and measures with it under qemu's neoverse-n1."""
+    llama.cpp, pushes that one file, and measures with it under qemu (the S24's max,sve=off)."""
     from harness.kits import llamacpp
     from harness.kits.userland import arm64_blocker
     from tests.devices.conftest import TIME_SCALE, wait_online

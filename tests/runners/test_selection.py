@@ -14,13 +14,17 @@ from harness.errors import UserError
 from harness.results.schema import RunSpec
 
 
-def device(serial: str, emulated: bool, python: str | None = None):
-    """A phone as _with_runner sees it: python is how harness.runner starts there (None: no way)."""
+def device(serial: str, emulated: bool, python: str | None = None, features=("asimddp",)):
+    """A phone as _with_runner sees it: python is how harness.runner starts there (None: no way);
+    features: what every core lists in /proc/cpuinfo."""
     python = python or ("host" if emulated else None)
     if os.environ.get("SLM_BENCH_DEVICE_PYTHON"):
         python = "device"
     return types.SimpleNamespace(
-        serial=serial, profile=get_profile("galaxy-s24"), python_runner=lambda: python
+        serial=serial,
+        profile=get_profile("galaxy-s24"),
+        python_runner=lambda: python,
+        cpu_features=lambda: set(features),
     )
 
 
@@ -50,6 +54,33 @@ def test_profile_runner_applies_to_a_phone_without_any_python_only(monkeypatch):
         _with_runner(
             RunSpec(model="m", quantization="q4f16_1", runner="mlc"), device("R5CX", emulated=False)
         )
+
+
+def test_the_kit_target_follows_the_phones_cpuinfo_and_either_build_can_be_forced():
+    """i8mm in every core's Features line: the smmla build; without it the sdot one. --target
+    picks either, but never the i8mm build for cores that would not execute it."""
+    from harness.devices.topology import common_features
+
+    spec = RunSpec(model="m", quantization="q4f16_1a8", device="adb:R5CX")
+    s24 = device("R5CX", False, "kit", features=("asimddp", "i8mm"))
+    older = device("R5CX", False, "kit", features=("asimddp",))
+    assert _with_target(spec, s24).target == "arm64-linux-i8mm"
+    assert _with_target(spec, older).target == "arm64-linux"
+    plain = spec.model_copy(update={"target": "arm64-linux"})
+    assert _with_target(plain, s24).target == "arm64-linux"
+    forced = spec.model_copy(update={"target": "arm64-linux-i8mm"})
+    assert _with_target(forced, s24).target == "arm64-linux-i8mm"
+    with pytest.raises(UserError, match="do not list i8mm .* use --target arm64-linux"):
+        _with_target(forced, older)
+    # unknown features (an unreadable /proc/cpuinfo): the user's word stands
+    assert _with_target(forced, device("R5CX", False, "kit", features=())).target == (
+        "arm64-linux-i8mm"
+    )
+    # a core without i8mm (a big.LITTLE mix) keeps the whole phone on sdot
+    mixed = (
+        "processor\t: 0\nFeatures\t: fp asimddp\n\nprocessor\t: 1\nFeatures\t: fp asimddp i8mm\n"
+    )
+    assert common_features(mixed) == {"fp", "asimddp"}
 
 
 def test_a_run_journaled_before_a_spec_field_existed_still_resumes():

@@ -62,10 +62,9 @@ def populate(root: Path, log=print) -> None:
     (root / "proc/mounts").write_text("/dev/root / ext4 rw,relatime 0 0\n")
 
 
-def command(root: Path, command_line: str) -> tuple[list[str], dict[str, str]]:
-    """argv and environment that run ``command_line`` with the phone's shell inside its root."""
-    from harness.kits.userland import QEMU_CPU
-
+def command(root: Path, command_line: str, qemu_cpu: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment that run ``command_line`` with the phone's shell inside its root, its
+    programs on qemu's CPU model ``qemu_cpu`` (``harness.kits.userland.qemu_cpu_for``)."""
     env = {
         "PATH": "/system/bin",
         "HOME": "/",
@@ -73,7 +72,7 @@ def command(root: Path, command_line: str) -> tuple[list[str], dict[str, str]]:
         "ANDROID_DATA": "/data",
         "EXTERNAL_STORAGE": "/sdcard",
         "ADBD_EMULATED_DIR": "/.emulated",
-        "QEMU_CPU": QEMU_CPU,
+        "QEMU_CPU": qemu_cpu,
     }
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"  # the host's; PATH in env is the phone's
     argv = (

@@ -38,7 +38,9 @@ MAX_CORES = 60
 class EmulatedCpu:
     """The profile's ``cpu:`` section (a plain dict, as in the YAML) mapped onto ``hosts``."""
 
-    def __init__(self, spec: dict, hosts):
+    def __init__(self, spec: dict, hosts, features: list[str] | None = None):
+        """``features``: the Features line, when not the profile's own (the aarch64 phone shows
+        only what its qemu CPU model executes)."""
         self.cores: dict[int, tuple[str, int]] = {}  # core -> (part, max kHz)
         for cluster in spec["clusters"]:
             if cluster["part"] not in PART_NUMBERS:
@@ -52,7 +54,9 @@ class EmulatedCpu:
             raise ValueError(
                 f"the profile's clusters must number 0..N-1 once each, N <= {MAX_CORES}"
             )
-        self.features = [str(f) for f in spec.get("features") or []]
+        self.features = [
+            str(f) for f in (spec.get("features") or [] if features is None else features)
+        ]
         self.hosts = sorted(hosts)
         self.all_mask = (1 << self.n) - 1
         self._written: dict[int, int] = {}  # core -> the scaling_cur_freq last written

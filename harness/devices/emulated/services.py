@@ -35,6 +35,7 @@ from harness.devices.emulated import arm64, cpu
 from harness.devices.emulated.protocol import Stream, StreamClosed
 from harness.devices.emulated.thermal import DutyCycle, TripPoints
 from harness.errors import UserError
+from harness.kits import userland
 
 # what the emulated phone's programs are: host ones, or ARM64 under qemu
 ARCHES = (
@@ -180,10 +181,22 @@ class DeviceState:
         self.props["ro.slm_bench.emulated"] = "1"
         if arch == "x86_64":  # runs host programs, the host's Python included (see AdbDevice)
             self.props["ro.slm_bench.host_python"] = "1"
-        # The profile's CPU, if it has one, mapped onto the host CPUs the adbd may run on.
+        # The profile's CPU, if it has one, mapped onto the host CPUs the adbd may run on. On
+        # aarch64 its programs run on the qemu CPU model closest to the profile's features, and
+        # /proc/cpuinfo claims only the features that model executes.
+        listed = (profile.get("cpu") or {}).get("features") or []
+        self.qemu_cpu = userland.qemu_cpu_for(listed) if arch == "aarch64" else None
         self.cpu = (
-            cpu.EmulatedCpu(profile["cpu"], os.sched_getaffinity(0)) if profile.get("cpu") else None
+            cpu.EmulatedCpu(
+                profile["cpu"],
+                os.sched_getaffinity(0),
+                userland.executable_features(listed, self.qemu_cpu) if self.qemu_cpu else None,
+            )
+            if profile.get("cpu")
+            else None
         )
+        if self.qemu_cpu:
+            self.props["ro.slm_bench.qemu_cpu"] = self.qemu_cpu
         self.sandboxed = _SANDBOXED + (cpu.SANDBOXED if self.cpu else ())
         self._path_re = _path_re(self.sandboxed)
         if self.cpu:
@@ -385,7 +398,7 @@ class DeviceState:
     def popen(self, command: str, merge_stderr: bool) -> subprocess.Popen:
         self.refresh()
         if self.arch == "aarch64":
-            argv, env = arm64.command(self.root, command)
+            argv, env = arm64.command(self.root, command, self.qemu_cpu)
             env["PATH"] = f"/.emulated/bin:{env['PATH']}"
             return self._start(argv, env, merge_stderr)
         env = dict(os.environ)

@@ -37,6 +37,7 @@ LIB_NAMES = {
     "llvm": "model.so",
     "cuda": "model.so",
     "arm64-linux": "model.so",
+    "arm64-linux-i8mm": "model.so",
     "android-cpu": "model.tar",
     "opencl": "model.tar",
 }

@@ -23,11 +23,34 @@ TARGETS = {
         " aarch64-linux-gnu-gcc: a stock phone through the harness's TVM kit, or an ARM64 Linux"
         " board (Raspberry Pi 5, Jetson's CPU, Graviton)"
     ),
+    "arm64-linux-i8mm": (
+        "arm64-linux with +i8mm (Armv8.6-A int8 matrix multiply: Cortex-A510/A710/X2 and later,"
+        " the Galaxy S24's cores): prefill's int8 matmuls on smmla; picked for a phone whose"
+        " /proc/cpuinfo lists i8mm"
+    ),
     "opencl": (
         "OpenCL for Adreno, MLC's choice on Android (source generation here; running needs the"
         " phone)"
     ),
 }
+
+
+ARM64_LINUX_MATTR = {
+    "arm64-linux": ("+neon", "+fullfp16", "+dotprod"),
+    "arm64-linux-i8mm": ("+neon", "+fullfp16", "+dotprod", "+i8mm"),
+}
+# The /proc/cpuinfo feature (Features line) each arm64-linux variant needs beyond the base one.
+ARM64_LINUX_FEATURE = {"arm64-linux-i8mm": "i8mm"}
+
+
+def arm64_linux_for(features) -> str:
+    """The arm64-linux variant for cores with these /proc/cpuinfo features: the i8mm build when
+    every core lists i8mm, else the plain (sdot) one."""
+    have = set(features)
+    for name, feature in ARM64_LINUX_FEATURE.items():
+        if feature in have:
+            return name
+    return "arm64-linux"
 
 
 def resolve(name: str):
@@ -53,14 +76,15 @@ def resolve(name: str):
                 "num-cores": 8,
             }
         )
-    if name == "arm64-linux":
-        # Armv8.2-A with dotprod and fp16: every arm64 phone core since Cortex-A76 (2019), the
-        # Galaxy S24's X4/A720/A520, and qemu's neoverse-n1 that emulates the phone here.
+    if name in ARM64_LINUX_MATTR:
+        # arm64-linux: Armv8.2-A with dotprod and fp16, every arm64 phone core since Cortex-A76
+        # (2019) and qemu's neoverse-n1 that emulates such a phone here. arm64-linux-i8mm adds
+        # the int8 matrix multiply of Armv8.6-A (the Galaxy S24's X4/A720/A520).
         return tvm.target.Target(
             {
                 "kind": "llvm",
                 "mtriple": "aarch64-linux-gnu",
-                "mattr": ["+neon", "+fullfp16", "+dotprod"],
+                "mattr": list(ARM64_LINUX_MATTR[name]),
                 "num-cores": 8,
             }
         )
@@ -77,7 +101,7 @@ def is_host_runnable(name: str) -> bool:
 
 
 # Targets whose model library links with a cross compiler from the host's package manager.
-CROSS_COMPILERS = {"arm64-linux": "aarch64-linux-gnu-gcc"}
+CROSS_COMPILERS = {name: "aarch64-linux-gnu-gcc" for name in ARM64_LINUX_MATTR}
 
 
 GPU_KINDS = ("cuda", "opencl", "vulkan", "metal")
@@ -96,6 +120,7 @@ KERNEL_DESCRIPTIONS = {
     "avx-vnni": "int8 x int4 on AVX-VNNI vpdpbusd (256-bit)",
     "avx2": "int8 x int4 on AVX2 vpmaddubsw/vpmaddwd",
     "neon-dot": "int8 x int4 on Armv8.2 sdot (+dotprod)",
+    "neon-i8mm": "int8 x int4 on Armv8.6 smmla (+i8mm) for prefill, sdot for decode",
 }
 
 

@@ -20,6 +20,8 @@ removes the zero point once per group instead of once per weight.
   since Alder Lake). The accumulator starts at -7 * sum(xq) of its group, so the zero point
   costs nothing in the loop.
 - **ARM (+dotprod).** ``sdot`` adds four int8 products into each int32 lane directly.
+- **ARM (+i8mm).** ``smmla`` multiplies two rows by two columns over 8 k at once: the GEMM in
+  ``kernels.matmul_i8mm`` (same weight layout); the GEMV stays on ``sdot``.
 
 **Weight layout** (``harness.quantization.pack_q4_a8``): per column tile of 16 and group of 32,
 256 bytes ordered [step j 0..3][half h 0..1][column c 0..7][kk 0..3]; each byte holds the k of
@@ -46,7 +48,7 @@ STEP_BYTES = TILE_BYTES // 4  # one step j of a tile and group: 16 columns x 4 k
 
 # ISA -> output columns one kernel part covers (a column tile is LANES // that many parts), in
 # order of preference on x86.
-PART_COLUMNS = {"avx512-vnni": 16, "avx-vnni": 8, "avx2": 8, "neon-dot": 8}
+PART_COLUMNS = {"avx512-vnni": 16, "avx-vnni": 8, "avx2": 8, "neon-dot": 8, "neon-i8mm": 8}
 ISAS = tuple(PART_COLUMNS)
 # GEMM rows per register tile: 512-bit vpdpbusd has the latency to hide and 32 registers to do
 # it with (6 rows x 2 accumulators + 6 float sums); the others have 16 registers. Not 8: the
@@ -79,7 +81,11 @@ def isa_for(target) -> str | None:
         return None
     triple = str(target.attrs.get("mtriple", "") or "")
     if triple.startswith("aarch64"):
-        return "neon-dot" if codegen.target_has_features("dotprod", target) else None
+        if not codegen.target_has_features("dotprod", target):
+            return None
+        # i8mm's GEMV is sdot's (kernels.matmul_i8mm), so it needs dotprod too (every i8mm core
+        # has it: Armv8.6-A)
+        return "neon-i8mm" if codegen.target_has_features("i8mm", target) else "neon-dot"
     found = x86_isas(target)
     return found[0] if found else None
 
@@ -363,6 +369,12 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
     from tvm.script import tirx as T
 
     check_shape(n, k, True)
+    if isa == "neon-i8mm":
+        from . import matmul_i8mm
+
+        if rows == "many":
+            return matmul_i8mm.gemm(n, k, scale_dtype, TILE_BYTES, BLOCK_ROWS)
+        isa = "neon-dot"  # one row: sdot (kernels.matmul_i8mm says why)
     tiles, groups = n // LANES, k // GROUP
     columns = PART_COLUMNS[isa]
     parts = LANES // columns  # work items per column tile in the GEMM
