@@ -430,7 +430,7 @@ def profile_local(
 
         for L, ids in prompts.items():
             log(f"memory view at L={L}: a fresh runner-like process")
-            memory.append(memory_view(bundle, len(ids), steps))
+            memory.append(memory_view(bundle, L, len(ids), steps))
     return ProfileResult(
         model=session.manifest.get("model", model),
         quantization=quantization,

@@ -82,8 +82,9 @@ def measure_stages(bundle: Path, length: int, steps: int) -> dict:
     return {"stages": stages, "kv_tokens": length + steps + KV_HEADROOM}
 
 
-def memory_view(bundle: Path, length: int, steps: int) -> MemoryView:
-    """Measure the stages in a fresh process (so nothing the host loaded counts) and explain."""
+def memory_view(bundle: Path, L: int, length: int, steps: int) -> MemoryView:
+    """Measure the stages at the suite's ``L`` (a prompt of ``length`` tokens) in a fresh process,
+    so that nothing the host loaded counts."""
     env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "harness.profiling.memory", str(bundle), str(length), str(steps)],
@@ -117,7 +118,8 @@ def memory_view(bundle: Path, length: int, steps: int) -> MemoryView:
         )
     last = data["stages"][-1][1]
     return MemoryView(
-        L=length,
+        L=L,
+        input_tokens=length,
         stages=rows,
         peak_bytes=last["VmHWM"] * 1024,
         weight_bytes=manifest["weight_bytes"],

@@ -156,7 +156,8 @@ def memory_rows(view: MemoryView) -> list[list[str]]:
 
 def memory_heading(view: MemoryView) -> str:
     return (
-        f"Memory at L={view.L}: a fresh process doing what the runner does (TVM's runtime library"
+        f"Memory at L={view.L} ({view.input_tokens} tokens): a fresh process doing what the runner"
+        " does (TVM's runtime library"
         f" only); weights {view.weight_bytes / 2**20:.1f} MiB, KV cache"
         f" {view.kv_bytes / 2**20:.1f} MiB as allocated (its pages count once written)"
     )

@@ -96,6 +96,7 @@ class MemoryView(BaseModel):
     """Where a runner's memory goes at one L (``harness.profiling.memory``)."""
 
     L: int
+    input_tokens: int  # the prompt at L with the chat template, as prefilled
     stages: list[MemoryStage]
     peak_bytes: int  # VmHWM: what a record's peak_mem_bytes says
     weight_bytes: int

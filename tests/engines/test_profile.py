@@ -59,7 +59,7 @@ def test_the_memory_view_follows_a_runner_stage_by_stage(tiny_profile):
         "model library",
         "weights + KV cache",
     ]
-    assert names[5].startswith(f"prefill of {view.L} tokens")
+    assert names[5].startswith(f"prefill of {view.input_tokens} tokens") and view.L == 200
     assert view.peak_bytes >= max(s.rss_bytes for s in view.stages)
     assert sum(s.grew_bytes for s in view.stages) == view.stages[-1].rss_bytes
     weights = view.stages[4]
