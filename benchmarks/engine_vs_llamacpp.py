@@ -219,20 +219,26 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return next(mismatches, min(len(a), len(b)))
 
 
-def measure(engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int) -> list[dict]:
+def measure(
+    engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int, probe
+) -> list[dict]:
     """Warm each engine on the longest prompt, then per L interleave the engines and keep
-    medians."""
+    medians. ``probe()`` reads the memory bandwidth once before every run: a VM's bandwidth moves
+    with its neighbours, so the ceiling at L is the median of the readings taken between that
+    L's own runs (``read_gbps`` in its row)."""
     longest = seqs[max(seqs)]
     for engine in engines.values():
         run_once(engine, longest, min(steps, 4))
     results = []
     for n, ids in seqs.items():
         runs = {name: [] for name in engines}
+        readings = []
         for _ in range(repeats):
             for name, engine in engines.items():
+                readings.append(probe())
                 time.sleep(SETTLE_S)
                 runs[name].append(run_once(engine, ids, steps))
-        row = {"L": n}
+        row = {"L": n, "read_gbps": round(statistics.median(readings), 2)}
         for name, rs in runs.items():
             row[f"{name}_prefill_tps"] = round(n / statistics.median(r[0] for r in rs), 1)
             row[f"{name}_decode_tps"] = round(steps / statistics.median(r[1] for r in rs), 1)
@@ -286,14 +292,15 @@ def kv_bytes_per_token(cfg, kv_dtype_bytes: int = 2) -> int:
 
 
 def add_ceiling_shares(
-    results: list[dict], read_gbps: float, weight_bytes: dict, kv_per_token: int, steps: int
+    results: list[dict], weight_bytes: dict, kv_per_token: int, steps: int
 ) -> None:
-    """Decode tokens/s as % of each engine's ceiling at that L: read bandwidth over the bytes a
-    step reads (its weights, and the KV cache at the decode's mean context L + steps / 2)."""
+    """Decode tokens/s as % of each engine's ceiling at that L: the read bandwidth measured
+    between that L's runs over the bytes a step reads (its weights, and the KV cache at the
+    decode's mean context L + steps / 2)."""
     for r in results:
         kv = kv_per_token * (r["L"] + steps / 2)
         for name, weights in weight_bytes.items():
-            ceiling_tps = read_gbps * 1e9 / (weights + kv)
+            ceiling_tps = r["read_gbps"] * 1e9 / (weights + kv)
             r[f"{name}_decode_ceiling_pct"] = round(100 * r[f"{name}_decode_tps"] / ceiling_tps, 1)
 
 
@@ -422,7 +429,7 @@ def main(argv=None) -> None:
     out = sys.stderr if args.json_only else sys.stdout
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - keeps stdout for the table and JSON
 
-    from peak import measure_peaks
+    from peak import measure_peaks, read_probe
 
     from harness.engines.llamacpp.engine import gguf_tensor_bytes
     from harness.engines.tvm.compile import compile_model
@@ -455,6 +462,7 @@ def main(argv=None) -> None:
         token_sequences(args.lengths, engines["ours"].vocab),
         args.repeats,
         args.decode_tokens,
+        read_probe(resolve("llvm"), args.threads),
     )
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
     add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest["activations"])
@@ -466,7 +474,7 @@ def main(argv=None) -> None:
         peaks["read_gbps"],
     )
     kv_per_token = kv_bytes_per_token(model.config)
-    add_ceiling_shares(results, peaks["read_gbps"], weight_bytes, kv_per_token, args.decode_tokens)
+    add_ceiling_shares(results, weight_bytes, kv_per_token, args.decode_tokens)
 
     ref_format = gguf_format(gguf_path)
     system_info = llama_cpp.llama_print_system_info().decode().strip()
@@ -487,7 +495,8 @@ def main(argv=None) -> None:
         file=out,
     )
     print(
-        f"bandwidth: read {peaks['read_gbps']:.1f} GB/s ({args.threads} threads, peak.py), copy"
+        f"bandwidth: read {peaks['read_gbps']:.1f} GB/s ({args.threads} threads, peak.py; per L"
+        f" between the runs: {', '.join(str(r['read_gbps']) for r in results)}), copy"
         f" {bandwidth:.1f} GB/s (numpy, 1 thread); weight bytes/token: ours"
         f" {weight_bytes['ours'] / 1e6:.1f} MB (manifest), llama.cpp"
         f" {weight_bytes['ref'] / 1e6:.1f} MB (GGUF tensor bytes); KV cache"
@@ -520,6 +529,7 @@ def main(argv=None) -> None:
                             "ref_prefill_tps",
                             "ours_decode_tps",
                             "ref_decode_tps",
+                            "read_gbps",
                             "ours_decode_ceiling_pct",
                             "ref_decode_ceiling_pct",
                             "ours_prefill_peak_pct",
