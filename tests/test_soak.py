@@ -89,8 +89,10 @@ def test_first_drop_needs_a_run_of_slow_requests_not_one():
 
 @pytest.mark.slow
 def test_a_soak_on_the_emulated_s24_shows_the_throttle(tmp_path):
-    """A phone made to heat 5x fast: its BIG zone passes the first trip ~8 s into a 2-core decode,
-    every cluster's clock drops to 0.7 of its maximum and decoding slows with it."""
+    """A phone made to heat 8x fast: its BIG zone passes the first trip a few seconds into a
+    2-core decode and the second (0.45) within the half minute; every cluster's clock drops and
+    decoding slows with it. (At 5x only the first trip's 0.7 duty cycle was reached, and on a
+    loaded CI machine decode once slowed by only 0.91x under it.)"""
     import shutil
 
     if shutil.which("adb") is None:
@@ -100,7 +102,7 @@ def test_a_soak_on_the_emulated_s24_shows_the_throttle(tmp_path):
 
     server = free_port()
     adb(server, "start-server")
-    phone = EmulatedDevice(load_profile("galaxy-s24"), tmp_path / "phone", time_scale=5.0)
+    phone = EmulatedDevice(load_profile("galaxy-s24"), tmp_path / "phone", time_scale=8.0)
     phone.start()
     try:
         wait_online(server, phone.serial)
