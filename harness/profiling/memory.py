@@ -18,10 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .schema import MemoryStage, MemoryView
+# the cache is sized as the runner sizes it (harness.runner imports nothing of TVM's: the stages
+# below must see TVM arrive when they import it)
+from harness.runner import KV_HEADROOM
 
-PAGE_SIZE = 16
-KV_HEADROOM = 16
+from .schema import MemoryStage, MemoryView
 
 
 def _status_kib() -> dict[str, int]:
@@ -36,6 +37,8 @@ def _status_kib() -> dict[str, int]:
 
 def expected_kv_bytes(config: dict, dtype_bytes: int, tokens: int) -> int:
     """What the paged cache allocates for ``tokens`` (whole pages), both K and V."""
+    from harness.engines.tvm.runtime import PAGE_SIZE
+
     pages = -(-tokens // PAGE_SIZE)
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_heads"]
     return (

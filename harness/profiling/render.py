@@ -98,19 +98,24 @@ def gap_line(p: PhaseProfile, bandwidth_gbps: float | None) -> str | None:
     )
 
 
+def aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as indented text columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  "
+        + r[0].ljust(widths[0])
+        + "".join(f"  {c.rjust(w)}" for c, w in zip(r[1:], widths[1:], strict=True))
+        for r in rows
+    ]
+
+
 def text_table(result: ProfileResult) -> str:
     lines = [header(result), ""]
     for p in result.phases:
         groups, total, kernels = phase_rows(p)
         rows = [list(COLUMNS), *groups, total, ["top kernels", *[""] * 8], *kernels]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
         lines.append(phase_heading(p))
-        for r in rows:
-            lines.append(
-                "  "
-                + r[0].ljust(widths[0])
-                + "".join(f"  {c.rjust(w)}" for c, w in zip(r[1:], widths[1:], strict=True))
-            )
+        lines += aligned(rows)
         lines += ["  " + check_line(p)]
         gap = gap_line(p, result.ceilings.bandwidth_gbps)
         lines += [f"  {gap}"] if gap else []
@@ -166,15 +171,8 @@ def memory_heading(view: MemoryView) -> str:
 def memory_text(views: list[MemoryView]) -> list[str]:
     lines = []
     for view in views:
-        rows = [list(MEMORY_COLUMNS), *memory_rows(view)]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(MEMORY_COLUMNS))]
         lines.append(memory_heading(view))
-        for r in rows:
-            lines.append(
-                "  "
-                + r[0].ljust(widths[0])
-                + "".join(f"  {c.rjust(w)}" for c, w in zip(r[1:], widths[1:], strict=True))
-            )
+        lines += aligned([list(MEMORY_COLUMNS), *memory_rows(view)])
         lines.append("")
     return lines
 
