@@ -1,13 +1,18 @@
 """Packing weights into shards reports each parameter's bytes to a progress meter whose total,
-known before the first tensor is converted, is what the shards end up holding."""
+known before the first tensor is converted, is what the shards end up holding; loading a truncated
+shard names the parameter and the fix; a whole one gives back every value."""
 
 from __future__ import annotations
 
 import io
 import re
 
+import numpy as np
+import pytest
+
 from harness.engines.tvm.compile import _packed_bytes
-from harness.engines.tvm.weights import convert, write_shards
+from harness.engines.tvm.weights import convert, load_params, write_shards
+from harness.errors import UserError
 from harness.models.registry import tiny_configs
 from harness.models.sources.dummy import load_dummy
 from harness.progress import meter
@@ -27,3 +32,33 @@ def test_packing_reports_bytes_up_to_the_total_the_shards_hold(tmp_path):
     percents = [int(re.search(r"\((\d+)%\)", line)[1]) for line in lines[:-1]]
     assert len(percents) >= 3 and percents == sorted(set(percents)) and percents[-1] < 100
     assert re.fullmatch(r"packing weights \(q4f16_1\): [\d.]+ [kM]B in .*B/s\)", lines[-1])
+
+
+def _shards(tmp_path):
+    params = {
+        "a": np.arange(7, dtype=np.float32),  # 28 bytes: the next tensor needs padding
+        "b": np.arange(12, dtype=np.uint8).reshape(3, 4),
+        "c": np.linspace(-1, 1, 10).astype(np.float16),
+    }
+    expected = {n: (a.shape, str(a.dtype)) for n, a in params.items()}
+    write_shards(iter(params.items()), expected, tmp_path)
+    return params
+
+
+def test_parameters_load_with_their_values_in_the_order_asked(tmp_path):
+    import tvm
+
+    params = _shards(tmp_path)
+    order = ["c", "a", "b"]
+    for name, tensor in zip(order, load_params(tmp_path, order, tvm.cpu()), strict=True):
+        np.testing.assert_array_equal(tensor.numpy(), params[name])
+
+
+def test_a_truncated_shard_names_the_parameter_and_the_fix(tmp_path):
+    import tvm
+
+    _shards(tmp_path)
+    shard = tmp_path / "shard_000.bin"
+    shard.write_bytes(shard.read_bytes()[:-4])
+    with pytest.raises(UserError, match=r"ends before parameter c: .*compile again"):
+        load_params(tmp_path, ["a", "b", "c"], tvm.cpu())
