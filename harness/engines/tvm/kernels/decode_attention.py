@@ -187,7 +187,7 @@ def _decode_streamed(
                     used: T.let[T.int32] = T.if_then_else(
                         p == npages - 1, last_page_len[b], page_size
                     )
-                    prefetch(pages, page_values, first, p, p1, hk)
+                    prefetch(pages, page_values, first, p, p0, p1, hk)
                     for sb in T.serial(NSB):
                         h0: T.let[T.int32] = hk * group + sb * G
                         for kb in T.serial(page_size // KS):
@@ -377,7 +377,7 @@ def _decode_resident(
                     used: T.let[T.int32] = T.if_then_else(
                         p == npages - 1, last_page_len[b], page_size
                     )
-                    prefetch(pages, page_values, first, p, p1, hk)
+                    prefetch(pages, page_values, first, p, p0, p1, hk)
                     # KS keys x G heads at a time, each with its own accumulator: the FMA chains
                     # of one dot product would otherwise wait on each other (latency, not
                     # throughput); each K vector is loaded and converted once for the G heads.
@@ -485,16 +485,21 @@ def _merge_splits(T, H_qo: int, D: int, S: int, dtype: str):
 def _prefetch_page(T, page_size: int, D: int):
     """Ask for the K and V rows of the item's page PREFETCH pages ahead, a cache line at a time:
     pages sit anywhere in the pool, so the hardware prefetcher restarts at every page. Measured
-    with benchmarks/decode_attention.py at 1000 keys, 40 caches in turn (so from memory), AMD
-    EPYC Zen 4, 2 threads: SmolLM2's shapes 1.57-1.68x and Llama-3-8B's 1.37x faster than
-    without, into L2; into L1 only 1.19x and 1.00x."""
+    with benchmarks/decode_attention.py at 1000 keys, 40 caches in turn, AMD EPYC Zen 4, 2
+    threads: SmolLM2's shapes 1.57-1.68x and Llama-3-8B's 1.37x faster than without, into L2;
+    into L1 only 1.19x and 1.00x. Asking for an item's first page as well when it starts gave
+    1.02-1.10x more (SmolLM2's shapes, 200 and 1000 keys, 150 MB of caches: from DRAM), most at
+    200 keys, where an item has only 3-4 pages; 2 or 3 pages ahead were no faster than 1."""
     lines = page_size * D * 2 // 64  # fp16 rows of one head, 64-byte lines
 
     @T.macro
-    def prefetch(pages, page_values, first, p, p1, hk):
+    def prefetch(pages, page_values, first, p, p0, p1, hk):
         if PREFETCH > 0:
-            if p + PREFETCH < p1:
-                ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
+            # On an item's first page, that page too: its lines are asked for all at once, where
+            # the loads of the dot products would miss one after another
+            lo: T.let[T.int32] = T.if_then_else(p == p0, p, p + PREFETCH)
+            for ahead_p in T.serial(T.max(0, T.min(p + PREFETCH + 1, p1) - lo)):
+                ahead: T.let[T.int32] = page_values[first + lo + ahead_p]
                 for kv in T.unroll(2):
                     for line in T.serial(lines):
                         T.evaluate(
