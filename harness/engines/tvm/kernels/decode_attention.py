@@ -187,10 +187,20 @@ def _decode_streamed(
                     used: T.let[T.int32] = T.if_then_else(
                         p == npages - 1, last_page_len[b], page_size
                     )
-                    prefetch(pages, page_values, first, p, p0, p1, hk)
                     for sb in T.serial(NSB):
                         h0: T.let[T.int32] = hk * group + sb * G
                         for kb in T.serial(page_size // KS):
+                            prefetch(
+                                pages,
+                                page_values,
+                                first,
+                                p,
+                                p0,
+                                p1,
+                                hk,
+                                sb * (page_size // KS) + kb,
+                                NSB * (page_size // KS),
+                            )
                             for x in T.unroll(KS * G):
                                 for lane in T.vectorized(DOT_LANES):
                                     part[x, lane] = T.float32(0)
@@ -377,11 +387,11 @@ def _decode_resident(
                     used: T.let[T.int32] = T.if_then_else(
                         p == npages - 1, last_page_len[b], page_size
                     )
-                    prefetch(pages, page_values, first, p, p0, p1, hk)
                     # KS keys x G heads at a time, each with its own accumulator: the FMA chains
                     # of one dot product would otherwise wait on each other (latency, not
                     # throughput); each K vector is loaded and converted once for the G heads.
                     for kb in T.serial(page_size // KS):
+                        prefetch(pages, page_values, first, p, p0, p1, hk, kb, page_size // KS)
                         for x in T.unroll(KS * G):
                             for lane in T.vectorized(DOT_LANES):
                                 part[x, lane] = T.float32(0)
@@ -483,34 +493,49 @@ def _merge_splits(T, H_qo: int, D: int, S: int, dtype: str):
 
 
 def _prefetch_page(T, page_size: int, D: int):
-    """Ask for the K and V rows of the item's page PREFETCH pages ahead, a cache line at a time:
-    pages sit anywhere in the pool, so the hardware prefetcher restarts at every page. Measured
-    with benchmarks/decode_attention.py at 1000 keys, 40 caches in turn, AMD EPYC Zen 4, 2
-    threads: SmolLM2's shapes 1.57-1.68x and Llama-3-8B's 1.37x faster than without, into L2;
-    into L1 only 1.19x and 1.00x. Asking for an item's first page as well when it starts gave
-    1.02-1.10x more (SmolLM2's shapes, 200 and 1000 keys, 150 MB of caches: from DRAM), most at
-    200 keys, where an item has only 3-4 pages; 2 or 3 pages ahead were no faster than 1."""
+    """Ask for the K and V rows of the item's page PREFETCH pages ahead into L2, a cache line at a
+    time: pages sit anywhere in the pool, so the hardware prefetcher restarts at every page.
+
+    The requests for the next page are spread over the current page's key blocks (and sub-blocks
+    of heads), a few lines each: all of them at once stall the core while the load queue is full.
+    Measured with benchmarks/decode_attention.py, AMD EPYC Zen 4, 2 threads, 1000 keys:
+    - into L2 against none: SmolLM2's shapes 1.57-1.68x, Llama-3-8B's 1.37x (into L1: 1.19x and
+      1.00x); 2-4 pages ahead no faster than 1;
+    - the item's first page asked for when it starts: 1.02-1.10x more (from DRAM, most at 200
+      keys, where an item has 3-4 pages);
+    - spreading the requests: 1.13-1.24x more for 8B's shapes, 1.04-1.11x for SmolLM2's at 1000
+      keys, within noise at 200 keys and for Qwen2-0.5B's."""
     lines = page_size * D * 2 // 64  # fp16 rows of one head, 64-byte lines
 
+    def line_address(pages, page, hk, line):
+        """The address of one of a page's 2 x ``lines`` cache lines of head hk: K's, then V's."""
+        kv, at = line // lines, line % lines
+        return T.address_of(pages[page, kv, hk, at * 32 // D, at * 32 % D])
+
     @T.macro
-    def prefetch(pages, page_values, first, p, p0, p1, hk):
+    def ask(address):
+        T.evaluate(
+            T.call_llvm_intrin(
+                "void",
+                "llvm.prefetch.p0",
+                address,
+                0,
+                PREFETCH_LOCALITY,
+                1,  # read, data
+            )
+        )
+
+    @T.macro
+    def prefetch(pages, page_values, first, p, p0, p1, hk, piece, pieces):
+        # piece `piece` of `pieces` of the next page's lines; on the item's first page, that
+        # page's lines too, all at once (the dot products' loads would miss one by one)
         if PREFETCH > 0:
-            # On an item's first page, that page too: its lines are asked for all at once, where
-            # the loads of the dot products would miss one after another
-            lo: T.let[T.int32] = T.if_then_else(p == p0, p, p + PREFETCH)
-            for ahead_p in T.serial(T.max(0, T.min(p + PREFETCH + 1, p1) - lo)):
-                ahead: T.let[T.int32] = page_values[first + lo + ahead_p]
-                for kv in T.unroll(2):
-                    for line in T.serial(lines):
-                        T.evaluate(
-                            T.call_llvm_intrin(
-                                "void",
-                                "llvm.prefetch.p0",
-                                T.address_of(pages[ahead, kv, hk, line * 32 // D, line * 32 % D]),
-                                0,  # read
-                                PREFETCH_LOCALITY,
-                                1,  # data
-                            )
-                        )
+            if p == p0 and piece == 0:
+                for line in T.serial(2 * lines):
+                    ask(line_address(pages, page_values[first + p], hk, line))
+            if p + PREFETCH < p1:
+                ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
+                for i in T.serial(2 * lines // pieces):
+                    ask(line_address(pages, ahead, hk, piece * (2 * lines // pieces) + i))
 
     return prefetch
