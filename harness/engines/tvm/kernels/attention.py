@@ -9,6 +9,10 @@ L = 1000 they dominate both prefill and decode. These kernels keep the exact sig
   of one GQA group share each K/V row they load, and each head's cache is split into ranges
   that are merged at the end (3 KV heads alone would leave threads idle);
 - visit only the causally visible keys;
+- in prefill, convert the keys (transposed) and values to fp32 once per call, which every query
+  block of a GQA group then reads, and keep a block's V accumulators in registers a slab of
+  V_LANES columns at a time (1.6x at SmolLM2's shapes and 2.3x at 8B's, L = 1000, against
+  converting each chunk per block with the accumulators in memory);
 - use a chunked online softmax: CHUNK scores at a time, one rescale per chunk, not per key;
 - vectorize the dot products (DOT_LANES partial sums; in decode, KEYS keys side by side so the
   FMA chains overlap) and the V accumulation over head_dim.
@@ -97,7 +101,8 @@ def fast_exp2(T, x):
     return T.reinterpret("float32", T.shift_left(T.Cast("int32", whole) + 127, 23)) * poly
 
 
-QUERY_BLOCK = 8  # queries of one head per prefill work item; they share one transposed K chunk
+QUERY_BLOCK = 8  # queries of one head per prefill work item; they share each K and V row loaded
+V_LANES = 16  # columns of V accumulated per pass in prefill (QB x V_LANES fp32 in registers)
 
 
 def prefill_ragged(
@@ -156,6 +161,25 @@ def prefill_ragged(
         output = T.match_buffer(var_output, (qo_len, h_q, d_v), dtype)
         lse = T.match_buffer(var_lse, (qo_len, h_q), "float32")
 
+        # Keys transposed (head, dimension, key) and values, both in fp32, once per call: every
+        # query block of every head in a group reads them, where each used to convert (and
+        # transpose, scalar) its own copy of every chunk. A chunk of padding past the last key
+        # keeps the last chunk's loads in bounds (its scores are masked).
+        kt = T.alloc_buffer((h_kv, d_qk, kv_len + CHUNK), "float32")
+        vf = T.alloc_buffer((kv_len + CHUNK, h_kv, d_v), "float32")
+        for j in T.parallel(kv_len + CHUNK):
+            with T.sblock("convert"):
+                T.reads()
+                T.writes()
+                for hk in T.serial(h_kv):
+                    for d in T.serial(d_qk):
+                        kt[hk, d, j] = T.if_then_else(
+                            j < kv_len, T.Cast("float32", k[T.min(j, kv_len - 1), hk, d]), 0.0
+                        )
+                    for d in T.vectorized(d_v):
+                        vf[j, hk, d] = T.if_then_else(
+                            j < kv_len, T.Cast("float32", v[T.min(j, kv_len - 1), hk, d]), 0.0
+                        )
         for b in T.serial(batch_size):
             for item in T.parallel(T.ceildiv(q_indptr[b + 1] - q_indptr[b], QB) * h_q):
                 with T.sblock("attn"):
@@ -163,9 +187,8 @@ def prefill_ragged(
                     T.writes()
                     qv = T.sblock_alloc_buffer((QB, d_qk), "float32")
                     acc = T.sblock_alloc_buffer((QB, d_v), "float32")
-                    kt = T.sblock_alloc_buffer((d_qk, CHUNK), "float32")
                     sc = T.sblock_alloc_buffer((QB, CHUNK), "float32")
-                    vrow = T.sblock_alloc_buffer((d_v,), "float32")
+                    slab = T.sblock_alloc_buffer((QB, V_LANES), "float32")  # acc's columns, live
                     m = T.sblock_alloc_buffer((QB,), "float32")
                     lsum = T.sblock_alloc_buffer((QB,), "float32")
                     tmp = T.sblock_alloc_buffer((2,), "float32")  # chunk max, rescale
@@ -207,12 +230,6 @@ def prefill_ragged(
                         m[r] = T.float32(MASKED)
                         lsum[r] = T.float32(0)
                     for c in T.serial(T.ceildiv(vis_last, CHUNK)):
-                        for j in T.serial(CHUNK):
-                            for d in T.serial(d_qk):
-                                # rows past the end are clamped; their scores are masked below
-                                kt[d, j] = T.Cast(
-                                    "float32", k[kv0 + T.min(c * CHUNK + j, n_kv - 1), hk, d]
-                                )
                         # Scores with d outer and the block's queries inner: QB x CHUNK / lanes
                         # independent FMA chains (16 on AVX-512), where one query at a time
                         # made each chain wait on its previous FMA (latency-bound).
@@ -222,7 +239,7 @@ def prefill_ragged(
                         for d in T.serial(d_qk):
                             for r in T.unroll(QB):
                                 for j in T.vectorized(CHUNK):
-                                    sc[r, j] = sc[r, j] + qv[r, d] * kt[d, j]
+                                    sc[r, j] = sc[r, j] + qv[r, d] * kt[hk, d, kv0 + c * CHUNK + j]
                         for r in T.serial(QB):
                             # keys are the chunk's own tokens:
                             # query r sits at key index n_kv - n_q + qi0 + r
@@ -256,13 +273,23 @@ def prefill_ragged(
                             lsum[r] = lsum[r] + tree(
                                 lambda a, b: a + b, [sc[r, j] for j in range(CHUNK)]
                             )
-                        # Keys outer: each V row is converted once for the whole block.
-                        for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
-                            for d in T.vectorized(d_v):
-                                vrow[d] = T.Cast("float32", v[kv0 + c * CHUNK + j, hk, d])
+                        # V_LANES columns at a time, keys inner: the block's QB accumulators of
+                        # those columns stay in registers while the chunk's V rows stream by.
+                        for dc in T.serial(d_v // V_LANES):
                             for r in T.unroll(QB):
-                                for d in T.vectorized(d_v):
-                                    acc[r, d] = acc[r, d] + sc[r, j] * vrow[d]
+                                for d in T.vectorized(V_LANES):
+                                    slab[r, d] = acc[r, dc * V_LANES + d]
+                            for j in T.serial(T.min(CHUNK, n_kv - c * CHUNK)):
+                                for r in T.unroll(QB):
+                                    for d in T.vectorized(V_LANES):
+                                        slab[r, d] = (
+                                            slab[r, d]
+                                            + sc[r, j]
+                                            * vf[kv0 + c * CHUNK + j, hk, dc * V_LANES + d]
+                                        )
+                            for r in T.unroll(QB):
+                                for d in T.vectorized(V_LANES):
+                                    acc[r, dc * V_LANES + d] = slab[r, d]
                     for r in T.serial(rows):
                         for d in T.vectorized(d_v):
                             output[q_indptr[b] + qi0 + r, h, d] = T.Cast(
