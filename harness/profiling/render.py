@@ -131,10 +131,16 @@ def header(result: ProfileResult) -> str:
         if c.fp32_gflops
         else c.compute_source
     )
+    bandwidth = (
+        f"bandwidth {c.bandwidth_gbps} GB/s ({c.bandwidth_source})"
+        if c.bandwidth_gbps
+        else f"bandwidth {c.bandwidth_source}"
+    )
+    kernels = f", {result.kernels} kernels" if result.kernels else ""
     return (
         f"{result.model} {result.quantization} on {result.device} ({result.machine},"
-        f" {result.threads} threads)\nceilings: bandwidth {c.bandwidth_gbps} GB/s"
-        f" ({c.bandwidth_source}); compute {peak}\n"
+        f" {result.threads} threads; target {result.target}{kernels})\nceilings: {bandwidth};"
+        f" compute {peak}\n"
         "%BW: achieved GB/s of the bandwidth (over 100: the data came from cache); %peak:"
         " achieved GOP/s of the compute peak (int8 for q4a8 kernels, else fp32); %roof: of"
         " min(peak, bandwidth x ops/byte)"
