@@ -195,6 +195,8 @@ class Runner:
                 " harness.profiling.calibrate.calibration_library's output for this device"
             }
         prompts = {int(self.prompts[pid]["L"]): self.encode(pid) for pid in ids}
+        if len(prompts) != len(ids):
+            return {"error": "profile takes one prompt per L; pass prompt_ids of distinct L"}
         needed = max(len(v) for v in prompts.values()) + 2 * steps + WARMUP_DECODE_STEPS
         if needed > self.session.max_seq_len:
             return {

@@ -15,6 +15,7 @@ Examples:
   slm-bench profile --model dummy:tiny-llama --lengths 200 --out /tmp/prof
   slm-bench profile --model smollm2-135m-instruct --device adb:SERIAL --lengths 200
   slm-bench devices emulate --profile galaxy-s24 --arch arm64 --port 5600 &   # an emulated S24
+  adb connect 127.0.0.1:5600
   slm-bench profile --model dummy:tiny-llama --device adb:127.0.0.1:5600 --lengths 200 --rounds 2
 
 \b

@@ -95,7 +95,7 @@ def profile_on_device(
         )
     if "error" in reply:
         raise UserError(f"the runner on {where} could not profile: {reply['error']}")
-    ceilings = device_ceilings(device, info.emulated)
+    ceilings = device_ceilings(device.profile, info.emulated)
     phases = [PhaseProfile.model_validate(p) for p in reply["profile"]["phases"]]
     for phase in phases:
         rate(phase, ceilings, info.emulated)
@@ -173,12 +173,12 @@ def _run_profile(device, bundle, calibration, prompts, steps, rounds, placement,
     return reply, other_load(before, after)
 
 
-def device_ceilings(device, emulated: bool) -> Ceilings:
-    """What is known of the phone's ceilings, each with where it comes from; nothing invented."""
+def device_ceilings(profile, emulated: bool) -> Ceilings:
+    """What is known of a phone's ceilings (its ``DeviceProfile``), each figure with where it
+    comes from; nothing invented."""
     if emulated:
         reason = "none: " + EMULATED_NOTE.split(": ", 1)[1]
         return Ceilings(bandwidth_source=reason, compute_source="none: an emulated phone")
-    profile = device.profile
     ceilings = Ceilings(
         compute_source=(
             "not known for a phone (benchmarks/peak.py measures the desktop only): %peak stays"
