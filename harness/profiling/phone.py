@@ -31,7 +31,8 @@ EMULATED_NOTE = (
     " only time shares and the check are shown; GB/s, GOP/s, %BW, %peak and %roof are left empty"
 )
 MEMORY_SKIPPED = (
-    "memory view skipped: it runs on the desktop only for now (slm-bench profile --device local)"
+    "memory view skipped: it runs on the desktop only for now (slm-bench profile --device local;"
+    " under emulation a process's RSS would count qemu-user's own memory too)"
 )
 
 
