@@ -22,7 +22,8 @@ Contract (a native runner can obey the same one):
   runs (harness.profiling.collect.profile_session at each prompt's L; each phase validates as
   ``harness.profiling.schema.PhaseProfile``, its rates left to the host, which knows the
   device's ceilings). PATH is the hook-cost calibration library the host compiled for this
-  device (harness.profiling.calibrate.calibration_library): the runner has TVM's runtime only.
+  device (harness.profiling.calibrate.calibration_library; a relative PATH is in BUNDLE's folder):
+  the runner has TVM's runtime only.
   The runner must have been started with ``--max-new-tokens`` at least 2 N + 2 (the profile's
   decode steps, plain and profiled, after a warm-up of two), which sizes its KV cache;
   ``{"op": "quit"}`` -> the summary line. The host uses this to sample device state and cool down
@@ -81,7 +82,7 @@ class Runner:
         from harness.engines import get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
-        self.prompts, self.template = prompts, template
+        self.prompts, self.template, self.bundle = prompts, template, Path(bundle)
         self.max_new_tokens, self.mode = max_new_tokens, mode
         config = json.loads((Path(bundle) / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])
@@ -189,6 +190,10 @@ class Runner:
         if not all(isinstance(v, int) and v >= 1 for v in (steps, rounds)):
             return {"error": "profile needs decode_steps and rounds: whole numbers from 1"}
         calibration = cmd.get("calibration")
+        # relative: beside the bundle (a phone's paths in a command line may be rewritten on the
+        # way, as the emulated x86_64 phone's are; paths inside a command never are)
+        if calibration and not Path(calibration).is_file():
+            calibration = str(self.bundle / calibration)
         if not calibration or not Path(calibration).is_file():
             return {
                 "error": f"profile: no calibration library at {calibration!r}; pass the path of"

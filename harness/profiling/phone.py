@@ -16,7 +16,6 @@ the host's to add, since the host knows the device:
 
 from __future__ import annotations
 
-import posixpath
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +26,9 @@ from .collect import BUSY, NOTES, ROUNDS, WARMUP_DECODE_STEPS, busy_warning, wit
 from .schema import OVERHEAD, Ceilings, PhaseProfile, ProfileResult
 
 EMULATED_NOTE = (
-    "an emulated phone: its times are this host's (ARM64 code under qemu-user), not a phone's, so"
-    " only time shares and the check are shown; GB/s, GOP/s, %BW, %peak and %roof are left empty"
+    "an emulated phone: its times are this host's, not a phone's (an ARM64 one runs its code under"
+    " qemu-user), so only time shares and the check are shown; GB/s, GOP/s, %BW, %peak and %roof"
+    " are left empty"
 )
 MEMORY_SKIPPED = (
     "memory view skipped: it runs on the desktop only for now (slm-bench profile --device local;"
@@ -127,18 +127,15 @@ def profile_on_device(
 def _run_profile(device, bundle, calibration, prompts, steps, rounds, placement, log):
     """Deploy, start the runner, send the one ``profile`` command; (its reply, the share of the
     CPUs other processes used meanwhile, or None where unknown)."""
-    from harness.devices.adb import REMOTE_ROOT
     from harness.devices.load import other_load, parse_counters
 
     remote = device.deploy(bundle)
-    # beside the bundles, in a folder named by the library's content key: pushed once per change
-    device.stage(
-        {"calibration.so": calibration},
-        posixpath.join(REMOTE_ROOT, "profiling", calibration.parent.name),
-    )
-    remote_calibration = posixpath.join(
-        REMOTE_ROOT, "profiling", calibration.parent.name, "calibration.so"
-    )
+    # Into the bundle's folder, named by the library's content key (pushed once per change, by
+    # sha256), and named to the runner relative to it: the runner's command line reaches the
+    # phone's shell, whose paths an emulated x86_64 phone rewrites into its sandbox; a path
+    # inside a JSON command is passed as it is.
+    name = f"{calibration.parent.name}.so"
+    device.stage({name: calibration}, remote)
     with tempfile.TemporaryDirectory(prefix="slm-bench-profile-") as tmp:
         prompts_file = Path(tmp) / "prompts.jsonl"
         prompts_file.write_text("".join(p.model_dump_json() + "\n" for p in prompts))
@@ -165,7 +162,7 @@ def _run_profile(device, bundle, calibration, prompts, steps, rounds, placement,
                     "prompt_ids": [p.id for p in prompts],
                     "decode_steps": steps,
                     "rounds": rounds,
-                    "calibration": remote_calibration,
+                    "calibration": name,
                 }
             )
             after = parse_counters(device.cpu_counters(pid))

@@ -152,9 +152,9 @@ def header(result: ProfileResult) -> str:
 
 
 EMULATED = (
-    "none. An emulated phone's times are this host's (its ARM64 code runs under qemu-user), not a"
-    " phone's: the groups' shares of each phase and the check hold, but GB/s, GOP/s, %BW, %peak and"
-    " %roof would describe qemu, so they are left empty"
+    "none. An emulated phone's times are this host's, not a phone's (an ARM64 one runs its code"
+    " under qemu-user): the groups' shares of each phase and the check hold, but GB/s, GOP/s, %BW,"
+    " %peak and %roof would describe this host, so they are left empty"
 )
 
 
