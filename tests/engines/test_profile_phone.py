@@ -13,7 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from harness.profiling.schema import OVERHEAD, GroupStat, KernelStat, PhaseProfile
-from tests.devices.conftest import ADB, TIME_SCALE, adb, adb_server, wait_online  # noqa: F401
+from tests.devices.conftest import (  # noqa: F401 (fixtures)
+    ADB,
+    TIME_SCALE,
+    adb,
+    adb_server,
+    phone,
+    wait_online,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 needs_adb = pytest.mark.skipif(
@@ -182,7 +189,42 @@ def test_a_phone_that_is_not_attached_is_refused_in_one_line(adb_server):  # noq
     assert "device 127.0.0.1:9 is not attached" in error and "adb connect" in error
 
 
-# -- the whole profile on the emulated ARM64 S24 --------------------------------------------
+# -- whole profiles on the emulated S24s ----------------------------------------------------
+
+
+def _profile_on(serial: str, adb_port: int, out: Path):
+    return _cli(
+        "--device",
+        f"adb:{serial}",
+        "--adb-server",
+        f"127.0.0.1:{adb_port}",
+        "--lengths",
+        "200",
+        "--decode-steps",
+        "2",
+        "--rounds",
+        "1",
+        "--cores",
+        "prime",  # the X4 alone: one thread, as qemu on a 2-core CI machine runs best
+        "--out",
+        str(out),
+    )
+
+
+@needs_adb
+def test_the_emulated_x86_phone_profiles_through_the_hosts_python(adb_server, phone, tmp_path):  # noqa: F811
+    """The x86_64 S24 runs the runner with the host's Python in its sandbox, whose paths it
+    rewrites in command lines only: the calibration library is found beside the bundle."""
+    result = _profile_on(phone.serial, adb_server, tmp_path / "prof")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "prof" / "profile.json").read_text())
+    assert (data["device"], data["target"], data["emulated"]) == (
+        f"adb:{phone.serial}",
+        "llvm",
+        True,
+    )
+    assert "x86_64" in data["machine"] and data["threads"] == 1
+    assert all(g["gbps"] is None for p in data["phases"] for g in p["groups"])
 
 
 @pytest.fixture(scope="module")
@@ -212,22 +254,7 @@ def test_the_emulated_arm64_phone_profiles_its_own_bundle(adb_server, arm_phone,
     """The kit's runner on the S24 (qemu-user) profiles the arm64-linux-i8mm bundle: groups add
     up to the measured phases, the check line is there, and no rate is claimed."""
     out = tmp_path / "prof"
-    result = _cli(
-        "--device",
-        f"adb:{arm_phone.serial}",
-        "--adb-server",
-        f"127.0.0.1:{adb_server}",
-        "--lengths",
-        "200",
-        "--decode-steps",
-        "2",
-        "--rounds",
-        "1",
-        "--cores",
-        "prime",  # the X4 alone: one thread, as qemu on a 2-core CI machine runs best
-        "--out",
-        str(out),
-    )
+    result = _profile_on(arm_phone.serial, adb_server, out)
     assert result.exit_code == 0, result.output
     assert result.output.count("check: kernels") == 2
     assert "memory view skipped" in result.output and "qemu-user" in result.output
