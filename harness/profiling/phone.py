@@ -2,14 +2,14 @@
 starts there (``harness.runner --serve`` in the TVM kit on a stock ARM64 phone, or the Python
 the device offers), through its ``profile`` op.
 
-The host does what the phone cannot: it compiles the bundle and the hook-cost calibration
-library for the phone's target (the phone's TVM is the runtime only) and pushes both against
-their sha256. The runner tokenizes the prompts, calibrates the hook in that library, profiles,
-and answers the phases with the time each group and kernel took. The rates against ceilings are
-the host's to add, since the host knows the device:
+The host does what the phone cannot: it compiles the bundle and the hook-cost calibration library
+for the phone's target (the phone's TVM is the runtime only) and pushes both against their sha256
+(the library into the bundle's folder). The runner tokenizes the prompts, calibrates the hook in
+that library, profiles, and answers the phases with the time each group and kernel took. The rates
+against ceilings are the host's to add, since the host knows the device:
 
-- an emulated phone's times are the host's (its ARM64 code runs under qemu-user), so they give
-  shares and the check, never speed: GB/s, GOP/s and the percentages stay empty;
+- an emulated phone's times are the host's (an ARM64 one's code runs under qemu-user), so they
+  give shares and the check, never speed: GB/s, GOP/s and the percentages stay empty;
 - a real phone's GB/s and GOP/s are its own; %BW and %roof use the bandwidth its device profile
   gives (with that figure's source), and %peak stays empty: no phone's compute peak is known.
 """
