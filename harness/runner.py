@@ -17,8 +17,19 @@ Contract (a native runner can obey the same one):
   forcing, for correctness checks across devices; not timed);
   ``{"op": "describe"}`` -> ``{"pid": ..., "threads": ...}`` (this process and the engine's worker
   threads, which the host checks against what it asked: harness.devices.placement);
+  ``{"op": "profile", "prompt_ids": [...], "decode_steps": N, "rounds": R, "calibration": PATH}``
+  -> ``{"profile": {"phases": [...], "threads": ...}}``: ``slm-bench profile`` where this runner
+  runs (harness.profiling.collect.profile_session at each prompt's L; each phase validates as
+  ``harness.profiling.schema.PhaseProfile``, its rates left to the host, which knows the
+  device's ceilings). PATH is the hook-cost calibration library the host compiled for this
+  device (harness.profiling.calibrate.calibration_library; a relative PATH is in BUNDLE's folder):
+  the runner has TVM's runtime only.
+  The runner must have been started with ``--max-new-tokens`` at least 2 N + 2 (the profile's
+  decode steps, plain and profiled, after a warm-up of two), which sizes its KV cache;
   ``{"op": "quit"}`` -> the summary line. The host uses this to sample device state and cool down
   between requests.
+- A command the runner cannot serve (bad JSON, an unknown op, a profile it cannot run) is
+  answered ``{"error": "..."}`` (one line naming the problem), and the runner reads on.
 - Errors are reported as a record with ``status: "failed"`` and ``error``; a fatal start-up error is
   ``{"fatal": "..."}`` and exit code 2.
 """
@@ -71,7 +82,7 @@ class Runner:
         from harness.engines import get_engine
         from harness.models.tokenizer import tokenizer_for_bundle
 
-        self.prompts, self.template = prompts, template
+        self.prompts, self.template, self.bundle = prompts, template, Path(bundle)
         self.max_new_tokens, self.mode = max_new_tokens, mode
         config = json.loads((Path(bundle) / "config.json").read_text())
         self.tokenizer = tokenizer_for_bundle(bundle, config["vocab_size"])
@@ -165,6 +176,54 @@ class Runner:
             choices.append(session.greedy(session.decode(int(token))))
         return {"prompt_id": prompt_id, "choices": choices}
 
+    def profile(self, cmd: dict) -> dict:
+        """The ``profile`` op: every check first (one error line each), then the profile."""
+        from harness.profiling.collect import WARMUP_DECODE_STEPS
+
+        ids = cmd.get("prompt_ids")
+        if not isinstance(ids, list) or not ids:
+            return {"error": "profile needs prompt_ids: a list of the prompts' ids"}
+        unknown = [pid for pid in ids if pid not in self.prompts]
+        if unknown:
+            return {"error": f"profile: unknown prompt ids {unknown[:3]}; pass ids of PROMPTS"}
+        steps, rounds = cmd.get("decode_steps"), cmd.get("rounds", 1)
+        if not all(isinstance(v, int) and v >= 1 for v in (steps, rounds)):
+            return {"error": "profile needs decode_steps and rounds: whole numbers from 1"}
+        calibration = cmd.get("calibration")
+        # relative: beside the bundle (a phone's paths in a command line may be rewritten on the
+        # way, as the emulated x86_64 phone's are; paths inside a command never are)
+        if calibration and not Path(calibration).is_file():
+            calibration = str(self.bundle / calibration)
+        if not calibration or not Path(calibration).is_file():
+            return {
+                "error": f"profile: no calibration library at {calibration!r}; pass the path of"
+                " harness.profiling.calibrate.calibration_library's output for this device"
+            }
+        prompts = {int(self.prompts[pid]["L"]): self.encode(pid) for pid in ids}
+        if len(prompts) != len(ids):
+            return {"error": "profile takes one prompt per L; pass prompt_ids of distinct L"}
+        needed = max(len(v) for v in prompts.values()) + 2 * steps + WARMUP_DECODE_STEPS
+        if needed > self.session.max_seq_len:
+            return {
+                "error": f"profile needs {needed} tokens of KV cache, this runner holds"
+                f" {self.session.max_seq_len}; start it with --max-new-tokens"
+                f" {2 * steps + WARMUP_DECODE_STEPS} or more"
+            }
+        from harness.profiling.calibrate import load_calibration_vm
+        from harness.profiling.collect import profile_session
+        from harness.profiling.schema import Ceilings
+
+        vm = load_calibration_vm(calibration)
+        log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731 (stdout is JSON)
+        # no ceilings here: the host applies the device's (or none, for an emulated phone)
+        phases = profile_session(self.session, prompts, steps, Ceilings(), log, rounds, vm)
+        return {
+            "profile": {
+                "phases": [p.model_dump(mode="json") for p in phases],
+                "threads": self.session.num_threads(),
+            }
+        }
+
     def summary(self) -> dict:
         outside = sum(o for o, _ in self.overhead_ns)
         inside = sum(i for _, i in self.overhead_ns)
@@ -204,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="engine worker threads (default: one per core this process may use)",
     )
-    ap.add_argument("--serve", action="store_true", help="read run/quit commands from stdin")
+    ap.add_argument(
+        "--serve",
+        action="store_true",
+        help="read JSON commands (run, profile, quit, ...) from stdin",
+    )
     args = ap.parse_args(argv)
 
     try:
@@ -233,7 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         for line in sys.stdin:
             if not line.strip():
                 continue
-            cmd = json.loads(line)
+            try:
+                cmd = json.loads(line)
+            except ValueError:
+                _emit({"error": f"not a JSON command: {line.strip()[:80]!r}"})
+                continue
+            if not isinstance(cmd, dict):
+                _emit({"error": f"a command is a JSON object, not {line.strip()[:80]!r}"})
+                continue
             if cmd.get("op") == "quit":
                 break
             if cmd.get("op") == "run":
@@ -246,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                 _emit({"pid": os.getpid(), "threads": runner.session.num_threads()})
             elif cmd.get("op") == "follow":
                 _emit(runner.follow(cmd["prompt_id"], list(cmd["tokens"])))
+            elif cmd.get("op") == "profile":
+                try:
+                    _emit(runner.profile(cmd))
+                except Exception as exc:  # the runner stays up: the host reads one line
+                    _emit({"error": f"profile failed: {type(exc).__name__}: {exc}"})
+            else:
+                ops = "run, follow, describe, profile, quit"
+                _emit({"error": f"unknown op {cmd.get('op')!r}; the ops are {ops}"})
     else:
         for prompt_id in prompts:
             for w in range(args.warmup):

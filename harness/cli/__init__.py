@@ -65,7 +65,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "profile": (
         "harness.cli.profile:profile",
-        "Per-kernel time shares and roofline % of prefill and decode (desktop).",
+        "Per-kernel time shares and roofline % of prefill and decode (desktop, phone).",
     ),
     "cache": (
         "harness.cli.cache:cache",

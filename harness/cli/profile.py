@@ -13,6 +13,10 @@ Examples:
   slm-bench profile --model smollm2-135m-instruct --lengths 200,1000
   slm-bench profile --model qwen2-0.5b-instruct --quantization q4f16_1a8 --decode-steps 32
   slm-bench profile --model dummy:tiny-llama --lengths 200 --out /tmp/prof
+  slm-bench profile --model smollm2-135m-instruct --device adb:SERIAL --lengths 200
+  slm-bench devices emulate --profile galaxy-s24 --arch arm64 --port 5600 &   # an emulated S24
+  adb connect 127.0.0.1:5600
+  slm-bench profile --model dummy:tiny-llama --device adb:127.0.0.1:5600 --lengths 200 --rounds 2
 
 \b
 For each L: a warm-up, then --rounds rounds, each a plain and a profiled prefill of the suite's
@@ -32,6 +36,16 @@ Columns: GB/s and GOP/s achieved; %BW of the read bandwidth and %peak of the com
 (cached per host); %roof of the roofline min(peak, bandwidth x ops/byte).
 
 \b
+On a phone (--device adb, adb:SERIAL, adb:SERIAL@HOST:PORT) the runner `slm-bench run` starts
+there does the same (a stock ARM64 phone: harness.runner in the harness's TVM kit, pushed once):
+the host compiles the bundle and the hook's calibration module for the phone's target
+(arm64-linux, or arm64-linux-i8mm where its /proc/cpuinfo lists i8mm) and pushes both. A real
+phone's GB/s and GOP/s are its own; %BW and %roof use its device profile's bandwidth where one is
+given, %peak stays empty (no phone's compute peak is known). An emulated phone's times are this
+host's (qemu-user), so it shows shares and the check, and leaves every rate column empty. The
+memory view runs on the desktop only for now.
+
+\b
 Memory: per L, a fresh process does what the runner does (TVM's runtime library only) and reads
 its own VmRSS after each stage: interpreter and numpy, TVM's runtime, the tokenizer, the model
 library, the weights and KV cache (beside the bytes they should take), the prefill's workspace,
@@ -39,7 +53,8 @@ the decode steps; and VmHWM, the peak a record's peak_mem_bytes reports. --no-me
 
 \b
 Writes DIR/profile.json (every kernel and group of every phase), DIR/profile.md and
-DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODEL-QUANT/."""
+DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODEL-QUANT/ (and
+-adb_SERIAL after it for a phone). profile.json names the device, its target and kernels."""
 
 
 @click.command("profile", epilog=EPILOG)
@@ -54,7 +69,30 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     "-d",
     default="local",
     show_default=True,
-    help="Where to profile; this version profiles the desktop (local) only.",
+    help="local (this desktop), adb (the only attached phone), adb:SERIAL or adb:SERIAL@HOST:PORT.",
+)
+@click.option(
+    "--adb-server",
+    default=None,
+    metavar="HOST:PORT",
+    help="adb server to use [default: 127.0.0.1:5037].",
+)
+@click.option(
+    "--target",
+    default=None,
+    help=(
+        "Compile target [default: llvm here; on an ARM64 phone arm64-linux, or arm64-linux-i8mm"
+        " where its cores list i8mm]."
+    ),
+)
+@click.option(
+    "--cores",
+    default=None,
+    metavar="SET",
+    help=(
+        "A phone's cores to pin the runner to, as for `slm-bench run` (prime+big, 4-9, ...)"
+        " [default: all but the slowest cluster]."
+    ),
 )
 @click.option(
     "--lengths",
@@ -95,30 +133,68 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     default=None,
     help="Output folder [default: results/profile-MODEL-QUANT].",
 )
-def profile(model, device, lengths, quantization, decode_steps, rounds, memory, threads, out):
+def profile(
+    model,
+    device,
+    adb_server,
+    target,
+    cores,
+    lengths,
+    quantization,
+    decode_steps,
+    rounds,
+    memory,
+    threads,
+    out,
+):
     """Profile MODEL's prefill and decode per kernel: time shares and roofline percentages."""
     from harness.errors import UserError
 
-    if device != "local":
-        raise UserError(
-            f"profile runs on the desktop only for now (--device local), not {device!r}"
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    if device == "local":
+        if target not in (None, "llvm"):
+            raise UserError(
+                f"the desktop profile runs llvm bundles, and {target} builds for another device;"
+                " leave --target out here, or profile on that device with --device adb:SERIAL"
+            )
+        if cores:
+            raise UserError("--cores pins a phone's runner; the desktop profile takes --threads")
+        from harness.profiling.collect import profile_local
+
+        result = profile_local(
+            model,
+            quantization,
+            lengths,
+            decode_steps,
+            threads,
+            rounds=rounds,
+            log=log,
+            with_memory=memory,
         )
-    from harness.profiling.collect import profile_local
+    else:
+        from harness.profiling.phone import profile_on_device
+
+        result = profile_on_device(
+            model,
+            quantization,
+            lengths,
+            decode_steps,
+            device,
+            target=target,
+            threads=threads,
+            cores=cores,
+            rounds=rounds,
+            adb_server=adb_server,
+            log=log,
+            with_memory=memory,
+        )
     from harness.profiling.render import text_table, write_outputs
 
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    result = profile_local(
-        model,
-        quantization,
-        lengths,
-        decode_steps,
-        threads,
-        rounds=rounds,
-        log=log,
-        with_memory=memory,
-    )
     click.echo(text_table(result))
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name or model)
-    out_dir = Path(out) if out else Path("results") / f"profile-{name}-{quantization}"
+    safe = lambda text: "".join(c if c.isalnum() or c in "-_." else "_" for c in text)  # noqa: E731
+    name = f"profile-{safe(Path(model).name or model)}-{quantization}"
+    if device != "local":  # a phone's profile never overwrites the desktop's
+        name += f"-{safe(result.device)}"
+    out_dir = Path(out) if out else Path("results") / name
     for path in write_outputs(result, out_dir):
         click.echo(f"wrote {path}")

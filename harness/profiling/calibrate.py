@@ -10,11 +10,17 @@ plain, gives
 - the VM's own cost per call instruction when nothing is hooked: the plain run's time over the
   calls the hook counted. A phase's expected overhead is that times its VM calls, which makes
   the profile's check independent: kernels plus expected overhead against the measured time.
+
+The desktop compiles the module in process. A phone's runner has TVM's runtime only, so the host
+compiles the same module for the phone's target (``calibration_library``: cross-linked as bundles
+are, cached by content hash) and the runner loads it (``load_calibration_vm``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -61,11 +67,8 @@ def _empty_kernel(arity: int):
     return getattr(module, f"empty{arity}")
 
 
-@cache
-def _calibration_vm():
-    """One VM with a function per arity, each a chain of ``CHAIN`` empty kernel calls."""
-    import tvm
-    from tvm import relax
+def calibration_module():
+    """An IRModule with a function per arity, each a chain of ``CHAIN`` empty kernel calls."""
     from tvm.relax.frontend import nn
     from tvm.relax.frontend.nn import Tensor, op
 
@@ -90,15 +93,79 @@ def _calibration_vm():
         setattr(Chains, f"chain{arity}", chain(arity))
         spec[f"chain{arity}"] = {"x": nn.spec.Tensor((4,), "float32")}
     mod, _ = Chains().export_tvm(spec=spec)
-    return relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    return mod
 
 
-def measure_hook_cost(recorder_factory) -> HookCost:
-    """Run every chain plain and under a fresh recorder (the profile's own hook class)."""
+@cache
+def _calibration_vm():
+    """The desktop's calibration VM, compiled in this process."""
+    import tvm
+    from tvm import relax
+
+    return relax.VirtualMachine(tvm.compile(calibration_module(), target="llvm"), tvm.cpu())
+
+
+def calibration_key(target: str) -> str:
+    """What the calibration library for ``target`` depends on: the code that makes the module,
+    its sizes, the resolved target and TVM's version (by syntax: comments do not count)."""
+    import tvm
+
+    from harness.cache import code_fingerprint
+    from harness.engines.tvm import targets
+
+    payload = {
+        "code": code_fingerprint([_empty_kernel, calibration_module]),
+        "sizes": [MAX_ARITY, CHAIN],
+        "target": str(targets.resolve(target)),
+        "tvm": tvm.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def calibration_library(target: str, log=print) -> Path:
+    """The calibration module compiled for ``target`` (a phone's: arm64-linux, ...) and linked
+    the way a bundle's model library is; cached by :func:`calibration_key`, so a phone that has
+    it (pushed by sha256) gets nothing new until the module, the target or TVM changes."""
+    import tvm
+
+    from harness.cache import build_atomically, cache_dir, exclusive, mark_used
+    from harness.engines.tvm import targets
+    from harness.engines.tvm.compile import _export_library
+
+    folder = cache_dir("profiling") / f"calibration-{target}-{calibration_key(target)}"
+    lib = folder / "calibration.so"
+    if not lib.is_file():
+        with exclusive(folder.with_name(folder.name + ".lock")):
+            if not lib.is_file():  # not built meanwhile by another process
+                log(f"compiling the hook-cost calibration module for {target}")
+
+                def build(work: Path) -> None:
+                    resolved = targets.resolve(target)
+                    with resolved:
+                        executable = tvm.compile(calibration_module(), target=resolved)
+                    _export_library(executable, work / "calibration.so", target, log)
+
+                build_atomically(folder, build)
+    mark_used(folder)
+    return lib
+
+
+def load_calibration_vm(path: str | Path):
+    """The calibration VM from a library compiled by :func:`calibration_library`, loaded with
+    TVM's runtime only (all a phone's runner has)."""
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    return VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu())
+
+
+def measure_hook_cost(recorder_factory, vm=None) -> HookCost:
+    """Run every chain plain and under a fresh recorder (the profile's own hook class), in ``vm``
+    (a loaded calibration library) or in the desktop's own compile of the module."""
     import numpy as np
     import tvm
 
-    vm = _calibration_vm()
+    vm = vm if vm is not None else _calibration_vm()
     x = tvm.runtime.tensor(np.zeros(4, "float32"))
     points, dispatch = [], []
     for arity in range(2, MAX_ARITY + 1):

@@ -167,16 +167,18 @@ def profile_session(
     ceilings: Ceilings,
     log=print,
     rounds: int = ROUNDS,
+    calibration_vm=None,
 ) -> list[PhaseProfile]:
     """Profile an open engine session (a TVMSession) at each L of ``prompts`` (L -> token ids).
 
     Each of ``rounds`` rounds prefills plain then profiled, and decodes ``steps`` plain steps
     interleaved with ``steps`` profiled ones. Prefill keeps the median plain time and the
-    profiled run of median length; decode adds every round up."""
+    profiled run of median length; decode adds every round up. The hook's cost is calibrated in
+    ``calibration_vm`` (a phone's runner loads one the host compiled) or in a compile of its own."""
     import numpy as np
 
     recorder = Recorder()
-    hook = measure_hook_cost(Recorder)
+    hook = measure_hook_cost(Recorder, calibration_vm)
     log(
         f"hook cost: {hook.base_ns:.0f} ns + {hook.per_arg_ns:.0f} ns per argument a call;"
         f" the VM's own {hook.dispatch_ns:.0f} ns a call instruction"
@@ -397,8 +399,8 @@ def profile_local(
     log: Callable[[str], None] = print,
     with_memory: bool = True,
 ) -> ProfileResult:
-    """Compile (or find) the desktop bundle of ``model``, profile it at each L; the function a
-    runner calls on the desktop (a phone's runner would call :func:`profile_session`)."""
+    """Compile (or find) the desktop bundle of ``model``, profile it at each L in this process.
+    A phone's runner calls :func:`profile_session` itself (``harness.profiling.phone``)."""
     from harness.devices.local import _cpu_name
     from harness.engines.tvm.compile import compile_model
     from harness.engines.tvm.runtime import TVMSession
@@ -436,6 +438,7 @@ def profile_local(
         quantization=quantization,
         device="local",
         target="llvm",
+        kernels=session.manifest.get("kernels", ""),
         machine=_cpu_name(),
         threads=session.num_threads(),
         decode_steps=steps,

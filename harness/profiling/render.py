@@ -131,14 +131,31 @@ def header(result: ProfileResult) -> str:
         if c.fp32_gflops
         else c.compute_source
     )
-    return (
+    bandwidth = (
+        f"bandwidth {c.bandwidth_gbps} GB/s ({c.bandwidth_source})"
+        if c.bandwidth_gbps
+        else f"bandwidth {c.bandwidth_source}"
+    )
+    kernels = f", {result.kernels} kernels" if result.kernels else ""
+    first = (
         f"{result.model} {result.quantization} on {result.device} ({result.machine},"
-        f" {result.threads} threads)\nceilings: bandwidth {c.bandwidth_gbps} GB/s"
-        f" ({c.bandwidth_source}); compute {peak}\n"
+        f" {result.threads} threads; target {result.target}{kernels})"
+    )
+    if result.emulated:  # no ceilings and no rates: say why once, not a legend of empty columns
+        return f"{first}\nrates: {EMULATED}"
+    return (
+        f"{first}\nceilings: {bandwidth}; compute {peak}\n"
         "%BW: achieved GB/s of the bandwidth (over 100: the data came from cache); %peak:"
         " achieved GOP/s of the compute peak (int8 for q4a8 kernels, else fp32); %roof: of"
         " min(peak, bandwidth x ops/byte)"
     )
+
+
+EMULATED = (
+    "none. An emulated phone's times are this host's, not a phone's (an ARM64 one runs its code"
+    " under qemu-user): the groups' shares of each phase and the check hold, but GB/s, GOP/s, %BW,"
+    " %peak and %roof would describe this host, so they are left empty"
+)
 
 
 MEMORY_COLUMNS = ("stage", "RSS MiB", "+MiB", "expected MiB")

@@ -1,5 +1,5 @@
-"""What a profile records (profile.json). Engine- and device-neutral, so a phone runner can fill
-the same records later."""
+"""What a profile records (profile.json). Engine- and device-neutral: the desktop and a phone's
+runner fill the same records."""
 
 from __future__ import annotations
 
@@ -106,8 +106,10 @@ class MemoryView(BaseModel):
 class ProfileResult(BaseModel):
     model: str
     quantization: str
-    device: str
-    target: str
+    device: str  # local, or adb:SERIAL
+    target: str  # the bundle's compile target (llvm, arm64-linux, arm64-linux-i8mm, ...)
+    kernels: str = ""  # the bundle's matmul kernels (float, avx2, neon-dot, neon-i8mm, ...)
+    emulated: bool = False  # an emulated phone: its times are the host's, so no rates are given
     machine: str
     threads: int
     decode_steps: int

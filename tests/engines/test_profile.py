@@ -121,13 +121,6 @@ def test_cli_writes_the_files(tmp_path):
     assert (out / "profile.png").stat().st_size > 0
 
 
-def test_phones_are_refused_for_now():
-    from harness.cli import cli
-
-    result = CliRunner().invoke(cli, ["profile", "--model", "x", "--device", "adb"])
-    assert result.exit_code != 0
-
-
 def test_the_gap_to_the_ceiling_names_each_groups_excess():
     from harness.profiling.render import gap_line
     from harness.profiling.schema import GroupStat, PhaseProfile
