@@ -139,7 +139,8 @@ def header(result: ProfileResult) -> str:
     kernels = f", {result.kernels} kernels" if result.kernels else ""
     first = (
         f"{result.model} {result.quantization} on {result.device} ({result.machine},"
-        f" {result.threads} threads; target {result.target}{kernels})"
+        f" {result.threads} thread{'s' if result.threads != 1 else ''}; target {result.target}"
+        f"{kernels})"
     )
     if result.emulated:  # no ceilings and no rates: say why once, not a legend of empty columns
         return f"{first}\nrates: {EMULATED}"
