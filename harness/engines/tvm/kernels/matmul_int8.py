@@ -38,6 +38,7 @@ from __future__ import annotations
 from functools import cache
 
 from . import CPU_ATTRS
+from .attention import tree
 from .matmul import GROUP, LANES, ZERO, check_shape
 
 ROWS = 4  # rows of X per register tile (GEMM)
@@ -97,11 +98,10 @@ def _quantize_rows(T, k: int):
     @T.macro
     def quantize(X, xq, xd, xz, row, amax, total):
         for g in T.serial(groups):
-            amax[0] = T.float32(0)
-            for i in T.serial(GROUP):
-                amax[0] = T.max(amax[0], T.fabs(X[row, g * GROUP + i]))
-            total[0] = 0
-            for i in T.serial(GROUP):
+            # Balanced trees and a vector loop, which LLVM turns into vector code: serial loops
+            # were 32-deep dependency chains per group, scalar, before every decode GEMV.
+            amax[0] = tree(T.max, [T.fabs(X[row, g * GROUP + i]) for i in range(GROUP)])
+            for i in T.vectorized(GROUP):
                 xq[row, g * GROUP + i] = T.Cast(
                     "int8",
                     T.round(
@@ -111,8 +111,9 @@ def _quantize_rows(T, k: int):
                         )
                     ),
                 )
-            for i in T.serial(GROUP):
-                total[0] = total[0] + T.Cast("int32", xq[row, g * GROUP + i])
+            total[0] = tree(
+                lambda a, b: a + b, [T.Cast("int32", xq[row, g * GROUP + i]) for i in range(GROUP)]
+            )
             xd[row, g] = amax[0] / T.float32(127)
             xz[row, g] = total[0] * ZERO
 
