@@ -6,6 +6,8 @@ import json
 
 import click
 
+from harness.cli.options import adb_server_option
+
 EPILOG = """\b
 Examples:
   slm-bench devices                                   # this desktop and every adb device
@@ -166,12 +168,7 @@ def emulate(profile, port, root, arch, thermal_speedup, charging):
     show_default=True,
     help="adb (the only attached phone) or adb:SERIAL.",
 )
-@click.option(
-    "--adb-server",
-    default=None,
-    metavar="HOST:PORT",
-    help="adb server to use [default: 127.0.0.1:5037].",
-)
+@adb_server_option
 def clean(device_spec, adb_server):
     """Remove everything slm-bench put on a phone (/data/local/tmp/slm-bench)."""
     from harness.devices import open_device

@@ -20,3 +20,12 @@ def csv_words(ctx, param, value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+# the one adb server a single-device command talks to (`grid` and `devices` take several)
+adb_server_option = click.option(
+    "--adb-server",
+    default=None,
+    metavar="HOST:PORT",
+    help="adb server to use [default: 127.0.0.1:5037].",
+)

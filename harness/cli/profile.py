@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import csv_ints
+from harness.cli.options import adb_server_option, csv_ints
 
 EPILOG = """\b
 Examples:
@@ -71,12 +71,7 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     show_default=True,
     help="local (this desktop), adb (the only attached phone), adb:SERIAL or adb:SERIAL@HOST:PORT.",
 )
-@click.option(
-    "--adb-server",
-    default=None,
-    metavar="HOST:PORT",
-    help="adb server to use [default: 127.0.0.1:5037].",
-)
+@adb_server_option
 @click.option(
     "--target",
     default=None,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from harness.cli.options import csv_ints, csv_words
+from harness.cli.options import adb_server_option, csv_ints, csv_words
 
 EPILOG = """\b
 Examples:
@@ -94,12 +94,7 @@ sweep's report has a table and plot per setting with the fastest marked."""
         " parallel."
     ),
 )
-@click.option(
-    "--adb-server",
-    default=None,
-    metavar="HOST:PORT",
-    help="adb server to use [default: 127.0.0.1:5037].",
-)
+@adb_server_option
 @click.option(
     "--tasks",
     default="summ,qs,qa",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import csv_ints, csv_words
+from harness.cli.options import adb_server_option, csv_ints, csv_words
 
 EPILOG = """\b
 Examples:
@@ -111,12 +111,7 @@ OTPS, temperature and clocks over time."""
     type=click.FloatRange(min=0),
     help="Idle fuel-gauge sampling first (energy above idle); 0 skips.",
 )
-@click.option(
-    "--adb-server",
-    default=None,
-    metavar="HOST:PORT",
-    help="adb server to use [default: 127.0.0.1:5037].",
-)
+@adb_server_option
 def soak(
     model,
     device,

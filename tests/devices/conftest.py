@@ -1,5 +1,5 @@
 """Fixtures for device tests: a private adb server (never the default port 5037) and an
-emulated Galaxy S24 connected to it with ``adb connect``."""
+emulated Galaxy S24, x86_64 or ARM64, connected to it with ``adb connect``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,29 @@ def phone(adb_server, tmp_path_factory):
     device = EmulatedDevice(load_profile("galaxy-s24"), root, time_scale=TIME_SCALE)
     device.start()
     wait_online(adb_server, device.serial)
+    yield device
+    adb(adb_server, "disconnect", device.serial)
+    device.stop()
+
+
+def start_arm_phone(adb_server, folder, profile: dict):
+    device = EmulatedDevice(profile, folder, time_scale=TIME_SCALE, arch="aarch64")
+    device.start()
+    wait_online(adb_server, device.serial)
+    return device
+
+
+@pytest.fixture(scope="module")
+def arm_phone(adb_server, tmp_path_factory):
+    """The Galaxy S24: i8mm in its Features line, its programs on qemu's max with SVE off."""
+    from harness.kits.userland import arm64_blocker
+
+    blocker = arm64_blocker()
+    if blocker is not None:
+        pytest.skip(f"no ARM64 emulation here: {blocker}")
+    device = start_arm_phone(
+        adb_server, tmp_path_factory.mktemp("arm-phone"), load_profile("galaxy-s24")
+    )
     yield device
     adb(adb_server, "disconnect", device.serial)
     device.stop()

@@ -8,12 +8,12 @@ import json
 import pytest
 
 from harness.devices.adb import AdbDevice
-from harness.devices.emulated.adbd import EmulatedDevice, load_profile
+from harness.devices.emulated.adbd import load_profile
 from harness.errors import UserError
 from harness.kits.userland import arm64_blocker
 from harness.runners.base import elf_machine
 
-from .conftest import ADB, TIME_SCALE, adb, wait_online
+from .conftest import ADB, adb, start_arm_phone
 
 BLOCKER = arm64_blocker()
 pytestmark = [
@@ -22,24 +22,6 @@ pytestmark = [
     ),
     pytest.mark.skipif(BLOCKER is not None, reason=f"no ARM64 emulation here: {BLOCKER}"),
 ]
-
-
-def start_arm_phone(adb_server, folder, profile: dict):
-    device = EmulatedDevice(profile, folder, time_scale=TIME_SCALE, arch="aarch64")
-    device.start()
-    wait_online(adb_server, device.serial)
-    return device
-
-
-@pytest.fixture(scope="module")
-def arm_phone(adb_server, tmp_path_factory):
-    """The Galaxy S24: i8mm in its Features line, its programs on qemu's max with SVE off."""
-    device = start_arm_phone(
-        adb_server, tmp_path_factory.mktemp("arm-phone"), load_profile("galaxy-s24")
-    )
-    yield device
-    adb(adb_server, "disconnect", device.serial)
-    device.stop()
 
 
 @pytest.fixture(scope="module")

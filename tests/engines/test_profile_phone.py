@@ -15,11 +15,9 @@ from click.testing import CliRunner
 from harness.profiling.schema import OVERHEAD, GroupStat, KernelStat, PhaseProfile
 from tests.devices.conftest import (  # noqa: F401 (fixtures)
     ADB,
-    TIME_SCALE,
-    adb,
     adb_server,
+    arm_phone,
     phone,
-    wait_online,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -227,29 +225,6 @@ def test_the_emulated_x86_phone_profiles_through_the_hosts_python(adb_server, ph
     assert all(g["gbps"] is None for p in data["phases"] for g in p["groups"])
 
 
-@pytest.fixture(scope="module")
-def arm_phone(adb_server, tmp_path_factory):  # noqa: F811
-    from harness.devices.emulated.adbd import EmulatedDevice, load_profile
-    from harness.kits.userland import arm64_blocker
-
-    blocker = arm64_blocker()
-    if blocker is not None:
-        pytest.skip(f"no ARM64 emulation here: {blocker}")
-    device = EmulatedDevice(
-        load_profile("galaxy-s24"),
-        tmp_path_factory.mktemp("arm-phone"),
-        time_scale=TIME_SCALE,
-        arch="aarch64",
-    )
-    device.start()
-    wait_online(adb_server, device.serial)
-    yield device
-    adb(adb_server, "disconnect", device.serial)
-    device.stop()
-
-
-@needs_adb
-@pytest.mark.slow
 def test_the_emulated_arm64_phone_profiles_its_own_bundle(adb_server, arm_phone, tmp_path):  # noqa: F811
     """The kit's runner on the S24 (qemu-user) profiles the arm64-linux-i8mm bundle: groups add
     up to the measured phases, the check line is there, and no rate is claimed."""
