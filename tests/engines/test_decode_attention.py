@@ -106,3 +106,27 @@ def test_heads_share_an_item_while_their_accumulators_fit_the_stack():
     assert decode_value_chunk(1, 256) == 128 and decode_value_chunk(3, 64) == 64
     # keys x heads >= 8 independent FMA chains, partial sums under 1 KiB
     assert [decode_keys_per_step(g) for g in (1, 2, 3, 4, 6)] == [8, 4, 4, 2, 2]
+
+
+@pytest.mark.parametrize("dots", [8, 12, 16, 10, 3])
+def test_score_sums_fold_rows_in_order(dots):
+    """The rows' sums land in row order whether they are folded 8 at a time, 4 at a time or
+    one by one (10 = 8 + 2 rows, 3 rows: none folded)."""
+    import tvm
+    from tvm.script import tirx as T
+
+    from harness.engines.tvm.kernels.attention import DOT_LANES
+    from harness.engines.tvm.kernels.decode_attention import _score_sums
+    from harness.engines.tvm.targets import resolve
+
+    score_sums = _score_sums(T, dots)
+
+    @T.prim_func
+    def main(part: T.Buffer((dots, DOT_LANES), "float32"), sums: T.Buffer((dots,), "float32")):
+        score_sums(part, sums)
+
+    lib = tvm.tirx.build(tvm.IRModule({"main": main}), target=resolve("llvm"))
+    rows = np.random.default_rng(dots).standard_normal((dots, DOT_LANES)).astype(np.float32)
+    out = tvm.runtime.tensor(np.zeros(dots, np.float32))
+    lib["main"](tvm.runtime.tensor(rows), out)
+    np.testing.assert_allclose(out.numpy(), rows.sum(axis=1), rtol=1e-5, atol=1e-5)
