@@ -85,6 +85,11 @@ class TVMSession:
         )
         self._seq_open = False
         self.length = 0
+        # Decode's input token lives in one tensor, written in place: creating a fresh one-id
+        # tensor each step cost 100-190 us of a 3 ms SmolLM2 step (1.03-1.06x; 13 us alone).
+        self._token = self._tensor(np.zeros(1, np.int32), self.device)
+        on_host = self._token.device.dlpack_device_type() == CPU_DEVICE_TYPE
+        self._token_view = np.from_dlpack(self._token) if on_host else None
 
     @staticmethod
     def num_threads() -> int:
@@ -101,14 +106,14 @@ class TVMSession:
         self._seq_open = True
         self.length = 0
 
-    def _forward(self, fn, ids: np.ndarray):
-        n = int(ids.shape[0])
+    def _forward(self, fn, ids, n: int):
+        """Run ``n`` token ids (a TVM tensor on the device) through ``fn`` on the cache."""
         if self.length + n > self.max_seq_len:
             raise UserError(
                 f"sequence of {self.length + n} tokens exceeds the model's window of"
                 f" {self.max_seq_len}; use a shorter L or fewer output tokens"
             )
-        hidden = self._embed(self._tensor(ids.astype(np.int32), self.device), self.params)
+        hidden = self._embed(ids, self.params)
         self._begin(self.kv, self._first_seq, self._shape([n]))
         logits, self.kv = fn(hidden, self.kv, self.params)
         self._end(self.kv)
@@ -118,10 +123,15 @@ class TVMSession:
     def prefill(self, ids: np.ndarray):
         """Run the prompt through the model; returns the last position's logits (a TVM tensor)."""
         self.reset()
-        return self._forward(self._prefill, ids)
+        ids = self._tensor(np.asarray(ids, dtype=np.int32), self.device)
+        return self._forward(self._prefill, ids, int(ids.shape[0]))
 
     def decode(self, token: int):
-        return self._forward(self._decode, np.array([token], dtype=np.int32))
+        if self._token_view is not None:
+            self._token_view[0] = token
+        else:
+            self._token.copyfrom(np.array([token], dtype=np.int32))
+        return self._forward(self._decode, self._token, 1)
 
     @staticmethod
     def greedy(logits) -> int:
