@@ -241,10 +241,10 @@ def _decode_streamed(
                                 first,
                                 p,
                                 p0,
-                                p1,
                                 hk,
                                 sb * (page_size // KS) + kb,
                                 NSB * (page_size // KS),
+                                npages,
                             )
                             for x in T.unroll(KS * G):
                                 for lane in T.vectorized(DOT_LANES):
@@ -438,7 +438,7 @@ def _decode_resident(
                     # of one dot product would otherwise wait on each other (latency, not
                     # throughput); each K vector is loaded and converted once for the G heads.
                     for kb in T.serial(page_size // KS):
-                        prefetch(pages, page_values, first, p, p0, p1, hk, kb, page_size // KS)
+                        prefetch(pages, page_values, first, p, p0, hk, kb, page_size // KS, npages)
                         for x in T.unroll(KS * G):
                             for lane in T.vectorized(DOT_LANES):
                                 part[x, lane] = T.float32(0)
@@ -556,7 +556,9 @@ def _prefetch_page(T, page_size: int, D: int):
     - the item's first page asked for when it starts: 1.02-1.10x more (from DRAM, most at 200
       keys, where an item has 3-4 pages);
     - spreading the requests: 1.13-1.24x more for 8B's shapes, 1.04-1.11x for SmolLM2's at 1000
-      keys, within noise at 200 keys and for Qwen2-0.5B's."""
+      keys, within noise at 200 keys and for Qwen2-0.5B's;
+    - asking past the item's last page (for the thread's next item): 1.03-1.08x for SmolLM2's and
+      8B's shapes, 1.01-1.02x for Qwen2-0.5B's, at 200 and 1000 keys (two A/B runs, both orders)."""
     lines = page_size * D * 2 // 64  # fp16 rows of one head, 64-byte lines
 
     def line_address(pages, page, hk, line):
@@ -578,14 +580,16 @@ def _prefetch_page(T, page_size: int, D: int):
         )
 
     @T.macro
-    def prefetch(pages, page_values, first, p, p0, p1, hk, piece, pieces):
-        # piece `piece` of `pieces` of the next page's lines; on the item's first page, that
-        # page's lines too, all at once (the dot products' loads would miss one by one)
+    def prefetch(pages, page_values, first, p, p0, hk, piece, pieces, npages):
+        # piece `piece` of `pieces` of the next page's lines, also past the item's last page:
+        # the thread's next item (the head's next split) starts there; on the item's first
+        # page, that page's lines too, all at once (the dot products' loads would miss one by
+        # one)
         if PREFETCH > 0:
             if p == p0 and piece == 0:
                 for line in T.serial(2 * lines):
                     ask(line_address(pages, page_values[first + p], hk, line))
-            if p + PREFETCH < p1:
+            if p + PREFETCH < npages:
                 ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
                 for i in T.serial(2 * lines // pieces):
                     ask(line_address(pages, ahead, hk, piece * (2 * lines // pieces) + i))
