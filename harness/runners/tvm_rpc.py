@@ -92,6 +92,9 @@ class RemoteSession:
         )
         self._tensor = tvm.runtime.tensor
         self._open = False
+        # decode's input token: one tensor on the phone, rewritten each step (a new one would
+        # cost an allocation round trip over RPC every token)
+        self._token = tvm.runtime.empty((1,), "int32", self.device)
 
     def _upload_weights(self, order: list[str]):
         """The weights as one Array of tensors owned by the phone. RPC passes a tensor argument as
@@ -108,11 +111,9 @@ class RemoteSession:
         self.sess.get_function("vm.builtin.tensor_cache.clear")()  # the Array keeps its tensors
         return params
 
-    def _forward(self, fn: str, ids):
-        import numpy as np
-
-        n = int(ids.shape[0])
-        hidden = self._embed(self._tensor(ids.astype(np.int32), self.device), self.params)
+    def _forward(self, fn: str, ids, n: int):
+        """Run ``n`` token ids (a tensor on the phone) through VM function ``fn``."""
+        hidden = self._embed(ids, self.params)
         self._begin(self.kv, self.shape(0), self.shape(n))
         self.vm.set_input(fn, hidden, self.kv, self.params)
         self.vm.invoke_stateful(fn)
@@ -125,12 +126,16 @@ class RemoteSession:
             self._remove(self.kv, 0)
         self._add(self.kv, 0)
         self._open = True
-        return self._forward("prefill", ids)
+        import numpy as np
+
+        ids = np.asarray(ids, dtype=np.int32)
+        return self._forward("prefill", self._tensor(ids, self.device), int(ids.shape[0]))
 
     def decode(self, token: int):
         import numpy as np
 
-        return self._forward("decode", np.array([token], dtype=np.int32))
+        self._token.copyfrom(np.array([token], dtype=np.int32))
+        return self._forward("decode", self._token, 1)
 
     def sync(self) -> None:
         if self.gpu:  # a GPU queue: wait for it before stamping
