@@ -63,7 +63,7 @@ def transposed_sums(T, part, row: int, rows: int):
     and the sums come out as a vector the scores are stored from. Pairs are (k, k + rows/2), so
     the lanes come out in row order. The kernel at 1000 keys, A/B in one process on an EPYC Zen 4
     (2 threads): 1.03-1.08x from DRAM and 1.04-1.07x hot for SmolLM2's, Qwen2-0.5B's and 8B's
-    shapes; what is left is mostly FMAs (a page's 6,144 multiply-adds take 60% of its time)."""
+    shapes. By instruction count, what is left of the hot kernel is mostly the multiply-adds."""
     v = [part[row + k, T.Ramp(0, 1, DOT_LANES)] for k in range(rows)]
     halves = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
     quarters = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
