@@ -23,13 +23,8 @@ from pathlib import Path
 from harness.errors import UserError
 
 from .collect import BUSY, NOTES, ROUNDS, WARMUP_DECODE_STEPS, busy_warning, with_rates
-from .schema import OVERHEAD, Ceilings, PhaseProfile, ProfileResult
+from .schema import EMULATED_RATES, OVERHEAD, Ceilings, PhaseProfile, ProfileResult
 
-EMULATED_NOTE = (
-    "an emulated phone: its times are this host's, not a phone's (an ARM64 one runs its code under"
-    " qemu-user), so only time shares and the check are shown; GB/s, GOP/s, %BW, %peak and %roof"
-    " are left empty"
-)
 MEMORY_SKIPPED = (
     "memory view skipped: it runs on the desktop only for now (slm-bench profile --device local;"
     " under emulation a process's RSS would count qemu-user's own memory too)"
@@ -100,7 +95,7 @@ def profile_on_device(
     phases = [PhaseProfile.model_validate(p) for p in reply["profile"]["phases"]]
     for phase in phases:
         rate(phase, ceilings, info.emulated)
-    notes = ([EMULATED_NOTE] if info.emulated else []) + list(NOTES)
+    notes = ([EMULATED_RATES] if info.emulated else []) + list(NOTES)
     if load is not None and load > BUSY:
         notes.insert(0, busy_warning(load))
         log(f"WARNING: {busy_warning(load)}")
@@ -175,8 +170,9 @@ def device_ceilings(profile, emulated: bool) -> Ceilings:
     """What is known of a phone's ceilings (its ``DeviceProfile``), each figure with where it
     comes from; nothing invented."""
     if emulated:
-        reason = "none: " + EMULATED_NOTE.split(": ", 1)[1]
-        return Ceilings(bandwidth_source=reason, compute_source="none: an emulated phone")
+        return Ceilings(
+            bandwidth_source=f"none: {EMULATED_RATES}", compute_source="none: an emulated phone"
+        )
     ceilings = Ceilings(
         compute_source=(
             "not known for a phone (benchmarks/peak.py measures the desktop only): %peak stays"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .schema import OVERHEAD, MemoryView, PhaseProfile, ProfileResult
+from .schema import EMULATED_RATES, OVERHEAD, MemoryView, PhaseProfile, ProfileResult
 
 LABELS = {
     "linear": "linear layers",
@@ -143,20 +143,13 @@ def header(result: ProfileResult) -> str:
         f"{kernels})"
     )
     if result.emulated:  # no ceilings and no rates: say why once, not a legend of empty columns
-        return f"{first}\nrates: {EMULATED}"
+        return f"{first}\nrates: none: {EMULATED_RATES}"
     return (
         f"{first}\nceilings: {bandwidth}; compute {peak}\n"
         "%BW: achieved GB/s of the bandwidth (over 100: the data came from cache); %peak:"
         " achieved GOP/s of the compute peak (int8 for q4a8 kernels, else fp32); %roof: of"
         " min(peak, bandwidth x ops/byte)"
     )
-
-
-EMULATED = (
-    "none. An emulated phone's times are this host's, not a phone's (an ARM64 one runs its code"
-    " under qemu-user): the groups' shares of each phase and the check hold, but GB/s, GOP/s, %BW,"
-    " %peak and %roof would describe this host, so they are left empty"
-)
 
 
 MEMORY_COLUMNS = ("stage", "RSS MiB", "+MiB", "expected MiB")

@@ -14,6 +14,13 @@ Phase = Literal["prefill", "decode"]
 # host-side calls around the VM).
 GROUPS = ("linear", "attention", "norm", "rope", "lm_head", "embedding", "elementwise", "other")
 OVERHEAD = "overhead"
+# Why an emulated phone's profile has no rates (ProfileResult.emulated): its header, its note and
+# its ceilings' source all say this.
+EMULATED_RATES = (
+    "an emulated phone's times are this host's, not a phone's (an ARM64 one runs its code under"
+    " qemu-user): the groups' shares of each phase and the check hold, but GB/s, GOP/s, %BW,"
+    " %peak and %roof would describe this host, so they are left empty"
+)
 
 
 class Rates(BaseModel):
