@@ -71,6 +71,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="our quantization preset (q4f16_1a8: int8 activations; q4f16_1: MLC's float path)",
     )
     p.add_argument(
+        "--target",
+        choices=("llvm", "llvm-avx2"),
+        default="llvm",
+        help=(
+            "our compile target: the host CPU (default), or llvm-avx2 for the AVX2 kernels on a"
+            " newer x86 (peaks then measured with AVX2's instructions; llama.cpp keeps its own)"
+        ),
+    )
+    p.add_argument(
         "--ref",
         choices=("q4_0", "shipped"),
         default="q4_0",
@@ -442,20 +451,19 @@ def main(argv=None) -> None:
     out = sys.stderr if args.json_only else sys.stdout
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - keeps stdout for the table and JSON
 
-    from peak import measure_peaks, read_probe
-
     from harness.engines.llamacpp.engine import gguf_tensor_bytes
     from harness.engines.tvm.compile import compile_model
     from harness.engines.tvm.targets import resolve
     from harness.models.resolve import resolve_model
+    from harness.profiling.peaks import measure_peaks, read_probe
     from harness.quantization import get_preset
 
     model = resolve_model(args.model, log)
     gguf_path = reference_gguf(args, model, log)
-    bundle = compile_model(model, get_preset(args.ours), "llvm", log=log)
+    bundle = compile_model(model, get_preset(args.ours), args.target, log=log)
     manifest = json.loads((bundle / "manifest.json").read_text())
     bandwidth = memory_bandwidth_gbps()
-    peaks = measure_peaks(resolve("llvm"), args.threads)
+    peaks = measure_peaks(resolve(args.target), args.threads)
     # what llama.cpp reads per token: every tensor once (the embedding doubles as the tied LM head)
     weight_bytes = {"ours": manifest["weight_bytes"], "ref": gguf_tensor_bytes(gguf_path)}
     ceiling = {name: round(bandwidth * 1e9 / b, 1) for name, b in weight_bytes.items()}
@@ -475,7 +483,7 @@ def main(argv=None) -> None:
         token_sequences(args.lengths, engines["ours"].vocab),
         args.repeats,
         args.decode_tokens,
-        read_probe(resolve("llvm"), args.threads),
+        read_probe(resolve(args.target), args.threads),
     )
     foreign = foreign_cpu_share(cpu0, time.perf_counter() - t0)
     add_peak_shares(results, linear_macs_per_token(model.config), peaks, manifest["activations"])
@@ -499,7 +507,8 @@ def main(argv=None) -> None:
     )
     print(f"CPU: {cpu_description()}", file=out)
     print(
-        f"ours: {manifest['quantization']} ({bundle.name}), activations {manifest['activations']}, "
+        f"ours: {manifest['quantization']} ({bundle.name}), target {args.target}, activations"
+        f" {manifest['activations']}, "
         f"kernels: {manifest['kernels_detail']}",
         file=out,
     )
@@ -558,6 +567,8 @@ def main(argv=None) -> None:
                 ],
                 "ref_format": f"{args.ref}: {ref_format}",
                 "ours_format": manifest["quantization"],
+                "ours_target": args.target,
+                "ours_kernels": manifest["kernels"],
                 "model": model.name,
                 "threads": args.threads,
                 "bandwidth_gbps": round(bandwidth, 2),

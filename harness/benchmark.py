@@ -121,6 +121,7 @@ def run_benchmark(
     from harness.devices import open_device
     from harness.devices.lock import device_lock
     from harness.engines import get_engine
+    from harness.engines.tvm.targets import is_host_runnable
     from harness.memory import estimate_memory
     from harness.models.resolve import resolve_model
     from harness.paths import results_dir
@@ -134,7 +135,7 @@ def run_benchmark(
     spec = resolved_spec(spec, device)
     # a bad --cores fails before any compile
     placements, topology = plan_device_placements(device, spec, log)
-    if spec.device == "local" and spec.target not in ("llvm", "cuda"):
+    if spec.device == "local" and not is_host_runnable(spec.target):
         raise UserError(
             f"target {spec.target} builds for a phone and cannot run on this desktop; use --target"
             f" llvm here, or `slm-bench compile --target {spec.target}` for the bundle alone"

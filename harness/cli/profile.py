@@ -32,8 +32,8 @@ cost the calibration predicts, against the measured time (ok within 5%).
 
 \b
 Columns: GB/s and GOP/s achieved; %BW of the read bandwidth and %peak of the compute peak
-(fp32 FMA, or int8 dot for q4a8 kernels) that benchmarks/peak.py measures on the same threads
-(cached per host); %roof of the roofline min(peak, bandwidth x ops/byte).
+(fp32 FMA, or int8 dot for q4a8 kernels) that harness/profiling/peaks.py measures on the same
+threads (cached per host); %roof of the roofline min(peak, bandwidth x ops/byte).
 
 \b
 On a phone (--device adb, adb:SERIAL, adb:SERIAL@HOST:PORT) the runner `slm-bench run` starts
@@ -76,8 +76,8 @@ DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODE
     "--target",
     default=None,
     help=(
-        "Compile target [default: llvm here; on an ARM64 phone arm64-linux, or arm64-linux-i8mm"
-        " where its cores list i8mm]."
+        "Compile target [default: llvm here (llvm-avx2 profiles the AVX2 kernels on a newer x86);"
+        " on an ARM64 phone arm64-linux, or arm64-linux-i8mm where its cores list i8mm]."
     ),
 )
 @click.option(
@@ -147,10 +147,11 @@ def profile(
 
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     if device == "local":
-        if target not in (None, "llvm"):
+        if target not in (None, "llvm", "llvm-avx2"):
             raise UserError(
-                f"the desktop profile runs llvm bundles, and {target} builds for another device;"
-                " leave --target out here, or profile on that device with --device adb:SERIAL"
+                f"the desktop profile runs llvm (or llvm-avx2) bundles, and {target} builds for"
+                " another device; leave --target out here, or profile on that device with"
+                " --device adb:SERIAL"
             )
         if cores:
             raise UserError("--cores pins a phone's runner; the desktop profile takes --threads")
@@ -165,6 +166,7 @@ def profile(
             rounds=rounds,
             log=log,
             with_memory=memory,
+            target=target or "llvm",
         )
     else:
         from harness.profiling.phone import profile_on_device

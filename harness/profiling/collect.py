@@ -398,9 +398,11 @@ def profile_local(
     rounds: int = ROUNDS,
     log: Callable[[str], None] = print,
     with_memory: bool = True,
+    target: str = "llvm",
 ) -> ProfileResult:
-    """Compile (or find) the desktop bundle of ``model``, profile it at each L in this process.
-    A phone's runner calls :func:`profile_session` itself (``harness.profiling.phone``)."""
+    """Compile (or find) the desktop bundle of ``model`` for ``target`` (llvm, or llvm-avx2 for
+    the AVX2 kernels), profile it at each L in this process. A phone's runner calls
+    :func:`profile_session` itself (``harness.profiling.phone``)."""
     from harness.devices.local import _cpu_name
     from harness.engines.tvm.compile import compile_model
     from harness.engines.tvm.runtime import TVMSession
@@ -410,13 +412,13 @@ def profile_local(
     from .ceilings import local_ceilings
 
     loaded = resolve_model(model, log=log)
-    bundle = compile_model(loaded, get_preset(quantization), "llvm", log=log)
+    bundle = compile_model(loaded, get_preset(quantization), target, log=log)
     prompts = prompt_ids(bundle, lengths)
     longest = max(len(ids) for ids in prompts.values())
     session = TVMSession(
         bundle, max_seq_len=longest + 2 * steps + WARMUP_DECODE_STEPS + KV_HEADROOM, threads=threads
     )
-    ceilings = local_ceilings(session.num_threads(), "llvm", log)
+    ceilings = local_ceilings(session.num_threads(), target, log)
     from harness.devices.load import other_load
 
     before = _counters()
@@ -437,7 +439,7 @@ def profile_local(
         model=session.manifest.get("model", model),
         quantization=quantization,
         device="local",
-        target="llvm",
+        target=target,
         kernels=session.manifest.get("kernels", ""),
         machine=_cpu_name(),
         threads=session.num_threads(),

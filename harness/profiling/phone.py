@@ -175,8 +175,8 @@ def device_ceilings(profile, emulated: bool) -> Ceilings:
         )
     ceilings = Ceilings(
         compute_source=(
-            "not known for a phone (benchmarks/peak.py measures the desktop only): %peak stays"
-            " empty"
+            "not known for a phone (harness/profiling/peaks.py measures the desktop only): %peak"
+            " stays empty"
         )
     )
     if profile.memory_bandwidth_gbps:

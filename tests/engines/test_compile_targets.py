@@ -1,6 +1,7 @@
 """Every architecture compiles for every target that can be code-generated on this host.
 
-- llvm: the bundle loads and runs one prefill + one decode step (finite logits of [vocab]).
+- llvm, llvm-avx2: the bundle loads and runs one prefill + one decode step (finite logits of
+  [vocab]).
 - arm64-linux, arm64-linux-i8mm: model.so is an AArch64 shared library (Debian's cross gcc).
 - android-cpu: the bundle's model.tar holds AArch64 ELF objects (linking needs the NDK).
 - opencl: the bundle holds the generated OpenCL C (``__kernel``), our GPU matmuls included,
@@ -98,7 +99,7 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
     assert lib.is_file() and lib.stat().st_size > 0
     vocab = json.loads((bundle / "config.json").read_text())["vocab_size"]
 
-    if target == "llvm":
+    if target in ("llvm", "llvm-avx2"):
         _run_one_step(bundle, vocab)
 
     if target.startswith("arm64-linux"):  # a loadable library for the phone kit (tests/devices)

@@ -85,6 +85,26 @@ def test_isa_choice_follows_the_target_features():
     assert isa_for(arm) is None
 
 
+def test_llvm_avx2_holds_the_host_to_the_avx2_kernels(monkeypatch):
+    """llvm-avx2 compiles the AVX2 kernels whatever the host has, and a host that cannot run
+    them is told so in one line."""
+    import platform
+
+    from harness.engines.tvm import targets
+    from harness.engines.tvm.kernels.matmul_int8 import isa_for
+    from harness.errors import UserError
+
+    if platform.machine() != "x86_64":
+        with pytest.raises(UserError, match="is x86 code"):
+            targets.resolve("llvm-avx2")
+        return
+    assert isa_for(targets.resolve("llvm-avx2")) == "avx2"
+    assert targets.is_host_runnable("llvm-avx2")
+    monkeypatch.setattr(targets, "_cpu_flags", lambda: {"sse2", "avx", "fma"})
+    with pytest.raises(UserError, match=r"needs avx2, f16c, which this CPU lacks; use --target"):
+        targets.resolve("llvm-avx2")
+
+
 def test_arm64_linux_i8mm_picks_smmla_and_the_plain_build_keeps_sdot():
     from harness.engines.tvm.kernels.matmul_int8 import isa_for
     from harness.engines.tvm.targets import CROSS_COMPILERS, KERNEL_DESCRIPTIONS, resolve

@@ -35,6 +35,7 @@ from . import targets
 BUNDLE_FORMAT = 1
 LIB_NAMES = {
     "llvm": "model.so",
+    "llvm-avx2": "model.so",
     "cuda": "model.so",
     "arm64-linux": "model.so",
     "arm64-linux-i8mm": "model.so",
@@ -63,7 +64,7 @@ def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
         "target": target,
         # the resolved target: its CPU (mcpu, features) decides which kernels are compiled in
         "target_detail": str(targets.resolve(target)),
-        "host_cores": host_cores() if target == "llvm" else None,
+        "host_cores": host_cores() if target in ("llvm", "llvm-avx2") else None,
         "tvm": tvm.__version__,
         "engine": engine_source_hash(),
     }

@@ -10,6 +10,10 @@ from harness.errors import UserError
 # name -> (description, whether a runnable library can be linked on this host)
 TARGETS = {
     "llvm": "the host CPU, features detected (the desktop reference)",
+    "llvm-avx2": (
+        "the host x86 CPU held to AVX2 + FMA (x86-64-v3: no AVX-512, no VNNI): the kernels of an"
+        " AVX2-only machine (Zen 3, Intel client cores before Alder Lake), run on this one"
+    ),
     "cuda": (
         "NVIDIA GPU, SLM_BENCH_CUDA_ARCH (default sm_80); running needs a CUDA driver and a TVM"
         " built with CUDA (the pip wheel generates code only)"
@@ -62,6 +66,11 @@ def resolve(name: str):
         return tvm.target.Target(
             {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": host_cores()}
         )
+    if name == "llvm-avx2":
+        check_x86_host(name)
+        # x86-64-v3 (the psABI level of AVX2, FMA, F16C, BMI2) rather than a named CPU: generic
+        # tuning, and no instruction beyond what every AVX2 machine has.
+        return tvm.target.Target({"kind": "llvm", "mcpu": "x86-64-v3", "num-cores": host_cores()})
     if name == "cuda":
         return tvm.target.Target(
             {"kind": "cuda", "arch": os.environ.get("SLM_BENCH_CUDA_ARCH", "sm_80")},
@@ -96,8 +105,37 @@ def resolve(name: str):
     raise UserError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
 
 
+# Targets whose bundles run in this process: the host CPU (whole, or held to AVX2) and CUDA.
+HOST_TARGETS = ("llvm", "llvm-avx2", "cuda")
+
+
 def is_host_runnable(name: str) -> bool:
-    return name in ("llvm", "cuda")
+    return name in HOST_TARGETS
+
+
+def check_x86_host(name: str) -> None:
+    """Raise a one-line error when an x86 target is asked of a host that cannot run it."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise UserError(
+            f"target {name} is x86 code and this host is {platform.machine()}; use --target llvm"
+        )
+    flags = _cpu_flags()
+    missing = [f for f in ("avx2", "fma", "f16c") if f not in flags]
+    if flags and missing:
+        raise UserError(
+            f"target {name} needs {', '.join(missing)}, which this CPU lacks; use --target llvm"
+        )
+
+
+def _cpu_flags() -> set[str]:
+    """The host CPU's /proc/cpuinfo flags; empty where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((set(line.split()[2:]) for line in info if line.startswith("flags")), set())
+    except OSError:
+        return set()
 
 
 # Targets whose model library links with a cross compiler from the host's package manager.
