@@ -39,7 +39,7 @@ by weights, preset, target, TVM version and engine source: the same inputs compi
     "-t",
     default="llvm",
     show_default=True,
-    help="llvm, cuda, arm64-linux, arm64-linux-i8mm, android-cpu or opencl.",
+    help="llvm, llvm-avx2, cuda, arm64-linux, arm64-linux-i8mm, android-cpu or opencl.",
 )
 @click.option("--force", is_flag=True, help="Recompile even if the bundle is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")

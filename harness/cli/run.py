@@ -77,9 +77,9 @@ sweep's report has a table and plot per setting with the fastest marked."""
     default="llvm",
     show_default=True,
     help=(
-        "Compile target: llvm (host CPU), cuda, arm64-linux, arm64-linux-i8mm, android-cpu, opencl."
-        " An ARM64 phone without Python gets arm64-linux (the harness's TVM kit), or"
-        " arm64-linux-i8mm where its /proc/cpuinfo lists i8mm."
+        "Compile target: llvm (host CPU), llvm-avx2 (the host held to AVX2), cuda, arm64-linux,"
+        " arm64-linux-i8mm, android-cpu, opencl. An ARM64 phone without Python gets arm64-linux"
+        " (the harness's TVM kit), or arm64-linux-i8mm where its /proc/cpuinfo lists i8mm."
     ),
 )
 @click.option(

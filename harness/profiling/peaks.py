@@ -35,7 +35,7 @@ CHAINS_READ = 4
 READ_REPEATS = 15  # passes over the buffer; their median is the read bandwidth
 
 
-def _vector_lanes(target) -> int:
+def vector_lanes(target) -> int:
     from tvm.target import codegen
 
     if str(target.attrs.get("mtriple", "") or "").startswith("aarch64"):
@@ -141,10 +141,11 @@ def _int8_loop(threads: int, isa: str):
     return dot, bytes_
 
 
-def _read_loop(threads: int, lanes: int):
+def read_loop(threads: int, lanes: int, nbytes: int = READ_BYTES):
+    """The read loop over ``nbytes`` (a TVM function of (out, src)), and the bytes it reads."""
     from tvm.script import tirx as T
 
-    words = READ_BYTES // 4
+    words = nbytes // 4
     per_thread = words // threads
     steps = per_thread // (lanes * CHAINS_READ)
 
@@ -189,10 +190,10 @@ def read_probe(target, threads: int):
     import tvm
 
     dev = tvm.cpu()
-    func, nbytes = _read_loop(threads, _vector_lanes(target))
+    func, nbytes = read_loop(threads, vector_lanes(target))
     fn = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)["main"]
     args = [
-        tvm.runtime.tensor(np.zeros((threads, _vector_lanes(target)), np.float32), dev),
+        tvm.runtime.tensor(np.zeros((threads, vector_lanes(target)), np.float32), dev),
         tvm.runtime.tensor(np.ones(READ_BYTES // 4, np.float32), dev),
     ]
     fn(*args)
@@ -214,7 +215,7 @@ def measure_peaks(target, threads: int) -> dict:
     from harness.engines.tvm.kernels.matmul_int8 import isa_for
 
     dev = tvm.cpu()
-    lanes = _vector_lanes(target)
+    lanes = vector_lanes(target)
     lib = tvm.tirx.build(tvm.IRModule({"main": _fma_loop(threads, lanes)}), target=target)
     args = [
         tvm.runtime.tensor(np.zeros((threads, lanes), np.float32), dev),
