@@ -54,7 +54,9 @@ the decode steps; and VmHWM, the peak a record's peak_mem_bytes reports. --no-me
 \b
 Writes DIR/profile.json (every kernel and group of every phase), DIR/profile.md and
 DIR/profile.png (stacked group time per L); DIR defaults to results/profile-MODEL-QUANT/ (and
--adb_SERIAL after it for a phone). profile.json names the device, its target and kernels."""
+-adb_SERIAL after it for a phone). profile.json names the device, its target and kernels. With
+--out RUN_DIR (a `slm-bench run` folder) the run's report includes the profile: `slm-bench
+report RUN_DIR` adds a table per phase and L and the chart."""
 
 
 @click.command("profile", epilog=EPILOG)

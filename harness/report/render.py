@@ -120,6 +120,7 @@ def write_report(
     from harness.report.devices import charging_notes, devices_table
     from harness.report.noise import noise_problems, with_noise
     from harness.report.plots import decode_ceilings, run_dirs_of, write_plots
+    from harness.report.profile import copy_charts, load_profiles, profile_tables
     from harness.report.quality import load_quality, quality_table
     from harness.report.reference import load_quality_reference, load_reference
     from harness.report.sweep import one_setting_per_build, sweep_table
@@ -141,6 +142,8 @@ def write_report(
     quality, quality_problems = load_quality(run_dirs_of(data))
     # first: a bad --L fails before anything is written
     plots = write_plots(data, out / "plots", L=L, reference=ref, quality=quality)
+    profiles, profile_problems = load_profiles(run_dirs_of(data))
+    plots += copy_charts(profiles, out / "plots")
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"slm-bench report: {out.name}"
     tables = [
@@ -164,7 +167,9 @@ def write_report(
             tables.append(reference_quality_table(quality, quality_ref, reference))
     if ref is not None:
         tables.append(reference_table(data, ref, reference))
+    tables += profile_tables(profiles)
     problems = list_problems(data, base) + quality_problems + over_budget_notes(data)
+    problems += profile_problems
     problems += noise_problems(shown) + charging_notes(data)
     baseline_note = (
         f"Baseline: {', '.join(sorted(base.infos) or ['(no run.json)'])}" if base else ""
