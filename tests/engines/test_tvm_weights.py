@@ -1,6 +1,7 @@
 """Packing weights into shards reports each parameter's bytes to a progress meter whose total,
 known before the first tensor is converted, is what the shards end up holding; loading a truncated
-shard names the parameter and the fix; a whole one gives back every value."""
+shard names the parameter and the fix; a whole one gives back every value, on the CPU from one
+arena on huge pages."""
 
 from __future__ import annotations
 
@@ -62,3 +63,39 @@ def test_a_truncated_shard_names_the_parameter_and_the_fix(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-4])
     with pytest.raises(UserError, match=r"ends before parameter c: .*compile again"):
         load_params(tmp_path, ["a", "b", "c"], tvm.cpu())
+
+
+def test_cpu_parameters_share_one_huge_page_arena(tmp_path):
+    """On the CPU the tensors are views of one arena, each on TVM's 64-byte alignment, in the
+    order asked; the kernel is asked for huge pages there wherever it takes the advice."""
+    import tvm
+
+    from harness.engines.tvm.arena import ALIGN, HUGE_PAGE
+
+    _shards(tmp_path)
+    tensors = load_params(tmp_path, ["c", "a", "b"], tvm.cpu())
+    starts = [np.from_dlpack(t).ctypes.data for t in tensors]
+    assert starts[0] % HUGE_PAGE == 0 and all(s % ALIGN == 0 for s in starts)
+    assert starts == [starts[0], starts[0] + 64, starts[0] + 128]  # 20, 28 and 12 bytes, aligned
+    if "[never]" not in _thp_setting():  # "hg": the mapping carries MADV_HUGEPAGE
+        assert "hg" in _smaps_field(starts[0], "VmFlags").split()
+
+
+def _thp_setting() -> str:
+    try:
+        return open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return "[never]"
+
+
+def _smaps_field(address: int, field: str) -> str | None:
+    """The value of ``field`` for the mapping that holds ``address`` (/proc/self/smaps)."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and head == f"{field}:":
+            return line.split(":", 1)[1].strip()
+    return None
