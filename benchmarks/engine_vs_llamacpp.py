@@ -105,6 +105,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def with_huge_pages() -> None:
+    """Run as the harness's runner does, with glibc's malloc asking for huge pages (a tunable read
+    at start: this re-executes the script once with it set). Both engines allocate in this
+    process, so both get them."""
+    from harness.engines import with_huge_page_malloc
+
+    env = with_huge_page_malloc(dict(os.environ))
+    if env != dict(os.environ):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def import_llama_cpp():
     """Fail in one line, before any slow step, when the reference engine is missing; the harness
     points llama-cpp-python at its own llama.cpp build when the binding has none."""
@@ -445,6 +457,8 @@ def add_peak_shares(results: list[dict], macs: int, peaks: dict, ours_activation
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if argv is None:  # run as a script, not called: re-executing would replace the caller
+        with_huge_pages()
     # read when tvm's thread pool starts: set before importing tvm
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     llama_cpp = import_llama_cpp()

@@ -13,7 +13,7 @@ from harness.devices.base import Device, RunnerProcess
 from harness.devices.placement import Placement
 from harness.devices.profiles import get_profile
 from harness.devices.topology import Topology
-from harness.engines import host_cores
+from harness.engines import host_cores, with_huge_page_malloc
 from harness.results.schema import DeviceInfo, DeviceState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,11 +188,15 @@ class LocalDevice(Device):
             str(placement.threads),
             "--serve",
         ]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            **placement.env(),
-        }
+        env = with_huge_page_malloc(
+            {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
+                ),
+                **placement.env(),
+            }
+        )
         cores = set(placement.cores)
         with open(log_path, "ab") as log:
             # Pinned before exec: the runner and every thread it starts inherit the set.

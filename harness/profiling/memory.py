@@ -20,6 +20,7 @@ from pathlib import Path
 
 # the cache is sized as the runner sizes it (harness.runner imports nothing of TVM's: the stages
 # below must see TVM arrive when they import it)
+from harness.engines import with_huge_page_malloc
 from harness.runner import KV_HEADROOM
 
 from .schema import MemoryStage, MemoryView
@@ -88,7 +89,7 @@ def measure_stages(bundle: Path, length: int, steps: int) -> dict:
 def memory_view(bundle: Path, L: int, length: int, steps: int) -> MemoryView:
     """Measure the stages at the suite's ``L`` (a prompt of ``length`` tokens) in a fresh process,
     so that nothing the host loaded counts."""
-    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
+    env = with_huge_page_malloc({**os.environ, "TVM_USE_RUNTIME_LIB": "1"})  # as the runner
     done = subprocess.run(
         [sys.executable, "-m", "harness.profiling.memory", str(bundle), str(length), str(steps)],
         capture_output=True,

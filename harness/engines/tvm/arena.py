@@ -8,7 +8,8 @@ anonymous mapping that asks for huge pages (``MADV_HUGEPAGE``), and TVM gets vie
 
 Measured on EPYC Zen 4 (2 vCPUs, THP ``madvise``): two sessions of one bundle in one process,
 decode steps alternating, 20-30 rounds: Qwen2-0.5B 1.083x at L=200 (quartiles 1.05-1.11) and
-1.070x at L=1000 (1.03-1.09); SmolLM2-135M 1.010x (0.95-1.06) and 1.058x (1.00-1.10).
+1.070x at L=1000 (1.03-1.09); SmolLM2-135M 1.010x (0.95-1.06) and 1.058x (1.00-1.10);
+Mistral-7B (4.1 GB) 0.985x at L=200 (0.97-1.03), within noise.
 
 Where the kernel gives no huge pages (THP ``never``, no ``madvise``), the arena is plain 4 KiB
 memory, as before.
