@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--target",
+        # harness.engines.tvm.targets.HOST_CPU_TARGETS, written out: importing it imports TVM,
+        # which must wait until main() has set TVM_NUM_THREADS
         choices=("llvm", "llvm-avx2"),
         default="llvm",
         help=(

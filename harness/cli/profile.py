@@ -149,7 +149,9 @@ def profile(
 
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     if device == "local":
-        if target not in (None, "llvm", "llvm-avx2"):
+        from harness.engines.tvm.targets import HOST_CPU_TARGETS
+
+        if target not in (None, *HOST_CPU_TARGETS):
             raise UserError(
                 f"the desktop profile runs llvm (or llvm-avx2) bundles, and {target} builds for"
                 " another device; leave --target out here, or profile on that device with"

@@ -33,10 +33,9 @@ def aligned(nbytes: int) -> int:
 def host_arena(nbytes: int) -> np.ndarray | None:
     """``nbytes`` of zeroed anonymous memory as a uint8 array starting on a 2 MiB boundary,
     marked for transparent huge pages; None where the OS has no anonymous maps (not POSIX)."""
-    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-    if not flags or not hasattr(mmap, "MAP_ANONYMOUS"):
+    if not hasattr(mmap, "MAP_ANONYMOUS"):
         return None
-    mapping = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=flags)
+    mapping = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
     if advice is not None:
         try:

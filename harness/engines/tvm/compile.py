@@ -64,7 +64,7 @@ def bundle_key(model: LoadedModel, preset: QuantPreset, target: str) -> str:
         "target": target,
         # the resolved target: its CPU (mcpu, features) decides which kernels are compiled in
         "target_detail": str(targets.resolve(target)),
-        "host_cores": host_cores() if target in ("llvm", "llvm-avx2") else None,
+        "host_cores": host_cores() if target in targets.HOST_CPU_TARGETS else None,
         "tvm": tvm.__version__,
         "engine": engine_source_hash(),
     }

@@ -105,8 +105,10 @@ def resolve(name: str):
     raise UserError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
 
 
-# Targets whose bundles run in this process: the host CPU (whole, or held to AVX2) and CUDA.
-HOST_TARGETS = ("llvm", "llvm-avx2", "cuda")
+# Targets whose bundles run on this host's CPU (whole, or held to AVX2), and with CUDA those
+# whose bundles run in this process.
+HOST_CPU_TARGETS = ("llvm", "llvm-avx2")
+HOST_TARGETS = (*HOST_CPU_TARGETS, "cuda")
 
 
 def is_host_runnable(name: str) -> bool:
@@ -130,10 +132,12 @@ def check_x86_host(name: str) -> None:
 
 
 def _cpu_flags() -> set[str]:
-    """The host CPU's /proc/cpuinfo flags; empty where there is none (not Linux)."""
+    """The flags every host core lists in /proc/cpuinfo; empty where there is none (not Linux)."""
+    from harness.devices.topology import common_features
+
     try:
         with open("/proc/cpuinfo") as info:
-            return next((set(line.split()[2:]) for line in info if line.startswith("flags")), set())
+            return common_features(info.read())
     except OSError:
         return set()
 

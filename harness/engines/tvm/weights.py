@@ -215,11 +215,12 @@ def load_params(params_dir: Path, order: list[str], device) -> list:
     import tvm
 
     from .arena import aligned, host_arena
+    from .runtime import CPU_DEVICE_TYPE
 
     meta = json.loads((params_dir / "index.json").read_text())
     by_name = {p["name"]: p for p in meta["params"]}
     wanted = [by_name[name] for name in order]
-    on_host = device.dlpack_device_type() == tvm.cpu().dlpack_device_type()
+    on_host = device.dlpack_device_type() == CPU_DEVICE_TYPE
     arena = host_arena(sum(aligned(p["nbytes"]) for p in wanted)) if on_host else None
     files: dict[str, BinaryIO] = {}
     out, at = [], 0
