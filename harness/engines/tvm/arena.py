@@ -6,10 +6,13 @@ allocates each tensor with ``posix_memalign``, which a kernel whose transparent 
 set to ``madvise`` (the common default) keeps on 4 KiB pages. So the weights go into one
 anonymous mapping that asks for huge pages (``MADV_HUGEPAGE``), and TVM gets views of it.
 
-Measured on EPYC Zen 4 (2 vCPUs, THP ``madvise``): two sessions of one bundle in one process,
-decode steps alternating, 20-30 rounds: Qwen2-0.5B 1.083x at L=200 (quartiles 1.05-1.11) and
-1.070x at L=1000 (1.03-1.09); SmolLM2-135M 1.010x (0.95-1.06) and 1.058x (1.00-1.10);
-Mistral-7B (4.1 GB) 0.985x at L=200 (0.97-1.03), within noise.
+Measured on EPYC Zen 4 (2 vCPUs, THP ``madvise``), two sessions of one bundle in one process,
+decode steps alternating (``benchmarks/huge_pages.py``), at L=200 / L=1000:
+- 23:10-23:20: Qwen2-0.5B 1.083x / 1.070x, SmolLM2-135M 1.010x / 1.058x; Mistral-7B 0.985x
+  at L=200;
+- 00:55 the same night: Qwen2-0.5B 1.005-1.014x / 0.995-0.996x, SmolLM2 1.026x / 1.007x.
+So from nothing to 8%, with the machine's state; it costs nothing, and the load holds no second
+copy of any tensor.
 
 Where the kernel gives no huge pages (THP ``never``, no ``madvise``), the arena is plain 4 KiB
 memory, as before.

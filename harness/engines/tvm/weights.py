@@ -207,7 +207,7 @@ def load_params(params_dir: Path, order: list[str], device) -> list:
     """Shards -> TVM tensors in the order the compiled functions expect.
 
     On the CPU each tensor is read straight into one arena on transparent huge pages
-    (``arena.host_arena``: decode 1.01-1.08x) and TVM gets views of it, so the load holds no
+    (``arena.host_arena``: decode 1.00-1.08x) and TVM gets views of it, so the load holds no
     second copy. Elsewhere (a GPU) each tensor is read into a buffer of its own and copied to
     the device; the buffer goes before the next is read. A memory map of the shards would leave
     every page it touched resident until the map closed: the whole model twice at the load's
