@@ -1,7 +1,7 @@
 """Decode attention variants side by side, each reading its KV cache from memory.
 
 Builds ``kernels/decode_attention.py``'s kernel for one model's head shapes in several variants
-(the resident and the streamed layout; with and without prefetching the next page) and runs them
+(the resident and the two-pass layout; with and without prefetching the next page) and runs them
 in turn, round after round, over ``--caches`` separate KV caches of L keys each (by default as
 many as fill 256 MiB, 8x a 32 MiB last-level cache: at 30 MiB, 1000-key SmolLM2 caches read at
 29 GB/s from L3 where 256 MiB gave 20), so that a call
@@ -56,12 +56,12 @@ def variants(h_kv: int, h_qo: int, d: int) -> dict:
     group = h_qo // h_kv
     fits = da.decode_heads_per_item(group, d) == group
     fits = fits and da.decode_value_chunk(group, d) == d
-    chosen = "resident" if fits else "streamed"
-    builders = {"resident": da._decode_resident, "streamed": da._decode_streamed}
+    chosen = "resident" if fits else "two-pass"
+    builders = {"resident": da._decode_resident, "two-pass": da._decode_two_pass}
     plan = [
         (f"{chosen} (as built)", builders[chosen], da.PREFETCH),
         (f"{chosen}, no prefetch", builders[chosen], 0),
-        (f"{'streamed' if fits else 'resident'}", builders["streamed" if fits else "resident"], 1),
+        (f"{'two-pass' if fits else 'resident'}", builders["two-pass" if fits else "resident"], 1),
     ]
     built, saved = {}, da.PREFETCH
     try:

@@ -65,8 +65,8 @@ def run_decode(
     "h_kv,h_qo,d,length",
     [
         (3, 9, 64, 200),  # SmolLM2: the group's accumulators stay in registers
-        (2, 14, 64, 37),  # Qwen2-0.5B's groups of 7: streamed, 7 sub-blocks of one head
-        (8, 32, 128, 300),  # 7B/8B: groups of 4 heads of 128, streamed
+        (2, 14, 64, 37),  # Qwen2-0.5B's groups of 7: two passes, the whole group at a time
+        (8, 32, 128, 300),  # 7B/8B: groups of 4 heads of 128, two passes
         (4, 8, 256, 100),  # Gemma 2's 256-wide heads: V accumulated 128 dimensions at a time
         (4, 4, 32, 5),
         (1, 3, 16, 300),
@@ -106,6 +106,22 @@ def test_heads_share_an_item_while_their_accumulators_fit_the_stack():
     assert decode_value_chunk(1, 256) == 128 and decode_value_chunk(3, 64) == 64
     # keys x heads >= 8 independent FMA chains, partial sums under 1 KiB
     assert [decode_keys_per_step(g) for g in (1, 2, 3, 4, 6)] == [8, 4, 4, 2, 2]
+
+
+def test_the_two_pass_layout_scores_a_whole_group_while_its_sums_fit():
+    from harness.engines.tvm.kernels.decode_attention import (
+        TWO_PASS_ACC,
+        decode_two_pass_heads,
+        decode_value_chunk,
+    )
+
+    # Qwen2-0.5B's 7 heads score each K row together: 2 keys x 7 heads of 8 partial sums
+    assert decode_two_pass_heads(7) == 7 and decode_two_pass_heads(4) == 4
+    # one key at a time for 16 heads; 32 heads' sums would spill: halves of the group
+    assert decode_two_pass_heads(16) == 16 and decode_two_pass_heads(32) == 16
+    # V in slices whose accumulators stay in registers: 7 heads x 16, 4 heads x 32 dimensions
+    assert decode_value_chunk(7, 64, TWO_PASS_ACC) == 16
+    assert decode_value_chunk(4, 128, TWO_PASS_ACC) == 32
 
 
 @pytest.mark.parametrize("dots", [8, 12, 16, 10, 3])
