@@ -9,16 +9,17 @@ float-activation path MLC defines).
 Both engines get the same token ids, the same thread count and the same protocol, interleaved
 (ours, ref, ours, ref, ...) so that drift in the machine's state (thermal, another process) hits
 both alike. Measured in the same run, by ``harness/profiling/peaks.py`` on the engines' threads:
-the read bandwidth, before and after every timed run, for each engine's decode ceiling (each
-run's bytes streamed a second, every weight once plus the KV cache at the step's mean context,
-over the better of the two readings around it), and the compute peaks (fp32 FMA and int8-dot
-loops), for prefill as a share of what the CPU can do. The last stdout line is one JSON object;
-per L it has ``ours_decode_ceiling_pct`` (and its ``ref_`` twin; ``*_decode_best_read_pct`` is
-the same speed over the best reading of the whole run) and
-``ours_prefill_peak_pct``: our linear layers' int8 (or fp32) GOP/s in prefill as a share of the
-peak, timed kernel by kernel through the VM's instrument hook (``harness.profiling``) in one extra
-prefill per L. ``*_prefill_effective_pct`` counts the same linear work over the whole prefill
-time instead (attention included), the only form llama.cpp's can take.
+the read bandwidth, right before and right after every timed decode (after the prefill), for
+each engine's decode ceiling (each run's bytes streamed a second, every weight once plus the KV
+cache at the step's mean context, over the better of the two readings around it), and the
+compute peaks (fp32 FMA and int8-dot loops), for prefill as a share of what the CPU can do.
+The last stdout line is one JSON object; per L it has ``ours_decode_ceiling_pct`` (and its
+``ref_`` twin; ``*_decode_best_read_pct`` is the same speed over the best reading of the whole
+run) and ``ours_prefill_peak_pct``: our linear layers' int8 (or fp32) GOP/s in prefill as a
+share of the peak, timed kernel by kernel through the VM's instrument hook
+(``harness.profiling``) in one extra prefill per L. ``*_prefill_effective_pct`` counts the same
+linear work over the whole prefill time instead (attention included), the only form llama.cpp's
+can take.
 
     python benchmarks/engine_vs_llamacpp.py [--model M] [--lengths 200,400] [--repeats 3]
 """
@@ -224,18 +225,20 @@ class RefEngine:
         return self._greedy()
 
 
-def run_once(engine, ids: np.ndarray, steps: int) -> tuple[float, float, list[int]]:
-    """(prefill seconds, decode seconds, greedy tokens) for one prompt; the greedy argmax is
-    inside the timed spans for both engines, as a generation loop would pay for it."""
+def run_once(engine, ids: np.ndarray, steps: int, probe=None) -> tuple:
+    """(prefill seconds, decode seconds, greedy tokens, the bandwidth ``probe()`` read between
+    the prefill and the first decode step, or None). The greedy argmax is inside the timed spans
+    for both engines, as a generation loop would pay for it."""
     t0 = time.perf_counter()
     token = engine.prefill(ids)
+    prefill_s = time.perf_counter() - t0
+    reading = probe() if probe else None
     t1 = time.perf_counter()
     tokens = [token]
     for _ in range(steps):
         token = engine.decode(token)
         tokens.append(token)
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, tokens
+    return prefill_s, time.perf_counter() - t1, tokens, reading
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -248,27 +251,28 @@ def measure(
     engines: dict, seqs: dict[int, np.ndarray], repeats: int, steps: int, probe
 ) -> list[dict]:
     """Warm each engine on the longest prompt, then per L interleave the engines and keep
-    medians. ``probe()`` reads the memory bandwidth before every run and after the last one, so
-    that each run sits between two readings (``row["runs"]``: per engine, its decode seconds and
-    the readings before and after it); a row's ``read_gbps`` is the median of that L's readings,
-    ``read_best_gbps`` the best."""
+    medians. ``probe()`` reads the memory bandwidth right before and right after every run's
+    decode (``row["runs"]``: per engine, its decode seconds and those two readings); a row's
+    ``read_gbps`` is the median of that L's readings, ``read_best_gbps`` the best."""
     longest = seqs[max(seqs)]
     for engine in engines.values():
         run_once(engine, longest, min(steps, 4))
     results = []
     for n, ids in seqs.items():
         runs = {name: [] for name in engines}
-        readings = [probe()]
+        paired = {name: [] for name in engines}
         for _ in range(repeats):
             for name, engine in engines.items():
                 time.sleep(SETTLE_S)
-                runs[name].append(run_once(engine, ids, steps))
-                readings.append(probe())
+                prefill_s, decode_s, tokens, before = run_once(engine, ids, steps, probe)
+                runs[name].append((prefill_s, decode_s, tokens))
+                paired[name].append((decode_s, before, probe()))
+        readings = [x for pairs in paired.values() for _, *around in pairs for x in around]
         row = {
             "L": n,
             "read_gbps": round(statistics.median(readings), 2),
             "read_best_gbps": round(max(readings), 2),
-            "runs": paired_runs(runs, readings),
+            "runs": paired,
         }
         for name, rs in runs.items():
             row[f"{name}_prefill_tps"] = round(n / statistics.median(r[0] for r in rs), 1)
@@ -276,19 +280,6 @@ def measure(
         row["agree"] = common_prefix(runs["ours"][0][2], runs["ref"][0][2])  # table only
         results.append(row)
     return results
-
-
-def paired_runs(runs: dict[str, list], readings: list[float]) -> dict[str, list[tuple]]:
-    """Per engine, (decode seconds, reading before, reading after) for each of its runs: run k of
-    the interleaved order (ours, ref, ours, ...) lies between readings k and k + 1."""
-    per_round = len(runs)
-    return {
-        name: [
-            (r[1], readings[i * per_round + j], readings[i * per_round + j + 1])
-            for i, r in enumerate(rs)
-        ]
-        for j, (name, rs) in enumerate(runs.items())
-    }
 
 
 def print_table(results: list[dict], steps: int, out) -> None:

@@ -19,15 +19,41 @@ def bench():
     return module
 
 
-def test_each_run_lies_between_the_readings_taken_around_it(bench):
-    # order of events: reading 0, ours 0, reading 1, ref 0, reading 2, ours 1, reading 3, ref 1,
-    # reading 4; a run is (prefill s, decode s, tokens)
-    runs = {"ours": [(0.1, 1.0, []), (0.1, 2.0, [])], "ref": [(0.1, 3.0, []), (0.1, 4.0, [])]}
-    paired = bench.paired_runs(runs, [10.0, 11.0, 12.0, 13.0, 14.0])
-    assert paired == {
-        "ours": [(1.0, 10.0, 11.0), (2.0, 12.0, 13.0)],
-        "ref": [(3.0, 11.0, 12.0), (4.0, 13.0, 14.0)],
-    }
+class Recorder:
+    """An engine and a bandwidth probe that log the order of their calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def prefill(self, ids):
+        self.calls.append("prefill")
+        return 1
+
+    def decode(self, token):
+        self.calls.append("decode")
+        return token + 1
+
+    def probe(self):
+        self.calls.append("probe")
+        return 40.0
+
+
+def test_the_reading_before_a_decode_comes_after_its_prefill(bench):
+    """A 7B prefill takes half a minute: a reading before it would describe another machine."""
+    rec = Recorder()
+    _, _, tokens, reading = bench.run_once(rec, [5, 6], 3, rec.probe)
+    assert rec.calls == ["prefill", "probe", "decode", "decode", "decode"]
+    assert tokens == [1, 2, 3, 4] and reading == 40.0
+
+
+def test_each_decode_sits_between_two_readings(bench):
+    engines = {"ours": Recorder(), "ref": Recorder()}
+    probe_log = Recorder()
+    rows = bench.measure(engines, {2: [7, 8]}, repeats=2, steps=1, probe=probe_log.probe)
+    for pairs in rows[0]["runs"].values():
+        assert [(before, after) for _, before, after in pairs] == [(40.0, 40.0)] * 2
+    # warm-up runs take no reading; each timed run takes two
+    assert probe_log.calls.count("probe") == 2 * 2 * 2
 
 
 def test_a_fast_reading_elsewhere_does_not_set_every_runs_ceiling(bench):
