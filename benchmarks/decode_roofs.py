@@ -63,12 +63,13 @@ def gemv_case(n: int, k: int, isa: str, target):
     import tvm
 
     from harness.engines.tvm.kernels import matmul_int8 as mi
+    from harness.quantization import GROUP, LANES
 
     f = build(mi.q4_matmul_a8(n, k, "float16", "one", isa), target)
     rng = np.random.default_rng(0)
     t = lambda a: tvm.runtime.tensor(a, tvm.cpu())  # noqa: E731
-    tiles, groups = n // 16, k // 32
-    nbytes = tiles * groups * (mi.TILE_BYTES + 16 * 2)  # packed nibbles and fp16 scales
+    tiles, groups = n // LANES, k // GROUP
+    nbytes = tiles * groups * (mi.TILE_BYTES + LANES * 2)  # packed nibbles and fp16 scales
     copies = max(2, MEMORY_BYTES // nbytes)
     x, b, y = (
         t(rng.standard_normal((1, k)).astype(np.float32)),
@@ -79,7 +80,7 @@ def gemv_case(n: int, k: int, isa: str, target):
         [
             x,
             t(rng.integers(0, 255, (tiles, groups, mi.TILE_BYTES), dtype=np.uint8)),
-            t((rng.random((tiles, groups, 16)) * 0.01).astype(np.float16)),
+            t((rng.random((tiles, groups, LANES)) * 0.01).astype(np.float16)),
             b,
             y,
         ]
