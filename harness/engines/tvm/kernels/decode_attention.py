@@ -95,6 +95,30 @@ def _score_sums(T, dots: int):
     return score_sums
 
 
+def _score_block(T, KS: int, G: int, parts: int):
+    """A macro that scores KS keys of a page (from key ``k0``) against G query heads (rows ``q0``
+    on of ``q``) into ``sums``, head-major: KS x G independent FMA chains (one dot product's
+    chain alone would wait on its own latency), each K vector loaded and converted once for the
+    G heads, the partial sums folded by :func:`_score_sums`."""
+    score_sums = _score_sums(T, KS * G)
+
+    @T.macro
+    def score_block(q, q0, pages, page, hk, k0, part, sums):
+        for x in T.unroll(KS * G):
+            for lane in T.vectorized(DOT_LANES):
+                part[x, lane] = T.float32(0)
+        for c in T.serial(parts):
+            for jj in T.unroll(KS):
+                for g in T.unroll(G):
+                    for lane in T.vectorized(DOT_LANES):
+                        part[g * KS + jj, lane] = part[g * KS + jj, lane] + q[
+                            q0 + g, c * DOT_LANES + lane
+                        ] * T.Cast("float32", pages[page, 0, hk, k0 + jj, c * DOT_LANES + lane])
+        score_sums(part, sums)
+
+    return score_block
+
+
 def decode_paged(
     num_kv_heads: int,
     num_qo_heads: int,
@@ -155,7 +179,7 @@ def _decode_resident(
     attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
     merge = _merge_splits(T, H_qo, D, S, dtype)
     prefetch = _prefetch_page(T, page_size, D)
-    score_sums = _score_sums(T, KS * G)
+    score_block = _score_block(T, KS, G, parts)
 
     @T.prim_func(s_tir=True)
     def batch_decode_paged_kv(
@@ -239,25 +263,9 @@ def _decode_resident(
                     used: T.let[T.int32] = T.if_then_else(
                         p == npages - 1, last_page_len[b], page_size
                     )
-                    # KS keys x G heads at a time, each with its own accumulator: the FMA chains
-                    # of one dot product would otherwise wait on each other (latency, not
-                    # throughput); each K vector is loaded and converted once for the G heads.
                     for kb in T.serial(page_size // KS):
                         prefetch(pages, page_values, first, p, p0, hk, kb, page_size // KS, npages)
-                        for x in T.unroll(KS * G):
-                            for lane in T.vectorized(DOT_LANES):
-                                part[x, lane] = T.float32(0)
-                        for c in T.serial(parts):
-                            for jj in T.unroll(KS):
-                                for g in T.unroll(G):
-                                    for lane in T.vectorized(DOT_LANES):
-                                        part[g * KS + jj, lane] = part[g * KS + jj, lane] + q[
-                                            g, c * DOT_LANES + lane
-                                        ] * T.Cast(
-                                            "float32",
-                                            pages[page, 0, hk, kb * KS + jj, c * DOT_LANES + lane],
-                                        )
-                        score_sums(part, sums)
+                        score_block(q, 0, pages, page, hk, kb * KS, part, sums)
                         for g in T.unroll(G):
                             for jj in T.vectorized(KS):
                                 score[g, kb * KS + jj] = sums[g * KS + jj]
@@ -359,7 +367,7 @@ def _decode_two_pass(
     attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
     merge = _merge_splits(T, H_qo, D, S, dtype)
     prefetch = _prefetch_page(T, page_size, D)
-    score_sums = _score_sums(T, KS * G)
+    score_block = _score_block(T, KS, G, parts)
 
     @T.prim_func(s_tir=True)
     def batch_decode_paged_kv(
@@ -406,7 +414,6 @@ def _decode_two_pass(
         part_m = T.alloc_buffer((B, H_qo, S), "float32")
         part_l = T.alloc_buffer((B, H_qo, S), "float32")
         part_acc = T.alloc_buffer((B, H_qo, S, D), "float32")
-        q_all = T.alloc_buffer((B * H_kv * S, group, D), "float32")
         # every key's score of an item, then its probability: at most ceil(pages / S) pages
         probs = T.alloc_buffer(
             (B * H_kv * S, group, T.ceildiv(nnz_pages, S) * page_size), "float32"
@@ -416,6 +423,7 @@ def _decode_two_pass(
             with T.sblock("attn"):
                 T.reads()
                 T.writes()
+                q = T.sblock_alloc_buffer((group, D), "float32")
                 acc = T.sblock_alloc_buffer((G, DC), "float32")
                 part = T.sblock_alloc_buffer((KS * G, DOT_LANES), "float32")  # head-major
                 sums = T.sblock_alloc_buffer((KS * G,), "float32")
@@ -432,7 +440,7 @@ def _decode_two_pass(
                 keys: T.let[T.int32] = (p1 - p0) * page_size
                 for g in T.serial(group):
                     for d in T.vectorized(D):
-                        q_all[item, g, d] = (
+                        q[g, d] = (
                             T.Cast("float32", Q[b, hk * group + g, d]) * T.fabs(sm_scale) * LOG2E
                         )
                 # 1. scores, G heads at a time sharing each K row
@@ -455,24 +463,7 @@ def _decode_two_pass(
                                 NSB * (page_size // KS),
                                 npages,
                             )
-                            for x in T.unroll(KS * G):
-                                for lane in T.vectorized(DOT_LANES):
-                                    part[x, lane] = T.float32(0)
-                            for c in T.serial(parts):
-                                for jj in T.unroll(KS):
-                                    for g in T.unroll(G):
-                                        for lane in T.vectorized(DOT_LANES):
-                                            part[g * KS + jj, lane] = part[
-                                                g * KS + jj, lane
-                                            ] + q_all[
-                                                item, sb * G + g, c * DOT_LANES + lane
-                                            ] * T.Cast(
-                                                "float32",
-                                                pages[
-                                                    page, 0, hk, kb * KS + jj, c * DOT_LANES + lane
-                                                ],
-                                            )
-                            score_sums(part, sums)
+                            score_block(q, sb * G, pages, page, hk, kb * KS, part, sums)
                             for g in T.unroll(G):
                                 for jj in T.serial(KS):
                                     probs[item, sb * G + g, pi * page_size + kb * KS + jj] = (
