@@ -151,11 +151,15 @@ def measure(f, args: list, nbytes: int, probe) -> dict:
         before = probe()
         cold.append(time_calls(f, args, 1))
         reads.append(max(before, probe()))
+    hot_us, memory_us, read_gbps = (statistics.median(v) for v in (hot, cold, reads))
     return {
         "bytes": nbytes,
-        "hot_us": round(statistics.median(hot), 2),
-        "memory_us": round(statistics.median(cold), 2),
-        "read_gbps": round(statistics.median(reads), 1),
+        "hot_us": round(hot_us, 2),
+        "memory_us": round(memory_us, 2),
+        "read_gbps": round(read_gbps, 1),
+        "hot_gbps": round(nbytes / hot_us / 1e3, 1),
+        "memory_gbps": round(nbytes / memory_us / 1e3, 1),
+        "read_pct": round(100 * nbytes / memory_us / 1e3 / read_gbps, 1),
     }
 
 
@@ -234,13 +238,10 @@ def report(args, cfg, isa: str, rows: list[dict], launch: dict) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        hot_gbps = r["bytes"] / r["hot_us"] / 1e3
-        mem_gbps = r["bytes"] / r["memory_us"] / 1e3
-        r["hot_gbps"], r["memory_gbps"] = round(hot_gbps, 1), round(mem_gbps, 1)
         print(
-            f"{r['kernel']:<26} {r['bytes']:>9} {r['hot_us']:>8.2f} {hot_gbps:>9.1f}"
-            f" {r['memory_us']:>10.2f} {mem_gbps:>6.1f} {r['read_gbps']:>10.1f}"
-            f" {100 * mem_gbps / r['read_gbps']:>8.0f}%"
+            f"{r['kernel']:<26} {r['bytes']:>9} {r['hot_us']:>8.2f} {r['hot_gbps']:>9.1f}"
+            f" {r['memory_us']:>10.2f} {r['memory_gbps']:>6.1f} {r['read_gbps']:>10.1f}"
+            f" {r['read_pct']:>8.0f}%"
         )
     extra = launch["parallel"] - launch["serial"]
     print(
@@ -249,7 +250,8 @@ def report(args, cfg, isa: str, rows: list[dict], launch: dict) -> None:
     )
     steps = []
     for length in args.lengths:
-        chosen = [r for r in rows if r.get("L", length) == length]
+        # every GEMV, and attention at this L only
+        chosen = [r for r in rows if "L" not in r or r["L"] == length]
         kernels_us = sum(r["memory_us"] * r["per_step"] for r in chosen)
         nbytes = sum(r["bytes"] * r["per_step"] for r in chosen)
         read = statistics.median(r["read_gbps"] for r in chosen)

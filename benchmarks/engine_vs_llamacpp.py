@@ -267,7 +267,12 @@ def measure(
                 prefill_s, decode_s, tokens, before = run_once(engine, ids, steps, probe)
                 runs[name].append((prefill_s, decode_s, tokens))
                 paired[name].append((decode_s, before, probe()))
-        readings = [x for pairs in paired.values() for _, *around in pairs for x in around]
+        readings = [
+            reading
+            for pairs in paired.values()
+            for _, before, after in pairs
+            for reading in (before, after)
+        ]
         row = {
             "L": n,
             "read_gbps": round(statistics.median(readings), 2),
