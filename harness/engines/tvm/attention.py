@@ -15,7 +15,7 @@ from .kernels import decode_attention
 
 
 @contextlib.contextmanager
-def _our_cpu_kernels(cfg: ModelConfig):
+def _our_cpu_kernels(cfg: ModelConfig, target):
     """Swap our parallel CPU kernels (decode, ragged prefill, RoPE) in for TVM's serial ones
     while the cache is declared.
 
@@ -53,7 +53,14 @@ def _our_cpu_kernels(cfg: ModelConfig):
 
     def ragged(h_kv, h_q, d_qk, d_v, dtype, rope_scaling):
         return cpu_attention.prefill_ragged(
-            h_kv, h_q, d_qk, d_v, dtype, window=window, softcap=softcap
+            h_kv,
+            h_q,
+            d_qk,
+            d_v,
+            dtype,
+            window=window,
+            softcap=softcap,
+            query_block=cpu_attention.prefill_query_block(target),
         )
 
     def rope(
@@ -98,7 +105,7 @@ def create_kv_cache(
 ):
     """RoPE is applied by the cache (NORMAL mode: to q and
     k before k is stored), llama3 scaling included."""
-    hook = _our_cpu_kernels(cfg) if target.kind.name == "llvm" else contextlib.nullcontext()
+    hook = _our_cpu_kernels(cfg, target) if target.kind.name == "llvm" else contextlib.nullcontext()
     with hook:
         return _declare(
             cfg,
