@@ -43,9 +43,10 @@ def read_function(nbytes: int, threads: int, target):
     """The peaks module's read loop over ``nbytes``; returns (function, bytes it reads)."""
     import tvm
 
+    from harness.engines.tvm.kernels import vector_lanes
     from harness.profiling import peaks
 
-    func, read = peaks.read_loop(threads, peaks.vector_lanes(target), nbytes)
+    func, read = peaks.read_loop(threads, vector_lanes(target), nbytes)
     return tvm.tirx.build(tvm.IRModule({"main": func}), target=target)["main"], read
 
 
@@ -62,11 +63,12 @@ def main(argv=None) -> None:
     import numpy as np
     import tvm
 
+    from harness.engines.tvm.kernels import vector_lanes
     from harness.engines.tvm.targets import resolve
     from harness.profiling import peaks
 
     target = resolve("llvm")
-    lanes = peaks.vector_lanes(target)
+    lanes = vector_lanes(target)
     out = tvm.runtime.tensor(np.zeros((args.threads, lanes), np.float32))
     long_fn, long_bytes = read_function(peaks.READ_BYTES, args.threads, target)
     long_buffer = [tvm.runtime.tensor(np.ones(peaks.READ_BYTES // 4, np.float32))]

@@ -35,14 +35,6 @@ CHAINS_READ = 4
 READ_REPEATS = 15  # passes over the buffer; their median is the read bandwidth
 
 
-def vector_lanes(target) -> int:
-    from tvm.target import codegen
-
-    if str(target.attrs.get("mtriple", "") or "").startswith("aarch64"):
-        return 4
-    return 16 if codegen.target_has_features("avx512f", target) else 8
-
-
 def _fma_loop(threads: int, lanes: int):
     from tvm.script import tirx as T
 
@@ -189,6 +181,8 @@ def read_probe(target, threads: int):
     import numpy as np
     import tvm
 
+    from harness.engines.tvm.kernels import vector_lanes
+
     dev = tvm.cpu()
     func, nbytes = read_loop(threads, vector_lanes(target))
     fn = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)["main"]
@@ -212,6 +206,7 @@ def measure_peaks(target, threads: int) -> dict:
     import numpy as np
     import tvm
 
+    from harness.engines.tvm.kernels import vector_lanes
     from harness.engines.tvm.kernels.matmul_int8 import isa_for
 
     dev = tvm.cpu()

@@ -18,3 +18,12 @@ CPU_ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "tirx.is_entry_fun
 def cpu_attrs(**extra) -> dict:
     """CPU_ATTRS plus function-specific attributes (a global symbol, an op pattern)."""
     return {**CPU_ATTRS, **extra}
+
+
+def vector_lanes(target) -> int:
+    """fp32 lanes of the target's vector registers: 4 (NEON), 16 (AVX-512) or 8 (AVX2)."""
+    from tvm.target import codegen
+
+    if str(target.attrs.get("mtriple", "") or "").startswith("aarch64"):
+        return 4
+    return 16 if codegen.target_has_features("avx512f", target) else 8
