@@ -70,6 +70,7 @@ def run_decode(
         (4, 8, 256, 100),  # Gemma 2's 256-wide heads: V accumulated 128 dimensions at a time
         (4, 4, 32, 5),
         (1, 3, 16, 300),
+        (2, 4, 24, 50),  # V in slices of 8 where 16 does not divide the head
     ],
 )
 def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):

@@ -14,6 +14,12 @@ from .attention import DOT_LANES, LOG2E, MASKED, fast_exp2, key_visible, softcap
 PREFETCH_LOCALITY = 2
 PREFETCH = 1  # pages ahead whose K and V rows a decode item prefetches (0: none)
 SPLITS = 4  # cache ranges a decode step splits each head group's keys into (merged at the end)
+# page ranges the resident layout splits a sequence's cache into, each for all its KV heads: 8
+# beat 6 and 12 (3 x SPLITS) at 200 and 1000 keys for SmolLM2's shapes, 2 threads
+RESIDENT_SPLITS = 8
+# V dimensions summed at a time in the resident layout: G accumulators of 16 stay in registers
+# (8 and 32 were 1.0-1.1x slower)
+VALUE_SLICE = 16
 # TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
 STACK_BYTES = 1024
 # V accumulators of the two-pass layout: below 640 B, 20 of the 32 vector registers (Qwen2-0.5B's
@@ -160,12 +166,20 @@ def _decode_resident(
 ):
     """One decode step's attention over the paged cache, in two parallel passes.
 
-    1. Work items are (KV head, heads of its group, range of pages): G query heads of one GQA
-       group score each key row together (one load and fp16 conversion for G dot products), and
-       each head's pages are cut into SPLITS ranges so that even 3 KV heads keep every thread
-       busy. Each item leaves its online-softmax state (max, sum, weighted V sum) per head.
-    2. Per query head, the SPLITS partial states are merged into the output and its lse.
-    """
+    1. Work items are ranges of pages (RESIDENT_SPLITS of them per sequence). An item reads its
+       pages front to back, each page whole: K and V of every KV head, one contiguous stretch
+       of the pool (pages are mostly consecutive there, as the cache hands them out in order),
+       and keeps an online-softmax state (max, sum, weighted V sum) per query head. The G query
+       heads of a GQA group score each K row together (one load and fp16 conversion for G dot
+       products); V rows are summed VALUE_SLICE dimensions at a time, whose G accumulators stay
+       in registers over the page's keys.
+    2. Per query head, the partial states are merged into the output and its lse.
+
+    Against items of one KV head each (its 2 KiB of K and of V per page, strided by the other
+    heads') and V accumulators of the whole head (24 registers for SmolLM2's 3 x 64: spilled,
+    a store per multiply-add): SmolLM2's shapes at 1000 keys from memory 1.42x with the pages
+    in order, 1.29x scattered, 1.27x in cache; at 200 keys 1.15x and 0.99x (AMD EPYC Zen 3,
+    2 threads, both builds in one process; docs/performance.md)."""
     from tvm.script import tirx as T
 
     H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
@@ -173,12 +187,12 @@ def _decode_resident(
     parts = D // DOT_LANES
     G = decode_heads_per_item(group, D)
     KS = decode_keys_per_step(G)
-    NG = group // G  # items per KV head and split
-    S = SPLITS
+    S = RESIDENT_SPLITS
+    VC = VALUE_SLICE if D % VALUE_SLICE == 0 else DOT_LANES
 
     attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
     merge = _merge_splits(T, H_qo, D, S, dtype)
-    prefetch = _prefetch_page(T, page_size, D)
+    prefetch = _prefetch_whole_page(T, page_size, D, H_kv)
     score_block = _score_block(T, KS, G, parts)
 
     @T.prim_func(s_tir=True)
@@ -228,91 +242,113 @@ def _decode_resident(
         part_l = T.alloc_buffer((B, H_qo, S), "float32")
         part_acc = T.alloc_buffer((B, H_qo, S, D), "float32")
 
-        for item in T.parallel(B * H_kv * NG * S):
+        # each item's scaled queries, every head's (past the stack limit: off the stack)
+        q_all = T.alloc_buffer((B * S * H_qo, D), "float32")
+        for item in T.parallel(B * S):
             with T.sblock("attn"):
                 T.reads()
                 T.writes()
-                q = T.sblock_alloc_buffer((G, D), "float32")
-                acc = T.sblock_alloc_buffer((G, D), "float32")
                 part = T.sblock_alloc_buffer((KS * G, DOT_LANES), "float32")  # head-major
                 sums = T.sblock_alloc_buffer((KS * G,), "float32")
                 score = T.sblock_alloc_buffer((G, page_size), "float32")
-                m = T.sblock_alloc_buffer((G,), "float32")
-                lsum = T.sblock_alloc_buffer((G,), "float32")
+                vacc = T.sblock_alloc_buffer((G, VC), "float32")
+                rescale = T.sblock_alloc_buffer((G,), "float32")
+                m = T.sblock_alloc_buffer((H_qo,), "float32")
+                lsum = T.sblock_alloc_buffer((H_qo,), "float32")
                 tmp = T.sblock_alloc_buffer((2,), "float32")  # page max, rescale
-                # splits innermost: a thread's contiguous range of items covers whole head groups
-                b: T.let[T.int32] = item // (H_kv * NG * S)
-                hk: T.let[T.int32] = item // (NG * S) % H_kv
-                h0: T.let[T.int32] = hk * group + item // S % NG * G
+                b: T.let[T.int32] = item // S
                 split: T.let[T.int32] = item % S
                 first: T.let[T.int32] = page_indptr[b]
                 npages: T.let[T.int32] = page_indptr[b + 1] - first
                 per: T.let[T.int32] = T.ceildiv(npages, S)
                 p0: T.let[T.int32] = T.min(npages, split * per)
                 p1: T.let[T.int32] = T.min(npages, p0 + per)
-                for g in T.unroll(G):
+                for h in T.serial(H_qo):
                     for d in T.vectorized(D):
-                        q[g, d] = T.Cast("float32", Q[b, h0 + g, d]) * T.fabs(sm_scale) * LOG2E
-                        acc[g, d] = T.float32(0)
-                    m[g] = T.float32(MASKED)
-                    lsum[g] = T.float32(0)
-                # One page per online-softmax step: the page-table lookup happens once per page.
+                        q_all[item * H_qo + h, d] = (
+                            T.Cast("float32", Q[b, h, d]) * T.fabs(sm_scale) * LOG2E
+                        )
+                        part_acc[b, h, split, d] = T.float32(0)
+                    m[h] = T.float32(MASKED)
+                    lsum[h] = T.float32(0)
+                # One page per online-softmax step, its KV heads in the order they lie in memory
                 for pi in T.serial(p1 - p0):
                     p: T.let[T.int32] = p0 + pi
                     page: T.let[T.int32] = page_values[first + p]
                     used: T.let[T.int32] = T.if_then_else(
                         p == npages - 1, last_page_len[b], page_size
                     )
-                    for kb in T.serial(page_size // KS):
-                        prefetch(pages, page_values, first, p, p0, hk, kb, page_size // KS, npages)
-                        score_block(q, 0, pages, page, hk, kb * KS, part, sums)
-                        for g in T.unroll(G):
-                            for jj in T.vectorized(KS):
-                                score[g, kb * KS + jj] = sums[g * KS + jj]
-                    for g in T.unroll(G):
-                        # Keys past `used` (the end of the last page) read unwritten slots:
-                        # masked after the fact, so that no branch serializes the dot products.
-                        for j in T.vectorized(page_size):
-                            score[g, j] = T.if_then_else(
-                                key_visible(
-                                    T,
-                                    j < used,
-                                    q_rope_position[b] - k_rope_pos_offset[b] - p * page_size - j,
-                                    sm_scale,
-                                    window,
-                                ),
-                                softcapped(T, score[g, j], softcap),
-                                T.float32(MASKED),
+                    for hk in T.serial(H_kv):
+                        for kb in T.serial(page_size // KS):
+                            prefetch(
+                                pages,
+                                page_values,
+                                first,
+                                p,
+                                p0,
+                                hk * (page_size // KS) + kb,
+                                H_kv * (page_size // KS),
+                                npages,
                             )
-                        tmp[0] = T.max(m[g], tree(T.max, [score[g, j] for j in range(page_size)]))
-                        tmp[1] = fast_exp2(T, m[g] - tmp[0])
-                        m[g] = tmp[0]
-                        lsum[g] = lsum[g] * tmp[1]
-                        for d in T.vectorized(D):
-                            acc[g, d] = acc[g, d] * tmp[1]
-                        # Masked keys weigh exactly 0, also on a page masked whole (window),
-                        # where the running max is still MASKED and their exp would be 1.
-                        for j in T.vectorized(page_size):
-                            score[g, j] = T.if_then_else(
-                                score[g, j] > T.float32(MASKED),
-                                fast_exp2(T, score[g, j] - tmp[0]),
-                                T.float32(0),
+                            score_block(
+                                q_all, item * H_qo + hk * G, pages, page, hk, kb * KS, part, sums
                             )
-                        lsum[g] = lsum[g] + tree(
-                            lambda a, z: a + z, [score[g, j] for j in range(page_size)]
-                        )
-                    # Keys outer: each V row is loaded and converted once for the G heads.
-                    for j in T.serial(used):
+                            for g in T.unroll(G):
+                                for jj in T.vectorized(KS):
+                                    score[g, kb * KS + jj] = sums[g * KS + jj]
                         for g in T.unroll(G):
-                            for d in T.vectorized(D):
-                                acc[g, d] = acc[g, d] + score[g, j] * T.Cast(
-                                    "float32", pages[page, 1, hk, j, d]
+                            for j in T.vectorized(page_size):
+                                score[g, j] = T.if_then_else(
+                                    key_visible(
+                                        T,
+                                        j < used,
+                                        q_rope_position[b]
+                                        - k_rope_pos_offset[b]
+                                        - p * page_size
+                                        - j,
+                                        sm_scale,
+                                        window,
+                                    ),
+                                    softcapped(T, score[g, j], softcap),
+                                    T.float32(MASKED),
                                 )
-                for g in T.unroll(G):
-                    part_m[b, h0 + g, split] = m[g]
-                    part_l[b, h0 + g, split] = lsum[g]
-                    for d in T.vectorized(D):
-                        part_acc[b, h0 + g, split, d] = acc[g, d]
+                            tmp[0] = T.max(
+                                m[hk * G + g], tree(T.max, [score[g, j] for j in range(page_size)])
+                            )
+                            tmp[1] = fast_exp2(T, m[hk * G + g] - tmp[0])
+                            m[hk * G + g] = tmp[0]
+                            rescale[g] = tmp[1]
+                            lsum[hk * G + g] = lsum[hk * G + g] * tmp[1]
+                            for j in T.vectorized(page_size):
+                                score[g, j] = T.if_then_else(
+                                    score[g, j] > T.float32(MASKED),
+                                    fast_exp2(T, score[g, j] - tmp[0]),
+                                    T.float32(0),
+                                )
+                            lsum[hk * G + g] = lsum[hk * G + g] + tree(
+                                lambda a, z: a + z, [score[g, j] for j in range(page_size)]
+                            )
+                        for c in T.serial(D // VC):
+                            for g in T.unroll(G):
+                                for d in T.vectorized(VC):
+                                    vacc[g, d] = T.float32(0)
+                            # Keys outer: each V slice is loaded and converted once for the G
+                            # heads.
+                            for j in T.serial(used):
+                                for g in T.unroll(G):
+                                    for d in T.vectorized(VC):
+                                        vacc[g, d] = vacc[g, d] + score[g, j] * T.Cast(
+                                            "float32", pages[page, 1, hk, j, c * VC + d]
+                                        )
+                            for g in T.unroll(G):
+                                for d in T.vectorized(VC):
+                                    part_acc[b, hk * G + g, split, c * VC + d] = (
+                                        part_acc[b, hk * G + g, split, c * VC + d] * rescale[g]
+                                        + vacc[g, d]
+                                    )
+                for h in T.serial(H_qo):
+                    part_m[b, h, split] = m[h]
+                    part_l[b, h, split] = lsum[h]
 
         merge(part_m, part_l, part_acc, output, lse, B)
 
@@ -618,5 +654,31 @@ def _prefetch_page(T, page_size: int, D: int):
                 ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
                 for i in T.serial(2 * lines // pieces):
                     ask(line_address(pages, ahead, hk, piece * (2 * lines // pieces) + i))
+
+    return prefetch
+
+
+def _prefetch_whole_page(T, page_size: int, D: int, H_kv: int):
+    """Ask for the whole page PREFETCH pages ahead (K and V of every KV head, one contiguous
+    stretch) into L2, spread over the current page's ``pieces`` (KV head x key block), as
+    :func:`_prefetch_page` does for one head's rows; the item's first page all at once.
+    Measured with the resident layout (SmolLM2's shapes, 1000 keys, pages in order): none 0.73x,
+    2 pages ahead 0.73-0.95x, into L1 1.0x of one page ahead into L2."""
+    lines = 2 * H_kv * page_size * D * 2 // 64  # fp16, 64-byte lines
+
+    @T.macro
+    def ask(address):
+        T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", address, 0, PREFETCH_LOCALITY, 1))
+
+    @T.macro
+    def prefetch(pages, page_values, first, p, p0, piece, pieces, npages):
+        if PREFETCH > 0:
+            if p == p0 and piece == 0:
+                for line in T.serial(lines):
+                    ask(T.address_of(pages[page_values[first + p], 0, 0, 0, line * 32]))
+            if p + PREFETCH < npages:
+                ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
+                for i in T.serial(lines // pieces):
+                    ask(T.address_of(pages[ahead, 0, 0, 0, (piece * (lines // pieces) + i) * 32]))
 
     return prefetch
