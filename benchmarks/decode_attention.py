@@ -1,13 +1,13 @@
 """Decode attention variants side by side, each reading its KV cache from memory.
 
-Builds ``kernels/decode_attention.py``'s kernel for one model's head shapes in several variants
-(the resident and the two-pass layout; with and without prefetching the next page) and runs them
-in turn, round after round, over ``--caches`` separate KV caches of L keys each (by default as
-many as fill 256 MiB, 8x a 32 MiB last-level cache: at 30 MiB, 1000-key SmolLM2 caches read at
-29 GB/s from L3 where 256 MiB gave 20), so that a call
-finds its cache in memory rather than in a cache level, as a decode step does after the other
-layers' weights went by. Prints microseconds per call (median of the rounds), the KV cache's
-GB/s, each variant's ratio to the first, and whether all variants give the same output.
+Builds ``kernels/decode_attention.py``'s kernel for one model's head shapes in two variants
+(with and without prefetching the next page) and runs them in turn, round after round, over
+``--caches`` separate KV caches of L keys each (by default as many as fill 256 MiB, 8x a 32 MiB
+last-level cache: at 30 MiB, 1000-key SmolLM2 caches read at 29 GB/s from L3 where 256 MiB gave
+20), so that a call finds its cache in memory rather than in a cache level, as a decode step
+does after the other layers' weights went by. Prints microseconds per call (median of the
+rounds), the KV cache's GB/s, each variant's ratio to the first, and whether both give the same
+output.
 
     python benchmarks/decode_attention.py [--shape 3,9,64] [--lengths 200,1000] [--caches N]
 
@@ -47,27 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def variants(h_kv: int, h_qo: int, d: int) -> dict:
-    """name -> built function: the layout the shapes get, the other layout, and no prefetch."""
+    """name -> built function: the kernel as built, and without its software prefetch."""
     import tvm
 
     from harness.engines.tvm.kernels import decode_attention as da
     from harness.engines.tvm.targets import resolve
 
-    group = h_qo // h_kv
-    fits = da.decode_heads_per_item(group, d) == group
-    fits = fits and da.decode_value_chunk(group, d) == d
-    chosen = "resident" if fits else "two-pass"
-    builders = {"resident": da._decode_resident, "two-pass": da._decode_two_pass}
-    plan = [
-        (f"{chosen} (as built)", builders[chosen], da.PREFETCH),
-        (f"{chosen}, no prefetch", builders[chosen], 0),
-        (f"{'two-pass' if fits else 'resident'}", builders["two-pass" if fits else "resident"], 1),
-    ]
     built, saved = {}, da.PREFETCH
     try:
-        for name, build, prefetch in plan:
+        for name, prefetch in (("as built", da.PREFETCH), ("no prefetch", 0)):
             da.PREFETCH = prefetch  # read when the kernel is built
-            f = build(h_kv, h_qo, d, "float16", PAGE).with_attr("global_symbol", "main")
+            f = da.decode_paged(h_kv, h_qo, d, "float16", PAGE).with_attr("global_symbol", "main")
             built[name] = tvm.tirx.build(tvm.IRModule({"main": f}), target=resolve("llvm"))["main"]
     finally:
         da.PREFETCH = saved

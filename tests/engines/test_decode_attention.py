@@ -64,17 +64,18 @@ def run_decode(
 @pytest.mark.parametrize(
     "h_kv,h_qo,d,length",
     [
-        (3, 9, 64, 200),  # SmolLM2: the group's accumulators stay in registers
-        (2, 14, 64, 37),  # Qwen2-0.5B's groups of 7: two passes, the whole group at a time
-        (8, 32, 128, 300),  # 7B/8B: groups of 4 heads of 128, two passes
-        (4, 8, 256, 100),  # Gemma 2's 256-wide heads: V accumulated 128 dimensions at a time
+        (3, 9, 64, 200),  # SmolLM2: groups of 3
+        (2, 14, 64, 37),  # Qwen2-0.5B's groups of 7
+        (8, 32, 128, 300),  # 7B/8B: groups of 4 heads of 128
+        (4, 8, 256, 100),  # Gemma 2's 256-wide heads
+        (1, 32, 64, 70),  # a group of 32: two sub-blocks of 16 heads
         (4, 4, 32, 5),
         (1, 3, 16, 300),
         (2, 4, 24, 50),  # V in slices of 8 where 16 does not divide the head
     ],
 )
 def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
-    """GQA groups of 3, 7 and 1, one page or many, a partial last page whose unwritten slots
+    """GQA groups of 3, 7, 4, 32 and 1, one page or many, a partial last page whose unwritten slots
     hold NaN (scored side by side with the others, masked afterwards); 5 and 37 keys fill fewer
     pages than there are splits, so empty splits take part in the merge."""
     out, lse, ref, ref_lse = run_decode(h_kv, h_qo, d, length)
@@ -86,43 +87,29 @@ def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
 @pytest.mark.parametrize("window,softcap", [(40, 0.0), (0, 2.0), (23, 2.0)])
 def test_decode_attention_with_window_and_softcap(heads, window, softcap):
     """Windows of 40 and 23 keys over 200 leave whole pages (and parts of one) masked; a cap of
-    2 bends most scores of these random inputs, so a missing tanh would show. Both layouts."""
+    2 bends most scores of these random inputs, so a missing tanh would show. Groups of 3 and 7."""
     out, lse, ref, ref_lse = run_decode(*heads, 200, window=window, softcap=softcap)
     np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
 
 
-def test_heads_share_an_item_while_their_accumulators_fit_the_stack():
+def test_a_group_scores_together_while_its_sums_fit_the_registers():
     from harness.engines.tvm.kernels.decode_attention import (
         decode_heads_per_item,
         decode_keys_per_step,
-        decode_value_chunk,
+        decode_value_slice,
     )
 
-    assert decode_heads_per_item(3, 64) == 3  # SmolLM2: a whole group per item (768 B of fp32)
-    assert decode_heads_per_item(7, 64) == 1  # Qwen2-0.5B: 7 x 256 B would leave the stack
-    assert decode_heads_per_item(4, 128) == 1 and decode_heads_per_item(2, 256) == 1
-    assert decode_heads_per_item(6, 32) == 6
-    # a 256-wide head's accumulator alone is 1 KiB: V is folded in 128 dimensions at a time
-    assert decode_value_chunk(1, 256) == 128 and decode_value_chunk(3, 64) == 64
     # keys x heads >= 8 independent FMA chains, partial sums under 1 KiB
     assert [decode_keys_per_step(g) for g in (1, 2, 3, 4, 6)] == [8, 4, 4, 2, 2]
-
-
-def test_the_two_pass_layout_scores_a_whole_group_while_its_sums_fit():
-    from harness.engines.tvm.kernels.decode_attention import (
-        TWO_PASS_ACC,
-        decode_two_pass_heads,
-        decode_value_chunk,
-    )
-
-    # Qwen2-0.5B's 7 heads score each K row together: 2 keys x 7 heads of 8 partial sums
-    assert decode_two_pass_heads(7) == 7 and decode_two_pass_heads(4) == 4
+    # SmolLM2's 3 and Qwen2-0.5B's 7 heads score each K row together (4 x 3 and 2 x 7 sums)
+    assert decode_heads_per_item(3) == 3 and decode_heads_per_item(7) == 7
     # one key at a time for 16 heads; 32 heads' sums would spill: halves of the group
-    assert decode_two_pass_heads(16) == 16 and decode_two_pass_heads(32) == 16
-    # V in slices whose accumulators stay in registers: 7 heads x 16, 4 heads x 32 dimensions
-    assert decode_value_chunk(7, 64, TWO_PASS_ACC) == 16
-    assert decode_value_chunk(4, 128, TWO_PASS_ACC) == 32
+    assert decode_heads_per_item(16) == 16 and decode_heads_per_item(32) == 16
+    # V in slices whose accumulators stay in registers, dividing the head
+    assert decode_value_slice(3, 64) == 16 and decode_value_slice(7, 64) == 16
+    assert decode_value_slice(4, 256) == 16 and decode_value_slice(16, 64) == 8
+    assert decode_value_slice(2, 24) == 8
 
 
 @pytest.mark.parametrize("dots", [8, 12, 16, 10, 3])

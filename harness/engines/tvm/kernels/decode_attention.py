@@ -12,27 +12,43 @@ from .attention import DOT_LANES, LOG2E, MASKED, fast_exp2, key_visible, softcap
 # llvm.prefetch locality: 2 asks for L2 (x86 prefetcht1), where there are more misses in flight
 # than L1 allows; 3 (L1, prefetcht0) was 1.4x slower at 1000 keys (benchmarks/decode_attention.py)
 PREFETCH_LOCALITY = 2
-PREFETCH = 1  # pages ahead whose K and V rows a decode item prefetches (0: none)
-SPLITS = 4  # cache ranges a decode step splits each head group's keys into (merged at the end)
-# page ranges the resident layout splits a sequence's cache into, each for all its KV heads: 8
-# beat 6 and 12 (3 x SPLITS) at 200 and 1000 keys for SmolLM2's shapes, 2 threads
-RESIDENT_SPLITS = 8
-# V dimensions summed at a time in the resident layout: G accumulators of 16 stay in registers
-# (8 and 32 were 1.0-1.1x slower)
+PREFETCH = 1  # pages ahead that a decode item prefetches (0: none)
+# page ranges a decode step splits a sequence's cache into (merged at the end), each range all
+# KV heads: 8 beat 6 and 12 at 200 and 1000 keys for SmolLM2's shapes, 2 threads
+SPLITS = 8
+# V dimensions summed at a time: G accumulators of 16 stay in registers (for SmolLM2's 3 heads,
+# 8 and 32 were 1.0-1.1x slower)
 VALUE_SLICE = 16
 # TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
 STACK_BYTES = 1024
-# V accumulators of the two-pass layout: below 640 B, 20 of the 32 vector registers (Qwen2-0.5B's
-# 7 heads x 16 dimensions); at 1 KiB they spilled (1.07-1.08x slower at 1000 keys)
-TWO_PASS_ACC = 640
+# register budget of a head group's score partial sums and V accumulators: below 640 B, 20 of
+# the 32 vector registers (Qwen2-0.5B's 7 heads x 16 dimensions); at 1 KiB they spilled
+# (1.07-1.08x slower at 1000 keys)
+GROUP_ACC = 640
 
 
-def decode_heads_per_item(group: int, head_dim: int) -> int:
-    """Query heads of one GQA group that a decode work item serves together: they share every
-    K/V row it loads and converts. As many as divide the group while their fp32 accumulators
-    stay below the stack limit (in registers); at least one."""
-    fits = [g for g in range(1, group + 1) if group % g == 0 and g * head_dim * 4 < STACK_BYTES]
+def decode_heads_per_item(group: int) -> int:
+    """Query heads of a GQA group scored together, sharing each K row's load and conversion:
+    all of them while their KS x G partial sums stay in registers (below GROUP_ACC), else the
+    largest divisor of the group that does."""
+    fits = [
+        g
+        for g in range(1, group + 1)
+        if group % g == 0 and decode_keys_per_step(g) * g * DOT_LANES * 4 < GROUP_ACC
+    ]
     return max(fits, default=1)
+
+
+def decode_value_slice(heads: int, head_dim: int) -> int:
+    """V dimensions summed at a time for ``heads`` heads: the most that divide the head, are a
+    multiple of the dot-product lanes, stay within VALUE_SLICE and keep the heads' accumulators
+    below GROUP_ACC (16 for SmolLM2's 3 heads and Qwen2-0.5B's 7; 8 for 16 heads)."""
+    fits = [
+        c
+        for c in range(DOT_LANES, min(head_dim, VALUE_SLICE) + 1, DOT_LANES)
+        if head_dim % c == 0 and heads * c * 4 < GROUP_ACC
+    ]
+    return max(fits, default=DOT_LANES)
 
 
 def decode_keys_per_step(heads: int) -> int:
@@ -44,18 +60,6 @@ def decode_keys_per_step(heads: int) -> int:
     while keys > 1 and keys * heads * DOT_LANES * 4 >= STACK_BYTES:
         keys //= 2
     return keys
-
-
-def decode_value_chunk(heads: int, head_dim: int, limit: int = STACK_BYTES) -> int:
-    """Dimensions of V accumulated per pass: the whole head while ``heads`` fp32 accumulators of
-    that width stay below the stack limit, else the largest fitting divisor (a multiple of the
-    dot-product lanes): 128 of Gemma 2's 256."""
-    fits = [
-        c
-        for c in range(DOT_LANES, head_dim + 1, DOT_LANES)
-        if head_dim % c == 0 and heads * c * 4 < limit
-    ]
-    return max(fits, default=DOT_LANES)
 
 
 def _pair_sums(T, a, b, low: list, high: list):
@@ -134,65 +138,40 @@ def decode_paged(
     window: int = 0,
     softcap: float = 0.0,
 ):
-    """One decode step's attention over the paged cache, in the layout the shapes allow.
-
-    A work item serves the query heads of one GQA group together, so that each K/V row comes
-    from memory once for the whole group. When the group's accumulators fit the stack (SmolLM2:
-    3 heads of 64) they stay in registers across the item's pages, with an online softmax page
-    by page (:func:`_decode_resident`). Otherwise (Qwen2-0.5B's groups of 7, the 128-wide heads
-    of 7B/8B models, Gemma 2's 256) the item scores its whole range first, then takes the
-    softmax, then sums the V rows (:func:`_decode_two_pass`).
-
-    Measured with benchmarks/decode_attention.py (AMD EPYC Zen 4, 2 threads, 1000 keys), the
-    two-pass layout against the page-by-page one it replaced (the group in sub-blocks of heads
-    that fit, each head's running state in memory): from memory 1.17-1.25x for Qwen2-0.5B's and
-    8B's shapes, 0.98x for Gemma 2's; in cache 1.15x, 1.21x and 1.04x. For SmolLM2's shapes the
-    resident layout stays ahead of both (1.08x and 1.28x over two-pass's predecessor)."""
-    group = num_qo_heads // num_kv_heads
-    heads = decode_heads_per_item(group, head_dim)
-    fits = heads == group and decode_value_chunk(heads, head_dim) == head_dim
-    build = _decode_resident if fits else _decode_two_pass
-    return build(num_kv_heads, num_qo_heads, head_dim, dtype, page_size, window, softcap)
-
-
-def _decode_resident(
-    num_kv_heads: int,
-    num_qo_heads: int,
-    head_dim: int,
-    dtype: str,
-    page_size: int = 16,
-    window: int = 0,
-    softcap: float = 0.0,
-):
     """One decode step's attention over the paged cache, in two parallel passes.
 
-    1. Work items are ranges of pages (RESIDENT_SPLITS of them per sequence). An item reads its
-       pages front to back, each page whole: K and V of every KV head, one contiguous stretch
-       of the pool (pages are mostly consecutive there, as the cache hands them out in order),
-       and keeps an online-softmax state (max, sum, weighted V sum) per query head. The G query
-       heads of a GQA group score each K row together (one load and fp16 conversion for G dot
-       products); V rows are summed VALUE_SLICE dimensions at a time, whose G accumulators stay
-       in registers over the page's keys.
+    1. Work items are ranges of pages (SPLITS of them per sequence). An item reads its pages
+       front to back, each page whole: K and V of every KV head, one contiguous stretch of the
+       pool (pages are mostly consecutive there: the cache hands them out in order). It keeps
+       an online-softmax state (max, sum, weighted V sum) per query head, updated page by page.
+       G query heads of a GQA group score each K row together (one load and fp16 conversion
+       for G dot products; the whole group while their partial sums fit the registers); V rows
+       are summed a slice of dimensions at a time, whose G accumulators stay in registers over
+       the page's keys.
     2. Per query head, the partial states are merged into the output and its lse.
 
-    Against items of one KV head each (its 2 KiB of K and of V per page, strided by the other
-    heads') and V accumulators of the whole head (24 registers for SmolLM2's 3 x 64: spilled,
-    a store per multiply-add): SmolLM2's shapes at 1000 keys from memory 1.42x with the pages
-    in order, 1.29x scattered, 1.27x in cache; at 200 keys 1.15x and 0.99x (AMD EPYC Zen 3,
-    2 threads, both builds in one process; docs/performance.md)."""
+    It replaced two layouts whose items each served one KV head (its 2 KiB of K and of V per
+    page, strided by the other heads'): for SmolLM2's shapes, one that kept the group's whole
+    V sums (24 registers for 3 x 64: spilled, a store per multiply-add); for the others, one
+    that scored a range first, then summed V. Both builds in one process (AMD EPYC Zen 3,
+    2 threads, from memory; pages in order / scattered; docs/performance.md):
+    - 1000 keys: SmolLM2 1.37-1.42x / 1.21-1.29x; Qwen2-0.5B 1.25x / 1.23x; Llama-3-8B
+      1.21x / 1.23x; Gemma 2 1.05-1.18x / 1.05-1.09x;
+    - 200 keys: 0.99-1.10x / 0.97-1.17x."""
     from tvm.script import tirx as T
 
     H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
     group = H_qo // H_kv
     parts = D // DOT_LANES
-    G = decode_heads_per_item(group, D)
+    G = decode_heads_per_item(group)
+    NSB = group // G  # sub-blocks of G heads per group
     KS = decode_keys_per_step(G)
-    S = RESIDENT_SPLITS
-    VC = VALUE_SLICE if D % VALUE_SLICE == 0 else DOT_LANES
+    S = SPLITS
+    VC = decode_value_slice(G, D)
 
     attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
     merge = _merge_splits(T, H_qo, D, S, dtype)
-    prefetch = _prefetch_whole_page(T, page_size, D, H_kv)
+    prefetch = _prefetch_page(T, page_size, D, H_kv)
     score_block = _score_block(T, KS, G, parts)
 
     @T.prim_func(s_tir=True)
@@ -260,9 +239,10 @@ def _decode_resident(
                 split: T.let[T.int32] = item % S
                 first: T.let[T.int32] = page_indptr[b]
                 npages: T.let[T.int32] = page_indptr[b + 1] - first
-                per: T.let[T.int32] = T.ceildiv(npages, S)
-                p0: T.let[T.int32] = T.min(npages, split * per)
-                p1: T.let[T.int32] = T.min(npages, p0 + per)
+                # ranges of floor or ceil(npages / S) pages: the threads' contiguous runs of
+                # items get as many pages as they can (ceil-sized ranges left 13 pages 8:5)
+                p0: T.let[T.int32] = split * npages // S
+                p1: T.let[T.int32] = (split + 1) * npages // S
                 for h in T.serial(H_qo):
                     for d in T.vectorized(D):
                         q_all[item * H_qo + h, d] = (
@@ -279,288 +259,90 @@ def _decode_resident(
                         p == npages - 1, last_page_len[b], page_size
                     )
                     for hk in T.serial(H_kv):
-                        for kb in T.serial(page_size // KS):
-                            prefetch(
-                                pages,
-                                page_values,
-                                first,
-                                p,
-                                p0,
-                                hk * (page_size // KS) + kb,
-                                H_kv * (page_size // KS),
-                                npages,
-                            )
-                            score_block(
-                                q_all, item * H_qo + hk * G, pages, page, hk, kb * KS, part, sums
-                            )
-                            for g in T.unroll(G):
-                                for jj in T.vectorized(KS):
-                                    score[g, kb * KS + jj] = sums[g * KS + jj]
-                        for g in T.unroll(G):
-                            for j in T.vectorized(page_size):
-                                score[g, j] = T.if_then_else(
-                                    key_visible(
-                                        T,
-                                        j < used,
-                                        q_rope_position[b]
-                                        - k_rope_pos_offset[b]
-                                        - p * page_size
-                                        - j,
-                                        sm_scale,
-                                        window,
-                                    ),
-                                    softcapped(T, score[g, j], softcap),
-                                    T.float32(MASKED),
+                        for sb in T.serial(NSB):
+                            for kb in T.serial(page_size // KS):
+                                prefetch(
+                                    pages,
+                                    page_values,
+                                    first,
+                                    p,
+                                    p0,
+                                    (hk * NSB + sb) * (page_size // KS) + kb,
+                                    H_kv * NSB * (page_size // KS),
+                                    npages,
                                 )
-                            tmp[0] = T.max(
-                                m[hk * G + g], tree(T.max, [score[g, j] for j in range(page_size)])
-                            )
-                            tmp[1] = fast_exp2(T, m[hk * G + g] - tmp[0])
-                            m[hk * G + g] = tmp[0]
-                            rescale[g] = tmp[1]
-                            lsum[hk * G + g] = lsum[hk * G + g] * tmp[1]
-                            for j in T.vectorized(page_size):
-                                score[g, j] = T.if_then_else(
-                                    score[g, j] > T.float32(MASKED),
-                                    fast_exp2(T, score[g, j] - tmp[0]),
-                                    T.float32(0),
+                                score_block(
+                                    q_all,
+                                    item * H_qo + hk * group + sb * G,
+                                    pages,
+                                    page,
+                                    hk,
+                                    kb * KS,
+                                    part,
+                                    sums,
                                 )
-                            lsum[hk * G + g] = lsum[hk * G + g] + tree(
-                                lambda a, z: a + z, [score[g, j] for j in range(page_size)]
-                            )
-                        for c in T.serial(D // VC):
+                                for g in T.unroll(G):
+                                    for jj in T.vectorized(KS):
+                                        score[g, kb * KS + jj] = sums[g * KS + jj]
                             for g in T.unroll(G):
-                                for d in T.vectorized(VC):
-                                    vacc[g, d] = T.float32(0)
-                            # Keys outer: each V slice is loaded and converted once for the G
-                            # heads.
-                            for j in T.serial(used):
+                                for j in T.vectorized(page_size):
+                                    score[g, j] = T.if_then_else(
+                                        key_visible(
+                                            T,
+                                            j < used,
+                                            q_rope_position[b]
+                                            - k_rope_pos_offset[b]
+                                            - p * page_size
+                                            - j,
+                                            sm_scale,
+                                            window,
+                                        ),
+                                        softcapped(T, score[g, j], softcap),
+                                        T.float32(MASKED),
+                                    )
+                                tmp[0] = T.max(
+                                    m[hk * group + sb * G + g],
+                                    tree(T.max, [score[g, j] for j in range(page_size)]),
+                                )
+                                tmp[1] = fast_exp2(T, m[hk * group + sb * G + g] - tmp[0])
+                                m[hk * group + sb * G + g] = tmp[0]
+                                rescale[g] = tmp[1]
+                                lsum[hk * group + sb * G + g] = (
+                                    lsum[hk * group + sb * G + g] * tmp[1]
+                                )
+                                for j in T.vectorized(page_size):
+                                    score[g, j] = T.if_then_else(
+                                        score[g, j] > T.float32(MASKED),
+                                        fast_exp2(T, score[g, j] - tmp[0]),
+                                        T.float32(0),
+                                    )
+                                lsum[hk * group + sb * G + g] = lsum[
+                                    hk * group + sb * G + g
+                                ] + tree(
+                                    lambda a, z: a + z, [score[g, j] for j in range(page_size)]
+                                )
+                            for c in T.serial(D // VC):
                                 for g in T.unroll(G):
                                     for d in T.vectorized(VC):
-                                        vacc[g, d] = vacc[g, d] + score[g, j] * T.Cast(
-                                            "float32", pages[page, 1, hk, j, c * VC + d]
+                                        vacc[g, d] = T.float32(0)
+                                # Keys outer: each V slice is loaded and converted once for the G
+                                # heads.
+                                for j in T.serial(used):
+                                    for g in T.unroll(G):
+                                        for d in T.vectorized(VC):
+                                            vacc[g, d] = vacc[g, d] + score[g, j] * T.Cast(
+                                                "float32", pages[page, 1, hk, j, c * VC + d]
+                                            )
+                                for g in T.unroll(G):
+                                    for d in T.vectorized(VC):
+                                        part_acc[b, hk * group + sb * G + g, split, c * VC + d] = (
+                                            part_acc[b, hk * group + sb * G + g, split, c * VC + d]
+                                            * rescale[g]
+                                            + vacc[g, d]
                                         )
-                            for g in T.unroll(G):
-                                for d in T.vectorized(VC):
-                                    part_acc[b, hk * G + g, split, c * VC + d] = (
-                                        part_acc[b, hk * G + g, split, c * VC + d] * rescale[g]
-                                        + vacc[g, d]
-                                    )
                 for h in T.serial(H_qo):
                     part_m[b, h, split] = m[h]
                     part_l[b, h, split] = lsum[h]
-
-        merge(part_m, part_l, part_acc, output, lse, B)
-
-    return batch_decode_paged_kv
-
-
-def decode_two_pass_heads(group: int) -> int:
-    """Query heads of a GQA group that a two-pass item scores together, sharing each K row's load
-    and conversion: all of them while their KS x G partial sums stay in registers (below
-    TWO_PASS_ACC), else the largest divisor of the group that does."""
-    fits = [
-        g
-        for g in range(1, group + 1)
-        if group % g == 0 and decode_keys_per_step(g) * g * DOT_LANES * 4 < TWO_PASS_ACC
-    ]
-    return max(fits, default=1)
-
-
-def _decode_two_pass(
-    num_kv_heads: int,
-    num_qo_heads: int,
-    head_dim: int,
-    dtype: str,
-    page_size: int = 16,
-    window: int = 0,
-    softcap: float = 0.0,
-):
-    """Decode attention for groups whose accumulators do not fit the stack, in three passes over
-    an item's range of pages instead of an online softmax page by page.
-
-    Work items are (KV head, range of pages), as in the other layouts. An item
-    1. scores every key of its range for the whole group (G heads at a time, each K row loaded
-       and converted once per G heads) into a score buffer, masked keys set to MASKED;
-    2. takes each head's max over the range and turns its scores into exp2(score - max) in
-       place, summing them: long vector loops, one rescale per item instead of one per page;
-    3. sums the V rows weighted by those probabilities, DC dimensions of G heads at a time in
-       registers, each V row loaded once per G heads and DC slice (from L2: the K pass
-       prefetched it).
-    It leaves the same partial state (max, sum, weighted V sum) per head and split as the
-    others, merged by :func:`_merge_splits`."""
-    from tvm.script import tirx as T
-
-    H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
-    group = H_qo // H_kv
-    parts = D // DOT_LANES
-    G = decode_two_pass_heads(group)
-    NSB = group // G
-    KS = decode_keys_per_step(G)
-    DC = decode_value_chunk(G, D, TWO_PASS_ACC)
-    S = SPLITS
-
-    attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
-    merge = _merge_splits(T, H_qo, D, S, dtype)
-    prefetch = _prefetch_page(T, page_size, D)
-    score_block = _score_block(T, KS, G, parts)
-
-    @T.prim_func(s_tir=True)
-    def batch_decode_paged_kv(
-        Q_handle: T.handle,
-        pages_handle: T.handle,
-        page_table_indptr_handle: T.handle,
-        page_table_values_handle: T.handle,
-        var_length_info: T.handle,
-        k_rope_pos_offset_handle: T.handle,
-        q_rope_position_handle: T.handle,
-        output_handle: T.handle,
-        lse_handle: T.handle,
-        rotary_mode: T.int32,
-        rope_scale: T.float32,
-        rope_theta: T.float32,
-        sm_scale: T.float32,
-    ):
-        T.func_attr(attrs)
-        B = T.int32()
-        nnz_pages = T.int32()
-        max_num_pages = T.int32()
-        indptr_off = T.int32()
-        values_off = T.int32()
-        k_rope_off = T.int32()
-        q_rope_off = T.int32()
-        len_off = T.int32()
-        Q = T.match_buffer(Q_handle, (B, H_qo, D), dtype)
-        pages = T.match_buffer(pages_handle, (max_num_pages, 2, H_kv, page_size, D), dtype)
-        page_indptr = T.match_buffer(
-            page_table_indptr_handle, (B + 1,), "int32", elem_offset=indptr_off
-        )
-        page_values = T.match_buffer(
-            page_table_values_handle, (nnz_pages,), "int32", elem_offset=values_off
-        )
-        k_rope_pos_offset = T.match_buffer(
-            k_rope_pos_offset_handle, (B,), "int32", elem_offset=k_rope_off
-        )
-        q_rope_position = T.match_buffer(
-            q_rope_position_handle, (B,), "int32", elem_offset=q_rope_off
-        )
-        output = T.match_buffer(output_handle, (B, H_qo, D), dtype)
-        lse = T.match_buffer(lse_handle, (B, H_qo), "float32")
-        last_page_len = T.match_buffer(var_length_info, (B,), "int32", elem_offset=len_off)
-        part_m = T.alloc_buffer((B, H_qo, S), "float32")
-        part_l = T.alloc_buffer((B, H_qo, S), "float32")
-        part_acc = T.alloc_buffer((B, H_qo, S, D), "float32")
-        # every key's score of an item, then its probability: at most ceil(pages / S) pages
-        probs = T.alloc_buffer(
-            (B * H_kv * S, group, T.ceildiv(nnz_pages, S) * page_size), "float32"
-        )
-
-        for item in T.parallel(B * H_kv * S):
-            with T.sblock("attn"):
-                T.reads()
-                T.writes()
-                q = T.sblock_alloc_buffer((group, D), "float32")
-                acc = T.sblock_alloc_buffer((G, DC), "float32")
-                part = T.sblock_alloc_buffer((KS * G, DOT_LANES), "float32")  # head-major
-                sums = T.sblock_alloc_buffer((KS * G,), "float32")
-                best = T.sblock_alloc_buffer((DOT_LANES,), "float32")
-                total = T.sblock_alloc_buffer((DOT_LANES,), "float32")
-                b: T.let[T.int32] = item // (H_kv * S)
-                hk: T.let[T.int32] = item // S % H_kv
-                split: T.let[T.int32] = item % S
-                first: T.let[T.int32] = page_indptr[b]
-                npages: T.let[T.int32] = page_indptr[b + 1] - first
-                per: T.let[T.int32] = T.ceildiv(npages, S)
-                p0: T.let[T.int32] = T.min(npages, split * per)
-                p1: T.let[T.int32] = T.min(npages, p0 + per)
-                keys: T.let[T.int32] = (p1 - p0) * page_size
-                for g in T.serial(group):
-                    for d in T.vectorized(D):
-                        q[g, d] = (
-                            T.Cast("float32", Q[b, hk * group + g, d]) * T.fabs(sm_scale) * LOG2E
-                        )
-                # 1. scores, G heads at a time sharing each K row
-                for pi in T.serial(p1 - p0):
-                    p: T.let[T.int32] = p0 + pi
-                    page: T.let[T.int32] = page_values[first + p]
-                    used: T.let[T.int32] = T.if_then_else(
-                        p == npages - 1, last_page_len[b], page_size
-                    )
-                    for sb in T.serial(NSB):
-                        for kb in T.serial(page_size // KS):
-                            prefetch(
-                                pages,
-                                page_values,
-                                first,
-                                p,
-                                p0,
-                                hk,
-                                sb * (page_size // KS) + kb,
-                                NSB * (page_size // KS),
-                                npages,
-                            )
-                            score_block(q, sb * G, pages, page, hk, kb * KS, part, sums)
-                            for g in T.unroll(G):
-                                for jj in T.serial(KS):
-                                    probs[item, sb * G + g, pi * page_size + kb * KS + jj] = (
-                                        T.if_then_else(
-                                            key_visible(
-                                                T,
-                                                kb * KS + jj < used,
-                                                q_rope_position[b]
-                                                - k_rope_pos_offset[b]
-                                                - p * page_size
-                                                - kb * KS
-                                                - jj,
-                                                sm_scale,
-                                                window,
-                                            ),
-                                            softcapped(T, sums[g * KS + jj], softcap),
-                                            T.float32(MASKED),
-                                        )
-                                    )
-                # 2. per head: the range's max, probabilities in place, their sum
-                for g in T.serial(group):
-                    for lane in T.vectorized(DOT_LANES):
-                        best[lane] = T.float32(MASKED)
-                        total[lane] = T.float32(0)
-                    for x in T.serial(keys // DOT_LANES):
-                        for lane in T.vectorized(DOT_LANES):
-                            best[lane] = T.max(best[lane], probs[item, g, x * DOT_LANES + lane])
-                    m: T.let[T.float32] = tree(T.max, [best[lane] for lane in range(DOT_LANES)])
-                    for x in T.serial(keys // DOT_LANES):
-                        for lane in T.vectorized(DOT_LANES):
-                            probs[item, g, x * DOT_LANES + lane] = T.if_then_else(
-                                probs[item, g, x * DOT_LANES + lane] > T.float32(MASKED),
-                                fast_exp2(T, probs[item, g, x * DOT_LANES + lane] - m),
-                                T.float32(0),
-                            )
-                            total[lane] = total[lane] + probs[item, g, x * DOT_LANES + lane]
-                    part_m[b, hk * group + g, split] = m
-                    part_l[b, hk * group + g, split] = tree(
-                        lambda a, z: a + z, [total[lane] for lane in range(DOT_LANES)]
-                    )
-                # 3. the V rows weighted by the probabilities, DC dimensions of G heads at a time
-                for sb in T.serial(NSB):
-                    for dc in T.serial(D // DC):
-                        for g in T.unroll(G):
-                            for d in T.vectorized(DC):
-                                acc[g, d] = T.float32(0)
-                        for pi in T.serial(p1 - p0):
-                            p: T.let[T.int32] = p0 + pi
-                            page: T.let[T.int32] = page_values[first + p]
-                            used: T.let[T.int32] = T.if_then_else(
-                                p == npages - 1, last_page_len[b], page_size
-                            )
-                            for j in T.serial(used):
-                                for g in T.unroll(G):
-                                    for d in T.vectorized(DC):
-                                        acc[g, d] = acc[g, d] + probs[
-                                            item, sb * G + g, pi * page_size + j
-                                        ] * T.Cast("float32", pages[page, 1, hk, j, dc * DC + d])
-                        for g in T.unroll(G):
-                            for d in T.vectorized(DC):
-                                part_acc[b, hk * group + sb * G + g, split, dc * DC + d] = acc[g, d]
 
         merge(part_m, part_l, part_acc, output, lse, B)
 
@@ -605,60 +387,7 @@ def _merge_splits(T, H_qo: int, D: int, S: int, dtype: str):
     return merge
 
 
-def _prefetch_page(T, page_size: int, D: int):
-    """Ask for the K and V rows of the item's page PREFETCH pages ahead into L2, a cache line at a
-    time: pages sit anywhere in the pool, so the hardware prefetcher restarts at every page.
-
-    The requests for the next page are spread over the current page's key blocks (and sub-blocks
-    of heads), a few lines each: all of them at once stall the core while the load queue is full.
-    Measured with benchmarks/decode_attention.py, AMD EPYC Zen 4, 2 threads, 1000 keys:
-    - into L2 against none: SmolLM2's shapes 1.57-1.68x, Llama-3-8B's 1.37x (into L1: 1.19x and
-      1.00x); 2-4 pages ahead no faster than 1;
-    - the item's first page asked for when it starts: 1.02-1.10x more (from DRAM, most at 200
-      keys, where an item has 3-4 pages);
-    - spreading the requests: 1.13-1.24x more for 8B's shapes, 1.04-1.11x for SmolLM2's at 1000
-      keys, within noise at 200 keys and for Qwen2-0.5B's;
-    - asking past the item's last page (for the thread's next item): 1.03-1.08x for SmolLM2's and
-      8B's shapes, 1.01-1.02x for Qwen2-0.5B's, at 200 and 1000 keys (two A/B runs, both orders)."""
-    lines = page_size * D * 2 // 64  # fp16 rows of one head, 64-byte lines
-
-    def line_address(pages, page, hk, line):
-        """The address of one of a page's 2 x ``lines`` cache lines of head hk: K's, then V's."""
-        kv, at = line // lines, line % lines
-        return T.address_of(pages[page, kv, hk, at * 32 // D, at * 32 % D])
-
-    @T.macro
-    def ask(address):
-        T.evaluate(
-            T.call_llvm_intrin(
-                "void",
-                "llvm.prefetch.p0",
-                address,
-                0,
-                PREFETCH_LOCALITY,
-                1,  # read, data
-            )
-        )
-
-    @T.macro
-    def prefetch(pages, page_values, first, p, p0, hk, piece, pieces, npages):
-        # piece `piece` of `pieces` of the next page's lines, also past the item's last page:
-        # the thread's next item (the head's next split) starts there; on the item's first
-        # page, that page's lines too, all at once (the dot products' loads would miss one by
-        # one)
-        if PREFETCH > 0:
-            if p == p0 and piece == 0:
-                for line in T.serial(2 * lines):
-                    ask(line_address(pages, page_values[first + p], hk, line))
-            if p + PREFETCH < npages:
-                ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
-                for i in T.serial(2 * lines // pieces):
-                    ask(line_address(pages, ahead, hk, piece * (2 * lines // pieces) + i))
-
-    return prefetch
-
-
-def _prefetch_whole_page(T, page_size: int, D: int, H_kv: int):
+def _prefetch_page(T, page_size: int, D: int, H_kv: int):
     """Ask for the whole page PREFETCH pages ahead (K and V of every KV head, one contiguous
     stretch) into L2, spread over the current page's ``pieces`` (KV head x key block), as
     :func:`_prefetch_page` does for one head's rows; the item's first page all at once.
