@@ -97,7 +97,9 @@ def attention_case(shape: tuple[int, int, int], length: int, target):
     from harness.engines.tvm.kernels import decode_attention as da
 
     h_kv, h_qo, d = shape
-    f = build(da.decode_paged(h_kv, h_qo, d, "float16", PAGE), target)
+    f = build(
+        da.decode_paged(h_kv, h_qo, d, "float16", PAGE, budget=da.decode_group_acc(target)), target
+    )
     pages = -(-length // PAGE)
     nbytes = 2 * length * h_kv * d * 2  # K and V in fp16
     copies = max(2, MEMORY_BYTES // nbytes)

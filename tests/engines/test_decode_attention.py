@@ -10,12 +10,19 @@ PAGE = 16
 
 
 def run_decode(
-    h_kv: int, h_qo: int, d: int, length: int, seed: int = 0, window: int = 0, softcap: float = 0.0
+    h_kv: int,
+    h_qo: int,
+    d: int,
+    length: int,
+    seed: int = 0,
+    window: int = 0,
+    softcap: float = 0.0,
+    budget: int | None = None,
 ):
     import tvm
 
     from harness.engines.tvm.kernels.attention import WINDOWED
-    from harness.engines.tvm.kernels.decode_attention import decode_paged
+    from harness.engines.tvm.kernels.decode_attention import GROUP_ACC, decode_paged
     from harness.engines.tvm.targets import resolve
 
     rng = np.random.default_rng(seed)
@@ -24,9 +31,9 @@ def run_decode(
     pool = rng.standard_normal((npages + 3, 2, h_kv, PAGE, d)).astype(np.float16)
     pool[order[-1], :, :, length - (npages - 1) * PAGE :] = np.nan  # unwritten slots must not leak
     q = rng.standard_normal((1, h_qo, d)).astype(np.float16)
-    f = decode_paged(h_kv, h_qo, d, "float16", window=window, softcap=softcap).with_attr(
-        "global_symbol", "main"
-    )
+    f = decode_paged(
+        h_kv, h_qo, d, "float16", window=window, softcap=softcap, budget=budget or GROUP_ACC
+    ).with_attr("global_symbol", "main")
     lib = tvm.tirx.build(tvm.IRModule({"main": f}), target=resolve("llvm"))
     t = lambda a: tvm.runtime.tensor(a, tvm.cpu())  # noqa: E731
     out, lse = np.zeros((1, h_qo, d), np.float16), np.zeros((1, h_qo), np.float32)
@@ -83,6 +90,17 @@ def test_decode_attention_matches_numpy(h_kv, h_qo, d, length):
     np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("h_kv,h_qo,d,length", [(2, 14, 64, 200), (1, 32, 64, 70), (3, 9, 64, 37)])
+def test_decode_attention_with_sixteen_registers(h_kv, h_qo, d, length):
+    """The budget of AVX2 and NEON: Qwen2-0.5B's 7 heads score one key at a time and sum V 8
+    dimensions at a time; a group of 32 goes in 4 sub-blocks of 8."""
+    from harness.engines.tvm.kernels.decode_attention import GROUP_ACC_16
+
+    out, lse, ref, ref_lse = run_decode(h_kv, h_qo, d, length, budget=GROUP_ACC_16)
+    np.testing.assert_allclose(out.astype(np.float64), ref, atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(lse, ref_lse, atol=1e-3, rtol=1e-4)
+
+
 @pytest.mark.parametrize("heads", [(3, 9, 64), (2, 14, 64)])
 @pytest.mark.parametrize("window,softcap", [(40, 0.0), (0, 2.0), (23, 2.0)])
 def test_decode_attention_with_window_and_softcap(heads, window, softcap):
@@ -95,6 +113,7 @@ def test_decode_attention_with_window_and_softcap(heads, window, softcap):
 
 def test_a_group_scores_together_while_its_sums_fit_the_registers():
     from harness.engines.tvm.kernels.decode_attention import (
+        GROUP_ACC_16,
         decode_heads_per_item,
         decode_keys_per_step,
         decode_value_slice,
@@ -110,6 +129,28 @@ def test_a_group_scores_together_while_its_sums_fit_the_registers():
     assert decode_value_slice(3, 64) == 16 and decode_value_slice(7, 64) == 16
     assert decode_value_slice(4, 256) == 16 and decode_value_slice(16, 64) == 8
     assert decode_value_slice(2, 24) == 8
+    # 16 registers of 8 floats: SmolLM2's 4 keys x 3 heads still fit; Qwen2-0.5B's 7 heads take
+    # one key and 8 dimensions at a time; a group of 32, sub-blocks of 8
+    assert decode_keys_per_step(3, GROUP_ACC_16) == 4 and decode_value_slice(3, 64, 400) == 16
+    assert decode_heads_per_item(7, GROUP_ACC_16) == 7 and decode_keys_per_step(7, 400) == 1
+    assert decode_value_slice(7, 64, GROUP_ACC_16) == 8 and decode_heads_per_item(32, 400) == 8
+
+
+def test_the_register_budget_follows_the_target():
+    import tvm
+
+    from harness.engines.tvm.kernels.decode_attention import (
+        GROUP_ACC,
+        GROUP_ACC_16,
+        decode_group_acc,
+    )
+    from harness.engines.tvm.targets import resolve
+
+    avx512 = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
+    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
+    assert decode_group_acc(resolve("llvm-avx2")) == GROUP_ACC_16
+    assert decode_group_acc(arm) == GROUP_ACC_16
+    assert decode_group_acc(avx512) == GROUP_ACC
 
 
 @pytest.mark.parametrize("dots", [8, 12, 16, 10, 3])

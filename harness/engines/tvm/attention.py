@@ -48,7 +48,13 @@ def _our_cpu_kernels(cfg: ModelConfig, target):
                 **kw,
             )
         return decode_attention.decode_paged(
-            num_kv_heads, num_qo_heads, head_dim, dtype, window=window, softcap=softcap
+            num_kv_heads,
+            num_qo_heads,
+            head_dim,
+            dtype,
+            window=window,
+            softcap=softcap,
+            budget=decode_attention.decode_group_acc(target),
         )
 
     def ragged(h_kv, h_q, d_qk, d_v, dtype, rope_scaling):

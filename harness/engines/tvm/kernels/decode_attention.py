@@ -19,45 +19,56 @@ SPLITS = 8
 # V dimensions summed at a time: G accumulators of 16 stay in registers (for SmolLM2's 3 heads,
 # 8 and 32 were 1.0-1.1x slower)
 VALUE_SLICE = 16
-# TVM moves a CPU buffer of this size or more off the stack (see kernels/__init__)
-STACK_BYTES = 1024
-# register budget of a head group's score partial sums and V accumulators: below 640 B, 20 of
-# the 32 vector registers (Qwen2-0.5B's 7 heads x 16 dimensions); at 1 KiB they spilled
-# (1.07-1.08x slower at 1000 keys)
+# register budget (bytes) of a head group's score partial sums, and of its V accumulators, where
+# the target has 32 vector registers of 8 floats or more (AVX-512): below 640 B, 20 of them
+# (Qwen2-0.5B's 2 keys x 7 heads); at 1 KiB they spilled (1.07-1.08x slower at 1000 keys)
 GROUP_ACC = 640
+# where it has 16 (AVX2; NEON's 32 of 4 floats): below 400 B, 12 of them (SmolLM2's 4 keys x 3
+# heads fit). Qwen2-0.5B's 7 heads then score 1 key at a time and sum V 8 dimensions at a time:
+# at 1000 keys 1.14-1.23x, at 200 1.02-1.07x from memory (EPYC Zen 3; its 46 stores a score
+# block were spills)
+GROUP_ACC_16 = 400
 
 
-def decode_heads_per_item(group: int) -> int:
+def decode_group_acc(target) -> int:
+    """The register budget of a head group's sums for ``target`` (GROUP_ACC or GROUP_ACC_16)."""
+    from . import vector_lanes
+
+    return GROUP_ACC if vector_lanes(target) == 16 else GROUP_ACC_16
+
+
+def decode_heads_per_item(group: int, budget: int = GROUP_ACC) -> int:
     """Query heads of a GQA group scored together, sharing each K row's load and conversion:
-    all of them while their KS x G partial sums stay in registers (below GROUP_ACC), else the
+    all of them while their partial sums stay in registers (below ``budget`` bytes), else the
     largest divisor of the group that does."""
     fits = [
         g
         for g in range(1, group + 1)
-        if group % g == 0 and decode_keys_per_step(g) * g * DOT_LANES * 4 < GROUP_ACC
+        if group % g == 0 and decode_keys_per_step(g, budget) * g * DOT_LANES * 4 < budget
     ]
     return max(fits, default=1)
 
 
-def decode_value_slice(heads: int, head_dim: int) -> int:
+def decode_value_slice(heads: int, head_dim: int, budget: int = GROUP_ACC) -> int:
     """V dimensions summed at a time for ``heads`` heads: the most that divide the head, are a
     multiple of the dot-product lanes, stay within VALUE_SLICE and keep the heads' accumulators
-    below GROUP_ACC (16 for SmolLM2's 3 heads and Qwen2-0.5B's 7; 8 for 16 heads)."""
+    below ``budget`` (16 for SmolLM2's 3 heads; for Qwen2-0.5B's 7, 16 at GROUP_ACC and 8 at
+    GROUP_ACC_16)."""
     fits = [
         c
         for c in range(DOT_LANES, min(head_dim, VALUE_SLICE) + 1, DOT_LANES)
-        if head_dim % c == 0 and heads * c * 4 < GROUP_ACC
+        if head_dim % c == 0 and heads * c * 4 < budget
     ]
     return max(fits, default=DOT_LANES)
 
 
-def decode_keys_per_step(heads: int) -> int:
+def decode_keys_per_step(heads: int, budget: int = GROUP_ACC) -> int:
     """Keys scored side by side: enough independent FMA chains (keys x heads >= 8) to hide the
-    FMA latency, few enough that their partial sums stay below the stack limit."""
+    FMA latency, few enough that their partial sums stay below ``budget`` bytes."""
     keys = 8
     while keys > 1 and (keys // 2) * heads >= 8:
         keys //= 2
-    while keys > 1 and keys * heads * DOT_LANES * 4 >= STACK_BYTES:
+    while keys > 1 and keys * heads * DOT_LANES * 4 >= budget:
         keys //= 2
     return keys
 
@@ -137,8 +148,10 @@ def decode_paged(
     page_size: int = 16,
     window: int = 0,
     softcap: float = 0.0,
+    budget: int = GROUP_ACC,
 ):
-    """One decode step's attention over the paged cache, in two parallel passes.
+    """One decode step's attention over the paged cache, in two parallel passes (``budget``:
+    the register budget of a head group's sums, :func:`decode_group_acc` of the target).
 
     1. Work items are ranges of pages (SPLITS of them per sequence). An item reads its pages
        front to back, each page whole: K and V of every KV head, one contiguous stretch of the
@@ -163,11 +176,11 @@ def decode_paged(
     H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
     group = H_qo // H_kv
     parts = D // DOT_LANES
-    G = decode_heads_per_item(group)
+    G = decode_heads_per_item(group, budget)
     NSB = group // G  # sub-blocks of G heads per group
-    KS = decode_keys_per_step(G)
+    KS = decode_keys_per_step(G, budget)
     S = SPLITS
-    VC = decode_value_slice(G, D)
+    VC = decode_value_slice(G, D, budget)
 
     attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
     merge = _merge_splits(T, H_qo, D, S, dtype)
