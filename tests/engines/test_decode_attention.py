@@ -136,21 +136,16 @@ def test_a_group_scores_together_while_its_sums_fit_the_registers():
     assert decode_value_slice(7, 64, GROUP_ACC_16) == 8 and decode_heads_per_item(32, 400) == 8
 
 
-def test_the_register_budget_follows_the_target():
-    import tvm
-
+def test_the_register_budget_follows_the_target(cpu_targets):
     from harness.engines.tvm.kernels.decode_attention import (
         GROUP_ACC,
         GROUP_ACC_16,
         decode_group_acc,
     )
-    from harness.engines.tvm.targets import resolve
 
-    avx512 = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
-    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
-    assert decode_group_acc(resolve("llvm-avx2")) == GROUP_ACC_16
-    assert decode_group_acc(arm) == GROUP_ACC_16
-    assert decode_group_acc(avx512) == GROUP_ACC
+    assert decode_group_acc(cpu_targets["avx2"]) == GROUP_ACC_16
+    assert decode_group_acc(cpu_targets["neon"]) == GROUP_ACC_16
+    assert decode_group_acc(cpu_targets["avx512"]) == GROUP_ACC
 
 
 @pytest.mark.parametrize("dots", [8, 12, 16, 10, 3])

@@ -59,19 +59,14 @@ def test_prefill_attention_matches_numpy(query_block):
     np.testing.assert_allclose(out.numpy().astype(np.float32), numpy_causal(q, k, v), atol=2e-3)
 
 
-def test_each_target_gets_the_query_block_its_registers_hold():
+def test_each_target_gets_the_query_block_its_registers_hold(cpu_targets):
     """16 ymm registers (AVX2) take 6 queries a block; AVX-512 and ARM keep 8."""
-    import tvm
-
     from harness.engines.tvm.kernels.attention import (
         QUERY_BLOCK,
         QUERY_BLOCK_YMM,
         prefill_query_block,
     )
-    from harness.engines.tvm.targets import resolve
 
-    avx512 = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
-    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
-    assert prefill_query_block(resolve("llvm-avx2")) == QUERY_BLOCK_YMM == 6
-    assert prefill_query_block(avx512) == QUERY_BLOCK == 8
-    assert prefill_query_block(arm) == QUERY_BLOCK
+    assert prefill_query_block(cpu_targets["avx2"]) == QUERY_BLOCK_YMM == 6
+    assert prefill_query_block(cpu_targets["avx512"]) == QUERY_BLOCK == 8
+    assert prefill_query_block(cpu_targets["neon"]) == QUERY_BLOCK
