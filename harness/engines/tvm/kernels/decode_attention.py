@@ -6,12 +6,9 @@ pieces (online softmax in log2 units, masks, soft-capping) live in :mod:`.attent
 
 from __future__ import annotations
 
-from . import cpu_attrs
+from . import cpu_attrs, prefetch_macro, vector_lanes
 from .attention import DOT_LANES, LOG2E, MASKED, fast_exp2, key_visible, softcapped, tree
 
-# llvm.prefetch locality: 2 asks for L2 (x86 prefetcht1), where there are more misses in flight
-# than L1 allows; 3 (L1, prefetcht0) was 1.4x slower at 1000 keys (benchmarks/decode_attention.py)
-PREFETCH_LOCALITY = 2
 PREFETCH = 1  # pages ahead that a decode item prefetches (0: none)
 # page ranges a decode step splits a sequence's cache into (merged at the end), each range all
 # KV heads: 8 beat 6 and 12 at 200 and 1000 keys for SmolLM2's shapes, 2 threads
@@ -32,8 +29,6 @@ GROUP_ACC_16 = 400
 
 def decode_group_acc(target) -> int:
     """The register budget of a head group's sums for ``target`` (GROUP_ACC or GROUP_ACC_16)."""
-    from . import vector_lanes
-
     return GROUP_ACC if vector_lanes(target) == 16 else GROUP_ACC_16
 
 
@@ -247,7 +242,7 @@ def decode_paged(
                 rescale = T.sblock_alloc_buffer((G,), "float32")
                 m = T.sblock_alloc_buffer((H_qo,), "float32")
                 lsum = T.sblock_alloc_buffer((H_qo,), "float32")
-                tmp = T.sblock_alloc_buffer((2,), "float32")  # page max, rescale
+                page_max = T.sblock_alloc_buffer((1,), "float32")
                 b: T.let[T.int32] = item // S
                 split: T.let[T.int32] = item % S
                 first: T.let[T.int32] = page_indptr[b]
@@ -273,6 +268,7 @@ def decode_paged(
                     )
                     for hk in T.serial(H_kv):
                         for sb in T.serial(NSB):
+                            h0: T.let[T.int32] = hk * group + sb * G  # the sub-block's first head
                             for kb in T.serial(page_size // KS):
                                 prefetch(
                                     pages,
@@ -286,7 +282,7 @@ def decode_paged(
                                 )
                                 score_block(
                                     q_all,
-                                    item * H_qo + hk * group + sb * G,
+                                    item * H_qo + h0,
                                     pages,
                                     page,
                                     hk,
@@ -313,25 +309,19 @@ def decode_paged(
                                         softcapped(T, score[g, j], softcap),
                                         T.float32(MASKED),
                                     )
-                                tmp[0] = T.max(
-                                    m[hk * group + sb * G + g],
-                                    tree(T.max, [score[g, j] for j in range(page_size)]),
+                                page_max[0] = T.max(
+                                    m[h0 + g], tree(T.max, [score[g, j] for j in range(page_size)])
                                 )
-                                tmp[1] = fast_exp2(T, m[hk * group + sb * G + g] - tmp[0])
-                                m[hk * group + sb * G + g] = tmp[0]
-                                rescale[g] = tmp[1]
-                                lsum[hk * group + sb * G + g] = (
-                                    lsum[hk * group + sb * G + g] * tmp[1]
-                                )
+                                rescale[g] = fast_exp2(T, m[h0 + g] - page_max[0])
+                                m[h0 + g] = page_max[0]
+                                lsum[h0 + g] = lsum[h0 + g] * rescale[g]
                                 for j in T.vectorized(page_size):
                                     score[g, j] = T.if_then_else(
                                         score[g, j] > T.float32(MASKED),
-                                        fast_exp2(T, score[g, j] - tmp[0]),
+                                        fast_exp2(T, score[g, j] - page_max[0]),
                                         T.float32(0),
                                     )
-                                lsum[hk * group + sb * G + g] = lsum[
-                                    hk * group + sb * G + g
-                                ] + tree(
+                                lsum[h0 + g] = lsum[h0 + g] + tree(
                                     lambda a, z: a + z, [score[g, j] for j in range(page_size)]
                                 )
                             for c in T.serial(D // VC):
@@ -348,9 +338,8 @@ def decode_paged(
                                             )
                                 for g in T.unroll(G):
                                     for d in T.vectorized(VC):
-                                        part_acc[b, hk * group + sb * G + g, split, c * VC + d] = (
-                                            part_acc[b, hk * group + sb * G + g, split, c * VC + d]
-                                            * rescale[g]
+                                        part_acc[b, h0 + g, split, c * VC + d] = (
+                                            part_acc[b, h0 + g, split, c * VC + d] * rescale[g]
                                             + vacc[g, d]
                                         )
                 for h in T.serial(H_qo):
@@ -406,15 +395,13 @@ def _prefetch_page(T, page_size: int, D: int, H_kv: int):
     starts. The hardware prefetcher alone did not keep up: without these requests the kernel was
     0.75x as fast (SmolLM2's shapes, 1000 keys from memory, pages in order, EPYC Zen 3).
 
-    The next page's requests are spread over the current page's ``pieces`` (KV head x key
-    block), a few lines each: all of them at once stall the core while its load queue is full
-    (1.04-1.24x on Zen 4, with the earlier per-head layout). They also go past the item's last
-    page, where the thread's next item starts. Two pages ahead: 0.99x; into L1: 1.0x."""
+    The next page's requests are spread over the current page's ``pieces`` (KV head x sub-block
+    of heads x key block), a few lines each: all of them at once stall the core while its load
+    queue is full (1.04-1.24x on Zen 4, with the earlier per-head layout). They also go past the
+    item's last page, where the thread's next item starts. Two pages ahead: 0.99x; into L1:
+    1.0x."""
     lines = 2 * H_kv * page_size * D * 2 // 64  # fp16, 64-byte lines
-
-    @T.macro
-    def ask(address):
-        T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", address, 0, PREFETCH_LOCALITY, 1))
+    ask = prefetch_macro(T)
 
     @T.macro
     def prefetch(pages, page_values, first, p, p0, piece, pieces, npages):

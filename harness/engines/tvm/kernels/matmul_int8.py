@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from . import CPU_ATTRS
+from . import CPU_ATTRS, prefetch_macro
 from .attention import tree
 from .matmul import GROUP, LANES, ZERO, check_shape
 
@@ -143,21 +143,16 @@ def _prefetch_group(T):
     """Macro: ask for group g's 256 weight bytes of column tile t (4 lines) into L2 and, every
     other group, for the line holding its scales (32 bytes a group). Addresses past the last
     tile are harmless: a prefetch never faults."""
+    ask = prefetch_macro(T)
 
     @T.macro
-    def ask(wq, sc, t, g):
+    def ask_group(wq, sc, t, g):
         for line in T.unroll(4):
-            T.evaluate(
-                T.call_llvm_intrin(
-                    "void", "llvm.prefetch.p0", T.address_of(wq[t, g, line * 64]), 0, 2, 1
-                )
-            )
+            ask(T.address_of(wq[t, g, line * 64]))
         if g % 2 == 0:
-            T.evaluate(
-                T.call_llvm_intrin("void", "llvm.prefetch.p0", T.address_of(sc[t, g, 0]), 0, 2, 1)
-            )
+            ask(T.address_of(sc[t, g, 0]))
 
-    return ask
+    return ask_group
 
 
 def _tile_avx2(T, k: int, rows: int, halves: int, unpacked: bool = False, prefetch: int = 0):
