@@ -11,8 +11,10 @@ every linear layer and the LM head, and decode attention at each L) and times ea
 
 Between the memory rounds the script reads the memory bandwidth (``harness/profiling/peaks.py``'s
 read probe, on the same threads), so each kernel's GB/s from memory stands next to what the
-machine could read at that moment. It also times a parallel loop that does nothing against a
-serial one: what waking the thread pool costs each parallel kernel. The last lines sum one decode
+machine could read at that moment. Every kernel runs as in a model library, its parallel loop on
+the engine's launcher (``harness/engines/tvm/fork_join.cc``). The script also times a parallel
+loop that does nothing against a serial one: what waking and joining the threads costs each
+parallel kernel, there and on TVM's own pool. The last lines sum one decode
 step as its kernels alone would take it, against the bandwidth ceiling.
 
     python benchmarks/decode_roofs.py [--model M] [--lengths 200,1000] [--threads N]
@@ -27,7 +29,9 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -51,11 +55,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def build(func, target):
+# Where each kernel's library goes: exported with the engine's launcher linked in, so that its
+# parallel loop starts as a model library's does (harness/engines/tvm/fork_join.cc)
+WORK = tempfile.TemporaryDirectory(prefix="decode_roofs-")
+THREADS = 1  # set by main
+
+
+def build(func, target, launcher: str = "fork-join"):
+    """The kernel, loaded from its own library, its parallel loops on ``launcher`` ("fork-join",
+    the engine's, or "tvm", TVM's thread pool)."""
     import tvm
 
+    from harness.engines.tvm.fork_join import load_with_launcher, switch
+
     func = func.with_attr("global_symbol", "main").with_attr("tirx.is_entry_func", True)
-    return tvm.tirx.build(tvm.IRModule({"main": func}), target=target)["main"]
+    built = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
+    path = Path(WORK.name) / f"kernel{len(list(Path(WORK.name).iterdir()))}.so"
+    module = load_with_launcher(built, path, THREADS)
+    if launcher == "tvm":
+        switch(path, 0)
+    return module["main"]
 
 
 def gemv_case(n: int, k: int, isa: str, target):
@@ -166,23 +185,25 @@ def measure(f, args: list, nbytes: int, probe) -> dict:
 
 
 def launch_cost_us(threads: int, target) -> dict:
-    """A parallel loop with nothing to do against a serial one: the thread pool's wake-up and
-    join, which every parallel kernel pays once."""
+    """A parallel loop with nothing to do against a serial one: the wake-up and join of the
+    threads, which every parallel kernel pays once, on the engine's launcher and on TVM's
+    pool."""
     import tvm
     from tvm.script import tirx as T
 
-    def loop(parallel: bool):
+    def loop(parallel: bool, launcher: str):
         @T.prim_func(private=True, s_tir=True)
         def touch(a: T.Buffer((64,), "float32")):
             for i in T.parallel(threads) if parallel else T.serial(threads):
                 a[i] = a[i] + T.float32(1)
 
-        return build(touch, target)
+        return build(touch, target, launcher)
 
     a = tvm.runtime.tensor(np.zeros(64, np.float32), tvm.cpu())
     out = {}
-    for name, parallel in (("serial", False), ("parallel", True)):
-        f = loop(parallel)
+    cases = (("serial", False, "tvm"), ("parallel", True, "fork-join"), ("tvm_pool", True, "tvm"))
+    for name, parallel, launcher in cases:
+        f = loop(parallel, launcher)
         time_calls(f, [[a]], 1000)
         out[name] = round(statistics.median(time_calls(f, [[a]], 2000) for _ in range(ROUNDS)), 3)
     return out
@@ -191,6 +212,8 @@ def launch_cost_us(threads: int, target) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's pool starts
+    global THREADS
+    THREADS = args.threads
     from harness.engines.tvm.kernels.matmul_int8 import isa_for
     from harness.engines.tvm.targets import resolve
     from harness.models.resolve import resolve_model
@@ -248,7 +271,8 @@ def report(args, cfg, isa: str, rows: list[dict], launch: dict) -> None:
     extra = launch["parallel"] - launch["serial"]
     print(
         f"an empty parallel loop: {launch['parallel']:.2f} us a call, serial {launch['serial']:.2f}"
-        f" us: {extra:.2f} us to wake and join the pool, once per parallel kernel"
+        f" us: {extra:.2f} us to wake and join the threads, once per parallel kernel (on TVM's"
+        f" pool: {launch['tvm_pool']:.2f} us a call)"
     )
     steps = []
     for length in args.lengths:

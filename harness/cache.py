@@ -139,7 +139,8 @@ def code_fingerprint(
 ) -> str:
     """sha256 of what Python code does, not how it is written: each source (a file, a folder's
     ``*.py`` files, a function, class or module, or source text) is parsed and its syntax tree
-    hashed with comments, formatting and docstrings gone. A comment, a reformat (``ruff
+    hashed with comments, formatting and docstrings gone (a folder's native sources,
+    NATIVE_SUFFIXES, are hashed as written). A comment, a reformat (``ruff
     format``), a rewrapped string (``"a" "b"`` parses to one constant) or a docstring edit keeps
     the fingerprint; any change to code changes it. Statements that only call a name in
     ``ignore_calls`` (logging) are dropped too. Cache keys use this, so a lint pass over the
@@ -148,6 +149,9 @@ def code_fingerprint(
     h = hashlib.sha256()
     unshaped = _Unshaped(frozenset(ignore_calls))
     for name, text in _source_texts(sources):
+        if name.endswith(NATIVE_SUFFIXES):  # C/C++ compiled into a bundle: hashed as written
+            h.update(f"{name}\0{text}\0".encode())
+            continue
         with _AST_LOCK:
             tree = unshaped.visit(ast.parse(textwrap.dedent(text)))
             h.update(f"{name}\0{ast.dump(tree)}\0".encode())
@@ -158,6 +162,12 @@ def code_fingerprint(
 # threads parsing at once can fail with "SystemError: AST constructor recursion depth mismatch"
 # (it did: a grid's devices compute bundle keys in their own threads). One parse at a time.
 _AST_LOCK = threading.Lock()
+# Native sources a folder may hold beside its Python (the TVM engine's fork-join launcher)
+NATIVE_SUFFIXES = (".cc",)
+
+
+def _code_files(folder: Path) -> Iterable[Path]:
+    return (f for f in folder.rglob("*") if f.suffix in (".py", *NATIVE_SUFFIXES))
 
 
 def _source_texts(sources) -> Iterable[tuple[str, str]]:
@@ -165,7 +175,7 @@ def _source_texts(sources) -> Iterable[tuple[str, str]]:
         if isinstance(src, str):
             yield "<text>", src
         elif isinstance(src, Path):
-            files = sorted(src.rglob("*.py")) if src.is_dir() else [src]
+            files = sorted(_code_files(src)) if src.is_dir() else [src]
             for f in files:
                 rel = f.relative_to(src).as_posix() if src.is_dir() else f.name
                 yield rel, f.read_text(encoding="utf-8")

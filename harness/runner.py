@@ -154,6 +154,7 @@ class Runner:
                 output_ids=out,
                 input_tokenizer=self.tokenizer.name,
                 threads=self.threads,
+                launcher=getattr(self.session, "launcher", ""),
                 status="ok",
             )
             t_exit = time.perf_counter_ns()

@@ -92,6 +92,12 @@ def test_folders_functions_and_text_are_sources(tmp_path):
     assert code_fingerprint([pkg]) == folder
     (pkg / "b.py").write_text("X = 1\n")  # a new module does
     assert code_fingerprint([pkg]) != folder
+    # native sources (compiled into bundles) count as written: a comment edit rebuilds too
+    (pkg / "pool.cc").write_text("int x;\n")
+    with_native = code_fingerprint([pkg])
+    assert with_native != code_fingerprint([pkg / "a.py", pkg / "b.py"])
+    (pkg / "pool.cc").write_text("int x;  // why\n")
+    assert code_fingerprint([pkg]) != with_native
     # an indented function (a method) is dedented before parsing; its source is all that counts
     assert code_fingerprint([textwrap.indent(SOURCE, "    ")]) == code_fingerprint([SOURCE])
     assert code_fingerprint([test_a_code_edit_changes_the_fingerprint]) != code_fingerprint(

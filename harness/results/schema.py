@@ -127,6 +127,9 @@ class Record(BaseModel):
     # Where it ran (harness.devices.placement): what was asked, and what the running runner
     # reported back. ``threads`` and ``cpu_mask`` are read by other tools: keep these names.
     threads: int | None = None  # worker threads that ran (TVM's pool size, llama.cpp's n_threads)
+    # what started the engine's parallel loops: "fork-join" (the TVM model library's own,
+    # harness/engines/tvm/fork_join.cc) or "tvm" (TVM's thread pool); "" for other engines
+    launcher: str = ""
     # cores the runner was allowed, hex as taskset takes it (no 0x): "380"
     cpu_mask: str | None = None
     cpu_list: str | None = None  # the same cores as a kernel list: "7-9"

@@ -113,6 +113,8 @@ def test_the_tvm_kit_runs_our_bundle_as_arm64_code_with_the_hosts_tokens(
     assert on_arm["format"] == on_host["format"] == preset and on_arm["activations"] == activations
     assert on_host["device"]["machine"] == "x86_64" and on_host["device"]["emulated"] is False
     assert len(on_arm["output_ids"]) == 16 and on_arm["output_ids"] == on_host["output_ids"]
+    # both ran their parallel loops on the model library's own launcher (fork_join.cc)
+    assert on_arm["launcher"] == on_host["launcher"] == "fork-join"
     # read back from the kit's runner: TVM's pool on the ARM side and its /proc/PID/status
     assert (
         on_arm["threads"],

@@ -70,6 +70,8 @@ def _run_one_step(bundle, vocab: int, device: str = "cpu") -> None:
     from harness.engines.tvm.runtime import TVMSession
 
     session = TVMSession(bundle, max_seq_len=64, device=device)
+    # the library's own launcher runs its parallel loops (harness/engines/tvm/fork_join.cc)
+    assert session.launcher == ("fork-join" if device == "cpu" else "tvm")
     ids = np.arange(1, 6, dtype=np.int32)
     for logits in (session.prefill(ids), session.decode(7)):
         flat = logits.numpy().reshape(-1)
@@ -105,6 +107,7 @@ def test_compiles(tmp_path, monkeypatch, target, arch):
     if target.startswith("arm64-linux"):  # a loadable library for the phone kit (tests/devices)
         # ET_DYN
         assert _elf_machine(lib.read_bytes()[:20]) == EM_AARCH64 and lib.read_bytes()[16] == 3
+        assert b"slm_fork_join_install" in lib.read_bytes()  # the launcher, linked in
 
     if target in ("android-cpu", "opencl"):
         objects = _tar_objects(lib)

@@ -31,6 +31,7 @@ from harness.models.sources.base import LoadedModel
 from harness.quantization import QuantPreset
 
 from . import targets
+from .fork_join import link_args
 
 BUNDLE_FORMAT = 1
 LIB_NAMES = {
@@ -276,10 +277,12 @@ def _cpu_pipeline(target):
 
 
 def _export_library(executable, path: Path, target_name: str, log=print) -> None:
+    """The model library, with the fork-join launcher (fork_join.cc) linked into every loadable
+    one."""
     if targets.is_host_runnable(target_name):
         # cuda included: the .so holds host code plus the CUDA source, which a CUDA-enabled TVM
         # runtime compiles when it loads the library (this wheel's runtime has no CUDA).
-        executable.export_library(str(path))
+        executable.export_library(str(path), **link_args())
         return
     if target_name in targets.CROSS_COMPILERS:
         _export_cross(executable, path, targets.CROSS_COMPILERS[target_name])
@@ -292,7 +295,9 @@ def _export_library(executable, path: Path, target_name: str, log=print) -> None
     if ndk_cc:
         from tvm.support import ndk
 
-        executable.export_library(str(path.with_suffix(".so")), fcompile=ndk.create_shared)
+        executable.export_library(
+            str(path.with_suffix(".so")), fcompile=ndk.create_shared, **link_args()
+        )
     else:
         log(
             f"TVM_NDK_CC is not set: {path.name} holds the ARM64 objects but no loadable model.so;"
@@ -312,7 +317,7 @@ def _export_cross(executable, path: Path, compiler: str) -> None:
             f"{compiler} is missing, so the ARM64 model library cannot be linked; install it:"
             " apt-get install -y gcc-aarch64-linux-gnu"
         )
-    executable.export_library(str(path), fcompile=cc.cross_compiler(compiler))
+    executable.export_library(str(path), fcompile=cc.cross_compiler(compiler), **link_args())
 
 
 def _device_modules(module):

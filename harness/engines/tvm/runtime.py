@@ -41,6 +41,7 @@ class TVMSession:
             VirtualMachine,
         )
 
+        from .fork_join import use_fork_join
         from .weights import load_params
 
         self.bundle = Path(bundle)
@@ -59,6 +60,8 @@ class TVMSession:
                 f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']},"
                 " run on a matching host or recompile"
             ) from None
+        # parallel loops on the library's own launcher (fork_join.cc), TVM's pool's thread count
+        self.launcher = use_fork_join(lib_path, self.num_threads()) if device == "cpu" else "tvm"
         self.vm = VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
         # One FFI array for every call: a Python list would be converted (a new array of ~300

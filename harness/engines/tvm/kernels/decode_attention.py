@@ -68,6 +68,20 @@ def decode_keys_per_step(heads: int, budget: int = GROUP_ACC) -> int:
     return keys
 
 
+def _page_reduce(T, op, buf, g: int, n: int):
+    """op over ``buf[g, 0:n]`` (n = 16 or 8) by halving vectors: the two 8-lane halves combined,
+    then halves of the result down to one lane. A scalar tree loaded n scores just stored as
+    vectors and took n - 1 steps. At 1200 keys, both in one process (EPYC Zen 3): Qwen2-0.5B's
+    shapes (7 heads a group, each its own softmax) 1.05-1.08x from memory, 1.09x in cache;
+    SmolLM2's 1.00x from memory."""
+    v = buf[g, T.Ramp(0, 1, 8)]
+    if n == 16:
+        v = op(v, buf[g, T.Ramp(8, 1, 8)])
+    v = op(T.Shuffle([v], [0, 1, 2, 3]), T.Shuffle([v], [4, 5, 6, 7]))
+    v = op(T.Shuffle([v], [0, 1]), T.Shuffle([v], [2, 3]))
+    return op(T.Shuffle([v], [0]), T.Shuffle([v], [1]))
+
+
 def _pair_sums(T, a, b, low: list, high: list):
     """Two 8-lane vectors folded into one: lanes ``low`` plus lanes ``high`` of a ++ b."""
     return T.Shuffle([a, b], low) + T.Shuffle([a, b], high)
@@ -168,6 +182,8 @@ def decode_paged(
     - 200 keys: 0.99-1.10x / 0.97-1.17x."""
     from tvm.script import tirx as T
 
+    if page_size not in (8, 16):  # _page_reduce's halving
+        raise ValueError(f"decode attention takes pages of 8 or 16 keys, not {page_size}")
     H_qo, H_kv, D = num_qo_heads, num_kv_heads, head_dim
     group = H_qo // H_kv
     parts = D // DOT_LANES
@@ -310,7 +326,7 @@ def decode_paged(
                                         T.float32(MASKED),
                                     )
                                 page_max[0] = T.max(
-                                    m[h0 + g], tree(T.max, [score[g, j] for j in range(page_size)])
+                                    m[h0 + g], _page_reduce(T, T.max, score, g, page_size)
                                 )
                                 rescale[g] = fast_exp2(T, m[h0 + g] - page_max[0])
                                 m[h0 + g] = page_max[0]
@@ -321,8 +337,8 @@ def decode_paged(
                                         fast_exp2(T, score[g, j] - page_max[0]),
                                         T.float32(0),
                                     )
-                                lsum[h0 + g] = lsum[h0 + g] + tree(
-                                    lambda a, z: a + z, [score[g, j] for j in range(page_size)]
+                                lsum[h0 + g] = lsum[h0 + g] + _page_reduce(
+                                    T, lambda a, z: a + z, score, g, page_size
                                 )
                             for c in T.serial(D // VC):
                                 for g in T.unroll(G):
