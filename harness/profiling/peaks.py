@@ -27,6 +27,7 @@ own timed runs: :func:`read_probe`.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 CHAINS = 12
 ITERS = 1 << 20  # ~10 ms a loop: thread-pool start-up is noise
@@ -176,6 +177,22 @@ def _best_seconds(fn, args, repeats: int = 5) -> float:
     return best
 
 
+def _runnable(func, target, threads: int):
+    """``func`` built for ``target``, loaded from a library with the engine's launcher
+    (harness/engines/tvm/fork_join.cc), as a model's kernels run. Built in memory, its parallel
+    loop would start TVM's pool, whose workers spin in sched_yield after each use, into the
+    timed runs that follow."""
+    import tempfile
+
+    import tvm
+
+    from harness.engines.tvm.fork_join import load_with_launcher
+
+    built = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
+    with tempfile.TemporaryDirectory(prefix="slm-bench-probe-") as work:
+        return load_with_launcher(built, Path(work) / "probe.so", threads)["main"]
+
+
 def read_probe(target, threads: int):
     """A function that reads the 256 MiB buffer once on ``threads`` threads and returns GB/s."""
     import numpy as np
@@ -185,7 +202,7 @@ def read_probe(target, threads: int):
 
     dev = tvm.cpu()
     func, nbytes = read_loop(threads, vector_lanes(target))
-    fn = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)["main"]
+    fn = _runnable(func, target, threads)
     args = [
         tvm.runtime.tensor(np.zeros((threads, vector_lanes(target)), np.float32), dev),
         tvm.runtime.tensor(np.ones(READ_BYTES // 4, np.float32), dev),
@@ -211,23 +228,23 @@ def measure_peaks(target, threads: int) -> dict:
 
     dev = tvm.cpu()
     lanes = vector_lanes(target)
-    lib = tvm.tirx.build(tvm.IRModule({"main": _fma_loop(threads, lanes)}), target=target)
+    fma = _runnable(_fma_loop(threads, lanes), target, threads)
     args = [
         tvm.runtime.tensor(np.zeros((threads, lanes), np.float32), dev),
         tvm.runtime.tensor(np.full(lanes, 0.999, np.float32), dev),
         tvm.runtime.tensor(np.full(lanes, 1e-3, np.float32), dev),
     ]
-    fp32 = 2 * lanes * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
+    fp32 = 2 * lanes * CHAINS * ITERS * threads / _best_seconds(fma, args) / 1e9
     isa, int8 = isa_for(target), None
     if isa is not None:
         func, width = _int8_loop(threads, isa)
-        lib = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
+        dot = _runnable(func, target, threads)
         _, acc_lanes, acc_dtype = _int8_shape(isa)
         args = [
             tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev),
             tvm.runtime.tensor(np.ones(width, np.int8 if isa == "neon-dot" else np.uint8), dev),
         ]
-        int8 = 2 * width * CHAINS * ITERS * threads / _best_seconds(lib["main"], args) / 1e9
+        int8 = 2 * width * CHAINS * ITERS * threads / _best_seconds(dot, args) / 1e9
     probe = read_probe(target, threads)
     read = sorted(probe() for _ in range(READ_REPEATS))[READ_REPEATS // 2]
     return {

@@ -6,10 +6,12 @@ Kept free of timing and sampling policy: the runner (``harness.runner``) decides
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from harness.engines import host_cores
 from harness.errors import UserError
 
 PAGE_SIZE = 16
@@ -50,8 +52,6 @@ class TVMSession:
         self.vocab_size = self.config["vocab_size"]
         self.max_seq_len = int(max_seq_len or self.config["context_window"])
         self.device = tvm.cpu() if device == "cpu" else tvm.cuda()
-        if threads:
-            set_threads(threads)
         lib_path = self.bundle / self.manifest["library"]
         try:
             lib = tvm.runtime.load_module(str(lib_path))
@@ -60,8 +60,14 @@ class TVMSession:
                 f"cannot load {lib_path} ({exc}); it was compiled for {self.manifest['target']},"
                 " run on a matching host or recompile"
             ) from None
-        # parallel loops on the library's own launcher (fork_join.cc), TVM's pool's thread count
-        self.launcher = use_fork_join(lib_path, self.num_threads()) if device == "cpu" else "tvm"
+        # Parallel loops on the library's own launcher (fork_join.cc). TVM's pool is sized, and
+        # so started, only where that is not possible: its new workers spin in sched_yield for
+        # a while, next to ours.
+        count = int(threads or os.environ.get("TVM_NUM_THREADS") or host_cores())
+        self.launcher = use_fork_join(lib_path, count) if device == "cpu" else "tvm"
+        self._threads = count if self.launcher == "fork-join" else None
+        if self.launcher == "tvm" and threads:
+            set_threads(threads)
         self.vm = VirtualMachine(lib, self.device)
         order = json.loads((self.bundle / "params" / "order.json").read_text())
         # One FFI array for every call: a Python list would be converted (a new array of ~300
@@ -94,9 +100,11 @@ class TVMSession:
         on_host = self._token.device.dlpack_device_type() == CPU_DEVICE_TYPE
         self._token_view = np.from_dlpack(self._token) if on_host else None
 
-    @staticmethod
-    def num_threads() -> int:
-        """Threads of TVM's CPU pool in this process (see harness.engines.tvm._default_threads)."""
+    def num_threads(self) -> int:
+        """Threads that run the model's parallel loops: the fork-join launcher's, else those of
+        TVM's CPU pool (TVM_NUM_THREADS, see harness.engines.tvm._default_threads)."""
+        if self._threads:
+            return self._threads
         import tvm
 
         return int(tvm.get_global_func("runtime.NumThreads")())
