@@ -196,6 +196,9 @@ def decode_paged(
     attrs = cpu_attrs(global_symbol="batch_decode_paged_kv_cpu")
     merge = _merge_splits(T, H_qo, D, S, dtype)
     prefetch = _prefetch_page(T, page_size, D, H_kv)
+    # a head sub-block's share of the next page's prefetch requests: one piece per key block
+    # scored and one per V slice summed
+    pieces_per_block = page_size // KS + D // VC
     score_block = _score_block(T, KS, G, parts)
 
     @T.prim_func(s_tir=True)
@@ -292,8 +295,8 @@ def decode_paged(
                                     first,
                                     p,
                                     p0,
-                                    (hk * NSB + sb) * (page_size // KS) + kb,
-                                    H_kv * NSB * (page_size // KS),
+                                    (hk * NSB + sb) * pieces_per_block + kb,
+                                    H_kv * NSB * pieces_per_block,
                                     npages,
                                 )
                                 score_block(
@@ -341,6 +344,16 @@ def decode_paged(
                                     T, lambda a, z: a + z, score, g, page_size
                                 )
                             for c in T.serial(D // VC):
+                                prefetch(
+                                    pages,
+                                    page_values,
+                                    first,
+                                    p,
+                                    p0,
+                                    (hk * NSB + sb) * pieces_per_block + page_size // KS + c,
+                                    H_kv * NSB * pieces_per_block,
+                                    npages,
+                                )
                                 for g in T.unroll(G):
                                     for d in T.vectorized(VC):
                                         vacc[g, d] = T.float32(0)
@@ -412,10 +425,12 @@ def _prefetch_page(T, page_size: int, D: int, H_kv: int):
     0.75x as fast (SmolLM2's shapes, 1000 keys from memory, pages in order, EPYC Zen 3).
 
     The next page's requests are spread over the current page's ``pieces`` (KV head x sub-block
-    of heads x key block), a few lines each: all of them at once stall the core while its load
-    queue is full (1.04-1.24x on Zen 4, with the earlier per-head layout). They also go past the
-    item's last page, where the thread's next item starts. Two pages ahead: 0.99x; into L1:
-    1.0x."""
+    of heads x (key block scored + V slice summed)), a few lines each: all of them at once stall
+    the core while its load queue is full (0.72-0.78x, SmolLM2's shapes, EPYC Zen 3). Spread over
+    the key blocks only (16 lines a piece for SmolLM2) the kernel was 1.14x slower from memory
+    than over key blocks and V slices (8 lines) at 400 and 1200 keys. They also go past the
+    item's last page, where the thread's next item starts. Two pages ahead: 0.98x; into L1:
+    1.0x; every other line (the adjacent line left to the hardware): 0.80x."""
     lines = 2 * H_kv * page_size * D * 2 // 64  # fp16, 64-byte lines
     ask = prefetch_macro(T)
 
@@ -427,7 +442,8 @@ def _prefetch_page(T, page_size: int, D: int, H_kv: int):
                     ask(T.address_of(pages[page_values[first + p], 0, 0, 0, line * 32]))
             if p + PREFETCH < npages:
                 ahead: T.let[T.int32] = page_values[first + p + PREFETCH]
-                for i in T.serial(lines // pieces):
-                    ask(T.address_of(pages[ahead, 0, 0, 0, (piece * (lines // pieces) + i) * 32]))
+                share: T.let[T.int32] = (lines + pieces - 1) // pieces  # the last piece: fewer
+                for i in T.serial(T.max(T.min(share, lines - piece * share), 0)):
+                    ask(T.address_of(pages[ahead, 0, 0, 0, (piece * share + i) * 32]))
 
     return prefetch
