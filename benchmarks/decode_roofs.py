@@ -29,9 +29,7 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -55,36 +53,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-# Where each kernel's library goes: exported with the engine's launcher linked in, so that its
-# parallel loop starts as a model library's does (harness/engines/tvm/fork_join.cc)
-WORK = tempfile.TemporaryDirectory(prefix="decode_roofs-")
-THREADS = 1  # set by main
-
-
-def build(func, target, launcher: str = "fork-join"):
-    """The kernel, loaded from its own library, its parallel loops on ``launcher`` ("fork-join",
-    the engine's, or "tvm", TVM's thread pool)."""
-    import tvm
-
-    from harness.engines.tvm.fork_join import load_with_launcher, switch
+def build(func, target, threads: int):
+    """The kernel, run as in a model library: on the engine's launcher with ``threads`` threads
+    (0: on TVM's pool)."""
+    from harness.engines.tvm.fork_join import build_with_launcher
 
     func = func.with_attr("global_symbol", "main").with_attr("tirx.is_entry_func", True)
-    built = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
-    path = Path(WORK.name) / f"kernel{len(list(Path(WORK.name).iterdir()))}.so"
-    module = load_with_launcher(built, path, THREADS)
-    if launcher == "tvm":
-        switch(path, 0)
-    return module["main"]
+    return build_with_launcher(func, target, threads)["main"]
 
 
-def gemv_case(n: int, k: int, isa: str, target):
+def gemv_case(n: int, k: int, isa: str, target, threads: int):
     """(function, argument lists, bytes a call reads) for a q4 x int8 GEMV of N x K."""
     import tvm
 
     from harness.engines.tvm.kernels import matmul_int8 as mi
     from harness.quantization import GROUP, LANES
 
-    f = build(mi.q4_matmul_a8(n, k, "float16", "one", isa), target)
+    f = build(mi.q4_matmul_a8(n, k, "float16", "one", isa), target, threads)
     rng = np.random.default_rng(0)
     t = lambda a: tvm.runtime.tensor(a, tvm.cpu())  # noqa: E731
     tiles, groups = n // LANES, k // GROUP
@@ -108,7 +93,7 @@ def gemv_case(n: int, k: int, isa: str, target):
     return f, args, nbytes
 
 
-def attention_case(shape: tuple[int, int, int], length: int, target):
+def attention_case(shape: tuple[int, int, int], length: int, target, threads: int):
     """(function, argument lists, bytes a call reads) for decode attention over ``length`` keys
     (pages in order, as a fresh sequence gets them)."""
     import tvm
@@ -116,9 +101,8 @@ def attention_case(shape: tuple[int, int, int], length: int, target):
     from harness.engines.tvm.kernels import decode_attention as da
 
     h_kv, h_qo, d = shape
-    f = build(
-        da.decode_paged(h_kv, h_qo, d, "float16", PAGE, budget=da.decode_group_acc(target)), target
-    )
+    kernel = da.decode_paged(h_kv, h_qo, d, "float16", PAGE, budget=da.decode_group_acc(target))
+    f = build(kernel, target, threads)
     pages = -(-length // PAGE)
     nbytes = 2 * length * h_kv * d * 2  # K and V in fp16
     copies = max(2, MEMORY_BYTES // nbytes)
@@ -191,19 +175,19 @@ def launch_cost_us(threads: int, target) -> dict:
     import tvm
     from tvm.script import tirx as T
 
-    def loop(parallel: bool, launcher: str):
+    def loop(parallel: bool, launcher_threads: int):
         @T.prim_func(private=True, s_tir=True)
         def touch(a: T.Buffer((64,), "float32")):
             for i in T.parallel(threads) if parallel else T.serial(threads):
                 a[i] = a[i] + T.float32(1)
 
-        return build(touch, target, launcher)
+        return build(touch, target, launcher_threads)
 
     a = tvm.runtime.tensor(np.zeros(64, np.float32), tvm.cpu())
     out = {}
-    cases = (("serial", False, "tvm"), ("parallel", True, "fork-join"), ("tvm_pool", True, "tvm"))
-    for name, parallel, launcher in cases:
-        f = loop(parallel, launcher)
+    cases = (("serial", False, 0), ("parallel", True, threads), ("tvm_pool", True, 0))
+    for name, parallel, launcher_threads in cases:
+        f = loop(parallel, launcher_threads)
         time_calls(f, [[a]], 1000)
         out[name] = round(statistics.median(time_calls(f, [[a]], 2000) for _ in range(ROUNDS)), 3)
     return out
@@ -212,8 +196,6 @@ def launch_cost_us(threads: int, target) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's pool starts
-    global THREADS
-    THREADS = args.threads
     from harness.engines.tvm.kernels.matmul_int8 import isa_for
     from harness.engines.tvm.targets import resolve
     from harness.models.resolve import resolve_model
@@ -228,7 +210,7 @@ def main(argv=None) -> None:
     rows = []
     shapes = dict(cfg.linear_shapes()) | {"lm_head": (cfg.vocab_size, cfg.hidden_size)}
     for name, (n, k) in shapes.items():
-        f, calls, nbytes = gemv_case(n, k, isa, target)
+        f, calls, nbytes = gemv_case(n, k, isa, target, args.threads)
         per_step = 1 if name == "lm_head" else cfg.num_layers
         rows.append(
             {"kernel": f"{name} {n}x{k}", "per_step": per_step, **measure(f, calls, nbytes, probe)}
@@ -236,7 +218,7 @@ def main(argv=None) -> None:
         print(f"measured {rows[-1]['kernel']}", file=sys.stderr)
     shape = (cfg.num_kv_heads, cfg.num_heads, cfg.head_dim)
     for length in args.lengths:
-        f, calls, nbytes = attention_case(shape, length, target)
+        f, calls, nbytes = attention_case(shape, length, target, args.threads)
         rows.append(
             {
                 "kernel": f"attention L={length}",

@@ -1,6 +1,9 @@
 """The machine's compute peaks, measured now with tight TVM loops (what a kernel could reach).
 
-Two loops, each run on every thread of TVM's pool for a fixed count, timed best of 5:
+Two loops, each run on every thread of the engine's launcher for a fixed count, timed best of 5
+(each loop is a small library run as a model library runs, ``build_with_launcher``: built in
+memory, it would run on TVM's pool, whose workers then spin in sched_yield into the timed runs
+that follow):
 
 - **fp32 FMA**: CHAINS independent vector accumulators ``a = a * m + c`` (LLVM contracts it
   into one FMA), at the target's native vector width (AVX-512: 16 lanes, AVX2: 8, NEON: 4).
@@ -27,7 +30,6 @@ own timed runs: :func:`read_probe`.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 CHAINS = 12
 ITERS = 1 << 20  # ~10 ms a loop: thread-pool start-up is noise
@@ -177,32 +179,17 @@ def _best_seconds(fn, args, repeats: int = 5) -> float:
     return best
 
 
-def _runnable(func, target, threads: int):
-    """``func`` built for ``target``, loaded from a library with the engine's launcher
-    (harness/engines/tvm/fork_join.cc), as a model's kernels run. Built in memory, its parallel
-    loop would start TVM's pool, whose workers spin in sched_yield after each use, into the
-    timed runs that follow."""
-    import tempfile
-
-    import tvm
-
-    from harness.engines.tvm.fork_join import load_with_launcher
-
-    built = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
-    with tempfile.TemporaryDirectory(prefix="slm-bench-probe-") as work:
-        return load_with_launcher(built, Path(work) / "probe.so", threads)["main"]
-
-
 def read_probe(target, threads: int):
     """A function that reads the 256 MiB buffer once on ``threads`` threads and returns GB/s."""
     import numpy as np
     import tvm
 
+    from harness.engines.tvm.fork_join import build_with_launcher
     from harness.engines.tvm.kernels import vector_lanes
 
     dev = tvm.cpu()
     func, nbytes = read_loop(threads, vector_lanes(target))
-    fn = _runnable(func, target, threads)
+    fn = build_with_launcher(func, target, threads)["main"]
     args = [
         tvm.runtime.tensor(np.zeros((threads, vector_lanes(target)), np.float32), dev),
         tvm.runtime.tensor(np.ones(READ_BYTES // 4, np.float32), dev),
@@ -223,12 +210,13 @@ def measure_peaks(target, threads: int) -> dict:
     import numpy as np
     import tvm
 
+    from harness.engines.tvm.fork_join import build_with_launcher
     from harness.engines.tvm.kernels import vector_lanes
     from harness.engines.tvm.kernels.matmul_int8 import isa_for
 
     dev = tvm.cpu()
     lanes = vector_lanes(target)
-    fma = _runnable(_fma_loop(threads, lanes), target, threads)
+    fma = build_with_launcher(_fma_loop(threads, lanes), target, threads)["main"]
     args = [
         tvm.runtime.tensor(np.zeros((threads, lanes), np.float32), dev),
         tvm.runtime.tensor(np.full(lanes, 0.999, np.float32), dev),
@@ -238,7 +226,7 @@ def measure_peaks(target, threads: int) -> dict:
     isa, int8 = isa_for(target), None
     if isa is not None:
         func, width = _int8_loop(threads, isa)
-        dot = _runnable(func, target, threads)
+        dot = build_with_launcher(func, target, threads)["main"]
         _, acc_lanes, acc_dtype = _int8_shape(isa)
         args = [
             tvm.runtime.tensor(np.zeros((threads, acc_lanes), acc_dtype), dev),

@@ -35,12 +35,20 @@ def use_fork_join(lib_path: Path | str, threads: int) -> str:
     return "fork-join" if switch(lib_path, threads) else "tvm"
 
 
-def load_with_launcher(built, path: Path, threads: int):
-    """A module built alone (a kernel of a benchmark or test), exported with the launcher linked
-    in, loaded, and switched to it, as a model library runs: the loaded module."""
+def build_with_launcher(func, target, threads: int):
+    """A kernel built alone (a probe, a benchmark's kernel) run as a model library runs: built
+    for ``target``, exported with the launcher linked in, loaded, and its parallel loops on the
+    launcher with ``threads`` threads (0: left on TVM's pool). The loaded module."""
+    import tempfile
+
     import tvm
 
-    built.export_library(str(path), **link_args())
-    module = tvm.runtime.load_module(str(path))
-    use_fork_join(path, threads)
-    return module
+    built = tvm.tirx.build(tvm.IRModule({"main": func}), target=target)
+    # the file may go once loaded: its mapping stays (and keeps its inode from being reused)
+    with tempfile.TemporaryDirectory(prefix="slm-bench-kernel-") as work:
+        path = Path(work) / "kernel.so"
+        built.export_library(str(path), **link_args())
+        module = tvm.runtime.load_module(str(path))
+        if threads:
+            use_fork_join(path, threads)
+        return module

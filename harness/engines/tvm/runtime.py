@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.engines import host_cores
 from harness.errors import UserError
 
 PAGE_SIZE = 16
@@ -63,7 +62,7 @@ class TVMSession:
         # Parallel loops on the library's own launcher (fork_join.cc). TVM's pool is sized, and
         # so started, only where that is not possible: its new workers spin in sched_yield for
         # a while, next to ours.
-        count = int(threads or os.environ.get("TVM_NUM_THREADS") or host_cores())
+        count = int(threads or os.environ["TVM_NUM_THREADS"])  # harness.engines.tvm sets it
         self.launcher = use_fork_join(lib_path, count) if device == "cpu" else "tvm"
         self._threads = count if self.launcher == "fork-join" else None
         if self.launcher == "tvm" and threads:
