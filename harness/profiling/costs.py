@@ -86,7 +86,7 @@ def group_of(name: str, vocab_size: int) -> str | None:
         return "rope"
     if name.startswith("embed"):
         return "embedding"
-    if name == "sampling":
+    if name == "sampling" or name.startswith("argmax"):  # host-side, or the library's own
         return "lm_head"
     if any(part in name for part in ELEMENTWISE):
         return "elementwise"

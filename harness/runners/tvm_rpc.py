@@ -117,9 +117,11 @@ class RemoteSession:
         self._begin(self.kv, self.shape(0), self.shape(n))
         self.vm.set_input(fn, hidden, self.kv, self.params)
         self.vm.invoke_stateful(fn)
-        logits, self.kv = self.vm.get_outputs(fn)
+        from harness.engines.tvm.runtime import Logits
+
+        *logits, self.kv = self.vm.get_outputs(fn)
         self._end(self.kv)
-        return logits
+        return Logits(*logits)
 
     def prefill(self, ids):
         if self._open:
@@ -145,7 +147,9 @@ class RemoteSession:
     def greedy(logits) -> int:
         import numpy as np
 
-        return int(np.argmax(logits.numpy().reshape(-1)))  # copies the logits to the host
+        if logits.token is not None:  # the phone's argmax: 4 bytes over RPC, not V floats
+            return int(logits.token.numpy()[0])
+        return int(np.argmax(logits.values.numpy().reshape(-1)))  # copies the logits here
 
 
 class TvmRpc(NativeRunner):
@@ -321,7 +325,11 @@ class TvmRpc(NativeRunner):
                     "t_last": t_last,
                 },
                 "rpc_round_trip_s": self.rtt_s,
-                "logits_bytes_per_step": int(self.session.config["vocab_size"]) * 4,
+                # what greedy sampling copies to the host a step: the phone's argmax (CPU
+                # builds), else every logit
+                "logits_bytes_per_step": (
+                    4 if logits.token is not None else int(self.session.config["vocab_size"]) * 4
+                ),
                 "output_text": self.tokenizer.decode(out),
                 "input_tokenizer": getattr(self.tokenizer, "name", None),
             },

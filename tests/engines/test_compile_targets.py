@@ -77,6 +77,9 @@ def _run_one_step(bundle, vocab: int, device: str = "cpu") -> None:
         flat = logits.numpy().reshape(-1)
         assert flat.shape == (vocab,)
         assert np.isfinite(flat).all()
+        # CPU builds compute the greedy token in the library (kernels.sampling); GPU ones not
+        assert (logits.token is not None) == (device == "cpu")
+        assert session.greedy(logits) == int(np.argmax(flat))
 
 
 def _elf_machine(header: bytes) -> int:

@@ -70,6 +70,7 @@ def test_cli_run_with_tvm_rpc_on_the_emulated_s24(adb_server, phone_process, tmp
         assert (
             rec.runner_input_tokens == rec.input_tokens and 0 < rec.rpc_round_trip_s < rec.prefill_s
         )
+        assert rec.logits_bytes_per_step == 4  # the phone's library picks the token
     # the phone computed what the host's own runtime computes: the same greedy tokens
     info = json.loads((out / "run.json").read_text())
     assert (

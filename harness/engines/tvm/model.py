@@ -4,6 +4,8 @@ Entry points (MLC-LLM's shape, so a bundle reads like one of theirs):
   embed(input_ids[s] int32)                     -> hidden [1, s, H]
   prefill(hidden [1, s, H], kv_cache)           -> logits [1, 1, V] of the last position, kv_cache
   decode(hidden [1, 1, H], kv_cache)            -> logits [1, 1, V], kv_cache
+On CPU targets prefill and decode also return, before the cache, their logits' argmax
+[1] int32 (``kernels.sampling``): the greedy token, so the host reads 4 bytes, not V floats.
   create_paged_kv_cache(max_batch, max_total_seq_len, prefill_chunk, page_size, sliding) -> kv_cache
 """
 
@@ -18,6 +20,7 @@ from harness.models.config import ModelConfig
 from harness.quantization import QuantPreset
 
 from . import attention, targets
+from .kernels import sampling, vector_lanes
 from .layers import DTYPE, DecoderLayer, Embedding, Linear, make_norm
 
 
@@ -36,11 +39,23 @@ class DecoderLM(nn.Module):
             else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, kernels)
         )
 
-    def _logits(self, hidden: Tensor) -> Tensor:
+    def _logits(self, hidden: Tensor) -> tuple[Tensor, ...]:
+        """The logits and, on CPU targets, their argmax."""
         hidden = self.final_norm(hidden)
         logits = self.embed.as_lm_head(hidden) if self.lm_head is None else self.lm_head(hidden)
         cap = self.cfg.final_softcap
-        return logits if not cap else op.tanh(logits / cap) * cap
+        if cap:
+            logits = op.tanh(logits / cap) * cap
+        if targets.is_gpu(self.target):
+            return (logits,)
+        vocab = self.cfg.vocab_size
+        token = op.tensor_ir_op(
+            sampling.argmax(vocab, vector_lanes(self.target)),
+            "argmax_cpu",
+            args=[logits],
+            out=Tensor.placeholder((1,), "int32"),
+        )
+        return logits, token
 
     def _body(self, hidden: Tensor, cache: PagedKVCache) -> Tensor:
         for layer in self.layers:
@@ -64,10 +79,10 @@ class DecoderLM(nn.Module):
 
         # Only the last position's logits are needed to sample the first output token.
         last = op.tensor_expr_op(last_position, "last_position", [hidden])
-        return self._logits(last), paged_kv_cache
+        return *self._logits(last), paged_kv_cache
 
     def decode(self, input_embed: Tensor, paged_kv_cache: PagedKVCache):
-        return self._logits(self._body(input_embed, paged_kv_cache)), paged_kv_cache
+        return *self._logits(self._body(input_embed, paged_kv_cache)), paged_kv_cache
 
     def create_paged_kv_cache(
         self,

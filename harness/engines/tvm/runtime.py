@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,18 @@ def set_threads(threads: int) -> None:
     import tvm
 
     tvm.get_global_func("runtime.config_threadpool")(BIG_MODE, int(threads))
+
+
+@dataclass(frozen=True)
+class Logits:
+    """A forward pass's last-position logits (a TVM tensor [1, 1, V]) and, from CPU builds,
+    their argmax (a TVM tensor [1] int32, on the CPU)."""
+
+    values: Any
+    token: Any = None
+
+    def numpy(self) -> np.ndarray:
+        return self.values.numpy()
 
 
 class TVMSession:
@@ -125,13 +139,13 @@ class TVMSession:
             )
         hidden = self._embed(ids, self.params)
         self._begin(self.kv, self._first_seq, self._shape([n]))
-        logits, self.kv = fn(hidden, self.kv, self.params)
+        *logits, self.kv = fn(hidden, self.kv, self.params)
         self._end(self.kv)
         self.length += n
-        return logits
+        return Logits(*logits)
 
     def prefill(self, ids: np.ndarray):
-        """Run the prompt through the model; returns the last position's logits (a TVM tensor)."""
+        """Run the prompt through the model; returns the last position's logits."""
         self.reset()
         ids = self._tensor(np.asarray(ids, dtype=np.int32), self.device)
         return self._forward(self._prefill, ids, int(ids.shape[0]))
@@ -144,9 +158,13 @@ class TVMSession:
         return self._forward(self._decode, self._token, 1)
 
     @staticmethod
-    def greedy(logits) -> int:
-        """The argmax of the logits, read in place on the CPU: ``.numpy()`` would copy 200 kB
-        (SmolLM2's 49k floats) into a fresh array, page faults included, every step."""
-        on_host = logits.device.dlpack_device_type() == CPU_DEVICE_TYPE
-        values = np.from_dlpack(logits) if on_host else logits.numpy()
+    def greedy(logits: Logits) -> int:
+        """The argmax the library computed (CPU builds), else that of the logits, read in place
+        on the CPU: ``.numpy()`` would copy 200 kB (SmolLM2's 49k floats) into a fresh array,
+        page faults included, every step."""
+        if logits.token is not None:
+            return int(np.from_dlpack(logits.token)[0])
+        values = logits.values
+        on_host = values.device.dlpack_device_type() == CPU_DEVICE_TYPE
+        values = np.from_dlpack(values) if on_host else values.numpy()
         return int(np.argmax(values.reshape(-1)))
