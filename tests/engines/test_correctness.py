@@ -125,3 +125,28 @@ def test_q4f16_1_next_token_agreement_is_reported(smollm2, reference, prompt_tex
     )
     # The GGUF is already 4-bit (Q4_1); re-quantizing to group-32 symmetric should mostly agree.
     assert rate >= 0.6
+
+
+def test_a_reset_sequence_decodes_as_a_fresh_session(smollm2, prompt_text):
+    """Sequences of different lengths one after another on one cache (each reset hands the
+    freed pages back in address order, ``TVMSession._restack_pages``) give the tokens of a
+    session that runs only that sequence."""
+    from harness.engines.tvm.runtime import TVMSession
+    from harness.models.tokenizer import ChatTokenizer
+
+    bundle = _bundle(smollm2, "q4f16_1")
+    ids = np.asarray(ChatTokenizer.from_bundle(bundle).encode_chat(prompt_text), dtype=np.int32)
+
+    def greedy(session, prompt, steps: int) -> list[int]:
+        tokens = [session.greedy(session.prefill(prompt))]
+        while len(tokens) < steps:
+            tokens.append(session.greedy(session.decode(tokens[-1])))
+        return tokens
+
+    short, long_ = ids[: len(ids) // 2], ids
+    shared = TVMSession(bundle, max_seq_len=1024)
+    runs = [greedy(shared, p, n) for p, n in ((long_, 40), (short, 8), (long_, 40), (short, 8))]
+    fresh = [
+        greedy(TVMSession(bundle, max_seq_len=1024), p, n) for p, n in ((long_, 40), (short, 8))
+    ]
+    assert runs == fresh * 2
