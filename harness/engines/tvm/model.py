@@ -4,9 +4,9 @@ Entry points (MLC-LLM's shape, so a bundle reads like one of theirs):
   embed(input_ids[s] int32)                     -> hidden [1, s, H]
   prefill(hidden [1, s, H], kv_cache)           -> logits [1, 1, V] of the last position, kv_cache
   decode(hidden [1, 1, H], kv_cache)            -> logits [1, 1, V], kv_cache
+  create_paged_kv_cache(max_batch, max_total_seq_len, prefill_chunk, page_size, sliding) -> kv_cache
 On CPU targets prefill and decode also return, before the cache, their logits' argmax
 [1] int32 (``kernels.sampling``): the greedy token, so the host reads 4 bytes, not V floats.
-  create_paged_kv_cache(max_batch, max_total_seq_len, prefill_chunk, page_size, sliding) -> kv_cache
 """
 
 from __future__ import annotations
