@@ -132,7 +132,8 @@ def profile_decode(session, token: int, pairs: int, recorder: Recorder, out: Pha
     Steps alternate rather than passes: on a shared machine a pass's speed drifts by 10% from one
     pass to the next, while two neighbouring steps see the same conditions and a context one token
     apart. A step is what the runner times: the decode call, then sampling its logits (host work
-    the VM never sees, so it is timed here and recorded as its own kernel)."""
+    the VM never sees, so it is timed here and recorded as its own kernel: reading the token the
+    library picked, on CPU builds, else scanning the logits)."""
     clock = time.perf_counter_ns
     plain = hooked_wall = sampling = calls = 0
     step_stats = []
@@ -151,8 +152,11 @@ def profile_decode(session, token: int, pairs: int, recorder: Recorder, out: Pha
         calls += n
         step_stats.append(stats)
     merged = _merge(step_stats)
+    # bytes and operations of one host sampling: the int32 the library's argmax_cpu wrote (its
+    # scan is that kernel's own row), else the logits read in place and compared
     vocab = session.vocab_size
-    merged["sampling"] = [pairs, sampling, pairs * vocab * 4.0 * 2, pairs * float(vocab), 0]
+    read, compares = (4.0, 0.0) if logits.token is not None else (vocab * 4.0 * 2, float(vocab))
+    merged["sampling"] = [pairs, sampling, pairs * read, pairs * compares, 0]
     out.plain_ns.append(plain)
     out.hooked_ns.append(hooked_wall)
     out.stats.append(merged)

@@ -108,6 +108,8 @@ def call_cost(name: str, args: list[Tensor], context: int) -> tuple[float, float
         return attention_cost(args, context)
     if name.startswith("embed"):
         return embed_cost(args)
+    if name.startswith("argmax"):  # the logits read, one comparison each, one index written
+        return float(sum(a.nbytes for a in args)), float(args[0].numel)
     # norms, activations, casts, reshapes: each tensor read or written once, ~1 op an element
     return float(sum(a.nbytes for a in args)), float(args[-1].numel)
 

@@ -33,6 +33,12 @@ def test_decode_adds_up_every_round_and_prefill_keeps_one(tiny_profile):
     assert (prefill.steps, decode.steps) == (1, 3 * 4)
     kernels = {k.name: k for k in decode.kernels}
     assert kernels["sampling"].calls == 12
+    # on a CPU build the library scans the logits (argmax_cpu) and the host reads one int32
+    scan = kernels["argmax_cpu"]
+    assert scan.calls == 12 and scan.group == kernels["sampling"].group == "lm_head"
+    assert kernels["sampling"].bytes == 12 * 4 and kernels["sampling"].ops == 0
+    # a comparison per logit read (4 bytes each), and the int32 written
+    assert scan.ops > 0 and scan.bytes == scan.ops * 4 + 12 * 4
     # every profiled decode step calls each layer's kernels once: the counts are whole steps
     assert all(k.calls % 12 == 0 for k in decode.kernels), {k.name: k.calls for k in decode.kernels}
     assert decode.expected_overhead_s > 0 and prefill.hook_per_arg_ns == decode.hook_per_arg_ns

@@ -1,7 +1,7 @@
 """Greedy sampling inside the model library: the argmax of the logits, on the CPU threads.
 
 Read on the host after a decode step (``np.argmax`` over a fresh logits tensor), SmolLM2's 49k
-logits took 47-54 us a step: the step has just streamed 80 MB of weights through the caches, so
+logits took 37-54 us a step: the step has just streamed 80 MB of weights through the caches, so
 the logits and numpy's own code come back from memory, on one thread. The same call on hot data
 took 6-10 us (EPYC Zen 3). Here each work item scans a run of logits that the LM head's threads
 wrote a moment before, and the host reads back one int32.
