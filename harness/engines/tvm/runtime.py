@@ -138,7 +138,7 @@ class TVMSession:
         The cache hands out free pages last-in first-out, and a removed sequence returns its
         pages in its own order: a fresh cache gives pages in ascending addresses, the next
         sequence gets them descending, the one after ascending again. Decode attention reads a
-        sequence's pages in table order; descending, it ran 0.89-0.91x as fast at 1000 keys
+        sequence's pages in table order; descending, it ran 0.88-0.91x as fast at 1000 keys
         (SmolLM2's shapes, EPYC Zen 3), so runs alternated between two speeds. Reserving the
         pages for a placeholder sequence and removing it (no kernel runs) turns the stack back.
         """
