@@ -72,6 +72,7 @@ def run_decode(
     "h_kv,h_qo,d,length",
     [
         (3, 9, 64, 200),  # SmolLM2: groups of 3
+        (3, 9, 64, 64),  # every page full: none takes the mask's pass
         (2, 14, 64, 37),  # Qwen2-0.5B's groups of 7
         (8, 32, 128, 300),  # 7B/8B: groups of 4 heads of 128
         (4, 8, 256, 100),  # Gemma 2's 256-wide heads

@@ -200,6 +200,7 @@ def decode_paged(
     # scored and one per V slice summed
     pieces_per_block = page_size // KS + D // VC
     score_block = _score_block(T, KS, G, parts)
+    every_page = bool(window or softcap)  # pages whose scores need the mask's pass
 
     @T.prim_func(s_tir=True)
     def batch_decode_paged_kv(
@@ -313,21 +314,25 @@ def decode_paged(
                                     for jj in T.vectorized(KS):
                                         score[g, kb * KS + jj] = sums[g * KS + jj]
                             for g in T.unroll(G):
-                                for j in T.vectorized(page_size):
-                                    score[g, j] = T.if_then_else(
-                                        key_visible(
-                                            T,
-                                            j < used,
-                                            q_rope_position[b]
-                                            - k_rope_pos_offset[b]
-                                            - p * page_size
-                                            - j,
-                                            sm_scale,
-                                            window,
-                                        ),
-                                        softcapped(T, score[g, j], softcap),
-                                        T.float32(MASKED),
-                                    )
+                                # Every key of a full page is visible unless a window may hide
+                                # some: without one (and without soft-capping), only the last
+                                # page pays for the compare and select
+                                if T.Or(used < page_size, T.bool(every_page)):
+                                    for j in T.vectorized(page_size):
+                                        score[g, j] = T.if_then_else(
+                                            key_visible(
+                                                T,
+                                                j < used,
+                                                q_rope_position[b]
+                                                - k_rope_pos_offset[b]
+                                                - p * page_size
+                                                - j,
+                                                sm_scale,
+                                                window,
+                                            ),
+                                            softcapped(T, score[g, j], softcap),
+                                            T.float32(MASKED),
+                                        )
                                 page_max[0] = T.max(
                                     m[h0 + g], _page_reduce(T, T.max, score, g, page_size)
                                 )
