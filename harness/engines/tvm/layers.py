@@ -27,12 +27,19 @@ DTYPE = "float32"
 
 
 def _rows(x: Tensor) -> tuple[Tensor, bool]:
-    """x [..., width] as a 2-D [rows, width] tensor, and whether it is statically one row."""
+    """x [..., width] as a 2-D [rows, width] tensor, and whether it is statically one row. The
+    model's residual stream is already 2-D (``DecoderLM._body``): no reshape then."""
     *lead, width = x.shape
     rows = 1
     for d in lead:
         rows = rows * d
-    return op.reshape(x, (rows, width)), isinstance(rows, int) and rows == 1
+    flat = x if len(lead) == 1 else op.reshape(x, (rows, width))
+    return flat, isinstance(rows, int) and rows == 1
+
+
+def _unrows(y: Tensor, lead: list) -> Tensor:
+    """A kernel's 2-D output [rows, width] back in the input's leading dimensions ``lead``."""
+    return y if len(lead) == 1 else op.reshape(y, (*lead, y.shape[-1]))
 
 
 class Linear(nn.Module):
@@ -94,7 +101,7 @@ class Linear(nn.Module):
         y = op.tensor_ir_op(
             func, name, args=[x2, *weights, bias], out=Tensor.placeholder((x2.shape[0], n), DTYPE)
         )
-        return op.reshape(y, (*lead, n))
+        return _unrows(y, lead)
 
 
 class Embedding(nn.Module):
@@ -192,7 +199,7 @@ class RMSNorm(nn.Module):
             args=[x2, self.weight],
             out=Tensor.placeholder(x2.shape, DTYPE),
         )
-        return op.reshape(y, x.shape)
+        return _unrows(y, x.shape[:-1])
 
 
 class LayerNorm(nn.Module):
@@ -234,7 +241,10 @@ class Attention(nn.Module):
         self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, kernels)
 
     def forward(self, x: Tensor, cache: PagedKVCache, layer_id: int) -> Tensor:
-        b, s, _ = x.shape
+        """x [tokens, hidden] (one sequence; the cache takes [batch, tokens, heads, head_dim])
+        or [batch, tokens, hidden]."""
+        *lead, _ = x.shape
+        b, s = (1, *lead) if len(lead) == 1 else lead
         qkv = op.reshape(
             self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
         )
@@ -242,7 +252,7 @@ class Attention(nn.Module):
         out = cache.attention_with_fused_qkv(
             layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.sm_scale
         ).astype(DTYPE)
-        return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))
+        return self.o_proj(op.reshape(out, (*lead, self.num_heads * self.head_dim)))
 
 
 class MLP(nn.Module):
@@ -274,7 +284,7 @@ class MLP(nn.Module):
                 args=[h2],
                 out=Tensor.placeholder((h2.shape[0], self.inter), DTYPE),
             )
-            return self.down_proj(op.reshape(out, (*h.shape[:-1], self.inter)))
+            return self.down_proj(_unrows(out, h.shape[:-1]))
         if self.gated:
             gate, up = op.split(h, 2, axis=-1)
             h = self._act(gate) * up
