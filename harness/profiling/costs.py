@@ -2,6 +2,7 @@
 
 The names are those the Relax VM calls (``func_symbol`` of its instrument hook), checked against
 real bundles: our matmuls are ``(gemv|gemm)_(q4|q4a8|f32)_{N}x{K}`` (harness.engines.tvm.layers),
+decode GEMVs that fold in the ops around them add ``_norm``, ``_swiglu``, ``_res``,
 norms and SwiGLU are ``rms_norm_cpu*`` / ``swiglu_cpu*``, TVM's legalizer names the rest after
 its ops (``add1``, ``cast2``, ``fused_reshape1_add``). Attention, RoPE and the KV append all run
 inside one VM builtin (``vm.builtin.attention_kv_cache_attention_with_fused_qkv``): the paged
@@ -15,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-MATMUL = re.compile(r"^(gemv|gemm)_(q4a8|q4|f32)_(\d+)x(\d+)$")
+MATMUL = re.compile(r"^(gemv|gemm)_(q4a8|q4|f32)_(\d+)x(\d+)((?:_norm|_swiglu|_res)*)$")
 ATTENTION = ("attention_kv_cache", "batch_decode", "batch_prefill", "attention")
 # VM bookkeeping: shape checks, allocations, tuple plumbing. Not kernels; their time is part of
 # the phase's overhead (wall time minus kernel time).
@@ -102,8 +103,9 @@ def call_cost(name: str, args: list[Tensor], context: int) -> tuple[float, float
     appended its own (what attention reads)."""
     if not args or is_vm_builtin(name):
         return 0.0, 0.0
-    if MATMUL.match(name):
-        return matmul_cost(args)
+    found = MATMUL.match(name)
+    if found:
+        return matmul_cost(args, int(found.group(4)))
     if is_attention(name):
         return attention_cost(args, context)
     if name.startswith("embed"):
@@ -114,12 +116,12 @@ def call_cost(name: str, args: list[Tensor], context: int) -> tuple[float, float
     return float(sum(a.nbytes for a in args)), float(args[-1].numel)
 
 
-def matmul_cost(args: list[Tensor]) -> tuple[float, float]:
+def matmul_cost(args: list[Tensor], k: int) -> tuple[float, float]:
     """x [M, K] @ W [N, K]^T (+ bias) -> y [M, N]: every argument once (the packed weights and
-    scales included), 2*M*N*K operations."""
+    scales included, and a folded-in norm's weight, SwiGLU's [M, 2K] input, the residual),
+    2*M*N*K operations (the folded-in ops' few per element are left out)."""
     x, y = args[0], args[-1]
-    m, k = x.shape[0], x.shape[-1]
-    n = y.shape[-1]
+    m, n = x.shape[0], y.shape[-1]
     return float(sum(a.nbytes for a in args)), 2.0 * m * n * k
 
 

@@ -99,6 +99,23 @@ def test_matmul_bytes_and_ops_from_shapes():
     assert costs.group_of("gemv_q4_128x64", vocab_size=512) == "linear"
 
 
+def test_a_decode_gemv_with_ops_folded_in_counts_their_tensors_and_its_own_k():
+    """gemv_q4a8_64x128_swiglu_res: x is [1, 2K] (gate and up), r [1, N] the residual; the
+    operations are the matmul's, with K from the name, not from x."""
+    args = [
+        costs.Tensor((1, 256), "float32"),  # x: gate | up
+        costs.Tensor((1,), "float32"),  # no norm weight
+        costs.Tensor((4, 4, 256), "uint8"),
+        costs.Tensor((4, 4, 16), "float16"),
+        costs.Tensor((64,), "float32"),
+        costs.Tensor((1, 64), "float32"),  # the residual
+        costs.Tensor((1, 64), "float32"),
+    ]
+    nbytes, ops = costs.call_cost("gemv_q4a8_64x128_swiglu_res", args, context=9)
+    assert nbytes == sum(a.nbytes for a in args) and ops == 2 * 64 * 128
+    assert costs.group_of("gemv_q4a8_64x128_norm", vocab_size=512) == "linear"
+
+
 def test_attention_cost_reads_the_whole_cache():
     qkv, out = costs.Tensor((1, 8, 16), "float16"), costs.Tensor((1, 4, 16), "float16")
     nbytes, ops = costs.call_cost(

@@ -76,14 +76,76 @@ class Linear(nn.Module):
         # kernel signature serves every architecture.
         self.bias = nn.Parameter((out_features,), DTYPE) if bias else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        *lead, k = x.shape
-        x2, single_row = _rows(x)
-        bias = (
+    def fuses(self, x: Tensor, norm: nn.Module | None = None) -> bool:
+        """Whether this layer's kernel for ``x`` takes the ops around it in (the int8 decode
+        GEMV, ``matmul_int8.q4_gemv_a8_fused``): ``norm`` (an RMSNorm) before it, SwiGLU before
+        it, the residual connection after it."""
+        rows = 1
+        for d in x.shape[:-1]:
+            rows = rows * d
+        one_row = isinstance(rows, int) and rows == 1
+        return self.int8 and one_row and (norm is None or getattr(norm, "fusable", False))
+
+    def forward(
+        self,
+        x: Tensor,
+        norm: nn.Module | None = None,
+        residual: Tensor | None = None,
+        swiglu: bool = False,
+    ) -> Tensor:
+        """y = norm(x) W^T (+ b) (+ residual). ``swiglu``: x is [gate | up] and the layer's
+        input silu(gate) * up (only where ``fuses``; the MLP runs it as its own kernel
+        elsewhere)."""
+        if self.fuses(x, norm):
+            return self._fused(x, norm, residual, swiglu)
+        if swiglu:
+            raise ValueError("SwiGLU folds into the int8 decode GEMV only")
+        y = self._matmul(x if norm is None else norm(x))
+        return y if residual is None else residual + y
+
+    def _fused(self, x: Tensor, norm, residual: Tensor | None, swiglu: bool) -> Tensor:
+        *lead, _ = x.shape
+        x2, _ = _rows(x)
+        n, k = self.out_features, self.in_features
+        source = "swiglu" if swiglu else "rms_norm" if norm is not None else None
+        func = matmul_int8.q4_gemv_a8_fused(
+            n,
+            k,
+            self.preset.scale_dtype,
+            self.kernels,
+            source,
+            residual is not None,
+            norm.eps if norm is not None else 0.0,
+        )
+        unused = Tensor.from_const(np.zeros(1, DTYPE))  # the signature's absent norm/residual
+        folded = {"norm": norm is not None, "swiglu": swiglu, "res": residual is not None}
+        name = f"gemv_q4a8_{n}x{k}" + "".join(f"_{op_}" for op_, on in folded.items() if on)
+        y = op.tensor_ir_op(
+            func,
+            name,
+            args=[
+                x2,
+                unused if norm is None else norm.weight,
+                self.qweight,
+                self.qscale,
+                self._bias(),
+                unused if residual is None else _rows(residual)[0],
+            ],
+            out=Tensor.placeholder((x2.shape[0], n), DTYPE),
+        )
+        return _unrows(y, lead)
+
+    def _bias(self) -> Tensor:
+        return (
             self.bias
             if self.bias is not None
             else Tensor.from_const(np.zeros(self.out_features, DTYPE))
         )
+
+    def _matmul(self, x: Tensor) -> Tensor:
+        *lead, k = x.shape
+        x2, single_row = _rows(x)
+        bias = self._bias()
         n, variant = self.out_features, "one" if single_row else "many"
         gpu = self.kernels == "gpu"
         if self.int8:
@@ -188,6 +250,7 @@ class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float, kernels: str = "float"):
         self.weight = nn.Parameter((size,), DTYPE)
         self.eps, self.cpu = eps, kernels != "gpu"
+        self.fusable = self.cpu  # the int8 decode GEMV can compute it (Linear.fuses)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.cpu:
@@ -240,19 +303,29 @@ class Attention(nn.Module):
         )
         self.o_proj = Linear(cfg.num_heads * d, cfg.hidden_size, cfg.linear_bias, preset, kernels)
 
-    def forward(self, x: Tensor, cache: PagedKVCache, layer_id: int) -> Tensor:
-        """x [tokens, hidden] (one sequence; the cache takes [batch, tokens, heads, head_dim])
-        or [batch, tokens, hidden]."""
+    def forward(
+        self,
+        x: Tensor,
+        cache: PagedKVCache,
+        layer_id: int,
+        norm: nn.Module | None = None,
+        residual: Tensor | None = None,
+    ) -> Tensor:
+        """Attention over norm(x) (+ residual): x [tokens, hidden] (one sequence; the cache takes
+        [batch, tokens, heads, head_dim]) or [batch, tokens, hidden]."""
         *lead, _ = x.shape
         b, s = (1, *lead) if len(lead) == 1 else lead
         qkv = op.reshape(
-            self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+            self.qkv_proj(x, norm=norm),
+            (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim),
         )
         # The cache stores keys/values in the preset's KV dtype; attention computes in fp32 inside.
         out = cache.attention_with_fused_qkv(
             layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.sm_scale
         ).astype(DTYPE)
-        return self.o_proj(op.reshape(out, (*lead, self.num_heads * self.head_dim)))
+        return self.o_proj(
+            op.reshape(out, (*lead, self.num_heads * self.head_dim)), residual=residual
+        )
 
 
 class MLP(nn.Module):
@@ -274,9 +347,15 @@ class MLP(nn.Module):
     def _act(self, x: Tensor) -> Tensor:
         return op.silu(x) if self.activation == "silu" else op.gelu(x, approximate="tanh")
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.up_proj(x)
-        if self.gated and self.activation == "silu" and self.cpu:
+    def forward(
+        self, x: Tensor, norm: nn.Module | None = None, residual: Tensor | None = None
+    ) -> Tensor:
+        """The MLP of norm(x) (+ residual)."""
+        h = self.up_proj(x, norm=norm)
+        swiglu = self.gated and self.activation == "silu" and self.cpu
+        if swiglu and self.down_proj.fuses(h):
+            return self.down_proj(h, residual=residual, swiglu=True)
+        if swiglu:
             h2, one = _rows(h)
             out = op.tensor_ir_op(
                 elementwise.swiglu(self.inter, one),
@@ -284,13 +363,13 @@ class MLP(nn.Module):
                 args=[h2],
                 out=Tensor.placeholder((h2.shape[0], self.inter), DTYPE),
             )
-            return self.down_proj(_unrows(out, h.shape[:-1]))
+            return self.down_proj(_unrows(out, h.shape[:-1]), residual=residual)
         if self.gated:
             gate, up = op.split(h, 2, axis=-1)
             h = self._act(gate) * up
         else:
             h = self._act(h)
-        return self.down_proj(h)
+        return self.down_proj(h, residual=residual)
 
 
 class DecoderLayer(nn.Module):
@@ -309,7 +388,14 @@ class DecoderLayer(nn.Module):
         self.layer_id = layer_id
 
     def forward(self, x: Tensor, cache: PagedKVCache) -> Tensor:
-        attn = self.attn(self.attn_norm(x), cache, self.layer_id)
-        x = x + (attn if self.post_attn_norm is None else self.post_attn_norm(attn))
-        mlp = self.mlp(self.mlp_norm(x))
-        return x + (mlp if self.post_mlp_norm is None else self.post_mlp_norm(mlp))
+        # Norms and residual connections go to the linear layers, whose int8 decode GEMVs do
+        # them in their own kernel (Linear.fuses); a post-norm sits between a sublayer and its
+        # residual add, so with one the add stays here.
+        if self.post_attn_norm is None:
+            x = self.attn(x, cache, self.layer_id, norm=self.attn_norm, residual=x)
+        else:
+            attn = self.attn(x, cache, self.layer_id, norm=self.attn_norm)
+            x = x + self.post_attn_norm(attn)
+        if self.post_mlp_norm is None:
+            return self.mlp(x, norm=self.mlp_norm, residual=x)
+        return x + self.post_mlp_norm(self.mlp(x, norm=self.mlp_norm))

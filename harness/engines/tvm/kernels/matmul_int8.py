@@ -35,10 +35,11 @@ parallel loop), so a Linear stays one call with the float kernels' signature.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 from . import CPU_ATTRS, prefetch_macro
-from .attention import tree
+from .attention import fast_exp2, tree
 from .matmul import GROUP, LANES, ZERO, check_shape
 
 ROWS = 4  # rows of X per register tile (GEMM)
@@ -96,33 +97,87 @@ def isa_for(target) -> str | None:
     return found[0] if found else None
 
 
+def _quantize_group(T, value):
+    """Macro: group g of row ``row`` -> int8 xq, scale xd and zero-point term xz = 7 * sum(xq);
+    ``value(src, row, g, i)`` is the group's i-th input value."""
+
+    @T.macro
+    def quantize(src, xq, xd, xz, row, g, amax, total):
+        # Balanced trees and a vector loop, which LLVM turns into vector code: serial loops
+        # were 32-deep dependency chains per group, scalar, before every decode GEMV.
+        amax[0] = tree(T.max, [T.fabs(value(src, row, g, i)) for i in range(GROUP)])
+        for i in T.vectorized(GROUP):
+            xq[row, g * GROUP + i] = T.Cast(
+                "int8",
+                T.round(
+                    value(src, row, g, i)
+                    * T.if_then_else(amax[0] > T.float32(0), T.float32(127) / amax[0], T.float32(0))
+                ),
+            )
+        total[0] = tree(
+            lambda a, b: a + b, [T.Cast("int32", xq[row, g * GROUP + i]) for i in range(GROUP)]
+        )
+        xd[row, g] = amax[0] / T.float32(127)
+        xz[row, g] = total[0] * ZERO
+
+    return quantize
+
+
 def _quantize_rows(T, k: int):
-    """Macro: one row of X -> int8 xq, scale xd and zero-point term xz = 7 * sum(xq) per group."""
-    groups = k // GROUP
+    """Macro: one row of X -> int8 xq, scale xd and zero-point term xz, group by group."""
+    group = _quantize_group(T, lambda X, row, g, i: X[row, g * GROUP + i])
 
     @T.macro
     def quantize(X, xq, xd, xz, row, amax, total):
-        for g in T.serial(groups):
-            # Balanced trees and a vector loop, which LLVM turns into vector code: serial loops
-            # were 32-deep dependency chains per group, scalar, before every decode GEMV.
-            amax[0] = tree(T.max, [T.fabs(X[row, g * GROUP + i]) for i in range(GROUP)])
-            for i in T.vectorized(GROUP):
-                xq[row, g * GROUP + i] = T.Cast(
-                    "int8",
-                    T.round(
-                        X[row, g * GROUP + i]
-                        * T.if_then_else(
-                            amax[0] > T.float32(0), T.float32(127) / amax[0], T.float32(0)
-                        )
-                    ),
-                )
-            total[0] = tree(
-                lambda a, b: a + b, [T.Cast("int32", xq[row, g * GROUP + i]) for i in range(GROUP)]
-            )
-            xd[row, g] = amax[0] / T.float32(127)
-            xz[row, g] = total[0] * ZERO
+        for g in T.serial(k // GROUP):
+            group(X, xq, xd, xz, row, g, amax, total)
 
     return quantize
+
+
+def _fused_input(T, k: int, source: str):
+    """Macro: one group of the decode GEMV's input row computed into xv (fp32) from what the
+    layer before would have written: RMSNorm of X ("rms_norm": ``inv`` holds 1 / rms(X[row]),
+    ``nw`` the norm's weight) or SwiGLU of X = [gate | up] ("swiglu": silu(gate) * up, the
+    sigmoid from the polynomial exp2 as in ``elementwise.swiglu``)."""
+    neg_log2e = -1.0 / math.log(2.0)
+
+    @T.macro
+    def values(X, nw, inv, xv, row, g):
+        for i in T.vectorized(GROUP):
+            if source == "rms_norm":
+                xv[i] = X[row, g * GROUP + i] * inv[0] * nw[g * GROUP + i]
+            else:
+                xv[i] = (
+                    X[row, g * GROUP + i]
+                    / (
+                        T.float32(1)
+                        + fast_exp2(
+                            T, T.min(X[row, g * GROUP + i] * T.float32(neg_log2e), T.float32(126))
+                        )
+                    )
+                    * X[row, k + g * GROUP + i]
+                )
+
+    return values
+
+
+def _inverse_rms(T, k: int, eps: float):
+    """Macro: inv[0] = 1 / sqrt(mean(X[row]^2) + eps), the squares summed in 8 lanes."""
+
+    @T.macro
+    def inverse_rms(X, part, inv, row):
+        for ln in T.vectorized(HALF):
+            part[ln] = T.float32(0)
+        for c in T.serial(k // HALF):
+            for ln in T.vectorized(HALF):
+                part[ln] = part[ln] + X[row, c * HALF + ln] * X[row, c * HALF + ln]
+        inv[0] = T.float32(0)
+        for ln in T.serial(HALF):  # in elementwise.rms_norm's order: the same results
+            inv[0] = inv[0] + part[ln]
+        inv[0] = T.float32(1) / T.sqrt(inv[0] / T.float32(k) + T.float32(eps))
+
+    return inverse_rms
 
 
 def _bcast4(T, xq, row, col, width: int = 32):
@@ -155,7 +210,29 @@ def _prefetch_group(T):
     return ask_group
 
 
-def _tile_avx2(T, k: int, rows: int, halves: int, unpacked: bool = False, prefetch: int = 0):
+def _store_output(T, residual: bool):
+    """Macro, every ISA's last step: Y[row, cols] = a register tile's sums + the bias, and with
+    ``residual`` + R[row, cols] (the decode GEMV's residual connection; R is unused without)."""
+
+    @T.macro
+    def store(Y, R, b_, sums, row, cols):
+        if residual:
+            Y[row, cols] = sums + b_[cols] + R[row, cols]
+        else:
+            Y[row, cols] = sums + b_[cols]
+
+    return store
+
+
+def _tile_avx2(
+    T,
+    k: int,
+    rows: int,
+    halves: int,
+    unpacked: bool = False,
+    prefetch: int = 0,
+    residual: bool = False,
+):
     """Macro: Y[row0 : row0 + rows, halves x 8 columns from half h0 of tile t] on AVX2.
 
     ``rows`` x ``halves`` is the register tile (both static): the GEMM takes 4 rows of one half
@@ -163,12 +240,14 @@ def _tile_avx2(T, k: int, rows: int, halves: int, unpacked: bool = False, prefet
     256 bytes per group front to back. With ``unpacked`` (the GEMM: one half), ``wq`` is the
     work item's own copy of its half with the nibbles already split (``_unpack_half``). With
     ``prefetch`` (the GEMV), each group first asks for the weights that many groups ahead: past
-    the tile's end, those are the next tile's, which the thread goes on to."""
+    the tile's end, those are the next tile's, which the thread goes on to. With ``residual``,
+    Y also gets R (same shape) added: the decode GEMV's residual connection."""
     groups = k // GROUP
     ask = _prefetch_group(T)
+    store = _store_output(T, residual)
 
     @T.macro
-    def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc16, facc, wbuf, swv):
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc16, facc, wbuf, swv, R=None):
         for r in T.unroll(rows * halves):
             facc[T.ramp(r * HALF, 1, HALF)] = T.broadcast(T.float32(0), HALF)
         for g in T.serial(groups):
@@ -225,9 +304,13 @@ def _tile_avx2(T, k: int, rows: int, halves: int, unpacked: bool = False, prefet
                     ) * (swv[T.ramp(hh * HALF, 1, HALF)] * T.broadcast(xd[row0 + r, g], HALF))
         for r in T.unroll(rows):
             for hh in T.unroll(halves):
-                Y[row0 + r, T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)] = (
-                    facc[T.ramp((r * halves + hh) * HALF, 1, HALF)]
-                    + b_[T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF)]
+                store(
+                    Y,
+                    R,
+                    b_,
+                    facc[T.ramp((r * halves + hh) * HALF, 1, HALF)],
+                    row0 + r,
+                    T.ramp(t * LANES + (h0 + hh) * HALF, 1, HALF),
                 )
 
     return tile
@@ -257,13 +340,14 @@ def _unpack_half(T, k: int):
     return unpack
 
 
-def _tile_neon(T, k: int, rows: int, halves: int):
+def _tile_neon(T, k: int, rows: int, halves: int, residual: bool = False):
     """Macro: the same register tile on ARM with ``sdot``: each half is two int32x4 quarters."""
     groups = k // GROUP
     quarters = 2 * halves
+    store = _store_output(T, residual)
 
     @T.macro
-    def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc32, facc, wbuf, swv):
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc32, facc, wbuf, swv, R=None):
         for r in T.unroll(rows * halves):
             facc[T.ramp(r * HALF, 1, HALF)] = T.broadcast(T.float32(0), HALF)
         for g in T.serial(groups):
@@ -306,15 +390,19 @@ def _tile_neon(T, k: int, rows: int, halves: int):
                         - T.broadcast(xz[row0 + r, g], 4),
                     ) * (swv[T.ramp(qtr * 4, 1, 4)] * T.broadcast(xd[row0 + r, g], 4))
         for r in T.unroll(rows):
-            Y[row0 + r, T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)] = (
-                facc[T.ramp(r * halves * HALF, 1, halves * HALF)]
-                + b_[T.ramp(t * LANES + h0 * HALF, 1, halves * HALF)]
+            store(
+                Y,
+                R,
+                b_,
+                facc[T.ramp(r * halves * HALF, 1, halves * HALF)],
+                row0 + r,
+                T.ramp(t * LANES + h0 * HALF, 1, halves * HALF),
             )
 
     return tile
 
 
-def _tile_vnni(T, k: int, rows: int, parts: int, columns: int):
+def _tile_vnni(T, k: int, rows: int, parts: int, columns: int, residual: bool = False):
     """Macro: Y[row0 : row0 + rows, parts x ``columns`` columns from part p0 of tile t] with
     ``vpdpbusd`` (512-bit for 16 columns, 256-bit for 8). Low and high nibbles feed separate
     accumulators, which doubles the independent dependency chains the core can overlap."""
@@ -322,9 +410,10 @@ def _tile_vnni(T, k: int, rows: int, parts: int, columns: int):
     width = columns * 4  # weight bytes per register: columns x 4 consecutive k
     dot = f"llvm.x86.avx512.vpdpbusd.{columns * 32}"
     i32, f32, u8 = f"int32x{columns}", f"float32x{columns}", f"uint8x{width}"
+    store = _store_output(T, residual)
 
     @T.macro
-    def tile(xq, xd, xz, wq, sc, b_, Y, t, p0, row0, acc32, facc, wbuf, swv):
+    def tile(xq, xd, xz, wq, sc, b_, Y, t, p0, row0, acc32, facc, wbuf, swv, R=None):
         for r in T.unroll(rows * parts):
             facc[T.ramp(r * columns, 1, columns)] = T.broadcast(T.float32(0), columns)
         for g in T.serial(groups):
@@ -390,25 +479,38 @@ def _tile_vnni(T, k: int, rows: int, parts: int, columns: int):
                     )
         for r in T.unroll(rows):
             for pp in T.unroll(parts):
-                Y[row0 + r, T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)] = (
-                    facc[T.ramp((r * parts + pp) * columns, 1, columns)]
-                    + b_[T.ramp(t * LANES + (p0 + pp) * columns, 1, columns)]
+                store(
+                    Y,
+                    R,
+                    b_,
+                    facc[T.ramp((r * parts + pp) * columns, 1, columns)],
+                    row0 + r,
+                    T.ramp(t * LANES + (p0 + pp) * columns, 1, columns),
                 )
 
     return tile
 
 
-def _tile(T, isa: str, k: int, rows: int, parts: int, unpacked: bool = False, prefetch: int = 0):
+def _tile(
+    T,
+    isa: str,
+    k: int,
+    rows: int,
+    parts: int,
+    unpacked: bool = False,
+    prefetch: int = 0,
+    residual: bool = False,
+):
     """The register-tile macro of ``isa`` for ``rows`` rows x ``parts`` parts of a column tile
     (``unpacked``: AVX2's, on weights ``_unpack_half`` prepared; ``prefetch``: AVX2's, groups
-    ahead, the only ISA it was measured on)."""
+    ahead, the only ISA it was measured on; ``residual``: the output also adds R)."""
     if isa not in ISAS:
         raise ValueError(f"unknown integer dot-product ISA {isa!r}; one of {ISAS}")
     if isa in ("avx512-vnni", "avx-vnni"):
-        return _tile_vnni(T, k, rows, parts, PART_COLUMNS[isa])
+        return _tile_vnni(T, k, rows, parts, PART_COLUMNS[isa], residual)
     if isa == "avx2":
-        return _tile_avx2(T, k, rows, parts, unpacked, prefetch)
-    return _tile_neon(T, k, rows, parts)
+        return _tile_avx2(T, k, rows, parts, unpacked, prefetch, residual)
+    return _tile_neon(T, k, rows, parts, residual)
 
 
 def _acc_shape(isa: str, slots: int) -> tuple[tuple[int], str]:
@@ -549,3 +651,98 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
                     block(xq, xd, xz, wq, sc, b_, Y, t, h, row0, count, acc, facc, wbuf, swv)
 
     return gemm
+
+
+# What a fused decode GEMV computes its input row from (q4_gemv_a8_fused), besides X itself.
+SOURCES = ("rms_norm", "swiglu")
+
+
+@cache
+def q4_gemv_a8_fused(
+    n: int,
+    k: int,
+    scale_dtype: str,
+    isa: str,
+    source: str | None = None,
+    residual: bool = False,
+    eps: float = 0.0,
+):
+    """The decode GEMV with the elementwise work around it folded in: its input row computed
+    from the previous kernel's output (``source``: RMSNorm with ``eps`` or SwiGLU, on the calling
+    thread as it quantizes the row), and the residual connection added as it writes Y.
+
+    Each op folded in is a kernel call fewer, with the VM's allocation and release of its output:
+    in a SmolLM2 decode step the gaps between the parallel kernels took a fifth of the time.
+    Arguments: x [1, k] (SwiGLU: [1, 2k], gate then up), nw [k] the norm's weight ([1] and unused
+    without a norm), the packed weights, scales and bias as in ``q4_matmul_a8``, r [1, n] the
+    residual ([1] and unused without one), y [1, n]. Same results as the ops one by one."""
+    from tvm.script import tirx as T
+
+    check_shape(n, k, True)
+    if source not in (None, *SOURCES):
+        raise ValueError(f"unknown GEMV input {source!r}; one of {SOURCES}")
+    if isa == "neon-i8mm":
+        isa = "neon-dot"  # one row: sdot (kernels.matmul_i8mm says why)
+    tiles, groups = n // LANES, k // GROUP
+    columns = PART_COLUMNS[isa]
+    parts = LANES // columns
+    width = 2 * k if source == "swiglu" else k
+    plain, norm = source is None, source == "rms_norm"
+    nw_shape = (k,) if norm else (1,)
+    whole = _tile(T, isa, k, 1, parts, prefetch=GEMV_PREFETCH, residual=residual)
+    acc_whole = _acc_shape(isa, parts)
+    wbuf_part = 8 * columns
+    quantize_row = _quantize_rows(T, k)
+    quantize_group = _quantize_group(T, lambda xv, row, g, i: xv[i])
+    values = _fused_input(T, k, source or "rms_norm")
+    inverse_rms = _inverse_rms(T, k, eps)
+
+    @T.prim_func(private=True, s_tir=True)
+    def gemv(
+        x: T.handle,
+        nw: T.Buffer(nw_shape, "float32"),
+        wq: T.Buffer((tiles, groups, TILE_BYTES), "uint8"),
+        sc: T.Buffer((tiles, groups, LANES), scale_dtype),
+        b_: T.Buffer((n,), "float32"),
+        r: T.handle,
+        y: T.handle,
+    ):
+        T.func_attr(CPU_ATTRS)
+        m = T.int64()
+        X = T.match_buffer(x, (m, width), "float32")
+        Y = T.match_buffer(y, (m, n), "float32")
+        if residual:
+            R = T.match_buffer(r, (m, n), "float32")
+        else:
+            R = T.match_buffer(r, (1,), "float32")
+        xq = T.alloc_buffer((m, k), "int8")
+        xd = T.alloc_buffer((m, groups), "float32")
+        xz = T.alloc_buffer((m, groups), "int32")
+        amax = T.alloc_buffer((1,), "float32")
+        total = T.alloc_buffer((1,), "int32")
+        xv = T.alloc_buffer((GROUP,), "float32")
+        part = T.alloc_buffer((HALF,), "float32")
+        inv = T.alloc_buffer((1,), "float32")
+        # One row (decode): computing and quantizing it serially costs less than waking the
+        # thread pool.
+        for row in T.serial(m):
+            if plain:
+                quantize_row(X, xq, xd, xz, row, amax, total)
+            else:
+                if norm:
+                    inverse_rms(X, part, inv, row)
+                for g in T.serial(groups):
+                    values(X, nw, inv, xv, row, g)
+                    quantize_group(xv, xq, xd, xz, row, g, amax, total)
+        for row in T.serial(m):
+            for t in T.parallel(tiles):
+                with T.sblock("tile"):
+                    T.reads()
+                    T.writes()
+                    acc = T.sblock_alloc_buffer(acc_whole[0], acc_whole[1])
+                    facc = T.sblock_alloc_buffer((LANES,), "float32")
+                    wbuf = T.sblock_alloc_buffer((parts * wbuf_part,), "uint8")
+                    swv = T.sblock_alloc_buffer((LANES,), "float32")
+                    whole(xq, xd, xz, wq, sc, b_, Y, t, 0, row, acc, facc, wbuf, swv, R)
+
+    return gemv
