@@ -3,6 +3,7 @@
 The names are those the Relax VM calls (``func_symbol`` of its instrument hook), checked against
 real bundles: our matmuls are ``(gemv|gemm)_(q4|q4a8|f32)_{N}x{K}`` (harness.engines.tvm.layers),
 decode GEMVs that fold in the ops around them add ``_norm``, ``_swiglu``, ``_res``,
+``_from_float16``, ``_to_float16``,
 norms and SwiGLU are ``rms_norm_cpu*`` / ``swiglu_cpu*``, TVM's legalizer names the rest after
 its ops (``add1``, ``cast2``, ``fused_reshape1_add``). Attention, RoPE and the KV append all run
 inside one VM builtin (``vm.builtin.attention_kv_cache_attention_with_fused_qkv``): the paged
@@ -16,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 
-MATMUL = re.compile(r"^(gemv|gemm)_(q4a8|q4|f32)_(\d+)x(\d+)((?:_norm|_swiglu|_res)*)$")
+MATMUL = re.compile(r"^(gemv|gemm)_(q4a8|q4|f32)_(\d+)x(\d+)((?:_[a-z]+(?:_float\d+)?)*)$")
 ATTENTION = ("attention_kv_cache", "batch_decode", "batch_prefill", "attention")
 # VM bookkeeping: shape checks, allocations, tuple plumbing. Not kernels; their time is part of
 # the phase's overhead (wall time minus kernel time).

@@ -142,11 +142,20 @@ def test_int8_matmul_matches_numpy(isa, n, k, m):
 
 
 @pytest.mark.parametrize(
-    "source,residual", [(None, True), ("rms_norm", False), ("rms_norm", True), ("swiglu", True)]
+    "source,residual,in_dtype,out_dtype",
+    [
+        (None, True, "float16", "float32"),  # o_proj: the cache's fp16 output in
+        ("rms_norm", False, "float32", "float16"),  # QKV: fp16 for the cache out
+        ("rms_norm", True, "float32", "float32"),
+        ("swiglu", True, "float32", "float32"),  # down_proj
+    ],
 )
-def test_a_decode_gemv_with_its_neighbours_folded_in_gives_their_very_bits(isa, source, residual):
-    """RMSNorm or SwiGLU computed into the GEMV's input and the residual added to its output
-    (q4_gemv_a8_fused) give the bits of the norm or SwiGLU kernel, the plain GEMV and an add."""
+def test_a_decode_gemv_with_its_neighbours_folded_in_gives_their_very_bits(
+    isa, source, residual, in_dtype, out_dtype
+):
+    """RMSNorm or SwiGLU computed into the GEMV's input, the residual added to its output, the
+    casts on either side (q4_gemv_a8_fused) give the bits of the kernels one by one: norm or
+    SwiGLU, the plain GEMV, an add, a cast."""
     import tvm
 
     from harness.engines.tvm.kernels import elementwise
@@ -157,39 +166,36 @@ def test_a_decode_gemv_with_its_neighbours_folded_in_gives_their_very_bits(isa, 
     q, s = quantize_q4(rng.standard_normal((n, k)).astype(np.float32), "float16")
     wq, sc = pack_q4_a8(q, s)
     bias = rng.standard_normal(n).astype(np.float32)
-    x = (rng.standard_normal((1, 2 * k if source == "swiglu" else k)) * 3).astype(np.float32)
+    x = (rng.standard_normal((1, 2 * k if source == "swiglu" else k)) * 3).astype(in_dtype)
     nw = rng.standard_normal(k if source == "rms_norm" else 1).astype(np.float32)
     r = rng.standard_normal((1, n) if residual else 1).astype(np.float32)
 
-    def run(func, *arrays, out_shape):
+    def run(func, *arrays, out_shape, out_dtype="float32"):
         lib = tvm.tirx.build(
             tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host_target()
         )
-        args = [tvm.runtime.tensor(a) for a in (*arrays, np.zeros(out_shape, np.float32))]
+        args = [tvm.runtime.tensor(a) for a in (*arrays, np.zeros(out_shape, out_dtype))]
         lib["main"](*args)
         return args[-1].numpy()
 
     for each in host_isas():
         fused = run(
-            q4_gemv_a8_fused(n, k, "float16", each, source, residual, 1e-5),
-            x,
-            nw,
-            wq,
-            sc,
-            bias,
-            r,
+            q4_gemv_a8_fused(n, k, "float16", each, source, residual, 1e-5, in_dtype, out_dtype),
+            *(x, nw, wq, sc, bias, r),
             out_shape=(1, n),
+            out_dtype=out_dtype,
         )
         if source == "rms_norm":
             x_in = run(elementwise.rms_norm(k, 1e-5, True), x, nw, out_shape=(1, k))
         elif source == "swiglu":
             x_in = run(elementwise.swiglu(k, True), x, out_shape=(1, k))
         else:
-            x_in = x
+            x_in = x.astype(np.float32)  # fp16 -> fp32 is exact
         plain = run(
             q4_matmul_a8(n, k, "float16", "one", each), x_in, wq, sc, bias, out_shape=(1, n)
         )
-        np.testing.assert_array_equal(fused, plain + r if residual else plain, err_msg=each)
+        expected = (plain + r if residual else plain).astype(out_dtype)
+        np.testing.assert_array_equal(fused, expected, err_msg=each)
 
 
 def test_neon_kernels_compile_to_sdot_for_arm64():

@@ -84,7 +84,8 @@ class Linear(nn.Module):
         for d in x.shape[:-1]:
             rows = rows * d
         one_row = isinstance(rows, int) and rows == 1
-        return self.int8 and one_row and (norm is None or getattr(norm, "fusable", False))
+        plain_in = norm is None or (getattr(norm, "fusable", False) and x.dtype == DTYPE)
+        return self.int8 and one_row and plain_in
 
     def forward(
         self,
@@ -92,18 +93,24 @@ class Linear(nn.Module):
         norm: nn.Module | None = None,
         residual: Tensor | None = None,
         swiglu: bool = False,
+        out_dtype: str = DTYPE,
     ) -> Tensor:
-        """y = norm(x) W^T (+ b) (+ residual). ``swiglu``: x is [gate | up] and the layer's
-        input silu(gate) * up (only where ``fuses``; the MLP runs it as its own kernel
-        elsewhere)."""
+        """y = norm(x) W^T (+ b) (+ residual), as ``out_dtype``, from x of any float dtype.
+        ``swiglu``: x is [gate | up] and the layer's input silu(gate) * up (only where
+        ``fuses``; the MLP runs it as its own kernel elsewhere)."""
         if self.fuses(x, norm):
-            return self._fused(x, norm, residual, swiglu)
+            return self._fused(x, norm, residual, swiglu, out_dtype)
         if swiglu:
             raise ValueError("SwiGLU folds into the int8 decode GEMV only")
+        if x.dtype != DTYPE:
+            x = x.astype(DTYPE)
         y = self._matmul(x if norm is None else norm(x))
-        return y if residual is None else residual + y
+        y = y if residual is None else residual + y
+        return y if out_dtype == DTYPE else y.astype(out_dtype)
 
-    def _fused(self, x: Tensor, norm, residual: Tensor | None, swiglu: bool) -> Tensor:
+    def _fused(
+        self, x: Tensor, norm, residual: Tensor | None, swiglu: bool, out_dtype: str
+    ) -> Tensor:
         *lead, _ = x.shape
         x2, _ = _rows(x)
         n, k = self.out_features, self.in_features
@@ -116,9 +123,17 @@ class Linear(nn.Module):
             source,
             residual is not None,
             norm.eps if norm is not None else 0.0,
+            x.dtype,
+            out_dtype,
         )
         unused = Tensor.from_const(np.zeros(1, DTYPE))  # the signature's absent norm/residual
-        folded = {"norm": norm is not None, "swiglu": swiglu, "res": residual is not None}
+        folded = {
+            "norm": norm is not None,
+            "swiglu": swiglu,
+            "res": residual is not None,
+            f"from_{x.dtype}": x.dtype != DTYPE,
+            f"to_{out_dtype}": out_dtype != DTYPE,
+        }
         name = f"gemv_q4a8_{n}x{k}" + "".join(f"_{op_}" for op_, on in folded.items() if on)
         y = op.tensor_ir_op(
             func,
@@ -131,7 +146,7 @@ class Linear(nn.Module):
                 self._bias(),
                 unused if residual is None else _rows(residual)[0],
             ],
-            out=Tensor.placeholder((x2.shape[0], n), DTYPE),
+            out=Tensor.placeholder((x2.shape[0], n), out_dtype),
         )
         return _unrows(y, lead)
 
@@ -315,14 +330,13 @@ class Attention(nn.Module):
         [batch, tokens, heads, head_dim]) or [batch, tokens, hidden]."""
         *lead, _ = x.shape
         b, s = (1, *lead) if len(lead) == 1 else lead
+        # The cache takes and gives the preset's KV dtype (attention computes in fp32 inside);
+        # the projections convert on either side (in their own kernels in decode).
         qkv = op.reshape(
-            self.qkv_proj(x, norm=norm),
+            self.qkv_proj(x, norm=norm, out_dtype=self.kv_dtype),
             (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim),
         )
-        # The cache stores keys/values in the preset's KV dtype; attention computes in fp32 inside.
-        out = cache.attention_with_fused_qkv(
-            layer_id, qkv.astype(self.kv_dtype), self.num_heads, sm_scale=self.sm_scale
-        ).astype(DTYPE)
+        out = cache.attention_with_fused_qkv(layer_id, qkv, self.num_heads, sm_scale=self.sm_scale)
         return self.o_proj(
             op.reshape(out, (*lead, self.num_heads * self.head_dim)), residual=residual
         )

@@ -210,16 +210,20 @@ def _prefetch_group(T):
     return ask_group
 
 
-def _store_output(T, residual: bool):
+def _store_output(T, residual: bool, dtype: str = "float32"):
     """Macro, every ISA's last step: Y[row, cols] = a register tile's sums + the bias, and with
-    ``residual`` + R[row, cols] (the decode GEMV's residual connection; R is unused without)."""
+    ``residual`` + R[row, cols] (the decode GEMV's residual connection; R is unused without),
+    rounded to Y's ``dtype`` (the decode GEMV of the QKV projection writes the KV cache's)."""
+
+    def rounded(value, lanes):
+        return value if dtype == "float32" else T.Cast(f"{dtype}x{lanes}", value)
 
     @T.macro
     def store(Y, R, b_, sums, row, cols):
         if residual:
-            Y[row, cols] = sums + b_[cols] + R[row, cols]
+            Y[row, cols] = rounded(sums + b_[cols] + R[row, cols], cols.lanes)
         else:
-            Y[row, cols] = sums + b_[cols]
+            Y[row, cols] = rounded(sums + b_[cols], cols.lanes)
 
     return store
 
@@ -232,6 +236,7 @@ def _tile_avx2(
     unpacked: bool = False,
     prefetch: int = 0,
     residual: bool = False,
+    out_dtype: str = "float32",
 ):
     """Macro: Y[row0 : row0 + rows, halves x 8 columns from half h0 of tile t] on AVX2.
 
@@ -244,7 +249,7 @@ def _tile_avx2(
     Y also gets R (same shape) added: the decode GEMV's residual connection."""
     groups = k // GROUP
     ask = _prefetch_group(T)
-    store = _store_output(T, residual)
+    store = _store_output(T, residual, out_dtype)
 
     @T.macro
     def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc16, facc, wbuf, swv, R=None):
@@ -340,11 +345,13 @@ def _unpack_half(T, k: int):
     return unpack
 
 
-def _tile_neon(T, k: int, rows: int, halves: int, residual: bool = False):
+def _tile_neon(
+    T, k: int, rows: int, halves: int, residual: bool = False, out_dtype: str = "float32"
+):
     """Macro: the same register tile on ARM with ``sdot``: each half is two int32x4 quarters."""
     groups = k // GROUP
     quarters = 2 * halves
-    store = _store_output(T, residual)
+    store = _store_output(T, residual, out_dtype)
 
     @T.macro
     def tile(xq, xd, xz, wq, sc, b_, Y, t, h0, row0, acc32, facc, wbuf, swv, R=None):
@@ -402,7 +409,15 @@ def _tile_neon(T, k: int, rows: int, halves: int, residual: bool = False):
     return tile
 
 
-def _tile_vnni(T, k: int, rows: int, parts: int, columns: int, residual: bool = False):
+def _tile_vnni(
+    T,
+    k: int,
+    rows: int,
+    parts: int,
+    columns: int,
+    residual: bool = False,
+    out_dtype: str = "float32",
+):
     """Macro: Y[row0 : row0 + rows, parts x ``columns`` columns from part p0 of tile t] with
     ``vpdpbusd`` (512-bit for 16 columns, 256-bit for 8). Low and high nibbles feed separate
     accumulators, which doubles the independent dependency chains the core can overlap."""
@@ -410,7 +425,7 @@ def _tile_vnni(T, k: int, rows: int, parts: int, columns: int, residual: bool = 
     width = columns * 4  # weight bytes per register: columns x 4 consecutive k
     dot = f"llvm.x86.avx512.vpdpbusd.{columns * 32}"
     i32, f32, u8 = f"int32x{columns}", f"float32x{columns}", f"uint8x{width}"
-    store = _store_output(T, residual)
+    store = _store_output(T, residual, out_dtype)
 
     @T.macro
     def tile(xq, xd, xz, wq, sc, b_, Y, t, p0, row0, acc32, facc, wbuf, swv, R=None):
@@ -500,17 +515,19 @@ def _tile(
     unpacked: bool = False,
     prefetch: int = 0,
     residual: bool = False,
+    out_dtype: str = "float32",
 ):
     """The register-tile macro of ``isa`` for ``rows`` rows x ``parts`` parts of a column tile
     (``unpacked``: AVX2's, on weights ``_unpack_half`` prepared; ``prefetch``: AVX2's, groups
-    ahead, the only ISA it was measured on; ``residual``: the output also adds R)."""
+    ahead, the only ISA it was measured on; ``residual``: the output also adds R; ``out_dtype``:
+    Y's)."""
     if isa not in ISAS:
         raise ValueError(f"unknown integer dot-product ISA {isa!r}; one of {ISAS}")
     if isa in ("avx512-vnni", "avx-vnni"):
-        return _tile_vnni(T, k, rows, parts, PART_COLUMNS[isa], residual)
+        return _tile_vnni(T, k, rows, parts, PART_COLUMNS[isa], residual, out_dtype)
     if isa == "avx2":
-        return _tile_avx2(T, k, rows, parts, unpacked, prefetch, residual)
-    return _tile_neon(T, k, rows, parts, residual)
+        return _tile_avx2(T, k, rows, parts, unpacked, prefetch, residual, out_dtype)
+    return _tile_neon(T, k, rows, parts, residual, out_dtype)
 
 
 def _acc_shape(isa: str, slots: int) -> tuple[tuple[int], str]:
@@ -666,10 +683,14 @@ def q4_gemv_a8_fused(
     source: str | None = None,
     residual: bool = False,
     eps: float = 0.0,
+    in_dtype: str = "float32",
+    out_dtype: str = "float32",
 ):
     """The decode GEMV with the elementwise work around it folded in: its input row computed
     from the previous kernel's output (``source``: RMSNorm with ``eps`` or SwiGLU, on the calling
-    thread as it quantizes the row), and the residual connection added as it writes Y.
+    thread as it quantizes the row), and the residual connection added as it writes Y. X of
+    ``in_dtype`` (the KV cache's: the attention output into o_proj) and Y of ``out_dtype`` (the
+    QKV projection's, which the cache takes) spare the casts around the attention.
 
     Each op folded in is a kernel call fewer, with the VM's allocation and release of its output:
     in a SmolLM2 decode step the gaps between the parallel kernels took a fifth of the time.
@@ -681,6 +702,8 @@ def q4_gemv_a8_fused(
     check_shape(n, k, True)
     if source not in (None, *SOURCES):
         raise ValueError(f"unknown GEMV input {source!r}; one of {SOURCES}")
+    if source is not None and in_dtype != "float32":
+        raise ValueError(f"the GEMV computes {source} from float32 rows, not {in_dtype}")
     if isa == "neon-i8mm":
         isa = "neon-dot"  # one row: sdot (kernels.matmul_i8mm says why)
     tiles, groups = n // LANES, k // GROUP
@@ -689,7 +712,9 @@ def q4_gemv_a8_fused(
     width = 2 * k if source == "swiglu" else k
     plain, norm = source is None, source == "rms_norm"
     nw_shape = (k,) if norm else (1,)
-    whole = _tile(T, isa, k, 1, parts, prefetch=GEMV_PREFETCH, residual=residual)
+    whole = _tile(
+        T, isa, k, 1, parts, prefetch=GEMV_PREFETCH, residual=residual, out_dtype=out_dtype
+    )
     acc_whole = _acc_shape(isa, parts)
     wbuf_part = 8 * columns
     quantize_row = _quantize_rows(T, k)
@@ -709,8 +734,8 @@ def q4_gemv_a8_fused(
     ):
         T.func_attr(CPU_ATTRS)
         m = T.int64()
-        X = T.match_buffer(x, (m, width), "float32")
-        Y = T.match_buffer(y, (m, n), "float32")
+        X = T.match_buffer(x, (m, width), in_dtype)
+        Y = T.match_buffer(y, (m, n), out_dtype)
         if residual:
             R = T.match_buffer(r, (m, n), "float32")
         else:
@@ -726,8 +751,15 @@ def q4_gemv_a8_fused(
         # One row (decode): computing and quantizing it serially costs less than waking the
         # thread pool.
         for row in T.serial(m):
-            if plain:
+            if plain and in_dtype == "float32":
                 quantize_row(X, xq, xd, xz, row, amax, total)
+            elif plain:
+                # converted a group at a time with vector code: the quantizer's max tree over
+                # half floats converted each of them on its own (a step 0.96-0.98x as fast)
+                for g in T.serial(groups):
+                    for i in T.vectorized(GROUP):
+                        xv[i] = T.Cast("float32", X[row, g * GROUP + i])
+                    quantize_group(xv, xq, xd, xz, row, g, amax, total)
             else:
                 if norm:
                     inverse_rms(X, part, inv, row)
