@@ -17,7 +17,10 @@ import math
 import re
 from dataclasses import dataclass
 
-MATMUL = re.compile(r"^(gemv|gemm)_(q4a8|q4|f32)_(\d+)x(\d+)((?:_[a-z]+(?:_float\d+)?)*)$")
+MATMUL = re.compile(
+    r"^(gemv|gemm)_(q4a8|q4|f32)_(\d+)x(\d+)"
+    r"((?:_norm|_swiglu|_res|_from_float\d+|_to_float\d+)*)$"
+)
 ATTENTION = ("attention_kv_cache", "batch_decode", "batch_prefill", "attention")
 # VM bookkeeping: shape checks, allocations, tuple plumbing. Not kernels; their time is part of
 # the phase's overhead (wall time minus kernel time).

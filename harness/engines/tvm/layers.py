@@ -26,14 +26,19 @@ from .kernels import elementwise, matmul, matmul_gpu, matmul_int8
 DTYPE = "float32"
 
 
+def _row_count(x: Tensor):
+    """The rows of x [..., width]: an int where every leading dimension is static."""
+    rows = 1
+    for d in x.shape[:-1]:
+        rows = rows * d
+    return rows
+
+
 def _rows(x: Tensor) -> tuple[Tensor, bool]:
     """x [..., width] as a 2-D [rows, width] tensor, and whether it is statically one row. The
     model's residual stream is already 2-D (``DecoderLM._body``): no reshape then."""
-    *lead, width = x.shape
-    rows = 1
-    for d in lead:
-        rows = rows * d
-    flat = x if len(lead) == 1 else op.reshape(x, (rows, width))
+    rows = _row_count(x)
+    flat = x if len(x.shape) == 2 else op.reshape(x, (rows, x.shape[-1]))
     return flat, isinstance(rows, int) and rows == 1
 
 
@@ -80,9 +85,7 @@ class Linear(nn.Module):
         """Whether this layer's kernel for ``x`` takes the ops around it in (the int8 decode
         GEMV, ``matmul_int8.q4_gemv_a8_fused``): ``norm`` (an RMSNorm) before it, SwiGLU before
         it, the residual connection after it."""
-        rows = 1
-        for d in x.shape[:-1]:
-            rows = rows * d
+        rows = _row_count(x)
         one_row = isinstance(rows, int) and rows == 1
         plain_in = norm is None or (getattr(norm, "fusable", False) and x.dtype == DTYPE)
         return self.int8 and one_row and plain_in

@@ -25,6 +25,40 @@ def _row_loop(T, one_row: bool):
     return T.serial if one_row else T.parallel
 
 
+def inverse_rms(T, size: int, eps: float):
+    """Macro: scale[0] = 1 / sqrt(mean(X[r]^2) + eps), the squares summed in LANES partial sums
+    (``part``), then those in order. The int8 decode GEMV that computes the norm itself
+    (``matmul_int8.q4_gemv_a8_fused``) uses it too, so both give the same bits."""
+
+    @T.macro
+    def inverse(X, part, scale, r):
+        for ln in T.vectorized(LANES):
+            part[ln] = T.float32(0)
+        for c in T.serial(size // LANES):
+            for ln in T.vectorized(LANES):
+                part[ln] = part[ln] + X[r, c * LANES + ln] * X[r, c * LANES + ln]
+        scale[0] = T.float32(0)
+        for ln in T.serial(LANES):
+            scale[0] = scale[0] + part[ln]
+        scale[0] = T.float32(1) / T.sqrt(scale[0] / T.float32(size) + T.float32(eps))
+
+    return inverse
+
+
+def silu_times(T, gate, up):
+    """silu(gate) * up = gate / (1 + e^-gate) * up, e^-gate from the polynomial exp2 of up to
+    +126 (gate down to -87: 1 + e^-gate saturates, silu -> -0). Shared with the int8 decode
+    GEMV that computes SwiGLU itself."""
+    return (
+        gate
+        / (
+            T.float32(1)
+            + fast_exp2(T, T.min(gate * T.float32(-1.0 / math.log(2.0)), T.float32(126)))
+        )
+        * up
+    )
+
+
 @cache
 def rms_norm(size: int, eps: float, one_row: bool = False):
     """y[rows, size] = x / sqrt(mean(x^2) + eps) * weight."""
@@ -33,6 +67,7 @@ def rms_norm(size: int, eps: float, one_row: bool = False):
     row_loop = _row_loop(T, one_row)
     if size % LANES:
         raise ValueError(f"RMSNorm width {size} must be a multiple of {LANES}")
+    inverse = inverse_rms(T, size, eps)
 
     @T.prim_func(private=True, s_tir=True)
     def rms_norm_cpu(x: T.handle, weight: T.Buffer((size,), "float32"), y: T.handle):
@@ -46,15 +81,7 @@ def rms_norm(size: int, eps: float, one_row: bool = False):
                 T.writes()
                 part = T.sblock_alloc_buffer((LANES,), "float32")
                 scale = T.sblock_alloc_buffer((1,), "float32")
-                for ln in T.vectorized(LANES):
-                    part[ln] = T.float32(0)
-                for c in T.serial(size // LANES):
-                    for ln in T.vectorized(LANES):
-                        part[ln] = part[ln] + X[r, c * LANES + ln] * X[r, c * LANES + ln]
-                scale[0] = T.float32(0)
-                for ln in T.serial(LANES):
-                    scale[0] = scale[0] + part[ln]
-                scale[0] = T.float32(1) / T.sqrt(scale[0] / T.float32(size) + T.float32(eps))
+                inverse(X, part, scale, r)
                 for c in T.serial(size // LANES):
                     for ln in T.vectorized(LANES):
                         Y[r, c * LANES + ln] = (
@@ -72,7 +99,6 @@ def swiglu(inter: int, one_row: bool = False):
     row_loop = _row_loop(T, one_row)
     if inter % LANES:
         raise ValueError(f"MLP width {inter} must be a multiple of {LANES}")
-    neg_log2e = -1.0 / math.log(2.0)
 
     @T.prim_func(private=True, s_tir=True)
     def swiglu_cpu(h: T.handle, out: T.handle):
@@ -86,19 +112,8 @@ def swiglu(inter: int, one_row: bool = False):
                 T.writes()
                 for c in T.serial(inter // LANES):
                     for ln in T.vectorized(LANES):
-                        # exp2 of up to +126 (x down to -87): 1 + e^-x saturates, silu -> -0
-                        Y[r, c * LANES + ln] = (
-                            H[r, c * LANES + ln]
-                            / (
-                                T.float32(1)
-                                + fast_exp2(
-                                    T,
-                                    T.min(
-                                        H[r, c * LANES + ln] * T.float32(neg_log2e), T.float32(126)
-                                    ),
-                                )
-                            )
-                            * H[r, inter + c * LANES + ln]
+                        Y[r, c * LANES + ln] = silu_times(
+                            T, H[r, c * LANES + ln], H[r, inter + c * LANES + ln]
                         )
 
     return swiglu_cpu

@@ -35,11 +35,12 @@ parallel loop), so a Linear stays one call with the float kernels' signature.
 
 from __future__ import annotations
 
-import math
 from functools import cache
 
 from . import CPU_ATTRS, prefetch_macro
-from .attention import fast_exp2, tree
+from .attention import tree
+from .elementwise import LANES as NORM_LANES
+from .elementwise import inverse_rms, silu_times
 from .matmul import GROUP, LANES, ZERO, check_shape
 
 ROWS = 4  # rows of X per register tile (GEMM)
@@ -138,9 +139,8 @@ def _quantize_rows(T, k: int):
 def _fused_input(T, k: int, source: str):
     """Macro: one group of the decode GEMV's input row computed into xv (fp32) from what the
     layer before would have written: RMSNorm of X ("rms_norm": ``inv`` holds 1 / rms(X[row]),
-    ``nw`` the norm's weight) or SwiGLU of X = [gate | up] ("swiglu": silu(gate) * up, the
-    sigmoid from the polynomial exp2 as in ``elementwise.swiglu``)."""
-    neg_log2e = -1.0 / math.log(2.0)
+    ``nw`` the norm's weight) or SwiGLU of X = [gate | up] ("swiglu"), as ``elementwise``'s
+    kernels compute them."""
 
     @T.macro
     def values(X, nw, inv, xv, row, g):
@@ -148,36 +148,9 @@ def _fused_input(T, k: int, source: str):
             if source == "rms_norm":
                 xv[i] = X[row, g * GROUP + i] * inv[0] * nw[g * GROUP + i]
             else:
-                xv[i] = (
-                    X[row, g * GROUP + i]
-                    / (
-                        T.float32(1)
-                        + fast_exp2(
-                            T, T.min(X[row, g * GROUP + i] * T.float32(neg_log2e), T.float32(126))
-                        )
-                    )
-                    * X[row, k + g * GROUP + i]
-                )
+                xv[i] = silu_times(T, X[row, g * GROUP + i], X[row, k + g * GROUP + i])
 
     return values
-
-
-def _inverse_rms(T, k: int, eps: float):
-    """Macro: inv[0] = 1 / sqrt(mean(X[row]^2) + eps), the squares summed in 8 lanes."""
-
-    @T.macro
-    def inverse_rms(X, part, inv, row):
-        for ln in T.vectorized(HALF):
-            part[ln] = T.float32(0)
-        for c in T.serial(k // HALF):
-            for ln in T.vectorized(HALF):
-                part[ln] = part[ln] + X[row, c * HALF + ln] * X[row, c * HALF + ln]
-        inv[0] = T.float32(0)
-        for ln in T.serial(HALF):  # in elementwise.rms_norm's order: the same results
-            inv[0] = inv[0] + part[ln]
-        inv[0] = T.float32(1) / T.sqrt(inv[0] / T.float32(k) + T.float32(eps))
-
-    return inverse_rms
 
 
 def _bcast4(T, xq, row, col, width: int = 32):
@@ -562,8 +535,8 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
     unpack = _unpack_half(T, k)
     one = _tile(T, isa, k, 1, 1, unpacked)  # GEMM rows left over after the register tiles
     many = _tile(T, isa, k, tile_rows, 1, unpacked)
-    whole = _tile(T, isa, k, 1, parts, prefetch=GEMV_PREFETCH)  # GEMV: one row, the whole tile
-    acc_many, acc_whole = _acc_shape(isa, tile_rows), _acc_shape(isa, parts)
+    gemv_tiles = _gemv_tiles(T, isa, k, tiles)
+    acc_many = _acc_shape(isa, tile_rows)
     wbuf_part = 8 * columns  # low and high nibbles of one part's step: 2 x columns x 4 bytes
 
     if rows == "one":
@@ -588,16 +561,7 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
             # One row (decode): quantizing it serially costs less than waking the thread pool.
             for row in T.serial(m):
                 quantize(X, xq, xd, xz, row, amax, total)
-            for row in T.serial(m):
-                for t in T.parallel(tiles):
-                    with T.sblock("tile"):
-                        T.reads()
-                        T.writes()
-                        acc = T.sblock_alloc_buffer(acc_whole[0], acc_whole[1])
-                        facc = T.sblock_alloc_buffer((LANES,), "float32")
-                        wbuf = T.sblock_alloc_buffer((parts * wbuf_part,), "uint8")
-                        swv = T.sblock_alloc_buffer((LANES,), "float32")
-                        whole(xq, xd, xz, wq, sc, b_, Y, t, 0, row, acc, facc, wbuf, swv)
+            gemv_tiles(xq, xd, xz, wq, sc, b_, Y, None, m)
 
         return gemv
 
@@ -670,6 +634,33 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
     return gemm
 
 
+def _gemv_tiles(T, isa: str, k: int, tiles: int, residual: bool = False, out_dtype="float32"):
+    """Macro: the decode GEMV's products for rows 0..m of quantized X, a work item per column
+    tile (one row, every part of the tile: the thread streams its tiles' bytes front to back,
+    prefetching ahead). With ``residual``, Y also gets R added; Y is of ``out_dtype``."""
+    parts = LANES // PART_COLUMNS[isa]
+    whole = _tile(
+        T, isa, k, 1, parts, prefetch=GEMV_PREFETCH, residual=residual, out_dtype=out_dtype
+    )
+    acc_shape = _acc_shape(isa, parts)
+    wbuf_bytes = parts * 8 * PART_COLUMNS[isa]  # low and high nibbles of each part's step
+
+    @T.macro
+    def gemv_tiles(xq, xd, xz, wq, sc, b_, Y, R, m):
+        for row in T.serial(m):
+            for t in T.parallel(tiles):
+                with T.sblock("tile"):
+                    T.reads()
+                    T.writes()
+                    acc = T.sblock_alloc_buffer(acc_shape[0], acc_shape[1])
+                    facc = T.sblock_alloc_buffer((LANES,), "float32")
+                    wbuf = T.sblock_alloc_buffer((wbuf_bytes,), "uint8")
+                    swv = T.sblock_alloc_buffer((LANES,), "float32")
+                    whole(xq, xd, xz, wq, sc, b_, Y, t, 0, row, acc, facc, wbuf, swv, R)
+
+    return gemv_tiles
+
+
 # What a fused decode GEMV computes its input row from (q4_gemv_a8_fused), besides X itself.
 SOURCES = ("rms_norm", "swiglu")
 
@@ -707,20 +698,14 @@ def q4_gemv_a8_fused(
     if isa == "neon-i8mm":
         isa = "neon-dot"  # one row: sdot (kernels.matmul_i8mm says why)
     tiles, groups = n // LANES, k // GROUP
-    columns = PART_COLUMNS[isa]
-    parts = LANES // columns
     width = 2 * k if source == "swiglu" else k
     plain, norm = source is None, source == "rms_norm"
     nw_shape = (k,) if norm else (1,)
-    whole = _tile(
-        T, isa, k, 1, parts, prefetch=GEMV_PREFETCH, residual=residual, out_dtype=out_dtype
-    )
-    acc_whole = _acc_shape(isa, parts)
-    wbuf_part = 8 * columns
+    gemv_tiles = _gemv_tiles(T, isa, k, tiles, residual, out_dtype)
     quantize_row = _quantize_rows(T, k)
     quantize_group = _quantize_group(T, lambda xv, row, g, i: xv[i])
     values = _fused_input(T, k, source or "rms_norm")
-    inverse_rms = _inverse_rms(T, k, eps)
+    inverse = inverse_rms(T, k, eps)
 
     @T.prim_func(private=True, s_tir=True)
     def gemv(
@@ -746,7 +731,7 @@ def q4_gemv_a8_fused(
         amax = T.alloc_buffer((1,), "float32")
         total = T.alloc_buffer((1,), "int32")
         xv = T.alloc_buffer((GROUP,), "float32")
-        part = T.alloc_buffer((HALF,), "float32")
+        part = T.alloc_buffer((NORM_LANES,), "float32")
         inv = T.alloc_buffer((1,), "float32")
         # One row (decode): computing and quantizing it serially costs less than waking the
         # thread pool.
@@ -762,19 +747,10 @@ def q4_gemv_a8_fused(
                     quantize_group(xv, xq, xd, xz, row, g, amax, total)
             else:
                 if norm:
-                    inverse_rms(X, part, inv, row)
+                    inverse(X, part, inv, row)
                 for g in T.serial(groups):
                     values(X, nw, inv, xv, row, g)
                     quantize_group(xv, xq, xd, xz, row, g, amax, total)
-        for row in T.serial(m):
-            for t in T.parallel(tiles):
-                with T.sblock("tile"):
-                    T.reads()
-                    T.writes()
-                    acc = T.sblock_alloc_buffer(acc_whole[0], acc_whole[1])
-                    facc = T.sblock_alloc_buffer((LANES,), "float32")
-                    wbuf = T.sblock_alloc_buffer((parts * wbuf_part,), "uint8")
-                    swv = T.sblock_alloc_buffer((LANES,), "float32")
-                    whole(xq, xd, xz, wq, sc, b_, Y, t, 0, row, acc, facc, wbuf, swv, R)
+        gemv_tiles(xq, xd, xz, wq, sc, b_, Y, R, m)
 
     return gemv
