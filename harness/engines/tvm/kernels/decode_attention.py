@@ -267,10 +267,13 @@ def decode_paged(
                 split: T.let[T.int32] = item % S
                 first: T.let[T.int32] = page_indptr[b]
                 npages: T.let[T.int32] = page_indptr[b + 1] - first
-                # ranges of floor or ceil(npages / S) pages: the threads' contiguous runs of
-                # items get as many pages as they can (ceil-sized ranges left 13 pages 8:5)
-                p0: T.let[T.int32] = split * npages // S
-                p1: T.let[T.int32] = (split + 1) * npages // S
+                # ranges of floor or ceil(npages / S) pages, the longer ones first: the caller
+                # runs the first items and starts before its workers wake, so it takes the
+                # extra pages (13 pages: 7 on the caller, 6 on the worker, not 6:7; the kernel
+                # alone 1.07-1.10x at 100-300 keys from memory, 1.03x at 1000, EPYC Zen 3).
+                # Ceil-sized ranges for all left 13 pages 8:5.
+                p0: T.let[T.int32] = (split * npages + S - 1) // S
+                p1: T.let[T.int32] = ((split + 1) * npages + S - 1) // S
                 for h in T.serial(H_qo):
                     for d in T.vectorized(D):
                         q_all[item * H_qo + h, d] = (
