@@ -119,9 +119,10 @@ class RemoteSession:
         self.vm.invoke_stateful(fn)
         from harness.engines.tvm.runtime import Logits
 
-        *logits, self.kv = self.vm.get_outputs(fn)
+        outputs = self.vm.get_outputs(fn)
+        self.kv = outputs[-1]
         self._end(self.kv)
-        return Logits(*logits)
+        return Logits(outputs)
 
     def prefill(self, ids):
         if self._open:

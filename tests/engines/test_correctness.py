@@ -150,3 +150,17 @@ def test_a_reset_sequence_decodes_as_a_fresh_session(smollm2, prompt_text):
         greedy(TVMSession(bundle, max_seq_len=1024), p, n) for p, n in ((long_, 40), (short, 8))
     ]
     assert runs == fresh * 2
+
+
+def test_the_cache_a_step_returns_is_the_sessions_own(smollm2, prompt_text):
+    """``TVMSession._forward`` never reads the KV cache the model returns (after a decode step
+    each object made costs microseconds): it relies on the cache being updated in place, the
+    returned object being the one passed in."""
+    from harness.engines.tvm.runtime import TVMSession
+
+    session = TVMSession(_bundle(smollm2, "q4f16_1"), max_seq_len=1024)
+    first = session.prefill(np.arange(100, 140, dtype=np.int32))
+    step = session.decode(session.greedy(first))
+    for logits in (first, step):
+        assert logits._outputs[-1].same_as(session.kv)
+    assert session.greedy(step) == int(np.argmax(step.numpy().reshape(-1)))
