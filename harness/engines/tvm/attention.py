@@ -11,13 +11,13 @@ from tvm.relax.frontend.nn.llm.kv_cache import RopeMode, TIRPagedKVCache
 from harness.models.config import ModelConfig
 
 from .kernels import attention as cpu_attention
-from .kernels import decode_attention
+from .kernels import decode_attention, kv_append
 
 
 @contextlib.contextmanager
 def _our_cpu_kernels(cfg: ModelConfig, target):
-    """Swap our parallel CPU kernels (decode, ragged prefill, RoPE) in for TVM's serial ones
-    while the cache is declared.
+    """Swap our parallel CPU kernels (decode, ragged prefill, RoPE, the KV append) in for TVM's
+    serial ones while the cache is declared.
 
     TIRPagedKVCache looks its CPU kernel factories up by module-level name when it is built;
     replacing those names for the duration of the call is the narrowest hook the 0.27 API
@@ -30,6 +30,7 @@ def _our_cpu_kernels(cfg: ModelConfig, target):
         tvm_kv_cache._attention_prefill_ragged_cpu,
     )
     orig_rope = tvm_kv_cache.llama_rope_with_position_map
+    orig_append = tvm_kv_cache._kv_cache_transpose_append
     window = cfg.sliding_window if cfg.window_applies() else 0
     softcap = cfg.attn_softcap or 0.0
 
@@ -78,9 +79,11 @@ def _our_cpu_kernels(cfg: ModelConfig, target):
 
     tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = decode, ragged
     tvm_kv_cache.llama_rope_with_position_map = rope
+    tvm_kv_cache._kv_cache_transpose_append = kv_append.kv_append
     try:
         yield
     finally:
+        tvm_kv_cache._kv_cache_transpose_append = orig_append
         tvm_kv_cache._attention_decode_cpu, tvm_kv_cache._attention_prefill_ragged_cpu = (
             orig_decode,
             orig_ragged,
