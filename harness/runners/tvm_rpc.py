@@ -111,11 +111,11 @@ class RemoteSession:
         self.sess.get_function("vm.builtin.tensor_cache.clear")()  # the Array keeps its tensors
         return params
 
-    def _forward(self, fn: str, ids, n: int):
-        """Run ``n`` token ids (a tensor on the phone) through VM function ``fn``."""
-        hidden = self._embed(ids, self.params)
+    def _forward(self, fn: str, inputs, n: int):
+        """Run VM function ``fn`` on ``inputs`` (prefill: the prompt's embeddings, decode: the
+        token's id, a tensor on the phone) for ``n`` new tokens."""
         self._begin(self.kv, self.shape(0), self.shape(n))
-        self.vm.set_input(fn, hidden, self.kv, self.params)
+        self.vm.set_input(fn, inputs, self.kv, self.params)
         self.vm.invoke_stateful(fn)
         from harness.engines.tvm.runtime import Logits
 
@@ -131,8 +131,8 @@ class RemoteSession:
         self._open = True
         import numpy as np
 
-        ids = np.asarray(ids, dtype=np.int32)
-        return self._forward("prefill", self._tensor(ids, self.device), int(ids.shape[0]))
+        ids = self._tensor(np.asarray(ids, dtype=np.int32), self.device)
+        return self._forward("prefill", self._embed(ids, self.params), int(ids.shape[0]))
 
     def decode(self, token: int):
         import numpy as np

@@ -1,12 +1,19 @@
 """The decoder-only LM the engine compiles, with the entry points the runtime calls.
 
-Entry points (MLC-LLM's shape, so a bundle reads like one of theirs):
+Entry points (MLC-LLM's shape, so a bundle reads like one of theirs, except decode's input):
   embed(input_ids[s] int32)                     -> hidden [1, s, H]
   prefill(hidden [1, s, H], kv_cache)           -> logits [1, 1, V] of the last position, kv_cache
-  decode(hidden [1, 1, H], kv_cache)            -> logits [1, 1, V], kv_cache
+  decode(input_ids [1] int32, kv_cache)         -> logits [1, 1, V], kv_cache
   create_paged_kv_cache(max_batch, max_total_seq_len, prefill_chunk, page_size, sliding) -> kv_cache
 On CPU targets prefill and decode also return, before the cache, their logits' argmax
 [1] int32 (``kernels.sampling``): the greedy token, so the host reads 4 bytes, not V floats.
+Decode writes it into its own input (and returns that tensor), so a host that keeps one id
+tensor finds the next step's input already in place and reads the token through its own view.
+
+Why decode takes the id, not its embedding: each call the host makes after a step has streamed
+the weights runs from cold caches. A separate embed call cost 14 us of a SmolLM2 step, and
+reading the token out of the returned array 28 us (its length, its item, its address, the read;
+2 us a second time), where a view the host made once reads it in a few (EPYC Zen 3).
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ class DecoderLM(nn.Module):
             else Linear(cfg.hidden_size, cfg.vocab_size, False, preset, kernels)
         )
 
-    def _logits(self, hidden: Tensor) -> tuple[Tensor, ...]:
-        """The logits and, on CPU targets, their argmax."""
+    def _logits(self, hidden: Tensor, token_out: Tensor | None = None) -> tuple[Tensor, ...]:
+        """The logits and, on CPU targets, their argmax (written into ``token_out`` where given,
+        a [1] int32 tensor, which is then what is returned)."""
         hidden = self.final_norm(hidden)
         logits = self.embed.as_lm_head(hidden) if self.lm_head is None else self.lm_head(hidden)
         cap = self.cfg.final_softcap
@@ -48,13 +56,14 @@ class DecoderLM(nn.Module):
             logits = op.tanh(logits / cap) * cap
         if targets.is_gpu(self.target):
             return (logits,)
-        vocab = self.cfg.vocab_size
-        token = op.tensor_ir_op(
-            sampling.argmax(vocab, vector_lanes(self.target)),
-            "argmax_cpu",
-            args=[logits],
-            out=Tensor.placeholder((1,), "int32"),
-        )
+        argmax = sampling.argmax(self.cfg.vocab_size, vector_lanes(self.target))
+        out = Tensor.placeholder((1,), "int32")
+        if token_out is None:
+            token = op.tensor_ir_op(argmax, "argmax_cpu", args=[logits], out=out)
+        else:
+            token = op.tensor_ir_inplace_op(
+                argmax, "argmax_cpu", args=[logits, token_out], inplace_indices=[1], out=out
+            )
         return logits, token
 
     def _body(self, hidden: Tensor, cache: PagedKVCache) -> Tensor:
@@ -86,8 +95,9 @@ class DecoderLM(nn.Module):
         last = op.tensor_expr_op(last_position, "last_position", [hidden])
         return *self._logits(last), paged_kv_cache
 
-    def decode(self, input_embed: Tensor, paged_kv_cache: PagedKVCache):
-        return *self._logits(self._body(input_embed, paged_kv_cache)), paged_kv_cache
+    def decode(self, input_ids: Tensor, paged_kv_cache: PagedKVCache):
+        hidden = self._body(self.embed_tokens(input_ids), paged_kv_cache)
+        return *self._logits(hidden, token_out=input_ids), paged_kv_cache
 
     def create_paged_kv_cache(
         self,
@@ -120,7 +130,7 @@ class DecoderLM(nn.Module):
                     "$": packed,
                 },
                 "decode": {
-                    "input_embed": nn.spec.Tensor([1, 1, h], DTYPE),
+                    "input_ids": nn.spec.Tensor([1], "int32"),
                     "paged_kv_cache": nn.spec.Object(object_type=PagedKVCache),
                     "$": packed,
                 },

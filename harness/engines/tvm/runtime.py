@@ -37,10 +37,13 @@ class Logits:
     After a decode step Python's and TVM's objects are out of the caches (the step streamed the
     weights past them), and every object made costs: unpacking all three outputs and reading the
     token through numpy took 52 us a step, the token alone read at its address 26 (SmolLM2,
-    L=200, EPYC Zen 3)."""
+    L=200, EPYC Zen 3). A CPU decode step writes its token into the session's input tensor too
+    (``model``): ``token_view``, the session's numpy view of it, reads it without touching the
+    returned array."""
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, token_view: np.ndarray | None = None):
         self._outputs = outputs  # (logits, [token,] kv cache): an FFI array or a list
+        self.token_view = token_view
 
     @property
     def values(self) -> Any:
@@ -126,6 +129,7 @@ class TVMSession:
         self._token = self._tensor(np.zeros(1, np.int32), self.device)
         on_host = self._token.device.dlpack_device_type() == CPU_DEVICE_TYPE
         self._token_view = np.from_dlpack(self._token) if on_host else None
+        self._argmax: bool | None = None  # whether decode returns a token (CPU builds); 1st step
 
     def num_threads(self) -> int:
         """Threads that run the model's parallel loops: the fork-join launcher's, else those of
@@ -161,39 +165,50 @@ class TVMSession:
         self._end(self.kv)
         self._remove_seq(self.kv, 0)
 
-    def _forward(self, fn, ids, n: int):
-        """Run ``n`` token ids (a TVM tensor on the device) through ``fn`` on the cache."""
+    def _make_room(self, n: int) -> None:
         if self.length + n > self.max_seq_len:
             raise UserError(
                 f"sequence of {self.length + n} tokens exceeds the model's window of"
                 f" {self.max_seq_len}; use a shorter L or fewer output tokens"
             )
-        hidden = self._embed(ids, self.params)
-        self._begin(self.kv, self._first_seq, self._one if n == 1 else self._shape([n]))
-        # The cache the function returns last is self.kv itself (updated in place): not read.
-        outputs = fn(hidden, self.kv, self.params)
-        self._end(self.kv)
-        self.length += n
-        return Logits(outputs)
 
     def prefill(self, ids: np.ndarray):
         """Run the prompt through the model; returns the last position's logits."""
         self.reset()
         ids = self._tensor(np.asarray(ids, dtype=np.int32), self.device)
-        return self._forward(self._prefill, ids, int(ids.shape[0]))
+        n = int(ids.shape[0])
+        self._make_room(n)
+        hidden = self._embed(ids, self.params)
+        self._begin(self.kv, self._first_seq, self._shape([n]))
+        # The cache the function returns last is self.kv itself (updated in place): not read.
+        outputs = self._prefill(hidden, self.kv, self.params)
+        self._end(self.kv)
+        self.length += n
+        return Logits(outputs)
 
     def decode(self, token: int):
+        """One step from ``token``; on CPU builds the library writes the next greedy token back
+        into the same input tensor (``model``)."""
+        self._make_room(1)
         if self._token_view is not None:
             self._token_view[0] = token
         else:
             self._token.copyfrom(np.array([token], dtype=np.int32))
-        return self._forward(self._decode, self._token, 1)
+        self._begin(self.kv, self._first_seq, self._one)
+        outputs = self._decode(self._token, self.kv, self.params)
+        self._end(self.kv)
+        self.length += 1
+        if self._argmax is None:
+            self._argmax = len(outputs) == 3
+        return Logits(outputs, self._token_view if self._argmax else None)
 
     @staticmethod
     def greedy(logits: Logits) -> int:
         """The argmax the library computed (CPU builds), else that of the logits, read in place
         on the CPU: ``.numpy()`` would copy 200 kB (SmolLM2's 49k floats) into a fresh array,
         page faults included, every step."""
+        if logits.token_view is not None:  # decode's token, where the session's view sees it
+            return int(logits.token_view[0])
         if logits.token is not None:  # the int32 at its address: no array made (8 us a step)
             return ctypes.c_int32.from_address(logits.token.data_ptr()).value
         values = logits.values
