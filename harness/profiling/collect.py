@@ -176,8 +176,8 @@ def profile_session(
     """Profile an open engine session (a TVMSession) at each L of ``prompts`` (L -> token ids).
 
     Each of ``rounds`` rounds prefills plain then profiled, and decodes ``steps`` plain steps
-    interleaved with ``steps`` profiled ones. Prefill keeps the median plain time and the
-    profiled run of median length; decode adds every round up. The hook's cost is calibrated in
+    interleaved with ``steps`` profiled ones. Prefill keeps the round of median plain time with
+    its own profiled run; decode adds every round up. The hook's cost is calibrated in
     ``calibration_vm`` (a phone's runner loads one the host compiled) or in a compile of its own."""
     import numpy as np
 
@@ -198,13 +198,15 @@ def profile_session(
         for _ in range(rounds):
             logits = profile_prefill(session, ids, recorder, prefill)
             profile_decode(session, session.greedy(logits), steps, recorder, decode)
-        chosen = sorted(range(rounds), key=lambda i: prefill.hooked_ns[i])[rounds // 2]
+        # the round of median plain time, with its own profiled run: the two ran back to back,
+        # where medians taken apart could come from rounds a drift of the machine's speed apart
+        chosen = sorted(range(rounds), key=lambda i: prefill.plain_ns[i])[rounds // 2]
         common = dict(L=L, input_tokens=len(ids), vocab_size=session.vocab_size)
         phases.append(
             summarize(
                 phase="prefill",
                 steps=1,
-                wall_ns=sorted(prefill.plain_ns)[rounds // 2],
+                wall_ns=prefill.plain_ns[chosen],
                 profiled_ns=prefill.hooked_ns[chosen],
                 stats=prefill.stats[chosen],
                 calls=prefill.calls[chosen],
