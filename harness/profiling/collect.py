@@ -177,8 +177,9 @@ def profile_session(
 
     Each of ``rounds`` rounds prefills plain then profiled, and decodes ``steps`` plain steps
     interleaved with ``steps`` profiled ones. Prefill keeps one round, its plain run with its own
-    profiled run (the one of median check); decode adds every round up. The hook's cost is calibrated in
-    ``calibration_vm`` (a phone's runner loads one the host compiled) or in a compile of its own."""
+    profiled run (the one of median check); decode adds every round up. The hook's cost is
+    calibrated in ``calibration_vm`` (a phone's runner loads one the host compiled) or in a
+    compile of its own."""
     import numpy as np
 
     recorder = Recorder()
