@@ -152,10 +152,11 @@ def test_a_reset_sequence_decodes_as_a_fresh_session(smollm2, prompt_text):
     assert runs == fresh * 2
 
 
-def test_the_cache_a_step_returns_is_the_sessions_own(smollm2, prompt_text):
-    """``TVMSession._forward`` never reads the KV cache the model returns (after a decode step
-    each object made costs microseconds): it relies on the cache being updated in place, the
-    returned object being the one passed in."""
+def test_the_cache_and_token_a_step_returns_are_the_sessions_own(smollm2, prompt_text):
+    """``TVMSession.prefill`` and ``decode`` never read the KV cache the model returns (after a
+    decode step each object made costs microseconds): they rely on the cache being updated in
+    place, the returned object being the one passed in. Decode's token likewise: the library
+    writes it into the session's input tensor, which greedy reads through its numpy view."""
     from harness.engines.tvm.runtime import TVMSession
 
     session = TVMSession(_bundle(smollm2, "q4f16_1"), max_seq_len=1024)
@@ -163,4 +164,7 @@ def test_the_cache_a_step_returns_is_the_sessions_own(smollm2, prompt_text):
     step = session.decode(session.greedy(first))
     for logits in (first, step):
         assert logits._outputs[-1].same_as(session.kv)
-    assert session.greedy(step) == int(np.argmax(step.numpy().reshape(-1)))
+    assert step._outputs[1].same_as(session._token)
+    assert step.token_view is not None and first.token_view is None
+    expected = int(np.argmax(step.numpy().reshape(-1)))
+    assert session.greedy(step) == expected == int(session._token.numpy()[0])
