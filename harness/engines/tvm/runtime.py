@@ -129,7 +129,6 @@ class TVMSession:
         self._token = self._tensor(np.zeros(1, np.int32), self.device)
         on_host = self._token.device.dlpack_device_type() == CPU_DEVICE_TYPE
         self._token_view = np.from_dlpack(self._token) if on_host else None
-        self._argmax: bool | None = None  # whether decode returns a token (CPU builds); 1st step
 
     def num_threads(self) -> int:
         """Threads that run the model's parallel loops: the fork-join launcher's, else those of
@@ -165,42 +164,38 @@ class TVMSession:
         self._end(self.kv)
         self._remove_seq(self.kv, 0)
 
-    def _make_room(self, n: int) -> None:
+    def _forward(self, fn, inputs, n: int, length):
+        """Run VM function ``fn`` on ``inputs`` (prefill: the prompt's embeddings, decode: the
+        token's id) for ``n`` new tokens (``length``: n as the cache's shape); its outputs."""
         if self.length + n > self.max_seq_len:
             raise UserError(
                 f"sequence of {self.length + n} tokens exceeds the model's window of"
                 f" {self.max_seq_len}; use a shorter L or fewer output tokens"
             )
+        self._begin(self.kv, self._first_seq, length)
+        # The cache the function returns last is self.kv itself (updated in place): not read.
+        outputs = fn(inputs, self.kv, self.params)
+        self._end(self.kv)
+        self.length += n
+        return outputs
 
     def prefill(self, ids: np.ndarray):
         """Run the prompt through the model; returns the last position's logits."""
         self.reset()
         ids = self._tensor(np.asarray(ids, dtype=np.int32), self.device)
         n = int(ids.shape[0])
-        self._make_room(n)
         hidden = self._embed(ids, self.params)
-        self._begin(self.kv, self._first_seq, self._shape([n]))
-        # The cache the function returns last is self.kv itself (updated in place): not read.
-        outputs = self._prefill(hidden, self.kv, self.params)
-        self._end(self.kv)
-        self.length += n
-        return Logits(outputs)
+        return Logits(self._forward(self._prefill, hidden, n, self._shape([n])))
 
     def decode(self, token: int):
-        """One step from ``token``; on CPU builds the library writes the next greedy token back
-        into the same input tensor (``model``)."""
-        self._make_room(1)
+        """One step from ``token``. A CPU build (the one kind a host-side view exists for) writes
+        the next greedy token back into the same input tensor (``model``)."""
         if self._token_view is not None:
             self._token_view[0] = token
         else:
             self._token.copyfrom(np.array([token], dtype=np.int32))
-        self._begin(self.kv, self._first_seq, self._one)
-        outputs = self._decode(self._token, self.kv, self.params)
-        self._end(self.kv)
-        self.length += 1
-        if self._argmax is None:
-            self._argmax = len(outputs) == 3
-        return Logits(outputs, self._token_view if self._argmax else None)
+        outputs = self._forward(self._decode, self._token, 1, self._one)
+        return Logits(outputs, self._token_view)
 
     @staticmethod
     def greedy(logits: Logits) -> int:
