@@ -98,15 +98,29 @@ def isa_for(target) -> str | None:
     return found[0] if found else None
 
 
+# Lanes of the vectors a group is quantized in: AVX2's float32 width (NEON takes each in two).
+QUANT_LANES = 8
+
+
 def _quantize_group(T, value):
     """Macro: group g of row ``row`` -> int8 xq, scale xd and zero-point term xz = 7 * sum(xq);
-    ``value(src, row, g, i)`` is the group's i-th input value."""
+    ``value(src, row, g, i)`` is the group's i-th input value; ``amax`` and ``total`` are
+    QUANT_LANES-long scratch. Serial between the decode GEMVs, so written for whole vectors:
+    max |x| and sum(xq) lane by lane over the group's QUANT_LANES-wide pieces (vector code), then
+    across the lanes of one (a balanced tree over all 32 values came out of LLVM as a tangle of
+    shuffles, about 120 instructions a group)."""
+    pieces = GROUP // QUANT_LANES
+
+    def add(a, b):
+        return a + b
 
     @T.macro
     def quantize(src, xq, xd, xz, row, g, amax, total):
-        # Balanced trees and a vector loop, which LLVM turns into vector code: serial loops
-        # were 32-deep dependency chains per group, scalar, before every decode GEMV.
-        amax[0] = tree(T.max, [T.fabs(value(src, row, g, i)) for i in range(GROUP)])
+        for ln in T.vectorized(QUANT_LANES):
+            amax[ln] = tree(
+                T.max, [T.fabs(value(src, row, g, j * QUANT_LANES + ln)) for j in range(pieces)]
+            )
+        amax[0] = tree(T.max, [amax[ln] for ln in range(QUANT_LANES)])
         for i in T.vectorized(GROUP):
             xq[row, g * GROUP + i] = T.Cast(
                 "int8",
@@ -115,9 +129,12 @@ def _quantize_group(T, value):
                     * T.if_then_else(amax[0] > T.float32(0), T.float32(127) / amax[0], T.float32(0))
                 ),
             )
-        total[0] = tree(
-            lambda a, b: a + b, [T.Cast("int32", xq[row, g * GROUP + i]) for i in range(GROUP)]
-        )
+        for ln in T.vectorized(QUANT_LANES):
+            total[ln] = tree(
+                add,
+                [T.Cast("int32", xq[row, g * GROUP + j * QUANT_LANES + ln]) for j in range(pieces)],
+            )
+        total[0] = tree(add, [total[ln] for ln in range(QUANT_LANES)])
         xd[row, g] = amax[0] / T.float32(127)
         xz[row, g] = total[0] * ZERO
 
@@ -560,8 +577,8 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
             xq = T.alloc_buffer((m, k), "int8")
             xd = T.alloc_buffer((m, groups), "float32")
             xz = T.alloc_buffer((m, groups), "int32")
-            amax = T.alloc_buffer((1,), "float32")
-            total = T.alloc_buffer((1,), "int32")
+            amax = T.alloc_buffer((QUANT_LANES,), "float32")
+            total = T.alloc_buffer((QUANT_LANES,), "int32")
             # One row (decode): quantizing it serially costs less than waking the thread pool.
             for row in T.serial(m):
                 quantize(X, xq, xd, xz, row, amax, total)
@@ -611,8 +628,8 @@ def q4_matmul_a8(n: int, k: int, scale_dtype: str, rows: str, isa: str):
             with T.sblock("quantize"):
                 T.reads()
                 T.writes()
-                amax = T.sblock_alloc_buffer((1,), "float32")
-                total = T.sblock_alloc_buffer((1,), "int32")
+                amax = T.sblock_alloc_buffer((QUANT_LANES,), "float32")
+                total = T.sblock_alloc_buffer((QUANT_LANES,), "int32")
                 quantize(X, xq, xd, xz, row, amax, total)
         # Work items: (block of BLOCK_ROWS rows) x (column tile) x (part), tiles inner, so the
         # threads' contiguous item ranges reuse one block of int8 rows from cache.
@@ -735,8 +752,8 @@ def q4_gemv_a8_fused(
         xq = T.alloc_buffer((m, k), "int8")
         xd = T.alloc_buffer((m, groups), "float32")
         xz = T.alloc_buffer((m, groups), "int32")
-        amax = T.alloc_buffer((1,), "float32")
-        total = T.alloc_buffer((1,), "int32")
+        amax = T.alloc_buffer((QUANT_LANES,), "float32")
+        total = T.alloc_buffer((QUANT_LANES,), "int32")
         xv = T.alloc_buffer((GROUP,), "float32")
         part = T.alloc_buffer((NORM_LANES,), "float32")
         inv = T.alloc_buffer((1,), "float32")
