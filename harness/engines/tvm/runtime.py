@@ -164,15 +164,15 @@ class TVMSession:
         self._end(self.kv)
         self._remove_seq(self.kv, 0)
 
-    def _forward(self, fn, inputs, n: int, length):
+    def _forward(self, fn, inputs, n: int):
         """Run VM function ``fn`` on ``inputs`` (prefill: the prompt's embeddings, decode: the
-        token's id) for ``n`` new tokens (``length``: n as the cache's shape); its outputs."""
+        token's id) for ``n`` new tokens; its outputs."""
         if self.length + n > self.max_seq_len:
             raise UserError(
                 f"sequence of {self.length + n} tokens exceeds the model's window of"
                 f" {self.max_seq_len}; use a shorter L or fewer output tokens"
             )
-        self._begin(self.kv, self._first_seq, length)
+        self._begin(self.kv, self._first_seq, self._one if n == 1 else self._shape([n]))
         # The cache the function returns last is self.kv itself (updated in place): not read.
         outputs = fn(inputs, self.kv, self.params)
         self._end(self.kv)
@@ -185,7 +185,7 @@ class TVMSession:
         ids = self._tensor(np.asarray(ids, dtype=np.int32), self.device)
         n = int(ids.shape[0])
         hidden = self._embed(ids, self.params)
-        return Logits(self._forward(self._prefill, hidden, n, self._shape([n])))
+        return Logits(self._forward(self._prefill, hidden, n))
 
     def decode(self, token: int):
         """One step from ``token``. A CPU build (the one kind a host-side view exists for) writes
@@ -194,7 +194,7 @@ class TVMSession:
             self._token_view[0] = token
         else:
             self._token.copyfrom(np.array([token], dtype=np.int32))
-        outputs = self._forward(self._decode, self._token, 1, self._one)
+        outputs = self._forward(self._decode, self._token, 1)
         return Logits(outputs, self._token_view)
 
     @staticmethod
